@@ -1,0 +1,49 @@
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Config } from './schema.js';
+
+/**
+ * Place a system path below the configured root. A path that is already below the root is kept,
+ * so configs written for a sandbox with full paths work too.
+ */
+export function underRoot(root: string, path: string): string {
+  const r = resolve(root);
+  if (r === '/') return resolve(path);
+  const p = isAbsolute(path) ? path : `/${path}`;
+  if (p === r || p.startsWith(r + '/')) return p;
+  return join(r, p);
+}
+
+export interface ResolvedPaths {
+  readonly root: string;
+  readonly home: string;
+  readonly dumpsDir: string;
+  readonly lockPath: string;
+  readonly stateDir: string;
+  readonly statusFile: string;
+  readonly logFile: string;
+  readonly cronDir: string;
+  readonly duplicityArchiveDir: string;
+  /** Globs as configured, placed under the root (expansion happens in plan/). */
+  readonly include: readonly string[];
+  readonly exclude: readonly string[];
+}
+
+export function resolvePaths(config: Config): ResolvedPaths {
+  const root = resolve(config.paths.root);
+  const at = (p: string): string => underRoot(root, p);
+  return {
+    root,
+    home: at(config.paths.home),
+    dumpsDir: at(config.dumps.dir),
+    lockPath: at(config.lock.path),
+    stateDir: at(config.state.dir),
+    statusFile: at(config.monitor.status_file),
+    logFile: at(config.logging.file),
+    cronDir: at(config.cron.dir),
+    duplicityArchiveDir: at(config.duplicity.archive_dir),
+    include: config.paths.include.map(at),
+    exclude: config.paths.exclude.map(at),
+  };
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/apiscp-backup/config.yaml';

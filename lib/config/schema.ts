@@ -1,0 +1,209 @@
+import { z } from 'zod';
+
+/**
+ * The one schema: it validates config.yaml, supplies every default (an empty file is valid) and
+ * documents each key (`config init` and the README's reference are generated from `describe`).
+ * Key names are a contract with admins' files and other tools: rename nothing.
+ *
+ * Paths marked "(under paths.root)" are placed below `paths.root` (default `/`), so the tests,
+ * the demo and `--root` previews never touch the real /etc, /var, /run or /home/virtual.
+ */
+
+const duration = z
+  .union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, 'expected a duration like 90s, 10m, 6h or 1d')])
+  .describe('duration');
+
+const glob = z.string().min(1);
+const tristate = z.union([z.literal('auto'), z.boolean()]);
+
+const mysql = z
+  .object({
+    enabled: tristate.default('auto').describe('dump MySQL/MariaDB: auto = when a client and server are found'),
+    socket: z.string().optional().describe('server socket (default: the client default, usually /var/lib/mysql/mysql.sock)'),
+    host: z.string().optional().describe('TCP host instead of the socket'),
+    port: z.number().int().positive().optional().describe('TCP port'),
+    user: z.string().default('root').describe('user that can read every database, lock tables and show grants'),
+    password_file: z.string().optional().describe('file holding the password (0600); default: credentials from /root/.my.cnf when present'),
+    defaults_file: z.string().default('/root/.my.cnf').describe('option file read for credentials when present'),
+    include: z.array(glob).default(['*']).describe('database name globs to dump'),
+    exclude: z.array(glob).default([]).describe('database name globs to skip'),
+    max_allowed_packet: z.string().default('1G').describe('client packet size: large rows fail with the 16M default'),
+    dump_users: z.boolean().default(true).describe('export users and grants to _server/mysql/users.sql'),
+  })
+  .strict();
+
+const postgresql = z
+  .object({
+    enabled: tristate.default('auto').describe('dump PostgreSQL: auto = when a client and server are found'),
+    host: z.string().optional().describe('host name or socket directory (default: the local socket)'),
+    port: z.number().int().positive().optional().describe('port (also selects the socket file)'),
+    user: z.string().default('postgres').describe('database superuser; with a local socket we run the tools as this OS user (peer authentication)'),
+    password_file: z.string().optional().describe('a pgpass file (0600) handed over as PGPASSFILE'),
+    bin_dir: z.string().optional().describe('directory of pg_dump/pg_restore (default: the server major version\'s own tools when installed)'),
+    include: z.array(glob).default(['*']).describe('database name globs to dump'),
+    exclude: z.array(glob).default([]).describe('database name globs to skip'),
+    dump_globals: z.boolean().default(true).describe('export roles with pg_dumpall --globals-only'),
+  })
+  .strict();
+
+const apnscp = z
+  .object({
+    php: z.string().default('/usr/bin/apnscp_php').describe('PHP binary ApisCP uses'),
+    script: z.string().default('/usr/local/apnscp/bin/scripts/backup_dbs.php').describe('the panel\'s export script'),
+    args: z.array(z.string()).default(['--force']).describe('arguments (--force ignores per-database export schedules)'),
+    timeout: duration.default('6h'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    engine: z.enum(['none', 'bacula', 'duplicity', 'restic', 'borg']).default('none').describe('backup engine; none = dumps only, for any other backup software'),
+    on_dump_failure: z.enum(['fail', 'warn']).default('fail').describe('fail = a failed dump fails the backup (Bacula job fails, no snapshot); warn = back up anyway'),
+    paths: z
+      .object({
+        root: z.string().default('/').describe('prefix for every system path (tests, demo, previews)'),
+        home: z.string().default('/home/virtual').describe('ApisCP sites (under paths.root)'),
+        include: z
+          .array(glob)
+          .default(['/home/virtual/site*/shadow', '/home/virtual/site*/info', '/var/log/mailer_table*', '/var/lib/mysql/mysql-grants*', '/var/lib/pgsql/*/backups'])
+          .describe('what the engine backs up besides dumps.dir (under paths.root); site* matches only siteN directories'),
+        exclude: z
+          .array(glob)
+          .default(['/home/virtual/site*/fst', '/home/virtual/FILESYSTEMTEMPLATE', '/home/virtual/site*/shadow/var/lib', '/home/virtual/site*/fst/.socket'])
+          .describe('never backed up (under paths.root): raw database files are not consistent, fst is an overlay mount'),
+      })
+      .strict()
+      .default({}),
+    dumps: z
+      .object({
+        dir: z.string().default('/var/backup/apiscp-backup').describe('where runs are written (under paths.root)'),
+        keep: z.number().int().min(1).default(3).describe('complete runs to keep; the newest complete run is never deleted'),
+        compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
+        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 3, gzip 6)'),
+        concurrency: z.number().int().min(1).max(64).default(2).describe('databases dumped at once'),
+        timeout: duration.default('6h').describe('per database'),
+      })
+      .strict()
+      .default({}),
+    databases: z
+      .object({
+        method: z.enum(['native', 'apnscp', 'both']).default('native').describe('native = our per-database dumps; apnscp = run the panel\'s backup_dbs.php; both'),
+        mysql: mysql.default({}),
+        postgresql: postgresql.default({}),
+        apnscp: apnscp.default({}),
+      })
+      .strict()
+      .default({}),
+    panel: z
+      .object({
+        enabled: tristate.default('auto').describe('auto = when cpcmd is found'),
+        cpcmd: z.string().default('auto').describe('auto = $CPCMD, then cpcmd on PATH, then /usr/local/apnscp/bin/cmd'),
+        timeout: duration.default('2m'),
+        concurrency: z.number().int().min(1).max(16).default(4).describe('cpcmd calls at once while mapping databases to sites'),
+      })
+      .strict()
+      .default({}),
+    lock: z
+      .object({
+        path: z.string().default('/run/apiscp-backup.lock').describe('shared by cron and the backup hooks (under paths.root)'),
+        wait: duration.default('5m').describe('how long a second run waits before exiting busy'),
+      })
+      .strict()
+      .default({}),
+    state: z
+      .object({ dir: z.string().default('/var/lib/apiscp-backup').describe('scope memory, run state, status.json (under paths.root)') })
+      .strict()
+      .default({}),
+    hooks: z
+      .object({ timeout: duration.default('12h').describe('pre-backup limit: Bacula RunScript has none of its own') })
+      .strict()
+      .default({}),
+    duplicity: z
+      .object({
+        target: z.string().optional().describe('duplicity URL, e.g. file:///backup/duplicity or sftp://host/path'),
+        full_every: z.string().regex(/^\d+[smhDWMY]$/, 'expected a duplicity time like 7D or 1M').default('1M'),
+        keep_full: z.number().int().min(1).default(2),
+        archive_dir: z.string().default('/var/cache/duplicity').describe('(under paths.root)'),
+        name: z.string().default('apiscp'),
+        passphrase_file: z.string().optional().describe('file with the GnuPG passphrase, passed as PASSPHRASE in the environment'),
+        extra_args: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({}),
+    restic: z
+      .object({
+        repository: z.string().optional(),
+        password_file: z.string().optional(),
+        extra_args: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({}),
+    borg: z
+      .object({
+        repository: z.string().optional(),
+        passphrase_file: z.string().optional(),
+        compression: z.string().default('zstd,3'),
+        extra_args: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({}),
+    bacula: z
+      .object({
+        client: z.string().default('apiscp-fd'),
+        fileset: z.string().default('ApisCP'),
+        job: z.string().default('ApisCP'),
+        jobdefs: z.string().default('DefaultJob').describe('the ApisCP Bacula add-on uses "Incremental"'),
+      })
+      .strict()
+      .default({}),
+    monitor: z
+      .object({
+        max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),
+        status_file: z.string().default('/var/lib/apiscp-backup/status.json').describe('(under paths.root)'),
+        prometheus_textfile: z.string().optional().describe('node-exporter textfile, e.g. /var/lib/node_exporter/apiscp_backup.prom'),
+        heartbeat: z
+          .object({
+            start: z.string().url().optional(),
+            success: z.string().url().optional(),
+            failure: z.string().url().optional(),
+            send_log_tail: z.boolean().default(false),
+            timeout: duration.default('10s'),
+            retries: z.number().int().min(0).max(10).default(2),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
+    logging: z
+      .object({
+        file: z.string().default('/var/log/apiscp-backup.log').describe('JSON lines (under paths.root)'),
+        level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+      })
+      .strict()
+      .default({}),
+    cron: z
+      .object({
+        dir: z.string().default('/etc/cron.daily').describe('(under paths.root)'),
+        name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'cron.daily names may not contain dots (Debian run-parts skips them)').default('apiscp-backup'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type MysqlConfig = Config['databases']['mysql'];
+export type PostgresqlConfig = Config['databases']['postgresql'];
+
+/** Keys whose values are secrets or point at secrets: `config print` and logs redact them. */
+export const SECRET_KEYS = ['password', 'passphrase'] as const;
+
+export function durationMs(value: number | string): number {
+  if (typeof value === 'number') return value * 1000;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new Error(`bad duration ${value}`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return n * unit;
+}

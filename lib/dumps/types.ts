@@ -1,0 +1,72 @@
+import type { Command } from '../run/command.js';
+import type { LoadedConfig } from '../config/load.js';
+import type { Logger } from '../log.js';
+
+/**
+ * One typed interface for every database kind. Adding a kind means adding one module in this
+ * folder that exports a DatabaseKind; the orchestrator (run-dumps.ts) never branches on kind.
+ */
+export type KindName = 'mysql' | 'postgresql';
+
+export type Compression = 'zstd' | 'gzip' | 'none';
+
+/** What a dump of one object needs: the dump tool's argv (writing to stdout) and how to check it. */
+export interface DumpSpec {
+  readonly kind: KindName;
+  /** The database name, or null for server-wide exports (users/grants, roles). */
+  readonly database: string | null;
+  readonly object: 'database' | 'users' | 'globals';
+  /** The dump tool; it writes the dump to stdout. Credentials via files/env, never argv. */
+  readonly command: Command;
+  /** 'sql' (restore with the client) or 'custom' (pg_dump -Fc, restore with pg_restore). */
+  readonly format: 'sql' | 'custom';
+  /** File extension before any compression suffix: '.sql' or '.dump'. */
+  readonly extension: string;
+  /** false when the format compresses itself (pg_dump -Fc): no second compressor. */
+  readonly compressible: boolean;
+  /** How consistency was obtained, recorded in the manifest. */
+  readonly lockMode?: 'single-transaction' | 'lock-tables' | 'snapshot' | 'none';
+  /**
+   * Check the finished file. Throw a BackupError with context when it is not complete.
+   * `compression` is what the orchestrator applied on top of the tool's output.
+   */
+  verify(file: string, compression: Compression, signal?: AbortSignal): Promise<void>;
+  /** Strings that must never appear in messages (none when credentials live in files). */
+  readonly secrets?: readonly string[];
+  /** Extra facts for the manifest (engine of each table, encoding…). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+export interface ServerVersions {
+  readonly server: string;
+  readonly client: string;
+}
+
+/** A live connection to one server, opened for one run. */
+export interface DatabaseSession {
+  readonly kind: KindName;
+  readonly versions: ServerVersions;
+  /** Every user database (system schemas and templates excluded), before include/exclude. */
+  listDatabases(signal?: AbortSignal): Promise<string[]>;
+  /** Decide how to dump one database (lock mode per database) and build its command. */
+  planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec>;
+  /** Server-wide exports: MySQL users and grants, PostgreSQL roles. */
+  planServerWide(signal?: AbortSignal): Promise<DumpSpec[]>;
+  /** Remove temporary credential files. Always called, also after failures. */
+  close(): Promise<void>;
+}
+
+export interface KindContext {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+}
+
+export interface DatabaseKind {
+  readonly name: KindName;
+  /**
+   * Open a session, or return undefined when the kind is disabled (`enabled: false`, or `auto`
+   * and no client/server found). With `enabled: true` an unreachable server is an error.
+   */
+  open(ctx: KindContext): Promise<DatabaseSession | undefined>;
+}

@@ -1,0 +1,48 @@
+import type { LoadedConfig } from '../config/load.js';
+import type { Logger } from '../log.js';
+
+export type EngineName = 'none' | 'bacula' | 'duplicity' | 'restic' | 'borg';
+export type BackupLevel = 'Full' | 'Incremental' | 'Differential';
+
+export interface EngineContext {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  /** Absolute paths to back up: expanded paths.include (siteN only) plus dumps.dir. */
+  readonly sources: readonly string[];
+  /** Absolute paths/globs never to back up. */
+  readonly excludes: readonly string[];
+  /** Level asked for (Bacula passes %l); engines that decide themselves may ignore it. */
+  readonly level?: BackupLevel;
+}
+
+export interface EngineResult {
+  /** Level actually made (duplicity decides full vs incremental by age). */
+  readonly level: BackupLevel | 'Snapshot';
+  readonly durationMs: number;
+  /** Snapshot/archive id when the engine has one. */
+  readonly id?: string;
+  readonly bytes?: number;
+  /** Non-fatal problems (restic exit 3, borg exit 1). */
+  readonly warnings: readonly string[];
+}
+
+/**
+ * One typed interface for every engine. An engine either drives the backup itself
+ * (duplicity, restic, borg) or is driven by someone else who calls our hooks (bacula, none).
+ */
+export interface Engine {
+  readonly name: EngineName;
+  /** false: pre-backup writes the ACL/xattr sidecar into the dumps dir before the backup. */
+  readonly keepsAcls: boolean;
+  /** true: `apiscp-backup run` performs the backup with this engine. */
+  readonly drivesBackup: boolean;
+  /** Fail early with a clear error: missing binary (MissingDependencyError), missing key (ConfigError). */
+  check(ctx: EngineContext): Promise<void>;
+  /** Make the backup. Only called when the dumps succeeded (or on_dump_failure: warn). */
+  backup(ctx: EngineContext): Promise<EngineResult>;
+  /** Apply retention after a successful backup. */
+  prune?(ctx: EngineContext): Promise<void>;
+  /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */
+  restore?(ctx: EngineContext, target: string): Promise<void>;
+}

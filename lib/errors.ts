@@ -1,0 +1,98 @@
+import { ExitCode } from './exit-codes.js';
+
+/**
+ * Errors are values with context. Every error we raise on purpose is a BackupError: it carries
+ * the exit code the CLI should end with and a one-line summary suitable for a cron mail.
+ */
+export class BackupError extends Error {
+  readonly exitCode: ExitCode;
+  readonly context: Record<string, unknown>;
+  constructor(message: string, exitCode: ExitCode, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+    this.context = context;
+  }
+}
+
+/** A subprocess ended badly: non-zero exit, signal, timeout or spawn failure. */
+export class CommandError extends BackupError {
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly exitCodeOfCommand: number | undefined,
+    readonly signal: string | undefined,
+    readonly stderrTail: string,
+    readonly timedOut = false,
+    exitCode: ExitCode = ExitCode.DUMP_FAILED,
+  ) {
+    super(message, exitCode, { command, exitCode: exitCodeOfCommand, signal, stderrTail, timedOut });
+  }
+}
+
+export class ConfigError extends BackupError {
+  constructor(
+    message: string,
+    readonly file: string | undefined,
+    readonly key?: string,
+    readonly line?: number,
+  ) {
+    super(message, ExitCode.USAGE, { file, key, line });
+  }
+}
+
+export class UsageError extends BackupError {
+  constructor(message: string) {
+    super(message, ExitCode.USAGE);
+  }
+}
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  command: string;
+  started: string;
+}
+
+export class LockBusyError extends BackupError {
+  constructor(readonly lockPath: string, readonly holder: LockHolder | undefined, waitedMs: number) {
+    const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started})` : 'an unknown process';
+    super(`another run holds ${lockPath}: ${who}; waited ${Math.round(waitedMs / 1000)}s`, ExitCode.BUSY, { lockPath, holder });
+  }
+}
+
+export class PanelError extends BackupError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(message, ExitCode.PANEL, context);
+  }
+}
+
+export class EngineError extends BackupError {
+  constructor(message: string, readonly engine: string, context: Record<string, unknown> = {}) {
+    super(message, ExitCode.ENGINE, { engine, ...context });
+  }
+}
+
+export class MissingDependencyError extends BackupError {
+  constructor(readonly binary: string, readonly debianPackage?: string, readonly rhelPackage?: string) {
+    const hints = [
+      debianPackage && `apt-get install ${debianPackage}`,
+      rhelPackage && `dnf install ${rhelPackage}`,
+    ].filter(Boolean);
+    super(`required program '${binary}' was not found${hints.length ? ` (install it: ${hints.join(' / ')})` : ''}`, ExitCode.MISSING_DEPENDENCY, {
+      binary,
+    });
+  }
+}
+
+export class InterruptedError extends BackupError {
+  constructor(signal: string) {
+    super(`interrupted by ${signal}`, ExitCode.INTERRUPTED, { signal });
+  }
+}
+
+/** Keep the end of a stream's text: the last lines are where tools say what went wrong. */
+export function tail(text: string, maxChars = 2000): string {
+  const trimmed = text.trimEnd();
+  return trimmed.length <= maxChars ? trimmed : '…' + trimmed.slice(trimmed.length - maxChars);
+}

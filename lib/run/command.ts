@@ -1,0 +1,39 @@
+/**
+ * A command is a plain argv array plus the environment it needs. Commands are data so tests can
+ * assert them exactly and so nothing ever goes through a shell.
+ */
+export interface Command {
+  readonly file: string;
+  readonly args: readonly string[];
+  /** Extra environment on top of the parent's (secrets go here or in files, never in args). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly cwd?: string;
+  /** Run as another user (PostgreSQL peer authentication as `postgres`). */
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+export function cmd(file: string, args: readonly string[] = [], extra: Omit<Command, 'file' | 'args'> = {}): Command {
+  return { file, args, ...extra };
+}
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** Shell-style quoting, only for human-readable messages and logs. */
+export function quote(arg: string): string {
+  if (arg !== '' && SAFE.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export function redact(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s && s.length >= 3) out = out.split(s).join('***');
+  }
+  return out;
+}
+
+/** `mariadb-dump --single-transaction 'my db'`: what error messages and logs show. */
+export function describe(command: Command, secrets: readonly string[] = []): string {
+  return redact([command.file, ...command.args].map(quote).join(' '), secrets);
+}

@@ -1,0 +1,140 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
+import { CommandError, tail } from '../errors.js';
+import { describe, redact, type Command } from './command.js';
+import { terminate, track } from './process-group.js';
+
+export interface PipelineOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  secrets?: readonly string[];
+}
+
+export interface StageResult {
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stderrTail: string;
+}
+
+export interface PipelineResult {
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly durationMs: number;
+  readonly stages: readonly StageResult[];
+}
+
+const STDERR_KEEP = 8192;
+
+/**
+ * `a | b | c > file`, without a shell. Stages are joined by kernel pipes (the dump never passes
+ * through JavaScript: execa routes piped streams through Node, which we measured to be slow and
+ * to run out of memory on multi-GB dumps). Only the last stage's output, usually compressed,
+ * flows through Node, where it is hashed, counted and written to `file` (created 0600, fsynced).
+ * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
+ * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
+ */
+export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions = {}): Promise<PipelineResult> {
+  if (stages.length === 0) throw new Error('pipeToFile needs at least one stage');
+  const started = Date.now();
+  const children: ChildProcess[] = [];
+  const stderrs: string[] = [];
+  const exits: Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>[] = [];
+  let timedOut = false;
+
+  const killAll = (): void => children.forEach((c) => terminate(c));
+  const timer = options.timeoutMs !== undefined ? setTimeout(() => ((timedOut = true), killAll()), options.timeoutMs) : undefined;
+  const onAbort = (): void => killAll();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const handle = await open(file, 'wx', 0o600);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    let upstream: NodeJS.ReadableStream | 'ignore' = 'ignore';
+    for (const [i, stage] of stages.entries()) {
+      const child = spawn(stage.file, [...stage.args], {
+        stdio: [upstream as never, 'pipe', 'pipe'],
+        env: stage.env ? { ...process.env, ...stage.env } : process.env,
+        cwd: stage.cwd,
+        uid: stage.uid,
+        gid: stage.gid,
+        detached: true,
+      });
+      track(child);
+      children.push(child);
+      stderrs[i] = '';
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (d: string) => {
+        stderrs[i] = (stderrs[i] + d).slice(-STDERR_KEEP);
+      });
+      exits.push(
+        new Promise((resolve) => {
+          child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
+          child.once('close', (code, signal) => resolve({ code, signal }));
+        }),
+      );
+      upstream = child.stdout as NodeJS.ReadableStream;
+    }
+    // The parent's copy of each intermediate pipe must not keep the reader alive.
+    for (const c of children.slice(0, -1)) c.stdout?.destroy();
+
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    const last = children[children.length - 1]!;
+    const writing = streamPipeline(last.stdout!, counter, handle.createWriteStream({ autoClose: false })).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    const results = await Promise.all(exits);
+    const writeError = await writing;
+    await handle.sync();
+
+    const stageResults: StageResult[] = results.map((r, i) => ({
+      command: describe(stages[i]!, options.secrets),
+      exitCode: r.code,
+      signal: r.signal,
+      stderrTail: redact(tail(r.spawnError ? String(r.spawnError.message) : stderrs[i] ?? ''), options.secrets),
+    }));
+    const failed = stageResults.filter((r) => r.exitCode !== 0);
+    if (failed.length > 0 || writeError || timedOut || options.signal?.aborted) {
+      // A stage killed by SIGPIPE only says its reader died: name the root cause first.
+      const primary = failed.find((r) => r.signal !== 'SIGPIPE' && r.exitCode !== 141) ?? failed[0];
+      const why = timedOut
+        ? `timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)}s`
+        : options.signal?.aborted
+          ? 'cancelled'
+          : primary
+            ? primary.signal
+              ? `killed by ${primary.signal}`
+              : `exited with ${primary.exitCode}`
+            : `writing ${file} failed: ${writeError?.message}`;
+      const shown = primary?.command ?? stageResults.map((s) => s.command).join(' | ');
+      const detail = primary?.stderrTail.split('\n').filter(Boolean).pop();
+      throw new CommandError(
+        `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
+        stageResults.map((s) => s.command).join(' | '),
+        primary?.exitCode ?? undefined,
+        primary?.signal ?? undefined,
+        primary?.stderrTail ?? String(writeError ?? ''),
+        timedOut,
+      );
+    }
+    return { bytes, sha256: hash.digest('hex'), durationMs: Date.now() - started, stages: stageResults };
+  } finally {
+    if (timer) clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+    children.forEach((c) => {
+      if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
+    });
+    await handle.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,57 @@
+import type { ChildProcess } from 'node:child_process';
+
+/**
+ * Every child we start leads its own process group (spawned detached), so a timeout or a
+ * cancelled Bacula job can kill the whole tree it started (backup_dbs.php forks, duplicity runs
+ * gpg). The registry lets a signal handler reach every live child.
+ */
+const live = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  live.add(child);
+  const forget = (): void => void live.delete(child);
+  child.once('exit', forget);
+  child.once('error', forget);
+}
+
+export function killTree(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** TERM, then KILL after the grace period for whatever is still there. */
+export function terminate(child: ChildProcess, graceMs = 5000): void {
+  killTree(child, 'SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) killTree(child, 'SIGKILL');
+  }, graceMs);
+  timer.unref();
+  child.once('exit', () => clearTimeout(timer));
+}
+
+export function terminateAll(graceMs = 5000): number {
+  const n = live.size;
+  for (const child of live) terminate(child, graceMs);
+  return n;
+}
+
+export function liveChildren(): number {
+  return live.size;
+}
+
+/** Resolve once every tracked child has exited (or the deadline passes). */
+export async function waitForChildren(deadlineMs = 10000): Promise<void> {
+  const start = Date.now();
+  while (live.size > 0 && Date.now() - start < deadlineMs) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,101 @@
+import { execa } from 'execa';
+import { CommandError, tail } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { describe, redact, type Command } from './command.js';
+import { terminate, track } from './process-group.js';
+
+export interface RunOptions {
+  /** Kill the command's whole process group after this long. */
+  timeoutMs?: number;
+  /** Cancel from outside (SIGTERM of our own process, a sibling failing). */
+  signal?: AbortSignal;
+  /** Text written to stdin (never used for secrets on argv; fine for SQL). */
+  input?: string;
+  /** Strings to blank out of messages (passwords that a tool might echo). */
+  secrets?: readonly string[];
+  /** Exit codes that are not failures (restic 3, borg 1 are warnings). */
+  okExitCodes?: readonly number[];
+  /** 'inherit' streams the output to our own (interactive use). */
+  stdout?: 'pipe' | 'inherit' | 'ignore';
+  stderr?: 'pipe' | 'inherit';
+  /** Exit code a failure maps to (engine failures differ from dump failures). */
+  failureExitCode?: ExitCode;
+}
+
+export interface RunResult {
+  readonly command: string;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly exitCode: number;
+  readonly durationMs: number;
+}
+
+/**
+ * Run one command to completion and capture its output. Throws CommandError (command, exit
+ * code, stderr tail) unless it exits with 0 or one of okExitCodes.
+ */
+export async function run(command: Command, options: RunOptions = {}): Promise<RunResult> {
+  const shown = describe(command, options.secrets);
+  const started = Date.now();
+  const child = execa(command.file, [...command.args], {
+    env: command.env as Record<string, string> | undefined,
+    cwd: command.cwd,
+    uid: command.uid,
+    gid: command.gid,
+    input: options.input,
+    stdin: options.input === undefined ? 'ignore' : undefined,
+    stdout: options.stdout ?? 'pipe',
+    stderr: options.stderr ?? 'pipe',
+    detached: true,
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  track(child);
+  let timedOut = false;
+  const timer =
+    options.timeoutMs !== undefined
+      ? setTimeout(() => {
+          timedOut = true;
+          terminate(child);
+        }, options.timeoutMs)
+      : undefined;
+  const onAbort = (): void => terminate(child);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const result = await child;
+    const stdout = typeof result.stdout === 'string' ? result.stdout : '';
+    const stderr = typeof result.stderr === 'string' ? result.stderr : '';
+    const exitCode = result.exitCode ?? -1;
+    const durationMs = Date.now() - started;
+    const ok = (options.okExitCodes ?? []).includes(exitCode) || exitCode === 0;
+    if (result.failed && !ok) {
+      const why = timedOut
+        ? `timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)}s`
+        : result.signal
+          ? `killed by ${result.signal}`
+          : result.exitCode === undefined
+            ? `could not start: ${result.originalMessage ?? result.shortMessage}`
+            : `exited with ${result.exitCode}`;
+      const stderrTail = redact(tail(stderr || (result.exitCode === undefined ? result.originalMessage ?? '' : '')), options.secrets);
+      throw new CommandError(
+        `${shown}: ${why}${stderrTail ? `: ${lastLine(stderrTail)}` : ''}`,
+        shown,
+        result.exitCode,
+        result.signal,
+        stderrTail,
+        timedOut,
+        options.failureExitCode,
+      );
+    }
+    return { command: shown, stdout, stderr, exitCode, durationMs };
+  } finally {
+    if (timer) clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function lastLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines[lines.length - 1] ?? '';
+}
