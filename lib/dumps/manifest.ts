@@ -1,0 +1,36 @@
+import type { Compression, KindName } from './types.js';
+
+/** manifest.json in every finished run directory: the contract with restore tools and admins. */
+export interface ManifestEntry {
+  readonly kind: KindName | 'apnscp';
+  readonly object: 'database' | 'users' | 'globals' | 'panel-export';
+  readonly database: string | null;
+  /** 'siteN' or '_server' for databases no site owns. */
+  readonly site: string;
+  /** Relative to the run directory. Absent when the dump failed. */
+  readonly path?: string;
+  readonly format: 'sql' | 'custom' | 'panel';
+  readonly compression: Compression | 'internal';
+  readonly bytes?: number;
+  readonly sha256?: string;
+  readonly lockMode?: string;
+  readonly serverVersion?: string;
+  readonly clientVersion?: string;
+  readonly startedAt: string;
+  readonly durationMs: number;
+  readonly status: 'ok' | 'failed';
+  /** For failures: one line, then the command and stderr tail. */
+  readonly error?: { readonly message: string; readonly command?: string; readonly exitCode?: number; readonly stderrTail?: string };
+}
+
+export interface Manifest {
+  readonly version: 1;
+  readonly runId: string;
+  readonly host: string;
+  readonly tool: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly status: 'complete' | 'failed';
+  readonly method: 'native' | 'apnscp' | 'both';
+  readonly entries: readonly ManifestEntry[];
+}
