@@ -1,0 +1,71 @@
+import type { RunState } from './run-state.js';
+import { isSuccessfulRun, restoreChainLength, writeFileAtomic } from './state-file.js';
+
+interface Sample {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+interface Metric {
+  readonly name: string;
+  readonly help: string;
+  readonly samples: readonly Sample[];
+}
+
+const seconds = (iso: string | undefined): number | undefined => (iso === undefined ? undefined : Date.parse(iso) / 1000);
+
+/**
+ * The metrics, all gauges labelled with the engine so one alert rule fits every server. Alert
+ * on `time() - apiscp_backup_last_success_timestamp_seconds`: it is 0 when no backup ever
+ * succeeded, so a server that never backed up alerts too. Values we do not know (duration of a
+ * run still in progress) are left out rather than reported as 0.
+ */
+export function renderPrometheus(state: RunState): string {
+  const engine = { engine: state.engine };
+  const one = (value: number | undefined): Sample[] => (value === undefined || !Number.isFinite(value) ? [] : [{ labels: engine, value }]);
+  const chain = restoreChainLength(state.chain);
+  const bytesSamples: Sample[] = [];
+  if (state.dumps) bytesSamples.push({ labels: { ...engine, part: 'dumps' }, value: state.dumps.bytes });
+  if (state.backup?.bytes !== undefined) bytesSamples.push({ labels: { ...engine, part: 'backup' }, value: state.backup.bytes });
+
+  const metrics: Metric[] = [
+    { name: 'apiscp_backup_last_success_timestamp_seconds', help: 'Unix time the newest successful backup (or dumps-only run) finished; 0 = never.', samples: one(seconds(state.lastSuccessAt) ?? 0) },
+    { name: 'apiscp_backup_last_run_timestamp_seconds', help: 'Unix time the last run started.', samples: one(seconds(state.startedAt)) },
+    { name: 'apiscp_backup_last_run_duration_seconds', help: 'How long the last finished run took.', samples: one(state.durationMs === undefined ? undefined : state.durationMs / 1000) },
+    { name: 'apiscp_backup_last_run_bytes', help: 'Bytes the last run wrote: part="dumps" (compressed dumps), part="backup" (what the engine reported).', samples: bytesSamples },
+    { name: 'apiscp_backup_dump_failures', help: 'Database dumps that failed in the last run.', samples: one(state.dumps?.failed ?? 0) },
+    { name: 'apiscp_backup_last_run_success', help: '1 when the last run left a usable backup (warnings included), else 0; 0 while a run is in progress.', samples: one(state.status !== 'running' && isSuccessfulRun(state) ? 1 : 0) },
+    { name: 'apiscp_backup_restore_chain_length', help: 'Backups a restore must replay: the full, the newest differential, and every incremental since.', samples: one(chain) },
+  ];
+
+  const out: string[] = [];
+  for (const m of metrics) {
+    out.push(`# HELP ${m.name} ${escapeHelp(m.help)}`, `# TYPE ${m.name} gauge`);
+    for (const s of m.samples) out.push(`${m.name}${labelText(s.labels)} ${formatValue(s.value)}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/**
+ * node-exporter's textfile collector reads every *.prom in its directory at any moment: the
+ * atomic write's temp name (a dotfile ending in .tmp-…) is never read half-written. 0644: the
+ * exporter runs as its own user.
+ */
+export function writePrometheusTextfile(file: string, state: RunState): void {
+  writeFileAtomic(file, renderPrometheus(state), { mode: 0o644 });
+}
+
+function labelText(labels: Readonly<Record<string, string>> | undefined): string {
+  if (!labels) return '';
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return `{${parts.join(',')}}`;
+}
+
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+function formatValue(v: number): string {
+  // Integers print plainly; timestamps keep millisecond precision without exponent notation.
+  return Number.isInteger(v) ? String(v) : String(Math.round(v * 1000) / 1000);
+}

@@ -1,0 +1,158 @@
+import type { LockHolder } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import type { RunState } from './run-state.js';
+import { restoreChainLength } from './state-file.js';
+
+/** The scope that controls the panel's own nightly exports (ours must be the only ones). */
+export const EXPORTS_SCOPE = 'backups.automatic-database-exports';
+
+export interface StatusInput {
+  /** undefined: no status file (never ran) or unreadable (then `stateError` says why). */
+  readonly state: RunState | undefined;
+  readonly stateError?: string;
+  readonly now: Date;
+  readonly maxAgeMs: number;
+  /** The exports scope: on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
+  readonly scope?: { readonly on: boolean | undefined; readonly error?: string };
+  /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
+  readonly lock?: { readonly holder?: LockHolder };
+}
+
+export type Severity = 'OK' | 'WARNING' | 'CRITICAL';
+
+export interface StatusResult {
+  /** false makes the watchdog exit non-zero (cron mails it). Warnings stay ok. */
+  readonly ok: boolean;
+  readonly exitCode: ExitCode;
+  /** Nagios/Icinga plugin convention: 0 OK, 1 WARNING, 2 CRITICAL. */
+  readonly nagiosCode: 0 | 1 | 2;
+  readonly severity: Severity;
+  /** First line is the plugin output (`OK: …` / `CRITICAL: …` with perfdata), then details. */
+  readonly lines: string[];
+  readonly json: Record<string, unknown>;
+}
+
+/**
+ * One verdict from the run state for `status`, the watchdog and monitoring checks. Critical
+ * (exit STALE): never ran, unreadable state, last success older than max_age, last run failed,
+ * a run recorded as running that no process holds any more. Warning (still exit OK): last run
+ * had warnings, the panel's exports scope is back on or cannot be read.
+ */
+export function computeStatus(input: StatusInput): StatusResult {
+  const { state, now, maxAgeMs } = input;
+  const critical: string[] = [];
+  const warning: string[] = [];
+  const details: string[] = [];
+  const nowMs = now.getTime();
+
+  const lastSuccessMs = state?.lastSuccessAt ? Date.parse(state.lastSuccessAt) : undefined;
+  const ageMs = lastSuccessMs === undefined ? undefined : Math.max(0, nowMs - lastSuccessMs);
+  const holder = input.lock?.holder;
+  // A state still saying "running" while nobody holds the lock: the run was killed (-9, reboot, OOM).
+  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined;
+
+  if (!state) {
+    critical.push(input.stateError && !/does not exist/.test(input.stateError) ? `cannot read run state: ${input.stateError}` : 'no backup has run yet');
+  } else {
+    if (ageMs === undefined) critical.push('no successful backup recorded');
+    else if (ageMs > maxAgeMs) critical.push(`last successful backup ${ago(ageMs)} ago, older than max_age ${ago(maxAgeMs)}`);
+    if (state.status === 'failed') critical.push(`last run failed${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
+    if (died) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
+    if (state.status === 'warning') warning.push(`last run had warnings${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
+  }
+  if (input.scope?.error) warning.push(`cannot read scope ${EXPORTS_SCOPE}: ${input.scope.error}`);
+  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORTS_SCOPE}); the next run turns them off`);
+
+  const severity: Severity = critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
+  const headline = critical[0] ?? warning[0] ?? okHeadline(state!, ageMs!);
+
+  if (state) {
+    const running = state.status === 'running' && !died;
+    details.push(
+      running
+        ? `running: since ${state.startedAt} (${ago(nowMs - Date.parse(state.startedAt))})${holder ? `, pid ${holder.pid} (${holder.command})` : ''}`
+        : `last run: ${state.status}, ${state.trigger}, engine ${state.engine}${state.level ? ` ${state.level}` : ''}, started ${state.startedAt}${state.durationMs !== undefined ? `, took ${ago(state.durationMs)}` : ''}`,
+    );
+    if (state.lastSuccessAt) details.push(`last success: ${state.lastSuccessAt} (${ago(ageMs!)} ago, max_age ${ago(maxAgeMs)})`);
+    if (state.dumps) {
+      const failedNames = state.dumps.databases.filter((d) => d.status === 'failed').map((d) => d.database ?? `${d.kind} server-wide`);
+      details.push(`dumps: ${state.dumps.ok} ok, ${state.dumps.failed} failed, ${bytes(state.dumps.bytes)}${state.runId ? ` (run ${state.runId})` : ''}${failedNames.length ? `; failed: ${failedNames.slice(0, 5).join(', ')}${failedNames.length > 5 ? ', …' : ''}` : ''}`);
+    }
+    if (state.backup) details.push(`backup: ${state.backup.status}${state.backup.detail ? ` (${state.backup.detail})` : ''}${state.backup.id ? `, id ${state.backup.id}` : ''}`);
+    const chain = chainText(state.chain);
+    if (chain) details.push(`restore chain: ${chain}`);
+  }
+  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORTS_SCOPE})`);
+  for (const p of [...critical, ...warning].slice(1)) details.push(`also: ${p}`);
+
+  const chainLength = restoreChainLength(state?.chain);
+  const perf = [
+    ageMs !== undefined ? `age=${Math.round(ageMs / 1000)}s;;${Math.round(maxAgeMs / 1000)};0` : undefined,
+    state?.dumps ? `dumps_failed=${state.dumps.failed};;1;0` : undefined,
+    chainLength !== undefined ? `restore_chain=${chainLength};;;1` : undefined,
+  ].filter(Boolean);
+  const first = `${severity}: ${headline}${perf.length ? ` | ${perf.join(' ')}` : ''}`;
+
+  const ok = critical.length === 0;
+  return {
+    ok,
+    exitCode: ok ? ExitCode.OK : ExitCode.STALE,
+    nagiosCode: severity === 'CRITICAL' ? 2 : severity === 'WARNING' ? 1 : 0,
+    severity,
+    lines: [first, ...details],
+    json: {
+      status: severity.toLowerCase(),
+      ok,
+      summary: headline,
+      problems: [...critical, ...warning],
+      checkedAt: now.toISOString(),
+      lastSuccessAt: state?.lastSuccessAt ?? null,
+      ageSeconds: ageMs === undefined ? null : Math.round(ageMs / 1000),
+      maxAgeSeconds: Math.round(maxAgeMs / 1000),
+      running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
+      restoreChainLength: chainLength ?? null,
+      scope: input.scope ? { name: EXPORTS_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
+      stateError: input.stateError ?? null,
+      lastRun: state ?? null,
+    },
+  };
+}
+
+function okHeadline(state: RunState, ageMs: number): string {
+  const what = state.engine === 'none' ? 'dumps' : 'backup';
+  const dbs = state.dumps ? `, ${state.dumps.ok} database dump${state.dumps.ok === 1 ? '' : 's'}` : '';
+  const running = state.status === 'running' ? ', a run is in progress' : '';
+  return `last ${what} ${ago(ageMs)} ago (engine ${state.engine}${dbs})${running}`;
+}
+
+function chainText(chain: RunState['chain']): string | undefined {
+  const length = restoreChainLength(chain);
+  if (!chain || length === undefined) return undefined;
+  const parts = [chain.lastFullAt ? `full ${chain.lastFullAt}` : 'full (date unknown)'];
+  if (chain.lastDifferentialAt) parts.push(`differential ${chain.lastDifferentialAt}`);
+  if (chain.incrementalsSince) parts.push(`${chain.incrementalsSince} incremental${chain.incrementalsSince === 1 ? '' : 's'}`);
+  return `${length} backup${length === 1 ? '' : 's'} to replay (${parts.join(' + ')})`;
+}
+
+/** 3h, 2d 4h, 12m, 40s: short enough for a plugin line. */
+export function ago(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return m % 60 && h < 10 ? `${h}h ${m % 60}m` : `${h}h`;
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d}d ${h % 24}h` : `${d}d`;
+}
+
+export function bytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
