@@ -1,0 +1,115 @@
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ResolvedPaths } from '../config/paths.js';
+
+/**
+ * Turn the configured include/exclude globs into concrete paths for the engines.
+ *
+ * Why our own matcher: ApisCP's /home/virtual holds `siteN` directories AND symlinks to them named
+ * after each domain and `adminN`. A shell `site*` would also match a domain such as
+ * `site-builder.com` and every engine would then store the site twice, so a `site*` segment
+ * matches only real directories named `^site[0-9]+$`. Nothing here follows a symlink named by a
+ * glob. Paths that do not exist (a server without PostgreSQL) are simply left out.
+ */
+export interface BackupPaths {
+  readonly sources: string[];
+  readonly excludes: string[];
+}
+
+/** Runs being written: never back up a half-written dump directory. */
+export const IN_PROGRESS_GLOB = '*.inprogress';
+
+export async function expandBackupPaths(paths: ResolvedPaths): Promise<BackupPaths> {
+  const sources = new Set<string>();
+  for (const g of paths.include) for (const p of await expandGlob(g)) sources.add(p);
+  sources.add(paths.dumpsDir);
+  const excludes = new Set<string>();
+  for (const g of paths.exclude) for (const p of await expandGlob(g)) excludes.add(p);
+  // Kept as a pattern: a run may start writing after we planned (every engine understands `*`).
+  excludes.add(join(paths.dumpsDir, IN_PROGRESS_GLOB));
+  return { sources: withoutNested([...sources].sort()), excludes: [...excludes].sort() };
+}
+
+/** Existing paths matching an absolute glob (`*`, `?`, `[...]` within one segment). */
+export async function expandGlob(glob: string): Promise<string[]> {
+  const segments = glob.split('/').filter(Boolean);
+  let current = ['/'];
+  for (const [i, segment] of segments.entries()) {
+    const last = i === segments.length - 1;
+    const next: string[] = [];
+    for (const base of current) {
+      if (!hasMagic(segment)) {
+        const p = join(base, segment);
+        // The final segment may be a symlink or a file; intermediate ones must lead somewhere.
+        if (last ? await exists(p, lstat) : await isDir(p)) next.push(p);
+        continue;
+      }
+      const names = await readdir(base).catch(() => [] as string[]);
+      const re = segmentRegExp(segment);
+      for (const name of names.sort()) {
+        if (!re.test(name)) continue;
+        const p = join(base, name);
+        if (segment === 'site*') {
+          // Only the real siteN directory: domain-name and adminN symlinks point at it.
+          const st = await lstat(p).catch(() => undefined);
+          if (st?.isDirectory() && /^site[0-9]+$/.test(name)) next.push(p);
+        } else if (last || (await isDir(p))) {
+          next.push(p);
+        }
+      }
+    }
+    current = next;
+    if (current.length === 0) break;
+  }
+  return segments.length === 0 ? ['/'] : current;
+}
+
+function hasMagic(segment: string): boolean {
+  return /[*?[]/.test(segment);
+}
+
+/** Shell-style: `*` and `?` never match a leading dot (hidden files stay hidden, like bash). */
+export function segmentRegExp(segment: string): RegExp {
+  let re = '';
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '[') {
+      const end = segment.indexOf(']', i + 2);
+      if (end < 0) {
+        re += '\\[';
+        continue;
+      }
+      let body = segment.slice(i + 1, end);
+      if (body.startsWith('!')) body = '^' + body.slice(1);
+      re += `[${body.replace(/\\/g, '\\\\')}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
+  }
+  const leadingDot = segment.startsWith('.') ? '' : '(?!\\.)';
+  return new RegExp(`^${leadingDot}${re}$`);
+}
+
+/** A source inside another source would be stored twice by some engines. */
+function withoutNested(sorted: string[]): string[] {
+  const out: string[] = [];
+  for (const p of sorted) {
+    if (!out.some((q) => q === '/' || p === q || p.startsWith(q + '/'))) out.push(p);
+  }
+  return out;
+}
+
+async function exists(p: string, how: typeof lstat): Promise<boolean> {
+  return how(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
