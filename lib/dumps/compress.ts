@@ -1,0 +1,34 @@
+import { MissingDependencyError } from '../errors.js';
+import { cmd, type Command } from '../run/command.js';
+import { whichSystem } from '../run/which.js';
+import type { Compression } from './types.js';
+
+/** `auto` means zstd when installed (fast, cheap to verify), else gzip (always there). */
+export function resolveCompression(setting: 'auto' | Compression): Compression {
+  if (setting !== 'auto') {
+    if (setting !== 'none' && !whichSystem(setting)) throw new MissingDependencyError(setting, setting, setting);
+    return setting;
+  }
+  return whichSystem('zstd') ? 'zstd' : 'gzip';
+}
+
+export function compressionSuffix(c: Compression): string {
+  return c === 'zstd' ? '.zst' : c === 'gzip' ? '.gz' : '';
+}
+
+/**
+ * The compressor stage. `--rsyncable` keeps a small change in a database from reshuffling the
+ * whole compressed file, so restic/borg/duplicity store only what changed between nights.
+ */
+export function compressorCommand(c: Compression, level?: number): Command | undefined {
+  if (c === 'zstd') return cmd(whichSystem('zstd') ?? 'zstd', ['-q', '-c', `-${level ?? 3}`, '--rsyncable']);
+  if (c === 'gzip') return cmd(whichSystem('gzip') ?? 'gzip', ['-c', `-${level ?? 6}`, '--rsyncable', '-n']);
+  return undefined;
+}
+
+/** Reads a compressed file to stdout (verification, restores). */
+export function decompressorCommand(c: Compression, file: string): Command {
+  if (c === 'zstd') return cmd(whichSystem('zstd') ?? 'zstd', ['-q', '-d', '-c', '--', file]);
+  if (c === 'gzip') return cmd(whichSystem('gzip') ?? 'gzip', ['-d', '-c', '--', file]);
+  return cmd('cat', ['--', file]);
+}

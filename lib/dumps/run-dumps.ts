@@ -1,0 +1,179 @@
+import { mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fsyncDir, tempNameFor, writeFileAtomic } from '../atomic-file.js';
+import type { LoadedConfig } from '../config/load.js';
+import { durationMs } from '../config/schema.js';
+import { BackupError, InterruptedError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import type { Logger } from '../log.js';
+import { buildPlan, type PlannedDump, type SiteLookup } from '../plan/plan.js';
+import { pipeToFile } from '../run/pipeline.js';
+import { compressorCommand, resolveCompression } from './compress.js';
+import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
+import type { Manifest, ManifestEntry } from './manifest.js';
+import { applyRetention } from './retention.js';
+import type { Compression, DatabaseKind } from './types.js';
+
+export interface DumpRunInput {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly kinds: readonly DatabaseKind[];
+  readonly siteOf: SiteLookup;
+  readonly signal?: AbortSignal;
+  /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
+  readonly panelExport?: (signal?: AbortSignal) => Promise<ManifestEntry>;
+  readonly onProgress?: (done: number, total: number, current: string) => void;
+  /** Runs a backup is still reading (Bacula window): retention must not delete them. */
+  readonly pinned?: ReadonlySet<string>;
+}
+
+export interface DumpRunResult {
+  readonly runId: string;
+  /** The finished run directory (absent when the run was interrupted and removed). */
+  readonly dir: string;
+  readonly manifest: Manifest;
+  readonly ok: boolean;
+}
+
+/**
+ * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
+ * written under a temporary name, fsynced, verified and only then renamed; the run directory is
+ * `<runId>.inprogress` until the manifest is written, and `latest` moves only to a complete run.
+ * A failure never touches the previous runs; an interruption removes the whole unfinished run.
+ */
+export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
+  const { loaded, log, signal } = input;
+  const { config, paths } = loaded;
+  const started = new Date();
+  const runId = newRunId(started);
+  const work = join(paths.dumpsDir, runId + IN_PROGRESS);
+  const final = join(paths.dumpsDir, runId);
+  try {
+    mkdirSync(paths.dumpsDir, { recursive: true, mode: 0o700 });
+    applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned);
+    mkdirSync(work, { mode: 0o700 });
+  } catch (err) {
+    throw new BackupError(`cannot write the dump directory ${paths.dumpsDir}: ${(err as Error).message}`, ExitCode.DUMP_FAILED, { dir: paths.dumpsDir });
+  }
+
+  const entries: ManifestEntry[] = [];
+  const plan = await buildPlan({ loaded, log, kinds: input.kinds, siteOf: input.siteOf, signal }).catch(async (err) => {
+    rmSync(work, { recursive: true, force: true });
+    throw err;
+  });
+  try {
+    entries.push(...plan.failures);
+    const compression = resolveCompression(config.dumps.compression);
+    const total = plan.items.length + (input.panelExport ? 1 : 0);
+    let done = 0;
+    const timeoutMs = durationMs(config.dumps.timeout);
+    await pool(plan.items, config.dumps.concurrency, async (item) => {
+      if (signal?.aborted) return;
+      input.onProgress?.(done, total, `${item.spec.kind} ${item.spec.database ?? item.spec.object}`);
+      entries.push(await dumpOne(item, work, compression, timeoutMs, log, signal));
+      input.onProgress?.(++done, total, '');
+    });
+    if (input.panelExport && !signal?.aborted) {
+      entries.push(await input.panelExport(signal));
+      input.onProgress?.(++done, total, '');
+    }
+    if (signal?.aborted) throw new InterruptedError('SIGTERM');
+
+    const ok = entries.every((e) => e.status === 'ok');
+    const manifest: Manifest = {
+      version: 1,
+      runId,
+      host: hostname(),
+      tool: 'apiscp-backup',
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      status: ok ? 'complete' : 'failed',
+      method: config.databases.method,
+      entries: sortEntries(entries),
+    };
+    await writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n', 0o600);
+    await rename(work, final);
+    await fsyncDir(paths.dumpsDir);
+    if (ok) {
+      pointLatest(paths.dumpsDir, runId);
+      await fsyncDir(paths.dumpsDir);
+    }
+    applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned, runId);
+    return { runId, dir: final, manifest, ok };
+  } catch (err) {
+    rmSync(work, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await Promise.all(plan.sessions.map((s) => s.close().catch(() => undefined)));
+  }
+}
+
+async function dumpOne(item: PlannedDump, work: string, compression: Compression, timeoutMs: number, log: Logger, signal?: AbortSignal): Promise<ManifestEntry> {
+  const { spec, site } = item;
+  const startedAt = new Date();
+  const rel = dumpPath(spec, site, compression);
+  const file = join(work, rel);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = tempNameFor(file);
+  const applied: Compression = spec.compressible ? compression : 'none';
+  const base: Omit<ManifestEntry, 'status' | 'durationMs'> = {
+    kind: spec.kind,
+    object: spec.object,
+    database: spec.database,
+    site,
+    format: spec.format,
+    compression: spec.compressible ? compression : 'internal',
+    lockMode: spec.lockMode,
+    serverVersion: item.session.versions.server,
+    clientVersion: item.session.versions.client,
+    startedAt: startedAt.toISOString(),
+  };
+  try {
+    const compressor = spec.compressible ? compressorCommand(compression) : undefined;
+    const stages = compressor ? [spec.command, compressor] : [spec.command];
+    const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets });
+    await spec.verify(tmp, applied, signal);
+    renameSync(tmp, file);
+    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs });
+    return { ...base, path: rel, bytes: result.bytes, sha256: result.sha256, durationMs: Date.now() - startedAt.getTime(), status: 'ok' };
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    const e = err as BackupError;
+    const what = `${spec.kind} ${spec.database === null ? spec.object : `'${spec.database}'`}`;
+    if (!signal?.aborted) log.error(`${what} failed: ${e.message}`);
+    return {
+      ...base,
+      durationMs: Date.now() - startedAt.getTime(),
+      status: 'failed',
+      error: {
+        message: e.message,
+        command: e.context?.command as string | undefined,
+        exitCode: e.context?.exitCode as number | undefined,
+        stderrTail: e.context?.stderrTail as string | undefined,
+      },
+    };
+  }
+}
+
+/** `latest` flips atomically: a new symlink under a temporary name renamed over the old one. */
+export function pointLatest(dumpsDir: string, runId: string): void {
+  const tmp = join(dumpsDir, `.${LATEST}.${process.pid}.tmp`);
+  rmSync(tmp, { force: true });
+  symlinkSync(runId, tmp);
+  renameSync(tmp, join(dumpsDir, LATEST));
+}
+
+async function pool<T>(items: readonly T[], size: number, work: (item: T) => Promise<void>): Promise<void> {
+  // Largest first would need sizes we do not know; server-wide exports are planned first.
+  let next = 0;
+  const workers = Array.from({ length: Math.min(size, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(workers);
+}
+
+function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {
+  return [...entries].sort((a, b) => (a.site + a.kind + (a.database ?? '')).localeCompare(b.site + b.kind + (b.database ?? '')));
+}

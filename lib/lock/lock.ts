@@ -1,0 +1,95 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { LockBusyError, type LockHolder } from '../errors.js';
+
+/**
+ * One run at a time, shared by the cron entry, `dump`, `run` and the Bacula pre-backup hook.
+ *
+ * proper-lockfile does the atomic part (mkdir), keeps the lock fresh while we run and removes it
+ * on exit; a lock whose holder died without cleaning up goes stale after STALE_MS. Beside it we
+ * keep who holds it (pid, command, start time) so a second run can say who is in the way, and
+ * so a lock left by a dead PID on this host is taken over at once instead of after STALE_MS.
+ */
+const STALE_MS = 15_000;
+const POLL_MS = 500;
+
+export interface HeldLock {
+  readonly path: string;
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** How long to wait for another run to finish before giving up with LockBusyError. */
+  waitMs: number;
+  /** What we are, for the other side's message ("apiscp-backup hook pre-backup"). */
+  command: string;
+  onWait?: (holder: LockHolder | undefined) => void;
+}
+
+export function holderFile(lockPath: string): string {
+  return `${lockPath}.holder.json`;
+}
+
+export function readHolder(lockPath: string): LockHolder | undefined {
+  try {
+    const h = JSON.parse(readFileSync(holderFile(lockPath), 'utf8')) as LockHolder;
+    return typeof h.pid === 'number' ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function acquireLock(lockPath: string, options: LockOptions): Promise<HeldLock> {
+  mkdirSync(dirname(lockPath), { recursive: true });
+  const started = Date.now();
+  let announced = false;
+  for (;;) {
+    try {
+      const release = await lockfile.lock(lockPath, {
+        lockfilePath: lockPath,
+        realpath: false,
+        stale: STALE_MS,
+        retries: 0,
+        // A compromised lock (someone removed it) must not crash the run mid-dump; the next
+        // run will see the holder file and the state and report it.
+        onCompromised: () => undefined,
+      });
+      const holder: LockHolder = { pid: process.pid, host: hostname(), command: options.command, started: new Date().toISOString() };
+      writeFileSync(holderFile(lockPath), JSON.stringify(holder) + '\n', { mode: 0o644 });
+      return {
+        path: lockPath,
+        release: async () => {
+          rmSync(holderFile(lockPath), { force: true });
+          await release().catch(() => undefined);
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+    }
+    const holder = readHolder(lockPath);
+    if (holder && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid)) {
+      // The holder died (kill -9, OOM, reboot without tmpfs /run): take the lock over now.
+      rmSync(lockPath, { recursive: true, force: true });
+      rmSync(holderFile(lockPath), { force: true });
+      continue;
+    }
+    const waited = Date.now() - started;
+    if (waited >= options.waitMs) throw new LockBusyError(lockPath, holder, waited);
+    if (!announced) {
+      options.onWait?.(holder);
+      announced = true;
+    }
+    await new Promise((r) => setTimeout(r, Math.min(POLL_MS, options.waitMs - waited)));
+  }
+}
