@@ -1,0 +1,7 @@
+import { dumpJob } from '../../job/backup-job.js';
+import type { CommandContext } from '../context.js';
+import { finish } from './outcome.js';
+
+export default async function dump(ctx: CommandContext): Promise<number> {
+  return finish(ctx, await dumpJob({ ...ctx, engine: ctx.loaded.config.engine, trigger: 'dump' }));
+}

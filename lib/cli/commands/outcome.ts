@@ -1,0 +1,29 @@
+import type { JobOutcome } from '../../job/backup-job.js';
+import { summaryFor } from '../../job/record.js';
+import type { CommandContext } from '../context.js';
+
+/**
+ * Cron etiquette: nothing on success; on failure a short summary (cron mails it); warnings of an
+ * otherwise good run are printed too, because an admin must see them (scope turned back on).
+ */
+export function finish(ctx: CommandContext, outcome: JobOutcome): number {
+  if (ctx.options.json) ctx.out(JSON.stringify(outcome.state, null, 2));
+  if (outcome.exitCode !== 0) {
+    process.stderr.write(summaryFor(ctx.loaded, outcome.state) + '\n');
+  } else if (outcome.state.problems.length > 0 && !ctx.interactive) {
+    process.stderr.write(outcome.state.problems.map((p) => `warning: ${p}`).join('\n') + '\n');
+  } else if (ctx.interactive && !ctx.options.json) {
+    const d = outcome.state.dumps;
+    if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}\n`);
+  }
+  return outcome.exitCode;
+}
+
+export function engineOf(ctx: CommandContext, opts: Record<string, unknown>): 'none' | 'bacula' | 'duplicity' | 'restic' | 'borg' {
+  return (opts.engine as ReturnType<typeof engineOf> | undefined) ?? ctx.loaded.config.engine;
+}
+
+export function jobOf(opts: Record<string, unknown>): { name?: string; id?: string; client?: string } | undefined {
+  const job = { name: opts.job as string | undefined, id: opts.jobid as string | undefined, client: opts.client as string | undefined };
+  return job.name || job.id || job.client ? job : undefined;
+}

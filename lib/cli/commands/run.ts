@@ -1,0 +1,7 @@
+import { runJob } from '../../job/backup-job.js';
+import type { CommandContext } from '../context.js';
+import { engineOf, finish } from './outcome.js';
+
+export default async function run(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  return finish(ctx, await runJob({ ...ctx, engine: engineOf(ctx, opts), trigger: 'run' }));
+}

@@ -1,0 +1,34 @@
+import { durationMs } from '../../config/schema.js';
+import { readHolder } from '../../lock/lock.js';
+import { openPanel } from '../../panel/cpcmd.js';
+import { scopeStatus } from '../../panel/scope.js';
+import { computeStatus, type StatusResult } from '../../report/status.js';
+import { readRunStateWithReason } from '../../report/state-file.js';
+import type { CommandContext } from '../context.js';
+
+/** The verdict `status` prints and the nightly watchdog acts on. */
+export async function currentStatus(ctx: CommandContext): Promise<StatusResult> {
+  const read = readRunStateWithReason(ctx.loaded.paths.statusFile);
+  let scope: { on: boolean | undefined; error?: string } | undefined;
+  try {
+    if (openPanel(ctx.loaded.config, { log: ctx.log })) {
+      scope = { on: (await scopeStatus(ctx.loaded, { log: ctx.log, signal: ctx.signal })).enabled };
+    }
+  } catch (err) {
+    scope = { on: undefined, error: (err as Error).message };
+  }
+  return computeStatus({
+    state: read.state,
+    stateError: read.reason,
+    now: new Date(),
+    maxAgeMs: durationMs(ctx.loaded.config.monitor.max_age),
+    scope,
+    lock: { holder: readHolder(ctx.loaded.paths.lockPath) },
+  });
+}
+
+export default async function status(ctx: CommandContext): Promise<number> {
+  const result = await currentStatus(ctx);
+  ctx.out(ctx.options.json ? JSON.stringify(result.json, null, 2) : result.lines.join('\n'));
+  return result.exitCode;
+}

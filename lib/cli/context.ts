@@ -1,0 +1,88 @@
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { BackupError, InterruptedError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { createLogger, type Logger } from '../log.js';
+import { terminateAll, waitForChildren } from '../run/process-group.js';
+
+/** Options every command accepts (commander passes them down). */
+export interface GlobalOptions {
+  config?: string;
+  root?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+export interface CommandContext {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly options: GlobalOptions;
+  /** On a terminal we show progress and info lines; under cron we say nothing unless it failed. */
+  readonly interactive: boolean;
+  /** Text for stdout (results the user asked for: status, config print). */
+  out(text: string): void;
+}
+
+/**
+ * Load the config, open the log, turn SIGTERM/SIGINT (a cancelled Bacula job, Ctrl-C) into an
+ * abort that kills every child's process tree, and map errors to exit codes.
+ */
+export async function withContext(options: GlobalOptions, body: (ctx: CommandContext) => Promise<number>): Promise<never> {
+  const controller = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled) return;
+    signalled = sig;
+    controller.abort(new InterruptedError(sig));
+    terminateAll(3000);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onSignal);
+
+  const interactive = Boolean(process.stderr.isTTY) && !options.quiet;
+  let code: number;
+  let log: Logger | undefined;
+  try {
+    const loaded = loadConfig({ file: options.config, root: options.root });
+    log = await createLogger({
+      file: loaded.paths.logFile,
+      level: options.verbose ? 'debug' : loaded.config.logging.level,
+      console: options.verbose ? 'verbose' : interactive ? 'verbose' : 'quiet',
+    });
+    code = await body({
+      loaded,
+      log,
+      signal: controller.signal,
+      options,
+      interactive,
+      out: (text) => process.stdout.write(text.endsWith('\n') ? text : text + '\n'),
+    });
+  } catch (err) {
+    code = reportError(err, log, signalled);
+  }
+  if (signalled) {
+    await waitForChildren(5000);
+    code = ExitCode.INTERRUPTED;
+  }
+  await log?.flush();
+  process.exit(code);
+}
+
+export function reportError(err: unknown, log: Logger | undefined, signalled?: string): number {
+  if (signalled) {
+    process.stderr.write(`apiscp-backup: interrupted by ${signalled}; child processes stopped, partial files removed\n`);
+    log?.error(`interrupted by ${signalled}`);
+    return ExitCode.INTERRUPTED;
+  }
+  if (err instanceof BackupError) {
+    process.stderr.write(`apiscp-backup: ${err.message}\n`);
+    log?.error(err.message, err.context);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  process.stderr.write(`apiscp-backup: internal error: ${e?.stack ?? String(err)}\n`);
+  log?.error('internal error', { error: e?.stack ?? String(err) });
+  return ExitCode.INTERNAL;
+}

@@ -1,0 +1,140 @@
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { withContext, type CommandContext, type GlobalOptions } from './context.js';
+
+const ENGINES = ['none', 'bacula', 'duplicity', 'restic', 'borg'];
+const LEVELS = ['Full', 'Incremental', 'Differential'];
+
+type Handler = (ctx: CommandContext, opts: Record<string, unknown>, args: string[]) => Promise<number>;
+
+/** Each command's module is loaded only when that command runs (start-up stays fast). */
+function action(load: () => Promise<{ default: Handler }>) {
+  return async (...received: unknown[]): Promise<void> => {
+    const command = received[received.length - 1] as Command;
+    const opts = command.opts();
+    const globals = command.optsWithGlobals<GlobalOptions>();
+    const args = command.args;
+    await withContext(globals, async (ctx) => (await load()).default(ctx, opts, args));
+  };
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('apiscp-backup')
+    .description('Consistent database dumps and backups for ApisCP servers')
+    .version(version(), '-V, --version')
+    .option('-c, --config <file>', 'configuration file (default /etc/apiscp-backup/config.yaml, or $APISCP_BACKUP_CONFIG)')
+    .option('--root <dir>', 'put every system path (/etc, /var, /run, /home/virtual) under DIR')
+    .option('--json', 'machine-readable output')
+    .option('-v, --verbose', 'log everything to the terminal')
+    .option('-q, --quiet', 'no progress or info output even on a terminal')
+    .showHelpAfterError()
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+  const engine = (): Option => new Option('--engine <engine>', 'backup engine (default: config `engine`)').choices(ENGINES);
+
+  program.command('dump').description('dump every database now, consistently').action(action(() => import('./commands/dump.js')));
+
+  program.command('run').description('pre-backup, then the engine backup, then post-backup').addOption(engine()).action(action(() => import('./commands/run.js')));
+
+  const hook = program.command('hook').description('entry points for Bacula RunScript and wrapper scripts');
+  hook
+    .command('pre-backup')
+    .description('lock, check the scope, dump, write the ACL sidecar; non-zero when dumps failed')
+    .addOption(engine())
+    .addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS))
+    .option('--job <name>', 'Bacula %n')
+    .option('--jobid <id>', 'Bacula %i')
+    .option('--client <name>', 'Bacula %c')
+    .option('--timeout <duration>', 'overall limit (default hooks.timeout)')
+    .action(action(() => import('./commands/hook-pre.js')));
+  hook
+    .command('post-backup')
+    .description('record the backup outcome, apply retention, release the dumps')
+    .addOption(engine())
+    .option('--status <status>', 'Bacula %e, or a wrapper\'s exit status (0 = ok)')
+    .addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS))
+    .option('--job <name>', 'Bacula %n')
+    .option('--jobid <id>', 'Bacula %i')
+    .option('--client <name>', 'Bacula %c')
+    .action(action(() => import('./commands/hook-post.js')));
+
+  const scope = program.command('scope').description('the panel\'s nightly export scope (backups.automatic-database-exports)');
+  for (const verb of ['status', 'disable', 'restore'] as const) {
+    scope.command(verb).description(`${verb} the nightly export scope`).action(action(async () => ({ default: (await import('./commands/scope.js'))[verb] })));
+  }
+
+  const config = program.command('config').description('configuration file');
+  config.command('validate [file]').description('check a configuration file').action(action(async () => ({ default: (await import('./commands/config.js')).validate })));
+  config.command('print').description('the effective configuration, secrets redacted').action(action(async () => ({ default: (await import('./commands/config.js')).print })));
+  config
+    .command('init [file]')
+    .description('write a commented default configuration')
+    .option('--force', 'overwrite an existing file')
+    .action(action(async () => ({ default: (await import('./commands/config.js')).init })));
+
+  program
+    .command('status')
+    .description('last run, age of the last good backup, scope, lock; non-zero when stale or failed')
+    .action(action(() => import('./commands/status.js')));
+
+  program
+    .command('nightly')
+    .description('what the cron.daily entry runs: `run`, or a watchdog for engines Bacula schedules')
+    .action(action(() => import('./commands/nightly.js')));
+
+  program
+    .command('install')
+    .description('install the cron.daily entry and a default config, disable the panel\'s own exports')
+    .addOption(engine())
+    .option('--node <path>', 'node binary the cron entry calls (default: this one)')
+    .option('--dry-run', 'show what would change')
+    .action(action(() => import('./commands/install.js')));
+  program
+    .command('uninstall')
+    .description('remove the cron entry and restore the scope; --purge also removes config and dumps')
+    .option('--purge', 'remove config, state and dumps too')
+    .action(action(async () => ({ default: (await import('./commands/install.js')).uninstall })));
+
+  const restore = program.command('restore').description('restore helpers');
+  restore
+    .command('acls')
+    .description('re-apply the ACL/xattr sidecar to a restored tree (duplicity loses them)')
+    .requiredOption('--from <dir>', 'the restore directory')
+    .option('--sidecar <file>', 'the sidecar file (default: found inside the restored dumps dir)')
+    .action(action(() => import('./commands/restore-acls.js')));
+
+  const bacula = program.command('bacula').description('Bacula integration');
+  bacula
+    .command('config')
+    .description('print a FileSet and Job fragment for the director')
+    .option('--client <name>')
+    .option('--fileset <name>')
+    .option('--job <name>')
+    .option('--jobdefs <name>')
+    .option('--node <path>', 'node binary on the client (default: this one)')
+    .option('--entry <path>', 'installed apiscp-backup script on the client')
+    .action(action(() => import('./commands/bacula-config.js')));
+
+  program
+    .command('paths')
+    .description('list what the engine backs up (one path per line; Bacula runs this on the client)')
+    .option('--exclude', 'list the excludes instead')
+    .action(action(() => import('./commands/paths.js')));
+
+  program
+    .command('demo')
+    .description('run the whole job on a built-in sandbox (throwaway servers, fake panel) and verify a restore')
+    .addOption(engine())
+    .option('--keep', 'keep the sandbox')
+    .action(action(() => import('./commands/demo.js')));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv, { from: 'user' });
+}

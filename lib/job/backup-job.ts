@@ -1,0 +1,220 @@
+import { join } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { durationMs } from '../config/schema.js';
+import { writeAclSidecar } from '../engine/acl-sidecar.js';
+import { getEngine } from '../engine/index.js';
+import type { BackupLevel, Engine, EngineContext, EngineName, EngineResult } from '../engine/types.js';
+import { BackupError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { acquireLock, type HeldLock } from '../lock/lock.js';
+import type { Logger } from '../log.js';
+import { openPanel } from '../panel/cpcmd.js';
+import { ensureScopeDisabled } from '../panel/scope.js';
+import { expandBackupPaths } from '../plan/paths.js';
+import { ping } from '../report/heartbeat.js';
+import type { RunState } from '../report/run-state.js';
+import { dumpProblems, dumpStep, dumpsState } from './dump-step.js';
+import { addPin, removePin } from './pins.js';
+import { previousState, recordRun } from './record.js';
+
+export interface JobInput {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  readonly interactive: boolean;
+  readonly engine: EngineName;
+  readonly trigger: 'dump' | 'hook' | 'run' | 'cron';
+  readonly level?: BackupLevel;
+  readonly job?: { name?: string; id?: string; client?: string };
+}
+
+export interface JobOutcome {
+  readonly exitCode: number;
+  readonly state: RunState;
+}
+
+/** Where pre-backup leaves the ACL/xattr sidecar for engines that lose them (inside dumps.dir). */
+export function sidecarPath(loaded: LoadedConfig): string {
+  return join(loaded.paths.dumpsDir, 'filesystem-acls');
+}
+
+export async function takeLock(input: Pick<JobInput, 'loaded' | 'log'>, command: string): Promise<HeldLock> {
+  return acquireLock(input.loaded.paths.lockPath, {
+    waitMs: durationMs(input.loaded.config.lock.wait),
+    command,
+    onWait: (h) => input.log.info(`waiting for the lock held by ${h ? `pid ${h.pid} (${h.command})` : 'another run'}`),
+  });
+}
+
+export async function engineContext(input: JobInput): Promise<EngineContext> {
+  const { sources, excludes } = await expandBackupPaths(input.loaded.paths);
+  return { loaded: input.loaded, log: input.log, signal: input.signal, sources, excludes, level: input.level };
+}
+
+/**
+ * pre-backup: with the lock held, make sure the panel's own nightly export is still off (a panel
+ * update can turn it back on), dump every database, and write the ACL sidecar when the engine
+ * would lose ACLs. The result says whether the backup may go ahead.
+ */
+export async function preBackup(input: JobInput, engine: Engine): Promise<{ state: RunState; proceed: boolean }> {
+  const { loaded, log, signal } = input;
+  const startedAt = new Date().toISOString();
+  await ping('start', loaded.config.monitor.heartbeat, { log });
+  const problems: string[] = [];
+  const panel = openPanel(loaded.config, { log, signal });
+  if (panel) {
+    const warning = await ensureScopeDisabled(loaded, { log, signal }).catch((err: BackupError) => `cannot check the panel's export scope: ${err.message}`);
+    if (warning) {
+      log.warn(warning);
+      problems.push(warning);
+    }
+  }
+  const result = await dumpStep(input);
+  problems.push(...dumpProblems(result));
+  const dumpsOk = result.ok;
+  const proceed = dumpsOk || loaded.config.on_dump_failure === 'warn';
+  if (!engine.keepsAcls && proceed) {
+    const ctx = await engineContext(input);
+    const trees = ctx.sources.filter((s) => !s.startsWith(loaded.paths.dumpsDir));
+    await writeAclSidecar(trees, sidecarPath(loaded));
+  }
+  const state: RunState = {
+    version: 1,
+    runId: result.runId,
+    engine: input.engine,
+    trigger: input.trigger,
+    level: input.level,
+    job: input.job,
+    startedAt,
+    dumps: dumpsState(result),
+    backup: proceed ? { status: 'pending' } : { status: 'skipped', detail: 'dumps failed (on_dump_failure: fail)' },
+    status: !dumpsOk ? (proceed ? 'warning' : 'failed') : problems.length ? 'warning' : 'ok',
+    problems,
+  };
+  return { state, proceed };
+}
+
+/** Map Bacula's %e (or a wrapper's exit status) to our outcome. */
+export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' | 'failed' {
+  const s = (status ?? '').trim().toLowerCase();
+  if (s === '' || s === '0' || s === 'ok' || s === 'success') return 'ok';
+  if (s.startsWith('ok') || s.includes('warning')) return 'warning';
+  return 'failed';
+}
+
+/** `hook pre-backup`: dumps for a backup that someone else (Bacula, a wrapper script) makes. */
+export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
+  const engine = getEngine(input.engine);
+  const lock = await takeLock(input, `apiscp-backup hook pre-backup${input.job?.id ? ` (job ${input.job.id})` : ''}`);
+  try {
+    const { state, proceed } = await preBackup(input, engine);
+    if (proceed) await addPin(input.loaded, { runId: state.runId!, job: input.job?.name, jobId: input.job?.id, since: state.startedAt });
+    const finished = { ...state, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(state.startedAt) };
+    // Not final for engines that back up afterwards: post-backup records the outcome.
+    const recorded = await recordRun(input.loaded, input.log, proceed ? { ...finished, status: 'running' } : finished, { ping: !proceed });
+    return { exitCode: proceed ? ExitCode.OK : ExitCode.DUMP_FAILED, state: proceed ? { ...recorded, status: state.status } : recorded };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `hook post-backup`: record the engine's outcome, apply retention, unpin the dumps. */
+export async function hookPostBackup(input: JobInput & { status?: string }): Promise<JobOutcome> {
+  const { loaded, log } = input;
+  const previous = previousState(loaded);
+  const outcome = parseBackupStatus(input.status);
+  await removePin(loaded, input.job?.id);
+  const dumpsFailed = (previous?.dumps?.failed ?? 0) > 0;
+  const state: RunState = {
+    version: 1,
+    runId: previous?.runId,
+    engine: input.engine,
+    trigger: input.trigger,
+    level: input.level ?? previous?.level,
+    job: input.job ?? previous?.job,
+    startedAt: previous?.startedAt ?? new Date().toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationMs: previous ? Date.now() - Date.parse(previous.startedAt) : undefined,
+    dumps: previous?.dumps,
+    backup: { status: outcome, detail: input.status },
+    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 ? 'warning' : 'ok',
+    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : [])],
+  };
+  const recorded = await recordRun(loaded, log, state);
+  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : ExitCode.OK, state: recorded };
+}
+
+/** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
+export async function runJob(input: JobInput): Promise<JobOutcome> {
+  const engine = getEngine(input.engine);
+  const lock = await takeLock(input, `apiscp-backup ${input.trigger === 'cron' ? 'nightly' : 'run'} (${input.engine})`);
+  try {
+    const ctx0 = await engineContext(input);
+    await engine.check(ctx0);
+    const { state, proceed } = await preBackup(input, engine);
+    let backup: RunState['backup'] = state.backup;
+    let level: RunState['level'] = state.level;
+    const problems = [...state.problems];
+    let exitCode: number = state.dumps && state.dumps.failed > 0 ? ExitCode.DUMP_FAILED : ExitCode.OK;
+    if (proceed && engine.drivesBackup) {
+      try {
+        const ctx = await engineContext(input);
+        const result: EngineResult = await engine.backup(ctx);
+        await engine.prune?.(ctx);
+        level = result.level;
+        problems.push(...result.warnings);
+        backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };
+      } catch (err) {
+        const e = err as BackupError;
+        input.log.error(e.message);
+        problems.push(e.message);
+        backup = { status: 'failed', detail: e.message };
+        exitCode = e instanceof BackupError ? e.exitCode : ExitCode.ENGINE;
+      }
+    } else if (proceed) {
+      backup = undefined; // dumps only: the other backup software picks up dumps.dir
+    }
+    const failed = backup?.status === 'failed' || !proceed;
+    const finished: RunState = {
+      ...state,
+      level,
+      backup,
+      problems,
+      finishedAt: new Date().toISOString(),
+      durationMs: Date.now() - Date.parse(state.startedAt),
+      status: failed ? 'failed' : problems.length ? 'warning' : 'ok',
+    };
+    const recorded = await recordRun(input.loaded, input.log, finished);
+    return { exitCode, state: recorded };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `dump`: the dumps alone, now (also what admins of other backup software schedule). */
+export async function dumpJob(input: JobInput): Promise<JobOutcome> {
+  const lock = await takeLock(input, 'apiscp-backup dump');
+  try {
+    const startedAt = new Date().toISOString();
+    const result = await dumpStep(input);
+    const problems = dumpProblems(result);
+    const state: RunState = {
+      version: 1,
+      runId: result.runId,
+      engine: input.engine,
+      trigger: 'dump',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      durationMs: Date.now() - Date.parse(startedAt),
+      dumps: dumpsState(result),
+      // A manual dump is not a backup of the files: for real engines it must not reset the watchdog.
+      backup: input.engine === 'none' ? undefined : { status: 'skipped', detail: 'dumps only (apiscp-backup dump)' },
+      status: result.ok ? 'ok' : 'failed',
+      problems,
+    };
+    const recorded = await recordRun(input.loaded, input.log, state);
+    return { exitCode: result.ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,72 @@
+import type { LoadedConfig } from '../config/load.js';
+import { runPanelExports } from '../dumps/apnscp.js';
+import { mysqlKind } from '../dumps/mysql.js';
+import { postgresqlKind } from '../dumps/postgresql.js';
+import { runDumps, type DumpRunResult } from '../dumps/run-dumps.js';
+import type { DatabaseKind } from '../dumps/types.js';
+import type { Logger } from '../log.js';
+import type { RunState } from '../report/run-state.js';
+import { ProgressLine } from '../report/progress.js';
+import { readPins } from './pins.js';
+import { buildSiteLookup } from './site-lookup.js';
+
+export interface DumpStepInput {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  readonly interactive: boolean;
+}
+
+/** Every database kind we know. Adding a kind = adding its module here. */
+export const ALL_KINDS: readonly DatabaseKind[] = [mysqlKind, postgresqlKind];
+
+/** The dumps of one run, native and/or the panel's backup_dbs.php as databases.method says. */
+export async function dumpStep(input: DumpStepInput): Promise<DumpRunResult> {
+  const { loaded, log, signal } = input;
+  const method = loaded.config.databases.method;
+  const kinds = method === 'apnscp' ? [] : ALL_KINDS;
+  const panelExport =
+    method === 'native'
+      ? undefined
+      : async (s?: AbortSignal) => (await runPanelExports(loaded, { signal: s, log })).entry;
+  const siteOf = method === 'apnscp' ? () => undefined : await buildSiteLookup(loaded, log, signal);
+  const progress = input.interactive ? new ProgressLine(process.stderr) : undefined;
+  try {
+    return await runDumps({
+      loaded,
+      log,
+      signal,
+      kinds,
+      siteOf,
+      panelExport,
+      pinned: new Set(readPins(loaded).map((p) => p.runId)),
+      onProgress: progress && ((done, total, current) => progress.update(done, total, current)),
+    });
+  } finally {
+    progress?.done();
+  }
+}
+
+/** The dumps part of the run state (status, per-database outcome). */
+export function dumpsState(result: DumpRunResult): NonNullable<RunState['dumps']> {
+  const entries = result.manifest.entries;
+  return {
+    ok: entries.filter((e) => e.status === 'ok').length,
+    failed: entries.filter((e) => e.status === 'failed').length,
+    bytes: entries.reduce((n, e) => n + (e.bytes ?? 0), 0),
+    databases: entries.map((e) => ({
+      kind: e.kind,
+      database: e.database,
+      site: e.site,
+      status: e.status,
+      bytes: e.bytes,
+      error: e.error?.message,
+    })),
+  };
+}
+
+export function dumpProblems(result: DumpRunResult): string[] {
+  return result.manifest.entries
+    .filter((e) => e.status === 'failed')
+    .map((e) => `${e.kind} ${e.database === null ? e.object : `'${e.database}'`}: ${e.error?.message ?? 'failed'}`);
+}

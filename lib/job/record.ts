@@ -1,0 +1,46 @@
+import type { LoadedConfig } from '../config/load.js';
+import type { Logger } from '../log.js';
+import { ping } from '../report/heartbeat.js';
+import { writePrometheusTextfile } from '../report/prometheus.js';
+import type { RunState } from '../report/run-state.js';
+import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
+import { failureSummary } from '../report/summary.js';
+
+/**
+ * report: persist what a run did (status.json, merged with history for the watchdog clock and
+ * the restore chain), refresh the Prometheus textfile and ping the heartbeat. Reporting never
+ * turns a good backup into a failed one: its own problems are warnings.
+ */
+export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunState, options: { ping?: boolean } = {}): Promise<RunState> {
+  const file = loaded.paths.statusFile;
+  const merged = mergeRunState(readRunState(file), state);
+  try {
+    writeRunState(file, merged);
+  } catch (err) {
+    log.warn(`cannot write the status file ${file}: ${(err as Error).message}`);
+  }
+  const prom = loaded.config.monitor.prometheus_textfile;
+  if (prom && merged.status !== 'running') {
+    try {
+      writePrometheusTextfile(prom, merged);
+    } catch (err) {
+      log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
+    }
+  }
+  if (options.ping !== false && merged.status !== 'running') {
+    const failed = merged.status === 'failed';
+    await ping(failed ? 'failure' : 'success', loaded.config.monitor.heartbeat, {
+      log,
+      logTail: failed ? summaryFor(loaded, merged) : merged.problems.join('\n'),
+    });
+  }
+  return merged;
+}
+
+export function summaryFor(loaded: LoadedConfig, state: RunState): string {
+  return failureSummary(state, { logFile: loaded.paths.logFile, dumpsDir: loaded.paths.dumpsDir });
+}
+
+export function previousState(loaded: LoadedConfig): RunState | undefined {
+  return readRunState(loaded.paths.statusFile);
+}

@@ -1,0 +1,5 @@
+// After tsc: make the entry points executable (tsc keeps the shebang but not the mode).
+import { chmodSync, existsSync } from 'node:fs';
+for (const f of ['dist/scripts/apiscp-backup.js', 'dist/cron.daily/apiscp-backup.js', 'dist/hooks/pre-backup.js', 'dist/hooks/post-backup.js']) {
+  if (existsSync(f)) chmodSync(f, 0o755);
+}
