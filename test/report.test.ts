@@ -163,6 +163,17 @@ describe('computeStatus', () => {
     expect(died.lines[0]).toMatch(/^CRITICAL: run started 30m ago never finished/);
   });
 
+  it('Bacula between pre- and post-backup (backup pending, lock released) is not a dead run', () => {
+    const prev = mergeRunState(undefined, run({ finishedAt: hoursAgo(20) }));
+    const state = mergeRunState(prev, run({ status: 'running', startedAt: hoursAgo(1), finishedAt: hoursAgo(0.9), backup: { status: 'pending' } }));
+    const r = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, lock: {} });
+    expect(r.ok).toBe(true);
+    expect(r.lines[1]).toMatch(/^running: dumps done .* waiting for the bacula job to finish/);
+    // ...but if post-backup never comes, the watchdog clock still runs out.
+    const late = computeStatus({ state, now: new Date(NOW.getTime() + 10 * HOUR), maxAgeMs: MAX_AGE, lock: {} });
+    expect(late.exitCode).toBe(ExitCode.STALE);
+  });
+
   it('scope back on or unreadable: WARNING, still exit OK', () => {
     const state = mergeRunState(undefined, run());
     const on = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { on: true } });

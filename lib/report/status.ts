@@ -1,10 +1,8 @@
 import type { LockHolder } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import { EXPORT_SCOPE } from '../panel/scope.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
-
-/** The scope that controls the panel's own nightly exports (ours must be the only ones). */
-export const EXPORTS_SCOPE = 'backups.automatic-database-exports';
 
 export interface StatusInput {
   /** undefined: no status file (never ran) or unreadable (then `stateError` says why). */
@@ -48,8 +46,11 @@ export function computeStatus(input: StatusInput): StatusResult {
   const lastSuccessMs = state?.lastSuccessAt ? Date.parse(state.lastSuccessAt) : undefined;
   const ageMs = lastSuccessMs === undefined ? undefined : Math.max(0, nowMs - lastSuccessMs);
   const holder = input.lock?.holder;
-  // A state still saying "running" while nobody holds the lock: the run was killed (-9, reboot, OOM).
-  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined;
+  // After a Bacula pre-backup hook the state says "running" with the backup pending and no lock
+  // held: the director is backing up and post-backup will finish the record. Otherwise a
+  // "running" state nobody holds the lock for means the run was killed (-9, reboot, OOM).
+  const pending = state?.status === 'running' && state.backup?.status === 'pending' && holder === undefined;
+  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending;
 
   if (!state) {
     critical.push(input.stateError && !/does not exist/.test(input.stateError) ? `cannot read run state: ${input.stateError}` : 'no backup has run yet');
@@ -60,8 +61,8 @@ export function computeStatus(input: StatusInput): StatusResult {
     if (died) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
     if (state.status === 'warning') warning.push(`last run had warnings${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
   }
-  if (input.scope?.error) warning.push(`cannot read scope ${EXPORTS_SCOPE}: ${input.scope.error}`);
-  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORTS_SCOPE}); the next run turns them off`);
+  if (input.scope?.error) warning.push(`cannot read scope ${EXPORT_SCOPE}: ${input.scope.error}`);
+  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORT_SCOPE}); the next run turns them off`);
 
   const severity: Severity = critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
   const headline = critical[0] ?? warning[0] ?? okHeadline(state!, ageMs!);
@@ -69,7 +70,9 @@ export function computeStatus(input: StatusInput): StatusResult {
   if (state) {
     const running = state.status === 'running' && !died;
     details.push(
-      running
+      pending
+        ? `running: dumps done ${state.finishedAt ?? state.startedAt}, waiting for the ${state.engine} job to finish (post-backup records it)`
+        : running
         ? `running: since ${state.startedAt} (${ago(nowMs - Date.parse(state.startedAt))})${holder ? `, pid ${holder.pid} (${holder.command})` : ''}`
         : `last run: ${state.status}, ${state.trigger}, engine ${state.engine}${state.level ? ` ${state.level}` : ''}, started ${state.startedAt}${state.durationMs !== undefined ? `, took ${ago(state.durationMs)}` : ''}`,
     );
@@ -82,7 +85,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
-  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORTS_SCOPE})`);
+  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORT_SCOPE})`);
   for (const p of [...critical, ...warning].slice(1)) details.push(`also: ${p}`);
 
   const chainLength = restoreChainLength(state?.chain);
@@ -111,7 +114,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       maxAgeSeconds: Math.round(maxAgeMs / 1000),
       running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
       restoreChainLength: chainLength ?? null,
-      scope: input.scope ? { name: EXPORTS_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
+      scope: input.scope ? { name: EXPORT_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
       stateError: input.stateError ?? null,
       lastRun: state ?? null,
     },
