@@ -178,6 +178,7 @@ describe('install', () => {
     await expect(install(opts())).rejects.toThrow(/not written by apiscp-backup/);
     await expect(install(opts({ entry: join(pkg, 'missing.js') }))).rejects.toThrow(/npm run build/);
     await expect(install(opts({ node: join(top, 'no-node') }))).rejects.toThrow(/not an executable/);
+    await expect(install(opts({ node: nodeDir }))).rejects.toThrow(/not an executable/); // a directory is X_OK too
   });
 
   it('warns that an nvm node can disappear', async () => {

@@ -56,7 +56,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
   const notes: string[] = [];
   let changed = false;
 
-  if (!isExecutable(options.node)) throw new UsageError(`node binary ${options.node} is not an executable file (pass --node /absolute/path/to/node)`);
+  if (!isExecutable(options.node) || !statSync(options.node).isFile()) throw new UsageError(`node binary ${options.node} is not an executable file (pass --node /absolute/path/to/node)`);
   if (/\/\.nvm\//.test(options.node)) {
     notes.push(`node ${options.node} belongs to nvm: \`nvm install\`/\`nvm uninstall\` can remove it and the nightly run would fail; a fixed path (e.g. a system package, or a /usr/local/bin/node symlink) is safer`);
   }
