@@ -1,0 +1,218 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { renderBaculaJob, type BaculaJobOptions } from '../../lib/engine/bacula.js';
+import { cmd } from '../../lib/run/command.js';
+import { run } from '../../lib/run/run.js';
+import { track } from '../../lib/run/process-group.js';
+import { whichSystem } from '../../lib/run/which.js';
+import { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig } from './bacula-configs.js';
+
+export { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig, type StockParams } from './bacula-configs.js';
+
+/**
+ * Real Bacula 9.6 daemons (director + storage + file daemon, sqlite catalog) on 127.0.0.1 with
+ * free ports, all state under one temp dir: what the Bacula tests (and later multi-host tests)
+ * run against. Nothing is mocked; a missing binary throws, so tests fail rather than skip.
+ */
+
+export interface StartBaculaOptions {
+  /** Where configs, catalog, volumes and logs go (default: a fresh temp dir). */
+  baseDir?: string;
+  /** Appended to the stock-like director config: our generated fragment, extra JobDefs… */
+  extraDirectorConfig?: string;
+  /** When set, a Job `Harness` (DefaultJob, FileSet "Full Set") runs this Command on the client first. */
+  clientRunBefore?: string;
+  /** Name of the file daemon / Client resource (default apiscp-fd, the bacula.client default). */
+  clientName?: string;
+  /** Keep a temp baseDir after stop() for a post-mortem (daemon output is in baseDir/*.out). */
+  keep?: boolean;
+}
+
+export interface JobOutcome {
+  jobId: number;
+  /** JobStatus letter from the catalog: T ok, W warnings, f fatal, E error, A canceled. */
+  status: string;
+  /** The job's messages (`list joblog`). */
+  log: string;
+}
+
+export interface BaculaHarness {
+  readonly baseDir: string;
+  readonly directorConfigFile: string;
+  readonly bconsoleConfigFile: string;
+  readonly clientName: string;
+  readonly directorName: string;
+  /** Backed up by FileSet "Full Set" (DefaultJob's, and the Harness job's). */
+  readonly dataDir: string;
+  bconsole(commands: string): Promise<string>;
+  runJob(job: string, level?: string): Promise<JobOutcome>;
+  restore(opts: { client?: string; fileset: string; where: string; jobIds?: number[] }): Promise<JobOutcome>;
+  testConfig(text: string): Promise<{ ok: boolean; output: string }>;
+  stop(): Promise<void>;
+}
+
+export const BACULA_BINARIES = ['bacula-dir', 'bacula-sd', 'bacula-fd', 'bconsole'] as const;
+
+function binary(name: string): string {
+  const found = whichSystem(name);
+  if (!found) throw new Error(`${name} not found: apt-get install bacula-director-sqlite3 bacula-sd bacula-fd bacula-console`);
+  return found;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** True once something accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+const password = (): string => randomBytes(18).toString('base64url');
+
+/** A Job with arbitrary Before/After client Commands (the stand-in script now, the real hook later). */
+export function buildJob(opts: Partial<BaculaJobOptions> & { job: string }): string {
+  return renderBaculaJob({ jobdefs: 'DefaultJob', client: 'apiscp-fd', fileset: 'Full Set', ...opts });
+}
+
+/** `bacula-dir -t`: exit 0 for a valid config; the output says what is wrong otherwise. */
+export async function testDirectorConfig(file: string): Promise<{ ok: boolean; output: string }> {
+  const r = await run(cmd(binary('bacula-dir'), ['-t', '-c', file]), { okExitCodes: [1, 2, 3], timeoutMs: 60_000 });
+  return { ok: r.exitCode === 0, output: (r.stdout + r.stderr).trim() };
+}
+
+function parseJobId(output: string): number {
+  const m = /JobId=(\d+)/.exec(output);
+  if (!m) throw new Error(`bconsole did not queue a job:\n${output}`);
+  return Number(m[1]);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function startBacula(opts: StartBaculaOptions = {}): Promise<BaculaHarness> {
+  const [dirBin, sdBin, fdBin, conBin] = BACULA_BINARIES.map(binary) as [string, string, string, string];
+  const baseDir = opts.baseDir ?? mkdtempSync(join(tmpdir(), 'bacula-harness-'));
+  const dirs = { dir: join(baseDir, 'dir'), sd: join(baseDir, 'sd'), fd: join(baseDir, 'fd'), volumes: join(baseDir, 'volumes'), data: join(baseDir, 'data'), conf: join(baseDir, 'etc') };
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
+  const [dirPort, sdPort, fdPort] = [await freePort(), await freePort(), await freePort()];
+  const clientName = opts.clientName ?? 'apiscp-fd';
+  const directorName = 'harness-dir';
+  const pw = { console: password(), fd: password(), sd: password() };
+
+  writeFileSync(join(dirs.dir, 'query.sql'), '');
+  await prepareCatalog(dirs.dir);
+  const stock = stockDirectorConfig({
+    directorName, dirPort, consolePassword: pw.console, workDir: dirs.dir, clientName, fdPort, fdPassword: pw.fd, sdPort, sdPassword: pw.sd,
+    logFile: join(baseDir, 'bacula.log'), dataDir: dirs.data,
+  });
+  const harnessJob = opts.clientRunBefore !== undefined ? '\n' + buildJob({ job: 'Harness', client: clientName, before: opts.clientRunBefore }) : '';
+  const files = {
+    dir: join(dirs.conf, 'bacula-dir.conf'), sd: join(dirs.conf, 'bacula-sd.conf'), fd: join(dirs.conf, 'bacula-fd.conf'), con: join(dirs.conf, 'bconsole.conf'),
+  };
+  writeFileSync(files.dir, stock + harnessJob + (opts.extraDirectorConfig ? '\n' + opts.extraDirectorConfig : ''), { mode: 0o600 });
+  writeFileSync(files.sd, sdConfig(directorName, sdPort, pw.sd, dirs.sd, dirs.volumes), { mode: 0o600 });
+  writeFileSync(files.fd, fdConfig(directorName, clientName, fdPort, pw.fd, dirs.fd), { mode: 0o600 });
+  writeFileSync(files.con, bconsoleConfig(directorName, dirPort, pw.console), { mode: 0o600 });
+
+  // Catch a bad fragment with a readable message instead of a director that dies on start.
+  const checked = await testDirectorConfig(files.dir);
+  if (!checked.ok) throw new Error(`director config rejected by bacula-dir -t:\n${checked.output}`);
+
+  const children: ChildProcess[] = [];
+  const killAll = (): void => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
+  };
+  // Safety net for a crashed test process: never leave daemons behind holding ports.
+  process.once('exit', killAll);
+  const start = (file: string, conf: string, name: string): void => {
+    // -f: stay in the foreground so the daemon is our child; stdout/stderr kept for post-mortems.
+    const child = spawn(file, ['-f', '-c', conf], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log: string[] = [];
+    child.stdout?.on('data', (b: Buffer) => log.push(b.toString()));
+    child.stderr?.on('data', (b: Buffer) => log.push(b.toString()));
+    child.once('exit', () => writeFileSync(join(baseDir, `${name}.out`), log.join('')));
+    track(child);
+    children.push(child);
+  };
+  start(sdBin, files.sd, 'sd');
+  start(fdBin, files.fd, 'fd');
+  start(dirBin, files.dir, 'dir');
+
+  const bconsole = async (commands: string): Promise<string> => {
+    const r = await run(cmd(conBin, ['-n', '-c', files.con]), { input: commands.endsWith('\n') ? commands : commands + '\n', timeoutMs: 120_000 });
+    return r.stdout + r.stderr;
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const dead = children.find((c) => c.exitCode !== null || c.signalCode !== null);
+    if (dead) {
+      killAll();
+      throw new Error(`a Bacula daemon exited on start (${dead.spawnargs.join(' ')}); see ${baseDir}/*.out`);
+    }
+    // bconsole retries a refused connection only every 5 s: knock on the ports ourselves first.
+    const up = (await Promise.all([dirPort, sdPort, fdPort].map(listening))).every(Boolean);
+    const out = up ? await bconsole('status dir').catch((e: Error) => e.message) : 'not listening yet';
+    if (/Daemon started/.test(out)) break;
+    if (Date.now() > deadline) {
+      killAll();
+      throw new Error(`bconsole got no answer from the director in 30s:\n${out}`);
+    }
+    await sleep(50);
+  }
+
+  const outcome = async (jobId: number): Promise<JobOutcome> => {
+    // bconsole exits 0 whatever the job did: the catalog's JobStatus is the truth.
+    await bconsole(`wait jobid=${jobId}`);
+    const listed = await bconsole(`llist jobid=${jobId}`);
+    const m = /jobstatus:\s*(\S)/i.exec(listed);
+    if (!m) throw new Error(`no JobStatus for job ${jobId}:\n${listed}`);
+    const log = await bconsole(`list joblog jobid=${jobId}`);
+    return { jobId, status: m[1]!, log };
+  };
+
+  return {
+    baseDir,
+    directorConfigFile: files.dir,
+    bconsoleConfigFile: files.con,
+    clientName,
+    directorName,
+    dataDir: dirs.data,
+    bconsole,
+    async runJob(job, level = 'Full') {
+      return outcome(parseJobId(await bconsole(`run job=${JSON.stringify(job)} level=${level} yes`)));
+    },
+    async restore({ client = clientName, fileset, where, jobIds }) {
+      const which = jobIds?.length ? `jobid=${jobIds.join(',')}` : `fileset=${JSON.stringify(fileset)} select current`;
+      return outcome(parseJobId(await bconsole(`restore client=${client} ${which} where=${JSON.stringify(where)} all done yes`)));
+    },
+    async testConfig(text) {
+      const file = join(dirs.conf, `test-${randomBytes(4).toString('hex')}.conf`);
+      writeFileSync(file, text, { mode: 0o600 });
+      return testDirectorConfig(file);
+    },
+    async stop() {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ }
+      const until = Date.now() + 5_000;
+      while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < until) await sleep(50);
+      killAll();
+      process.removeListener('exit', killAll);
+      if (!opts.baseDir && !opts.keep) rmSync(baseDir, { recursive: true, force: true });
+    },
+  };
+}
