@@ -1,0 +1,229 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+import { EngineError, MissingDependencyError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { cmd, type Command } from '../run/command.js';
+import { run } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+
+/**
+ * Duplicity 0.8 restores owner, mode and mtime but drops POSIX ACLs and xattrs, which on ApisCP
+ * hold Fortification and the overlay's `trusted.overlay.*` markers. Before such a backup we dump
+ * them (`getfacl`, `getfattr`) into one compressed file in the dumps dir, so they travel inside the
+ * backup; after a restore, `apiscp-backup restore acls --from DIR` puts them back.
+ *
+ * File format: two compressed frames back to back (zstd and gzip both decompress concatenations):
+ * the `getfacl -R -p -n -s -P` text, then the `getfattr -R -d -e hex -h -P` text. Both are blocks
+ * starting `# file: /abs/path` (names escaped as \ooo by the tools: we keep them escaped); a
+ * getfacl block always continues with `# owner:`, which is how the restore tells them apart.
+ */
+
+export const SIDECAR_BASENAME = 'fs-acls';
+
+/** The compressor we would use: zstd when installed (faster, smaller), else gzip. */
+export function sidecarCompression(): 'zstd' | 'gzip' {
+  return whichSystem('zstd') ? 'zstd' : 'gzip';
+}
+
+/** `fs-acls.zst` or `fs-acls.gz`: the name pre-backup writes into the dumps dir. */
+export function sidecarFileName(compression = sidecarCompression()): string {
+  return `${SIDECAR_BASENAME}.${compression === 'zstd' ? 'zst' : 'gz'}`;
+}
+
+export interface SidecarResult {
+  readonly file: string;
+  readonly bytes: number;
+  readonly compression: 'zstd' | 'gzip';
+  /** Files that vanished while we walked (a live site): not fatal. */
+  readonly warnings: string[];
+}
+
+/** `-m` regex: every namespace but `system.` (POSIX ACLs come from getfacl, in readable form). */
+const XATTR_MATCH = '^(user|trusted|security)\\.';
+
+export function getfaclArgs(sources: readonly string[]): string[] {
+  // -s: files with only owner/group/other entries are covered by the mode duplicity keeps.
+  // -n: numeric ids (site users exist in the site's passwd, not the host's). -P: no symlinks.
+  return ['-R', '-p', '-n', '-s', '-P', '--', ...sources];
+}
+
+export function getfattrArgs(sources: readonly string[]): string[] {
+  return ['-R', '-P', '-h', '-d', '-m', XATTR_MATCH, '-e', 'hex', '--absolute-names', '--', ...sources];
+}
+
+export async function writeAclSidecar(sources: readonly string[], outFile: string): Promise<SidecarResult> {
+  const compression = sidecarCompression();
+  for (const tool of ['getfacl', 'getfattr']) {
+    if (!whichSystem(tool)) throw new MissingDependencyError(tool, tool === 'getfacl' ? 'acl' : 'attr', tool === 'getfacl' ? 'acl' : 'attr');
+  }
+  // The dumps dir (where outFile goes) has nothing worth keeping and would list our temp files.
+  const outDir = dirname(outFile);
+  const existing: string[] = [];
+  for (const s of sources) {
+    if (outDir === s || outDir.startsWith(s.endsWith('/') ? s : s + '/')) continue;
+    if (await lstat(s).then(() => true, () => false)) existing.push(s);
+  }
+  const tmp = `${outFile}.tmp-${process.pid}`;
+  const parts = [`${tmp}-acl`, `${tmp}-xattr`];
+  const warnings: string[] = [];
+  try {
+    const out = await open(tmp, 'wx', 0o600);
+    await out.close();
+    if (existing.length > 0) {
+      const texts = [await capture(cmd('getfacl', getfaclArgs(existing)), warnings), await capture(cmd('getfattr', getfattrArgs(existing)), warnings)];
+      for (const [i, part] of parts.entries()) {
+        await writeFile(part, texts[i]!, { mode: 0o600 });
+        const packed = await compressFile(part, compression);
+        await pipeline(createReadStream(packed), createWriteStream(tmp, { flags: 'a' }));
+      }
+    }
+    const handle = await open(tmp, 'r');
+    await handle.sync();
+    await handle.close();
+    await rename(tmp, outFile);
+    const dir = await open(outDir, 'r');
+    await dir.sync().catch(() => undefined);
+    await dir.close();
+    return { file: outFile, bytes: (await stat(outFile)).size, compression, warnings };
+  } finally {
+    for (const f of [tmp, ...parts, ...parts.map((p) => `${p}.zst`), ...parts.map((p) => `${p}.gz`)]) await rm(f, { force: true });
+  }
+}
+
+/**
+ * Text output of getfacl/getfattr (ASCII: both escape unusual bytes as \ooo). Kept in memory
+ * because lib/run's pipeToFile currently never returns (FileHandle closed while its write
+ * stream still holds it): TODO stream `tool | zstd > file` through pipeToFile once fixed.
+ * Both tools exit 1 when a file disappears mid-walk; the rest of the dump is complete.
+ */
+async function capture(command: Command, warnings: string[]): Promise<string> {
+  const r = await run(command, { okExitCodes: [1], failureExitCode: ExitCode.ENGINE });
+  if (r.exitCode === 1) {
+    const lines = r.stderr.split('\n').filter(Boolean);
+    if (lines.length === 0 || !lines.every((l) => /No such file or directory$/.test(l))) {
+      throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
+    }
+    warnings.push(...lines);
+  }
+  return r.stdout;
+}
+
+/** Compress a file in place (`X` becomes `X.zst` / `X.gz`) and return the new name. */
+async function compressFile(file: string, compression: 'zstd' | 'gzip'): Promise<string> {
+  if (compression === 'zstd') {
+    await run(cmd('zstd', ['-q', '-3', '-f', '--rm', file]), { failureExitCode: ExitCode.ENGINE });
+    return `${file}.zst`;
+  }
+  await run(cmd('gzip', ['-6', '-n', '-f', file]), { failureExitCode: ExitCode.ENGINE });
+  return `${file}.gz`;
+}
+
+export interface RestoreAclsResult {
+  readonly sidecar: string;
+  readonly aclFiles: number;
+  readonly xattrFiles: number;
+  /** Paths in the sidecar that the restored tree does not have (a partial restore). */
+  readonly warnings: string[];
+}
+
+/**
+ * Re-apply a sidecar to a restored tree. Paths in the sidecar are absolute source paths; engines
+ * restore `/x/y` to `DIR/x/y`, so we strip the leading `/` and run setfacl/setfattr in DIR.
+ */
+export async function restoreAcls(fromDir: string, sidecarPath?: string): Promise<RestoreAclsResult> {
+  const sidecar = sidecarPath ?? (await findSidecar(fromDir));
+  if (!sidecar) throw new EngineError(`no ${SIDECAR_BASENAME}.zst/.gz found under ${fromDir}: pass the sidecar path`, 'duplicity', { fromDir });
+  const head = Buffer.alloc(4);
+  const fh = await open(sidecar, 'r');
+  const { bytesRead } = await fh.read(head, 0, 4, 0);
+  await fh.close();
+  const work = await mkdtemp(join(tmpdir(), 'apiscp-acls-'));
+  try {
+    const plain = join(work, 'plain');
+    if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, warnings: [] };
+    // Decompressed text is ASCII (see capture): safe to take as a string. TODO: pipeToFile.
+    await writeFile(plain, (await run(decompressor(head, sidecar), { failureExitCode: ExitCode.ENGINE })).stdout, { mode: 0o600 });
+    const aclText = join(work, 'acl.txt');
+    const xattrText = join(work, 'xattr.txt');
+    const { acl, xattr } = await splitAndRewrite(plain, aclText, xattrText);
+    const warnings: string[] = [];
+    await restoreWith(cmd('setfacl', [`--restore=${aclText}`], { cwd: fromDir }), warnings);
+    await restoreWith(cmd('setfattr', [`--restore=${xattrText}`], { cwd: fromDir }), warnings);
+    return { sidecar, aclFiles: acl, xattrFiles: xattr, warnings };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function decompressor(head: Buffer, file: string): Command {
+  const isZstd = head.readUInt32LE(0) === 0xfd2fb528;
+  const isGzip = head[0] === 0x1f && head[1] === 0x8b;
+  if (!isZstd && !isGzip) throw new EngineError(`${file}: not a zstd or gzip file`, 'duplicity', { file });
+  if (isZstd && !whichSystem('zstd')) throw new MissingDependencyError('zstd', 'zstd', 'zstd');
+  return isZstd ? cmd('zstd', ['-q', '-d', '-c', file]) : cmd('gzip', ['-d', '-c', file]);
+}
+
+/** Stream the plain text into the two restore files, with paths made relative to the restore dir. */
+async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string): Promise<{ acl: number; xattr: number }> {
+  const acl = createWriteStream(aclOut, { mode: 0o600 });
+  const xattr = createWriteStream(xattrOut, { mode: 0o600 });
+  const counts = { acl: 0, xattr: 0 };
+  let pendingHeader: string | undefined;
+  let target: typeof acl | undefined;
+  const write = async (stream: typeof acl, text: string): Promise<void> => {
+    if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
+  };
+  for await (const line of createInterface({ input: createReadStream(plain), crlfDelay: Infinity })) {
+    if (line.startsWith('# file: ')) {
+      const rel = line.slice('# file: '.length).replace(/^\/+/, '');
+      pendingHeader = `# file: ${rel === '' ? '.' : rel}\n`;
+      target = undefined;
+      continue;
+    }
+    if (pendingHeader !== undefined) {
+      // The line after the header decides which tool wrote the block.
+      if (line === '') continue;
+      target = line.startsWith('# owner: ') ? acl : xattr;
+      counts[target === acl ? 'acl' : 'xattr']++;
+      await write(target, pendingHeader);
+      pendingHeader = undefined;
+    }
+    if (target) await write(target, line + '\n');
+  }
+  await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
+  return counts;
+}
+
+/** Missing files are warnings (the admin may have restored only part of the tree). */
+async function restoreWith(command: Command, warnings: string[]): Promise<void> {
+  const r = await run(command, { okExitCodes: [1] });
+  if (r.exitCode === 0) return;
+  const lines = r.stderr.split('\n').filter(Boolean);
+  if (lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l))) {
+    warnings.push(...lines);
+    return;
+  }
+  throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
+}
+
+/** The newest sidecar below `dir`, without wandering into the (large) restored site trees. */
+async function findSidecar(dir: string): Promise<string | undefined> {
+  let best: { path: string; mtime: number } | undefined;
+  const walk = async (d: string, depth: number): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory() && depth < 12 && !p.endsWith('/home/virtual')) await walk(p, depth + 1);
+      else if (e.isFile() && /^fs-acls\.(zst|gz)$/.test(basename(p))) {
+        const mtime = (await stat(p)).mtimeMs;
+        if (!best || mtime > best.mtime) best = { path: p, mtime };
+      }
+    }
+  };
+  await walk(dir, 0);
+  return best?.path;
+}

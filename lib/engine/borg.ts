@@ -1,0 +1,110 @@
+import type { LoadedConfig } from '../config/load.js';
+import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { cmd, quote } from '../run/command.js';
+import { run, type RunResult } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+import type { Engine, EngineContext, EngineResult } from './types.js';
+
+/**
+ * borg 1.2 keeps ACLs, xattrs and (with --numeric-ids) the numeric owners ApisCP needs: site
+ * users exist in each site's own passwd, not the host's. The repository goes in BORG_REPO and
+ * the passphrase is read by borg itself through BORG_PASSCOMMAND (`cat FILE`): never argv.
+ */
+
+export const BORG_ARCHIVE = '{hostname}-{now}';
+
+export function borgEnv(loaded: LoadedConfig): Record<string, string> {
+  const b = loaded.config.borg;
+  if (!b.repository) throw new ConfigError('borg.repository is not set (e.g. /backup/borg or ssh://host/./repo)', loaded.file, 'borg.repository');
+  // Never wait for an answer on a terminal nobody watches (cron, Bacula): fail instead.
+  const env: Record<string, string> = { BORG_REPO: b.repository, BORG_RELOCATED_REPO_ACCESS_IS_OK: 'no' };
+  if (b.passphrase_file) env.BORG_PASSCOMMAND = `cat ${quote(b.passphrase_file)}`;
+  return env;
+}
+
+/** Concrete paths as `pp:` (no glob surprises with `[` in a name), patterns as `sh:`. */
+export function borgPattern(exclude: string): string {
+  return /[*?[]/.test(exclude) ? `sh:${exclude}` : `pp:${exclude}`;
+}
+
+export function borgCreateArgs(loaded: LoadedConfig, sources: readonly string[], excludes: readonly string[]): string[] {
+  const b = loaded.config.borg;
+  return [
+    'create',
+    '--json',
+    '--numeric-ids',
+    '--compression',
+    b.compression,
+    ...b.extra_args,
+    ...excludes.flatMap((e) => ['--exclude', borgPattern(e)]),
+    `::${BORG_ARCHIVE}`,
+    ...sources,
+  ];
+}
+
+export function borgLastArchiveArgs(): string[] {
+  return ['list', '--short', '--last', '1'];
+}
+
+/** Paths in borg archives have no leading `/`: extracting in DIR gives DIR/<absolute path>. */
+export function borgExtractArgs(loaded: LoadedConfig, archive: string): string[] {
+  return ['extract', '--numeric-ids', ...loaded.config.borg.extra_args, `::${archive}`];
+}
+
+export function borgExitMessage(code: number | undefined, stderr = ''): string {
+  if (code === undefined) return 'did not run';
+  if (/Repository .* does not exist|is not a valid repository/.test(stderr)) return 'no repository at BORG_REPO: create it once with `borg init --encryption=repokey`';
+  if (/Failed to create\/acquire the lock|LockTimeout/.test(stderr)) return 'repository is locked by another borg (if none runs, `borg break-lock`)';
+  if (/passphrase supplied in BORG_PASSPHRASE.*incorrect|passphrase.*incorrect/i.test(stderr)) return 'wrong passphrase (borg.passphrase_file)';
+  if (code === 1) return 'warning (some files changed or could not be read)';
+  if (code >= 128) return `killed by signal ${code - 128}`;
+  return `error (exit ${code})`;
+}
+
+async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string): Promise<RunResult> {
+  try {
+    // Exit 1 is borg's "warning": the archive was made.
+    return await run(cmd('borg', args, { env: borgEnv(ctx.loaded), cwd }), { signal: ctx.signal, okExitCodes: [1] });
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const code = err.exitCodeOfCommand;
+    const detail = err.stderrTail.split('\n').filter(Boolean).pop() ?? '';
+    throw new EngineError(`borg ${action} failed: ${borgExitMessage(code, err.stderrTail)}${detail ? ` (${detail.trim()})` : ''}`, 'borg', {
+      exitCode: code,
+      command: err.command,
+    });
+  }
+}
+
+export function parseBorgCreate(stdout: string): { name?: string; id?: string; bytes?: number } {
+  try {
+    const j = JSON.parse(stdout) as { archive?: { name?: string; id?: string; stats?: { deduplicated_size?: number } } };
+    return { name: j.archive?.name, id: j.archive?.id, bytes: j.archive?.stats?.deduplicated_size };
+  } catch {
+    return {};
+  }
+}
+
+export const borgEngine: Engine = {
+  name: 'borg',
+  keepsAcls: true,
+  drivesBackup: true,
+  async check(ctx) {
+    if (!whichSystem('borg')) throw new MissingDependencyError('borg', 'borgbackup', 'borgbackup (EPEL)');
+    borgEnv(ctx.loaded);
+  },
+  async backup(ctx): Promise<EngineResult> {
+    const started = Date.now();
+    const r = await runBorg(ctx, 'create', borgCreateArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const created = parseBorgCreate(r.stdout);
+    const warnings = r.exitCode === 1 ? [`borg: ${borgExitMessage(1)}: ${r.stderr.split('\n').filter(Boolean).slice(-5).join('; ')}`] : [];
+    for (const w of warnings) ctx.log.warn(w);
+    return { level: 'Snapshot', durationMs: Date.now() - started, id: created.name, bytes: created.bytes, warnings };
+  },
+  async restore(ctx, dir) {
+    const list = await runBorg(ctx, 'list', borgLastArchiveArgs());
+    const archive = list.stdout.trim().split('\n').pop();
+    if (!archive) throw new EngineError('borg repository has no archive to restore', 'borg');
+    await runBorg(ctx, 'extract', borgExtractArgs(ctx.loaded, archive), dir);
+  },
+};

@@ -1,0 +1,137 @@
+import { readFile, readdir } from 'node:fs/promises';
+import type { LoadedConfig } from '../config/load.js';
+import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { cmd, type Command } from '../run/command.js';
+import { run } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+import type { BackupLevel, Engine, EngineContext, EngineResult } from './types.js';
+
+/**
+ * Duplicity 0.8.22 backs up ONE source directory. We give it `/` and select with include/exclude
+ * options (first match wins: excludes first, then the sources, then `--exclude '**'`), so a
+ * restore lays paths out as `DIR/<absolute source path>` like restic and borg do.
+ * It drops POSIX ACLs and xattrs (keepsAcls false): pre-backup writes the ACL sidecar.
+ */
+
+/** Options shared by every duplicity action: where its cache lives and how to decrypt. */
+export function duplicityCommonArgs(loaded: LoadedConfig): string[] {
+  const d = loaded.config.duplicity;
+  return ['--archive-dir', loaded.paths.duplicityArchiveDir, '--name', d.name, ...(d.passphrase_file ? [] : ['--no-encryption'])];
+}
+
+export function duplicityBackupArgs(loaded: LoadedConfig, sources: readonly string[], excludes: readonly string[]): string[] {
+  const d = loaded.config.duplicity;
+  return [
+    '--full-if-older-than',
+    d.full_every,
+    ...duplicityCommonArgs(loaded),
+    ...d.extra_args,
+    ...excludes.flatMap((e) => ['--exclude', e]),
+    ...sources.flatMap((s) => ['--include', s]),
+    '--exclude',
+    '**',
+    '/',
+    target(loaded),
+  ];
+}
+
+export function duplicityPruneArgs(loaded: LoadedConfig): string[] {
+  const d = loaded.config.duplicity;
+  return ['remove-all-but-n-full', String(d.keep_full), '--force', ...duplicityCommonArgs(loaded), ...d.extra_args, target(loaded)];
+}
+
+/** `--force` only into an empty dir: into a non-empty one duplicity must refuse (exit 11). */
+export function duplicityRestoreArgs(loaded: LoadedConfig, dir: string, force: boolean): string[] {
+  return ['restore', ...(force ? ['--force'] : []), ...duplicityCommonArgs(loaded), ...loaded.config.duplicity.extra_args, target(loaded), dir];
+}
+
+/** Exit codes from duplicity/errors.py and field notes, as the admin should read them. */
+export const DUPLICITY_EXIT: Readonly<Record<number, string>> = {
+  1: 'generic failure',
+  2: 'bad command line',
+  11: 'restore target exists and is not empty',
+  23: 'another duplicity holds the archive dir lock (a backup still running, or a stale lockfile)',
+  30: 'unexpected exception (a duplicity bug or a corrupt cache: see its output)',
+  31: 'gpg failed (wrong passphrase or missing key)',
+  38: 'connection to the backend failed',
+  50: 'backend error',
+  51: 'backend: permission denied',
+  52: 'backend: not found',
+  53: 'backend: no space left',
+  54: 'backend: quota exceeded',
+  55: 'backend: connection failed',
+};
+
+export function duplicityExitMessage(code: number | undefined): string {
+  if (code === undefined) return 'did not run';
+  return DUPLICITY_EXIT[code] ?? (code >= 50 && code <= 59 ? 'backend error' : `exit code ${code}`);
+}
+
+/** PASSPHRASE goes into the environment only: never argv, where `ps` shows it. */
+async function duplicityCommand(loaded: LoadedConfig, args: string[]): Promise<{ command: Command; secrets: string[] }> {
+  const file = loaded.config.duplicity.passphrase_file;
+  if (!file) return { command: cmd('duplicity', args), secrets: [] };
+  const passphrase = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  return { command: cmd('duplicity', args, { env: { PASSPHRASE: passphrase } }), secrets: [passphrase] };
+}
+
+async function runDuplicity(ctx: EngineContext, action: string, args: string[]) {
+  const { command, secrets } = await duplicityCommand(ctx.loaded, args);
+  try {
+    return await run(command, { signal: ctx.signal, secrets });
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const code = err.exitCodeOfCommand;
+    const detail = lastLines(err.stderrTail);
+    throw new EngineError(`duplicity ${action} failed (exit ${code ?? '-'}: ${duplicityExitMessage(code)})${detail ? `: ${detail}` : ''}`, 'duplicity', {
+      exitCode: code,
+      command: err.command,
+    });
+  }
+}
+
+function target(loaded: LoadedConfig): string {
+  const t = loaded.config.duplicity.target;
+  if (!t) throw new ConfigError('duplicity.target is not set (e.g. file:///backup/duplicity)', loaded.file, 'duplicity.target');
+  return t;
+}
+
+/** "forcing full backup" (too old) and "switching to full backup" (no chain yet) mean Full. */
+export function parseDuplicityLevel(output: string): BackupLevel {
+  return /(forcing|switching to) full backup/i.test(output) ? 'Full' : 'Incremental';
+}
+
+export const duplicityEngine: Engine = {
+  name: 'duplicity',
+  keepsAcls: false,
+  drivesBackup: true,
+  async check(ctx) {
+    if (!whichSystem('duplicity')) throw new MissingDependencyError('duplicity', 'duplicity', 'duplicity (EPEL)');
+    target(ctx.loaded);
+    const file = ctx.loaded.config.duplicity.passphrase_file;
+    if (file) await readFile(file).catch((e: Error) => {
+      throw new ConfigError(`duplicity.passphrase_file ${file}: ${e.message}`, ctx.loaded.file, 'duplicity.passphrase_file');
+    });
+  },
+  async backup(ctx): Promise<EngineResult> {
+    const started = Date.now();
+    const r = await runDuplicity(ctx, 'backup', duplicityBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const out = r.stdout + '\n' + r.stderr;
+    const errors = Number(/^Errors (\d+)/m.exec(out)?.[1] ?? 0);
+    const bytes = /^TotalDestinationSizeChange (\d+)/m.exec(out)?.[1];
+    const warnings = errors > 0 ? [`duplicity: ${errors} file(s) could not be read: ${lastLines(r.stderr)}`] : [];
+    for (const w of warnings) ctx.log.warn(w);
+    return { level: parseDuplicityLevel(out), durationMs: Date.now() - started, bytes: bytes ? Number(bytes) : undefined, warnings };
+  },
+  async prune(ctx) {
+    await runDuplicity(ctx, 'remove-all-but-n-full', duplicityPruneArgs(ctx.loaded));
+  },
+  async restore(ctx, dir) {
+    const empty = await readdir(dir).then((e) => e.length === 0, () => false);
+    await runDuplicity(ctx, 'restore', duplicityRestoreArgs(ctx.loaded, dir, empty));
+  },
+};
+
+function lastLines(text: string, n = 2): string {
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-n).join(' / ');
+}

@@ -1,0 +1,107 @@
+import type { LoadedConfig } from '../config/load.js';
+import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { cmd, type Command } from '../run/command.js';
+import { run, type RunResult } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+import type { Engine, EngineContext, EngineResult } from './types.js';
+
+/**
+ * restic 0.14 keeps ACLs (as system.posix_acl_* xattrs) and user.* xattrs when run as root.
+ * Repository and password file travel in the environment (RESTIC_REPOSITORY,
+ * RESTIC_PASSWORD_FILE): nothing secret and no repository URL with credentials on argv.
+ */
+
+export function resticEnv(loaded: LoadedConfig): Record<string, string> {
+  const r = loaded.config.restic;
+  if (!r.repository) throw new ConfigError('restic.repository is not set (e.g. /backup/restic or sftp:host:/path)', loaded.file, 'restic.repository');
+  if (!r.password_file) throw new ConfigError('restic.password_file is not set (restic repositories are always encrypted)', loaded.file, 'restic.password_file');
+  return { RESTIC_REPOSITORY: r.repository, RESTIC_PASSWORD_FILE: r.password_file };
+}
+
+export function resticBackupArgs(loaded: LoadedConfig, sources: readonly string[], excludes: readonly string[]): string[] {
+  // --json: the closing "summary" message carries the snapshot id and sizes.
+  return ['backup', '--json', '--tag', 'apiscp-backup', ...loaded.config.restic.extra_args, ...excludes.flatMap((e) => ['--exclude', e]), '--', ...sources];
+}
+
+export function resticRestoreArgs(loaded: LoadedConfig, dir: string): string[] {
+  return ['restore', 'latest', '--target', dir, ...loaded.config.restic.extra_args];
+}
+
+/**
+ * restic's documented codes (0.17+ gives 10 and 11; 0.14 exits 1 for both, so we also read the
+ * message). 3 = snapshot made but some files were unreadable: a warning, not a failure.
+ */
+export function resticExitMessage(code: number | undefined, stderr = ''): string {
+  if (code === 10 || /Is there a repository at the following location\?|unable to open config file/.test(stderr)) {
+    return 'no repository at RESTIC_REPOSITORY: create it once with `restic init`';
+  }
+  if (code === 11 || /unable to create lock|repository is already locked/.test(stderr)) {
+    return 'repository is locked by another restic (if none runs, `restic unlock`)';
+  }
+  if (code === 12 || /wrong password or no key found/.test(stderr)) return 'wrong password (restic.password_file)';
+  if (code === 130) return 'interrupted';
+  if (code === 3) return 'some source files could not be read (snapshot was made)';
+  return code === undefined ? 'did not run' : `fatal error (exit ${code})`;
+}
+
+async function runRestic(ctx: EngineContext, action: string, args: string[], okExitCodes: number[] = []): Promise<RunResult> {
+  const command: Command = cmd('restic', args, { env: resticEnv(ctx.loaded) });
+  try {
+    return await run(command, { signal: ctx.signal, okExitCodes });
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const code = err.exitCodeOfCommand;
+    const detail = err.stderrTail.split('\n').filter(Boolean).pop() ?? '';
+    throw new EngineError(`restic ${action} failed: ${resticExitMessage(code, err.stderrTail)}${detail ? ` (${detail.trim()})` : ''}`, 'restic', {
+      exitCode: code,
+      command: err.command,
+    });
+  }
+}
+
+export interface ResticSummary {
+  readonly snapshotId?: string;
+  readonly bytes?: number;
+  readonly filesNew?: number;
+}
+
+export function parseResticSummary(stdout: string): ResticSummary {
+  for (const line of stdout.split('\n').reverse()) {
+    if (!line.includes('"summary"')) continue;
+    try {
+      const j = JSON.parse(line) as { message_type?: string; snapshot_id?: string; data_added?: number; files_new?: number };
+      if (j.message_type === 'summary') return { snapshotId: j.snapshot_id, bytes: j.data_added, filesNew: j.files_new };
+    } catch {
+      /* a status line cut short: keep looking */
+    }
+  }
+  return {};
+}
+
+export const resticEngine: Engine = {
+  name: 'restic',
+  keepsAcls: true,
+  drivesBackup: true,
+  async check(ctx) {
+    if (!whichSystem('restic')) throw new MissingDependencyError('restic', 'restic', 'restic (EPEL)');
+    resticEnv(ctx.loaded);
+  },
+  async backup(ctx): Promise<EngineResult> {
+    const started = Date.now();
+    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes), [3]);
+    const summary = parseResticSummary(r.stdout);
+    const warnings: string[] = [];
+    if (r.exitCode === 3) {
+      const unreadable = r.stderr.split('\n').filter(Boolean).slice(-5).join('; ');
+      warnings.push(`restic: ${resticExitMessage(3)}: ${unreadable}`);
+    }
+    // 0.14 skips a missing source with exit 0: still worth a line in the report.
+    for (const line of r.stderr.split('\n')) if (/does not exist, skipping$/.test(line)) warnings.push(`restic: ${line.trim()}`);
+    if (!summary.snapshotId) throw new EngineError('restic backup printed no snapshot id: no snapshot was made', 'restic', { stderr: r.stderr.slice(-2000) });
+    for (const w of warnings) ctx.log.warn(w);
+    return { level: 'Snapshot', durationMs: Date.now() - started, id: summary.snapshotId, bytes: summary.bytes, warnings };
+  },
+  async restore(ctx, dir) {
+    await runRestic(ctx, 'restore', resticRestoreArgs(ctx.loaded, dir));
+  },
+};
