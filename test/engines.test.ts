@@ -239,7 +239,11 @@ describe('duplicity', () => {
     // Wrong passphrase with a cold cache: gpg fails (31).
     await writeFile(join(f.base, 'wrong'), 'nope\n');
     const wrong = loadedFrom({ ...f.loaded.config, duplicity: { ...f.loaded.config.duplicity, passphrase_file: join(f.base, 'wrong'), archive_dir: join(f.base, 'cold') } });
-    await expect(duplicityEngine.restore!({ ...f.ctx, loaded: wrong }, join(f.base, 'r2'))).rejects.toThrow(/exit 31: gpg failed/);
+    const gpgError = await engineError(duplicityEngine.restore!({ ...f.ctx, loaded: wrong }, join(f.base, 'r2')));
+    expect(gpgError.message).toMatch(/exit 31: gpg failed/);
+    // Passphrases travel in PASSPHRASE only: not in argv, not in what we report.
+    expect(JSON.stringify([gpgError.message, gpgError.context])).not.toMatch(/nope|pass phrase/);
+    expect(duplicityBackupArgs(f.loaded, f.ctx.sources, f.ctx.excludes).join(' ')).not.toContain(SECRET);
 
     // Another duplicity holds the archive dir lock (fasteners = fcntl lockf): exit 23.
     const lockfile = join(f.loaded.paths.duplicityArchiveDir, 'apiscp', 'lockfile');
