@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
@@ -50,7 +51,9 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   const onAbort = (): void => killAll();
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const handle = await open(file, 'wx', 0o600);
+  // Created exclusively: a leftover temp file of a crashed run is never appended to.
+  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  await new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));
   const hash = createHash('sha256');
   let bytes = 0;
   try {
@@ -90,13 +93,17 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       },
     });
     const last = children[children.length - 1]!;
-    const writing = streamPipeline(last.stdout!, counter, handle.createWriteStream({ autoClose: false })).then(
+    const writing = streamPipeline(last.stdout!, counter, out).then(
       () => undefined,
       (err: Error) => err,
     );
     const results = await Promise.all(exits);
     const writeError = await writing;
-    await handle.sync();
+    // fsync is per file, not per descriptor: the data is on disk before anyone renames it.
+    if (!writeError) {
+      const h = await open(file, 'r');
+      await h.sync().finally(() => h.close());
+    }
 
     const stageResults: StageResult[] = results.map((r, i) => ({
       command: describe(stages[i]!, options.secrets),
@@ -135,6 +142,6 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     children.forEach((c) => {
       if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
     });
-    await handle.close().catch(() => undefined);
+    out.destroy();
   }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# System packages the tests, the demo and the benchmark need (Debian 12 / Ubuntu, as root).
+# Installs only what is missing, so a second run is quick. On RHEL-family servers in production
+# you need only the dump tools you use (mariadb, postgresql, zstd, acl, attr) and your engine.
+set -euo pipefail
+
+packages=(
+  mariadb-server mariadb-client     # throwaway MariaDB servers, mariadb-dump
+  postgresql postgresql-client      # throwaway PostgreSQL servers, pg_dump, pg_restore
+  zstd gzip                         # dump compression
+  acl attr                          # getfacl/setfacl, getfattr/setfattr (Fortification ACLs)
+  duplicity restic borgbackup       # engines
+  bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console
+  debianutils                       # run-parts (cron.daily tests)
+  procps                            # ps/pkill used by fault tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${missing[*]}; run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Package scripts must not start the distribution's own daemons: tests start their own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
