@@ -23,6 +23,8 @@ export interface ResolvedPaths {
   readonly logFile: string;
   readonly cronDir: string;
   readonly duplicityArchiveDir: string;
+  /** monitor.prometheus_textfile, when set. */
+  readonly prometheusTextfile: string | undefined;
   /** Globs as configured, placed under the root (expansion happens in plan/). */
   readonly include: readonly string[];
   readonly exclude: readonly string[];
@@ -41,6 +43,7 @@ export function resolvePaths(config: Config): ResolvedPaths {
     logFile: at(config.logging.file),
     cronDir: at(config.cron.dir),
     duplicityArchiveDir: at(config.duplicity.archive_dir),
+    prometheusTextfile: config.monitor.prometheus_textfile === undefined ? undefined : at(config.monitor.prometheus_textfile),
     include: config.paths.include.map(at),
     exclude: config.paths.exclude.map(at),
   };

@@ -160,7 +160,7 @@ export const configSchema = z
       .object({
         max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),
         status_file: z.string().default('/var/lib/apiscp-backup/status.json').describe('(under paths.root)'),
-        prometheus_textfile: z.string().optional().describe('node-exporter textfile, e.g. /var/lib/node_exporter/apiscp_backup.prom'),
+        prometheus_textfile: z.string().optional().describe('node-exporter textfile, e.g. /var/lib/node_exporter/apiscp_backup.prom (under paths.root)'),
         heartbeat: z
           .object({
             start: z.string().url().optional(),

@@ -72,7 +72,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
     await pool(plan.items, config.dumps.concurrency, async (item) => {
       if (signal?.aborted) return;
       input.onProgress?.(done, total, `${item.spec.kind} ${item.spec.database ?? item.spec.object}`);
-      entries.push(await dumpOne(item, work, compression, timeoutMs, log, signal));
+      entries.push(await dumpOne(item, work, compression, config.dumps.level, timeoutMs, log, signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
@@ -110,7 +110,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   }
 }
 
-async function dumpOne(item: PlannedDump, work: string, compression: Compression, timeoutMs: number, log: Logger, signal?: AbortSignal): Promise<ManifestEntry> {
+async function dumpOne(item: PlannedDump, work: string, compression: Compression, level: number | undefined, timeoutMs: number, log: Logger, signal?: AbortSignal): Promise<ManifestEntry> {
   const { spec, site } = item;
   const startedAt = new Date();
   const rel = dumpPath(spec, site, compression);
@@ -131,7 +131,7 @@ async function dumpOne(item: PlannedDump, work: string, compression: Compression
     startedAt: startedAt.toISOString(),
   };
   try {
-    const compressor = spec.compressible ? compressorCommand(compression) : undefined;
+    const compressor = spec.compressible ? compressorCommand(compression, level) : undefined;
     const stages = compressor ? [spec.command, compressor] : [spec.command];
     const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets });
     await spec.verify(tmp, applied, signal);

@@ -19,7 +19,7 @@ export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunSta
   } catch (err) {
     log.warn(`cannot write the status file ${file}: ${(err as Error).message}`);
   }
-  const prom = loaded.config.monitor.prometheus_textfile;
+  const prom = loaded.paths.prometheusTextfile;
   if (prom && merged.status !== 'running') {
     try {
       writePrometheusTextfile(prom, merged);

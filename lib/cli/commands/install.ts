@@ -1,0 +1,34 @@
+import { fileURLToPath } from 'node:url';
+import type { EngineName } from '../../engine/types.js';
+import { install as installToolkit, uninstall as uninstallToolkit } from '../../install/install.js';
+import type { CommandContext } from '../context.js';
+
+/** dist/cron.daily/apiscp-backup.js of this installation: what the cron entry execs. */
+export function nightlyEntry(): string {
+  return fileURLToPath(new URL('../../../cron.daily/apiscp-backup.js', import.meta.url));
+}
+
+export default async function install(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  const result = await installToolkit({
+    root: ctx.options.root,
+    config: ctx.options.config,
+    engine: opts.engine as EngineName | undefined,
+    node: (opts.node as string | undefined) ?? process.execPath,
+    entry: nightlyEntry(),
+    dryRun: Boolean(opts.dryRun),
+    log: ctx.log,
+  });
+  ctx.out(ctx.options.json ? JSON.stringify(result, null, 2) : result.text);
+  return 0;
+}
+
+export async function uninstall(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  const result = await uninstallToolkit({
+    root: ctx.options.root,
+    config: ctx.options.config,
+    purge: Boolean(opts.purge),
+    log: ctx.log,
+  });
+  ctx.out(ctx.options.json ? JSON.stringify(result, null, 2) : result.text);
+  return 0;
+}
