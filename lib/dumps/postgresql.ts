@@ -1,0 +1,296 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { PostgresqlConfig } from '../config/schema.js';
+import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { cmd, type Command } from '../run/command.js';
+import { pipeToFile } from '../run/pipeline.js';
+import { run } from '../run/run.js';
+import { isExecutable, whichSystem } from '../run/which.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
+import { decompressor, readTail } from './verify.js';
+
+export interface OsUser {
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+}
+
+/** /etc/passwd lookup: Node only knows the current user, and we must switch to `postgres`. */
+export function osUser(name: string, passwd = '/etc/passwd'): OsUser | undefined {
+  let text: string;
+  try {
+    text = readFileSync(passwd, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && f.length >= 7) return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/' };
+  }
+  return undefined;
+}
+
+/** PGDG (RHEL) and Debian keep one directory per major version; neither is on PATH by default. */
+export function pgBinDirs(major?: string): string[] {
+  if (major !== undefined) return [`/usr/pgsql-${major}/bin`, `/usr/lib/postgresql/${major}/bin`];
+  const found: { dir: string; v: number }[] = [];
+  const scan = (parent: string, re: RegExp, sub: (n: string) => string): void => {
+    let names: string[] = [];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const m = re.exec(n);
+      if (m) found.push({ dir: sub(n), v: Number(m[1]) });
+    }
+  };
+  scan('/usr', /^pgsql-(\d+(?:\.\d+)?)$/, (n) => `/usr/${n}/bin`);
+  scan('/usr/lib/postgresql', /^(\d+(?:\.\d+)?)$/, (n) => `/usr/lib/postgresql/${n}/bin`);
+  return found.sort((a, b) => b.v - a.v).map((f) => f.dir);
+}
+
+/** `tool` from bin_dir, else the version directories (a major's own, or the newest), else PATH. */
+export function findPgTool(tool: string, options: { binDir?: string; major?: string } = {}): string | undefined {
+  if (options.binDir) {
+    const p = join(options.binDir, tool);
+    return isExecutable(p) ? p : undefined;
+  }
+  for (const dir of pgBinDirs(options.major)) {
+    if (isExecutable(join(dir, tool))) return join(dir, tool);
+  }
+  return whichSystem(tool);
+}
+
+/** "15" for 150004; "9.6" for 90624 (before 10 the major had two parts). */
+export function majorOf(versionNum: number): string {
+  return versionNum >= 100000 ? String(Math.floor(versionNum / 10000)) : `${Math.floor(versionNum / 10000)}.${Math.floor(versionNum / 100) % 100}`;
+}
+
+const DEFAULT_SOCKET_DIRS = ['/var/run/postgresql', '/run/postgresql', '/tmp'];
+const QUERY_TIMEOUT_MS = 60_000;
+/** libpq's messages for "nothing listens there" (as opposed to authentication or other refusals). */
+const NOT_THERE = /No such file or directory|Connection refused|could not translate host name|Network is unreachable|timeout expired/;
+
+/** How every tool reaches the server: all through the environment, so argv holds no names or secrets. */
+interface Connection {
+  readonly env: Record<string, string>;
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly where: string;
+}
+
+function connection(cfg: PostgresqlConfig): Connection {
+  const port = cfg.port ?? 5432;
+  // libpq's compiled-in socket directory differs between Debian and PGDG: look for the socket file.
+  const host = cfg.host ?? DEFAULT_SOCKET_DIRS.find((d) => existsSync(join(d, `.s.PGSQL.${port}`))) ?? DEFAULT_SOCKET_DIRS[0]!;
+  const env: Record<string, string> = {
+    PGHOST: host,
+    PGUSER: cfg.user,
+    PGCONNECT_TIMEOUT: '10',
+    PGAPPNAME: 'apiscp-backup',
+  };
+  if (cfg.port !== undefined) env.PGPORT = String(cfg.port);
+  if (cfg.password_file) {
+    if (!existsSync(cfg.password_file)) throw new ConfigError(`databases.postgresql.password_file ${cfg.password_file}: no such file`, undefined, 'databases.postgresql.password_file');
+    env.PGPASSFILE = cfg.password_file;
+  }
+  const where = `${host}:${port}`;
+  // Peer authentication maps the OS user to the role: root can only be `postgres` by becoming it.
+  const local = host.startsWith('/') || host.startsWith('@');
+  if (local && cfg.user === 'postgres' && process.getuid?.() === 0) {
+    const pg = osUser('postgres');
+    if (pg) return { env: { ...env, HOME: pg.home }, uid: pg.uid, gid: pg.gid, where };
+  }
+  return { env, where };
+}
+
+function toolCommand(conn: Connection, file: string, args: string[], database?: string): Command {
+  // A database name on argv is parsed as a conninfo string when it contains `=`; PGDATABASE is not.
+  const env = database === undefined ? conn.env : { ...conn.env, PGDATABASE: database };
+  return cmd(file, args, { env, uid: conn.uid, gid: conn.gid, cwd: '/' });
+}
+
+async function query(conn: Connection, psql: string, database: string, sql: string, signal?: AbortSignal): Promise<string> {
+  const c = toolCommand(conn, psql, ['-X', '-At', '--no-password', '-v', 'ON_ERROR_STOP=1', '-c', sql], database);
+  return (await run(c, { signal, timeoutMs: QUERY_TIMEOUT_MS })).stdout;
+}
+
+function corrupt(file: string, why: string, cause?: unknown): BackupError {
+  return new BackupError(`${file}: PostgreSQL dump failed verification: ${why}`, ExitCode.DUMP_FAILED, { file }, { cause });
+}
+
+/**
+ * `pg_restore --list` reads only the header and table of contents, and passes a file cut off in
+ * the data (we tried): a second pass writes the whole restore script to /dev/null, reading every
+ * data block. Runs as root: the file is root's 0600 and no server is involved.
+ */
+async function verifyCustom(pgRestore: string, file: string, compression: Compression, signal?: AbortSignal): Promise<void> {
+  const passes = [['--list'], ['--file=/dev/null']];
+  const packed = compression === 'none' ? undefined : compression;
+  const scratch = packed && (await mkdtemp(join(tmpdir(), 'apiscp-pgverify-')));
+  try {
+    for (const [i, args] of passes.entries()) {
+      // pg_restore reads a compressed dump from stdin; its (empty or TOC) output goes to scratch.
+      if (!packed || !scratch) await run(cmd(pgRestore, [...args, '--', file]), { signal });
+      else await pipeToFile([decompressor(file, packed), cmd(pgRestore, args)], join(scratch, `out${i}`), { signal });
+    }
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw corrupt(file, detail, err);
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+const TRAILER = 'PostgreSQL database cluster dump complete';
+
+class PostgresSession implements DatabaseSession {
+  readonly kind = 'postgresql' as const;
+  constructor(
+    readonly versions: { server: string; client: string },
+    private readonly conn: Connection,
+    private readonly tools: { psql: string; pgDump: string; pgDumpall: string; pgRestore: string },
+    private readonly maintenanceDb: string,
+    private readonly cfg: PostgresqlConfig,
+  ) {}
+
+  async listDatabases(signal?: AbortSignal): Promise<string[]> {
+    // Hex keeps names with newlines, quotes or any encoding intact through psql's text output.
+    const sql = `SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname`;
+    const out = await query(this.conn, this.tools.psql, this.maintenanceDb, sql, signal);
+    return out
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((hex) => Buffer.from(hex.trim(), 'hex').toString('utf8'));
+  }
+
+  async planDatabase(database: string): Promise<DumpSpec> {
+    const pgRestore = this.tools.pgRestore;
+    return {
+      kind: 'postgresql',
+      database,
+      object: 'database',
+      // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
+      command: toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password'], database),
+      format: 'custom',
+      extension: '.dump',
+      compressible: false,
+      lockMode: 'snapshot',
+      verify: (file, compression, signal) => verifyCustom(pgRestore, file, compression, signal),
+      details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+    };
+  }
+
+  async planServerWide(): Promise<DumpSpec[]> {
+    if (!this.cfg.dump_globals) return [];
+    return [
+      {
+        kind: 'postgresql',
+        database: null,
+        object: 'globals',
+        // Roles with password hashes and tablespaces: pg_dump never includes them.
+        command: toolCommand(this.conn, this.tools.pgDumpall, ['--globals-only', '--no-password']),
+        format: 'sql',
+        extension: '.sql',
+        compressible: true,
+        lockMode: 'none',
+        verify: async (file, compression, signal) => {
+          let text: string;
+          try {
+            text = await readTail(file, compression, 4096, signal);
+          } catch (err) {
+            throw corrupt(file, `cannot read it: ${err instanceof Error ? err.message : String(err)}`, err);
+          }
+          if (!text.includes(TRAILER)) throw corrupt(file, `the '${TRAILER}' trailer is missing (truncated?)`);
+        },
+        details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+      },
+    ];
+  }
+
+  async close(): Promise<void> {
+    // Nothing to remove: credentials stay in the admin's own pgpass file, never in temp files.
+  }
+}
+
+/** Connect, learn the server version and pick the matching client tools. */
+async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<DatabaseSession | undefined> {
+  const log = ctx.log.child({ kind: 'postgresql' });
+  const required = cfg.enabled === true;
+  const conn = connection(cfg);
+  const probe = findPgTool('psql', { binDir: cfg.bin_dir });
+  if (!probe) {
+    if (!required) return log.info('PostgreSQL skipped: no psql client found'), undefined;
+    throw new MissingDependencyError(cfg.bin_dir ? join(cfg.bin_dir, 'psql') : 'psql', 'postgresql-client', 'postgresql');
+  }
+  if (!required && conn.env.PGHOST!.startsWith('/') && !existsSync(join(conn.env.PGHOST!, `.s.PGSQL.${cfg.port ?? 5432}`))) {
+    return log.info(`PostgreSQL skipped: no server socket at ${conn.where}`), undefined;
+  }
+  if (cfg.password_file && (statSync(cfg.password_file).mode & 0o077) !== 0) {
+    log.warn(`libpq ignores ${cfg.password_file}: it is readable by group or others (chmod 0600 it)`);
+  }
+  // 'postgres' is the usual maintenance database; template1 exists on every cluster.
+  let info: string | undefined;
+  let maintenanceDb = 'postgres';
+  let said = '';
+  let lastError: unknown;
+  for (const db of ['postgres', 'template1']) {
+    try {
+      info = await query(conn, probe, db, `SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')`, ctx.signal);
+      maintenanceDb = db;
+      break;
+    } catch (err) {
+      lastError = err;
+      // libpq's own words (socket missing, auth failed) beat the psql command line in a cron mail.
+      const stderr = err instanceof CommandError ? err.stderrTail : '';
+      said = stderr.split('\n').map((l) => l.replace(/^\S*psql: error: /, '').trim()).filter(Boolean).join(' ');
+      if (!/database ".*" does not exist/.test(said)) break;
+    }
+  }
+  if (info === undefined) {
+    // auto skips a server that is not there, never one that is there but refuses us.
+    if (!required && NOT_THERE.test(said)) return log.info(`PostgreSQL skipped: no server at ${conn.where}`, { error: said }), undefined;
+    const detail = said || (lastError instanceof Error ? lastError.message : String(lastError));
+    throw new BackupError(`cannot connect to PostgreSQL at ${conn.where} as ${cfg.user}: ${detail}`, ExitCode.DUMP_FAILED, { where: conn.where, user: cfg.user }, { cause: lastError });
+  }
+  const space = info.trim().indexOf(' ');
+  const versionNum = Number(info.trim().slice(0, space));
+  const server = info.trim().slice(space + 1);
+  const major = majorOf(versionNum);
+
+  // pg_dump refuses a server newer than itself, and an older client may miss new object types.
+  const pgDump = findPgTool('pg_dump', { binDir: cfg.bin_dir, major });
+  if (!pgDump) throw new MissingDependencyError(`pg_dump (PostgreSQL ${major})`, `postgresql-client-${major}`, `postgresql${major}`);
+  const binDir = dirname(pgDump);
+  const sibling = (t: string): string => {
+    const p = join(binDir, t);
+    if (!isExecutable(p)) throw new MissingDependencyError(p, `postgresql-client-${major}`, `postgresql${major}`);
+    return p;
+  };
+  const tools = { psql: isExecutable(join(binDir, 'psql')) ? join(binDir, 'psql') : probe, pgDump, pgDumpall: sibling('pg_dumpall'), pgRestore: sibling('pg_restore') };
+  const versionText = (await run(cmd(pgDump, ['--version']), { signal: ctx.signal })).stdout.trim();
+  const client = /\(PostgreSQL\)\s+(.+)$/.exec(versionText)?.[1] ?? versionText;
+  const clientNum = Number(/^(\d+)(?:\.(\d+))?/.exec(client)?.[1] ?? 0);
+  if (clientNum < Math.floor(versionNum / 10000)) {
+    throw new MissingDependencyError(`pg_dump ${major} or newer (found ${client} at ${pgDump})`, `postgresql-client-${major}`, `postgresql${major}`);
+  }
+  log.info(`PostgreSQL ${server} at ${conn.where}, client tools ${client} in ${binDir}`, {
+    runAs: conn.uid === undefined ? 'self' : 'postgres',
+  });
+  return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg);
+}
+
+export const postgresqlKind: DatabaseKind = {
+  name: 'postgresql',
+  async open(ctx: KindContext): Promise<DatabaseSession | undefined> {
+    const cfg = ctx.loaded.config.databases.postgresql;
+    if (cfg.enabled === false) return undefined;
+    return openSession(ctx, cfg);
+  },
+};
+
