@@ -28,7 +28,7 @@ export interface CommandContext {
  * Load the config, open the log, turn SIGTERM/SIGINT (a cancelled Bacula job, Ctrl-C) into an
  * abort that kills every child's process tree, and map errors to exit codes.
  */
-export async function withContext(options: GlobalOptions, body: (ctx: CommandContext) => Promise<number>): Promise<never> {
+export async function withContext(options: GlobalOptions, body: (ctx: CommandContext) => Promise<number>, settings: { logFile?: boolean } = {}): Promise<never> {
   const controller = new AbortController();
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -47,7 +47,8 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
   try {
     const loaded = loadConfig({ file: options.config, root: options.root });
     log = await createLogger({
-      file: loaded.paths.logFile,
+      // Only commands that act on the server write the log (config/status/demo leave no trace).
+      file: settings.logFile === false ? undefined : loaded.paths.logFile,
       level: options.verbose ? 'debug' : loaded.config.logging.level,
       console: options.verbose ? 'verbose' : interactive ? 'verbose' : 'quiet',
     });

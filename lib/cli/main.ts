@@ -8,13 +8,13 @@ const LEVELS = ['Full', 'Incremental', 'Differential'];
 type Handler = (ctx: CommandContext, opts: Record<string, unknown>, args: string[]) => Promise<number>;
 
 /** Each command's module is loaded only when that command runs (start-up stays fast). */
-function action(load: () => Promise<{ default: Handler }>) {
+function action(load: () => Promise<{ default: Handler }>, settings: { logFile?: boolean } = {}) {
   return async (...received: unknown[]): Promise<void> => {
     const command = received[received.length - 1] as Command;
     const opts = command.opts();
     const globals = command.optsWithGlobals<GlobalOptions>();
     const args = command.args;
-    await withContext(globals, async (ctx) => (await load()).default(ctx, opts, args));
+    await withContext(globals, async (ctx) => (await load()).default(ctx, opts, args), settings);
   };
 }
 
@@ -68,18 +68,18 @@ export function buildProgram(): Command {
   }
 
   const config = program.command('config').description('configuration file');
-  config.command('validate [file]').description('check a configuration file').action(action(async () => ({ default: (await import('./commands/config.js')).validate })));
-  config.command('print').description('the effective configuration, secrets redacted').action(action(async () => ({ default: (await import('./commands/config.js')).print })));
+  config.command('validate [file]').description('check a configuration file').action(action(async () => ({ default: (await import('./commands/config.js')).validate }), { logFile: false }));
+  config.command('print').description('the effective configuration, secrets redacted').action(action(async () => ({ default: (await import('./commands/config.js')).print }), { logFile: false }));
   config
     .command('init [file]')
     .description('write a commented default configuration')
     .option('--force', 'overwrite an existing file')
-    .action(action(async () => ({ default: (await import('./commands/config.js')).init })));
+    .action(action(async () => ({ default: (await import('./commands/config.js')).init }), { logFile: false }));
 
   program
     .command('status')
     .description('last run, age of the last good backup, scope, lock; non-zero when stale or failed')
-    .action(action(() => import('./commands/status.js')));
+    .action(action(() => import('./commands/status.js'), { logFile: false }));
 
   program
     .command('nightly')
@@ -105,7 +105,7 @@ export function buildProgram(): Command {
     .description('re-apply the ACL/xattr sidecar to a restored tree (duplicity loses them)')
     .requiredOption('--from <dir>', 'the restore directory')
     .option('--sidecar <file>', 'the sidecar file (default: found inside the restored dumps dir)')
-    .action(action(() => import('./commands/restore-acls.js')));
+    .action(action(() => import('./commands/restore-acls.js'), { logFile: false }));
 
   const bacula = program.command('bacula').description('Bacula integration');
   bacula
@@ -117,20 +117,20 @@ export function buildProgram(): Command {
     .option('--jobdefs <name>')
     .option('--node <path>', 'node binary on the client (default: this one)')
     .option('--entry <path>', 'installed apiscp-backup script on the client')
-    .action(action(() => import('./commands/bacula-config.js')));
+    .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
   program
     .command('paths')
     .description('list what the engine backs up (one path per line; Bacula runs this on the client)')
     .option('--exclude', 'list the excludes instead')
-    .action(action(() => import('./commands/paths.js')));
+    .action(action(() => import('./commands/paths.js'), { logFile: false }));
 
   program
     .command('demo')
     .description('run the whole job on a built-in sandbox (throwaway servers, fake panel) and verify a restore')
     .addOption(engine())
     .option('--keep', 'keep the sandbox')
-    .action(action(() => import('./commands/demo.js')));
+    .action(action(() => import('./commands/demo.js'), { logFile: false }));
 
   return program;
 }

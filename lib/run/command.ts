@@ -7,6 +7,8 @@ export interface Command {
   readonly args: readonly string[];
   /** Extra environment on top of the parent's (secrets go here or in files, never in args). */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** false: the command sees only `env` (cron's bare environment in the demo and tests). */
+  readonly inheritEnv?: boolean;
   readonly cwd?: string;
   /** Run as another user (PostgreSQL peer authentication as `postgres`). */
   readonly uid?: number;

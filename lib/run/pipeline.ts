@@ -61,7 +61,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     for (const [i, stage] of stages.entries()) {
       const child = spawn(stage.file, [...stage.args], {
         stdio: [upstream as never, 'pipe', 'pipe'],
-        env: stage.env ? { ...process.env, ...stage.env } : process.env,
+        env: stage.inheritEnv === false ? { ...stage.env } : stage.env ? { ...process.env, ...stage.env } : process.env,
         cwd: stage.cwd,
         uid: stage.uid,
         gid: stage.gid,

@@ -39,6 +39,7 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
   const started = Date.now();
   const child = execa(command.file, [...command.args], {
     env: command.env as Record<string, string> | undefined,
+    extendEnv: command.inheritEnv !== false,
     cwd: command.cwd,
     uid: command.uid,
     gid: command.gid,

@@ -1,0 +1,98 @@
+import { chownSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decompressorCommand } from '../dumps/compress.js';
+import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
+import type { Compression } from '../dumps/types.js';
+import { cmd } from '../run/command.js';
+import { run } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+import type { MariadbServer } from './mariadb.js';
+import type { PostgresServer } from './postgres.js';
+
+/**
+ * Proof that a dump is a backup: load it into a fresh database and compare row checksums with
+ * the original. Used by the demo and the end-to-end tests (sandbox servers only).
+ */
+export type Checksums = Record<string, string>;
+
+const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
+const lit = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
+const pgLit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+/** CHECKSUM TABLE of every base table, keyed by table name. */
+export async function mysqlChecksums(server: MariadbServer, database: string): Promise<Checksums> {
+  const tables = (await server.sql(`SELECT table_name FROM information_schema.tables WHERE table_schema = ${lit(database)} AND table_type = 'BASE TABLE' ORDER BY 1`))
+    .split('\n')
+    .filter(Boolean);
+  const out: Checksums = {};
+  for (const t of tables) {
+    const row = await server.sql(`CHECKSUM TABLE ${q(database)}.${q(t)} EXTENDED`);
+    out[t] = row.trim().split('\t').pop() ?? '';
+  }
+  return out;
+}
+
+/** md5 over every row's text form in a stable order, per table in every non-system schema. */
+export async function postgresChecksums(server: PostgresServer, database: string): Promise<Checksums> {
+  const tables = (await server.sql(`SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1`, database))
+    .split('\n')
+    .filter(Boolean);
+  const out: Checksums = {};
+  for (const t of tables) {
+    const [schema, table] = [t.slice(0, t.indexOf('.')), t.slice(t.indexOf('.') + 1)];
+    const ref = `${pgIdent(schema)}.${pgIdent(table)}`;
+    out[t] = (await server.sql(`SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM ${ref} x`, database)).trim();
+  }
+  return out;
+}
+
+/** Load one manifest entry's dump (found under `runDir`) into a new database `target`. */
+export async function loadDump(entry: ManifestEntry, runDir: string, target: { mysql?: MariadbServer; postgresql?: PostgresServer }, database: string): Promise<void> {
+  if (!entry.path) throw new Error(`${entry.kind} ${entry.database}: the manifest has no file for it`);
+  const file = join(runDir, entry.path);
+  if (entry.kind === 'mysql') {
+    const server = target.mysql!;
+    await server.sql(`CREATE DATABASE ${q(database)}`);
+    const mariadb = whichSystem('mariadb') ?? whichSystem('mysql') ?? 'mariadb';
+    const plain = await run(decompressorCommand(entry.compression as Compression, file), { stdout: 'pipe' });
+    await run(cmd(mariadb, ['--no-defaults', `--socket=${server.socket}`, '-uroot', '--max-allowed-packet=1G', '--', database]), { input: plain.stdout });
+    return;
+  }
+  if (entry.kind === 'postgresql') {
+    const server = target.postgresql!;
+    await server.sql(`CREATE DATABASE ${pgIdent(database)}`);
+    const pw = passwdEntry('postgres');
+    // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth.
+    const dir = mkdtempSync(join(tmpdir(), 'asb-restore-'));
+    const copy = join(dir, 'dump');
+    try {
+      copyFileSync(file, copy);
+      chownSync(dir, pw.uid, pw.gid);
+      chownSync(copy, pw.uid, pw.gid);
+      await run(
+        cmd(join(server.binDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '-h', server.socketDir, '-p', String(server.port), '-U', 'postgres', '-d', database, copy], {
+          uid: pw.uid,
+          gid: pw.gid,
+        }),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
+  throw new Error(`cannot load a ${entry.kind} export`);
+}
+
+export function databaseEntries(manifest: Manifest): ManifestEntry[] {
+  return manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok');
+}
+
+function passwdEntry(name: string): { uid: number; gid: number } {
+  // The sandbox runs PostgreSQL as `postgres`; pg_restore must connect as it (peer auth).
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  if (!line) throw new Error(`no ${name} user`);
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
