@@ -39,3 +39,12 @@ export function redact(text: string, secrets: readonly string[] = []): string {
 export function describe(command: Command, secrets: readonly string[] = []): string {
   return redact([command.file, ...command.args].map(quote).join(' '), secrets);
 }
+
+/**
+ * The line of a tool's stderr that says what went wrong: the last one that looks like an error
+ * (libpq ends with a hint after its FATAL line), else the last line.
+ */
+export function errorLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return [...lines].reverse().find((l) => /\b(error|fatal|failed|denied|cannot|could not)\b/i.test(l)) ?? lines[lines.length - 1] ?? '';
+}

@@ -5,7 +5,8 @@ import { open } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { CommandError, tail } from '../errors.js';
-import { describe, redact, type Command } from './command.js';
+import { describe, errorLine, redact, type Command } from './command.js';
+import { formatMs } from './run.js';
 import { terminate, track } from './process-group.js';
 
 export interface PipelineOptions {
@@ -116,7 +117,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       // A stage killed by SIGPIPE only says its reader died: name the root cause first.
       const primary = failed.find((r) => r.signal !== 'SIGPIPE' && r.exitCode !== 141) ?? failed[0];
       const why = timedOut
-        ? `timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)}s`
+        ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
         : options.signal?.aborted
           ? 'cancelled'
           : primary
@@ -125,7 +126,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
               : `exited with ${primary.exitCode}`
             : `writing ${file} failed: ${writeError?.message}`;
       const shown = primary?.command ?? stageResults.map((s) => s.command).join(' | ');
-      const detail = primary?.stderrTail.split('\n').filter(Boolean).pop();
+      const detail = primary ? errorLine(primary.stderrTail) : undefined;
       throw new CommandError(
         `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
         stageResults.map((s) => s.command).join(' | '),

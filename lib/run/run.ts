@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { CommandError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { describe, redact, type Command } from './command.js';
+import { describe, errorLine, redact, type Command } from './command.js';
 import { terminate, track } from './process-group.js';
 
 export interface RunOptions {
@@ -72,7 +72,7 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
     const ok = (options.okExitCodes ?? []).includes(exitCode) || exitCode === 0;
     if (result.failed && !ok) {
       const why = timedOut
-        ? `timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)}s`
+        ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
         : result.signal
           ? `killed by ${result.signal}`
           : result.exitCode === undefined
@@ -80,7 +80,7 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
             : `exited with ${result.exitCode}`;
       const stderrTail = redact(tail(stderr || (result.exitCode === undefined ? result.originalMessage ?? '' : '')), options.secrets);
       throw new CommandError(
-        `${shown}: ${why}${stderrTail ? `: ${lastLine(stderrTail)}` : ''}`,
+        `${shown}: ${why}${stderrTail ? `: ${errorLine(stderrTail)}` : ''}`,
         shown,
         result.exitCode,
         result.signal,
@@ -96,7 +96,6 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
   }
 }
 
-function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
-  return lines[lines.length - 1] ?? '';
+export function formatMs(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(ms < 1000 ? 2 : 1)}s` : `${Math.round(ms / 1000)}s`;
 }
