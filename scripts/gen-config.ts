@@ -1,6 +1,17 @@
 #!/usr/bin/env node
-// Regenerates config/config.example.yaml from the schema (test/config.test.ts checks it is current).
-import { writeFileSync } from 'node:fs';
-import { sampleConfig } from '../lib/config/sample.js';
+// Regenerates config/config.example.yaml and the README's configuration reference from the
+// schema (test/config.test.ts checks both are current). Run: npm run gen:config
+import { readFileSync, writeFileSync } from 'node:fs';
+import { configReference, sampleConfig } from '../lib/config/sample.js';
 
-writeFileSync(new URL('../../config/config.example.yaml', import.meta.url), sampleConfig());
+const root = new URL('../../', import.meta.url);
+writeFileSync(new URL('config/config.example.yaml', root), sampleConfig());
+const readme = new URL('README.md', root);
+writeFileSync(readme, withReference(readFileSync(readme, 'utf8')));
+
+export function withReference(text: string): string {
+  const start = '<!-- config-reference:start -->';
+  const end = '<!-- config-reference:end -->';
+  const table = ['| key | default | meaning |', '| --- | --- | --- |', ...configReference()].join('\n');
+  return text.replace(new RegExp(`${start}[\\s\\S]*?${end}`), `${start}\n${table}\n${end}`);
+}
