@@ -1,0 +1,141 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { cmd, quote } from '../../lib/run/command.js';
+import { run } from '../../lib/run/run.js';
+import { whichSystem } from '../../lib/run/which.js';
+import type { BenchDb } from './generate.js';
+
+/** One timed measurement: wall time and where the CPU went. */
+export interface Sample {
+  readonly seconds: number;
+  /** CPU of the client side: our Node process and every child (dumpers, compressors, shells). */
+  readonly clientCpuS: number;
+  /** CPU of mariadbd during the run. */
+  readonly serverCpuS: number;
+  /** Only for our CLI: its own CPU and peak RSS. */
+  readonly probe?: Probe;
+}
+
+export interface Probe {
+  readonly peakRssKb: number;
+  readonly selfCpuS: number;
+  readonly childCpuS: number;
+}
+
+const HOUR = 3_600_000;
+
+function bin(name: string, alt?: string): string {
+  const found = whichSystem(name) ?? (alt ? whichSystem(alt) : undefined);
+  if (!found) throw new Error(`${name} not found`);
+  return found;
+}
+
+/** The options our lib/dumps/mysql.ts passes, with the sandbox's socket instead of an option file. */
+export function dumpArgs(socket: string, db: BenchDb): string[] {
+  return [
+    '--no-defaults',
+    `--socket=${socket}`,
+    '--user=root',
+    ...(db.myisam ? ['--lock-tables'] : ['--single-transaction', '--skip-lock-tables']),
+    '--routines',
+    '--events',
+    '--triggers',
+    '--hex-blob',
+    '--max-allowed-packet=1G',
+    '--default-character-set=utf8mb4',
+    '--',
+    db.name,
+  ];
+}
+
+/** utime+stime (seconds) of a process, or of the children it has reaped (`children`). */
+function cpuOf(pid: number | 'self', children = false): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const at = children ? [16, 17] : [14, 15];
+    return at.reduce((n, i) => n + Number(fields[i - 3]), 0) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+async function timed(serverPid: number | undefined, work: () => Promise<Probe | void>): Promise<Sample> {
+  const client0 = cpuOf('self', true);
+  const server0 = serverPid ? cpuOf(serverPid) : 0;
+  const t0 = performance.now();
+  const probe = (await work()) ?? undefined;
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, clientCpuS: cpuOf('self', true) - client0, serverCpuS: serverPid ? cpuOf(serverPid) - server0 : 0, probe };
+}
+
+/** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
+export function writeConfig(file: string, root: string, socket: string, include: readonly string[]): void {
+  const config = {
+    paths: { root },
+    panel: { enabled: false },
+    databases: {
+      method: 'native',
+      postgresql: { enabled: false },
+      mysql: { enabled: true, socket, defaults_file: join(root, 'no-my.cnf'), include },
+    },
+  };
+  writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** (a) ours: the built CLI, exactly as an admin or cron runs it, with the RSS/CPU probe preloaded. */
+export async function runOurs(cli: string, probeModule: string, configFile: string, dumpsDir: string, serverPid?: number): Promise<Sample> {
+  const probeFile = join(dumpsDir, '..', 'probe.json');
+  rmSync(dumpsDir, { recursive: true, force: true });
+  rmSync(probeFile, { force: true });
+  const sample = await timed(serverPid, async () => {
+    const node = cmd(process.execPath, ['--import', pathToFileURL(probeModule).href, cli, 'dump', '-c', configFile], {
+      env: { ASB_BENCH_PROBE: probeFile },
+    });
+    await run(node, { timeoutMs: 6 * HOUR });
+    return JSON.parse(readFileSync(probeFile, 'utf8')) as Probe;
+  });
+  return sample;
+}
+
+/** (b) the ApisCP-style baseline: one database after the other, `mariadb-dump DB | gzip > file`. */
+export async function runBaseline(socket: string, dbs: readonly BenchDb[], outDir: string, serverPid?: number): Promise<Sample> {
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const dumper = bin('mariadb-dump', 'mysqldump');
+  const gzip = bin('gzip');
+  const script = ['set -eu -o pipefail', ...dbs.map((db) => `${[dumper, ...dumpArgs(socket, db)].map(quote).join(' ')} | ${quote(gzip)} > ${quote(join(outDir, `${db.name}.sql.gz`))}`)];
+  return timed(serverPid, async () => {
+    await run(cmd(bin('bash'), ['-c', script.join('\n')]), { timeoutMs: 6 * HOUR });
+  });
+}
+
+/** (c) the raw limit: `mariadb-dump DB > /dev/null`, `concurrency` at a time, largest first (the best case). */
+export async function runLimit(socket: string, dbs: readonly BenchDb[], concurrency: number, serverPid?: number): Promise<Sample> {
+  const dumper = bin('mariadb-dump', 'mysqldump');
+  const order = [...dbs].sort((a, b) => b.dataBytes - a.dataBytes);
+  return timed(serverPid, async () => {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < order.length) await run(cmd(dumper, dumpArgs(socket, order[next++]!)), { stdout: 'ignore', timeoutMs: 6 * HOUR });
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  });
+}
+
+/** Untimed warm-up: dump every database once and count its SQL bytes (the MB/s basis). */
+export async function sqlBytes(socket: string, dbs: readonly BenchDb[]): Promise<number> {
+  const dumper = bin('mariadb-dump', 'mysqldump');
+  let total = 0;
+  for (const db of dbs) {
+    const line = `${[dumper, ...dumpArgs(socket, db)].map(quote).join(' ')} | wc -c`;
+    total += Number((await run(cmd(bin('bash'), ['-c', `set -o pipefail; ${line}`]), { timeoutMs: 6 * HOUR })).stdout.trim());
+  }
+  return total;
+}
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
