@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
-import { writeAclSidecar } from '../engine/acl-sidecar.js';
+import { sidecarFileName, writeAclSidecar } from '../engine/acl-sidecar.js';
 import { getEngine } from '../engine/index.js';
 import type { BackupLevel, Engine, EngineContext, EngineName, EngineResult } from '../engine/types.js';
 import { BackupError } from '../errors.js';
@@ -33,9 +33,12 @@ export interface JobOutcome {
   readonly state: RunState;
 }
 
-/** Where pre-backup leaves the ACL/xattr sidecar for engines that lose them (inside dumps.dir). */
+/**
+ * Where pre-backup leaves the ACL/xattr sidecar for engines that lose them (inside dumps.dir).
+ * The name must be the one `restore acls` looks for (fs-acls.zst/.gz), or a restore finds nothing.
+ */
 export function sidecarPath(loaded: LoadedConfig): string {
-  return join(loaded.paths.dumpsDir, 'filesystem-acls');
+  return join(loaded.paths.dumpsDir, sidecarFileName());
 }
 
 export async function takeLock(input: Pick<JobInput, 'loaded' | 'log'>, command: string): Promise<HeldLock> {
