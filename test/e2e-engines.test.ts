@@ -1,0 +1,175 @@
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
+import type { EngineName } from '../lib/engine/types.js';
+import { cmd } from '../lib/run/command.js';
+import { run } from '../lib/run/run.js';
+import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import {
+  assertBuilt, cli, countBackups, engineRestore, loadRun, MY_DBS, mysqlFingerprint, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers,
+  stopServers, writeConfig, type Servers,
+} from './helpers/e2e.js';
+
+// Every engine through the BUILT CLI: `apiscp-backup run` with real databases and a real
+// repository, then a restore into an empty dir, compared file by file (content, mode, owner,
+// ACLs, xattrs) and database by database (restored dumps loaded into fresh servers).
+
+const SECRET = `pass phrase'"$(x)`;
+const base = mkdtempSync(join(tmpdir(), 'e2e-engines-'));
+// pg_restore runs as postgres (peer authentication) and must reach the scratch copies.
+chmodSync(base, 0o755);
+let servers: Servers;
+/** Where restored dumps are loaded: never the servers they came from. */
+let fresh: Servers;
+const original: Record<string, Record<string, string>> = {};
+const timings: Record<string, { runMs: number; restoreMs: number }> = {};
+
+interface Setup {
+  readonly engine: EngineName;
+  readonly dir: string;
+  readonly root: string;
+  readonly tree: TreeInfo;
+  readonly config: string;
+  readonly loaded: LoadedConfig;
+}
+const setups = new Map<EngineName, Setup>();
+
+/** A temp root with an ApisCP tree, a repository with a secret in a file, and the config. */
+async function setup(engine: EngineName): Promise<Setup> {
+  const dir = join(base, engine);
+  const root = join(dir, 'root');
+  const tree = await buildApiscpTree(root, { sites: 2 });
+  const secret = join(dir, 'secret');
+  writeFileSync(secret, SECRET + '\n', { mode: 0o600 });
+  const repo = join(dir, 'repo');
+  const extra: Record<string, Record<string, unknown>> = {
+    duplicity: { duplicity: { target: `file://${repo}`, passphrase_file: secret } },
+    restic: { restic: { repository: repo, password_file: secret } },
+    borg: { borg: { repository: repo, passphrase_file: secret } },
+    none: {},
+  };
+  if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
+  if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
+  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: extra[engine] });
+  const s = { engine, dir, root, tree, config, loaded: loadConfig({ file: config }) };
+  setups.set(engine, s);
+  return s;
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  [servers, fresh] = await Promise.all([startServers(), startServers()]);
+  await seedAll(servers);
+  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
+  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+});
+
+afterAll(async () => {
+  console.log('e2e engine timings (ms, CLI run incl. dumps / restore):', JSON.stringify(timings));
+  await Promise.all([stopServers(servers), stopServers(fresh)]);
+  rmrf(base);
+});
+
+/** Load the dumps of a restored dumps dir (through its `latest` manifest) and compare with the originals. */
+async function expectDatabasesBack(restoredDumpsDir: string, label: string): Promise<void> {
+  const runDir = join(restoredDumpsDir, 'latest');
+  const loaded = await loadRun(runDir, fresh, `r_${label}_`, join(base, `scratch-${label}`));
+  expect(loaded.manifest.status).toBe('complete');
+  expect([...loaded.mysql.keys()].sort()).toEqual([...MY_DBS].sort());
+  // The server's own `postgres` database is dumped too (empty here).
+  expect([...loaded.postgresql.keys()].sort()).toEqual(['postgres', ...PG_DBS].sort());
+  for (const db of MY_DBS) expect(await mysqlFingerprint(fresh.my, loaded.mysql.get(db)!), db).toEqual(original[`mysql:${db}`]);
+  for (const db of PG_DBS) expect(await pgFingerprint(fresh.pg, loaded.postgresql.get(db)!), db).toEqual(original[`postgresql:${db}`]);
+  // users/globals exports travel too (restoring them is the admin's call).
+  const objects = loaded.manifest.entries.map((e) => `${e.kind}:${e.object}`);
+  expect(objects).toEqual(expect.arrayContaining(['mysql:users', 'postgresql:globals']));
+}
+
+describe.each(['duplicity', 'restic', 'borg'] as const)('%s through `apiscp-backup run`', (engine) => {
+  test('backup, restore into an empty dir: the tree and the databases come back', async () => {
+    const s = await setup(engine);
+    const r = await cli(['--config', s.config, 'run', '--engine', engine]);
+    expect(r.code, r.stderr).toBe(0);
+    // Under cron a good run is silent.
+    expect(r.stdout + r.stderr).toBe('');
+    expect(await countBackups(s.loaded)).toBe(1);
+    const status = readStatus(s.loaded);
+    expect(status).toMatchObject({ status: 'ok', engine, trigger: 'run', backup: { status: 'ok' }, dumps: { failed: 0 } });
+    const dumped = status.dumps.databases.map((d: { kind: string; database: string | null }) => `${d.kind}:${d.database ?? 'server'}`);
+    expect(dumped).toEqual(expect.arrayContaining([...MY_DBS.map((d) => `mysql:${d}`), ...PG_DBS.map((d) => `postgresql:${d}`), 'mysql:server', 'postgresql:server']));
+
+    const target = join(s.dir, 'restore');
+    const t = Date.now();
+    await engineRestore(s.config, target);
+    if (engine === 'duplicity') {
+      // duplicity drops ACLs and xattrs: the sidecar inside the restored dumps dir puts them back.
+      const acls = await cli(['--config', s.config, 'restore', 'acls', '--from', target]);
+      expect(acls.code, acls.stderr).toBe(0);
+      expect(acls.stdout).toMatch(/re-applied ACLs to [1-9]\d* and xattrs to [1-9]\d* paths/);
+    }
+    timings[engine] = { runMs: r.ms, restoreMs: Date.now() - t };
+    const restoredRoot = join(target, s.root);
+    const before = await snapshotTree(s.root, s.tree.included);
+    const after = await snapshotTree(restoredRoot, s.tree.included);
+    expect(Object.fromEntries(after)).toEqual(Object.fromEntries(before));
+    for (const never of s.tree.excluded) expect(existsSync(join(restoredRoot, never)), never).toBe(false);
+    // A half-written run is never in a backup.
+    expect(readdirSync(join(target, s.loaded.paths.dumpsDir)).filter((n) => n.endsWith('.inprogress'))).toEqual([]);
+    await expectDatabasesBack(join(target, s.loaded.paths.dumpsDir), engine);
+  });
+});
+
+describe('engine none (dumps only)', () => {
+  test('run writes the dumps, no backup; status ok; the dumps load into fresh databases', async () => {
+    const s = await setup('none');
+    const r = await cli(['--config', s.config, 'run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toBe('');
+    const status = readStatus(s.loaded);
+    expect(status).toMatchObject({ status: 'ok', engine: 'none' });
+    expect(status.backup).toBeUndefined();
+    expect(status.lastSuccessAt).toBeTruthy();
+    // No ACL sidecar: whatever copies the files must keep ACLs itself.
+    expect(readdirSync(s.loaded.paths.dumpsDir).filter((n) => n.startsWith('fs-acls'))).toEqual([]);
+    await expectDatabasesBack(s.loaded.paths.dumpsDir, 'none');
+  });
+});
+
+describe('a failing dump (MariaDB stopped)', () => {
+  beforeAll(async () => {
+    await servers.my.stop();
+  });
+  afterAll(async () => {
+    await servers.my.start();
+  });
+
+  test.each(['duplicity', 'restic', 'borg'] as const)('%s: on_dump_failure fail → exit 1, no new backup; warn → backup made, exit 1', async (engine) => {
+    const s = setups.get(engine) ?? (await setup(engine));
+    const before = await countBackups(s.loaded);
+    const r = await cli(['--config', s.config, 'run', '--engine', engine]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(await countBackups(s.loaded)).toBe(before);
+    expect(r.stderr).toMatch(/^apiscp-backup FAILED on /);
+    expect(r.stderr).toMatch(/^ {2}mysql /m);
+    expect(r.stderr).toMatch(/backup \(\w+\): skipped/);
+    expect(readStatus(s.loaded)).toMatchObject({ status: 'failed', backup: { status: 'skipped' } });
+    // PostgreSQL still dumped: one broken server does not cost the other's dumps.
+    expect(readStatus(s.loaded).dumps.databases.filter((d: { kind: string; status: string }) => d.kind === 'postgresql' && d.status === 'ok').length).toBeGreaterThan(0);
+
+    const raw = JSON.parse(readFileSync(s.config, 'utf8')) as Record<string, unknown>;
+    const warnConfig = join(s.dir, 'etc/warn.yaml');
+    writeFileSync(warnConfig, JSON.stringify({ ...raw, on_dump_failure: 'warn' }));
+    const w = await cli(['--config', warnConfig, 'run', '--engine', engine]);
+    // The admin asked for the files anyway: the backup is made, but cron still hears about it.
+    expect(w.code, w.stderr).toBe(1);
+    expect(await countBackups(s.loaded)).toBe(before + 1);
+    expect(w.stderr).toMatch(/^apiscp-backup finished with warnings on /);
+    expect(w.stderr).toMatch(/^ {2}mysql /m);
+    expect(w.stderr).toMatch(new RegExp(`backup \\(${engine}\\): (ok|warning)`));
+    const st = readStatus(s.loaded);
+    expect(st).toMatchObject({ status: 'warning', backup: { status: 'ok' } });
+    expect(st.dumps.failed).toBeGreaterThan(0);
+  });
+});

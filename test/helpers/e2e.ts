@@ -1,0 +1,273 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
+import { findPgTool } from '../../lib/dumps/postgresql.js';
+import type { Manifest } from '../../lib/dumps/manifest.js';
+import { expandBackupPaths } from '../../lib/plan/paths.js';
+import { getEngine } from '../../lib/engine/index.js';
+import type { EngineName } from '../../lib/engine/types.js';
+import { memoryLogger } from '../../lib/log.js';
+import { cmd } from '../../lib/run/command.js';
+import { pipeToFile } from '../../lib/run/pipeline.js';
+import { run } from '../../lib/run/run.js';
+import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
+import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+
+/**
+ * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
+ * seeded databases with the objects dumps get wrong, and "load the restored dumps into fresh
+ * databases and compare row checksums". Only the ApisCP panel is a stand-in (test/fake-apiscp).
+ */
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = join(REPO, 'dist/scripts/apiscp-backup.js');
+export const NODE = process.execPath;
+/** What cron gives a job: no HOME, no TERM, this PATH and nothing else. */
+export const CRON_PATH = '/sbin:/bin:/usr/sbin:/usr/bin';
+
+/**
+ * The tests drive dist/, so it must be at least as new as the sources. Fail with the fix rather
+ * than test stale code (`npm test` builds first; `npx vitest run FILE` does not).
+ */
+export function assertBuilt(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build\` first`);
+  const built = statSync(CLI).mtimeMs;
+  const newer: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts') && statSync(p).mtimeMs > built + 1000) newer.push(relative(REPO, p));
+    }
+  };
+  for (const d of ['lib', 'scripts', 'hooks']) walk(join(REPO, d));
+  if (newer.length) throw new Error(`dist/ is older than ${newer.slice(0, 3).join(', ')}: run \`npm run build\` first`);
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+export interface CliOptions {
+  /** Replace the environment entirely (cron): `{ PATH: CRON_PATH }`. */
+  env?: Record<string, string>;
+  /** Run something else than `node CLI` (a wrapper script). */
+  file?: string;
+  cwd?: string;
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+/** `node dist/scripts/apiscp-backup.js ARGS` with stdio piped (not a TTY: the cron-quiet mode). */
+export function cli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
+  const file = opts.file ?? NODE;
+  const argv = opts.file ? [...args] : [CLI, ...args];
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { env: opts.env ?? { ...process.env }, cwd: opts.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.once('error', reject);
+    child.once('close', (code, signal) =>
+      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: Date.now() - started }),
+    );
+    opts.onSpawn?.(child);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+
+export interface Servers {
+  readonly my: MariadbServer;
+  readonly pg: PostgresServer;
+}
+
+export async function startServers(): Promise<Servers> {
+  const [my, pg] = await Promise.all([startMariadb(), startPostgres()]);
+  return { my, pg };
+}
+
+export async function stopServers(s: Servers | undefined): Promise<void> {
+  await Promise.all([s?.my.destroy(), s?.pg.destroy()]);
+}
+
+/** Site-owned names (prefix `siteN_`-like as ApisCP makes them) plus a unicode one. */
+export const MY_DBS = ['site1_shop', 'dé_日本'] as const;
+export const PG_DBS = ['site2_blog', 'ünï_pg'] as const;
+
+const qm = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
+const qp = (n: string): string => '"' + n.replace(/"/g, '""') + '"';
+const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('hex');
+
+/** Tables (one with every byte value, one filled by a trigger), a view, unicode rows. */
+export async function seedMysql(my: MariadbServer, db: string, rows = 50): Promise<void> {
+  const values = Array.from({ length: rows }, (_, i) => `(${i + 10}, 'row ${i} ✓ 日本', X'${ALL_BYTES}')`).join(',');
+  await my.sql(`CREATE DATABASE ${qm(db)} CHARACTER SET utf8mb4;
+    USE ${qm(db)};
+    CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100), data BLOB) ENGINE=InnoDB;
+    CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(200)) ENGINE=InnoDB;
+    CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW INSERT INTO audit (note) VALUES (CONCAT('added ', NEW.id));
+    INSERT INTO items VALUES (1, 'ünïcødé ✓', X'00ff00'), (2, 'tab\\there', NULL), ${values};
+    CREATE VIEW cheap AS SELECT id, name FROM items WHERE id < 20;`);
+}
+
+export async function seedPostgres(pg: PostgresServer, db: string, rows = 50): Promise<void> {
+  await pg.sql(`CREATE DATABASE ${qp(db)} ENCODING 'UTF8'`);
+  await pg.sql(
+    `CREATE TABLE items (id int PRIMARY KEY, name text, data bytea);
+     CREATE TABLE audit (id serial PRIMARY KEY, note text);
+     CREATE FUNCTION items_ai() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit (note) VALUES ('added ' || NEW.id); RETURN NEW; END $$;
+     CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION items_ai();
+     INSERT INTO items VALUES (1, 'ünïcødé ✓', '\\x00ff00'), (2, E'tab\\there', NULL);
+     INSERT INTO items SELECT g + 10, 'row ' || g || ' ✓ 日本', decode('${ALL_BYTES}', 'hex') FROM generate_series(0, ${rows - 1}) g;
+     CREATE VIEW cheap AS SELECT id, name FROM items WHERE id < 20;`,
+    db,
+  );
+}
+
+export async function seedAll(s: Servers): Promise<void> {
+  for (const db of MY_DBS) await seedMysql(s.my, db);
+  for (const db of PG_DBS) await seedPostgres(s.pg, db);
+}
+
+/** Row checksums per table plus the number of views and triggers: what a good restore keeps. */
+export async function mysqlFingerprint(my: MariadbServer, db: string): Promise<Record<string, string>> {
+  const s = `CONVERT(UNHEX('${Buffer.from(db).toString('hex')}') USING utf8mb4)`;
+  const out: Record<string, string> = {};
+  for (const t of ['items', 'audit']) out[t] = (await my.sql(`CHECKSUM TABLE ${qm(db)}.${t} EXTENDED`)).trim().split('\t').pop()!;
+  out.views = (await my.sql(`SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA=${s}`)).trim();
+  out.triggers = (await my.sql(`SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA=${s}`)).trim();
+  out.rows = (await my.sql(`SELECT COUNT(*) FROM ${qm(db)}.items`)).trim();
+  return out;
+}
+
+export async function pgFingerprint(pg: PostgresServer, db: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of ['items', 'audit']) out[t] = await pg.sql(`SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM ${t} t`, db);
+  out.views = await pg.sql(`SELECT count(*) FROM pg_views WHERE schemaname = 'public'`, db);
+  out.triggers = await pg.sql(`SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal`, db);
+  out.rows = await pg.sql('SELECT count(*) FROM items', db);
+  return out;
+}
+
+function decompress(file: string, compression: string): string[] | undefined {
+  if (compression === 'zstd') return ['zstd', '-q', '-d', '-c', '--', file];
+  if (compression === 'gzip') return ['gzip', '-d', '-c', '--', file];
+  return undefined;
+}
+
+let loads = 0;
+
+/**
+ * Load every database dump of a (restored) run directory into FRESH databases `<prefix>N` on the
+ * given servers, found through the run's manifest.json; returns original name → fresh name.
+ */
+export async function loadRun(runDir: string, into: Servers, prefix: string, scratch: string): Promise<{ mysql: Map<string, string>; postgresql: Map<string, string>; manifest: Manifest }> {
+  const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+  const result = { mysql: new Map<string, string>(), postgresql: new Map<string, string>(), manifest };
+  mkdirSync(scratch, { recursive: true });
+  for (const e of manifest.entries) {
+    if (e.status !== 'ok' || e.object !== 'database' || !e.path || e.database === null) continue;
+    const file = join(runDir, e.path);
+    const fresh = `${prefix}${++loads}`;
+    if (e.kind === 'mysql') {
+      await into.my.sql(`CREATE DATABASE ${qm(fresh)} CHARACTER SET utf8mb4`);
+      const client = cmd('mariadb', ['--no-defaults', `--socket=${into.my.socket}`, '--user=root', '--default-character-set=utf8mb4', `--database=${fresh}`]);
+      const unpack = decompress(file, e.compression);
+      const stages = unpack ? [cmd(unpack[0]!, unpack.slice(1)), client] : [cmd('cat', [file]), client];
+      await pipeToFile(stages, join(scratch, `load-${loads}.out`));
+      result.mysql.set(e.database, fresh);
+    } else if (e.kind === 'postgresql') {
+      await into.pg.sql(`CREATE DATABASE ${qp(fresh)}`);
+      // pg_restore runs as postgres (peer auth): hand it a copy it may read.
+      const copy = join(scratch, `load-${loads}.dump`);
+      copyFileSync(file, copy);
+      const pgUid = statSync(into.pg.dataDir).uid;
+      chownSync(copy, pgUid, statSync(into.pg.dataDir).gid);
+      chmodSync(scratch, 0o755);
+      const pgRestore = findPgTool('pg_restore', { binDir: into.pg.binDir })!;
+      const env = { PGHOST: into.pg.socketDir, PGPORT: String(into.pg.port), PGUSER: 'postgres' };
+      await run(cmd(pgRestore, ['--no-owner', '--exit-on-error', `--dbname=${fresh}`, copy], { uid: pgUid, gid: statSync(into.pg.dataDir).gid, env, cwd: scratch }));
+      result.postgresql.set(e.database, fresh);
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config and engines
+
+export interface ConfigParams {
+  readonly root: string;
+  readonly servers?: Servers;
+  readonly engine: EngineName;
+  readonly extra?: Record<string, unknown>;
+}
+
+/** A config.yaml (JSON is YAML) for the sandbox: every system path below `root`, no panel. */
+export function writeConfig(file: string, p: ConfigParams): string {
+  const dbs = p.servers
+    ? {
+        mysql: { enabled: true, socket: p.servers.my.socket, defaults_file: join(p.root, 'no-my.cnf') },
+        postgresql: { enabled: true, host: p.servers.pg.socketDir, port: p.servers.pg.port },
+      }
+    : { mysql: { enabled: false }, postgresql: { enabled: false } };
+  const config = { engine: p.engine, paths: { root: p.root }, panel: { enabled: false }, databases: dbs, lock: { wait: '2s' }, ...p.extra };
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+  return file;
+}
+
+/** Restore the latest backup with the engine module (what an admin's restore does) into `dir`. */
+export async function engineRestore(configFile: string, dir: string): Promise<LoadedConfig> {
+  const loaded = loadConfig({ file: configFile });
+  const engine = getEngine(loaded.config.engine);
+  const { sources, excludes } = await expandBackupPaths(loaded.paths);
+  mkdirSync(dir, { recursive: true });
+  await engine.restore!({ loaded, log: memoryLogger(), sources, excludes }, dir);
+  return loaded;
+}
+
+/** How many backups the engine's repository holds (snapshots, archives, duplicity backup sets). */
+export async function countBackups(loaded: LoadedConfig): Promise<number> {
+  const c = loaded.config;
+  switch (c.engine) {
+    case 'restic': {
+      const r = await run(cmd('restic', ['snapshots', '--json'], { env: { RESTIC_REPOSITORY: c.restic.repository!, RESTIC_PASSWORD_FILE: c.restic.password_file! } }));
+      return (JSON.parse(r.stdout) as unknown[]).length;
+    }
+    case 'borg': {
+      const r = await run(cmd('borg', ['list', '--short'], { env: { BORG_REPO: c.borg.repository!, BORG_PASSCOMMAND: `cat ${c.borg.passphrase_file!}` } }));
+      return r.stdout.split('\n').filter(Boolean).length;
+    }
+    case 'duplicity': {
+      const dir = c.duplicity.target!.replace(/^file:\/\//, '');
+      if (!existsSync(dir)) return 0;
+      return readdirSync(dir).filter((n) => /^duplicity-(full|inc)\..*\.manifest/.test(n)).length;
+    }
+    default:
+      throw new Error(`countBackups: ${c.engine}`);
+  }
+}
+
+export function readStatus(loaded: LoadedConfig): Record<string, any> {
+  return JSON.parse(readFileSync(loaded.paths.statusFile, 'utf8')) as Record<string, any>;
+}
+
+/** Processes (pgrep -f PATTERN) other than ourselves: leftovers of a killed run. */
+export async function pgrep(pattern: string): Promise<string[]> {
+  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { okExitCodes: [1] });
+  return r.stdout.split('\n').filter((l) => l && !l.includes('pgrep'));
+}
+
+export function rmrf(...paths: string[]): void {
+  for (const p of paths) rmSync(p, { recursive: true, force: true });
+}
