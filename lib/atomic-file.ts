@@ -1,40 +1,59 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * A hidden temporary name in the same directory (rename must not cross filesystems). It starts
+ * with a dot and ends in neither `.prom` nor a cron-runnable name: node-exporter's textfile
+ * collector, Debian's and RHEL's run-parts and our own readers all skip it.
+ */
+export function tempNameFor(file: string): string {
+  return join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
 /** fsync a directory so a rename inside it survives a crash. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
   try {
-    await h.sync();
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename itself already happened.
   } finally {
-    await h.close();
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
-/** A hidden temporary name in the same directory (rename must not cross filesystems). */
-export function tempNameFor(file: string): string {
-  return join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+export interface AtomicWriteOptions {
+  /** Mode of the result, set exactly (the umask does not narrow it). Default 0600. */
+  mode?: number;
+  /** Mode of directories created on the way. Default 0700. */
+  dirMode?: number;
 }
 
 /**
- * Write a whole file so readers see either the old or the new content, never a half: temp file
- * in the same directory, fsync, rename, fsync the directory.
+ * Write a whole file so readers see either the old or the new content, never half of it: temp
+ * file in the same directory ('wx': never follow a planted symlink), fsync, rename over, fsync
+ * the directory. Used for manifests, state, pins, the cron entry, configs and metrics.
  */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = tempNameFor(file);
-  const h = await open(tmp, 'wx', mode);
+export function writeFileAtomic(file: string, data: string | Buffer, options: AtomicWriteOptions = {}): void {
+  const dir = dirname(file);
+  mkdirSync(dir, { recursive: true, mode: options.dirMode ?? 0o700 });
+  const temp = tempNameFor(file);
+  const mode = options.mode ?? 0o600;
+  let fd: number | undefined;
   try {
-    await h.writeFile(data);
-    await h.sync();
-    await h.close();
-    await rename(tmp, file);
-    await fsyncDir(dirname(file));
+    fd = openSync(temp, 'wx', mode);
+    fchmodSync(fd, mode);
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(temp, file);
   } catch (err) {
-    await h.close().catch(() => undefined);
-    await rm(tmp, { force: true });
+    if (fd !== undefined) closeSync(fd);
+    rmSync(temp, { force: true });
     throw err;
   }
+  fsyncDir(dir);
 }

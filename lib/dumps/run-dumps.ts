@@ -93,12 +93,12 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       method: config.databases.method,
       entries: sortEntries(entries),
     };
-    await writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n', 0o600);
+    writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     await rename(work, final);
-    await fsyncDir(paths.dumpsDir);
+    fsyncDir(paths.dumpsDir);
     if (ok) {
       pointLatest(paths.dumpsDir, runId);
-      await fsyncDir(paths.dumpsDir);
+      fsyncDir(paths.dumpsDir);
     }
     applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned, runId);
     return { runId, dir: final, manifest, ok };

@@ -12,7 +12,7 @@ import { openPanel } from '../panel/cpcmd.js';
 import { EXPORT_SCOPE, scopeDisable, scopeRestore, scopeStatus } from '../panel/scope.js';
 import { quote } from '../run/command.js';
 import { isExecutable } from '../run/which.js';
-import { writeFileAtomic } from '../report/state-file.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { checkCronName, isOurCronEntry, renderCronEntry } from './cron-entry.js';
 
 export interface InstallOptions {
@@ -71,7 +71,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
   } else {
     text = newConfigText(options.template ?? defaultTemplate(), options.engine, root);
     parseConfigText(text, configFile); // a broken template must fail here, not at 3 a.m.
-    if (!dry) writeFileAtomic(configFile, text, { mode: 0o640 });
+    if (!dry) writeFileAtomic(configFile, text, { mode: 0o640, dirMode: 0o755 });
     actions.push(would(`write config ${configFile}${options.engine ? ` (engine: ${options.engine})` : ''}`));
     changed = true;
   }
@@ -91,7 +91,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
   } else if (existing !== undefined && !isOurCronEntry(existing)) {
     throw new UsageError(`${cronFile} exists and was not written by apiscp-backup: move it away or set cron.name`);
   } else {
-    if (!dry) writeFileAtomic(cronFile, entryText, { mode: 0o755 });
+    if (!dry) writeFileAtomic(cronFile, entryText, { mode: 0o755, dirMode: 0o755 });
     actions.push(would(`${existing === undefined ? 'install' : 'update'} cron entry ${cronFile} (0755): ${lastLine(entryText)}`));
     changed = true;
   }

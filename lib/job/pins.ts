@@ -33,7 +33,7 @@ export function readPins(loaded: LoadedConfig, now = Date.now()): Pin[] {
 
 export async function addPin(loaded: LoadedConfig, pin: Pin): Promise<void> {
   const pins = readPins(loaded).filter((p) => !(p.jobId && p.jobId === pin.jobId));
-  await writeFileAtomic(pinFile(loaded), JSON.stringify([...pins, pin], null, 2) + '\n', 0o600);
+  writeFileAtomic(pinFile(loaded), JSON.stringify([...pins, pin], null, 2) + '\n');
 }
 
 export async function removePin(loaded: LoadedConfig, jobId?: string): Promise<void> {
@@ -41,5 +41,5 @@ export async function removePin(loaded: LoadedConfig, jobId?: string): Promise<v
   // Without a job id (a wrapper script's post-backup) the newest pin is the one it made.
   const keep = jobId ? pins.filter((p) => p.jobId !== jobId) : pins.slice(0, -1);
   if (keep.length === 0) rmSync(pinFile(loaded), { force: true });
-  else await writeFileAtomic(pinFile(loaded), JSON.stringify(keep, null, 2) + '\n', 0o600);
+  else writeFileAtomic(pinFile(loaded), JSON.stringify(keep, null, 2) + '\n');
 }

@@ -1,6 +1,7 @@
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { PanelError } from '../errors.js';
 import { openPanel, requirePanel, type Cpcmd, type PanelOptions } from './cpcmd.js';
@@ -148,26 +149,9 @@ export function readRecord(file: string): ScopeRecord | undefined {
   }
 }
 
-/** temp + fsync + rename (+ directory fsync): the record survives a crash whole or not at all. */
+/** The record survives a crash whole or not at all; it is root's alone (0600). */
 function writeRecord(file: string, record: ScopeRecord): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
-  const temp = `${file}.tmp-${process.pid}`;
-  rmSync(temp, { force: true });
-  const fd = openSync(temp, 'wx', 0o600);
-  try {
-    fchmodSync(fd, 0o600); // the umask could narrow it oddly; the record is root's alone
-    writeSync(fd, JSON.stringify(record, null, 2) + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(temp, file);
-  } catch (err) {
-    rmSync(temp, { force: true });
-    throw err;
-  }
-  syncDir(dirname(file));
+  writeFileAtomic(file, JSON.stringify(record, null, 2) + '\n', { mode: 0o600, dirMode: 0o750 });
 }
 
 function removeRecord(file: string): void {
@@ -176,14 +160,5 @@ function removeRecord(file: string): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  syncDir(dirname(file));
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncDir(dirname(file));
 }

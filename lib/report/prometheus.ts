@@ -1,5 +1,6 @@
 import type { RunState } from './run-state.js';
-import { isSuccessfulRun, restoreChainLength, writeFileAtomic } from './state-file.js';
+import { writeFileAtomic } from '../atomic-file.js';
+import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 
 interface Sample {
   readonly labels?: Readonly<Record<string, string>>;
@@ -52,7 +53,7 @@ export function renderPrometheus(state: RunState): string {
  * exporter runs as its own user.
  */
 export function writePrometheusTextfile(file: string, state: RunState): void {
-  writeFileAtomic(file, renderPrometheus(state), { mode: 0o644 });
+  writeFileAtomic(file, renderPrometheus(state), { mode: 0o644, dirMode: 0o755 });
 }
 
 function labelText(labels: Readonly<Record<string, string>> | undefined): string {

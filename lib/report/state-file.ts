@@ -1,57 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../atomic-file.js';
 import type { RunState } from './run-state.js';
-
-export interface AtomicWriteOptions {
-  /** File mode of the result (default 0644). */
-  mode?: number;
-}
-
-/**
- * Write a file so readers see either the old or the new content, never half of it: temp file in
- * the same directory, fsync, rename over, fsync the directory (so a crash does not bring back the
- * old name). The temp name starts with a dot and ends in neither `.prom` nor a cron-runnable
- * name: node-exporter's textfile collector ignores it, and both Debian and RHEL run-parts skip
- * dotfiles, so a half-written cron entry or metrics file is never picked up.
- */
-export function writeFileAtomic(file: string, data: string, options: AtomicWriteOptions = {}): void {
-  const dir = dirname(file);
-  mkdirSync(dir, { recursive: true });
-  const temp = join(dir, `.${basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const mode = options.mode ?? 0o644;
-  let fd: number | undefined;
-  try {
-    // 'wx': never follow or reuse an existing file (a symlink planted at the temp name).
-    fd = openSync(temp, 'wx', mode);
-    writeSync(fd, data);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(temp, file);
-  } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(temp, { force: true });
-    throw err;
-  }
-  fsyncDir(dir);
-}
-
-function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename itself already happened.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
 
 /** The status file holds no secrets (problems are one-line messages): world-readable for monitoring agents. */
 export function writeRunState(file: string, state: RunState): void {
-  writeFileAtomic(file, JSON.stringify(state, null, 2) + '\n', { mode: 0o644 });
+  writeFileAtomic(file, JSON.stringify(state, null, 2) + '\n', { mode: 0o644, dirMode: 0o755 });
 }
 
 export type ReadResult = { state: RunState; reason?: undefined } | { state: undefined; reason: string };

@@ -24,7 +24,7 @@ export async function print(ctx: CommandContext): Promise<number> {
 export async function init(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   const file = args[0] ?? configFileFor({ file: ctx.options.config, root: ctx.options.root }).file;
   if (existsSync(file) && !opts.force) throw new UsageError(`${file} exists; use --force to overwrite it`);
-  await writeFileAtomic(file, sampleConfig(), 0o600);
+  writeFileAtomic(file, sampleConfig(), { mode: 0o600, dirMode: 0o755 });
   ctx.out(`wrote ${file}`);
   return 0;
 }
