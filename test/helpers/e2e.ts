@@ -91,8 +91,24 @@ export interface Servers {
 }
 
 export async function startServers(): Promise<Servers> {
-  const [my, pg] = await Promise.all([startMariadb(), startPostgres()]);
-  return { my, pg };
+  const [my, pg] = await Promise.allSettled([retryOnce(() => startMariadb()), startPostgres()]);
+  if (my.status === 'fulfilled' && pg.status === 'fulfilled') return { my: my.value, pg: pg.value };
+  if (my.status === 'fulfilled') await my.value.destroy();
+  if (pg.status === 'fulfilled') await pg.value.destroy();
+  throw my.status === 'rejected' ? my.reason : (pg as PromiseRejectedResult).reason;
+}
+
+/**
+ * mariadb-install-db sometimes aborts when several bootstrap at once on 2 cores ("Could not
+ * remove temporary table '/tmp/#sql-temptable-…'", Unknown table 'mysql.tmp_user_sys'): once more.
+ */
+async function retryOnce<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if (!/mariadb-install-db failed/.test((err as Error).message)) throw err;
+    return start();
+  }
 }
 
 export async function stopServers(s: Servers | undefined): Promise<void> {

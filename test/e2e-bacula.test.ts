@@ -1,0 +1,133 @@
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
+import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/run/command.js';
+import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import { startBacula, type BaculaHarness } from './harness/bacula.js';
+import {
+  assertBuilt, cli, CLI, CRON_PATH, loadRun, MY_DBS, mysqlFingerprint, NODE, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers, stopServers,
+  writeConfig, type Servers,
+} from './helpers/e2e.js';
+
+// Bacula with the REAL hook: the director fragment comes from `apiscp-backup bacula config`,
+// the file daemon runs `node dist/scripts/apiscp-backup.js hook pre-backup …` by execvp before
+// reading the files, and `hook post-backup --status "%e"` after. Real daemons, real databases.
+
+const base = mkdtempSync(join(tmpdir(), 'e2e-bacula-'));
+chmodSync(base, 0o755); // pg_restore (as postgres) reads scratch copies below it
+const root = join(base, 'root');
+let servers: Servers;
+let fresh: Servers;
+let h: BaculaHarness;
+let tree: TreeInfo;
+let config: string;
+let loaded: LoadedConfig;
+const original: Record<string, Record<string, string>> = {};
+let restores = 0;
+
+beforeAll(async () => {
+  assertBuilt();
+  [servers, fresh] = await Promise.all([startServers(), startServers()]);
+  await seedAll(servers);
+  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
+  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  tree = await buildApiscpTree(root, { sites: 2 });
+  config = writeConfig(join(base, 'etc/config.yaml'), { root, servers, engine: 'bacula' });
+  loaded = loadConfig({ file: config });
+  const fragment = await cli(['--config', config, 'bacula', 'config', '--node', NODE, '--entry', CLI]);
+  expect(fragment.code, fragment.stderr).toBe(0);
+  expect(fragment.stdout).toContain(`Command = "${NODE} ${CLI} --config ${config} hook pre-backup --engine bacula --level %l`);
+  h = await startBacula({ extraDirectorConfig: fragment.stdout });
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await Promise.all([stopServers(servers), stopServers(fresh)]);
+  rmrf(base);
+});
+
+async function job(level: string): Promise<{ jobId: number; status: string; log: string }> {
+  const t = Date.now();
+  const r = await h.runJob('ApisCP', level);
+  console.info(`bacula ${level} job ${r.jobId}: ${r.status} in ${Date.now() - t} ms`);
+  return r;
+}
+
+describe('Bacula job ApisCP with the real hooks', () => {
+  test('Full → T; the restored files match and the restored dumps load into fresh databases', async () => {
+    const r = await job('Full');
+    expect(r.status, r.log).toBe('T');
+    const st = readStatus(loaded);
+    expect(st).toMatchObject({
+      status: 'ok', engine: 'bacula', trigger: 'hook', level: 'Full',
+      job: { name: 'ApisCP', id: String(r.jobId) }, backup: { status: 'ok', detail: 'OK' }, dumps: { failed: 0 },
+    });
+    expect(st.chain).toMatchObject({ incrementalsSince: 0 });
+    expect(st.chain.lastFullAt).toBeTruthy();
+
+    const where = join(base, `restore-${++restores}`);
+    const t = Date.now();
+    const rr = await h.restore({ fileset: 'ApisCP', where, jobIds: [r.jobId] });
+    console.info(`bacula restore: ${rr.status} in ${Date.now() - t} ms`);
+    expect(rr.status, rr.log).toBe('T');
+    const restoredRoot = join(where, root);
+    expect(Object.fromEntries(await snapshotTree(restoredRoot, tree.included))).toEqual(Object.fromEntries(await snapshotTree(root, tree.included)));
+    for (const never of tree.excluded) expect(existsSync(join(restoredRoot, never)), never).toBe(false);
+
+    const runDir = join(where, loaded.paths.dumpsDir, st.runId);
+    const back = await loadRun(runDir, fresh, 'r_bacula_', join(base, 'scratch'));
+    expect(back.manifest.status).toBe('complete');
+    for (const db of MY_DBS) expect(await mysqlFingerprint(fresh.my, back.mysql.get(db)!), db).toEqual(original[`mysql:${db}`]);
+    for (const db of PG_DBS) expect(await pgFingerprint(fresh.pg, back.postgresql.get(db)!), db).toEqual(original[`postgresql:${db}`]);
+    expect(readdirSync(join(where, loaded.paths.dumpsDir)).filter((n) => n.endsWith('.inprogress'))).toEqual([]);
+  });
+
+  test('Incremental and Differential reach the hook (%l) and the restore chain', async () => {
+    const inc = await job('Incremental');
+    expect(inc.status, inc.log).toBe('T');
+    let st = readStatus(loaded);
+    expect(st).toMatchObject({ status: 'ok', level: 'Incremental', job: { id: String(inc.jobId) }, chain: { incrementalsSince: 1 } });
+    const diff = await job('Differential');
+    expect(diff.status, diff.log).toBe('T');
+    st = readStatus(loaded);
+    expect(st).toMatchObject({ status: 'ok', level: 'Differential', job: { id: String(diff.jobId) }, chain: { incrementalsSince: 0 } });
+    expect(st.chain.lastDifferentialAt).toBeTruthy();
+  });
+
+  test('nightly under cron is a watchdog: silent while fresh, exit 6 with a message when stale', async () => {
+    const env = { PATH: CRON_PATH };
+    const ok = await cli(['--config', config, 'nightly'], { env });
+    expect([ok.code, ok.stdout + ok.stderr]).toEqual([0, '']);
+    const stale = join(base, 'etc/stale.yaml');
+    writeFileSync(stale, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), monitor: { max_age: '1s' } }));
+    await new Promise((r) => setTimeout(r, 1500));
+    const late = await cli(['--config', stale, 'nightly'], { env });
+    expect(late.code).toBe(6);
+    expect(late.stdout + late.stderr).toMatch(/CRITICAL: last successful backup \d+s ago, older than max_age 1s/);
+  });
+
+  test('dumps failing (MariaDB stopped) → JobStatus f, status.json failed, post-backup heard the error', async () => {
+    await servers.my.stop();
+    try {
+      const r = await job('Incremental');
+      expect(r.status, r.log).toBe('f');
+      expect(r.log).toMatch(/RunScript failed|Runscript: BeforeJob returned non-zero status/i);
+      const st = readStatus(loaded);
+      expect(st).toMatchObject({ status: 'failed', job: { id: String(r.jobId) }, backup: { status: 'failed' } });
+      expect(st.dumps.failed).toBeGreaterThan(0);
+      expect(st.problems.join('\n')).toMatch(/mysql/);
+      const watchdog = await cli(['--config', config, 'nightly'], { env: { PATH: CRON_PATH } });
+      expect(watchdog.code).toBe(6);
+      expect(watchdog.stderr).toMatch(/last run failed/);
+    } finally {
+      await servers.my.start();
+    }
+    // And the next job is fine again.
+    const again = await job('Incremental');
+    expect(again.status, again.log).toBe('T');
+    expect(readStatus(loaded)).toMatchObject({ status: 'ok', backup: { status: 'ok' } });
+  });
+});
