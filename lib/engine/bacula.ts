@@ -1,4 +1,5 @@
 import { EngineError, ConfigError } from '../errors.js';
+import { globSource } from '../plan/glob.js';
 import type { Engine } from './types.js';
 
 /**
@@ -109,24 +110,7 @@ const GLOB = /[*?[]/;
  * (`site[0-9]+`), never the domain-name symlinks or other site-prefixed names beside them.
  */
 export function globToRegex(glob: string): string {
-  const segment = (s: string): string => {
-    if (s === 'site*') return 'site[0-9]+';
-    let out = '';
-    for (let i = 0; i < s.length; i++) {
-      const c = s[i]!;
-      if (c === '*') out += '[^/]*';
-      else if (c === '?') out += '[^/]';
-      else if (c === '[') {
-        const end = s.indexOf(']', i + 2);
-        if (end < 0) out += '\\[';
-        else {
-          out += '[' + s.slice(i + 1, end).replace(/^!/, '^') + ']';
-          i = end;
-        }
-      } else out += /[.+^${}()|\\]/.test(c) ? `\\${c}` : c;
-    }
-    return out;
-  };
+  const segment = (s: string): string => (s === 'site*' ? 'site[0-9]+' : globSource(s, '[^/]'));
   return '^' + glob.split('/').map(segment).join('/') + '$';
 }
 

@@ -1,4 +1,5 @@
 import { lstat, readdir, stat } from 'node:fs/promises';
+import { globSource } from './glob.js';
 import { join } from 'node:path';
 import type { ResolvedPaths } from '../config/paths.js';
 
@@ -70,25 +71,8 @@ function hasMagic(segment: string): boolean {
 
 /** Shell-style: `*` and `?` never match a leading dot (hidden files stay hidden, like bash). */
 export function segmentRegExp(segment: string): RegExp {
-  let re = '';
-  for (let i = 0; i < segment.length; i++) {
-    const c = segment[i]!;
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '[') {
-      const end = segment.indexOf(']', i + 2);
-      if (end < 0) {
-        re += '\\[';
-        continue;
-      }
-      let body = segment.slice(i + 1, end);
-      if (body.startsWith('!')) body = '^' + body.slice(1);
-      re += `[${body.replace(/\\/g, '\\\\')}]`;
-      i = end;
-    } else re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
-  }
   const leadingDot = segment.startsWith('.') ? '' : '(?!\\.)';
-  return new RegExp(`^${leadingDot}${re}$`);
+  return new RegExp(`^${leadingDot}${globSource(segment, '[^/]')}$`);
 }
 
 /** A source inside another source would be stored twice by some engines. */
