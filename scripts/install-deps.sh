@@ -10,7 +10,7 @@ packages=(
   zstd gzip                         # dump compression
   acl attr                          # getfacl/setfacl, getfattr/setfattr (Fortification ACLs)
   duplicity restic borgbackup       # engines
-  bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console
+  bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console sqlite3
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
 )
