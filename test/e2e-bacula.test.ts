@@ -131,3 +131,79 @@ describe('Bacula job ApisCP with the real hooks', () => {
     expect(readStatus(loaded)).toMatchObject({ status: 'ok', backup: { status: 'ok' } });
   });
 });
+
+/** Every descendant of `pid` right now (children of children…), from /proc via pgrep -P. */
+async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]> {
+  const out: { pid: number; cmd: string }[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const parent = queue.shift()!;
+    const r = await run(cmd('pgrep', ['-a', '-P', String(parent)]), { okExitCodes: [1] });
+    for (const line of r.stdout.split('\n').filter(Boolean)) {
+      const [p, ...rest] = line.split(' ');
+      out.push({ pid: Number(p), cmd: rest.join(' ') });
+      queue.push(Number(p));
+    }
+  }
+  return out;
+}
+
+const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+
+/** Every path below `dir` (files and directories), relative. */
+function listAll(dir: string, prefix = ''): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => [prefix + e.name, ...(e.isDirectory() ? listAll(join(dir, e.name), `${prefix}${e.name}/`) : [])]);
+}
+
+describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
+  test('exit 143, no dump tool or compressor left, no partial dump, lock released', async () => {
+    // ~40 MB of hex that zstd -19 chews on for many seconds: the hook is surely mid-dump.
+    await servers.my.sql(`CREATE DATABASE big; USE big; CREATE TABLE big.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
+      INSERT INTO big.t SELECT seq, HEX(RANDOM_BYTES(1024)) FROM seq_1_to_20000;`);
+    const sigRoot = join(base, 'sigterm-root');
+    const raw = JSON.parse(readFileSync(config, 'utf8')) as { databases: Record<string, Record<string, unknown>> };
+    const bigConfig = join(base, 'etc/big.yaml');
+    writeFileSync(bigConfig, JSON.stringify({
+      ...raw, paths: { root: sigRoot }, dumps: { level: 19, concurrency: 1 },
+      databases: { mysql: { ...raw.databases.mysql, include: ['big'], dump_users: false }, postgresql: { enabled: false } },
+    }));
+    const sigLoaded = loadConfig({ file: bigConfig });
+    const dumpsDir = sigLoaded.paths.dumpsDir;
+
+    let hookPid = 0;
+    const seen = new Map<number, string>();
+    const result = cli(['--config', bigConfig, 'hook', 'pre-backup', '--engine', 'bacula', '--level', 'Full', '--jobid', '77', '--job', 'ApisCP'], {
+      onSpawn: (c) => (hookPid = c.pid!),
+    });
+    // Wait until the dump pipeline (mariadb-dump | zstd) runs and writes into <run>.inprogress.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      for (const d of await descendants(hookPid)) seen.set(d.pid, d.cmd);
+      const cmds = [...seen.values()].join('\n');
+      const writing = listAll(dumpsDir).some((p) => /\.inprogress\/.+\.zst/.test(p));
+      if (/mariadb-dump/.test(cmds) && /zstd/.test(cmds) && writing) break;
+      if (Date.now() > deadline) throw new Error(`the dump never started: ${cmds}\n${listAll(dumpsDir).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const t = Date.now();
+    process.kill(hookPid, 'SIGTERM');
+    const r = await result;
+    console.info(`hook exited ${r.code} ${Date.now() - t} ms after SIGTERM`);
+    expect(r.code, r.stderr).toBe(143);
+    expect(r.stderr).toMatch(/interrupted by SIGTERM/);
+    for (const [pid, what] of seen) expect(alive(pid), `${pid} ${what}`).toBe(false);
+    // Nothing half-written: no run dir, no .inprogress, no temp file, no `latest`.
+    expect(listAll(dumpsDir).filter((p) => !p.startsWith('fs-acls'))).toEqual([]);
+
+    // The lock is free: a following hook (same root, same lock) succeeds at once.
+    const smallConfig = join(base, 'etc/small.yaml');
+    writeFileSync(smallConfig, JSON.stringify({ ...JSON.parse(readFileSync(bigConfig, 'utf8')), dumps: {}, databases: { ...raw.databases, postgresql: { enabled: false }, mysql: { ...raw.databases.mysql, include: ['site1_shop'] } } }));
+    const next = await cli(['--config', smallConfig, 'hook', 'pre-backup', '--engine', 'bacula', '--jobid', '78', '--job', 'ApisCP']);
+    expect(next.code, next.stderr).toBe(0);
+    const post = await cli(['--config', smallConfig, 'hook', 'post-backup', '--engine', 'bacula', '--status', 'OK', '--jobid', '78', '--job', 'ApisCP']);
+    expect(post.code, post.stderr).toBe(0);
+    expect(readStatus(sigLoaded)).toMatchObject({ status: 'ok', job: { id: '78' } });
+    await servers.my.sql('DROP DATABASE big');
+  });
+});
