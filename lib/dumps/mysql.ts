@@ -1,0 +1,289 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MysqlConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { cmd, type Command } from '../run/command.js';
+import { run } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
+import { readTail } from './verify.js';
+
+/** Schemas that belong to the server, not to a site. */
+const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
+/** Engines with MVCC snapshots: only these are consistent under --single-transaction. */
+const TRANSACTIONAL = new Set(['innodb']);
+const QUERY_TIMEOUT_MS = 120_000;
+/**
+ * mariadb-dump 10.11 selects the database for --events with the name as escaped for a string
+ * literal, so events of a database whose name holds one of these fail the whole dump (1049
+ * "Unknown database 'it\'s'"). Measured; routines, triggers and views are not affected.
+ */
+const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
+
+export const mysqlKind: DatabaseKind = { name: 'mysql', open };
+
+export interface MysqlSession extends DatabaseSession {
+  /** The 0600 option file every command reads (removed by close()). */
+  readonly optionFile: string;
+  /** Users and grants via SHOW CREATE USER / SHOW GRANTS (MySQL servers; callable on MariaDB for tests). */
+  planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec>;
+}
+
+async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
+  const cfg = ctx.loaded.config.databases.mysql;
+  const log = ctx.log.child({ kind: 'mysql' });
+  if (cfg.enabled === false) return undefined;
+  const client = whichSystem('mariadb') ?? whichSystem('mysql');
+  const dumper = whichSystem('mariadb-dump') ?? whichSystem('mysqldump');
+  if (!client || !dumper) {
+    if (cfg.enabled === 'auto') {
+      log.debug('mysql: no client tools found, skipping');
+      return undefined;
+    }
+    throw new MissingDependencyError(client ? 'mariadb-dump' : 'mariadb', 'mariadb-client', 'mariadb');
+  }
+  if (!/^\d+[KMG]?$/i.test(cfg.max_allowed_packet)) {
+    throw new ConfigError(`databases.mysql.max_allowed_packet: expected a size like 1G or 512M, got '${cfg.max_allowed_packet}'`, ctx.loaded.file, 'databases.mysql.max_allowed_packet');
+  }
+  const password = cfg.password_file !== undefined ? await readPassword(cfg.password_file, ctx.loaded.file) : undefined;
+  const secrets = password ? [password] : [];
+  const dir = await mkdtemp(join(tmpdir(), 'asb-mysql-')); // 0700
+  const optionFile = join(dir, 'client.cnf');
+  await writeFile(optionFile, optionFileText(cfg, password), { mode: 0o600, flag: 'wx' });
+  const session = new Session(cfg, log, client, dumper, dir, optionFile, secrets);
+  try {
+    const server = (await session.query('SELECT VERSION()', ctx.signal))[0]?.[0] ?? '';
+    const clientVersion = (await run(cmd(dumper, ['--version']), { timeoutMs: QUERY_TIMEOUT_MS, signal: ctx.signal })).stdout.trim();
+    session.versions = { server, client: clientVersion };
+    log.debug('mysql: connected', { server, client: clientVersion });
+    return session;
+  } catch (err) {
+    await session.close();
+    // auto: "no server here" means the kind is off. A server that refuses us is still an error.
+    if (cfg.enabled === 'auto' && err instanceof CommandError && /ERROR 200[235]|Can't connect/i.test(err.stderrTail)) {
+      log.debug('mysql: no server reachable, skipping', { error: err.message });
+      return undefined;
+    }
+    const why = err instanceof Error ? err.message : String(err);
+    throw new BackupError(`mysql: cannot connect to the server: ${why}`, ExitCode.DUMP_FAILED, { optionFileFrom: cfg.password_file ?? cfg.defaults_file }, { cause: err });
+  }
+}
+
+class Session implements MysqlSession {
+  readonly kind = 'mysql' as const;
+  versions: ServerVersions = { server: '', client: '' };
+
+  constructor(
+    private readonly cfg: MysqlConfig,
+    private readonly log: Logger,
+    private readonly client: string,
+    private readonly dumper: string,
+    private readonly dir: string,
+    readonly optionFile: string,
+    private readonly secrets: readonly string[],
+  ) {}
+
+  /** Rows of tab-separated batch output. Callers HEX() every free-text column (names may hold tabs). */
+  async query(sql: string, signal?: AbortSignal): Promise<string[][]> {
+    const args = [`--defaults-extra-file=${this.optionFile}`, '--batch', '--skip-column-names', '--default-character-set=utf8mb4'];
+    const result = await run(cmd(this.client, args), { input: sql, signal, secrets: this.secrets, timeoutMs: QUERY_TIMEOUT_MS });
+    return result.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+  }
+
+  async listDatabases(signal?: AbortSignal): Promise<string[]> {
+    const rows = await this.query('SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA', signal);
+    return rows
+      .map((r) => fromHex(r[0] ?? ''))
+      .filter((name) => !SYSTEM_SCHEMAS.has(name))
+      .sort();
+  }
+
+  async planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec> {
+    const hex = Buffer.from(database, 'utf8').toString('hex');
+    // The name travels as hex: no quoting of hostile names inside SQL. The equality lets the
+    // server look up only this schema; the HEX() check drops case-insensitive near-misses.
+    const rows = await this.query(
+      `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
+        `WHERE TABLE_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4) UNION ALL ` +
+        `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
+        `WHERE EVENT_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4)`,
+      signal,
+    );
+    const engines: Record<string, number> = {};
+    const nonTransactional: string[] = [];
+    let tables = 0;
+    let views = 0;
+    let events = 0;
+    for (const [schemaHex, nameHex, type, engine] of rows) {
+      if (schemaHex?.toLowerCase() !== hex) continue;
+      if (type === 'EVENT') {
+        events++;
+        continue;
+      }
+      if (type === 'VIEW') {
+        views++;
+        continue;
+      }
+      // BASE TABLE, SEQUENCE and SYSTEM VERSIONED tables all hold data.
+      tables++;
+      const e = engine || 'unknown';
+      engines[e] = (engines[e] ?? 0) + 1;
+      if (!TRANSACTIONAL.has(e.toLowerCase())) nonTransactional.push(fromHex(nameHex ?? ''));
+    }
+    // holland's rule: a snapshot is consistent only if every table is transactional; otherwise
+    // LOCK TABLES (per database) is the only way to keep MyISAM/Aria tables still while dumping.
+    const lockMode = nonTransactional.length === 0 ? 'single-transaction' : 'lock-tables';
+    const lockArgs = lockMode === 'single-transaction' ? ['--single-transaction', '--skip-lock-tables'] : ['--lock-tables'];
+    const eventsSkipped = events > 0 && EVENTS_UNSAFE_NAME.test(database);
+    if (eventsSkipped) {
+      // Losing the events beats losing the whole database; the warning reaches the run summary.
+      this.log.warn(`mysql: ${JSON.stringify(database)}: ${events} event(s) not dumped: mariadb-dump cannot dump events of a database whose name contains quotes, backslashes or line breaks`, {
+        database,
+      });
+    }
+    const command = cmd(this.dumper, [
+      `--defaults-extra-file=${this.optionFile}`,
+      ...lockArgs,
+      '--routines',
+      eventsSkipped ? '--skip-events' : '--events',
+      '--triggers',
+      '--hex-blob',
+      `--max-allowed-packet=${this.cfg.max_allowed_packet}`,
+      '--default-character-set=utf8mb4',
+      // No --databases: the dump carries no CREATE DATABASE/USE, so it loads into any name.
+      // '--' ends the options, so a database called '-x' or '--help' is a name, not an option.
+      '--',
+      database,
+    ]);
+    return this.spec(database, 'database', command, lockMode, {
+      engines,
+      tables,
+      views,
+      events,
+      ...(eventsSkipped ? { eventsSkipped: events } : {}),
+      nonTransactionalTables: nonTransactional.slice(0, 50),
+    });
+  }
+
+  async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
+    if (!this.cfg.dump_users) return [];
+    const mariadb = /mariadb/i.test(this.versions.server) && /mariadb/i.test(this.versions.client);
+    if (!mariadb) return [await this.planUsersWithShowGrants(signal)];
+    // --system=users writes CREATE USER + GRANT + roles from mysql.global_priv; --insert-ignore
+    // turns CREATE USER into CREATE USER IF NOT EXISTS so a restore onto a server that already
+    // has root@localhost does not stop at the first statement.
+    const command = cmd(this.dumper, [
+      `--defaults-extra-file=${this.optionFile}`,
+      '--system=users',
+      '--insert-ignore',
+      '--default-character-set=utf8mb4',
+    ]);
+    return [this.spec(null, 'users', command, 'none', { method: 'mariadb-dump --system=users' })];
+  }
+
+  async planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec> {
+    // A DumpSpec is one command writing stdout, but SHOW GRANTS rows carry no ';' and cannot be
+    // post-processed in SQL. So the statements are collected now, joined here, written to a 0600
+    // file in our private directory, and the "dump" is `cat` of that file.
+    const mysql8 = !/mariadb/i.test(this.versions.server);
+    const users = await this.query('SELECT HEX(User), HEX(Host) FROM mysql.user ORDER BY User, Host', signal);
+    const SEP = '--asb-next-user--';
+    const script = [
+      "SET SESSION sql_mode = ''", // so backslash escaping in the literals below is what we wrote
+      ...(mysql8 ? ['/*!80017 SET SESSION print_identified_with_as_hex = 1 */'] : []),
+      ...users.map(([u, h]) => {
+        const account = `${literal(fromHex(u ?? ''))}@${literal(fromHex(h ?? ''))}`;
+        return `SHOW CREATE USER ${account}; SHOW GRANTS FOR ${account}; SELECT '${SEP}'`;
+      }),
+    ].join(';\n');
+    const rows = users.length ? await this.query(script, signal) : [];
+    const statements = rows
+      .map((r) => unescapeBatch(r.join('\t')))
+      .filter((s) => s !== SEP)
+      .map((s) => s.replace(/^CREATE USER (?!IF NOT EXISTS)/, 'CREATE USER IF NOT EXISTS ') + ';');
+    const file = join(this.dir, 'users.sql');
+    const text = ['-- users and grants via SHOW CREATE USER / SHOW GRANTS', ...statements, `-- Dump completed on ${new Date().toISOString()}`, ''].join('\n');
+    await writeFile(file, text, { mode: 0o600 });
+    const cat = whichSystem('cat');
+    if (!cat) throw new MissingDependencyError('cat', 'coreutils', 'coreutils');
+    return this.spec(null, 'users', cmd(cat, ['--', file]), 'none', { method: 'SHOW CREATE USER + SHOW GRANTS', users: users.length });
+  }
+
+  async close(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private spec(database: string | null, object: 'database' | 'users', command: Command, lockMode: DumpSpec['lockMode'], details: Record<string, unknown>): DumpSpec {
+    const secrets = this.secrets;
+    return {
+      kind: 'mysql',
+      database,
+      object,
+      command,
+      format: 'sql',
+      extension: '.sql',
+      compressible: true,
+      lockMode,
+      secrets,
+      details,
+      verify: (file: string, compression: Compression, signal?: AbortSignal) => verifySqlDump(file, compression, signal),
+    };
+  }
+}
+
+/** A mysqldump/mariadb-dump file is complete only if it ends with the `-- Dump completed` trailer. */
+export async function verifySqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<void> {
+  const tailText = await readTail(file, compression, 4096, signal);
+  if (!/(^|\n)-- Dump completed[^\n]*\s*$/.test(tailText)) {
+    const last = tailText.trimEnd().split('\n').slice(-3).join('\n').slice(-300);
+    throw new BackupError(`${file}: incomplete MySQL dump: no '-- Dump completed' trailer at the end`, ExitCode.DUMP_FAILED, { file, compression, lastLines: last });
+  }
+}
+
+/**
+ * The option file all our commands read first. With password_file, it holds the credentials.
+ * Otherwise it !includes defaults_file (e.g. /root/.my.cnf, ApisCP's root credentials) so the
+ * password is never copied; later lines win, so: config user < defaults_file < socket/host/port.
+ */
+function optionFileText(cfg: MysqlConfig, password: string | undefined): string {
+  const lines = ['[client]', `user=${optionValue(cfg.user)}`];
+  if (password !== undefined) lines.push(`password=${optionValue(password)}`);
+  else if (existsSync(cfg.defaults_file)) lines.push(`!include ${cfg.defaults_file}`, '[client]');
+  if (cfg.socket !== undefined) lines.push(`socket=${optionValue(cfg.socket)}`);
+  if (cfg.host !== undefined) lines.push(`host=${optionValue(cfg.host)}`);
+  if (cfg.port !== undefined) lines.push(`port=${cfg.port}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Double-quoted option value; the option parser understands these escapes inside quotes. */
+function optionValue(value: string): string {
+  const escaped = value.replace(/[\\"\n\r\t]/g, (c) => ({ '\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? c);
+  return `"${escaped}"`;
+}
+
+async function readPassword(file: string, configFile: string | undefined): Promise<string> {
+  try {
+    // One trailing newline is the editor's, not the password's.
+    return (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ConfigError(`databases.mysql.password_file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, configFile, 'databases.mysql.password_file');
+  }
+}
+
+function fromHex(hex: string): string {
+  return Buffer.from(hex, 'hex').toString('utf8');
+}
+
+/** A SQL string literal for sql_mode='' (backslash escapes active). */
+function literal(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\0/g, '\\0')}'`;
+}
+
+/** Undo the mariadb/mysql client's batch-mode escaping of \0, \t, \n and \\ in values. */
+export function unescapeBatch(text: string): string {
+  return text.replace(/\\(.)/g, (_m, c: string) => ({ '0': '\0', t: '\t', n: '\n', r: '\r', b: '\b', '\\': '\\' })[c] ?? `\\${c}`);
+}

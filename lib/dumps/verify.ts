@@ -1,0 +1,55 @@
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MissingDependencyError } from '../errors.js';
+import { cmd, type Command } from '../run/command.js';
+import { pipeToFile } from '../run/pipeline.js';
+import { whichSystem } from '../run/which.js';
+import type { Compression } from './types.js';
+
+/**
+ * The last `bytes` bytes of a dump after decompression, as UTF-8 text (a multi-byte character
+ * cut at the start shows as U+FFFD, harmless for trailer checks).
+ *
+ * Dumps run to many GB, so the decompressed stream must never be held in memory: compressed
+ * files go through `zstd -dc | tail -c N` joined by a kernel pipe (pipeToFile), and only the
+ * tail reaches Node. A corrupt or truncated compressed file makes the decompressor exit non-zero,
+ * which surfaces as a CommandError.
+ */
+export async function readTail(file: string, compression: Compression, bytes = 4096, signal?: AbortSignal): Promise<string> {
+  if (compression === 'none') return readPlainTail(file, bytes);
+  const decompress = decompressor(file, compression);
+  const tailBin = whichSystem('tail');
+  if (!tailBin) throw new MissingDependencyError('tail', 'coreutils', 'coreutils');
+  const dir = await mkdtemp(join(tmpdir(), 'asb-tail-'));
+  try {
+    const out = join(dir, 'tail');
+    await pipeToFile([decompress, cmd(tailBin, ['-c', String(bytes)])], out, { signal });
+    return await readFile(out, 'utf8');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A command writing the decompressed content of `file` to stdout ('none': cat). */
+export function decompressor(file: string, compression: Compression): Command {
+  const name = compression === 'zstd' ? 'zstd' : compression === 'gzip' ? 'gzip' : 'cat';
+  const bin = whichSystem(name);
+  if (!bin) throw new MissingDependencyError(name, name === 'cat' ? 'coreutils' : name, name === 'cat' ? 'coreutils' : name);
+  // '--' so a file name starting with '-' is never an option.
+  const args = compression === 'zstd' ? ['-q', '-d', '-c'] : compression === 'gzip' ? ['-d', '-c'] : [];
+  return cmd(bin, [...args, '--', file]);
+}
+
+async function readPlainTail(file: string, bytes: number): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, bytes);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    return buffer.toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}

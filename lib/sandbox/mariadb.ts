@@ -1,0 +1,211 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { run } from '../run/run.js';
+import { cmd } from '../run/command.js';
+import { whichSystem } from '../run/which.js';
+
+/**
+ * A throwaway MariaDB server for tests, the demo and benchmarks: own data directory, own socket,
+ * no TCP, no option files read. Several can run at once (each gets a unique mkdtemp directory).
+ */
+export interface MariadbServer {
+  readonly socket: string;
+  readonly dataDir: string;
+  readonly baseDir: string;
+  readonly version: string;
+  /** mariadbd's pid while it runs (tests kill it mid-dump). */
+  readonly pid: number | undefined;
+  /** Run SQL (fed on stdin) with the mariadb client as root over the socket; batch, no column names. */
+  sql(statement: string, database?: string): Promise<string>;
+  stop(): Promise<void>;
+  /** Start again after stop()/kill(), same data. */
+  start(): Promise<void>;
+  /** SIGKILL the server (a crash, for fault tests) and wait until it is gone. */
+  kill(): Promise<void>;
+  /** Stop and remove baseDir. */
+  destroy(): Promise<void>;
+}
+
+export interface StartMariadbOptions {
+  /** Parent for the server's directory (default os.tmpdir()). Keep it short: sockets are limited to 107 bytes. */
+  baseDir?: string;
+  /** Extra mariadbd options, e.g. ['--innodb-buffer-pool-size=256M'] for benchmarks. */
+  serverArgs?: readonly string[];
+}
+
+const STARTUP_MS = 30_000;
+const STOP_MS = 30_000;
+const SOCKET_PATH_MAX = 107;
+
+export async function startMariadb(opts: StartMariadbOptions = {}): Promise<MariadbServer> {
+  const mariadbd = whichSystem('mariadbd') ?? whichSystem('mysqld');
+  if (!mariadbd) throw new MissingDependencyError('mariadbd', 'mariadb-server', 'mariadb-server');
+  const installDb = whichSystem('mariadb-install-db') ?? whichSystem('mysql_install_db');
+  if (!installDb) throw new MissingDependencyError('mariadb-install-db', 'mariadb-server', 'mariadb-server');
+  const client = whichSystem('mariadb') ?? whichSystem('mysql');
+  if (!client) throw new MissingDependencyError('mariadb', 'mariadb-client', 'mariadb');
+
+  const baseDir = await mkdtemp(join(opts.baseDir ?? tmpdir(), 'asb-my-'));
+  const dataDir = join(baseDir, 'data');
+  const socket = join(baseDir, 's.sock');
+  if (Buffer.byteLength(socket) > SOCKET_PATH_MAX) {
+    await rm(baseDir, { recursive: true, force: true });
+    throw new BackupError(`socket path ${socket} is longer than ${SOCKET_PATH_MAX} bytes: use a shorter baseDir`, ExitCode.USAGE);
+  }
+  const errorLog = join(baseDir, 'error.log');
+  const asRoot = process.getuid?.() === 0;
+  // mariadbd refuses to run as root unless told to; a non-root user runs it as itself. Socket
+  // authentication only maps root@localhost when we are root, so non-root installs get 'normal'.
+  const userArgs = asRoot ? ['--user=root'] : [];
+  // Small InnoDB files keep install and startup around half a second; the 1G packet lets 20 MB
+  // rows (hex-encoded to 40 MB in a dump) travel both ways.
+  // Its own tmpdir: with the shared /tmp, bootstrap failed now and then ("Could not remove
+  // temporary table '/tmp/#sql-temptable-…'") while other test suites cleaned up /tmp.
+  const tmp = join(baseDir, 'tmp');
+  await mkdir(tmp, { mode: 0o700 });
+  const tuning = ['--innodb-buffer-pool-size=64M', '--innodb-log-file-size=16M', '--max-allowed-packet=1G', '--skip-name-resolve', `--tmpdir=${tmp}`];
+
+  try {
+    await run(
+      cmd(installDb, [
+        '--no-defaults',
+        ...userArgs,
+        `--datadir=${dataDir}`,
+        `--auth-root-authentication-method=${asRoot ? 'socket' : 'normal'}`,
+        '--skip-test-db',
+        ...tuning,
+      ]),
+      { timeoutMs: 120_000 },
+    );
+  } catch (err) {
+    await rm(baseDir, { recursive: true, force: true });
+    // The last line is only "Aborting": the reason is a few lines up.
+    const detail = err instanceof CommandError ? err.stderrTail.split('\n').slice(-10).join('\n') : String(err);
+    throw new BackupError(`mariadb-install-db failed:\n${detail}`, ExitCode.INTERNAL, { baseDir }, { cause: err });
+  }
+
+  const serverArgs = [
+    '--no-defaults',
+    ...userArgs,
+    `--datadir=${dataDir}`,
+    `--socket=${socket}`,
+    '--skip-networking',
+    `--pid-file=${join(baseDir, 'mariadbd.pid')}`,
+    `--log-error=${errorLog}`,
+    ...tuning,
+    '--character-set-server=utf8mb4',
+    '--collation-server=utf8mb4_unicode_ci',
+    ...(opts.serverArgs ?? []),
+  ];
+
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let version = '';
+
+  const sql = async (statement: string, database?: string): Promise<string> => {
+    const args = ['--no-defaults', `--socket=${socket}`, '--user=root', '--default-character-set=utf8mb4', '--max-allowed-packet=1G', '--batch', '--skip-column-names'];
+    // --database=NAME is one argv element, so a name starting with '-' is never an option.
+    if (database !== undefined) args.push(`--database=${database}`);
+    const result = await run(cmd(client, args), { input: statement, timeoutMs: 300_000 });
+    return result.stdout;
+  };
+
+  const errorLogTail = async (): Promise<string> => {
+    const text = await readFile(errorLog, 'utf8').catch(() => '');
+    return text.trimEnd().split('\n').slice(-8).join('\n');
+  };
+
+  const start = async (): Promise<void> => {
+    if (child && child.exitCode === null && child.signalCode === null) return;
+    // A daemon outlives any single call, which lib/run's run()/pipeToFile() (they wait for
+    // exit) cannot express: spawn it directly, detached in its own process group and unref'd
+    // so a test runner can exit; stop()/kill() end it by pid and wait for the exit event.
+    const proc = spawn(mariadbd, serverArgs, { detached: true, stdio: 'ignore' });
+    proc.unref();
+    child = proc;
+    let gone = false;
+    exited = new Promise<void>((resolve) => {
+      const done = (): void => {
+        gone = true;
+        resolve();
+      };
+      proc.once('exit', done);
+      proc.once('error', done);
+    });
+    const deadline = Date.now() + STARTUP_MS;
+    for (;;) {
+      if (gone) {
+        throw new BackupError(`mariadbd exited during startup (code ${proc.exitCode ?? proc.signalCode}): ${await errorLogTail()}`, ExitCode.INTERNAL, {
+          baseDir,
+        });
+      }
+      try {
+        version = (await sql('SELECT VERSION()')).trim();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          await kill();
+          throw new BackupError(`mariadbd did not answer within ${STARTUP_MS / 1000}s: ${await errorLogTail()}`, ExitCode.INTERNAL, { baseDir }, { cause: err });
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+
+  const signalAndWait = async (signal: NodeJS.Signals, waitMs: number): Promise<boolean> => {
+    const proc = child;
+    if (!proc || proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return true;
+    try {
+      process.kill(proc.pid, signal);
+    } catch {
+      return true; // already gone
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)));
+    const ok = await Promise.race([exited.then(() => true), timedOut]);
+    clearTimeout(timer);
+    return ok;
+  };
+
+  const kill = async (): Promise<void> => {
+    await signalAndWait('SIGKILL', STOP_MS);
+  };
+
+  const stop = async (): Promise<void> => {
+    // SIGTERM is mariadbd's clean shutdown; SIGKILL only if it hangs.
+    if (!(await signalAndWait('SIGTERM', STOP_MS))) await kill();
+  };
+
+  const destroy = async (): Promise<void> => {
+    await stop();
+    await rm(baseDir, { recursive: true, force: true });
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await rm(baseDir, { recursive: true, force: true });
+    throw err;
+  }
+
+  return {
+    socket,
+    dataDir,
+    baseDir,
+    get version() {
+      return version;
+    },
+    get pid() {
+      return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
+    sql,
+    stop,
+    start,
+    kill,
+    destroy,
+  };
+}
