@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -8,7 +8,7 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import {
-  assertBuilt, cli, countBackups, engineRestore, loadRun, MY_DBS, mysqlFingerprint, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers,
+  assertBuilt, cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, mysqlFingerprint, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers,
   stopServers, writeConfig, type Servers,
 } from './helpers/e2e.js';
 
@@ -34,11 +34,11 @@ interface Setup {
   readonly config: string;
   readonly loaded: LoadedConfig;
 }
-const setups = new Map<EngineName, Setup>();
+const setups = new Map<string, Setup>();
 
 /** A temp root with an ApisCP tree, a repository with a secret in a file, and the config. */
-async function setup(engine: EngineName): Promise<Setup> {
-  const dir = join(base, engine);
+async function setup(engine: EngineName, name: string = engine): Promise<Setup> {
+  const dir = join(base, name);
   const root = join(dir, 'root');
   const tree = await buildApiscpTree(root, { sites: 2 });
   const secret = join(dir, 'secret');
@@ -54,7 +54,7 @@ async function setup(engine: EngineName): Promise<Setup> {
   if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
   const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: extra[engine] });
   const s = { engine, dir, root, tree, config, loaded: loadConfig({ file: config }) };
-  setups.set(engine, s);
+  setups.set(name, s);
   return s;
 }
 
@@ -137,6 +137,80 @@ describe('engine none (dumps only)', () => {
   });
 });
 
+const WRAPPER = join(REPO, 'hooks/duplicity-wrapper.sh');
+const TWO_LINES = join(REPO, 'test/fixtures/duplicity-two-lines.sh');
+
+/** Environment for the wrapper scripts: cron's PATH, no HOME, our settings. */
+function wrapperEnv(s: Setup, extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: CRON_PATH, NODE, CLI, APISCP_BACKUP: CLI, APISCP_BACKUP_CONFIG: s.config, CONFIG: s.config, ...extra };
+}
+
+describe('duplicity wrapped by an admin script (hook pre-backup … hook post-backup)', () => {
+  test('the two lines around a real duplicity: dumps first, the outcome recorded', async () => {
+    const s = await setup('duplicity', 'two-lines');
+    const src = join(s.root, 'home/virtual/site1/shadow');
+    const target = join(s.dir, 'two-lines-target');
+    const env = wrapperEnv(s, { SRC: src, TARGET: `file://${target}`, ARCHIVE: join(s.dir, 'cache'), MARKER: join(s.dir, 'ran') });
+    const r = await cli([], { file: TWO_LINES, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(s.dir, 'ran'))).toBe(true);
+    expect(readdirSync(target).filter((n) => /^duplicity-full\..*\.manifest/.test(n))).toHaveLength(1);
+    const st = readStatus(s.loaded);
+    expect(st).toMatchObject({ status: 'ok', engine: 'duplicity', trigger: 'hook', backup: { status: 'ok', detail: '0' }, dumps: { failed: 0 } });
+    // The dumps were written before duplicity read anything, and pre-backup left the ACL sidecar.
+    expect(existsSync(join(s.loaded.paths.dumpsDir, 'latest/manifest.json'))).toBe(true);
+    expect(readdirSync(s.loaded.paths.dumpsDir).some((n) => /^fs-acls\.(zst|gz)$/.test(n))).toBe(true);
+
+    // duplicity failing (a backend it does not know) is recorded as a failed backup.
+    const bad = await cli([], { file: TWO_LINES, env: { ...env, TARGET: 'bogus://nowhere' } });
+    expect(bad.code).toBe(5);
+    expect(readStatus(s.loaded)).toMatchObject({ status: 'failed', backup: { status: 'failed' } });
+    expect(bad.stderr).toMatch(/backup \(duplicity\): failed/);
+  });
+
+  test('hooks/duplicity-wrapper.sh backs up exactly what `apiscp-backup paths` lists', async () => {
+    const s = await setup('duplicity', 'wrapper');
+    const target = join(s.dir, 'wrapper-target');
+    // A run still being written must stay out, like with `run`.
+    mkdirSync(join(s.loaded.paths.dumpsDir, '20260101T000000Z.inprogress'), { recursive: true });
+    writeFileSync(join(s.loaded.paths.dumpsDir, '20260101T000000Z.inprogress/half.sql'), 'CREATE');
+    const env = wrapperEnv(s, {
+      DUPLICITY_TARGET: `file://${target}`, DUPLICITY_ARCHIVE_DIR: join(s.dir, 'cache'), PASSPHRASE_FILE: join(s.dir, 'secret'),
+    });
+    const r = await cli([], { file: WRAPPER, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Errors 0/); // duplicity's own statistics
+    expect(readStatus(s.loaded)).toMatchObject({ status: 'ok', backup: { status: 'ok' } });
+
+    const restored = join(s.dir, 'restore');
+    await run(cmd('duplicity', ['restore', '--archive-dir', join(s.dir, 'cache'), '--name', 'apiscp', `file://${target}`, restored], {
+      env: { PASSPHRASE: SECRET },
+    }));
+    const acls = await cli(['--config', s.config, 'restore', 'acls', '--from', restored]);
+    expect(acls.code, acls.stderr).toBe(0);
+    const restoredRoot = join(restored, s.root);
+    expect(Object.fromEntries(await snapshotTree(restoredRoot, s.tree.included))).toEqual(Object.fromEntries(await snapshotTree(s.root, s.tree.included)));
+    for (const never of s.tree.excluded) expect(existsSync(join(restoredRoot, never)), never).toBe(false);
+    // Top level of the restore = the listed sources and their parents, nothing else.
+    const listed = (await cli(['--config', s.config, 'paths'])).stdout.trim().split('\n');
+    const restoredFiles = (await run(cmd('find', [restoredRoot, '-mindepth', '1']))).stdout.trim().split('\n').map((p) => p.slice(restoredRoot.length));
+    const outside = restoredFiles.filter((p) => !listed.some((l) => (s.root + p).startsWith(l) || l.startsWith(s.root + p + '/')));
+    expect(outside).toEqual([]);
+    expect(restoredFiles.filter((p) => p.includes('.inprogress'))).toEqual([]);
+    await expectDatabasesBack(join(restored, s.loaded.paths.dumpsDir), 'wrapper');
+  });
+});
+
+describe('nightly (the cron.daily entry) with duplicity, in a cron environment', () => {
+  test('silent and exit 0 on success; the job really ran', async () => {
+    const s = await setup('duplicity', 'nightly');
+    const r = await cli(['--config', s.config, 'nightly'], { env: { PATH: CRON_PATH } });
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, '', '']);
+    expect(await countBackups(s.loaded)).toBe(1);
+    expect(readStatus(s.loaded)).toMatchObject({ status: 'ok', trigger: 'cron', backup: { status: 'ok' } });
+  });
+});
+
 describe('a failing dump (MariaDB stopped)', () => {
   beforeAll(async () => {
     await servers.my.stop();
@@ -171,5 +245,38 @@ describe('a failing dump (MariaDB stopped)', () => {
     const st = readStatus(s.loaded);
     expect(st).toMatchObject({ status: 'warning', backup: { status: 'ok' } });
     expect(st.dumps.failed).toBeGreaterThan(0);
+  });
+
+  test('nightly under cron: non-zero and a short summary naming the failed dump; no backup', async () => {
+    const s = setups.get('nightly')!;
+    const before = await countBackups(s.loaded);
+    const r = await cli(['--config', s.config, 'nightly'], { env: { PATH: CRON_PATH } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(20);
+    expect(lines[0]).toMatch(/^apiscp-backup FAILED on .*: cron run, engine duplicity/);
+    expect(r.stderr).toMatch(/^ {2}mysql /m);
+    expect(r.stderr).toMatch(/^log: /m);
+    expect(await countBackups(s.loaded)).toBe(before);
+  });
+
+  test('wrapper scripts: failing pre-backup → duplicity never runs, nothing backed up', async () => {
+    for (const name of ['two-lines', 'wrapper']) {
+      const s = setups.get(name)!;
+      const target = join(s.dir, `${name}-target`);
+      const sets = readdirSync(target).length;
+      const marker = join(s.dir, 'ran-again');
+      const env = wrapperEnv(s, {
+        SRC: s.root, TARGET: `file://${target}`, ARCHIVE: join(s.dir, 'cache'), MARKER: marker,
+        DUPLICITY_TARGET: `file://${target}`, DUPLICITY_ARCHIVE_DIR: join(s.dir, 'cache'), PASSPHRASE_FILE: join(s.dir, 'secret'),
+      });
+      const r = await cli([], { file: name === 'wrapper' ? WRAPPER : TWO_LINES, env });
+      expect(r.code, name).toBe(1);
+      expect(existsSync(marker)).toBe(false);
+      expect(readdirSync(target).length, name).toBe(sets);
+      expect(r.stderr).toMatch(/^apiscp-backup FAILED/m);
+      expect(readStatus(s.loaded)).toMatchObject({ status: 'failed', backup: { status: 'skipped' } });
+    }
   });
 });
