@@ -76,6 +76,10 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   problems.push(...dumpProblems(result));
   const dumpsOk = result.ok;
   const proceed = dumpsOk || loaded.config.on_dump_failure === 'warn';
+  // warn: the files are worth saving even without every fresh dump, but the admin must hear
+  // that this backup holds only older dumps (if any) of the databases that failed. `run` still
+  // exits DUMP_FAILED; the hook exits 0 (non-zero would fail the Bacula job) and prints this.
+  if (!dumpsOk && proceed) problems.push('on_dump_failure is warn: backed up anyway; for the databases above this backup holds only older dumps, if any');
   if (!engine.keepsAcls && proceed) {
     const ctx = await engineContext(input);
     const trees = ctx.sources.filter((s) => !s.startsWith(loaded.paths.dumpsDir));
