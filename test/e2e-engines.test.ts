@@ -225,7 +225,7 @@ describe('a failing dump (MariaDB stopped)', () => {
     const r = await cli(['--config', s.config, 'run', '--engine', engine]);
     expect(r.code, r.stderr).toBe(1);
     expect(await countBackups(s.loaded)).toBe(before);
-    expect(r.stderr).toMatch(/^apiscp-backup FAILED on /);
+    expect(r.stderr).toMatch(/^apiscp-backup FAILED on .*: run, engine /);
     expect(r.stderr).toMatch(/^ {2}mysql /m);
     expect(r.stderr).toMatch(/backup \(\w+\): skipped/);
     expect(readStatus(s.loaded)).toMatchObject({ status: 'failed', backup: { status: 'skipped' } });
@@ -242,6 +242,9 @@ describe('a failing dump (MariaDB stopped)', () => {
     expect(w.stderr).toMatch(/^apiscp-backup finished with warnings on /);
     expect(w.stderr).toMatch(/^ {2}mysql /m);
     expect(w.stderr).toMatch(new RegExp(`backup \\(${engine}\\): (ok|warning)`));
+    expect(w.stderr).toMatch(/on_dump_failure is warn: backed up anyway/);
+    // Each failed dump is said once (not again under "problems").
+    expect(w.stderr.match(/cannot connect/g)?.length).toBe(readStatus(s.loaded).dumps.failed);
     const st = readStatus(s.loaded);
     expect(st).toMatchObject({ status: 'warning', backup: { status: 'ok' } });
     expect(st.dumps.failed).toBeGreaterThan(0);

@@ -29,9 +29,10 @@ export function failureSummary(state: RunState, opts: SummaryOptions = {}): stri
   const maxLines = opts.maxLines ?? 20;
   const clean = (text: string): string => oneLine(scrub(text, opts.secrets));
   const verdict = state.status === 'failed' ? 'FAILED' : state.status === 'warning' ? 'finished with warnings' : state.status === 'running' ? 'did not finish' : 'ok';
-  const head: string[] = [
-    `apiscp-backup ${verdict} on ${opts.host ?? hostname()}: ${state.trigger} run, engine ${state.engine}${state.level ? ` ${state.level}` : ''}, started ${state.startedAt}`,
-  ];
+  // "run run" read like a typo; restic/borg's level "Snapshot" says nothing an admin needs.
+  const what = state.trigger === 'run' ? 'run' : `${state.trigger} run`;
+  const level = state.level && state.level !== 'Snapshot' ? ` ${state.level}` : '';
+  const head: string[] = [`apiscp-backup ${verdict} on ${opts.host ?? hostname()}: ${what}, engine ${state.engine}${level}, started ${state.startedAt}`];
 
   const body: string[] = [];
   if (state.dumps) {
@@ -47,9 +48,14 @@ export function failureSummary(state: RunState, opts: SummaryOptions = {}): stri
     const detail = state.backup.detail ? `: ${clean(state.backup.detail)}` : '';
     body.push(`backup (${state.engine}): ${state.backup.status}${detail}`);
   }
-  // Problems repeat dump errors already listed; show only those not already said above.
+  // Problems repeat dump errors already listed; show only those not already said above. A dump
+  // problem is "<kind> <name>: <error>", so it is recognised by its error before any shortening.
   const said = body.join('\n');
-  const problems = state.problems.map(clean).filter((p) => p && !said.includes(p));
+  const dumpErrors = (state.dumps?.databases ?? []).flatMap((d) => (d.status === 'failed' && d.error ? [d.error] : []));
+  const problems = state.problems
+    .filter((p) => !dumpErrors.some((e) => p.endsWith(`: ${e}`)))
+    .map(clean)
+    .filter((p) => p && !said.includes(p));
   if (problems.length) {
     body.push('problems:');
     for (const p of problems.slice(0, MAX_PROBLEMS)) body.push(`  ${p}`);
