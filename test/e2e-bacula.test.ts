@@ -193,6 +193,8 @@ describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
     expect(r.code, r.stderr).toBe(143);
     expect(r.stderr).toMatch(/interrupted by SIGTERM/);
     for (const [pid, what] of seen) expect(alive(pid), `${pid} ${what}`).toBe(false);
+    // The cut-short run is on record: `status` must not keep showing an older good run as the latest.
+    expect(readStatus(sigLoaded)).toMatchObject({ status: 'failed', job: { id: '77' }, problems: ['interrupted by SIGTERM'] });
     // Nothing half-written: no run dir, no .inprogress, no temp file, no `latest`.
     expect(listAll(dumpsDir).filter((p) => !p.startsWith('fs-acls'))).toEqual([]);
 

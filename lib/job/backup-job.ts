@@ -101,6 +101,33 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   return { state, proceed };
 }
 
+/**
+ * A run that stops before it has a state of its own (SIGTERM, hooks.timeout, a missing engine
+ * binary, the dump dir unwritable) still leaves a failed record: otherwise `status` and the
+ * watchdog would go on showing the previous good run as the latest. Rethrows the error.
+ */
+async function recordAbort(input: JobInput, startedAt: string, err: unknown): Promise<never> {
+  const reason = input.signal?.aborted ? input.signal.reason : err;
+  const timedOut = (reason as Error | undefined)?.name === 'TimeoutError';
+  const message = timedOut ? 'took longer than its time limit (hooks.timeout / --timeout): stopped' : (reason as Error | undefined)?.message ?? String(reason);
+  const state: RunState = {
+    version: 1,
+    engine: input.engine,
+    trigger: input.trigger,
+    level: input.level,
+    job: input.job,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    durationMs: Date.now() - Date.parse(startedAt),
+    backup: { status: 'skipped', detail: message },
+    status: 'failed',
+    problems: [message],
+  };
+  // No heartbeat when interrupted: the machine may be shutting down and a ping can take seconds.
+  await recordRun(input.loaded, input.log, state, { ping: !input.signal?.aborted }).catch(() => undefined);
+  throw err;
+}
+
 /** Map Bacula's %e (or a wrapper's exit status) to our outcome. */
 export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' | 'failed' {
   const s = (status ?? '').trim().toLowerCase();
@@ -113,8 +140,9 @@ export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' 
 export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
   const engine = getEngine(input.engine);
   const lock = await takeLock(input, `apiscp-backup hook pre-backup${input.job?.id ? ` (job ${input.job.id})` : ''}`);
+  const startedAt = new Date().toISOString();
   try {
-    const { state, proceed } = await preBackup(input, engine);
+    const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
     if (proceed) await addPin(input.loaded, { runId: state.runId!, job: input.job?.name, jobId: input.job?.id, since: state.startedAt });
     const finished = { ...state, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(state.startedAt) };
     // Not final for engines that back up afterwards: post-backup records the outcome.
@@ -155,10 +183,11 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
 export async function runJob(input: JobInput): Promise<JobOutcome> {
   const engine = getEngine(input.engine);
   const lock = await takeLock(input, `apiscp-backup ${input.trigger === 'cron' ? 'nightly' : 'run'} (${input.engine})`);
+  const startedAt = new Date().toISOString();
   try {
     const ctx0 = await engineContext(input);
-    await engine.check(ctx0);
-    const { state, proceed } = await preBackup(input, engine);
+    await engine.check(ctx0).catch((err: unknown) => recordAbort(input, startedAt, err));
+    const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
     let backup: RunState['backup'] = state.backup;
     let level: RunState['level'] = state.level;
     const problems = [...state.problems];
