@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -47,7 +47,9 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   const { loaded, log, signal } = input;
   const { config, paths } = loaded;
   const started = new Date();
-  const runId = newRunId(started);
+  // Run ids have one-second resolution: a second run within the same second, or after the clock
+  // stepped back, would collide with an existing run (and its final rename fail with ENOTEMPTY).
+  const runId = freeRunId(paths.dumpsDir, newRunId(started));
   const work = join(paths.dumpsDir, runId + IN_PROGRESS);
   const final = join(paths.dumpsDir, runId);
   try {
@@ -55,7 +57,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
     applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned);
     mkdirSync(work, { mode: 0o700 });
   } catch (err) {
-    throw new BackupError(`cannot write the dump directory ${paths.dumpsDir}: ${(err as Error).message}`, ExitCode.DUMP_FAILED, { dir: paths.dumpsDir });
+    throw new DumpStorageError(runId, `cannot write the dump directory ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
   }
 
   const entries: ManifestEntry[] = [];
@@ -93,12 +95,18 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       method: config.databases.method,
       entries: sortEntries(entries),
     };
-    writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-    await rename(work, final);
-    fsyncDir(paths.dumpsDir);
-    if (ok) {
-      pointLatest(paths.dumpsDir, runId);
+    try {
+      writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+      await rename(work, final);
       fsyncDir(paths.dumpsDir);
+      if (ok) {
+        pointLatest(paths.dumpsDir, runId);
+        fsyncDir(paths.dumpsDir);
+      }
+    } catch (err) {
+      // Disk full or gone read-only at the very end: without a manifest the run is not a run
+      // (the catch below removes it). An error that says so, not an "internal error" (exit 70).
+      throw new DumpStorageError(runId, `cannot finish run ${runId} in ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
     }
     applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned, runId);
     return { runId, dir: final, manifest, ok };
@@ -108,6 +116,27 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   } finally {
     await Promise.all(plan.sessions.map((s) => s.close().catch(() => undefined)));
   }
+}
+
+/**
+ * The dump directory cannot be written (read-only, full, missing permissions): nothing of this
+ * run is kept. A dump failure (exit 1) with a message that says where, never exit 70.
+ */
+export class DumpStorageError extends BackupError {
+  constructor(
+    readonly runId: string,
+    message: string,
+    dir: string,
+  ) {
+    super(message, ExitCode.DUMP_FAILED, { dir, runId });
+  }
+}
+
+/** `base`, or `base-1`, `base-2`… when a run (finished or not) already has that name. */
+function freeRunId(dumpsDir: string, base: string): string {
+  let id = base;
+  for (let n = 1; existsSync(join(dumpsDir, id)) || existsSync(join(dumpsDir, id + IN_PROGRESS)); n++) id = `${base}-${n}`;
+  return id;
 }
 
 async function dumpOne(item: PlannedDump, work: string, compression: Compression, level: number | undefined, timeoutMs: number, log: Logger, signal?: AbortSignal): Promise<ManifestEntry> {
