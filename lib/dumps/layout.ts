@@ -17,6 +17,13 @@ export function newRunId(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
+/** Oldest first. A second run within the same second is `<id>-1`, `-2`…: numbers compare as numbers. */
+export function compareRunIds(a: string, b: string): number {
+  const [ta = '', na = '0'] = a.split('-');
+  const [tb = '', nb = '0'] = b.split('-');
+  return ta !== tb ? (ta < tb ? -1 : 1) : Number(na) - Number(nb);
+}
+
 /**
  * Database names may hold spaces, quotes, `$()` or slashes: the file name keeps letters, digits
  * and `_.-` and percent-encodes every other UTF-8 byte, so it is safe for every engine and shell

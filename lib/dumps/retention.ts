@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { IN_PROGRESS, LATEST, MANIFEST, RUN_ID } from './layout.js';
+import { compareRunIds, IN_PROGRESS, LATEST, MANIFEST, RUN_ID } from './layout.js';
 import type { Manifest } from './manifest.js';
 
 export interface RunDir {
@@ -20,7 +20,7 @@ export function listRuns(dumpsDir: string): RunDir[] {
   }
   return names
     .filter((n) => RUN_ID.test(n))
-    .sort()
+    .sort(compareRunIds)
     .reverse()
     .map((runId) => {
       const dir = join(dumpsDir, runId);
@@ -60,7 +60,7 @@ export function applyRetention(dumpsDir: string, keep: number, log: Logger, pinn
     }
     let drop = false;
     if (run.status === 'complete') drop = ++completeSeen > keep;
-    else drop = newestComplete !== undefined && run.runId < newestComplete.runId;
+    else drop = newestComplete !== undefined && compareRunIds(run.runId, newestComplete.runId) < 0;
     if (drop) {
       rmSync(run.dir, { recursive: true, force: true });
       removed.push(run.runId);
