@@ -45,15 +45,29 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
   let code: number;
   let log: Logger | undefined;
   try {
-    const loaded = loadConfig({ file: options.config, root: options.root });
+    // A configuration error is raised when a command first reads ctx.loaded, not here: `config
+    // init` must be able to write the file --config/$APISCP_BACKUP_CONFIG names before it exists,
+    // and replace (--force) one that no longer parses. Every other command reads ctx.loaded at
+    // once, so for them nothing changes: same ConfigError, same exit 2.
+    let loaded: LoadedConfig | undefined;
+    let loadError: unknown;
+    try {
+      loaded = loadConfig({ file: options.config, root: options.root });
+    } catch (err) {
+      loadError = err;
+    }
     log = await createLogger({
-      // Only commands that act on the server write the log (config/status/demo leave no trace).
-      file: settings.logFile === false ? undefined : loaded.paths.logFile,
-      level: options.verbose ? 'debug' : loaded.config.logging.level,
+      // Only commands that act on the server write the log (config/status/demo leave no trace);
+      // without a usable config there is no log file to write either.
+      file: settings.logFile === false ? undefined : loaded?.paths.logFile,
+      level: options.verbose ? 'debug' : (loaded?.config.logging.level ?? 'info'),
       console: options.verbose ? 'verbose' : interactive ? 'verbose' : 'quiet',
     });
     code = await body({
-      loaded,
+      get loaded(): LoadedConfig {
+        if (!loaded) throw loadError;
+        return loaded;
+      },
       log,
       signal: controller.signal,
       options,
