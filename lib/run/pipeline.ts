@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { CommandError, tail } from '../errors.js';
@@ -39,6 +40,10 @@ const STDERR_KEEP = 8192;
  * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
+function brokenPipe(r: StageResult): boolean {
+  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno 32\b|broken pipe|EPIPE/i.test(r.stderrTail);
+}
+
 export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions = {}): Promise<PipelineResult> {
   if (stages.length === 0) throw new Error('pipeToFile needs at least one stage');
   const started = Date.now();
@@ -114,8 +119,11 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     }));
     const failed = stageResults.filter((r) => r.exitCode !== 0);
     if (failed.length > 0 || writeError || timedOut || options.signal?.aborted) {
-      // A stage killed by SIGPIPE only says its reader died: name the root cause first.
-      const primary = failed.find((r) => r.signal !== 'SIGPIPE' && r.exitCode !== 141) ?? failed[0];
+      // A stage that failed on a broken pipe only says its reader died: name the root cause
+      // first. Dump tools ignore SIGPIPE and exit with an error instead (mariadb-dump: exit 5,
+      // "Got errno 32 on write"), so the stderr counts too. When every failure is a broken pipe
+      // and the write to `file` failed (ENOSPC, EROFS), that write is the cause.
+      const primary = failed.find((r) => !brokenPipe(r)) ?? (writeError ? undefined : failed[0]);
       const why = timedOut
         ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
         : options.signal?.aborted
@@ -125,7 +133,10 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
               ? `killed by ${primary.signal}`
               : `exited with ${primary.exitCode}`
             : `writing ${file} failed: ${writeError?.message}`;
-      const shown = primary?.command ?? stageResults.map((s) => s.command).join(' | ');
+      // The message names the program, not its whole argv: a cron summary line is cut at 200
+      // characters and the long option list pushed the actual error out of it. The full
+      // command line stays in the error's `command` (the manifest and the log keep it).
+      const shown = primary ? basename(stages[stageResults.indexOf(primary)]!.file) : stages.map((s) => basename(s.file)).join(' | ');
       const detail = primary ? errorLine(primary.stderrTail) : undefined;
       throw new CommandError(
         `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
