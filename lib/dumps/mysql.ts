@@ -6,7 +6,7 @@ import type { MysqlConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { cmd, type Command } from '../run/command.js';
+import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
@@ -68,8 +68,11 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
       log.debug('mysql: no server reachable, skipping', { error: err.message });
       return undefined;
     }
-    const why = err instanceof Error ? err.message : String(err);
-    throw new BackupError(`mysql: cannot connect to the server: ${why}`, ExitCode.DUMP_FAILED, { optionFileFrom: cfg.password_file ?? cfg.defaults_file }, { cause: err });
+    // The client's own words (ERROR 2002 … socket, ERROR 1045 access denied), not its argv: the
+    // cron summary keeps one 200-character line, and the option list used to fill it.
+    const why = err instanceof CommandError && err.stderrTail ? errorLine(err.stderrTail) : err instanceof Error ? err.message : String(err);
+    const where = cfg.host !== undefined ? `${cfg.host}:${cfg.port ?? 3306}` : (cfg.socket ?? 'the default socket');
+    throw new BackupError(`mysql: cannot connect to the server at ${where} as ${cfg.user}: ${why}`, ExitCode.DUMP_FAILED, { optionFileFrom: cfg.password_file ?? cfg.defaults_file, command: err instanceof CommandError ? err.command : undefined }, { cause: err });
   }
 }
 
