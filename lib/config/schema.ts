@@ -58,7 +58,7 @@ const apnscp = z
 export const configSchema = z
   .object({
     engine: z.enum(['none', 'bacula', 'duplicity', 'restic', 'borg']).default('none').describe('backup engine; none = dumps only, for any other backup software'),
-    on_dump_failure: z.enum(['fail', 'warn']).default('fail').describe('fail = a failed dump fails the backup (Bacula job fails, no snapshot); warn = back up anyway'),
+    on_dump_failure: z.enum(['fail', 'warn']).default('fail').describe('fail = a failed dump fails the backup (Bacula job fails, no snapshot, exit 1); warn = back up anyway, still exit 1 with a warning (the Bacula hook exits 0)'),
     paths: z
       .object({
         root: z.string().default('/').describe('prefix for every system path (tests, demo, previews)'),

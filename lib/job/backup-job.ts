@@ -232,7 +232,8 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
   const lock = await takeLock(input, 'apiscp-backup dump');
   try {
     const startedAt = new Date().toISOString();
-    const result = await dumpStep(input);
+    // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
+    const result = await dumpStep(input).catch((err: unknown) => recordAbort(input, startedAt, err));
     const problems = dumpProblems(result);
     const state: RunState = {
       version: 1,
