@@ -638,7 +638,7 @@ describe('credentials and faults during a big dump (dedicated MariaDB)', () => {
       const compressors = kids.filter((k) => /zstd -q -c/.test(k.args));
       const dumpers = kids.filter((k) => /mariadb-dump|pg_dump/.test(k.args));
       return compressors.length === 1 && dumpers.length === 1 && dumpers[0]!.args.endsWith(' -- big') && growingTemp(sb, BIG, 1 << 20) ? compressors[0]!.pid : undefined;
-    }, 10_000);
+    }, 60_000);
     process.kill(zstd, 'SIGKILL');
     const r = await child;
     expect(r.exitCode).toBe(1);
