@@ -3,7 +3,8 @@ import type { Compression, KindName } from './types.js';
 /** manifest.json in every finished run directory: the contract with restore tools and admins. */
 export interface ManifestEntry {
   readonly kind: KindName | 'apnscp';
-  readonly object: 'database' | 'users' | 'globals' | 'panel-export';
+  /** 'server': the server itself could not be reached or listed (no file). */
+  readonly object: 'database' | 'users' | 'globals' | 'panel-export' | 'server';
   readonly database: string | null;
   /** 'siteN' or '_server' for databases no site owns. */
   readonly site: string;

@@ -41,12 +41,12 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
   const sessions: DatabaseSession[] = [];
   const failures: ManifestEntry[] = [];
   const startedAt = new Date().toISOString();
-  const failure = (kind: KindName, database: string | null, err: unknown): ManifestEntry => {
+  const failure = (kind: KindName, database: string | null, err: unknown, object: ManifestEntry['object'] = database === null ? 'server' : 'database'): ManifestEntry => {
     const e = err as BackupError;
     log.error(`${kind}${database === null ? '' : ` ${database}`}: ${e.message}`);
     return {
       kind,
-      object: database === null ? 'users' : 'database',
+      object,
       database,
       site: database === null ? SERVER_SITE : input.siteOf(kind, database) ?? SERVER_SITE,
       format: 'sql',
@@ -76,7 +76,7 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
     try {
       for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
     } catch (err) {
-      failures.push(failure(kind.name, null, err));
+      failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
     }
     let names: string[];
     try {
