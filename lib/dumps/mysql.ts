@@ -105,17 +105,51 @@ class Session implements MysqlSession {
       .sort();
   }
 
+  /**
+   * The same rows as planDatabase's query, for every schema at once, fetched by the first
+   * planDatabase of the session: one client process instead of one per database before the
+   * first dump starts (~10 ms each, hundreds on a hosting server; see npm run bench:dumps).
+   * Keyed by the lower-case hex of the schema name. A schema missing from it (created since)
+   * or a failed query falls back to the per-database query.
+   */
+  private catalog?: Promise<Map<string, string[][]> | undefined>;
+
+  private async catalogRows(hex: string, signal?: AbortSignal): Promise<string[][] | undefined> {
+    this.catalog ??= this.query(
+      `SELECT HEX(SCHEMA_NAME), '', 'SCHEMA', '' FROM information_schema.SCHEMATA UNION ALL ` +
+        `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
+        `WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') UNION ALL ` +
+        `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS`,
+      signal,
+    ).then(
+      (rows) => {
+        const bySchema = new Map<string, string[][]>();
+        for (const row of rows) {
+          const key = (row[0] ?? '').toLowerCase();
+          const list = bySchema.get(key) ?? [];
+          bySchema.set(key, list);
+          if (row[2] !== 'SCHEMA') list.push(row);
+        }
+        return bySchema;
+      },
+      () => undefined,
+    );
+    return (await this.catalog)?.get(hex);
+  }
+
   async planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec> {
     const hex = Buffer.from(database, 'utf8').toString('hex');
     // The name travels as hex: no quoting of hostile names inside SQL. The equality lets the
     // server look up only this schema; the HEX() check drops case-insensitive near-misses.
-    const rows = await this.query(
-      `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
-        `WHERE TABLE_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4) UNION ALL ` +
-        `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
-        `WHERE EVENT_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4)`,
-      signal,
-    );
+    const rows =
+      (await this.catalogRows(hex, signal)) ??
+      (await this.query(
+        `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
+          `WHERE TABLE_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4) UNION ALL ` +
+          `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
+          `WHERE EVENT_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4)`,
+        signal,
+      ));
     const engines: Record<string, number> = {};
     const nonTransactional: string[] = [];
     let tables = 0;
