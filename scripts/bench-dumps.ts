@@ -80,11 +80,13 @@ const fmt = (n: number, d = 1): string => n.toFixed(d);
 
 async function main(): Promise<void> {
   console.log(`bench:dumps  dbs=${opts.dbs} mb=${opts.mb} big-mb=${opts.bigMb} repeat=${opts.repeat} concurrency=${CONCURRENCY}  work=${work}`);
+  const serverTmp = join(work, 'tmp'); // not /tmp: other jobs' /tmp cleanups removed its temp tables
+  mkdirSync(serverTmp);
   server = await startMariadb({
     baseDir: work,
     // A buffer pool that holds the timed databases; a large redo log and relaxed flushing only
     // speed up the generation (dumps only read).
-    serverArgs: [`--innodb-buffer-pool-size=${flags['buffer-pool']}`, '--innodb-log-file-size=512M', '--innodb-flush-log-at-trx-commit=2', '--innodb-doublewrite=0'],
+    serverArgs: [`--innodb-buffer-pool-size=${flags['buffer-pool']}`, '--innodb-log-file-size=512M', '--innodb-flush-log-at-trx-commit=2', '--innodb-doublewrite=0', `--tmpdir=${serverTmp}`],
   });
   console.log(`MariaDB ${server.version}, pid ${server.pid}`);
 

@@ -85,8 +85,9 @@ export function writeConfig(file: string, root: string, socket: string, include:
 
 /** (a) ours: the built CLI, exactly as an admin or cron runs it, with the RSS/CPU probe preloaded. */
 export async function runOurs(cli: string, probeModule: string, configFile: string, dumpsDir: string, serverPid?: number): Promise<Sample> {
+  // The dumps directory is kept between runs, as on a server dumping nightly: retention
+  // (dumps.keep) runs as usual and the previous run's manifest is there.
   const probeFile = join(dumpsDir, '..', 'probe.json');
-  rmSync(dumpsDir, { recursive: true, force: true });
   rmSync(probeFile, { force: true });
   const sample = await timed(serverPid, async () => {
     const node = cmd(process.execPath, ['--import', pathToFileURL(probeModule).href, cli, 'dump', '-c', configFile], {
