@@ -11,6 +11,6 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 180_000,
     hookTimeout: 240_000,
-    reporters: ['default'],
+    reporters: ['default', './test/plain-summary-reporter.ts'],
   },
 });
