@@ -84,7 +84,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       entries.push(await input.panelExport(signal));
       input.onProgress?.(++done, total, '');
     }
-    if (signal?.aborted) throw new InterruptedError('SIGTERM');
+    if (signal?.aborted) throw abortReason(signal);
 
     const ok = entries.every((e) => e.status === 'ok');
     const manifest: Manifest = {
@@ -254,4 +254,12 @@ async function pool<T>(items: readonly T[], size: number, work: (item: T, releas
 
 function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {
   return [...entries].sort((a, b) => (a.site + a.kind + (a.database ?? '')).localeCompare(b.site + b.kind + (b.database ?? '')));
+}
+
+/** Why the run was cut short: our own SIGTERM handler, or the hook's time limit. */
+function abortReason(signal: AbortSignal): BackupError {
+  const reason = signal.reason as Error | undefined;
+  if (reason instanceof BackupError) return reason;
+  if (reason?.name === 'TimeoutError') return new BackupError('stopped: the dumps took longer than their time limit (hooks.timeout / --timeout)', ExitCode.DUMP_FAILED);
+  return new InterruptedError('SIGTERM');
 }
