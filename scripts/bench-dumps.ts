@@ -53,6 +53,7 @@ const MB = 1024 * 1024;
 const work = mkdtempSync(join(tmpdir(), 'asb-bench-'));
 let server: MariadbServer | undefined;
 let cleaning: Promise<void> | undefined;
+let interrupted = false;
 
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
@@ -70,6 +71,7 @@ async function cleanup(): Promise<void> {
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
+    interrupted = true;
     console.error(`\n${sig}: cleaning up`);
     void cleanup().finally(() => process.exit(130));
   });
@@ -192,6 +194,7 @@ function report(samples: Record<string, Sample[]>, sqlBytesTotal: number, dataMb
 }
 
 main().catch(async (err: unknown) => {
+  if (interrupted) return; // the signal handler cleans up and exits; the killed child is no news
   console.error(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
   await cleanup();
   process.exit(1);
