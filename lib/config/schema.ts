@@ -80,6 +80,9 @@ export const configSchema = z
         keep: z.number().int().min(1).default(3).describe('complete runs to keep; the newest complete run is never deleted'),
         compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
         level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 3, gzip 6)'),
+        rsyncable: tristate
+          .default('auto')
+          .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (costs ~30% compressor CPU); auto = on except for bacula'),
         concurrency: z.number().int().min(1).max(64).default(2).describe('databases dumped at once'),
         timeout: duration.default('6h').describe('per database'),
       })

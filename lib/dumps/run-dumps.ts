@@ -9,8 +9,9 @@ import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { buildPlan, type PlannedDump, type SiteLookup } from '../plan/plan.js';
+import type { Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
-import { compressorCommand, resolveCompression } from './compress.js';
+import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
 import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
 import type { Manifest, ManifestEntry } from './manifest.js';
 import { applyRetention } from './retention.js';
@@ -68,6 +69,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   try {
     entries.push(...plan.failures);
     const compression = resolveCompression(config.dumps.compression);
+    const output: DumpOutput = { compression, compressor: compressorCommand(compression, config.dumps.level, wantRsyncable(config.dumps.rsyncable, config.engine)) };
     const total = plan.items.length + (input.panelExport ? 1 : 0);
     let done = 0;
     const timeoutMs = durationMs(config.dumps.timeout);
@@ -77,7 +79,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
     await pool(largestFirst(plan.items, previousSizes(paths.dumpsDir)), config.dumps.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       input.onProgress?.(done, total, `${item.spec.kind} ${item.spec.database ?? item.spec.object}`);
-      entries.push(await dumpOne(item, work, compression, config.dumps.level, timeoutMs, log, signal, release));
+      entries.push(await dumpOne(item, work, output, timeoutMs, log, signal, release));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
@@ -143,8 +145,9 @@ function freeRunId(dumpsDir: string, base: string): string {
 }
 
 /** `written` is called once the dump tool has finished and the file is on disk (its slot is free). */
-async function dumpOne(item: PlannedDump, work: string, compression: Compression, level: number | undefined, timeoutMs: number, log: Logger, signal?: AbortSignal, written?: () => void): Promise<ManifestEntry> {
+async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, timeoutMs: number, log: Logger, signal?: AbortSignal, written?: () => void): Promise<ManifestEntry> {
   const { spec, site } = item;
+  const { compression } = output;
   const startedAt = new Date();
   const rel = dumpPath(spec, site, compression);
   const file = join(work, rel);
@@ -164,7 +167,7 @@ async function dumpOne(item: PlannedDump, work: string, compression: Compression
     startedAt: startedAt.toISOString(),
   };
   try {
-    const compressor = spec.compressible ? compressorCommand(compression, level) : undefined;
+    const compressor = spec.compressible ? output.compressor : undefined;
     const stages = compressor ? [spec.command, compressor] : [spec.command];
     const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets });
     written?.();
@@ -250,6 +253,12 @@ async function pool<T>(items: readonly T[], size: number, work: (item: T, releas
     tasks.push(task);
   }
   await Promise.all(tasks);
+}
+
+/** How every dump of a run is compressed: the setting and the compressor stage it gives. */
+interface DumpOutput {
+  readonly compression: Compression;
+  readonly compressor: Command | undefined;
 }
 
 function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {
