@@ -30,13 +30,17 @@ const { values: flags } = parseArgs({
     quick: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     'buffer-pool': { type: 'string', default: '1G' },
+    engine: { type: 'string' },
+    compression: { type: 'string' },
+    level: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('usage: node dist/scripts/bench-dumps.js [--dbs 40] [--mb 600] [--big-mb 1100] [--repeat 3] [--quick] [--keep] [--buffer-pool 1G]');
+  console.log('usage: node dist/scripts/bench-dumps.js [--dbs 40] [--mb 600] [--big-mb 1100] [--repeat 3] [--quick] [--keep] [--buffer-pool 1G] [--engine bacula] [--compression zstd|gzip|none] [--level N]');
   process.exit(0);
 }
+const settings = { engine: flags.engine, compression: flags.compression, level: flags.level ? Number(flags.level) : undefined };
 const num = (v: string | undefined, quick: number, full: number): number => {
   const n = v === undefined ? (flags.quick ? quick : full) : Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`bad number '${v}'`);
@@ -111,7 +115,7 @@ async function main(): Promise<void> {
   const configFile = join(work, 'config.yaml');
   const root = join(work, 'root');
   mkdirSync(root, { recursive: true });
-  writeConfig(configFile, root, server.socket, dbs.map((d) => d.name));
+  writeConfig(configFile, root, server.socket, dbs.map((d) => d.name), settings);
   const dumpsDir = join(root, 'var/backup/apiscp-backup');
 
   // Warm-up (untimed): every database through mariadb-dump once, counting the SQL bytes, then
@@ -139,7 +143,7 @@ async function main(): Promise<void> {
 
   // Peak RSS of our process on one big database alone.
   const bigConfig = join(work, 'config-big.yaml');
-  writeConfig(bigConfig, root, server.socket, [big.name]);
+  writeConfig(bigConfig, root, server.socket, [big.name], settings);
   t0 = performance.now();
   const bigRun = await runOurs(CLI, PROBE, bigConfig, dumpsDir, pid);
   const peakRssMb = Math.round((bigRun.probe?.peakRssKb ?? 0) / 1024);
@@ -156,6 +160,7 @@ async function main(): Promise<void> {
     `targets: vs_baseline ≤ 0.5 ${verdict(vsBaseline <= 0.5)}, vs_limit ≤ 1.25 ${verdict(vsLimit <= 1.25)}, peak_rss_mb ≤ 150 ${verdict(peakRssMb <= 150)}`,
   );
   await cleanup();
+  console.log(`settings: engine=${settings.engine ?? 'none (default)'} compression=${settings.compression ?? 'auto'} level=${settings.level ?? 'default'}`);
   console.log(`RESULT vs_baseline=${vsBaseline.toFixed(2)} vs_limit=${vsLimit.toFixed(2)} peak_rss_mb=${peakRssMb} dbs=${dbs.length} mb=${Math.round(dataMb)}`);
 }
 

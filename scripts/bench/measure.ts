@@ -70,8 +70,18 @@ async function timed(serverPid: number | undefined, work: () => Promise<Probe | 
 }
 
 /** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
-export function writeConfig(file: string, root: string, socket: string, include: readonly string[]): void {
+/** Settings an admin may change that move the figures: engine (rsyncable), compression, level. */
+export interface DumpSettings {
+  readonly engine?: string;
+  readonly compression?: string;
+  readonly level?: number;
+}
+
+export function writeConfig(file: string, root: string, socket: string, include: readonly string[], settings: DumpSettings = {}): void {
+  const dumps = { ...(settings.compression ? { compression: settings.compression } : {}), ...(settings.level ? { level: settings.level } : {}) };
   const config = {
+    ...(settings.engine ? { engine: settings.engine } : {}),
+    dumps,
     paths: { root },
     panel: { enabled: false },
     databases: {
