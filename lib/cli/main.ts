@@ -99,6 +99,12 @@ export function buildProgram(): Command {
     .option('--purge', 'remove config, state and dumps too')
     .action(action(async () => ({ default: (await import('./commands/install.js')).uninstall })));
 
+  program
+    .command('repo-init')
+    .description('create the restic or borg repository (once, before the first backup)')
+    .addOption(engine())
+    .action(action(() => import('./commands/repo-init.js')));
+
   const restore = program.command('restore').description('restore helpers');
   restore
     .command('acls')

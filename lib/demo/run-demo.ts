@@ -55,6 +55,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const configFile = join(root, 'etc/apiscp-backup/config.yaml');
     writeDemoConfig(configFile, sandbox, engine);
     out(`2. install      cron entry ${join(root, 'etc/cron.daily/apiscp-backup')}, config ${configFile}`);
+    if (getEngine(engine).init) {
+      const created = await run(cmd(process.execPath, [cli, '-c', configFile, 'repo-init']));
+      out(`                ${created.stdout.trim()} (once, before the first backup)`);
+    }
     out(`                ${firstLine(installed.stdout, /scope|export/i) ?? 'panel exports scope switched off'}  ${timer()}`);
 
     const nightly = await run(cmd('run-parts', ['--report', join(root, 'etc/cron.daily')], { env: CRON_ENV, inheritEnv: false }), { okExitCodes: range(1, 255) });

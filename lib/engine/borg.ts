@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, quote } from '../run/command.js';
@@ -100,6 +102,16 @@ export const borgEngine: Engine = {
     const warnings = r.exitCode === 1 ? [`borg: ${borgExitMessage(1)}: ${r.stderr.split('\n').filter(Boolean).slice(-5).join('; ')}`] : [];
     for (const w of warnings) ctx.log.warn(w);
     return { level: 'Snapshot', durationMs: Date.now() - started, id: created.name, bytes: created.bytes, warnings };
+  },
+  async init(ctx) {
+    // repokey: the key lives in the repository, protected by the passphrase; without a
+    // passphrase file the repository is unencrypted (borg would otherwise prompt).
+    const mode = ctx.loaded.config.borg.passphrase_file ? 'repokey-blake2' : 'none';
+    const repo = ctx.loaded.config.borg.repository ?? '';
+    // borg creates the repository directory but not its parents (restic creates both).
+    if (repo.startsWith('/')) mkdirSync(dirname(repo), { recursive: true, mode: 0o700 });
+    await runBorg(ctx, 'init', ['init', `--encryption=${mode}`]);
+    return `created borg repository ${ctx.loaded.config.borg.repository} (encryption ${mode})`;
   },
   async restore(ctx, dir) {
     const list = await runBorg(ctx, 'list', borgLastArchiveArgs());

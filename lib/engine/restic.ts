@@ -101,6 +101,10 @@ export const resticEngine: Engine = {
     for (const w of warnings) ctx.log.warn(w);
     return { level: 'Snapshot', durationMs: Date.now() - started, id: summary.snapshotId, bytes: summary.bytes, warnings };
   },
+  async init(ctx) {
+    await runRestic(ctx, 'init', ['init']);
+    return `created restic repository ${ctx.loaded.config.restic.repository}`;
+  },
   async restore(ctx, dir) {
     await runRestic(ctx, 'restore', resticRestoreArgs(ctx.loaded, dir));
   },

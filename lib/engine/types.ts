@@ -41,6 +41,8 @@ export interface Engine {
   check(ctx: EngineContext): Promise<void>;
   /** Make the backup. Only called when the dumps succeeded (or on_dump_failure: warn). */
   backup(ctx: EngineContext): Promise<EngineResult>;
+  /** Create the repository once (restic init, borg init); engines that need none omit it. */
+  init?(ctx: EngineContext): Promise<string>;
   /** Apply retention after a successful backup. */
   prune?(ctx: EngineContext): Promise<void>;
   /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */
