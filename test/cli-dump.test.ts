@@ -502,8 +502,11 @@ describe('faults on the shared servers leave the previous run intact', () => {
       expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
       expectIntact(sb, before);
       expect(leftovers(sb)).toEqual([]);
-      // Not asserted: status.json still shows the previous (good) run, because dumpJob
-      // (lib/job/backup-job.ts, not ours to change) records nothing when runDumps throws.
+      // The failure is recorded, so `status` (and the watchdog) do not keep reporting the old run.
+      const state = JSON.parse(readFileSync(sb.statusFile, 'utf8')) as { status: string; problems: string[] };
+      expect(state.status).toBe('failed');
+      expect(state.problems.join('\n')).toMatch(/ENOSPC|No space left/);
+      expect((await sb.cli(['status'])).exitCode).toBe(6);
       expect(sb.runDirs()).toEqual([before.latest]);
     } finally {
       await umount(sb.dumpsDir);
@@ -523,6 +526,20 @@ describe('faults on the shared servers leave the previous run intact', () => {
     const r1 = await first;
     expect(r1.exitCode, String(r1.stderr)).toBe(0);
     expect(sb.runDirs()).toHaveLength(1);
+  });
+
+  it('a Bacula pre-backup hook that collides with the nightly dump waits for it, then runs', async () => {
+    // anacron's random delay can start the cron run while Bacula's job begins: the second waits.
+    const sb = await sandbox({ quirks: { delayMs: 1500 }, scopes: { [EXPORT_SCOPE]: false }, config: { lock: { wait: '60s' } } });
+    const first = sb.spawnCli(['dump']);
+    await waitFor('the first run to take the lock', () => existsSync(`${sb.lockPath}.holder.json`), 20_000);
+    const hook = await sb.cli(['hook', 'pre-backup', '--engine', 'bacula', '--level', 'Full', '--jobid', '7', '--job', 'ApisCP']);
+    const r1 = await first;
+    expect(r1.exitCode, String(r1.stderr)).toBe(0);
+    expect(hook, hook.stderr).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(sb.runDirs()).toHaveLength(2);
+    const state = JSON.parse(readFileSync(sb.statusFile, 'utf8')) as { level: string; job: { id: string } };
+    expect(state).toMatchObject({ level: 'Full', job: { id: '7' } });
   });
 
   it('a run in the same second as an existing run (fast reruns, clock stepped back) gets its own directory', async () => {
