@@ -78,7 +78,7 @@ describe('Bacula job ApisCP with the real hooks', () => {
     for (const never of tree.excluded) expect(existsSync(join(restoredRoot, never)), never).toBe(false);
 
     const runDir = join(where, loaded.paths.dumpsDir, st.runId);
-    const back = await loadRun(runDir, fresh, 'r_bacula_', join(base, 'scratch'));
+    const back = await loadRun(runDir, fresh, 'r_bacula_');
     expect(back.manifest.status).toBe('complete');
     for (const db of MY_DBS) expect(await mysqlFingerprint(fresh.my, back.mysql.get(db)!), db).toEqual(original[`mysql:${db}`]);
     for (const db of PG_DBS) expect(await pgFingerprint(fresh.pg, back.postgresql.get(db)!), db).toEqual(original[`postgresql:${db}`]);

@@ -75,7 +75,7 @@ afterAll(async () => {
 /** Load the dumps of a restored dumps dir (through its `latest` manifest) and compare with the originals. */
 async function expectDatabasesBack(restoredDumpsDir: string, label: string): Promise<void> {
   const runDir = join(restoredDumpsDir, 'latest');
-  const loaded = await loadRun(runDir, fresh, `r_${label}_`, join(base, `scratch-${label}`));
+  const loaded = await loadRun(runDir, fresh, `r_${label}_`);
   expect(loaded.manifest.status).toBe('complete');
   expect([...loaded.mysql.keys()].sort()).toEqual([...MY_DBS].sort());
   // The server's own `postgres` database is dumped too (empty here).

@@ -5,6 +5,7 @@ import { decompressorCommand } from '../dumps/compress.js';
 import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
 import type { Compression } from '../dumps/types.js';
 import { cmd } from '../run/command.js';
+import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { MariadbServer } from './mariadb.js';
@@ -54,17 +55,23 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
   const file = join(runDir, entry.path);
   if (entry.kind === 'mysql') {
     const server = target.mysql!;
-    await server.sql(`CREATE DATABASE ${q(database)}`);
+    await server.sql(`CREATE DATABASE ${q(database)} CHARACTER SET utf8mb4`);
     const mariadb = whichSystem('mariadb') ?? whichSystem('mysql') ?? 'mariadb';
-    const plain = await run(decompressorCommand(entry.compression as Compression, file), { stdout: 'pipe' });
-    await run(cmd(mariadb, ['--no-defaults', `--socket=${server.socket}`, '-uroot', '--max-allowed-packet=1G', '--', database]), { input: plain.stdout });
+    const client = cmd(mariadb, ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--default-character-set=utf8mb4', '--max-allowed-packet=1G', `--database=${database}`]);
+    // Streamed: decompressor | client, nothing of the dump held in memory.
+    const dir = mkdtempSync(join(tmpdir(), 'asb-load-'));
+    try {
+      await pipeToFile([decompressorCommand(entry.compression as Compression, file), client], join(dir, 'out'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     return;
   }
   if (entry.kind === 'postgresql') {
     const server = target.postgresql!;
     await server.sql(`CREATE DATABASE ${pgIdent(database)}`);
-    const pw = passwdEntry('postgres');
     // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth.
+    const pw = passwdEntry('postgres');
     const dir = mkdtempSync(join(tmpdir(), 'asb-restore-'));
     const copy = join(dir, 'dump');
     try {

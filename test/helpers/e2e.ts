@@ -1,19 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
-import { findPgTool } from '../../lib/dumps/postgresql.js';
 import type { Manifest } from '../../lib/dumps/manifest.js';
 import { expandBackupPaths } from '../../lib/plan/paths.js';
 import { getEngine } from '../../lib/engine/index.js';
 import type { EngineName } from '../../lib/engine/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { cmd } from '../../lib/run/command.js';
-import { pipeToFile } from '../../lib/run/pipeline.js';
 import { run } from '../../lib/run/run.js';
 import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import { databaseEntries, loadDump } from '../../lib/sandbox/db-checks.js';
 
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
@@ -174,46 +173,19 @@ export async function pgFingerprint(pg: PostgresServer, db: string): Promise<Rec
   return out;
 }
 
-function decompress(file: string, compression: string): string[] | undefined {
-  if (compression === 'zstd') return ['zstd', '-q', '-d', '-c', '--', file];
-  if (compression === 'gzip') return ['gzip', '-d', '-c', '--', file];
-  return undefined;
-}
-
 let loads = 0;
 
 /**
  * Load every database dump of a (restored) run directory into FRESH databases `<prefix>N` on the
  * given servers, found through the run's manifest.json; returns original name → fresh name.
  */
-export async function loadRun(runDir: string, into: Servers, prefix: string, scratch: string): Promise<{ mysql: Map<string, string>; postgresql: Map<string, string>; manifest: Manifest }> {
+export async function loadRun(runDir: string, into: Servers, prefix: string): Promise<{ mysql: Map<string, string>; postgresql: Map<string, string>; manifest: Manifest }> {
   const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
   const result = { mysql: new Map<string, string>(), postgresql: new Map<string, string>(), manifest };
-  mkdirSync(scratch, { recursive: true });
-  for (const e of manifest.entries) {
-    if (e.status !== 'ok' || e.object !== 'database' || !e.path || e.database === null) continue;
-    const file = join(runDir, e.path);
+  for (const e of databaseEntries(manifest)) {
     const fresh = `${prefix}${++loads}`;
-    if (e.kind === 'mysql') {
-      await into.my.sql(`CREATE DATABASE ${qm(fresh)} CHARACTER SET utf8mb4`);
-      const client = cmd('mariadb', ['--no-defaults', `--socket=${into.my.socket}`, '--user=root', '--default-character-set=utf8mb4', `--database=${fresh}`]);
-      const unpack = decompress(file, e.compression);
-      const stages = unpack ? [cmd(unpack[0]!, unpack.slice(1)), client] : [cmd('cat', [file]), client];
-      await pipeToFile(stages, join(scratch, `load-${loads}.out`));
-      result.mysql.set(e.database, fresh);
-    } else if (e.kind === 'postgresql') {
-      await into.pg.sql(`CREATE DATABASE ${qp(fresh)}`);
-      // pg_restore runs as postgres (peer auth): hand it a copy it may read.
-      const copy = join(scratch, `load-${loads}.dump`);
-      copyFileSync(file, copy);
-      const pgUid = statSync(into.pg.dataDir).uid;
-      chownSync(copy, pgUid, statSync(into.pg.dataDir).gid);
-      chmodSync(scratch, 0o755);
-      const pgRestore = findPgTool('pg_restore', { binDir: into.pg.binDir })!;
-      const env = { PGHOST: into.pg.socketDir, PGPORT: String(into.pg.port), PGUSER: 'postgres' };
-      await run(cmd(pgRestore, ['--no-owner', '--exit-on-error', `--dbname=${fresh}`, copy], { uid: pgUid, gid: statSync(into.pg.dataDir).gid, env, cwd: scratch }));
-      result.postgresql.set(e.database, fresh);
-    }
+    await loadDump(e, runDir, { mysql: into.my, postgresql: into.pg }, fresh);
+    if (e.kind === 'mysql' || e.kind === 'postgresql') result[e.kind].set(e.database!, fresh);
   }
   return result;
 }
