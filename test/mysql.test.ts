@@ -252,10 +252,14 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
     const session = await openSession();
     try {
       const spec = await session.planDatabase('big');
-      // A slow reader keeps mariadb-dump blocked mid-stream, so the kill lands during the dump.
-      const slow = cmd('sh', ['-c', 'sleep 1; exec cat']);
+      // A slow reader keeps mariadb-dump blocked mid-stream (40 MB of hex cannot fit in a pipe),
+      // so whenever the kill lands in the first seconds, the dump still needs the server
+      // afterwards (rest of the row, SHOW TRIGGERS): it cannot have finished. Under load the
+      // SELECT may not be seen in the process list at all, so the wait for it is bounded.
+      const slow = cmd('sh', ['-c', 'sleep 4; exec cat']);
       const running = dump(spec, [slow, cmd('zstd', ['-q', '-c'])]).catch((e: unknown) => e);
-      for (let i = 0; i < 200; i++) {
+      const deadline = Date.now() + 1500;
+      while (Date.now() < deadline) {
         const busy = await server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT /*!40001 SQL_NO_CACHE */%'");
         if (busy.trim() !== '0') break;
         await new Promise((r) => setTimeout(r, 20));
