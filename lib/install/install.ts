@@ -239,14 +239,14 @@ function stepsFor(engine: EngineName, ctx: { configFile: string; paths: LoadedCo
     case 'restic':
       return [
         `set restic.repository and restic.password_file (0600) in ${configFile}`,
-        'create the repository once: RESTIC_PASSWORD_FILE=<file> restic init -r <repository>',
+        'create the repository once: apiscp-backup repo-init (runs restic init with those settings)',
         `first backup now: ${cli} run`,
         ...common,
       ];
     case 'borg':
       return [
         `set borg.repository and borg.passphrase_file (0600) in ${configFile}`,
-        'create the repository once: borg init --encryption=repokey <repository> (keep a copy of the key)',
+        'create the repository once: apiscp-backup repo-init (borg init --encryption=repokey-blake2; keep a copy of the key: borg key export)',
         `first backup now: ${cli} run`,
         ...common,
       ];
