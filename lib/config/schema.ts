@@ -16,6 +16,18 @@ const duration = z
 const glob = z.string().min(1);
 const tristate = z.union([z.literal('auto'), z.boolean()]);
 
+/** Snapshot retention for restic and borg (forget/prune --keep-*): an unpruned repository only grows. */
+const keep = z
+  .object({
+    last: z.number().int().min(1).optional().describe('newest snapshots to keep regardless of date'),
+    daily: z.number().int().min(0).default(7),
+    weekly: z.number().int().min(0).default(4),
+    monthly: z.number().int().min(0).default(6),
+    yearly: z.number().int().min(0).default(0),
+  })
+  .strict()
+  .default({});
+
 const mysql = z
   .object({
     enabled: tristate.default('auto').describe('dump MySQL/MariaDB: auto = when a client and server are found'),
@@ -137,6 +149,7 @@ export const configSchema = z
       .object({
         repository: z.string().optional(),
         password_file: z.string().optional(),
+        keep: keep.describe('after each backup: restic forget --prune with these --keep-* (only our tagged snapshots)'),
         extra_args: z.array(z.string()).default([]),
       })
       .strict()
@@ -146,6 +159,7 @@ export const configSchema = z
         repository: z.string().optional(),
         passphrase_file: z.string().optional(),
         compression: z.string().default('zstd,3'),
+        keep: keep.describe('after each backup: borg prune (our archives only) with these --keep-*, then borg compact'),
         extra_args: z.array(z.string()).default([]),
       })
       .strict()

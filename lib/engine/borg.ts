@@ -5,7 +5,7 @@ import { CommandError, ConfigError, EngineError, MissingDependencyError } from '
 import { cmd, quote } from '../run/command.js';
 import { run, type RunResult } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
-import type { Engine, EngineContext, EngineResult } from './types.js';
+import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * borg 1.2 keeps ACLs, xattrs and (with --numeric-ids) the numeric owners ApisCP needs: site
@@ -25,6 +25,11 @@ export function borgEnv(loaded: LoadedConfig): Record<string, string> {
 }
 
 /** Concrete paths as `pp:` (no glob surprises with `[` in a name), patterns as `sh:`. */
+/** Only archives this tool made on this host; borg 1.2 frees the space only with compact. */
+export function borgPruneArgs(loaded: LoadedConfig): string[] {
+  return ['prune', '--glob-archives', '{hostname}-*', ...keepArgs(loaded.config.borg.keep)];
+}
+
 export function borgPattern(exclude: string): string {
   return /[*?[]/.test(exclude) ? `sh:${exclude}` : `pp:${exclude}`;
 }
@@ -102,6 +107,10 @@ export const borgEngine: Engine = {
     const warnings = r.exitCode === 1 ? [`borg: ${borgExitMessage(1)}: ${r.stderr.split('\n').filter(Boolean).slice(-5).join('; ')}`] : [];
     for (const w of warnings) ctx.log.warn(w);
     return { level: 'Snapshot', durationMs: Date.now() - started, id: created.name, bytes: created.bytes, warnings };
+  },
+  async prune(ctx) {
+    await runBorg(ctx, 'prune', borgPruneArgs(ctx.loaded));
+    await runBorg(ctx, 'compact', ['compact']);
   },
   async init(ctx) {
     // repokey: the key lives in the repository, protected by the passphrase; without a

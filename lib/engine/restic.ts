@@ -3,7 +3,7 @@ import { CommandError, ConfigError, EngineError, MissingDependencyError } from '
 import { cmd, type Command } from '../run/command.js';
 import { run, type RunResult } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
-import type { Engine, EngineContext, EngineResult } from './types.js';
+import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * restic 0.14 keeps ACLs (as system.posix_acl_* xattrs) and user.* xattrs when run as root.
@@ -21,6 +21,11 @@ export function resticEnv(loaded: LoadedConfig): Record<string, string> {
 export function resticBackupArgs(loaded: LoadedConfig, sources: readonly string[], excludes: readonly string[]): string[] {
   // --json: the closing "summary" message carries the snapshot id and sizes.
   return ['backup', '--json', '--tag', 'apiscp-backup', ...loaded.config.restic.extra_args, ...excludes.flatMap((e) => ['--exclude', e]), '--', ...sources];
+}
+
+/** Only our snapshots (tag), grouped by host and tag: a new site changes the paths, not the group. */
+export function resticForgetArgs(loaded: LoadedConfig): string[] {
+  return ['forget', '--prune', '--tag', 'apiscp-backup', '--group-by', 'host,tags', ...keepArgs(loaded.config.restic.keep)];
 }
 
 export function resticRestoreArgs(loaded: LoadedConfig, dir: string): string[] {
@@ -100,6 +105,9 @@ export const resticEngine: Engine = {
     if (!summary.snapshotId) throw new EngineError('restic backup printed no snapshot id: no snapshot was made', 'restic', { stderr: r.stderr.slice(-2000) });
     for (const w of warnings) ctx.log.warn(w);
     return { level: 'Snapshot', durationMs: Date.now() - started, id: summary.snapshotId, bytes: summary.bytes, warnings };
+  },
+  async prune(ctx) {
+    await runRestic(ctx, 'forget', resticForgetArgs(ctx.loaded));
   },
   async init(ctx) {
     await runRestic(ctx, 'init', ['init']);

@@ -48,3 +48,12 @@ export interface Engine {
   /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */
   restore?(ctx: EngineContext, target: string): Promise<void>;
 }
+
+/** `--keep-last N --keep-daily N …` for restic forget and borg prune (zero counts left out). */
+export function keepArgs(keep: { last?: number; daily: number; weekly: number; monthly: number; yearly: number }): string[] {
+  const out: string[] = [];
+  for (const [name, n] of [['last', keep.last], ['daily', keep.daily], ['weekly', keep.weekly], ['monthly', keep.monthly], ['yearly', keep.yearly]] as const) {
+    if (n) out.push(`--keep-${name}`, String(n));
+  }
+  return out;
+}
