@@ -46,8 +46,9 @@ async function setup(engine: EngineName, name: string = engine): Promise<Setup> 
   const repo = join(dir, 'repo');
   const extra: Record<string, Record<string, unknown>> = {
     duplicity: { duplicity: { target: `file://${repo}`, passphrase_file: secret } },
-    restic: { restic: { repository: repo, password_file: secret } },
-    borg: { borg: { repository: repo, passphrase_file: secret } },
+    // keep.last: every test's snapshot survives the retention run that follows each backup.
+    restic: { restic: { repository: repo, password_file: secret, keep: { last: 100 } } },
+    borg: { borg: { repository: repo, passphrase_file: secret, keep: { last: 100 } } },
     none: {},
   };
   if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
