@@ -40,8 +40,10 @@ const STDERR_KEEP = 8192;
  * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
+// Node's stdio "pipes" are socketpairs: a writer whose reader died may see ECONNRESET (errno
+// 104) instead of EPIPE (32), e.g. mariadb-dump "Got errno 104 on write".
 function brokenPipe(r: StageResult): boolean {
-  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno 32\b|broken pipe|EPIPE/i.test(r.stderrTail);
+  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE/i.test(r.stderrTail);
 }
 
 export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions = {}): Promise<PipelineResult> {
