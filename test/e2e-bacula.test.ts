@@ -8,8 +8,7 @@ import { cmd } from '../lib/run/command.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import {
-  assertBuilt, cli, CLI, CRON_PATH, loadRun, MY_DBS, mysqlFingerprint, NODE, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers, stopServers,
-  writeConfig, type Servers,
+  cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
 
 // Bacula with the REAL hook: the director fragment comes from `apiscp-backup bacula config`,
@@ -25,15 +24,11 @@ let h: BaculaHarness;
 let tree: TreeInfo;
 let config: string;
 let loaded: LoadedConfig;
-const original: Record<string, Record<string, string>> = {};
+let original: Record<string, Record<string, string>> = {};
 let restores = 0;
 
 beforeAll(async () => {
-  assertBuilt();
-  [servers, fresh] = await Promise.all([startServers(), startServers()]);
-  await seedAll(servers);
-  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
-  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  ({ servers, fresh, original } = await seededServers());
   tree = await buildApiscpTree(root, { sites: 2 });
   config = writeConfig(join(base, 'etc/config.yaml'), { root, servers, engine: 'bacula' });
   loaded = loadConfig({ file: config });
@@ -80,8 +75,7 @@ describe('Bacula job ApisCP with the real hooks', () => {
     const runDir = join(where, loaded.paths.dumpsDir, st.runId);
     const back = await loadRun(runDir, fresh, 'r_bacula_');
     expect(back.manifest.status).toBe('complete');
-    for (const db of MY_DBS) expect(await mysqlFingerprint(fresh.my, back.mysql.get(db)!), db).toEqual(original[`mysql:${db}`]);
-    for (const db of PG_DBS) expect(await pgFingerprint(fresh.pg, back.postgresql.get(db)!), db).toEqual(original[`postgresql:${db}`]);
+    await expectSameDatabases(back, fresh, original, (a, e, what) => expect(a, what).toEqual(e));
     expect(readdirSync(join(where, loaded.paths.dumpsDir)).filter((n) => n.endsWith('.inprogress'))).toEqual([]);
   });
 

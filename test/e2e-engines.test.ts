@@ -8,8 +8,7 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import {
-  assertBuilt, cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, mysqlFingerprint, PG_DBS, pgFingerprint, readStatus, rmrf, seedAll, startServers,
-  stopServers, writeConfig, type Servers,
+  cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
 
 // Every engine through the BUILT CLI: `apiscp-backup run` with real databases and a real
@@ -23,7 +22,7 @@ chmodSync(base, 0o755);
 let servers: Servers;
 /** Where restored dumps are loaded: never the servers they came from. */
 let fresh: Servers;
-const original: Record<string, Record<string, string>> = {};
+let original: Record<string, Record<string, string>> = {};
 const timings: Record<string, { runMs: number; restoreMs: number }> = {};
 
 interface Setup {
@@ -60,11 +59,7 @@ async function setup(engine: EngineName, name: string = engine): Promise<Setup> 
 }
 
 beforeAll(async () => {
-  assertBuilt();
-  [servers, fresh] = await Promise.all([startServers(), startServers()]);
-  await seedAll(servers);
-  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
-  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  ({ servers, fresh, original } = await seededServers());
 });
 
 afterAll(async () => {
@@ -81,8 +76,7 @@ async function expectDatabasesBack(restoredDumpsDir: string, label: string): Pro
   expect([...loaded.mysql.keys()].sort()).toEqual([...MY_DBS].sort());
   // The server's own `postgres` database is dumped too (empty here).
   expect([...loaded.postgresql.keys()].sort()).toEqual(['postgres', ...PG_DBS].sort());
-  for (const db of MY_DBS) expect(await mysqlFingerprint(fresh.my, loaded.mysql.get(db)!), db).toEqual(original[`mysql:${db}`]);
-  for (const db of PG_DBS) expect(await pgFingerprint(fresh.pg, loaded.postgresql.get(db)!), db).toEqual(original[`postgresql:${db}`]);
+  await expectSameDatabases(loaded, fresh, original, (a, e, what) => expect(a, what).toEqual(e));
   // users/globals exports travel too (restoring them is the admin's call).
   const objects = loaded.manifest.entries.map((e) => `${e.kind}:${e.object}`);
   expect(objects).toEqual(expect.arrayContaining(['mysql:users', 'postgresql:globals']));

@@ -259,3 +259,23 @@ export async function pgrep(pattern: string): Promise<string[]> {
 export function rmrf(...paths: string[]): void {
   for (const p of paths) rmSync(p, { recursive: true, force: true });
 }
+
+/**
+ * The servers every e2e file needs: one seeded pair whose databases get backed up, one empty pair
+ * the restored dumps are loaded into, and the originals' fingerprints to compare with.
+ */
+export async function seededServers(): Promise<{ servers: Servers; fresh: Servers; original: Record<string, Record<string, string>> }> {
+  assertBuilt();
+  const [servers, fresh] = await Promise.all([startServers(), startServers()]);
+  await seedAll(servers);
+  const original: Record<string, Record<string, string>> = {};
+  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
+  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  return { servers, fresh, original };
+}
+
+/** The restored run's databases, loaded into `fresh`, match the originals row for row. */
+export async function expectSameDatabases(loaded: Awaited<ReturnType<typeof loadRun>>, fresh: Servers, original: Record<string, Record<string, string>>, expectEqual: (a: unknown, b: unknown, what: string) => void): Promise<void> {
+  for (const db of MY_DBS) expectEqual(await mysqlFingerprint(fresh.my, loaded.mysql.get(db)!), original[`mysql:${db}`], db);
+  for (const db of PG_DBS) expectEqual(await pgFingerprint(fresh.pg, loaded.postgresql.get(db)!), original[`postgresql:${db}`], db);
+}
