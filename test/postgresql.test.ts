@@ -152,6 +152,32 @@ describe('postgresql kind on a live server', () => {
     await session.close();
   }, 30_000);
 
+  test('a table locked exclusively by another session fails the dump after lock_wait_timeout, not after hours', async () => {
+    await srv.sql('CREATE DATABASE locked_db');
+    await srv.sql('CREATE TABLE t (id int); INSERT INTO t VALUES (1);', 'locked_db');
+    const holder = srv.sql('BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;', 'locked_db');
+    try {
+      // Let the holder take its lock first.
+      for (let i = 0; i < 100; i++) {
+        const n = await srv.sql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL", 'locked_db');
+        if (n.trim() !== '0') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const session = (await openOn(srv, { lock_wait_timeout: '1s' }))!;
+      const spec = await plan(session, 'locked_db');
+      expect(spec.command.args).toContain('--lock-wait-timeout=1000');
+      const started = Date.now();
+      const err = await dump(spec).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CommandError);
+      // pg_dump enforces it as a statement timeout on its LOCK TABLE.
+      expect((err as CommandError).message).toMatch(/statement timeout/);
+      expect(Date.now() - started).toBeLessThan(5000);
+      await session.close();
+    } finally {
+      await holder.catch(() => undefined);
+    }
+  });
+
   test('enabled: false and auto without a server are skipped, not errors', async () => {
     expect(await postgresqlKind.open({ loaded: loaded({ enabled: false }), log: memoryLogger() })).toBeUndefined();
     const nowhere = loaded({ enabled: 'auto', host: work, port: srv.port });

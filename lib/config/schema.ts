@@ -55,6 +55,9 @@ const postgresql = z
     include: z.array(glob).default(['*']).describe('database name globs to dump'),
     exclude: z.array(glob).default([]).describe('database name globs to skip'),
     dump_globals: z.boolean().default(true).describe('export roles with pg_dumpall --globals-only'),
+    lock_wait_timeout: duration
+      .default('15m')
+      .describe('pg_dump gives up on a table another session holds exclusively (a long ALTER) instead of waiting until dumps.timeout'),
   })
   .strict();
 

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { PostgresqlConfig } from '../config/schema.js';
+import { durationMs, type PostgresqlConfig } from '../config/schema.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
@@ -176,7 +176,7 @@ class PostgresSession implements DatabaseSession {
       database,
       object: 'database',
       // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
-      command: toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password'], database),
+      command: toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database),
       format: 'custom',
       extension: '.dump',
       compressible: false,
