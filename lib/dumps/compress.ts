@@ -32,9 +32,18 @@ export function compressorCommand(c: Compression, level?: number, rsyncable = tr
   return undefined;
 }
 
-/** Reads a compressed file to stdout (verification, restores). */
+/** Writes the decompressed content of `file` to stdout ('none': cat); `--` so a name is never an option. */
 export function decompressorCommand(c: Compression, file: string): Command {
-  if (c === 'zstd') return cmd(whichSystem('zstd') ?? 'zstd', ['-q', '-d', '-c', '--', file]);
-  if (c === 'gzip') return cmd(whichSystem('gzip') ?? 'gzip', ['-d', '-c', '--', file]);
-  return cmd('cat', ['--', file]);
+  const name = c === 'zstd' ? 'zstd' : c === 'gzip' ? 'gzip' : 'cat';
+  const bin = whichSystem(name);
+  if (!bin) throw new MissingDependencyError(name, name === 'cat' ? 'coreutils' : name, name === 'cat' ? 'coreutils' : name);
+  const args = c === 'zstd' ? ['-q', '-d', '-c'] : c === 'gzip' ? ['-d', '-c'] : [];
+  return cmd(bin, [...args, '--', file]);
+}
+
+/** What a file's first bytes say it is (zstd frame or gzip member magic), else 'none'. */
+export function sniffCompression(head: Buffer): Compression {
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  return 'none';
 }

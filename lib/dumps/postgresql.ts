@@ -10,7 +10,8 @@ import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { isExecutable, whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
-import { decompressor, readTail } from './verify.js';
+import { decompressorCommand } from './compress.js';
+import { readTail } from './verify.js';
 
 export interface OsUser {
   readonly uid: number;
@@ -137,7 +138,7 @@ async function verifyCustom(pgRestore: string, file: string, compression: Compre
     for (const [i, args] of passes.entries()) {
       // pg_restore reads a compressed dump from stdin; its (empty or TOC) output goes to scratch.
       if (!packed || !scratch) await run(cmd(pgRestore, [...args, '--', file]), { signal });
-      else await pipeToFile([decompressor(file, packed), cmd(pgRestore, args)], join(scratch, `out${i}`), { signal });
+      else await pipeToFile([decompressorCommand(packed, file), cmd(pgRestore, args)], join(scratch, `out${i}`), { signal });
     }
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);

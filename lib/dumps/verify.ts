@@ -2,7 +2,8 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
+import { cmd } from '../run/command.js';
+import { decompressorCommand } from './compress.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression } from './types.js';
@@ -18,7 +19,7 @@ import type { Compression } from './types.js';
  */
 export async function readTail(file: string, compression: Compression, bytes = 4096, signal?: AbortSignal): Promise<string> {
   if (compression === 'none') return readPlainTail(file, bytes);
-  const decompress = decompressor(file, compression);
+  const decompress = decompressorCommand(compression, file);
   const tailBin = whichSystem('tail');
   if (!tailBin) throw new MissingDependencyError('tail', 'coreutils', 'coreutils');
   const dir = await mkdtemp(join(tmpdir(), 'asb-tail-'));
@@ -29,16 +30,6 @@ export async function readTail(file: string, compression: Compression, bytes = 4
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** A command writing the decompressed content of `file` to stdout ('none': cat). */
-export function decompressor(file: string, compression: Compression): Command {
-  const name = compression === 'zstd' ? 'zstd' : compression === 'gzip' ? 'gzip' : 'cat';
-  const bin = whichSystem(name);
-  if (!bin) throw new MissingDependencyError(name, name === 'cat' ? 'coreutils' : name, name === 'cat' ? 'coreutils' : name);
-  // '--' so a file name starting with '-' is never an option.
-  const args = compression === 'zstd' ? ['-q', '-d', '-c'] : compression === 'gzip' ? ['-d', '-c'] : [];
-  return cmd(bin, [...args, '--', file]);
 }
 
 async function readPlainTail(file: string, bytes: number): Promise<string> {

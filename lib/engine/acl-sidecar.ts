@@ -1,12 +1,14 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, writeFileSync } from 'node:fs';
+import { lstat, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
+import { fsyncDir, tempNameFor } from '../atomic-file.js';
+import { compressionSuffix, compressorCommand, decompressorCommand, resolveCompression, sniffCompression } from '../dumps/compress.js';
 import { EngineError, MissingDependencyError } from '../errors.js';
-import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
+import { pipeToFile, type StageResult } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 
@@ -24,14 +26,14 @@ import { whichSystem } from '../run/which.js';
 
 export const SIDECAR_BASENAME = 'fs-acls';
 
-/** The compressor we would use: zstd when installed (faster, smaller), else gzip. */
+/** The compressor the dumps use: zstd when installed (faster, smaller), else gzip. */
 export function sidecarCompression(): 'zstd' | 'gzip' {
-  return whichSystem('zstd') ? 'zstd' : 'gzip';
+  return resolveCompression('auto') === 'zstd' ? 'zstd' : 'gzip';
 }
 
 /** `fs-acls.zst` or `fs-acls.gz`: the name pre-backup writes into the dumps dir. */
 export function sidecarFileName(compression = sidecarCompression()): string {
-  return `${SIDECAR_BASENAME}.${compression === 'zstd' ? 'zst' : 'gz'}`;
+  return `${SIDECAR_BASENAME}${compressionSuffix(compression)}`;
 }
 
 export interface SidecarResult {
@@ -67,59 +69,41 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
     if (outDir === s || outDir.startsWith(s.endsWith('/') ? s : s + '/')) continue;
     if (await lstat(s).then(() => true, () => false)) existing.push(s);
   }
-  const tmp = `${outFile}.tmp-${process.pid}`;
-  const parts = [`${tmp}-acl`, `${tmp}-xattr`];
+  // Two compressed frames in one file (zstd and gzip both read concatenated frames as one
+  // stream): `getfacl | zstd`, then `getfattr | zstd` appended. Streamed through kernel pipes:
+  // a server with millions of inodes produces hundreds of MB of text.
+  const tmp = tempNameFor(outFile);
+  const second = `${tmp}-xattr`;
   const warnings: string[] = [];
+  const compressor = compressorCommand(compression)!;
   try {
-    const out = await open(tmp, 'wx', 0o600);
-    await out.close();
-    if (existing.length > 0) {
-      const texts = [await capture(cmd('getfacl', getfaclArgs(existing)), warnings), await capture(cmd('getfattr', getfattrArgs(existing)), warnings)];
-      for (const [i, part] of parts.entries()) {
-        await writeFile(part, texts[i]!, { mode: 0o600 });
-        const packed = await compressFile(part, compression);
-        await pipeline(createReadStream(packed), createWriteStream(tmp, { flags: 'a' }));
-      }
+    if (existing.length === 0) writeFileSync(tmp, '', { mode: 0o600 });
+    else {
+      await pipeToFile([cmd('getfacl', getfaclArgs(existing)), compressor], tmp, { tolerate: vanished(warnings) });
+      await pipeToFile([cmd('getfattr', getfattrArgs(existing)), compressor], second, { tolerate: vanished(warnings) });
+      await pipeline(createReadStream(second), createWriteStream(tmp, { flags: 'a' }));
+      const h = await open(tmp, 'r');
+      await h.sync().finally(() => h.close());
     }
-    const handle = await open(tmp, 'r');
-    await handle.sync();
-    await handle.close();
     await rename(tmp, outFile);
-    const dir = await open(outDir, 'r');
-    await dir.sync().catch(() => undefined);
-    await dir.close();
+    fsyncDir(outDir);
     return { file: outFile, bytes: (await stat(outFile)).size, compression, warnings };
   } finally {
-    for (const f of [tmp, ...parts, ...parts.map((p) => `${p}.zst`), ...parts.map((p) => `${p}.gz`)]) await rm(f, { force: true });
+    for (const f of [tmp, second]) await rm(f, { force: true });
   }
 }
 
 /**
- * Text output of getfacl/getfattr (ASCII: both escape unusual bytes as \ooo). Kept in memory
- * because lib/run's pipeToFile currently never returns (FileHandle closed while its write
- * stream still holds it): TODO stream `tool | zstd > file` through pipeToFile once fixed.
- * Both tools exit 1 when a file disappears mid-walk; the rest of the dump is complete.
+ * getfacl/getfattr exit 1 when a file disappears mid-walk (a live site); the rest of their output
+ * is complete, so that is a warning. Anything else fails the sidecar.
  */
-async function capture(command: Command, warnings: string[]): Promise<string> {
-  const r = await run(command, { okExitCodes: [1], failureExitCode: ExitCode.ENGINE });
-  if (r.exitCode === 1) {
-    const lines = r.stderr.split('\n').filter(Boolean);
-    if (lines.length === 0 || !lines.every((l) => /No such file or directory$/.test(l))) {
-      throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
-    }
-    warnings.push(...lines);
-  }
-  return r.stdout;
-}
-
-/** Compress a file in place (`X` becomes `X.zst` / `X.gz`) and return the new name. */
-async function compressFile(file: string, compression: 'zstd' | 'gzip'): Promise<string> {
-  if (compression === 'zstd') {
-    await run(cmd('zstd', ['-q', '-3', '-f', '--rm', file]), { failureExitCode: ExitCode.ENGINE });
-    return `${file}.zst`;
-  }
-  await run(cmd('gzip', ['-6', '-n', '-f', file]), { failureExitCode: ExitCode.ENGINE });
-  return `${file}.gz`;
+function vanished(warnings: string[]): (stage: StageResult, index: number) => boolean {
+  return (stage, index) => {
+    const lines = stage.stderrTail.split('\n').filter(Boolean);
+    const ok = index === 0 && stage.exitCode === 1 && lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l));
+    if (ok) warnings.push(...lines);
+    return ok;
+  };
 }
 
 export interface RestoreAclsResult {
@@ -145,8 +129,9 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
   try {
     const plain = join(work, 'plain');
     if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, warnings: [] };
-    // Decompressed text is ASCII (see capture): safe to take as a string. TODO: pipeToFile.
-    await writeFile(plain, (await run(decompressor(head, sidecar), { failureExitCode: ExitCode.ENGINE })).stdout, { mode: 0o600 });
+    const packed = sniffCompression(head);
+    if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
+    await pipeToFile([decompressorCommand(packed, sidecar)], plain);
     const aclText = join(work, 'acl.txt');
     const xattrText = join(work, 'xattr.txt');
     const { acl, xattr } = await splitAndRewrite(plain, aclText, xattrText);
@@ -157,14 +142,6 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-function decompressor(head: Buffer, file: string): Command {
-  const isZstd = head.readUInt32LE(0) === 0xfd2fb528;
-  const isGzip = head[0] === 0x1f && head[1] === 0x8b;
-  if (!isZstd && !isGzip) throw new EngineError(`${file}: not a zstd or gzip file`, 'duplicity', { file });
-  if (isZstd && !whichSystem('zstd')) throw new MissingDependencyError('zstd', 'zstd', 'zstd');
-  return isZstd ? cmd('zstd', ['-q', '-d', '-c', file]) : cmd('gzip', ['-d', '-c', file]);
 }
 
 /** Stream the plain text into the two restore files, with paths made relative to the restore dir. */

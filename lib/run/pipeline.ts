@@ -14,6 +14,11 @@ export interface PipelineOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   secrets?: readonly string[];
+  /**
+   * Accept a stage that exited non-zero (getfacl exits 1 when a file vanished mid-walk but wrote
+   * everything else). Its StageResult is still returned, so the caller can report it.
+   */
+  tolerate?: (stage: StageResult, index: number) => boolean;
 }
 
 export interface StageResult {
@@ -119,7 +124,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       signal: r.signal,
       stderrTail: redact(tail(r.spawnError ? String(r.spawnError.message) : stderrs[i] ?? ''), options.secrets),
     }));
-    const failed = stageResults.filter((r) => r.exitCode !== 0);
+    const failed = stageResults.filter((r, i) => r.exitCode !== 0 && !(r.signal === null && options.tolerate?.(r, i)));
     if (failed.length > 0 || writeError || timedOut || options.signal?.aborted) {
       // A stage that failed on a broken pipe only says its reader died: name the root cause
       // first. Dump tools ignore SIGPIPE and exit with an error instead (mariadb-dump: exit 5,
