@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, quote } from '../run/command.js';
-import { run, type RunResult } from '../run/run.js';
+import type { RunResult } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { runEngineTool } from './run-tool.js';
 import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
@@ -69,18 +70,8 @@ export function borgExitMessage(code: number | undefined, stderr = ''): string {
 }
 
 async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string): Promise<RunResult> {
-  try {
-    // Exit 1 is borg's "warning": the archive was made.
-    return await run(cmd('borg', args, { env: borgEnv(ctx.loaded), cwd }), { signal: ctx.signal, okExitCodes: [1] });
-  } catch (err) {
-    if (!(err instanceof CommandError)) throw err;
-    const code = err.exitCodeOfCommand;
-    const detail = err.stderrTail.split('\n').filter(Boolean).pop() ?? '';
-    throw new EngineError(`borg ${action} failed: ${borgExitMessage(code, err.stderrTail)}${detail ? ` (${detail.trim()})` : ''}`, 'borg', {
-      exitCode: code,
-      command: err.command,
-    });
-  }
+  // Exit 1 is borg's "warning": the archive was made.
+  return runEngineTool('borg', action, cmd('borg', args, { env: borgEnv(ctx.loaded), cwd }), borgExitMessage, { signal: ctx.signal, okExitCodes: [1] });
 }
 
 export function parseBorgCreate(stdout: string): { name?: string; id?: string; bytes?: number } {

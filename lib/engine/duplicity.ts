@@ -1,9 +1,10 @@
 import { readFile, readdir } from 'node:fs/promises';
 import type { LoadedConfig } from '../config/load.js';
-import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { ConfigError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
-import { run } from '../run/run.js';
+import type { RunResult } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { runEngineTool } from './run-tool.js';
 import type { BackupLevel, Engine, EngineContext, EngineResult } from './types.js';
 
 /**
@@ -75,19 +76,9 @@ async function duplicityCommand(loaded: LoadedConfig, args: string[]): Promise<{
   return { command: cmd('duplicity', args, { env: { PASSPHRASE: passphrase } }), secrets: [passphrase] };
 }
 
-async function runDuplicity(ctx: EngineContext, action: string, args: string[]) {
+async function runDuplicity(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
   const { command, secrets } = await duplicityCommand(ctx.loaded, args);
-  try {
-    return await run(command, { signal: ctx.signal, secrets });
-  } catch (err) {
-    if (!(err instanceof CommandError)) throw err;
-    const code = err.exitCodeOfCommand;
-    const detail = lastLines(err.stderrTail);
-    throw new EngineError(`duplicity ${action} failed (exit ${code ?? '-'}: ${duplicityExitMessage(code)})${detail ? `: ${detail}` : ''}`, 'duplicity', {
-      exitCode: code,
-      command: err.command,
-    });
-  }
+  return runEngineTool('duplicity', action, command, (code) => duplicityExitMessage(code), { signal: ctx.signal, secrets });
 }
 
 function target(loaded: LoadedConfig): string {

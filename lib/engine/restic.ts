@@ -1,8 +1,9 @@
 import type { LoadedConfig } from '../config/load.js';
-import { CommandError, ConfigError, EngineError, MissingDependencyError } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
-import { run, type RunResult } from '../run/run.js';
+import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { cmd } from '../run/command.js';
+import type { RunResult } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { runEngineTool } from './run-tool.js';
 import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
@@ -50,18 +51,7 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 }
 
 async function runRestic(ctx: EngineContext, action: string, args: string[], okExitCodes: number[] = []): Promise<RunResult> {
-  const command: Command = cmd('restic', args, { env: resticEnv(ctx.loaded) });
-  try {
-    return await run(command, { signal: ctx.signal, okExitCodes });
-  } catch (err) {
-    if (!(err instanceof CommandError)) throw err;
-    const code = err.exitCodeOfCommand;
-    const detail = err.stderrTail.split('\n').filter(Boolean).pop() ?? '';
-    throw new EngineError(`restic ${action} failed: ${resticExitMessage(code, err.stderrTail)}${detail ? ` (${detail.trim()})` : ''}`, 'restic', {
-      exitCode: code,
-      command: err.command,
-    });
-  }
+  return runEngineTool('restic', action, cmd('restic', args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, okExitCodes });
 }
 
 export interface ResticSummary {

@@ -1,0 +1,28 @@
+import { CommandError, EngineError } from '../errors.js';
+import type { Command } from '../run/command.js';
+import { run, type RunResult, type RunOptions } from '../run/run.js';
+import type { EngineName } from './types.js';
+
+/**
+ * Run an engine's own tool; a failure becomes an EngineError that says what its exit code means
+ * (duplicity 23, restic 11, borg 2…) and quotes the tool's last stderr lines.
+ */
+export async function runEngineTool(
+  engine: EngineName,
+  action: string,
+  command: Command,
+  explain: (code: number | undefined, stderr: string) => string,
+  options: Pick<RunOptions, 'signal' | 'secrets' | 'okExitCodes'> = {},
+): Promise<RunResult> {
+  try {
+    return await run(command, options);
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    const code = err.exitCodeOfCommand;
+    const detail = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join(' / ');
+    throw new EngineError(`${engine} ${action} failed (exit ${code ?? '-'}: ${explain(code, err.stderrTail)})${detail ? `: ${detail}` : ''}`, engine, {
+      exitCode: code,
+      command: err.command,
+    });
+  }
+}
