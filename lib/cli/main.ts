@@ -123,6 +123,9 @@ export function buildProgram(): Command {
     .option('--jobdefs <name>')
     .option('--node <path>', 'node binary on the client (default: this one)')
     .option('--entry <path>', 'installed apiscp-backup script on the client')
+    .option('--address <host>', 'also print the Client resource: where the director reaches this server\'s file daemon')
+    .option('--fd-port <port>', 'the file daemon\'s port (default 9102)')
+    .option('--password-file <file>', 'with --address: file holding the file daemon\'s Director password')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
   program

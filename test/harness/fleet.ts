@@ -1,0 +1,216 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
+import { cmd, type Command } from '../../lib/run/command.js';
+import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
+import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import { CLI, NODE, cli } from '../helpers/e2e.js';
+import {
+  binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, queueJob, sdConfig, stockDirectorConfig, testDirectorConfig,
+  type Bconsole, type JobOutcome,
+} from './bacula.js';
+import { createNetwork, listensOn, type TestNetwork } from './netns.js';
+
+/**
+ * A fleet on one machine: a director host (bacula-dir + bacula-sd + its own bacula-fd) and N
+ * ApisCP servers, each in its own network namespace (./netns.ts) with its own bacula-fd, MariaDB
+ * (mariadbd runs inside the server's namespace), optionally PostgreSQL, an ApisCP site tree with
+ * ACLs and xattrs, its own paths.root (state, lock, dumps) and TMPDIR, and the BUILT CLI as the
+ * hook its file daemon runs. The director's config is the stock layout plus, per server, what
+ * `apiscp-backup bacula config --address …` prints on that server.
+ *
+ * PostgreSQL (like MariaDB) listens on a Unix socket only, so the namespace makes no difference
+ * to it; it runs in the host namespace because pg_ctl must run as `postgres`.
+ */
+
+export const DIR_PORT = 9101;
+export const FD_PORT = 9102;
+export const SD_PORT = 9103;
+const STARTUP_MS = 30_000;
+
+export interface FleetServerSpec {
+  /** Host name: [a-z0-9]{1,8}. */
+  name: string;
+  postgres?: boolean;
+  sites?: number;
+}
+
+export interface FleetServer {
+  readonly name: string;
+  readonly client: string;
+  readonly job: string;
+  readonly address: string;
+  readonly netns: string;
+  readonly root: string;
+  readonly configFile: string;
+  readonly loaded: LoadedConfig;
+  readonly tree: TreeInfo;
+  readonly my: MariadbServer;
+  readonly pg?: PostgresServer;
+}
+
+export interface Fleet {
+  readonly base: string;
+  readonly net: TestNetwork;
+  readonly servers: readonly FleetServer[];
+  readonly director: {
+    readonly name: string;
+    readonly address: string;
+    readonly configFile: string;
+    readonly bconsoleConfigFile: string;
+    readonly workDir: string;
+    /** bacula-dir's pid (inside the hub namespace): for CPU/memory measurements. */
+    readonly pid: number;
+    /** A command run on the director host (inside its namespace). */
+    inside(command: Command): Command;
+  };
+  bconsole: Bconsole;
+  server(name: string): FleetServer;
+  /** Queue these servers' jobs at once (the director runs them concurrently), then wait for all. */
+  runJobs(names: readonly string[], level?: string): Promise<Map<string, JobOutcome>>;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep?: boolean } = {}): Promise<Fleet> {
+  const [dirBin, sdBin, fdBin] = ['bacula-dir', 'bacula-sd', 'bacula-fd'].map(binary) as [string, string, string];
+  const base = mkdtempSync(join(tmpdir(), 'fleet-'));
+  chmodSync(base, 0o755); // postgres must traverse to its data dir below
+  const net = await createNetwork({ hub: 'dir', hosts: specs.map((s) => s.name) });
+  const daemons = daemonSet(base);
+  const dbs: { destroy(): Promise<void> }[] = [];
+  const stop = async (): Promise<void> => {
+    await daemons.stop();
+    await Promise.allSettled(dbs.map((d) => d.destroy()));
+    await net.destroy();
+    if (!opts.keep) rmSync(base, { recursive: true, force: true });
+  };
+
+  try {
+    const directorName = 'fleet-dir';
+    const pw = { console: password(), sd: password(), dirFd: password() };
+    const dirWork = join(base, 'director');
+    const dirDirs = { work: join(dirWork, 'work'), sd: join(dirWork, 'sd'), fd: join(dirWork, 'fd'), volumes: join(dirWork, 'volumes'), data: join(dirWork, 'data'), etc: join(dirWork, 'etc') };
+    for (const d of Object.values(dirDirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
+
+    // The servers: databases, site tree, config, file daemon config, the director fragment.
+    const servers = await Promise.all(
+      specs.map(async (spec): Promise<{ server: FleetServer; fdConf: string; fragment: string }> => {
+        const host = net.host(spec.name);
+        const root = join(base, spec.name);
+        mkdirSync(root, { mode: 0o755 });
+        mkdirSync(join(root, 'tmp'), { mode: 0o700 });
+        const [my, pg] = await Promise.all([
+          startMariadb({ baseDir: root, launcher: ['ip', 'netns', 'exec', host.netns] }).then((m) => (dbs.push(m), m)),
+          spec.postgres ? startPostgres({ baseDir: join(root, 'pg') }).then((p) => (dbs.push(p), p)) : undefined,
+        ]);
+        const tree = await buildApiscpTree(root, { sites: spec.sites ?? 2 });
+        const client = `${spec.name}-fd`;
+        const job = `${spec.name}-ApisCP`;
+        const configFile = join(root, 'etc/apiscp-backup/config.yaml');
+        mkdirSync(join(root, 'etc/apiscp-backup'), { recursive: true });
+        writeFileSync(
+          configFile,
+          JSON.stringify({
+            engine: 'bacula',
+            paths: { root },
+            panel: { enabled: false },
+            bacula: { client, job, fileset: job },
+            lock: { wait: '2s' },
+            databases: {
+              mysql: { enabled: true, socket: my.socket, defaults_file: join(root, 'no-my.cnf') },
+              postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
+            },
+          }, null, 2) + '\n',
+          { mode: 0o600 },
+        );
+        const fdPassword = password();
+        const passwordFile = join(root, 'etc/bacula-fd.password');
+        writeFileSync(passwordFile, fdPassword + '\n', { mode: 0o600 });
+        const fdWork = join(root, 'bacula-fd');
+        mkdirSync(fdWork, { recursive: true, mode: 0o700 });
+        const fdConf = join(root, 'etc/bacula-fd.conf');
+        writeFileSync(fdConf, fdConfig(directorName, client, FD_PORT, fdPassword, fdWork, host.address), { mode: 0o600 });
+        // What the admin runs on each server and pastes into the director: our own output.
+        const r = await cli(['--config', configFile, 'bacula', 'config', '--jobdefs', 'DefaultJob', '--node', NODE, '--entry', CLI, '--address', host.address, '--password-file', passwordFile]);
+        if (r.code !== 0) throw new Error(`bacula config on ${spec.name} failed:\n${r.stderr}`);
+        return {
+          server: { name: spec.name, client, job, address: host.address, netns: host.netns, root, configFile, loaded: loadConfig({ file: configFile }), tree, my, pg },
+          fdConf,
+          fragment: `# --- from ${spec.name}\n${r.stdout}`,
+        };
+      }),
+    );
+
+    writeFileSync(join(dirDirs.work, 'query.sql'), '');
+    await prepareCatalog(dirDirs.work);
+    const files = { dir: join(dirDirs.etc, 'bacula-dir.conf'), sd: join(dirDirs.etc, 'bacula-sd.conf'), fd: join(dirDirs.etc, 'bacula-fd.conf'), con: join(dirDirs.etc, 'bconsole.conf') };
+    const stock = stockDirectorConfig({
+      directorName, dirPort: DIR_PORT, consolePassword: pw.console, workDir: dirDirs.work, clientName: 'dir-fd', fdPort: FD_PORT, fdPassword: pw.dirFd,
+      sdPort: SD_PORT, sdPassword: pw.sd, logFile: join(dirWork, 'bacula.log'), dataDir: dirDirs.data, address: net.hub.address,
+    });
+    writeFileSync(files.dir, [stock, ...servers.map((s) => s.fragment)].join('\n'), { mode: 0o600 });
+    writeFileSync(files.sd, sdConfig(directorName, SD_PORT, pw.sd, dirDirs.sd, dirDirs.volumes, net.hub.address), { mode: 0o600 });
+    writeFileSync(files.fd, fdConfig(directorName, 'dir-fd', FD_PORT, pw.dirFd, dirDirs.fd, net.hub.address), { mode: 0o600 });
+    writeFileSync(files.con, bconsoleConfig(directorName, DIR_PORT, pw.console, net.hub.address), { mode: 0o600 });
+    const checked = await testDirectorConfig(files.dir);
+    if (!checked.ok) throw new Error(`director config rejected by bacula-dir -t:\n${checked.output}`);
+
+    const inHub = (c: Command): Command => net.inside('dir', c);
+    const waitFor: [number, number][] = [];
+    const startIn = (host: string, c: Command, name: string, port: number): number => {
+      const child = daemons.start(net.inside(host, c), name);
+      waitFor.push([child.pid!, port]);
+      return child.pid!;
+    };
+    startIn('dir', cmd(sdBin, ['-f', '-c', files.sd]), 'dir-sd', SD_PORT);
+    startIn('dir', cmd(fdBin, ['-f', '-c', files.fd]), 'dir-fd', FD_PORT);
+    for (const { server, fdConf } of servers) {
+      // The hook inherits the file daemon's environment: its own TMPDIR, nothing of ours.
+      startIn(server.name, cmd(fdBin, ['-f', '-c', fdConf], { env: { TMPDIR: join(server.root, 'tmp') } }), `${server.name}-fd`, FD_PORT);
+    }
+    const dirPid = startIn('dir', cmd(dirBin, ['-f', '-c', files.dir]), 'dir', DIR_PORT);
+    const bconsole = bconsoleRunner(files.con, inHub);
+
+    const deadline = Date.now() + STARTUP_MS;
+    for (;;) {
+      const dead = daemons.dead();
+      if (dead) throw new Error(`a Bacula daemon exited on start (${dead.spawnargs.join(' ')}); see ${base}/*.out`);
+      // bconsole retries a refused connection only every 5 s: see the sockets listen first.
+      const up = waitFor.every(([pid, port]) => listensOn(pid, port));
+      const out = up ? await bconsole('status dir').catch((e: Error) => e.message) : 'not listening yet';
+      if (/Daemon started/.test(out)) break;
+      if (Date.now() > deadline) throw new Error(`the fleet director did not answer in ${STARTUP_MS / 1000}s:\n${out}`);
+      await sleep(50);
+    }
+
+    const list = servers.map((s) => s.server);
+    const server = (name: string): FleetServer => {
+      const s = list.find((x) => x.name === name);
+      if (!s) throw new Error(`no server ${name}`);
+      return s;
+    };
+    return {
+      base,
+      net,
+      servers: list,
+      director: { name: directorName, address: net.hub.address, configFile: files.dir, bconsoleConfigFile: files.con, workDir: dirDirs.work, pid: dirPid, inside: inHub },
+      bconsole,
+      server,
+      async runJobs(names, level = 'Full') {
+        const ids = new Map<string, number>();
+        for (const n of names) ids.set(n, await queueJob(bconsole, server(n).job, level));
+        const out = new Map<string, JobOutcome>();
+        await Promise.all([...ids].map(async ([n, id]) => out.set(n, await jobOutcome(bconsole, id))));
+        return out;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
+}
