@@ -1,9 +1,13 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { assertBuilt, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
+import { assertBuilt, CLI, cli, NODE, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
 import { startFleet, type Fleet } from './harness/fleet.js';
+import { waitFor } from './helpers/sandbox.js';
+import { acquireLock } from '../lib/lock/lock.js';
 import { listTestNamespaces } from './harness/netns.js';
 
 // One Bacula director + storage daemon and three ApisCP servers, each in its own network
@@ -40,7 +44,22 @@ afterAll(async () => {
 describe('one director, three ApisCP servers in their own network namespaces', () => {
   test('every server\'s Full job runs at the same time as the others, each gated by its own hook', async () => {
     const t = Date.now();
-    const jobs = await fleet.runJobs(NAMES, 'Full');
+    // Hold every server's run lock: each hook waits for it, so the director must have all three
+    // jobs running at once (a job here lasts ~1 s, less than the director's 2 s queue poll).
+    const locks = await Promise.all(fleet.servers.map((s) => acquireLock(s.loaded.paths.lockPath, { waitMs: 1000, command: 'fleet test' })));
+    let ids = new Map<string, number>();
+    try {
+      ids = await fleet.queueJobs(NAMES, 'Full');
+      const running = await waitFor('all three jobs running', async () => {
+        const st = await fleet.bconsole('status dir');
+        const lines = st.split('\n').filter((l) => /-ApisCP\s+is running/.test(l));
+        return lines.length === 3 && lines;
+      }, 60_000, 200);
+      expect(running.map((l) => /(s\d)-ApisCP/.exec(l)![1]).sort()).toEqual(NAMES);
+    } finally {
+      for (const l of locks) await l.release();
+    }
+    const jobs = await fleet.waitJobs(ids);
     console.info(`3 concurrent Full jobs in ${Date.now() - t} ms`);
     for (const n of NAMES) expect(jobs.get(n)!.status, jobs.get(n)!.log).toBe('T');
     const states = fleet.servers.map((s) => readStatus(s.loaded));
@@ -86,5 +105,70 @@ describe('one director, three ApisCP servers in their own network namespaces', (
     } finally {
       await s2.my.start();
     }
+  });
+});
+
+/** `apiscp-backup fleet status` run on the director host: inside its namespace, with its own config. */
+function directorConfig(extra: Record<string, unknown> = {}): string {
+  const root = `${fleet.base}/director`;
+  const file = `${root}/etc/apiscp-backup/${Object.keys(extra).length ? 'stale' : 'config'}.yaml`;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify({
+    paths: { root }, panel: { enabled: false }, databases: { mysql: { enabled: false }, postgresql: { enabled: false } },
+    fleet: { bconsole_config: fleet.director.bconsoleConfigFile, exclude: ['dir-fd'], prometheus_textfile: '/var/lib/node_exporter/apiscp_fleet.prom', ...extra },
+  }));
+  return file;
+}
+
+async function fleetStatus(config: string, json = false): Promise<{ code: number | null; out: string; err: string }> {
+  const c = fleet.director.inside(cmd(NODE, [CLI, '--config', config, ...(json ? ['--json'] : []), 'fleet', 'status']));
+  const r = await cli(c.args, { file: c.file });
+  return { code: r.code, out: r.stdout, err: r.stderr };
+}
+
+describe('fleet status on the director host', () => {
+  test('a failed client: exit 6, CRITICAL names it and why; the others OK; JSON and the Prometheus textfile per client', async () => {
+    const config = directorConfig();
+    const text = await fleetStatus(config);
+    expect(text.code, text.err).toBe(6);
+    const [first, ...rest] = text.out.trim().split('\n');
+    expect(first).toMatch(/^CRITICAL: 1 failed, 0 stale of 3 clients: s2-fd \(job \d+ \(Incremental\) failed: Client "s2-fd" RunScript failed: .*mysql.*cannot connect/);
+    expect(first).toMatch(/\| clients=3 failed=1;;1;0 stale=0;;1;0 /);
+    expect(rest.find((l) => l.startsWith('s1-fd:'))).toMatch(/^s1-fd: OK, last good Incremental job \d+ \d+s ago .*restore chain 2/);
+    expect(rest.find((l) => l.startsWith('s2-fd:'))).toMatch(/^s2-fd: FAILED, .*last good Full job \d+ .*restore chain 1/);
+
+    const j = await fleetStatus(config, true);
+    expect(j.code).toBe(6);
+    const report = JSON.parse(j.out) as { status: string; clients: Record<string, any>[] };
+    expect(report.status).toBe('critical');
+    const by = Object.fromEntries(report.clients.map((c) => [c.client, c]));
+    expect(Object.keys(by).sort()).toEqual(['s1-fd', 's2-fd', 's3-fd']);
+    // s1: Full then Incremental → a restore replays 2; s2: Full, then its Incremental failed → 1.
+    expect(by['s1-fd']).toMatchObject({ status: 'ok', lastGood: { level: 'Incremental', job: 's1-ApisCP' }, restoreChainLength: 2, lastFailure: null });
+    expect(by['s2-fd']).toMatchObject({ status: 'failed', lastGood: { level: 'Full' }, restoreChainLength: 1, lastFailure: { level: 'Incremental', status: 'f' } });
+    expect(by['s2-fd'].lastFailure.reason).toMatch(/RunScript failed: .*cannot connect/);
+    expect(by['s1-fd'].lastGood.ageSeconds).toBeLessThan(120);
+
+    const prom = readFileSync(`${fleet.base}/director/var/lib/node_exporter/apiscp_fleet.prom`, 'utf8');
+    expect(prom).toContain('apiscp_backup_fleet_client_failed{client="s2-fd"} 1');
+    expect(prom).toContain('apiscp_backup_fleet_client_failed{client="s1-fd"} 0');
+    expect(prom).toContain('apiscp_backup_fleet_restore_chain_length{client="s1-fd"} 2');
+    expect(prom).toMatch(/apiscp_backup_fleet_last_success_timestamp_seconds\{client="s3-fd"\} \d{10}\n/);
+    expect(prom).not.toContain('dir-fd');
+  });
+
+  test('the failed server backs up again: OK, exit 0, its failure kept as history; stale when max_age passes', async () => {
+    const again = await fleet.runJobs(['s2'], 'Incremental');
+    expect(again.get('s2')!.status, again.get('s2')!.log).toBe('T');
+    const ok = await fleetStatus(directorConfig());
+    expect(ok.code, ok.out + ok.err).toBe(0);
+    expect(ok.out).toMatch(/^OK: 3 clients backed up/);
+    // Full, (failed Incremental: not in the chain), Incremental → 2.
+    expect(ok.out).toMatch(/s2-fd: OK, last good Incremental job \d+ .*restore chain 2, last failure job \d+ /);
+
+    await new Promise((r) => setTimeout(r, 2100));
+    const stale = await fleetStatus(directorConfig({ max_age: '1s' }));
+    expect(stale.code).toBe(6);
+    expect(stale.out).toMatch(/^CRITICAL: 0 failed, 3 stale of 3 clients: s1-fd \(last good backup \d+s ago, older than max_age 1s\)/);
   });
 });

@@ -128,6 +128,12 @@ export function buildProgram(): Command {
     .option('--password-file <file>', 'with --address: file holding the file daemon\'s Director password')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
+  const fleet = program.command('fleet').description('on a Bacula director host: every client\'s backups, from the catalog');
+  fleet
+    .command('status')
+    .description('per client: last good job, level, age, restore chain, last failure; exit 6 when any is stale or failed')
+    .action(action(() => import('./commands/fleet-status.js'), { logFile: false }));
+
   program
     .command('paths')
     .description('list what the engine backs up (one path per line; Bacula runs this on the client)')

@@ -25,6 +25,9 @@ export interface ResolvedPaths {
   readonly duplicityArchiveDir: string;
   /** monitor.prometheus_textfile, when set. */
   readonly prometheusTextfile: string | undefined;
+  readonly fleetBconsoleConfig: string;
+  /** fleet.prometheus_textfile, when set. */
+  readonly fleetPrometheusTextfile: string | undefined;
   /** Globs as configured, placed under the root (expansion happens in plan/). */
   readonly include: readonly string[];
   readonly exclude: readonly string[];
@@ -44,6 +47,8 @@ export function resolvePaths(config: Config): ResolvedPaths {
     cronDir: at(config.cron.dir),
     duplicityArchiveDir: at(config.duplicity.archive_dir),
     prometheusTextfile: config.monitor.prometheus_textfile === undefined ? undefined : at(config.monitor.prometheus_textfile),
+    fleetBconsoleConfig: at(config.fleet.bconsole_config),
+    fleetPrometheusTextfile: config.fleet.prometheus_textfile === undefined ? undefined : at(config.fleet.prometheus_textfile),
     include: config.paths.include.map(at),
     exclude: config.paths.exclude.map(at),
   };

@@ -176,6 +176,18 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    fleet: z
+      .object({
+        bconsole: z.string().default('bconsole').describe('`fleet status` on a Bacula director host: the bconsole binary'),
+        bconsole_config: z.string().default('/etc/bacula/bconsole.conf').describe('its config: the director and console password (under paths.root)'),
+        max_age: duration.default('26h').describe('a client whose newest good backup job is older is stale'),
+        clients: z.array(glob).default(['*']).describe('Client names to report (globs)'),
+        exclude: z.array(glob).default([]).describe('Client names to leave out, e.g. the director\'s own "self"'),
+        prometheus_textfile: z.string().optional().describe('written by every `fleet status`: per-client metrics with a client label (under paths.root)'),
+        timeout: duration.default('2m').describe('for each bconsole call'),
+      })
+      .strict()
+      .default({}),
     monitor: z
       .object({
         max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),

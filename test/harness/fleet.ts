@@ -8,7 +8,7 @@ import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
 import { CLI, NODE, cli } from '../helpers/e2e.js';
 import {
-  binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, queueJob, sdConfig, stockDirectorConfig, testDirectorConfig,
+  binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
   type Bconsole, type JobOutcome,
 } from './bacula.js';
 import { createNetwork, listensOn, type TestNetwork } from './netns.js';
@@ -68,7 +68,11 @@ export interface Fleet {
   };
   bconsole: Bconsole;
   server(name: string): FleetServer;
-  /** Queue these servers' jobs at once (the director runs them concurrently), then wait for all. */
+  /** Queue these servers' jobs in one bconsole session; their job ids. */
+  queueJobs(names: readonly string[], level?: string): Promise<Map<string, number>>;
+  /** Wait for queued jobs; their outcomes. */
+  waitJobs(ids: ReadonlyMap<string, number>): Promise<Map<string, JobOutcome>>;
+  /** queueJobs, then waitJobs. */
   runJobs(names: readonly string[], level?: string): Promise<Map<string, JobOutcome>>;
   stop(): Promise<void>;
 }
@@ -119,7 +123,8 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
             paths: { root },
             panel: { enabled: false },
             bacula: { client, job, fileset: job },
-            lock: { wait: '2s' },
+            // Long enough for the fleet test to hold every server's lock while the director runs all jobs.
+            lock: { wait: '60s' },
             databases: {
               mysql: { enabled: true, socket: my.socket, defaults_file: join(root, 'no-my.cnf') },
               postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
@@ -187,11 +192,28 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
       await sleep(50);
     }
 
+    // A labelled volume up front: the first job of an empty pool labels one itself and every other
+    // job waits on the storage meanwhile ("is waiting on Storage"), which would serialize them.
+    const label = await bconsole('label storage=File1 pool=File volume=Fleet-0001');
+    if (!/successfully created|Volume .* already exists/i.test(label)) throw new Error(`could not label the first volume:\n${label}`);
+
     const list = servers.map((s) => s.server);
     const server = (name: string): FleetServer => {
       const s = list.find((x) => x.name === name);
       if (!s) throw new Error(`no server ${name}`);
       return s;
+    };
+    const queueJobs = async (names: readonly string[], level = 'Full'): Promise<Map<string, number>> => {
+      // One bconsole session queues them all: a job takes about as long as a bconsole login.
+      const out = await bconsole(names.map((n) => `run job=${JSON.stringify(server(n).job)} level=${level} yes`).join('\n'));
+      const queued = [...out.matchAll(/JobId=(\d+)/g)].map((m) => Number(m[1]));
+      if (queued.length !== names.length) throw new Error(`queued ${queued.length} of ${names.length} jobs:\n${out}`);
+      return new Map(names.map((n, i) => [n, queued[i]!] as const));
+    };
+    const waitJobs = async (ids: ReadonlyMap<string, number>): Promise<Map<string, JobOutcome>> => {
+      const out = new Map<string, JobOutcome>();
+      await Promise.all([...ids].map(async ([n, id]) => out.set(n, await jobOutcome(bconsole, id))));
+      return out;
     };
     return {
       base,
@@ -200,13 +222,9 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
       director: { name: directorName, address: net.hub.address, configFile: files.dir, bconsoleConfigFile: files.con, workDir: dirDirs.work, pid: dirPid, inside: inHub },
       bconsole,
       server,
-      async runJobs(names, level = 'Full') {
-        const ids = new Map<string, number>();
-        for (const n of names) ids.set(n, await queueJob(bconsole, server(n).job, level));
-        const out = new Map<string, JobOutcome>();
-        await Promise.all([...ids].map(async ([n, id]) => out.set(n, await jobOutcome(bconsole, id))));
-        return out;
-      },
+      queueJobs,
+      waitJobs,
+      runJobs: async (names, level = 'Full') => waitJobs(await queueJobs(names, level)),
       stop,
     };
   } catch (err) {

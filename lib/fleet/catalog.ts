@@ -1,0 +1,137 @@
+import { EngineError, MissingDependencyError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { cmd } from '../run/command.js';
+import { run } from '../run/run.js';
+import { whichSystem } from '../run/which.js';
+
+/**
+ * The director's catalog as bconsole shows it. We never open the catalog database ourselves:
+ * bconsole works the same over sqlite, MySQL and PostgreSQL catalogs, needs only the console
+ * password the admin already has, and works from any host the Console resource allows.
+ */
+
+/** One row of `llist jobs`. */
+export interface CatalogJob {
+  readonly jobId: number;
+  /** The Job resource's name (s1-ApisCP), not the unique Job column. */
+  readonly name: string;
+  readonly client: string;
+  /** B backup, R restore, … */
+  readonly type: string;
+  /** F, I, D (backups) */
+  readonly level: string;
+  /** T ok, W ok with warnings, f fatal, E error, A canceled, R running, C created… */
+  readonly status: string;
+  /** Unix seconds the job ended (JobTDate), 0 while it has not. */
+  readonly endedAt: number;
+  readonly startTime: string;
+  readonly files: number;
+  readonly bytes: number;
+  readonly errors: number;
+}
+
+export interface BconsoleOptions {
+  readonly bconsole: string;
+  readonly configFile: string;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+}
+
+export type Console = (commands: string) => Promise<string>;
+
+/** A bconsole session per call (`-n`: no readline), commands on stdin, output as one text. */
+export function bconsole(opts: BconsoleOptions): Console {
+  const file = whichSystem(opts.bconsole);
+  if (!file) throw new MissingDependencyError(opts.bconsole, 'bacula-console', 'bacula-console');
+  return async (commands) => {
+    const r = await run(cmd(file, ['-n', '-c', opts.configFile]), {
+      input: commands.endsWith('\n') ? commands : commands + '\n',
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+      failureExitCode: ExitCode.ENGINE,
+    });
+    const out = r.stdout + r.stderr;
+    // bconsole exits 0 when it cannot reach the director: its text says so.
+    if (/Director authorization problem|Failed to connect to Director|Connection refused|ERR=/.test(out) && !/^1000 OK/m.test(out)) {
+      throw new EngineError(`bconsole could not talk to the director (${opts.configFile}): ${firstLine(out, /ERR=|authorization|Failed to connect/)}`, 'bacula');
+    }
+    return out;
+  };
+}
+
+function firstLine(text: string, re: RegExp): string {
+  return text.split('\n').find((l) => re.test(l))?.trim() ?? text.trim().split('\n').slice(-1)[0] ?? '';
+}
+
+/** `llist` output: blocks of `Key: value` lines separated by blank lines. */
+export function parseLlist(text: string): Record<string, string>[] {
+  const rows: Record<string, string>[] = [];
+  let row: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Za-z]+): ?(.*)$/.exec(line);
+    if (m) {
+      // A new JobId starts a new record even without the blank line between.
+      if (m[1] === 'JobId' && 'JobId' in row) (rows.push(row), (row = {}));
+      row[m[1]!] = m[2]!.trim();
+    } else if (line.trim() === '' && Object.keys(row).length) {
+      if ('JobId' in row) rows.push(row);
+      row = {};
+    }
+  }
+  if ('JobId' in row) rows.push(row);
+  return rows;
+}
+
+const num = (v: string | undefined): number => {
+  const n = Number((v ?? '').replace(/,/g, ''));
+  return Number.isFinite(n) ? n : 0;
+};
+
+export function toJob(r: Record<string, string>): CatalogJob {
+  return {
+    jobId: num(r.JobId),
+    name: r.Name ?? '',
+    client: r.ClientName ?? '',
+    type: r.Type ?? '',
+    level: r.Level ?? '',
+    status: r.JobStatus ?? '',
+    endedAt: num(r.JobTDate),
+    startTime: r.StartTime ?? '',
+    files: num(r.JobFiles),
+    bytes: num(r.JobBytes),
+    errors: num(r.JobErrors),
+  };
+}
+
+/** Every backup job the catalog holds (pruned ones are gone: Job Retention bounds this). */
+export async function listBackupJobs(con: Console): Promise<CatalogJob[]> {
+  const out = await con('llist jobs');
+  return parseLlist(out).map(toJob).filter((j) => j.type === 'B' && j.jobId > 0);
+}
+
+/** The clients the director is configured for (`.clients`), whether or not they ever ran. */
+export async function listClients(con: Console): Promise<string[]> {
+  const out = await con('.clients');
+  const lines = out.split('\n').map((l) => l.trim());
+  const start = lines.findIndex((l) => l === '.clients');
+  return lines.slice(start + 1).filter((l) => /^[A-Za-z0-9_.:-]+$/.test(l) && l !== 'You');
+}
+
+/**
+ * Why a job failed, from its log: our hook's own lines first (it names the database and the
+ * error), then Bacula's fatal errors. The "Bad response to RunBeforeNow" line that follows every
+ * failed client RunScript says nothing new and is skipped.
+ */
+export function failureReason(joblog: string): string {
+  const lines = [...joblog.matchAll(/(\S+) JobId \d+: ([^\n]*)/g)].map((m) => m[2]!.replace(/\s*\|?\s*$/, '').trim());
+  const hookDetail = lines.find((l) => /^ClientBeforeJob: {3}\S/.test(l))?.replace(/^ClientBeforeJob:\s+/, '');
+  const fatal = lines.filter((l) => /^Fatal error:/.test(l) && !/RunBeforeNow/.test(l)).map((l) => l.replace(/^Fatal error:\s*/, '').replace(/\.$/, ''));
+  const error = lines.find((l) => /^Error:/.test(l) && !/^Error: Bacula /.test(l))?.replace(/^Error:\s*/, '');
+  const parts = [fatal[0], hookDetail].filter(Boolean);
+  if (parts.length) return parts.join(': ');
+  return error ?? lines.find((l) => /Termination:/.test(l)) ?? 'no reason in the job log';
+}
+
+export async function jobFailureReason(con: Console, jobId: number): Promise<string> {
+  return failureReason(await con(`list joblog jobid=${jobId}`));
+}
