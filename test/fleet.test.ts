@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { assertBuilt, CLI, cli, NODE, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
+import type { Manifest } from '../lib/dumps/manifest.js';
+import { databaseEntries, loadDump } from '../lib/sandbox/db-checks.js';
+import { assertBuilt, CLI, cli, mysqlFingerprint, NODE, pgFingerprint, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
 import { startFleet, type Fleet } from './harness/fleet.js';
 import { waitFor } from './helpers/sandbox.js';
 import { acquireLock } from '../lib/lock/lock.js';
@@ -14,9 +16,11 @@ import { listTestNamespaces } from './harness/netns.js';
 // namespace with its own bacula-fd, MariaDB (PostgreSQL on s1), site tree and state; the built
 // CLI is every server's hook. Addresses exist only inside the namespaces (10.213.77.0/24).
 
-const SERVERS = [{ name: 's1', postgres: true }, { name: 's2' }, { name: 's3' }] as const;
+const SERVERS = [{ name: 's1', postgres: true }, { name: 's2' }, { name: 's3', postgres: true }] as const;
 const NAMES = SERVERS.map((s) => s.name);
 let fleet: Fleet;
+/** s1's databases at backup time (they do not change during the file). */
+const s1Original: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   assertBuilt();
@@ -29,6 +33,10 @@ beforeAll(async () => {
       if (s.pg) await seedPostgres(s.pg, `site2_${s.name}pg`);
     }),
   );
+  const s1 = fleet.server('s1');
+  s1Original.site1_s1shop = await mysqlFingerprint(s1.my, 'site1_s1shop');
+  s1Original.site2_s1blog = await mysqlFingerprint(s1.my, 'site2_s1blog');
+  s1Original.site2_s1pg = await pgFingerprint(s1.pg!, 'site2_s1pg');
   console.info(`fleet of ${fleet.servers.length} servers up in ${Date.now() - t} ms`);
   // The test network exists only inside the namespaces: the host has no address on it.
   expect((await run(cmd('ip', ['-4', 'addr', 'show']))).stdout).not.toContain(fleet.director.address.replace(/\.\d+$/, '.'));
@@ -105,6 +113,38 @@ describe('one director, three ApisCP servers in their own network namespaces', (
     } finally {
       await s2.my.start();
     }
+  });
+});
+
+describe('migration: server s1\'s backup restored onto server s3', () => {
+  test('Bacula restoreclient across namespaces: site2\'s tree with ACLs and xattrs, and its databases under s3\'s own names', async () => {
+    const [s1, s3] = [fleet.server('s1'), fleet.server('s3')];
+    const staging = `${s3.root}/var/tmp/migrate-s1`;
+    // The director sends s1's data (from the storage daemon) to s3's file daemon: s1 takes no part.
+    const out = await fleet.bconsole(`restore client=${s1.client} restoreclient=${s3.client} fileset=${s1.job} where=${staging} select current all done yes`);
+    const id = Number(/JobId=(\d+)/.exec(out)?.[1]);
+    expect(id, out).toBeGreaterThan(0);
+    const listed = await fleet.bconsole(`wait jobid=${id}\nllist jobid=${id}`);
+    expect(/jobstatus:\s*(\S)/i.exec(listed)?.[1], listed).toBe('T');
+    expect(listed).toMatch(new RegExp(`clientname:\\s*${s3.client}`, 'i'));
+
+    // Files: site2 of s1 as it was backed up (owners by number, modes, ACLs, xattrs, whiteouts).
+    const site2 = s1.tree.included.filter((p) => p.startsWith('home/virtual/site2/'));
+    expect(site2.length).toBeGreaterThan(5);
+    expect(Object.fromEntries(await snapshotTree(`${staging}${s1.root}`, site2))).toEqual(Object.fromEntries(await snapshotTree(s1.root, site2)));
+
+    // Databases: s1's site2 owns site2_s1blog (MariaDB) and site2_s1pg (PostgreSQL). On s3 the
+    // panel created the site as site7 with prefix "site7_": the name after the prefix is kept.
+    const runDir = `${staging}${s1.loaded.paths.dumpsDir}/latest`;
+    const manifest = JSON.parse(readFileSync(`${runDir}/manifest.json`, 'utf8')) as Manifest;
+    const mapped = (db: string): string => db.replace(/^site2_/, 'site7_');
+    const site2Dumps = databaseEntries(manifest).filter((e) => e.database?.startsWith('site2_'));
+    expect(site2Dumps.map((e) => `${e.kind}:${e.database}`).sort()).toEqual(['mysql:site2_s1blog', 'postgresql:site2_s1pg']);
+    for (const e of site2Dumps) await loadDump(e, runDir, { mysql: s3.my, postgresql: s3.pg }, mapped(e.database!));
+    expect(await mysqlFingerprint(s3.my, 'site7_s1blog')).toEqual(s1Original.site2_s1blog);
+    expect(await pgFingerprint(s3.pg!, 'site7_s1pg')).toEqual(s1Original.site2_s1pg);
+    // s3's own databases are untouched.
+    expect(await s3.my.sql('SHOW DATABASES')).toMatch(/site1_s3shop\n/);
   });
 });
 
