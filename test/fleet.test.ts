@@ -151,7 +151,7 @@ describe('migration: server s1\'s backup restored onto server s3', () => {
 /** `apiscp-backup fleet status` run on the director host: inside its namespace, with its own config. */
 function directorConfig(extra: Record<string, unknown> = {}): string {
   const root = `${fleet.base}/director`;
-  const file = `${root}/etc/apiscp-backup/${Object.keys(extra).length ? 'stale' : 'config'}.yaml`;
+  const file = `${root}/etc/apiscp-backup/${Object.keys(extra).join('-') || 'config'}.yaml`;
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify({
     paths: { root }, panel: { enabled: false }, databases: { mysql: { enabled: false }, postgresql: { enabled: false } },
@@ -205,6 +205,16 @@ describe('fleet status on the director host', () => {
     expect(ok.out).toMatch(/^OK: 3 clients backed up/);
     // Full, (failed Incremental: not in the chain), Incremental → 2.
     expect(ok.out).toMatch(/s2-fd: OK, last good Incremental job \d+ .*restore chain 2, last failure job \d+ /);
+
+    // A director that refuses us is an engine error (5) that says so, never a verdict on the clients.
+    const badConsole = `${fleet.base}/director/etc/bconsole-wrong.conf`;
+    writeFileSync(badConsole, readFileSync(fleet.director.bconsoleConfigFile, 'utf8').replace(/Password = ".*"/, 'Password = "wrong"'), { mode: 0o600 });
+    const t = Date.now();
+    const refused = await fleetStatus(directorConfig({ bconsole_config: badConsole }));
+    console.info(`fleet status against a refusing director: exit ${refused.code} in ${Date.now() - t} ms`);
+    expect(refused.code).toBe(5);
+    expect(refused.out).toBe('');
+    expect(refused.err).toMatch(/bconsole could not connect or log in to the director \(.*bconsole-wrong\.conf; .*\): Connecting to Director 10\.213\.77\.1:9101/);
 
     await new Promise((r) => setTimeout(r, 2100));
     const stale = await fleetStatus(directorConfig({ max_age: '1s' }));

@@ -48,12 +48,15 @@ export function bconsole(opts: BconsoleOptions): Console {
       input: commands.endsWith('\n') ? commands : commands + '\n',
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
+      // 1: it could not connect or authenticate (after ~15 s of retries); its output says where.
+      okExitCodes: [1],
       failureExitCode: ExitCode.ENGINE,
     });
     const out = r.stdout + r.stderr;
-    // bconsole exits 0 when it cannot reach the director: its text says so.
-    if (/Director authorization problem|Failed to connect to Director|Connection refused|ERR=/.test(out) && !/^1000 OK/m.test(out)) {
-      throw new EngineError(`bconsole could not talk to the director (${opts.configFile}): ${firstLine(out, /ERR=|authorization|Failed to connect/)}`, 'bacula');
+    if (r.exitCode !== 0 || (!/^1000 OK/m.test(out) && /authorization problem|Failed to connect|ERR=/i.test(out))) {
+      // A wrong password and an unreachable director look the same: exit 1 after "Connecting to Director …".
+      const why = firstLine(out, /ERR=|authoriz|Failed|Connecting to Director/) || `exit ${r.exitCode}`;
+      throw new EngineError(`bconsole could not connect or log in to the director (${opts.configFile}; address or console password wrong?): ${why}`, 'bacula');
     }
     return out;
   };
