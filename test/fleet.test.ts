@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
@@ -10,7 +10,7 @@ import { assertBuilt, CLI, cli, mysqlFingerprint, NODE, pgFingerprint, readStatu
 import { startFleet, type Fleet } from './harness/fleet.js';
 import { waitFor } from './helpers/sandbox.js';
 import { acquireLock } from '../lib/lock/lock.js';
-import { listTestNamespaces } from './harness/netns.js';
+import { listTestNamespaces, NETNS_PREFIX } from './harness/netns.js';
 
 // One Bacula director + storage daemon and three ApisCP servers, each in its own network
 // namespace with its own bacula-fd, MariaDB (PostgreSQL on s1), site tree and state; the built
@@ -24,8 +24,12 @@ const s1Original: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   assertBuilt();
+  // A namespace a crashed run left behind (its owner pid is gone): the next run removes it.
+  const deadPid = [4_194_301, 4_194_302, 4_194_303].find((p) => !existsSync(`/proc/${p}`))!;
+  await run(cmd('ip', ['netns', 'add', `${NETNS_PREFIX}${deadPid}-old`]));
   const t = Date.now();
   fleet = await startFleet(SERVERS);
+  expect((await listTestNamespaces()).filter((n) => n.includes(`${deadPid}-`))).toEqual([]);
   await Promise.all(
     fleet.servers.map(async (s) => {
       await seedMysql(s.my, `site1_${s.name}shop`);
