@@ -85,11 +85,12 @@ describe('one director, three ApisCP servers in their own network namespaces', (
     const lastStart = Math.max(...states.map((st) => Date.parse(st.startedAt)));
     const firstEnd = Math.min(...states.map((st) => Date.parse(st.finishedAt)));
     expect(lastStart).toBeLessThan(firstEnd);
-    // Each job holds its own server's files only.
+    // Each job holds its own server's files only (every server has the same paths: its dumps tell them apart).
     for (const s of fleet.servers) {
       const files = await fleet.bconsole(`list files jobid=${jobs.get(s.name)!.jobId}`);
-      expect(files).toContain(`${s.root}/var/backup/apiscp-backup/`);
-      for (const other of fleet.servers.filter((o) => o !== s)) expect(files).not.toContain(`${other.root}/`);
+      expect(files).toContain(`${s.common}/var/backup/apiscp-backup/`);
+      expect(files).toContain(`/site1_${s.name}shop.sql.zst`);
+      for (const other of fleet.servers.filter((o) => o !== s)) expect(files).not.toContain(`/site1_${other.name}shop.sql`);
     }
   });
 
@@ -100,7 +101,7 @@ describe('one director, three ApisCP servers in their own network namespaces', (
     const id = Number(/JobId=(\d+)/.exec(out)?.[1]);
     const r = (await fleet.bconsole(`wait jobid=${id}\nllist jobid=${id}`));
     expect(/jobstatus:\s*(\S)/i.exec(r)?.[1], r).toBe('T');
-    const back = Object.fromEntries(await snapshotTree(`${where}${s.root}`, s.tree.included));
+    const back = Object.fromEntries(await snapshotTree(`${where}${s.common}`, s.tree.included));
     expect(back).toEqual(Object.fromEntries(await snapshotTree(s.root, s.tree.included)));
   });
 
@@ -135,11 +136,11 @@ describe('migration: server s1\'s backup restored onto server s3', () => {
     // Files: site2 of s1 as it was backed up (owners by number, modes, ACLs, xattrs, whiteouts).
     const site2 = s1.tree.included.filter((p) => p.startsWith('home/virtual/site2/'));
     expect(site2.length).toBeGreaterThan(5);
-    expect(Object.fromEntries(await snapshotTree(`${staging}${s1.root}`, site2))).toEqual(Object.fromEntries(await snapshotTree(s1.root, site2)));
+    expect(Object.fromEntries(await snapshotTree(`${staging}${s1.common}`, site2))).toEqual(Object.fromEntries(await snapshotTree(s1.root, site2)));
 
     // Databases: s1's site2 owns site2_s1blog (MariaDB) and site2_s1pg (PostgreSQL). On s3 the
     // panel created the site as site7 with prefix "site7_": the name after the prefix is kept.
-    const runDir = `${staging}${s1.loaded.paths.dumpsDir}/latest`;
+    const runDir = `${staging}${s1.common}/var/backup/apiscp-backup/latest`;
     const manifest = JSON.parse(readFileSync(`${runDir}/manifest.json`, 'utf8')) as Manifest;
     const mapped = (db: string): string => db.replace(/^site2_/, 'site7_');
     const site2Dumps = databaseEntries(manifest).filter((e) => e.database?.startsWith('site2_'));

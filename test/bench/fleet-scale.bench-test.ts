@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -16,6 +16,8 @@ const DB_ROWS = Number(process.env.FLEET_BENCH_DB_ROWS ?? 10000); // ~1 KB of ra
 const TICK = 100; // USER_HZ on Linux
 const names = Array.from({ length: CLIENTS }, (_, i) => `s${i + 1}`);
 let fleet: Fleet;
+/** `net:[inode]` of each server's network namespace → its name. */
+const byNetns = new Map<string, string>();
 
 const result = (name: string, value: number | string, unit = ''): void => console.info(`RESULT fleet ${name}=${value}${unit ? ' ' + unit : ''}`);
 
@@ -44,8 +46,9 @@ function scanHooks(seen: Map<string, { server: string; kind: string; first: numb
     try { c = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0'); } catch { continue; }
     const i = c.indexOf('hook');
     if (i < 0 || !c[1]?.endsWith('apiscp-backup.js')) continue;
-    const config = c[c.indexOf('--config') + 1] ?? '';
-    const server = /\/(s\d+)\/etc\//.exec(config)?.[1] ?? '?';
+    // Every server has the same paths: its network namespace says which one this is.
+    let server = '?';
+    try { server = byNetns.get(readlinkSync(`/proc/${p}/ns/net`)) ?? '?'; } catch { continue; }
     const key = `${p}:${c[i + 1]}`;
     const e = seen.get(key) ?? { server, kind: c[i + 1]!, first: now, last: now };
     e.last = now;
@@ -128,6 +131,7 @@ function report(tag: string, b: Batch, n: number): void {
 beforeAll(async () => {
   assertBuilt();
   fleet = await startFleet(names.map((name, i) => ({ name, postgres: i === 0 })));
+  for (const s of fleet.servers) byNetns.set(`net:[${statSync(`/run/netns/${s.netns}`).ino}]`, s.name);
   await Promise.all(fleet.servers.map(async (s) => {
     await seedMysql(s.my, `site1_${s.name}shop`);
     await s.my.sql(`USE site1_${s.name}shop; CREATE TABLE bulk (id INT PRIMARY KEY, v BLOB) ENGINE=InnoDB; INSERT INTO bulk SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_${DB_ROWS};`);

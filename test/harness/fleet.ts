@@ -11,14 +11,16 @@ import {
   binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
   type Bconsole, type JobOutcome,
 } from './bacula.js';
-import { createNetwork, listensOn, type TestNetwork } from './netns.js';
+import { createNetwork, listensOn, privateRoot, type TestNetwork } from './netns.js';
 
 /**
  * A fleet on one machine: a director host (bacula-dir + bacula-sd + its own bacula-fd) and N
- * ApisCP servers, each in its own network namespace (./netns.ts) with its own bacula-fd, MariaDB
- * (mariadbd runs inside the server's namespace), optionally PostgreSQL, an ApisCP site tree with
- * ACLs and xattrs, its own paths.root (state, lock, dumps) and TMPDIR, and the BUILT CLI as the
- * hook its file daemon runs. The director's config is the stock layout plus, per server, what
+ * ApisCP servers, each in its own network namespace (./netns.ts) and mount namespace with its own
+ * bacula-fd, MariaDB (mariadbd runs inside the server's namespaces), optionally PostgreSQL, an
+ * ApisCP site tree with ACLs and xattrs, its own paths.root (state, lock, dumps) and TMPDIR, and
+ * the BUILT CLI as the hook its file daemon runs. Every server sees its root at the same path
+ * (a private bind mount), as real servers all have /home/virtual: the catalog holds the same
+ * paths for every client, which a restore onto another server needs. The director's config is the stock layout plus, per server, what
  * `apiscp-backup bacula config --address …` prints on that server.
  *
  * PostgreSQL (like MariaDB) listens on a Unix socket only, so the namespace makes no difference
@@ -43,9 +45,16 @@ export interface FleetServer {
   readonly job: string;
   readonly address: string;
   readonly netns: string;
+  /** Where its files really are (the test's view). */
   readonly root: string;
+  /** Where the server itself sees them: the same path on every server (paths.root in its config). */
+  readonly common: string;
+  /** Its config as the server sees it (under `common`). */
   readonly configFile: string;
+  /** Its config loaded with the real root: state, dumps, lock as the test sees them. */
   readonly loaded: LoadedConfig;
+  /** A command run on this server: its network and mount namespaces. */
+  inside(command: Command): Command;
   readonly tree: TreeInfo;
   readonly my: MariadbServer;
   readonly pg?: PostgresServer;
@@ -100,50 +109,57 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
     const dirDirs = { work: join(dirWork, 'work'), sd: join(dirWork, 'sd'), fd: join(dirWork, 'fd'), volumes: join(dirWork, 'volumes'), data: join(dirWork, 'data'), etc: join(dirWork, 'etc') };
     for (const d of Object.values(dirDirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
 
-    // The servers: databases, site tree, config, file daemon config, the director fragment.
+    // The servers: databases, site tree, config, file daemon config, the director fragment. Each
+    // sees its own files at the same path (`common`, its private bind mount), like real servers.
+    const common = join(base, 'root');
+    mkdirSync(common, { mode: 0o755 });
     const servers = await Promise.all(
       specs.map(async (spec): Promise<{ server: FleetServer; fdConf: string; fragment: string }> => {
         const host = net.host(spec.name);
         const root = join(base, spec.name);
         mkdirSync(root, { mode: 0o755 });
         mkdirSync(join(root, 'tmp'), { mode: 0o700 });
+        const view = await privateRoot(net, spec.name, root, common);
+        const launcher = ((c) => [c.file, ...c.args.slice(0, -1)])(view.inside(cmd('mariadbd')));
         const [my, pg] = await Promise.all([
-          startMariadb({ baseDir: root, launcher: ['ip', 'netns', 'exec', host.netns] }).then((m) => (dbs.push(m), m)),
+          startMariadb({ baseDir: root, launcher }).then((m) => (dbs.push(m), m)),
           spec.postgres ? startPostgres({ baseDir: join(root, 'pg') }).then((p) => (dbs.push(p), p)) : undefined,
         ]);
         const tree = await buildApiscpTree(root, { sites: spec.sites ?? 2 });
         const client = `${spec.name}-fd`;
         const job = `${spec.name}-ApisCP`;
-        const configFile = join(root, 'etc/apiscp-backup/config.yaml');
+        const etc = 'etc/apiscp-backup/config.yaml';
         mkdirSync(join(root, 'etc/apiscp-backup'), { recursive: true });
         writeFileSync(
-          configFile,
+          join(root, etc),
           JSON.stringify({
             engine: 'bacula',
-            paths: { root },
+            paths: { root: common },
             panel: { enabled: false },
             bacula: { client, job, fileset: job },
             // Long enough for the fleet test to hold every server's lock while the director runs all jobs.
             lock: { wait: '60s' },
             databases: {
-              mysql: { enabled: true, socket: my.socket, defaults_file: join(root, 'no-my.cnf') },
+              mysql: { enabled: true, socket: my.socket, defaults_file: join(common, 'no-my.cnf') },
               postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
             },
           }, null, 2) + '\n',
           { mode: 0o600 },
         );
         const fdPassword = password();
-        const passwordFile = join(root, 'etc/bacula-fd.password');
-        writeFileSync(passwordFile, fdPassword + '\n', { mode: 0o600 });
-        const fdWork = join(root, 'bacula-fd');
-        mkdirSync(fdWork, { recursive: true, mode: 0o700 });
-        const fdConf = join(root, 'etc/bacula-fd.conf');
-        writeFileSync(fdConf, fdConfig(directorName, client, FD_PORT, fdPassword, fdWork, host.address), { mode: 0o600 });
+        writeFileSync(join(root, 'etc/bacula-fd.password'), fdPassword + '\n', { mode: 0o600 });
+        mkdirSync(join(root, 'bacula-fd'), { recursive: true, mode: 0o700 });
+        const fdConf = join(common, 'etc/bacula-fd.conf');
+        writeFileSync(join(root, 'etc/bacula-fd.conf'), fdConfig(directorName, client, FD_PORT, fdPassword, join(common, 'bacula-fd'), host.address), { mode: 0o600 });
         // What the admin runs on each server and pastes into the director: our own output.
-        const r = await cli(['--config', configFile, 'bacula', 'config', '--jobdefs', 'DefaultJob', '--node', NODE, '--entry', CLI, '--address', host.address, '--password-file', passwordFile]);
+        const bc = view.inside(cmd(NODE, [CLI, '--config', join(common, etc), 'bacula', 'config', '--jobdefs', 'DefaultJob', '--node', NODE, '--entry', CLI, '--address', host.address, '--password-file', join(common, 'etc/bacula-fd.password')]));
+        const r = await cli(bc.args, { file: bc.file });
         if (r.code !== 0) throw new Error(`bacula config on ${spec.name} failed:\n${r.stderr}`);
         return {
-          server: { name: spec.name, client, job, address: host.address, netns: host.netns, root, configFile, loaded: loadConfig({ file: configFile }), tree, my, pg },
+          server: {
+            name: spec.name, client, job, address: host.address, netns: host.netns, root, common, configFile: join(common, etc),
+            loaded: loadConfig({ file: join(root, etc), root }), tree, my, pg, inside: view.inside,
+          },
           fdConf,
           fragment: `# --- from ${spec.name}\n${r.stdout}`,
         };
@@ -175,7 +191,8 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
     startIn('dir', cmd(fdBin, ['-f', '-c', files.fd]), 'dir-fd', FD_PORT);
     for (const { server, fdConf } of servers) {
       // The hook inherits the file daemon's environment: its own TMPDIR, nothing of ours.
-      startIn(server.name, cmd(fdBin, ['-f', '-c', fdConf], { env: { TMPDIR: join(server.root, 'tmp') } }), `${server.name}-fd`, FD_PORT);
+      const child = daemons.start(server.inside(cmd(fdBin, ['-f', '-c', fdConf], { env: { TMPDIR: join(server.common, 'tmp') } })), `${server.name}-fd`);
+      waitFor.push([child.pid!, FD_PORT]);
     }
     const dirPid = startIn('dir', cmd(dirBin, ['-f', '-c', files.dir]), 'dir', DIR_PORT);
     const bconsole = bconsoleRunner(files.con, inHub);

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { cmd, type Command } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import { whichSystem } from '../../lib/run/which.js';
@@ -177,4 +177,38 @@ export function listensOn(pid: number, port: number): boolean {
   } catch {
     return false;
   }
+}
+
+export interface HostView {
+  /** The holder process whose namespaces the host's processes join. */
+  readonly pid: number;
+  /** `command` inside the host's network AND mount namespaces (nsenter execs it: same pid). */
+  inside(command: Command): Command;
+}
+
+/**
+ * A private mount namespace for a test host (inside its network namespace) in which `real` is
+ * bind-mounted on `common`: every host then sees its own files at the same path, as real servers
+ * all have /home/virtual and /var/backup. The holder (`sleep infinity`) keeps the namespace alive;
+ * it lives in the host's network namespace, so TestNetwork.destroy() kills it with the rest.
+ */
+export async function privateRoot(net: TestNetwork, host: string, real: string, common: string): Promise<HostView> {
+  const netns = net.host(host).netns;
+  const holder = spawn(ipBinary(), ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', 'sleep', 'infinity'], { detached: true, stdio: 'ignore' });
+  holder.unref();
+  const pid = holder.pid!;
+  const ours = readlinkSync('/proc/self/ns/mnt');
+  const deadline = Date.now() + IP_TIMEOUT_MS;
+  // unshare has run once the holder's mount namespace differs from ours and it runs sleep.
+  while (!(existsSync(`/proc/${pid}`) && readlinkSync(`/proc/${pid}/ns/mnt`) !== ours && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep')) {
+    if (Date.now() > deadline || holder.exitCode !== null) throw new Error(`the mount namespace holder for ${host} did not start`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const nsenter = whichSystem('nsenter');
+  if (!nsenter) throw new Error('nsenter not found: apt-get install util-linux');
+  await run(cmd(nsenter, ['-t', String(pid), '-m', 'mount', '--bind', real, common]), { timeoutMs: IP_TIMEOUT_MS });
+  return {
+    pid,
+    inside: (c) => ({ ...c, file: nsenter, args: ['-t', String(pid), '-m', '-n', '--', c.file, ...c.args] }),
+  };
 }
