@@ -7,7 +7,7 @@ import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import type { Manifest } from '../lib/dumps/manifest.js';
 import { databaseEntries, loadDump } from '../lib/sandbox/db-checks.js';
 import { assertBuilt, CLI, cli, mysqlFingerprint, NODE, pgFingerprint, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
-import { startFleet, type Fleet } from './harness/fleet.js';
+import { setPanelSites, startFleet, type Fleet } from './harness/fleet.js';
 import { waitFor } from './helpers/sandbox.js';
 import { acquireLock } from '../lib/lock/lock.js';
 import { listTestNamespaces, NETNS_PREFIX } from './harness/netns.js';
@@ -35,6 +35,7 @@ beforeAll(async () => {
       await seedMysql(s.my, `site1_${s.name}shop`);
       await seedMysql(s.my, `site2_${s.name}blog`);
       if (s.pg) await seedPostgres(s.pg, `site2_${s.name}pg`);
+      setPanelSites(s, { site1: { mysql: [`site1_${s.name}shop`] }, site2: { mysql: [`site2_${s.name}blog`], pgsql: s.pg ? [`site2_${s.name}pg`] : [] } });
     }),
   );
   const s1 = fleet.server('s1');
@@ -80,6 +81,9 @@ describe('one director, three ApisCP servers in their own network namespaces', (
       const dumped = (states[i]!.dumps.databases as { database: string | null; status: string }[]).filter((d) => d.status === 'ok').map((d) => d.database);
       expect(states[i]!.dumps.failed, s.name).toBe(0);
       expect(dumped, s.name).toEqual(expect.arrayContaining([`site1_${s.name}shop`, `site2_${s.name}blog`, ...(s.pg ? [`site2_${s.name}pg`] : [])]));
+      // Each server's own panel (stand-in) says which site owns which database.
+      const owner = Object.fromEntries((states[i]!.dumps.databases as { database: string; site: string }[]).map((d) => [d.database, d.site]));
+      expect(owner[`site2_${s.name}blog`], s.name).toBe('site2');
     }
     // Concurrent: every pre-backup hook started before the first job's post-backup hook ended.
     const lastStart = Math.max(...states.map((st) => Date.parse(st.startedAt)));

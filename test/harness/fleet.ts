@@ -7,6 +7,7 @@ import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js
 import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
 import { CLI, NODE, cli } from '../helpers/e2e.js';
+import { EXPORT_SCOPE, FAKE_CPCMD } from '../helpers/sandbox.js';
 import {
   binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
   type Bconsole, type JobOutcome,
@@ -55,6 +56,10 @@ export interface FleetServer {
   readonly loaded: LoadedConfig;
   /** A command run on this server: its network and mount namespaces. */
   inside(command: Command): Command;
+  /** The panel stand-in's state file (write sites into it with setPanelSites). */
+  readonly panelState: string;
+  /** What the file daemon (and so every hook) runs with: the panel stand-in, its own TMPDIR. */
+  readonly env: Readonly<Record<string, string>>;
   readonly tree: TreeInfo;
   readonly my: MariadbServer;
   readonly pg?: PostgresServer;
@@ -87,6 +92,16 @@ export interface Fleet {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function panelEnv(common: string): Record<string, string> {
+  return { TMPDIR: join(common, 'tmp'), CPCMD: FAKE_CPCMD, FAKE_APISCP_STATE: join(common, 'fake-apiscp.json'), FAKE_APISCP_LOG: join(common, 'fake-apiscp.log'), FAKE_APISCP_HOME: join(common, 'home/virtual') };
+}
+
+/** The sites the server's panel knows, with the databases each owns (prefix `siteN_`). */
+export function setPanelSites(server: FleetServer, sites: Record<string, { mysql?: string[]; pgsql?: string[] }>): void {
+  const entries = Object.entries(sites).map(([id, s]) => [id, { domain: `${id}.${server.name}.test`, active: true, mysql: s.mysql ?? [], pgsql: s.pgsql ?? [], prefix: `${id}_`, admin: `admin${id.replace(/\D/g, '')}` }]);
+  writeFileSync(server.panelState, JSON.stringify({ scopes: { [EXPORT_SCOPE]: false }, sites: Object.fromEntries(entries) }));
+}
 
 export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep?: boolean } = {}): Promise<Fleet> {
   const [dirBin, sdBin, fdBin] = ['bacula-dir', 'bacula-sd', 'bacula-fd'].map(binary) as [string, string, string];
@@ -135,7 +150,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
           JSON.stringify({
             engine: 'bacula',
             paths: { root: common },
-            panel: { enabled: false },
+            panel: { enabled: true },
             bacula: { client, job, fileset: job },
             // Long enough for the fleet test to hold every server's lock while the director runs all jobs.
             lock: { wait: '60s' },
@@ -146,6 +161,9 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
           }, null, 2) + '\n',
           { mode: 0o600 },
         );
+        // The panel stand-in (test/fake-apiscp): which site owns which database; the test fills it.
+        const panelState = join(root, 'fake-apiscp.json');
+        writeFileSync(panelState, JSON.stringify({ scopes: { [EXPORT_SCOPE]: false }, sites: {} }));
         const fdPassword = password();
         writeFileSync(join(root, 'etc/bacula-fd.password'), fdPassword + '\n', { mode: 0o600 });
         mkdirSync(join(root, 'bacula-fd'), { recursive: true, mode: 0o700 });
@@ -158,7 +176,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
         return {
           server: {
             name: spec.name, client, job, address: host.address, netns: host.netns, root, common, configFile: join(common, etc),
-            loaded: loadConfig({ file: join(root, etc), root }), tree, my, pg, inside: view.inside,
+            loaded: loadConfig({ file: join(root, etc), root }), tree, my, pg, inside: view.inside, panelState, env: panelEnv(common),
           },
           fdConf,
           fragment: `# --- from ${spec.name}\n${r.stdout}`,
@@ -191,7 +209,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
     startIn('dir', cmd(fdBin, ['-f', '-c', files.fd]), 'dir-fd', FD_PORT);
     for (const { server, fdConf } of servers) {
       // The hook inherits the file daemon's environment: its own TMPDIR, nothing of ours.
-      const child = daemons.start(server.inside(cmd(fdBin, ['-f', '-c', fdConf], { env: { TMPDIR: join(server.common, 'tmp') } })), `${server.name}-fd`);
+      const child = daemons.start(server.inside(cmd(fdBin, ['-f', '-c', fdConf], { env: server.env })), `${server.name}-fd`);
       waitFor.push([child.pid!, FD_PORT]);
     }
     const dirPid = startIn('dir', cmd(dirBin, ['-f', '-c', files.dir]), 'dir', DIR_PORT);
