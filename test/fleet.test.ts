@@ -16,8 +16,16 @@ import { listTestNamespaces, NETNS_PREFIX } from './harness/netns.js';
 // namespace with its own bacula-fd, MariaDB (PostgreSQL on s1), site tree and state; the built
 // CLI is every server's hook. Addresses exist only inside the namespaces (10.213.77.0/24).
 
-const SERVERS = [{ name: 's1', postgres: true }, { name: 's2' }, { name: 's3', postgres: true }] as const;
+// s3 has one site of its own: s1's site2 moves there (the migration tests).
+const SERVERS = [{ name: 's1', postgres: true }, { name: 's2' }, { name: 's3', postgres: true, sites: 1 }] as const;
 const NAMES = SERVERS.map((s) => s.name);
+/** What each server's sites own: siteN_ prefixes, as ApisCP names them. */
+const SEEDS: Record<string, Record<string, { mysql: string[]; pgsql: string[] }>> = {
+  s1: { site1: { mysql: ['site1_s1shop'], pgsql: [] }, site2: { mysql: ['site2_s1blog'], pgsql: ['site2_s1pg'] } },
+  s2: { site1: { mysql: ['site1_s2shop'], pgsql: [] }, site2: { mysql: ['site2_s2blog'], pgsql: [] } },
+  s3: { site1: { mysql: ['site1_s3shop'], pgsql: ['site1_s3pg'] } },
+};
+const seededNames = (server: string): string[] => Object.values(SEEDS[server]!).flatMap((s) => [...s.mysql, ...s.pgsql]);
 let fleet: Fleet;
 /** s1's databases at backup time (they do not change during the file). */
 const s1Original: Record<string, Record<string, string>> = {};
@@ -32,10 +40,11 @@ beforeAll(async () => {
   expect((await listTestNamespaces()).filter((n) => n.includes(`${deadPid}-`))).toEqual([]);
   await Promise.all(
     fleet.servers.map(async (s) => {
-      await seedMysql(s.my, `site1_${s.name}shop`);
-      await seedMysql(s.my, `site2_${s.name}blog`);
-      if (s.pg) await seedPostgres(s.pg, `site2_${s.name}pg`);
-      setPanelSites(s, { site1: { mysql: [`site1_${s.name}shop`] }, site2: { mysql: [`site2_${s.name}blog`], pgsql: s.pg ? [`site2_${s.name}pg`] : [] } });
+      for (const site of Object.values(SEEDS[s.name]!)) {
+        for (const db of site.mysql) await seedMysql(s.my, db);
+        for (const db of site.pgsql) await seedPostgres(s.pg!, db);
+      }
+      setPanelSites(s, SEEDS[s.name]!);
     }),
   );
   const s1 = fleet.server('s1');
@@ -80,10 +89,10 @@ describe('one director, three ApisCP servers in their own network namespaces', (
       expect(states[i], s.name).toMatchObject({ status: 'ok', trigger: 'hook', level: 'Full', job: { name: s.job, id: String(jobs.get(s.name)!.jobId) }, backup: { status: 'ok' } });
       const dumped = (states[i]!.dumps.databases as { database: string | null; status: string }[]).filter((d) => d.status === 'ok').map((d) => d.database);
       expect(states[i]!.dumps.failed, s.name).toBe(0);
-      expect(dumped, s.name).toEqual(expect.arrayContaining([`site1_${s.name}shop`, `site2_${s.name}blog`, ...(s.pg ? [`site2_${s.name}pg`] : [])]));
+      expect(dumped, s.name).toEqual(expect.arrayContaining(seededNames(s.name)));
       // Each server's own panel (stand-in) says which site owns which database.
       const owner = Object.fromEntries((states[i]!.dumps.databases as { database: string; site: string }[]).map((d) => [d.database, d.site]));
-      expect(owner[`site2_${s.name}blog`], s.name).toBe('site2');
+      for (const [site, dbs] of Object.entries(SEEDS[s.name]!)) for (const db of [...dbs.mysql, ...dbs.pgsql]) expect(owner[db], `${s.name} ${db}`).toBe(site);
     }
     // Concurrent: every pre-backup hook started before the first job's post-backup hook ended.
     const lastStart = Math.max(...states.map((st) => Date.parse(st.startedAt)));
