@@ -109,7 +109,9 @@ export function toJob(r: Record<string, string>): CatalogJob {
 /** Every backup job the catalog holds (pruned ones are gone: Job Retention bounds this). */
 export async function listBackupJobs(con: Console): Promise<CatalogJob[]> {
   const out = await con('llist jobs');
-  return parseLlist(out).map(toJob).filter((j) => j.type === 'B' && j.jobId > 0);
+  // Some listings print a job twice (seen with client= filters on 9.6.7): one record per JobId.
+  const byId = new Map(parseLlist(out).map(toJob).map((j) => [j.jobId, j] as const));
+  return [...byId.values()].filter((j) => j.type === 'B' && j.jobId > 0);
 }
 
 /** The clients the director is configured for (`.clients`), whether or not they ever ran. */
