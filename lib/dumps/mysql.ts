@@ -10,6 +10,8 @@ import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
+import { warning, WarningCodes } from '../warnings.js';
+import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 
 /** Schemas that belong to the server, not to a site. */
@@ -24,7 +26,14 @@ const QUERY_TIMEOUT_MS = 120_000;
  */
 const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
 
-export const mysqlKind: DatabaseKind = { name: 'mysql', open };
+export const mysqlKind: DatabaseKind = {
+  name: 'mysql',
+  open,
+  expected: (ctx) => {
+    const enabled = ctx.loaded.config.databases.mysql.enabled;
+    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('mysql', MYSQL_SIGNS, ctx.loaded);
+  },
+};
 
 export interface MysqlSession extends DatabaseSession {
   /** The 0600 option file every command reads (removed by close()). */
@@ -40,7 +49,7 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   const client = whichSystem('mariadb') ?? whichSystem('mysql');
   const dumper = whichSystem('mariadb-dump') ?? whichSystem('mysqldump');
   if (!client || !dumper) {
-    if (cfg.enabled === 'auto') {
+    if (cfg.enabled === 'auto' && !ctx.required) {
       log.debug('mysql: no client tools found, skipping');
       return undefined;
     }
@@ -64,7 +73,7 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   } catch (err) {
     await session.close();
     // auto: "no server here" means the kind is off. A server that refuses us is still an error.
-    if (cfg.enabled === 'auto' && err instanceof CommandError && /ERROR 200[235]|Can't connect/i.test(err.stderrTail)) {
+    if (cfg.enabled === 'auto' && !ctx.required && err instanceof CommandError && /ERROR 200[235]|Can't connect/i.test(err.stderrTail)) {
       log.debug('mysql: no server reachable, skipping', { error: err.message });
       return undefined;
     }
@@ -196,7 +205,7 @@ class Session implements MysqlSession {
       '--',
       database,
     ]);
-    return this.spec(database, 'database', command, lockMode, {
+    const spec = this.spec(database, 'database', command, lockMode, {
       engines,
       tables,
       views,
@@ -204,6 +213,9 @@ class Session implements MysqlSession {
       ...(eventsSkipped ? { eventsSkipped: events } : {}),
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
+    if (!eventsSkipped) return spec;
+    const message = `mysql ${JSON.stringify(database)}: ${events} event(s) not in the dump (mariadb-dump cannot dump events of a database whose name holds quotes, backslashes or line breaks): recreate them by hand after a restore`;
+    return { ...spec, warnings: [warning(WarningCodes.EVENTS_SKIPPED, message, { kind: 'mysql', database })] };
   }
 
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {

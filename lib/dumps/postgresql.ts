@@ -11,6 +11,7 @@ import { run } from '../run/run.js';
 import { isExecutable, whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
 import { decompressorCommand } from './compress.js';
+import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 
 export interface OsUser {
@@ -222,7 +223,7 @@ class PostgresSession implements DatabaseSession {
 /** Connect, learn the server version and pick the matching client tools. */
 async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<DatabaseSession | undefined> {
   const log = ctx.log.child({ kind: 'postgresql' });
-  const required = cfg.enabled === true;
+  const required = cfg.enabled === true || ctx.required === true;
   const conn = connection(cfg);
   const probe = findPgTool('psql', { binDir: cfg.bin_dir });
   if (!probe) {
@@ -288,6 +289,10 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Dat
 
 export const postgresqlKind: DatabaseKind = {
   name: 'postgresql',
+  expected(ctx: KindContext): string | undefined {
+    const enabled = ctx.loaded.config.databases.postgresql.enabled;
+    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);
+  },
   async open(ctx: KindContext): Promise<DatabaseSession | undefined> {
     const cfg = ctx.loaded.config.databases.postgresql;
     if (cfg.enabled === false) return undefined;
