@@ -129,6 +129,7 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
   try {
     writeFileSync(tmp, '', { mode: 0o600 });
     for (const command of commands) {
+      await rm(part, { force: true });
       await pipeToFile([command, compressor], part, { tolerate: vanished(warnings) });
       await pipeline(createReadStream(part), createWriteStream(tmp, { flags: 'a' }));
     }

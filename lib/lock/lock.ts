@@ -110,7 +110,7 @@ const TAKEOVER_STALE_MS = 10_000;
  * anything removed (holder file first, so nobody reads it after the lock is gone). A waiter that
  * comes second finds the new holder (alive) or none, and goes back to waiting.
  */
-async function takeOver(lockPath: string, seen: LockHolder): Promise<void> {
+export async function takeOver(lockPath: string, seen: LockHolder): Promise<void> {
   const mutex = `${lockPath}.takeover`;
   try {
     mkdirSync(mutex);
