@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../lib/report/run-state.js';
-import { createSandbox, EXPORT_SCOPE, startServers, type Sandbox, type Servers } from './helpers/sandbox.js';
+import { createSandbox, EXPORT_SCOPE, startServers, waitFor, type Sandbox, type Servers } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },
@@ -337,6 +337,36 @@ describe('lock takeover is safe', () => {
       expect(Date.parse(runs[1]!.startedAt), `round ${round}`).toBeGreaterThanOrEqual(Date.parse(runs[0]!.finishedAt));
       expect(existsSync(sb.lockPath)).toBe(false);
       expect(existsSync(`${sb.lockPath}.takeover`)).toBe(false);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('a server restarting at night (dumps.retries)', () => {
+  it('MariaDB back during the retry wait: the run succeeds with a retry-needed warning (exit 0, summary, status WARNING)', async () => {
+    const sb = await sandbox({ config: { dumps: { retries: 5, retry_wait: '1s' } } });
+    await servers.mariadb.stop();
+    let started = false;
+    try {
+      const dump = sb.spawnCli(['dump']);
+      // The first attempt fails (no socket) and says it will try again; then the server comes back.
+      await waitFor('the first failed attempt', () => existsSync(sb.logFile) && readFileSync(sb.logFile, 'utf8').includes('trying again in 1s (dumps.retries)'), 30_000, 50);
+      await servers.mariadb.start();
+      started = true;
+      const r = await dump;
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      expect(String(r.stderr)).toMatch(/^apiscp-backup finished with warnings on /);
+      expect(String(r.stderr)).toMatch(/mysql: the server answered only at attempt [2-6] \(mysql: cannot connect to the server at /);
+      const m = sb.manifest(sb.latest()!);
+      expect(m.status).toBe('complete');
+      expect(m.servers?.find((s) => s.kind === 'mysql')?.attempts).toBeGreaterThan(1);
+      expect(m.entries.find((e) => e.database === 'a_wp')?.status).toBe('ok');
+      const st = await sb.cli(['status']);
+      expect(st.exitCode, st.stdout).toBe(1);
+      expect(st.stdout).toMatch(/^WARNING: mysql: the server answered only at attempt/);
+    } finally {
+      if (!started) await servers.mariadb.start();
     }
   });
 });
