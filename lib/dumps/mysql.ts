@@ -185,12 +185,10 @@ class Session implements MysqlSession {
     const lockMode = nonTransactional.length === 0 ? 'single-transaction' : 'lock-tables';
     const lockArgs = lockMode === 'single-transaction' ? ['--single-transaction', '--skip-lock-tables'] : ['--lock-tables'];
     const eventsSkipped = events > 0 && EVENTS_UNSAFE_NAME.test(database);
-    if (eventsSkipped) {
-      // Losing the events beats losing the whole database; the warning reaches the run summary.
-      this.log.warn(`mysql: ${JSON.stringify(database)}: ${events} event(s) not dumped: mariadb-dump cannot dump events of a database whose name contains quotes, backslashes or line breaks`, {
-        database,
-      });
-    }
+    const eventsMessage = `mysql ${JSON.stringify(database)}: ${events} event(s) not in the dump (mariadb-dump cannot dump events of a database whose name holds quotes, backslashes or line breaks): recreate them by hand after a restore`;
+    // Losing the events beats losing the whole database; the warning goes into the manifest
+    // entry and the run state (status WARNING, cron summary), not only into the log.
+    if (eventsSkipped) this.log.warn(eventsMessage, { database });
     const command = cmd(this.dumper, [
       `--defaults-extra-file=${this.optionFile}`,
       ...lockArgs,
@@ -214,8 +212,7 @@ class Session implements MysqlSession {
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
     if (!eventsSkipped) return spec;
-    const message = `mysql ${JSON.stringify(database)}: ${events} event(s) not in the dump (mariadb-dump cannot dump events of a database whose name holds quotes, backslashes or line breaks): recreate them by hand after a restore`;
-    return { ...spec, warnings: [warning(WarningCodes.EVENTS_SKIPPED, message, { kind: 'mysql', database })] };
+    return { ...spec, warnings: [warning(WarningCodes.EVENTS_SKIPPED, eventsMessage, { kind: 'mysql', database })] };
   }
 
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
