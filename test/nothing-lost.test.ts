@@ -370,3 +370,36 @@ describe('a server restarting at night (dumps.retries)', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+
+describe('a prune failure after a good backup is a warning, not a failed backup (restic)', () => {
+  it('another restic holding the repository: backup made, forget --prune refused: exit 0, summary, status WARNING', async () => {
+    const sb = await sandbox({ config: { databases: { postgresql: { enabled: false } } } });
+    const repo = join(sb.root, 'restic-repo');
+    const password = join(sb.root, 'etc/apiscp-backup/restic.password');
+    writeFileSync(password, 'correct horse\n', { mode: 0o600 });
+    const env = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: password };
+    await execa('restic', ['init'], { env });
+    sb.writeConfig({ engine: 'restic', restic: { repository: repo, password_file: password }, databases: { postgresql: { enabled: false } } });
+    // A second restic (an admin's own backup reading a slow stream) holds a non-exclusive lock:
+    // our backup may run beside it, our prune (exclusive) may not.
+    const other = execa('restic', ['backup', '--stdin', '--stdin-filename', 'slow.bin'], { env, stdin: 'pipe', reject: false });
+    try {
+      await waitFor('the other restic to lock the repository', () => existsSync(join(repo, 'locks')) && readdirSync(join(repo, 'locks')).length > 0, 30_000, 100);
+      const r = await sb.cli(['run']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^apiscp-backup finished with warnings on /);
+      expect(r.stderr).toMatch(/restic: the backup was made, but applying retention to the repository failed: restic forget failed/);
+      expect(state(sb)).toMatchObject({ status: 'warning', backup: { status: 'ok' }, warnings: [expect.objectContaining({ code: 'prune-failed' })] });
+      expect(state(sb).backup?.id).toMatch(/^[0-9a-f]{8,}/);
+      const st = await sb.cli(['status']);
+      expect(st.exitCode, st.stdout).toBe(1);
+      expect(st.stdout).toMatch(/^WARNING: restic: the backup was made/);
+    } finally {
+      other.stdin?.end();
+      await other;
+    }
+  });
+});
