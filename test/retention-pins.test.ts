@@ -4,13 +4,15 @@
  * lock takeover decision. Through the CLI these are in nothing-lost.test.ts.
  */
 import { execa } from 'execa';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { reportError } from '../lib/cli/context.js';
 import { memoryLogger } from '../lib/log.js';
 import { accountForDatabases } from '../lib/dumps/accounting.js';
+import { installedEvidence, MYSQL_SIGNS, POSTGRESQL_SIGNS } from '../lib/dumps/installed.js';
+import { loadConfig } from '../lib/config/load.js';
 import type { Manifest, ManifestEntry } from '../lib/dumps/manifest.js';
 import { chooseRemovals, databaseKey, runIdTime, type RunFacts } from '../lib/dumps/retention.js';
 import { estimateRunBytes } from '../lib/dumps/space.js';
@@ -223,5 +225,28 @@ describe('no swallowed errors: a bug is a bug', () => {
     expect(code).toBe(70);
     expect(written.join('')).toBe("apiscp-backup: internal error (a bug: please report it with the log): Cannot read properties of undefined (reading 'entries'); the stack is in /var/log/apiscp-backup.log\n");
     expect(log.entries).toEqual([expect.objectContaining({ level: 'error', msg: 'internal error', fields: { error: expect.stringMatching(/^TypeError: Cannot read .*\n\s+at /) } })]);
+  });
+});
+
+describe("enabled: auto means installed (installedEvidence)", () => {
+  const bare = { which: () => undefined, exists: () => false };
+  it('a machine without the server: skipped; its data directory or an earlier dump under paths.root: expected; this machine: expected', () => {
+    const root = mkdtempSync(join(tmpdir(), 'asb-auto-'));
+    const empty = join(root, 'empty.yaml');
+    writeFileSync(empty, '');
+    const loaded = loadConfig({ file: empty, root });
+    expect(installedEvidence('mysql', MYSQL_SIGNS, loaded, bare)).toBeUndefined();
+    expect(installedEvidence('postgresql', POSTGRESQL_SIGNS, loaded, bare)).toBeUndefined();
+    mkdirSync(join(root, 'var/lib/postgresql/15/main'), { recursive: true });
+    writeFileSync(join(root, 'var/lib/postgresql/15/main/PG_VERSION'), '15\n');
+    expect(installedEvidence('postgresql', POSTGRESQL_SIGNS, loaded, bare)).toBe(`data directory ${join(root, 'var/lib/postgresql/15/main/PG_VERSION')}`);
+    // An earlier run dumped mysql: a server that vanished entirely (package removed) is still expected.
+    const run = join(loaded.paths.dumpsDir, '20261201T030000Z');
+    mkdirSync(run, { recursive: true });
+    writeFileSync(join(run, 'manifest.json'), JSON.stringify(manifest([entry('a_wp', 'site1')])));
+    symlinkSync('20261201T030000Z', join(loaded.paths.dumpsDir, 'latest'));
+    expect(installedEvidence('mysql', MYSQL_SIGNS, loaded, bare)).toBe(`an earlier run in ${loaded.paths.dumpsDir} dumped mysql`);
+    // CI and every ApisCP server have both installed system-wide.
+    expect(installedEvidence('mysql', MYSQL_SIGNS, loadConfig({ file: empty, root: mkdtempSync(join(tmpdir(), 'asb-auto-')) }))).toMatch(/^(server binary|service unit) \//);
   });
 });

@@ -16,7 +16,7 @@ import type { KindName } from './types.js';
  */
 export interface InstallSigns {
   readonly binaries: readonly string[];
-  /** Absolute paths (globs are not needed: the unit names are fixed). */
+  /** Absolute paths of server binaries outside PATH (RHEL's /usr/libexec, PostgreSQL's version directories). */
   readonly extraBinaries?: () => readonly string[];
   readonly units: readonly string[];
   /** System paths of data directories (placed under paths.root); a `*` segment matches any version directory. */
@@ -39,14 +39,22 @@ export const POSTGRESQL_SIGNS: InstallSigns = {
   dataDirs: ['/var/lib/pgsql/data/PG_VERSION', '/var/lib/pgsql/*/data/PG_VERSION', '/var/lib/postgresql/*/main/PG_VERSION'],
 };
 
+/** How the machine's own binaries and units are looked up (tests describe a machine without servers). */
+export interface SystemView {
+  which(name: string): string | undefined;
+  exists(path: string): boolean;
+}
+
+const THIS_MACHINE: SystemView = { which: whichSystem, exists: existsSync };
+
 /** Why we expect a server of `kind` here, or undefined when nothing says one is installed. */
-export function installedEvidence(kind: KindName, signs: InstallSigns, loaded: LoadedConfig): string | undefined {
+export function installedEvidence(kind: KindName, signs: InstallSigns, loaded: LoadedConfig, system: SystemView = THIS_MACHINE): string | undefined {
   for (const b of signs.binaries) {
-    const p = whichSystem(b);
+    const p = system.which(b);
     if (p) return `server binary ${p}`;
   }
-  for (const p of signs.extraBinaries?.() ?? []) if (existsSync(p)) return `server binary ${p}`;
-  for (const dir of UNIT_DIRS) for (const u of signs.units) if (existsSync(join(dir, u))) return `service unit ${join(dir, u)}`;
+  for (const p of signs.extraBinaries?.() ?? []) if (system.exists(p)) return `server binary ${p}`;
+  for (const dir of UNIT_DIRS) for (const u of signs.units) if (system.exists(join(dir, u))) return `service unit ${join(dir, u)}`;
   for (const d of signs.dataDirs) {
     const found = expandStar(underRoot(loaded.paths.root, d));
     if (found) return `data directory ${found}`;

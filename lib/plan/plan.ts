@@ -72,53 +72,63 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
   const servers: ServerRecord[] = [];
   const listed = new Map<KindName, Set<string>>();
   const warnings: Warning[] = [];
-  for (const kind of input.kinds) {
-    const ctx = { loaded, log: log.child({ kind: kind.name }), signal, required: true };
-    const expected = kind.expected(ctx);
-    if (expected === undefined) {
-      log.debug(`${kind.name}: not enabled, or enabled: auto and no server installed: skipped`);
-      continue;
-    }
-    const opened = await openWithRetries(kind, ctx, loaded, log);
-    if (opened.session === undefined) {
-      servers.push({ kind: kind.name, expected, reached: false, attempts: opened.attempts, error: (opened.error as Error | undefined)?.message ?? 'not opened' });
-      failures.push(failure(kind.name, null, opened.error ?? new BackupError(`${kind.name}: the server was expected (${expected}) but not opened`, ExitCode.DUMP_FAILED)));
-      continue;
-    }
-    const session = opened.session;
-    servers.push({ kind: kind.name, expected, reached: true, attempts: opened.attempts, version: session.versions.server });
-    if (opened.attempts > 1) {
-      const what = `${kind.name}: the server answered only at attempt ${opened.attempts} (${(opened.error as Error | undefined)?.message ?? 'no answer'})`;
-      log.warn(what);
-      warnings.push(warning(WarningCodes.RETRY_NEEDED, what, { kind: kind.name }));
-    }
-    sessions.push(session);
-    const cfg = kind.name === 'mysql' ? loaded.config.databases.mysql : loaded.config.databases.postgresql;
-    const wanted = nameFilter(cfg.include, cfg.exclude);
-    try {
-      for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
-    } catch (err) {
-      failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
-    }
-    let names: string[];
-    try {
-      const all = await session.listDatabases(signal);
-      listed.set(kind.name, new Set(all));
-      names = all.filter(wanted);
-    } catch (err) {
-      failures.push(failure(kind.name, null, err));
-      continue;
-    }
-    for (const database of names) {
+  try {
+    await planKinds();
+  } catch (err) {
+    // A bug or an abort mid-plan: the sessions opened so far still hold credential files.
+    await Promise.all(sessions.map((s) => s.close().catch((e: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(e as Error).message}`))));
+    throw err;
+  }
+  return { items, sessions, failures, servers, listed, warnings };
+
+  async function planKinds(): Promise<void> {
+    for (const kind of input.kinds) {
+      const ctx = { loaded, log: log.child({ kind: kind.name }), signal, required: true };
+      const expected = kind.expected(ctx);
+      if (expected === undefined) {
+        log.debug(`${kind.name}: not enabled, or enabled: auto and no server installed: skipped`);
+        continue;
+      }
+      const opened = await openWithRetries(kind, ctx, loaded, log);
+      if (opened.session === undefined) {
+        servers.push({ kind: kind.name, expected, reached: false, attempts: opened.attempts, error: (opened.error as Error | undefined)?.message ?? 'not opened' });
+        failures.push(failure(kind.name, null, opened.error ?? new BackupError(`${kind.name}: the server was expected (${expected}) but not opened`, ExitCode.DUMP_FAILED)));
+        continue;
+      }
+      const session = opened.session;
+      servers.push({ kind: kind.name, expected, reached: true, attempts: opened.attempts, version: session.versions.server });
+      if (opened.attempts > 1) {
+        const what = `${kind.name}: the server answered only at attempt ${opened.attempts} (${(opened.error as Error | undefined)?.message ?? 'no answer'})`;
+        log.warn(what);
+        warnings.push(warning(WarningCodes.RETRY_NEEDED, what, { kind: kind.name }));
+      }
+      sessions.push(session);
+      const cfg = kind.name === 'mysql' ? loaded.config.databases.mysql : loaded.config.databases.postgresql;
+      const wanted = nameFilter(cfg.include, cfg.exclude);
       try {
-        const spec = await session.planDatabase(database, signal);
-        items.push({ spec, site: input.siteOf(kind.name, database) ?? SERVER_SITE, session });
+        for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
       } catch (err) {
-        failures.push(failure(kind.name, database, err));
+        failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
+      }
+      let names: string[];
+      try {
+        const all = await session.listDatabases(signal);
+        listed.set(kind.name, new Set(all));
+        names = all.filter(wanted);
+      } catch (err) {
+        failures.push(failure(kind.name, null, err));
+        continue;
+      }
+      for (const database of names) {
+        try {
+          const spec = await session.planDatabase(database, signal);
+          items.push({ spec, site: input.siteOf(kind.name, database) ?? SERVER_SITE, session });
+        } catch (err) {
+          failures.push(failure(kind.name, database, err));
+        }
       }
     }
   }
-  return { items, sessions, failures, servers, listed, warnings };
 }
 
 /**
