@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
@@ -185,8 +187,26 @@ describe('warnings are first-class: events skipped', () => {
   });
 
   it('the cron run exits 0 with a short summary; status WARNING names it; the manifest entry says events are missing', async () => {
-    const sb = await sandbox({ config: { monitor: { prometheus_textfile: '/var/lib/node_exporter/apiscp.prom' } } });
+    // A healthchecks.io-style monitor on loopback: what does the success ping say?
+    const pings: { url: string; body: string }[] = [];
+    const monitor = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        pings.push({ url: req.url ?? '', body });
+        res.writeHead(200).end('OK');
+      });
+    });
+    await new Promise<void>((resolve) => monitor.listen(0, '127.0.0.1', resolve));
+    const hb = `http://127.0.0.1:${(monitor.address() as AddressInfo).port}/ping/abc`;
+    const sb = await sandbox({ config: { monitor: { prometheus_textfile: '/var/lib/node_exporter/apiscp.prom', heartbeat: { start: `${hb}/start`, success: hb, failure: `${hb}/fail` } } } });
     const r = await sb.cli(['nightly']);
+    await new Promise((resolve) => monitor.close(resolve));
+    // The success ping carries the warning codes (no database names leave the host without send_log_tail).
+    expect(pings).toEqual([
+      { url: '/ping/abc/start', body: '' },
+      { url: '/ping/abc', body: 'apiscp-backup: 1 warning: events-skipped' },
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^apiscp-backup finished with warnings on /);
