@@ -48,11 +48,9 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   if (cfg.enabled === false) return undefined;
   const client = whichSystem('mariadb') ?? whichSystem('mysql');
   const dumper = whichSystem('mariadb-dump') ?? whichSystem('mysqldump');
+  // Only `enabled: false` is off here: under `auto` the plan asked expected() (is a server
+  // installed?) first, so missing client tools or a server that does not answer are errors.
   if (!client || !dumper) {
-    if (cfg.enabled === 'auto' && !ctx.required) {
-      log.debug('mysql: no client tools found, skipping');
-      return undefined;
-    }
     throw new MissingDependencyError(client ? 'mariadb-dump' : 'mariadb', 'mariadb-client', 'mariadb');
   }
   if (!/^\d+[KMG]?$/i.test(cfg.max_allowed_packet)) {
@@ -72,11 +70,6 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
     return session;
   } catch (err) {
     await session.close();
-    // auto: "no server here" means the kind is off. A server that refuses us is still an error.
-    if (cfg.enabled === 'auto' && !ctx.required && err instanceof CommandError && /ERROR 200[235]|Can't connect/i.test(err.stderrTail)) {
-      log.debug('mysql: no server reachable, skipping', { error: err.message });
-      return undefined;
-    }
     // The client's own words (ERROR 2002 … socket, ERROR 1045 access denied), not its argv: the
     // cron summary keeps one 200-character line, and the option list used to fill it.
     const why = err instanceof CommandError && err.stderrTail ? errorLine(err.stderrTail) : err instanceof Error ? err.message : String(err);

@@ -63,11 +63,6 @@ export interface KindContext {
   readonly loaded: LoadedConfig;
   readonly log: Logger;
   readonly signal?: AbortSignal;
-  /**
-   * The plan decided this server must be dumped (enabled: true, or auto and installed): a
-   * server that does not answer, or missing client tools, are errors, never a skip.
-   */
-  readonly required?: boolean;
 }
 
 export interface DatabaseKind {
@@ -78,8 +73,8 @@ export interface DatabaseKind {
    */
   expected(ctx: KindContext): string | undefined;
   /**
-   * Open a session, or return undefined when the kind is disabled (`enabled: false`, or `auto`
-   * and no client/server found). With `enabled: true` an unreachable server is an error.
+   * Open a session, or return undefined when the kind is disabled (`enabled: false`). `auto` is
+   * decided by expected() before: an unreachable server or missing client tools are errors.
    */
   open(ctx: KindContext): Promise<DatabaseSession | undefined>;
 }

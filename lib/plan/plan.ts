@@ -6,7 +6,7 @@ import { SERVER_SITE } from '../dumps/layout.js';
 import type { ManifestEntry, ServerRecord } from '../dumps/manifest.js';
 import { durationMs } from '../config/schema.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
-import type { DatabaseKind, DatabaseSession, DumpSpec, KindName } from '../dumps/types.js';
+import type { DatabaseKind, DatabaseSession, DumpSpec, KindContext, KindName } from '../dumps/types.js';
 import { nameFilter } from './name-filter.js';
 
 /** Which site owns a database: `siteN`, or undefined (it then goes under `_server`). */
@@ -83,7 +83,7 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
 
   async function planKinds(): Promise<void> {
     for (const kind of input.kinds) {
-      const ctx = { loaded, log: log.child({ kind: kind.name }), signal, required: true };
+      const ctx = { loaded, log: log.child({ kind: kind.name }), signal };
       const expected = kind.expected(ctx);
       if (expected === undefined) {
         log.debug(`${kind.name}: not enabled, or enabled: auto and no server installed: skipped`);
@@ -136,7 +136,7 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
  * restarting at night (logrotate, a package update) answers a few seconds later. The last error
  * is kept: it says why the server did not answer, or why a retry was needed.
  */
-async function openWithRetries(kind: DatabaseKind, ctx: { loaded: LoadedConfig; log: Logger; signal?: AbortSignal; required: boolean }, loaded: LoadedConfig, log: Logger): Promise<{ session?: DatabaseSession; attempts: number; error?: unknown }> {
+async function openWithRetries(kind: DatabaseKind, ctx: KindContext, loaded: LoadedConfig, log: Logger): Promise<{ session?: DatabaseSession; attempts: number; error?: unknown }> {
   const attempts = 1 + loaded.config.dumps.retries;
   const waitMs = durationMs(loaded.config.dumps.retry_wait);
   let error: unknown;
