@@ -329,6 +329,12 @@ describe('no swallowed errors', () => {
     expect(r.stderr).not.toMatch(/internal error/);
     expect(sb.runDirs()).toEqual(before);
     expect(state(sb).status).toBe('failed');
+    // Bacula's post-backup hook still records the job's outcome, and says the pins file is broken.
+    const post = await sb.cli(['hook', 'post-backup', '--engine', 'bacula', '--status', 'OK', '--jobid', '9']);
+    expect(post.exitCode, post.stderr).toBe(1);
+    expect(post.stderr).toContain(`${pins}: not valid JSON`);
+    expect(state(sb)).toMatchObject({ backup: { status: 'ok', detail: 'OK' }, job: { id: '9' } });
+    expect(state(sb).problems.join('\n')).toContain(`${pins}: not valid JSON`);
   });
 });
 

@@ -15,7 +15,7 @@ import { ping } from '../report/heartbeat.js';
 import type { RunState } from '../report/run-state.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
 import { dumpProblems, dumpStep, dumpsState, dumpWarnings } from './dump-step.js';
-import { addPin, removePin } from './pins.js';
+import { addPin, PinsError, removePin } from './pins.js';
 import { previousState, recordRun } from './record.js';
 
 export interface JobInput {
@@ -170,7 +170,15 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
   const { loaded, log } = input;
   const previous = previousState(loaded);
   const outcome = parseBackupStatus(input.status);
-  await removePin(loaded, input.job?.id);
+  // The job's outcome is recorded even when pins.json is unreadable; that is said as an error.
+  const pinError = await removePin(loaded, input.job?.id).then(
+    () => undefined,
+    (err: unknown) => {
+      if (!(err instanceof PinsError)) throw err;
+      log.error(err.message);
+      return err;
+    },
+  );
   const dumpsFailed = (previous?.dumps?.failed ?? 0) > 0;
   // The pre-backup's warnings (events skipped, a database missing) belong to this backup too.
   const warnings: Warning[] = [...(previous?.warnings ?? [])];
@@ -187,12 +195,12 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
     durationMs: previous ? Date.now() - Date.parse(previous.startedAt) : undefined,
     dumps: previous?.dumps,
     backup: { status: outcome, detail: input.status },
-    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 || warnings.length > 0 ? 'warning' : 'ok',
-    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : [])],
+    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 || warnings.length > 0 || pinError ? 'warning' : 'ok',
+    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []), ...(pinError ? [pinError.message] : [])],
     warnings,
   };
   const recorded = await recordRun(loaded, log, state);
-  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : ExitCode.OK, state: recorded };
+  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
