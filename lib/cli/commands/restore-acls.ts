@@ -1,4 +1,4 @@
-import { restoreAcls } from '../../engine/acl-sidecar.js';
+import { restoreAcls } from '../../engine/acl-restore.js';
 import type { CommandContext } from '../context.js';
 
 /**
