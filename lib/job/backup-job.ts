@@ -226,7 +226,8 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
         warnings.push(...result.warnings.map((w) => warning(WarningCodes.ENGINE_WARNING, w)));
         backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };
       } catch (err) {
-        if (!(err instanceof BackupError)) throw err; // a bug: exit 70 with the stack in the log
+        // A bug: exit 70 with the stack in the log, and a failed record (status must not show the last good run).
+        if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
         input.log.error(err.message);
         problems.push(err.message);
         backup = { status: 'failed', detail: err.message };
@@ -237,7 +238,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
         try {
           await engine.prune(ctx);
         } catch (err) {
-          if (!(err instanceof BackupError)) throw err;
+          if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
           const w = warning(WarningCodes.PRUNE_FAILED, `${engine.name}: the backup was made, but applying retention to the repository failed: ${err.message}`);
           input.log.warn(w.message);
           warnings.push(w);
