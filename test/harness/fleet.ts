@@ -154,6 +154,8 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
             bacula: { client, job, fileset: job },
             // Long enough for the fleet test to hold every server's lock while the director runs all jobs.
             lock: { wait: '60s' },
+            // A stopped MariaDB is retried once after 30 s by default: 2 s keeps the test short.
+            dumps: { retry_wait: '2s' },
             databases: {
               mysql: { enabled: true, socket: my.socket, defaults_file: join(common, 'no-my.cnf') },
               postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
