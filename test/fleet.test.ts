@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
@@ -52,6 +52,12 @@ beforeAll(async () => {
   s1Original.site2_s1blog = await mysqlFingerprint(s1.my, 'site2_s1blog');
   s1Original.site2_s1pg = await pgFingerprint(s1.pg!, 'site2_s1pg');
   console.info(`fleet of ${fleet.servers.length} servers up in ${Date.now() - t} ms`);
+  // Each server's MariaDB and PostgreSQL run inside that server's network namespace.
+  for (const s of fleet.servers) {
+    const netns = `net:[${statSync(`/run/netns/${s.netns}`).ino}]`;
+    expect(readlinkSync(`/proc/${s.my.pid}/ns/net`), `${s.name} mariadbd`).toBe(netns);
+    if (s.pg) expect(readlinkSync(`/proc/${readFileSync(`${s.pg.dataDir}/postmaster.pid`, 'utf8').split('\n')[0]}/ns/net`), `${s.name} postgres`).toBe(netns);
+  }
   // The test network exists only inside the namespaces: the host has no address on it.
   expect((await run(cmd('ip', ['-4', 'addr', 'show']))).stdout).not.toContain(fleet.director.address.replace(/\.\d+$/, '.'));
 }, 120_000);

@@ -24,8 +24,7 @@ import { createNetwork, listensOn, privateRoot, type TestNetwork } from './netns
  * paths for every client, which a restore onto another server needs. The director's config is the stock layout plus, per server, what
  * `apiscp-backup bacula config --address …` prints on that server.
  *
- * PostgreSQL (like MariaDB) listens on a Unix socket only, so the namespace makes no difference
- * to it; it runs in the host namespace because pg_ctl must run as `postgres`.
+ * MariaDB and PostgreSQL run inside the server's namespaces and listen on Unix sockets only.
  */
 
 export const DIR_PORT = 9101;
@@ -138,7 +137,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
         const launcher = ((c) => [c.file, ...c.args.slice(0, -1)])(view.inside(cmd('mariadbd')));
         const [my, pg] = await Promise.all([
           startMariadb({ baseDir: root, launcher }).then((m) => (dbs.push(m), m)),
-          spec.postgres ? startPostgres({ baseDir: join(root, 'pg') }).then((p) => (dbs.push(p), p)) : undefined,
+          spec.postgres ? startPostgres({ baseDir: join(root, 'pg'), wrapStart: view.inside }).then((p) => (dbs.push(p), p)) : undefined,
         ]);
         const tree = await buildApiscpTree(root, { sites: spec.sites ?? 2 });
         const client = `${spec.name}-fd`;

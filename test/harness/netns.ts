@@ -182,7 +182,10 @@ export function listensOn(pid: number, port: number): boolean {
 export interface HostView {
   /** The holder process whose namespaces the host's processes join. */
   readonly pid: number;
-  /** `command` inside the host's network AND mount namespaces (nsenter execs it: same pid). */
+  /**
+   * `command` inside the host's network AND mount namespaces (nsenter execs it: same pid). A
+   * command's uid/gid become nsenter's -S/-G: entering needs root, the switch happens after.
+   */
   inside(command: Command): Command;
 }
 
@@ -209,6 +212,10 @@ export async function privateRoot(net: TestNetwork, host: string, real: string, 
   await run(cmd(nsenter, ['-t', String(pid), '-m', 'mount', '--bind', real, common]), { timeoutMs: IP_TIMEOUT_MS });
   return {
     pid,
-    inside: (c) => ({ ...c, file: nsenter, args: ['-t', String(pid), '-m', '-n', '--', c.file, ...c.args] }),
+    inside: ({ uid, gid, ...c }) => ({
+      ...c,
+      file: nsenter,
+      args: ['-t', String(pid), '-m', '-n', ...(uid !== undefined ? ['-S', String(uid)] : []), ...(gid !== undefined ? ['-G', String(gid)] : []), '--', c.file, ...c.args],
+    }),
   };
 }
