@@ -69,7 +69,10 @@ afterAll(async () => {
   expect(await listTestNamespaces(process.pid)).toEqual([]);
 }, 60_000);
 
-describe('one director, three ApisCP servers in their own network namespaces', () => {
+// Bounded by its own timeouts, not the suite's: a hung daemon fails the test within these.
+const LIMIT = { timeout: 90_000 };
+
+describe('one director, three ApisCP servers in their own network namespaces', LIMIT, () => {
   test('every server\'s Full job runs at the same time as the others, each gated by its own hook', async () => {
     const t = Date.now();
     // Hold every server's run lock: each hook waits for it, so the director must have all three
@@ -140,7 +143,7 @@ describe('one director, three ApisCP servers in their own network namespaces', (
   });
 });
 
-describe('migration: server s1\'s backup restored onto server s3', () => {
+describe('migration: server s1\'s backup restored onto server s3', LIMIT, () => {
   test('Bacula restoreclient across namespaces: site2\'s tree with ACLs and xattrs, and its databases under s3\'s own names', async () => {
     const [s1, s3] = [fleet.server('s1'), fleet.server('s3')];
     const staging = `${s3.root}/var/tmp/migrate-s1`;
@@ -190,7 +193,7 @@ async function fleetStatus(config: string, json = false): Promise<{ code: number
   return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
-describe('fleet status on the director host', () => {
+describe('fleet status on the director host', LIMIT, () => {
   test('a failed client: exit 6, CRITICAL names it and why; the others OK; JSON and the Prometheus textfile per client', async () => {
     const config = directorConfig();
     const text = await fleetStatus(config);

@@ -91,7 +91,10 @@ export async function cleanupLeftovers(): Promise<string[]> {
   return removed;
 }
 
-/** Interface names are at most 15 bytes; they live inside our namespaces, so short ones are unique enough. */
+/**
+ * The hub's bridge and one veth pair per host. Interface names (at most 15 bytes) exist only inside
+ * our namespaces, so every host's end can be eth0.
+ */
 export async function createNetwork(opts: NetworkOptions): Promise<TestNetwork> {
   const subnet = opts.subnet ?? '10.213.77';
   if (!/^10\.\d{1,3}\.\d{1,3}$/.test(subnet)) throw new Error(`subnet ${subnet}: use a 10.x.y test range`);
