@@ -46,11 +46,13 @@ export function failuresToExplain(jobs: readonly CatalogJob[]): number[] {
  * and every Incremental after both. Jobs are one client's good backups, oldest first.
  */
 export function chainLength(good: readonly CatalogJob[]): number | undefined {
-  let full = -1;
-  for (let i = good.length - 1; i >= 0; i--) if (good[i]!.level === 'F') (full = i), (i = -1);
+  const lastIndex = (level: string, after: number): number => {
+    for (let i = good.length - 1; i > after; i--) if (good[i]!.level === level) return i;
+    return -1;
+  };
+  const full = lastIndex('F', -1);
   if (full < 0) return undefined;
-  let diff = -1;
-  for (let i = good.length - 1; i > full; i--) if (good[i]!.level === 'D') (diff = i), (i = -1);
+  const diff = lastIndex('D', full);
   const since = Math.max(full, diff);
   return 1 + (diff >= 0 ? 1 : 0) + good.slice(since + 1).filter((j) => j.level === 'I').length;
 }
