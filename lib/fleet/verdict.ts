@@ -57,8 +57,9 @@ export function chainLength(good: readonly CatalogJob[]): number | undefined {
   return 1 + (diff >= 0 ? 1 : 0) + good.slice(since + 1).filter((j) => j.level === 'I').length;
 }
 
-export function clientVerdict(client: string, all: readonly CatalogJob[], input: FleetInput): ClientVerdict {
-  const jobs = all.filter((j) => j.client === client).sort((a, b) => a.endedAt - b.endedAt || a.jobId - b.jobId);
+/** One client's verdict from its own jobs (any order). */
+export function clientVerdict(client: string, own: readonly CatalogJob[], input: FleetInput): ClientVerdict {
+  const jobs = [...own].sort((a, b) => a.endedAt - b.endedAt || a.jobId - b.jobId);
   const finished = jobs.filter((j) => GOOD.has(j.status) || FAILED.has(j.status));
   const good = finished.filter((j) => GOOD.has(j.status));
   const failures = finished.filter((j) => FAILED.has(j.status));
@@ -100,7 +101,13 @@ export interface FleetResult {
 }
 
 export function fleetVerdict(input: FleetInput): FleetResult {
-  const clients = [...input.clients].sort().map((c) => clientVerdict(c, input.jobs, input));
+  const byClient = new Map<string, CatalogJob[]>();
+  for (const j of input.jobs) {
+    const list = byClient.get(j.client);
+    if (list) list.push(j);
+    else byClient.set(j.client, [j]);
+  }
+  const clients = [...input.clients].sort().map((c) => clientVerdict(c, byClient.get(c) ?? [], input));
   const failed = clients.filter((c) => c.status === 'failed');
   const stale = clients.filter((c) => c.status === 'stale');
   const warned = clients.filter((c) => c.status === 'warning');
