@@ -118,6 +118,11 @@ export const configSchema = z
         cpcmd: z.string().default('auto').describe('auto = $CPCMD, then cpcmd on PATH, then /usr/local/apnscp/bin/cmd'),
         timeout: duration.default('2m'),
         concurrency: z.number().int().min(1).max(16).default(4).describe('cpcmd calls at once while mapping databases to sites'),
+        upcp: z
+          .string()
+          .default('auto')
+          .describe('older panels only (no backups.automatic-database-exports scope): upcp applies manual_database_backups; auto = $UPCP, upcp on PATH, /usr/local/sbin/upcp, $APNSCP_HOME/bin/upcp'),
+        upcp_timeout: duration.default('30m').describe('`upcp -sb apnscp/crons` runs a Bootstrapper role (ansible): minutes, not seconds'),
       })
       .strict()
       .default({}),

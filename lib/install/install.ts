@@ -102,11 +102,15 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     actions.push(`no ApisCP panel found (cpcmd): scope ${EXPORT_SCOPE} left alone`);
   } else if (dry) {
     const status = await scopeStatus(loaded, { env: options.env, log: options.log });
-    actions.push(status.enabled ? `would disable scope ${EXPORT_SCOPE} (now on; the old value is recorded for uninstall)` : `scope ${EXPORT_SCOPE}: already disabled`);
+    const how = status.route === 'bootstrapper' ? ` (an older panel: scope:set ${status.scope} true, then upcp -sb apnscp/crons)` : '';
+    actions.push(status.enabled ? `would disable ${status.scope}${how} (now on; the old value is recorded for uninstall)` : `${status.scope}: already disabled`);
     changed ||= status.enabled;
   } else {
     const change = await scopeDisable(loaded, { env: options.env, log: options.log });
-    actions.push(change.changed ? `${change.message}; the old value is recorded in ${join(paths.stateDir, 'scope.json')} for uninstall` : `scope ${EXPORT_SCOPE}: already disabled`);
+    const how = change.route === 'bootstrapper' ? ' (an older panel without the scope: Bootstrapper route, upcp -sb apnscp/crons)' : '';
+    actions.push(change.changed ? `${change.message}${how}; the old value is recorded in ${join(paths.stateDir, 'scope.json')} for uninstall` : `${change.scope}: already disabled`);
+    actions.push(`panel nightly export (${change.nightly.file}): ${change.nightly.text}`);
+    if (change.nightly.stopped === false) notes.push(`the panel's nightly export is not stopped: ${change.nightly.text}; its exports would race the backup`);
     changed ||= change.changed;
   }
 

@@ -2,17 +2,18 @@ import { durationMs } from '../../config/schema.js';
 import { readHolder } from '../../lock/lock.js';
 import { openPanel } from '../../panel/cpcmd.js';
 import { scopeStatus } from '../../panel/scope.js';
-import { computeStatus, type StatusResult } from '../../report/status.js';
+import { computeStatus, type StatusInput, type StatusResult } from '../../report/status.js';
 import { readRunStateWithReason } from '../../report/state-file.js';
 import type { CommandContext } from '../context.js';
 
 /** The verdict `status` prints and the nightly watchdog acts on. */
 export async function currentStatus(ctx: CommandContext): Promise<StatusResult> {
   const read = readRunStateWithReason(ctx.loaded.paths.statusFile);
-  let scope: { on: boolean | undefined; error?: string } | undefined;
+  let scope: StatusInput['scope'];
   try {
     if (openPanel(ctx.loaded.config, { log: ctx.log })) {
-      scope = { on: (await scopeStatus(ctx.loaded, { log: ctx.log, signal: ctx.signal })).enabled };
+      const s = await scopeStatus(ctx.loaded, { log: ctx.log, signal: ctx.signal });
+      scope = { on: s.enabled, name: s.scope, nightly: { text: s.nightly.text, stopped: s.nightly.stopped } };
     }
   } catch (err) {
     scope = { on: undefined, error: (err as Error).message };
