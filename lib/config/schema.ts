@@ -178,6 +178,11 @@ export const configSchema = z
         fileset: z.string().default('ApisCP'),
         job: z.string().default('ApisCP'),
         jobdefs: z.string().default('DefaultJob').describe('the ApisCP Bacula add-on uses "Incremental"'),
+        etc: z.string().default('/etc/bacula').describe('the director\'s configuration directory, where `bacula config` looks for the ApisCP add-in (under paths.root)'),
+        wrapper: z
+          .string()
+          .default('/usr/local/sbin/apiscp-backup')
+          .describe('the fixed path install puts on every client and the RunScripts call, whatever node each server has (under paths.root)'),
       })
       .strict()
       .default({}),

@@ -19,6 +19,8 @@ export interface StatusInput {
     /** What /etc/cron.daily/10backup_dbs says about tonight (lib/panel/nightly-export). */
     readonly nightly?: { readonly text: string; readonly stopped: boolean | undefined };
   };
+  /** Other things worth a WARNING (e.g. the Bacula add-in's template drifted). */
+  readonly warnings?: readonly string[];
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
 }
@@ -72,6 +74,8 @@ export function computeStatus(input: StatusInput): StatusResult {
   if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
   else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);
+
+  warning.push(...(input.warnings ?? []));
 
   const severity: Severity = critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
   const headline = critical[0] ?? warning[0] ?? okHeadline(state!, ageMs!);

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { underRoot } from '../../config/paths.js';
 import { durationMs } from '../../config/schema.js';
+import { addinTemplateDrift } from '../../engine/bacula-addin.js';
 import { readHolder } from '../../lock/lock.js';
 import { openPanel } from '../../panel/cpcmd.js';
 import { scopeStatus } from '../../panel/scope.js';
@@ -25,6 +28,7 @@ export async function currentStatus(ctx: CommandContext): Promise<StatusResult> 
     maxAgeMs: durationMs(ctx.loaded.config.monitor.max_age),
     scope,
     lock: { holder: readHolder(ctx.loaded.paths.lockPath) },
+    warnings: [addinTemplateDrift(underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),
   });
 }
 
@@ -32,4 +36,12 @@ export default async function status(ctx: CommandContext): Promise<number> {
   const result = await currentStatus(ctx);
   ctx.out(ctx.options.json ? JSON.stringify(result.json, null, 2) : result.lines.join('\n'));
   return result.exitCode;
+}
+
+function readIfThere(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
