@@ -118,6 +118,10 @@ export const configSchema = z
         cpcmd: z.string().default('auto').describe('auto = $CPCMD, then cpcmd on PATH, then /usr/local/apnscp/bin/cmd'),
         timeout: duration.default('2m'),
         concurrency: z.number().int().min(1).max(16).default(4).describe('cpcmd calls at once while mapping databases to sites'),
+        owner_exports: z
+          .boolean()
+          .default(true)
+          .describe("with databases.method native: after our dumps run backup_dbs.php WITHOUT --force, so the exports site owners scheduled (mysql:add-backup, ~/mysql_backups) go on, consistent with the backup; problems are warnings"),
         upcp: z
           .string()
           .default('auto')

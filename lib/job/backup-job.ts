@@ -246,7 +246,7 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
       dumps: dumpsState(result),
       // A manual dump is not a backup of the files: for real engines it must not reset the watchdog.
       backup: input.engine === 'none' ? undefined : { status: 'skipped', detail: 'dumps only (apiscp-backup dump)' },
-      status: result.ok ? 'ok' : 'failed',
+      status: result.ok ? (problems.length ? 'warning' : 'ok') : 'failed',
       problems,
     };
     const recorded = await recordRun(input.loaded, input.log, state);

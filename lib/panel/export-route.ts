@@ -39,8 +39,14 @@ export async function readExports(panel: Cpcmd): Promise<ExportSetting> {
   try {
     out = await panel.call(['-o', 'json', 'scope:get', EXPORT_SCOPE]);
   } catch (err) {
-    if (err instanceof PanelError && UNKNOWN_SETTING.test(err.message)) return readBootstrapper(panel);
-    throw err;
+    if (!(err instanceof PanelError && UNKNOWN_SETTING.test(err.message))) throw err;
+    // Older panel: the Bootstrapper route. Knowing neither, the first answer is the one to show.
+    return readBootstrapper(panel).catch((second: unknown) => {
+      if (second instanceof PanelError && UNKNOWN_SETTING.test(second.message)) {
+        throw new PanelError(`${err.message} (and ${BOOTSTRAPPER_SCOPE} is unknown too: no route to switch the nightly exports off)`, err.context);
+      }
+      throw second;
+    });
   }
   const value = parseScopeValue(out);
   if (value === undefined) {
