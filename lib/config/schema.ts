@@ -14,6 +14,9 @@ const duration = z
   .describe('duration');
 
 const glob = z.string().min(1);
+
+/** User hooks: a list of argv arrays (no shell: `["/usr/local/bin/x", "--flag"]`), APISCP_BACKUP_* facts in the environment. */
+const hookCommands = z.array(z.array(z.string()).min(1, 'a hook command needs at least the program')).default([]);
 const tristate = z.union([z.literal('auto'), z.boolean()]);
 
 /** Snapshot retention for restic and borg (forget/prune --keep-*): an unpruned repository only grows. */
@@ -142,7 +145,14 @@ export const configSchema = z
       .strict()
       .default({}),
     hooks: z
-      .object({ timeout: duration.default('12h').describe('pre-backup limit: Bacula RunScript has none of its own') })
+      .object({
+        timeout: duration.default('12h').describe('pre-backup limit: Bacula RunScript has none of its own'),
+        command_timeout: duration.default('30m').describe('limit for each command of before_dumps, after_dumps, after_backup, on_failure'),
+        before_dumps: hookCommands.describe('commands run before the dumps; a failure fails the run (no dumps, no backup)'),
+        after_dumps: hookCommands.describe('commands run after good dumps, before the backup; a failure fails the run (no backup)'),
+        after_backup: hookCommands.describe('commands run after the backup (engine none: after the dumps), e.g. a custom method or a hand-off; a failure is a warning'),
+        on_failure: hookCommands.describe('commands run when the run failed; a failure is a warning'),
+      })
       .strict()
       .default({}),
     duplicity: z
