@@ -9,6 +9,7 @@ import { configSchema } from '../lib/config/schema.js';
 import { PanelError } from '../lib/errors.js';
 import { apnscpHome, findErrorBlock, locateCpcmd, requirePanel, stripNoise } from '../lib/panel/cpcmd.js';
 import { EXPORT_SCOPE, ensureScopeDisabled, scopeDisable, scopeRestore, scopeStatus } from '../lib/panel/scope.js';
+import { computeStatus } from '../lib/report/status.js';
 import { cli, CRON_PATH } from './helpers/e2e.js';
 
 // cpcmd's output as ApisCP's own docs print it, and older panels' route for the nightly exports.
@@ -204,5 +205,20 @@ describe('the nightly exports: scope, older panels, and whether they really stop
     // Never ran: the watchdog's own verdict (CRITICAL, exit 6) still comes out.
     expect(r.stderr).toMatch(/CRITICAL: no backup has run yet/);
     expect(r.code).toBe(6);
+  });
+});
+
+describe('status says whether the nightly export stopped', () => {
+  const state = { version: 1, engine: 'bacula', trigger: 'hook', startedAt: new Date().toISOString(), status: 'ok', problems: [], lastSuccessAt: new Date().toISOString() } as const;
+  it('NOT stopped is a warning; stopped and unconfirmed are details', () => {
+    const at = (nightly: { text: string; stopped: boolean | undefined }) =>
+      computeStatus({ state, now: new Date(), maxAgeMs: 3_600_000, scope: { on: false, name: 'cp.bootstrapper manual_database_backups', nightly } });
+    const bad = at({ text: 'NOT stopped: manual_database_backups reads true but /etc/cron.daily/10backup_dbs is still in place and executable', stopped: false });
+    expect(bad.severity).toBe('WARNING');
+    expect(bad.lines[0]).toMatch(/^WARNING: panel nightly export NOT stopped/);
+    const good = at({ text: 'stopped: the scope reads off and /etc/cron.daily/10backup_dbs is gone', stopped: true });
+    expect(good.severity).toBe('OK');
+    expect(good.lines).toContain('panel nightly exports: off (cp.bootstrapper manual_database_backups); stopped: the scope reads off and /etc/cron.daily/10backup_dbs is gone');
+    expect(at({ text: 'unconfirmed: …', stopped: undefined }).severity).toBe('OK');
   });
 });
