@@ -9,7 +9,7 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { buildApiscpTree } from '../lib/sandbox/apiscp-tree.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
-import { startBacula, testDirectorConfig, type BaculaHarness } from './harness/bacula.js';
+import { startBacula, stockDirectorConfig, testDirectorConfig, type BaculaHarness } from './harness/bacula.js';
 import { cli, NODE, rmrf } from './helpers/e2e.js';
 
 // The ApisCP Bacula add-in's director (test/fixtures/bacula-addin: its include structure, the
@@ -200,6 +200,28 @@ describe('the add-in layout', () => {
     } finally {
       writeFileSync(installed, saved);
     }
+  });
+});
+
+describe('the stock layout', () => {
+  test('--write makes an include file (idempotent) that a stock bacula-dir.conf @-includes and bacula-dir -t accepts', async () => {
+    const stockEtc = join(base, 'stock-etc');
+    mkdirSync(stockEtc, { recursive: true });
+    const workDir = join(work, 'dir'); // the harness's catalog is there
+    const stock = stockDirectorConfig({
+      directorName: 'x-dir', dirPort: 9101, consolePassword: 'a', workDir, clientName: 'apiscp-fd', fdPort: 9102, fdPassword: 'b',
+      sdPort: 9103, sdPassword: 'c', logFile: join(base, 'stock.log'), dataDir: base,
+    });
+    writeFileSync(join(stockEtc, 'bacula-dir.conf'), stock);
+    const w = await cli(['--config', configFile, 'bacula', 'config', '--etc', stockEtc, '--write']);
+    expect(w.code, w.stderr).toBe(0);
+    const include = join(stockEtc, 'apiscp-backup-dir.conf');
+    expect(w.stdout).toContain(`wrote ${include}`);
+    expect(w.stdout).toContain(`@${include}`);
+    expect((await cli(['--config', configFile, 'bacula', 'config', '--etc', stockEtc, '--write'])).stdout).toContain(`${include}: unchanged`);
+    expect(readFileSync(join(stockEtc, 'bacula-dir.conf'), 'utf8')).toBe(stock); // the admin's file is theirs
+    writeFileSync(join(stockEtc, 'with-include.conf'), `${stock}\n@${include}\n`);
+    expect(await testDirectorConfig(join(stockEtc, 'with-include.conf'))).toMatchObject({ ok: true });
   });
 });
 
