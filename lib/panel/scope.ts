@@ -99,7 +99,7 @@ export async function scopeRestore(loaded: LoadedConfig, options: PanelOptions =
     record,
     route: setting.route,
     nightly: nightly({ route: setting.route, enabled: record.previous }),
-    message: changed ? `${name} restored to ${onOff(record.previous)}` : `${name} is already ${onOff(record.previous)}; record removed`,
+    message: changed ? `${name} restored to ${valueText(setting.route, record.previous)}` : `${name} is already ${valueText(setting.route, record.previous)}; record removed`,
   };
 }
 
@@ -140,7 +140,10 @@ async function disableWith(panel: Cpcmd, loaded: LoadedConfig, options: PanelOpt
     record,
     route: setting.route,
     nightly,
-    message: before ? `${name} disabled (was on)` : `${name} is already disabled`,
+    message:
+      setting.route === 'scope'
+        ? before ? `${name} disabled (was on)` : `${name} is already disabled`
+        : before ? `nightly exports disabled: ${name} set to true (was false)` : `nightly exports already disabled (${name} is true)`,
   };
 }
 
@@ -157,6 +160,11 @@ function routeOptions(loaded: LoadedConfig, options: PanelOptions): Parameters<t
     signal: options.signal,
     log: options.log,
   };
+}
+
+/** How the admin reads the setting: the scope is on/off, manual_database_backups the opposite boolean. */
+function valueText(route: ExportRoute, exportsOn: boolean): string {
+  return route === 'scope' ? onOff(exportsOn) : `${!exportsOn} (nightly exports ${onOff(exportsOn)})`;
 }
 
 function onOff(value: boolean): string {
