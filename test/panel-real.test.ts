@@ -181,9 +181,9 @@ describe('the nightly exports: scope, older panels, and whether they really stop
     rmSync(dir + '/var', { recursive: true, force: true });
     writeState({ scopes: { 'cp.bootstrapper': { manual_database_backups: false } }, quirks: { panelCronKept: true } });
     const warning = await ensureScopeDisabled(loaded(), { env });
-    expect(warning).toMatch(/disabled it/);
+    expect(warning).toMatchObject({ code: 'scope-reenabled', message: expect.stringMatching(/disabled it/) });
     const again = await ensureScopeDisabled(loaded(), { env });
-    expect(again).toMatch(/NOT stopped: manual_database_backups reads true but .*10backup_dbs is still in place and executable/);
+    expect(again).toMatchObject({ code: 'panel-export-running', message: expect.stringMatching(/NOT stopped: manual_database_backups reads true but .*10backup_dbs is still in place and executable/) });
     // Not executable: run-parts skips it, so it is inert.
     chmodSync(cronFile(), 0o644);
     expect(await ensureScopeDisabled(loaded(), { env })).toBeUndefined();

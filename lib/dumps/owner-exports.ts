@@ -6,7 +6,7 @@ import { CommandError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { findErrorBlock } from '../panel/cpcmd.js';
-import { recordWarning } from '../warnings.js';
+import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
 import { cmd, describe } from '../run/command.js';
 import { run } from '../run/run.js';
 import { panelScript } from './apnscp.js';
@@ -19,7 +19,7 @@ export interface OwnerExportsOutcome {
   readonly ran: boolean;
   /** Export files that appeared or changed during the run. */
   readonly files: readonly string[];
-  readonly warnings: readonly string[];
+  readonly warnings: readonly Warning[];
   readonly durationMs: number;
 }
 
@@ -32,11 +32,12 @@ export interface OwnerExportsOutcome {
  */
 export async function runOwnerExports(loaded: LoadedConfig, options: { log: Logger; signal?: AbortSignal }): Promise<OwnerExportsOutcome> {
   const { log, signal } = options;
-  const warnings: string[] = [];
+  const warnings: Warning[] = [];
+  const warn = (message: string, fields: Record<string, unknown> = {}): void => recordWarning(warnings, log, warning(WarningCodes.OWNER_EXPORTS, message), fields);
   const started = Date.now();
   const script = panelScript(loaded);
   if (!existsSync(script)) {
-    recordWarning(warnings, log, `site owners' scheduled database exports did not run: ${script} does not exist (databases.apnscp.script; panel.owner_exports: false turns this off)`);
+    warn(`site owners' scheduled database exports did not run: ${script} does not exist (databases.apnscp.script; panel.owner_exports: false turns this off)`);
     return { ran: false, files: [], warnings, durationMs: 0 };
   }
   const command = cmd(loaded.config.databases.apnscp.php, [script]);
@@ -47,14 +48,14 @@ export async function runOwnerExports(loaded: LoadedConfig, options: { log: Logg
     output = `${result.stderr}\n${result.stdout}`;
   } catch (err) {
     if (!(err instanceof CommandError) || signal?.aborted) throw err;
-    recordWarning(warnings, log, `site owners' scheduled database exports failed: ${err.message}`, { command: describe(command) });
+    warn(`site owners' scheduled database exports failed: ${err.message}`, { command: describe(command) });
   }
   const block = findErrorBlock(output);
-  if (block?.failed) recordWarning(warnings, log, `site owners' scheduled database exports reported an error: ${block.message}`, { command: describe(command) });
+  if (block?.failed) warn(`site owners' scheduled database exports reported an error: ${block.message}`, { command: describe(command) });
   const after = exportFiles(loaded.paths.home);
   const files = [...after].filter(([f, sig]) => before.get(f) !== sig).map(([f]) => f).sort();
   for (const f of files) {
-    if (statSync(f).size === 0) recordWarning(warnings, log, `site owners' scheduled export ${f} is empty`);
+    if (statSync(f).size === 0) warn(`site owners' scheduled export ${f} is empty`);
   }
   log.info("site owners' scheduled database exports finished", { files: files.length, durationMs: Date.now() - started });
   return { ran: true, files, warnings, durationMs: Date.now() - started };

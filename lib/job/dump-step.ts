@@ -9,6 +9,7 @@ import type { DatabaseKind } from '../dumps/types.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
 import { ProgressLine } from '../report/progress.js';
+import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
 import { buildSiteLookup } from './site-lookup.js';
 
@@ -80,14 +81,20 @@ export function dumpsState(result: DumpRunResult): NonNullable<RunState['dumps']
       bytes: e.bytes,
       error: e.error?.message,
     })),
+    ...(result.manifest.missing?.length ? { missing: result.manifest.missing.map((m) => ({ kind: m.kind, database: m.database, site: m.site, reason: m.reason })) } : {}),
   };
 }
 
-export function dumpProblems(result: DumpStepResult): string[] {
-  return [
-    ...result.manifest.entries
-      .filter((e) => e.status === 'failed')
-      .map((e) => `${e.kind} ${e.database === null ? e.object : `'${e.database}'`}: ${e.error?.message ?? 'failed'}`),
-    ...(result.ownerExports?.warnings ?? []),
-  ];
+/**
+ * Every warning of the dump run: the run's own (database missing, retry needed), each dump's
+ * (events skipped) and the site owners' scheduled exports' (panel error block, empty export).
+ */
+export function dumpWarnings(result: DumpStepResult): Warning[] {
+  return [...(result.manifest.warnings ?? []), ...result.manifest.entries.flatMap((e) => e.warnings ?? []), ...(result.ownerExports?.warnings ?? [])];
+}
+
+export function dumpProblems(result: DumpRunResult): string[] {
+  return result.manifest.entries
+    .filter((e) => e.status === 'failed')
+    .map((e) => `${e.kind} ${e.database === null ? e.object : `'${e.database}'`}: ${e.error?.message ?? 'failed'}`);
 }

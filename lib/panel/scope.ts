@@ -5,6 +5,7 @@ import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { PanelError } from '../errors.js';
 import { durationMs } from '../config/schema.js';
+import { warning, WarningCodes, type Warning } from '../warnings.js';
 import { apnscpHome, openPanel, requirePanel, type Cpcmd, type PanelOptions } from './cpcmd.js';
 import { BOOTSTRAPPER_SCOPE, BOOTSTRAPPER_VAR, EXPORT_SCOPE, locateUpcp, readExports, setExports, type ExportRoute, type ExportSetting } from './export-route.js';
 import { checkNightlyExport, type NightlyExportCheck } from './nightly-export.js';
@@ -107,15 +108,20 @@ export async function scopeRestore(loaded: LoadedConfig, options: PanelOptions =
  * For the pre-backup hook: a panel update (`upcp -b`) may switch the exports back on. Returns a
  * warning when it had to disable them, undefined when all is well or there is no panel at all.
  */
-export async function ensureScopeDisabled(loaded: LoadedConfig, options: PanelOptions = {}): Promise<string | undefined> {
+export async function ensureScopeDisabled(loaded: LoadedConfig, options: PanelOptions = {}): Promise<Warning | undefined> {
   const panel = openPanel(loaded.config, options);
   if (!panel) return undefined;
   const hadRecord = readRecord(scopeRecordPath(loaded)) !== undefined;
   const change = await disableWith(panel, loaded, options);
-  if (!change.changed) return change.nightly.stopped === false ? `the panel's nightly export is ${change.nightly.text}` : undefined;
-  return hadRecord
-    ? `${change.scope} was on again (a panel update?); disabled it so the panel's nightly exports do not race this backup`
-    : `${change.scope} was on; disabled it so the panel's nightly exports do not race this backup (scope restore puts it back)`;
+  if (!change.changed) {
+    return change.nightly.stopped === false ? warning(WarningCodes.PANEL_EXPORT_RUNNING, `the panel's nightly export is ${change.nightly.text}`) : undefined;
+  }
+  return warning(
+    WarningCodes.SCOPE_REENABLED,
+    hadRecord
+      ? `${change.scope} was on again (a panel update?); disabled it so the panel's nightly exports do not race this backup`
+      : `${change.scope} was on; disabled it so the panel's nightly exports do not race this backup (scope restore puts it back)`,
+  );
 }
 
 async function disableWith(panel: Cpcmd, loaded: LoadedConfig, options: PanelOptions): Promise<ScopeChange> {

@@ -24,9 +24,10 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
     panelError = err instanceof Error ? err.message : String(err);
     return undefined;
   });
-  if (warning) process.stderr.write(`warning: ${warning}\n`);
+  if (warning) process.stderr.write(`warning: ${warning.message}\n`);
   if (panelError) process.stderr.write(`error: cannot keep the panel's nightly exports off: ${panelError}\n`);
   const verdict = await currentStatus(ctx);
-  if (!verdict.ok) process.stderr.write(verdict.lines.join('\n') + '\n');
+  // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
+  if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');
   return verdict.ok && panelError ? ExitCode.PANEL : verdict.exitCode;
 }
