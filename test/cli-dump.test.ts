@@ -767,13 +767,15 @@ describe("site owners' own scheduled exports (panel.owner_exports)", () => {
     const sb = await sandbox({ quirks: { backupDbsErrorBlock: 'mysql export of a_wp failed: Lost connection', backupDbsEmpty: ['b_shop'] } });
     const r = await sb.cli(['dump']);
     expect(r.exitCode).toBe(0);
-    expect(r.stderr).toContain("warning: site owners' scheduled database exports reported an error: ERROR: mysql export of a_wp failed: Lost connection");
-    expect(r.stderr).toMatch(/warning: site owners' scheduled export .*b_shop-\d{8}\.sql is empty/);
+    expect(r.stderr).toMatch(/^apiscp-backup finished with warnings/);
+    expect(r.stderr).toContain("site owners' scheduled database exports reported an error: ERROR: mysql export of a_wp failed: Lost connection");
+    expect(r.stderr).toMatch(/site owners' scheduled export .*b_shop-\d{8}\.sql is empty/);
     const st = JSON.parse(readFileSync(sb.statusFile, 'utf8')) as RunState;
     expect(st.status).toBe('warning');
+    expect(st.warnings?.map((w) => w.code)).toEqual(['owner-exports', 'owner-exports']);
     expect(st.dumps?.failed).toBe(0);
     const status = await sb.cli(['status']);
-    expect(status.stdout).toMatch(/^WARNING: last run had warnings: site owners' scheduled database exports reported an error/);
+    expect(status.stdout).toMatch(/^WARNING: site owners' scheduled database exports reported an error: .*; site owners' scheduled export .*b_shop-\d{8}\.sql is empty/);
   });
 
   it('panel.owner_exports: false, or databases.method both (the panel exports with --force itself): no owners\' run', async () => {

@@ -101,8 +101,9 @@ describe('user hooks', () => {
     const file = config({ after_backup: [['/bin/false']] });
     const r = await cli(['--config', file, 'run']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/^warning: hooks\.after_backup failed: \/bin\/false: exited with 1/m);
-    expect(status(file)).toMatchObject({ status: 'warning' });
+    expect(r.stderr).toMatch(/^apiscp-backup finished with warnings/);
+    expect(r.stderr).toMatch(/hooks\.after_backup failed: \/bin\/false: exited with 1/);
+    expect(status(file)).toMatchObject({ status: 'warning', warnings: [{ code: 'hook-failed', message: expect.stringMatching(/^hooks\.after_backup failed/) }] });
   });
 
   test('a hook needs at least a program: config validation names the key', async () => {
