@@ -193,7 +193,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
       sdPort: SD_PORT, sdPassword: pw.sd, logFile: join(dirWork, 'bacula.log'), dataDir: dirDirs.data, address: net.hub.address,
     });
     writeFileSync(files.dir, [stock, ...servers.map((s) => s.fragment)].join('\n'), { mode: 0o600 });
-    writeFileSync(files.sd, sdConfig(directorName, SD_PORT, pw.sd, dirDirs.sd, dirDirs.volumes, net.hub.address), { mode: 0o600 });
+    writeFileSync(files.sd, sdConfig(directorName, SD_PORT, pw.sd, dirDirs.sd, dirDirs.volumes, undefined, net.hub.address), { mode: 0o600 });
     writeFileSync(files.fd, fdConfig(directorName, 'dir-fd', FD_PORT, pw.dirFd, dirDirs.fd, net.hub.address), { mode: 0o600 });
     writeFileSync(files.con, bconsoleConfig(directorName, DIR_PORT, pw.console, net.hub.address), { mode: 0o600 });
     const checked = await testDirectorConfig(files.dir);
