@@ -7,7 +7,7 @@ import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js
 import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
 import { CLI, NODE, cli } from '../helpers/e2e.js';
-import { EXPORT_SCOPE, FAKE_CPCMD } from '../helpers/sandbox.js';
+import { EXPORT_SCOPE, FAKE_CPCMD, REPO } from '../helpers/sandbox.js';
 import {
   binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
   type Bconsole, type JobOutcome,
@@ -158,6 +158,8 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
             databases: {
               mysql: { enabled: true, socket: my.socket, defaults_file: join(common, 'no-my.cnf') },
               postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
+              // The site owners' scheduled exports (panel.owner_exports) run the stand-in's backup_dbs.php.
+              apnscp: { php: join(REPO, 'test/fake-apiscp/apnscp_php'), script: join(REPO, 'test/fake-apiscp/backup_dbs.php') },
             },
           }, null, 2) + '\n',
           { mode: 0o600 },
