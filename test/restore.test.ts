@@ -1,0 +1,127 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { EngineName } from '../lib/engine/types.js';
+import { loadDump } from '../lib/sandbox/db-checks.js';
+import { assertBuilt, mysqlFingerprint, pgFingerprint, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
+import { createRestoreFixture, seedSiteDatabases, type RestoreFixture } from './helpers/restore-fixture.js';
+
+// `list` and `restore db` through the BUILT CLI for every engine, against real servers and real
+// repositories: an older backup by id and by date, --into, the refusal without --force, the
+// safety dump with --force, hostile names, clear errors.
+
+const base = mkdtempSync(join(tmpdir(), 'restore-'));
+let servers: Servers;
+
+beforeAll(async () => {
+  assertBuilt();
+  servers = await startServers();
+  await seedSiteDatabases(servers);
+});
+
+afterAll(async () => {
+  await stopServers(servers);
+  rmrf(base);
+});
+
+const HOSTILE = `site2_-x $(id) 'q' ü`;
+const fp = (db: string): Promise<Record<string, string>> => mysqlFingerprint(servers.my, db);
+
+interface Listed {
+  local: { runId: string; time: string; status: string; databases: number }[];
+  engine: string;
+  backups: { id: string; time: string; chain: number; level: string }[];
+}
+
+describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and restore db', (engine: EngineName) => {
+  let f: RestoreFixture;
+  let first: Record<string, string>;
+  let second: Record<string, string>;
+  let listed: Listed;
+
+  beforeAll(async () => {
+    f = await createRestoreFixture(base, engine, servers);
+    // Each engine starts from the same content (an earlier engine's restores changed it).
+    await servers.my.sql(`DELETE FROM \`site2_db\`.items WHERE id >= 1000`);
+    first = await fp('site2_db');
+    const r1 = await f.cli(['run']);
+    expect(r1.code, r1.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100)); // distinct second-resolution ids and times
+    await servers.my.sql(`INSERT INTO \`site2_db\`.items VALUES (1000, 'after the first backup', NULL)`);
+    second = await fp('site2_db');
+    expect(second).not.toEqual(first);
+    const r2 = await f.cli(['run']);
+    expect(r2.code, r2.stderr).toBe(0);
+  });
+
+  test('list shows the local runs and the engine backups with their restore chain', async () => {
+    const r = await f.cli(['--json', 'list']);
+    expect(r.code, r.stderr).toBe(0);
+    listed = JSON.parse(r.stdout) as Listed;
+    expect(listed.local.length).toBe(2);
+    expect(listed.local.every((l) => l.status === 'complete' && l.databases >= 5)).toBe(true);
+    if (engine === 'none') expect(listed.backups).toEqual([]);
+    else {
+      expect(listed.backups.length).toBe(2);
+      // Newest first; duplicity's second set is an incremental on top of the full: chain 2.
+      expect(listed.backups.map((b) => b.chain)).toEqual(engine === 'duplicity' ? [2, 1] : [1, 1]);
+      expect(Date.parse(listed.backups[0]!.time)).toBeGreaterThan(Date.parse(listed.backups[1]!.time));
+    }
+    const text = await f.cli(['list']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(listed.local[0]!.runId);
+    if (engine !== 'none') expect(text.stdout).toMatch(/chain [12]/);
+  });
+
+  test('a non-empty database is not replaced without --force', async () => {
+    const r = await f.cli(['restore', 'db', 'site2_db']);
+    expect(r.code).toBe(8);
+    expect(r.stderr).toMatch(/refusing to replace mysql database 'site2_db': it is not empty.*--force/);
+    expect(await fp('site2_db')).toEqual(second);
+    const journal = readFileSync(join(f.loaded.paths.stateDir, 'restores.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(journal.at(-1)).toMatchObject({ command: 'restore db', result: 'refused' });
+  });
+
+  test('the older backup by id, --into a new database', async () => {
+    const older = engine === 'none' ? listed.local[1]!.runId : listed.backups[1]!.id;
+    const r = await f.cli(['restore', 'db', 'site2_db', '--from', older, '--into', 'site2_db_old']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/restored mysql database 'site2_db_old' from /);
+    expect(await fp('site2_db_old')).toEqual({ ...first });
+    expect(await fp('site2_db')).toEqual(second);
+    await servers.my.sql('DROP DATABASE site2_db_old');
+  });
+
+  test('the older backup by date, --force: a safety dump first, named in the output', async () => {
+    const older = engine === 'none' ? listed.local[1]!.time : listed.backups[1]!.time;
+    const r = await f.cli(['restore', 'db', 'site2_db', '--from', older, '--force']);
+    expect(r.code, r.stderr).toBe(0);
+    const safety = /safety dump of the previous content .*: (\S+)$/m.exec(r.stdout)?.[1];
+    expect(safety, r.stdout).toBeTruthy();
+    expect(existsSync(safety!)).toBe(true);
+    expect(await fp('site2_db')).toEqual(first);
+    // The safety dump holds what was there: loading it back gives the second state again.
+    const entry = { kind: 'mysql', object: 'database', database: 'site2_db', site: 'site2', path: basename(safety!), format: 'sql', compression: 'zstd', startedAt: '', durationMs: 0, status: 'ok' } as const;
+    await loadDump(entry, dirname(safety!), { mysql: servers.my }, 'safety_check');
+    expect(await fp('safety_check')).toEqual(second);
+    await servers.my.sql('DROP DATABASE safety_check');
+  });
+
+  test('hostile names, PostgreSQL, unknown names and backups', async () => {
+    const h = await f.cli(['restore', 'db', HOSTILE, '--into', `${HOSTILE} copy`]);
+    expect(h.code, h.stderr).toBe(0);
+    expect(await fp(`${HOSTILE} copy`)).toEqual(await fp(HOSTILE));
+    const pg = await f.cli(['restore', 'db', 'site2_blog', '--into', 'site2_blog copy']);
+    expect(pg.code, pg.stderr).toBe(0);
+    expect(await pgFingerprint(servers.pg, 'site2_blog copy')).toEqual(await pgFingerprint(servers.pg, 'site2_blog'));
+    await servers.pg.sql('DROP DATABASE "site2_blog copy"');
+    await servers.my.sql(`DROP DATABASE \`${HOSTILE} copy\``);
+    const unknown = await f.cli(['restore', 'db', 'no_such_db']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/no complete local run holds|unknown database 'no_such_db'/);
+    const nope = await f.cli(['restore', 'db', 'site2_db', '--from', 'deadbeef', '--into', 'x']);
+    expect(nope.code).toBe(2);
+    expect(nope.stderr).toMatch(/backup deadbeef not found/);
+  });
+});
