@@ -81,13 +81,15 @@ export async function createRestoreFixture(base: string, engine: EngineName, ser
     tree.sites.map((s) => [s.id, { domain: s.domain, active: true, admin: s.admin, prefix: `${s.id}_`, mysql: SITE_DBS[s.id as keyof typeof SITE_DBS].mysql, pgsql: SITE_DBS[s.id as keyof typeof SITE_DBS].pgsql }]),
   );
   writeFileSync(panelState, JSON.stringify({ scopes: { 'backups.automatic-database-exports': false }, sites }, null, 2));
-  const env = {
-    ...(process.env as Record<string, string>),
-    CPCMD: join(REPO, 'test/fake-apiscp/cpcmd'),
-    FAKE_APISCP_STATE: panelState,
-    FAKE_APISCP_LOG: join(dir, 'panel.log'),
-    FAKE_APISCP_HOME: tree.home,
-  };
-  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...extra[engine], panel: { enabled: true } } });
+  // The panel stand-in behind a wrapper, as the demo does: Bacula's file daemon runs our hook
+  // with its own environment, so the config must name cpcmd and the wrapper its state.
+  const cpcmd = join(dir, 'cpcmd');
+  writeFileSync(
+    cpcmd,
+    `#!/bin/sh\nFAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dir, 'panel.log')}' FAKE_APISCP_HOME='${tree.home}' exec '${process.execPath}' '${join(REPO, 'test/fake-apiscp/cpcmd')}' "$@"\n`,
+    { mode: 0o755 },
+  );
+  const env = { ...(process.env as Record<string, string>) };
+  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...extra[engine], panel: { enabled: true, cpcmd } } });
   return { engine, dir, root, tree, config, loaded: loadConfig({ file: config }), env, cli: (args) => cli(['--config', config, ...args], { env }) };
 }
