@@ -1,11 +1,15 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { EngineName } from '../lib/engine/types.js';
 import { loadDump } from '../lib/sandbox/db-checks.js';
-import { assertBuilt, mysqlFingerprint, pgFingerprint, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
-import { createRestoreFixture, seedSiteDatabases, type RestoreFixture } from './helpers/restore-fixture.js';
+import { cmd } from '../lib/run/command.js';
+import { run } from '../lib/run/run.js';
+import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
+import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, pgFingerprint, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
+import { mountSiteOverlay } from './helpers/overlay.js';
+import { createRestoreFixture, seedSiteDatabases, siteFingerprints, SITE2_ROLE, SITE2_USER, type RestoreFixture } from './helpers/restore-fixture.js';
 
 // `list` and `restore db` through the BUILT CLI for every engine, against real servers and real
 // repositories: an older backup by id and by date, --into, the refusal without --force, the
@@ -39,6 +43,7 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
   let first: Record<string, string>;
   let second: Record<string, string>;
   let listed: Listed;
+  let site2AtBackup: Record<string, Record<string, string>>;
 
   beforeAll(async () => {
     f = await createRestoreFixture(base, engine, servers);
@@ -53,6 +58,7 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     expect(second).not.toEqual(first);
     const r2 = await f.cli(['run']);
     expect(r2.code, r2.stderr).toBe(0);
+    site2AtBackup = await siteFingerprints(servers, 'site2');
   });
 
   test('list shows the local runs and the engine backups with their restore chain', async () => {
@@ -123,5 +129,76 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     const nope = await f.cli(['restore', 'db', 'site2_db', '--from', 'deadbeef', '--into', 'x']);
     expect(nope.code).toBe(2);
     expect(nope.stderr).toMatch(/backup deadbeef not found/);
+  });
+});
+
+/** A hacked site2: files deleted (ACL'd, xattr'd, a symlink), changed, added; its databases, user and role dropped. */
+async function breakSite2(f: RestoreFixture, opts: { whiteout: boolean }): Promise<void> {
+  const html = join(f.tree.home, 'site2/shadow/var/www/html');
+  rmSync(join(html, 'index.html'));
+  rmSync(join(html, 'logo.bin'));
+  rmSync(join(html, 'home.html'));
+  rmSync(join(html, 'new\nline.txt'));
+  writeFileSync(join(html, 'name with space.txt'), 'defaced\n');
+  chmodSync(join(html, 'empty'), 0o666);
+  await run(cmd('setfacl', ['-b', html]));
+  writeFileSync(join(html, 'shell.php'), '<?php system($_GET["c"]);');
+  mkdirSync(join(html, 'evil/deeper'), { recursive: true });
+  writeFileSync(join(html, 'evil/deeper/x'), 'x');
+  writeFileSync(join(f.tree.home, 'site2/info/current/apache'), 'enabled = 0\n');
+  if (opts.whiteout) rmSync(join(html, 'deep/removed.txt'));
+  for (const db of ['site2_db', `site2_-x $(id) 'q' ü`]) await servers.my.sql(`DROP DATABASE \`${db}\``);
+  await servers.my.sql(`DROP USER '${SITE2_USER}'@'localhost'`);
+  await servers.pg.sql('DROP DATABASE site2_blog');
+  await servers.pg.sql(`DROP ROLE "${SITE2_ROLE}"`);
+}
+
+describe.each(['restic', 'borg', 'duplicity'] as const)('%s: restore site', (engine: EngineName) => {
+  test('site2 broken, then `restore site site2 --in-place --exact`: files and databases as at backup time, site1 and site3 untouched', async () => {
+    const f = await createRestoreFixture(base, engine, servers);
+    const r = await f.cli(['run']);
+    expect(r.code, r.stderr).toBe(0);
+    const dbsBefore = await siteFingerprints(servers, 'site2');
+    const rels = (re: RegExp): string[] => f.tree.included.filter((p) => re.test(p));
+    const site2 = rels(/^home\/virtual\/site2\//);
+    const others = rels(/^home\/virtual\/site[13]\//);
+    const [before2, beforeOthers] = await Promise.all([snapshotTree(f.root, site2), snapshotTree(f.root, others)]);
+    const rawDb = f.tree.excluded.find((p) => p.startsWith('home/virtual/site2/shadow/var/lib/mysql/'))!;
+    // restic goes through a mounted overlay (a live site), the others straight into shadow.
+    const overlay = engine === 'restic';
+    await breakSite2(f, { whiteout: !overlay });
+    const ov = overlay ? await mountSiteOverlay(f.tree.home, 'site2', join(f.tree.home, 'FILESYSTEMTEMPLATE/siteinfo')) : undefined;
+    const restoreCli = (args: string[]) =>
+      ov ? cli(ov.argv(NODE, [CLI, '--config', f.config, ...args]), { file: 'nsenter', env: f.env }) : f.cli(args);
+    try {
+      const plan = await restoreCli(['restore', 'site', 'site2', '--exact']);
+      expect(plan.code, plan.stderr).toBe(0);
+      expect(plan.stdout).toMatch(/missing .*index\.html/);
+      expect(plan.stdout).toMatch(/removed .*shell\.php/);
+      expect(plan.stdout).toMatch(/nothing changed/);
+      if (ov) expect(plan.stdout).toMatch(/fst \(the mounted overlay/);
+      expect(existsSync(join(f.tree.home, 'site2/shadow/var/www/html/shell.php'))).toBe(true);
+      const t = Date.now();
+      const done = await restoreCli(['restore', 'site', 'site2', '--in-place', '--exact']);
+      expect(done.code, done.stderr).toBe(0);
+      console.info(`${engine} restore site: ${Date.now() - t} ms`);
+      expect(done.stdout).toMatch(/accounts created.*site2_u/);
+    } finally {
+      await ov?.stop();
+    }
+    const after2 = Object.fromEntries(await snapshotTree(f.root, site2));
+    // Mounting the overlay (not the restore) marks its upper directory with an overlay uuid.
+    if (ov) delete (after2['home/virtual/site2/shadow']!.xattrs as Record<string, string>)['trusted.overlay.uuid'];
+    expect(after2).toEqual(Object.fromEntries(before2));
+    expect(Object.fromEntries(await snapshotTree(f.root, others))).toEqual(Object.fromEntries(beforeOthers));
+    for (const gone of ['shell.php', 'evil']) expect(existsSync(join(f.tree.home, 'site2/shadow/var/www/html', gone)), gone).toBe(false);
+    // What the backup leaves out is never taken for "extra": the raw database files stay.
+    expect(existsSync(join(f.root, rawDb))).toBe(true);
+    expect(await siteFingerprints(servers, 'site2')).toEqual(dbsBefore);
+    // The DEFINER user and the owning role came back with the databases.
+    expect((await servers.my.sql('SELECT COUNT(*) FROM `site2_db`.definer_view')).trim()).toBe('22');
+    expect((await servers.pg.sql(`SELECT tableowner FROM pg_tables WHERE tablename = 'items'`, 'site2_blog')).trim()).toBe(SITE2_ROLE);
+    const journal = readFileSync(join(f.loaded.paths.stateDir, 'restores.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(journal.at(-1)).toMatchObject({ command: 'restore site', what: 'site2', result: 'ok' });
   });
 });
