@@ -1,10 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import { assertBuilt, CLI, mysqlFingerprint, NODE, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
-import { createRestoreFixture, seedSiteDatabases, type RestoreFixture } from './helpers/restore-fixture.js';
+import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
+import { createRestoreFixture, seedSiteDatabases, siteFingerprints, type RestoreFixture } from './helpers/restore-fixture.js';
 
 // Restores through a real Bacula director: `list` reads our job's backups from the catalog with
 // their chain (Full + Differential + Incrementals), `restore` marks only the needed paths in
@@ -73,5 +74,47 @@ describe('Bacula: list and restore db through bconsole', () => {
     expect(forced.stdout).toMatch(/safety dump of the previous content/);
     expect(await fp('site2_db')).toEqual(second);
     await servers.my.sql('DROP DATABASE site2_db_full');
+  });
+});
+
+describe('Bacula: restore files and restore site', () => {
+  test('restore files: one ACL\'d file back in place, a directory into --target', async () => {
+    const rel = 'home/virtual/site1/shadow/var/www/html/index.html';
+    const before = await snapshotTree(f.root, [rel]);
+    rmSync(join(f.root, rel));
+    const r = await f.cli(['restore', 'files', 'site1', '/var/www/html/index.html', '--in-place']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/missing\s+1/);
+    expect(Object.fromEntries(await snapshotTree(f.root, [rel]))).toEqual(Object.fromEntries(before));
+    const target = join(base, 'copy');
+    const c = await f.cli(['restore', 'files', 'site1', '/var/www/html/deep', '--target', target]);
+    expect(c.code, c.stderr).toBe(0);
+    const deep = f.tree.included.filter((p) => p.startsWith('home/virtual/site1/shadow/var/www/html/deep'));
+    const copied = await snapshotTree(join(target, 'site1'), deep.map((p) => p.slice('home/virtual/site1/'.length)));
+    const orig = await snapshotTree(join(f.tree.home, 'site1'), deep.map((p) => p.slice('home/virtual/site1/'.length)));
+    expect(Object.fromEntries(copied)).toEqual(Object.fromEntries(orig));
+    const unknown = await f.cli(['restore', 'site', 'site9']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown site site9/);
+  });
+
+  test('site2 broken, `restore site site2 --in-place --exact`: back as at the last job', async () => {
+    const rels = (re: RegExp): string[] => f.tree.included.filter((p) => re.test(p));
+    const site2 = rels(/^home\/virtual\/site2\//);
+    const [before2, beforeOthers] = await Promise.all([snapshotTree(f.root, site2), snapshotTree(f.root, rels(/^home\/virtual\/site[13]\//))]);
+    const inc = await h.runJob('ApisCP', 'Incremental');
+    expect(inc.status, inc.log).toBe('T');
+    const dbs = await siteFingerprints(servers, 'site2');
+    const html = join(f.tree.home, 'site2/shadow/var/www/html');
+    for (const gone of ['index.html', 'logo.bin', 'deep/removed.txt']) rmSync(join(html, gone));
+    writeFileSync(join(html, 'shell.php'), '<?php');
+    await servers.my.sql('DROP DATABASE site2_db');
+    const r = await f.cli(['restore', 'site', 'site2', '--in-place', '--exact']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/restore chain 3/);
+    expect(Object.fromEntries(await snapshotTree(f.root, site2))).toEqual(Object.fromEntries(before2));
+    expect(Object.fromEntries(await snapshotTree(f.root, rels(/^home\/virtual\/site[13]\//)))).toEqual(Object.fromEntries(beforeOthers));
+    expect(existsSync(join(html, 'shell.php'))).toBe(false);
+    expect(await siteFingerprints(servers, 'site2')).toEqual(dbs);
   });
 });

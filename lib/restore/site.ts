@@ -251,7 +251,8 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
 /** A staged tree (or some entries of it) copied whole into `dest`, attributes kept. */
 async function copyTree(from: string, dest: string, scratch: string, signal?: AbortSignal, only?: readonly string[]): Promise<void> {
   const tree = await walkTree(from);
-  const rels = [...tree.keys()].filter((r) => r !== '' && (!only || only.some((o) => o === r || o.startsWith(r + '/'))));
+  // '.' is the copied directory itself: its owner, mode, ACLs and xattrs too.
+  const rels = [...tree.keys()].filter((r) => (!only || r === '' || only.some((o) => o === r || o.startsWith(r + '/')))).map((r) => r || '.');
   await mkdir(dest, { recursive: true, mode: 0o700 });
   await copyEntries(from, dest, rels, { viaOverlay: false, scratch, signal });
 }

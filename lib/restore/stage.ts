@@ -44,6 +44,10 @@ export async function fetchPaths(engine: Engine, ctx: EngineContext, source: Res
     if (/no space left on device|ENOSPC/i.test(text)) {
       throw new RestoreError(`not enough space in the staging directory ${staging.dir} (restore.staging_dir) for ${describeSource(source)}`, { staging: staging.dir }, { cause: err });
     }
+    // duplicity and Bacula refuse a path the backup does not have; restic and borg restore nothing.
+    if (/not found in archive|No files selected to be restored|No files marked/i.test(text)) {
+      throw new RestoreError(`${describeSource(source)} does not contain ${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ', …' : ''}`, { paths }, { cause: err });
+    }
     throw err;
   }
   const missing = paths.filter((p) => !exists(staging.dir + p));
