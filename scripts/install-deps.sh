@@ -13,6 +13,8 @@ packages=(
   bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console sqlite3
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
+  rsync                             # restore site/files: puts entries back with owners, ACLs, xattrs
+  util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay
 )
 
 missing=()
