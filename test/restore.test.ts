@@ -115,7 +115,7 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
   });
 
   // Names and kinds are engine-independent (dump files are %-encoded): two engines suffice.
-  test.runIf(engine === 'none' || engine === 'restic')('hostile names, PostgreSQL, unknown names and backups', async () => {
+  if (engine === 'none' || engine === 'restic') test('hostile names, PostgreSQL, unknown names and backups', async () => {
     const h = await f.cli(['restore', 'db', HOSTILE, '--into', `${HOSTILE} copy`]);
     expect(h.code, h.stderr).toBe(0);
     expect(await fp(`${HOSTILE} copy`)).toEqual(await fp(HOSTILE));
@@ -134,6 +134,17 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
       const missing = await f.cli(['restore', 'files', 'site1', '/no/such/file', '--target', join(f.dir, 'copy')]);
       expect(missing.code).toBe(8);
       expect(missing.stderr).toMatch(/does not contain .*no\/such\/file/);
+    }
+  });
+
+  if (engine === 'none') test('the target server down: a clear error, nothing recorded as done', async () => {
+    await servers.pg.stop();
+    try {
+      const r = await f.cli(['restore', 'db', 'site2_blog', '--into', 'x']);
+      expect(r.code).toBe(8);
+      expect(r.stderr).toMatch(/cannot restore into postgresql: the target server is not reachable/);
+    } finally {
+      await servers.pg.start();
     }
   });
 

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
+import { LATEST } from '../dumps/layout.js';
 import type { KindName } from '../dumps/types.js';
 import { restoreAcls, sidecarFileName } from '../engine/acl-sidecar.js';
 import { getEngine } from '../engine/index.js';
@@ -116,12 +117,11 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
     const wanted = input.paths ? input.paths.map((p) => join(home, 'shadow', sitePath(p))) : parts.map((p) => join(home, p));
     if (input.files) {
-      await fetchPaths(engine, ctx, source, staging, wanted);
-      if (!engine.keepsAcls) {
-        const sidecar = join(loaded.paths.dumpsDir, sidecarFileName());
-        await fetchPaths(engine, ctx, source, staging, [sidecar]);
-        await restoreAcls(staging.dir, staging.dir + sidecar);
-      }
+      // One fetch: the files, duplicity's ACL sidecar, and the run `latest` points at.
+      const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
+      const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
+      await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
+      if (sidecar[0]) await restoreAcls(staging.dir, staging.dir + sidecar[0]);
     }
     const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined) : undefined;
     runId = run?.runId;

@@ -72,7 +72,8 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
   }
   if (!staging) throw new Error('stageRun: an engine source needs a staging directory');
   const dumps = loaded.paths.dumpsDir;
-  await fetchPaths(engine, ctx, source, staging, [join(dumps, LATEST)]);
+  // A site restore fetches `latest` together with the files (one engine run fewer).
+  if (!exists(staging.dir + join(dumps, LATEST))) await fetchPaths(engine, ctx, source, staging, [join(dumps, LATEST)]);
   const runId = readlinkSync(staging.dir + join(dumps, LATEST));
   if (!/^[\w.-]+$/.test(runId)) throw new RestoreError(`${describeSource(source)}: ${join(dumps, LATEST)} points at ${JSON.stringify(runId)}, not a run`);
   await fetchPaths(engine, ctx, source, staging, [join(dumps, runId, MANIFEST)]);
