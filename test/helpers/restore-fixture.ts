@@ -90,6 +90,6 @@ export async function createRestoreFixture(base: string, engine: EngineName, ser
     { mode: 0o755 },
   );
   const env = { ...(process.env as Record<string, string>) };
-  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...extra[engine], panel: { enabled: true, cpcmd } } });
+  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...extra[engine], panel: { enabled: true, cpcmd, owner_exports: false } } });
   return { engine, dir, root, tree, config, loaded: loadConfig({ file: config }), env, cli: (args) => cli(['--config', config, ...args], { env }) };
 }
