@@ -14,7 +14,8 @@ packages=(
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
   iproute2                          # ip netns + veth: the fleet test's network namespaces
-  rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator
+  rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
+  util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay; the fleet test's mount namespaces
 )
 
 missing=()

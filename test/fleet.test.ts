@@ -182,7 +182,8 @@ function directorConfig(extra: Record<string, unknown> = {}): string {
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify({
     paths: { root }, panel: { enabled: false }, databases: { mysql: { enabled: false }, postgresql: { enabled: false } },
-    fleet: { bconsole_config: fleet.director.bconsoleConfigFile, exclude: ['dir-fd'], prometheus_textfile: '/var/lib/node_exporter/apiscp_fleet.prom', ...extra },
+    bacula: { bconsole_config: (extra.bconsole_config as string | undefined) ?? fleet.director.bconsoleConfigFile },
+    fleet: { exclude: ['dir-fd'], prometheus_textfile: '/var/lib/node_exporter/apiscp_fleet.prom', ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'bconsole_config')) },
   }));
   return file;
 }

@@ -11,7 +11,9 @@ import { writeFleetPrometheus } from './prometheus.js';
  */
 export async function fleetStatus(loaded: LoadedConfig, opts: { signal?: AbortSignal; now?: Date } = {}): Promise<FleetResult> {
   const f = loaded.config.fleet;
-  const con = bconsole({ bconsole: f.bconsole, configFile: loaded.paths.fleetBconsoleConfig, timeoutMs: durationMs(f.timeout), signal: opts.signal });
+  // The same bconsole settings as `list`/`restore` (bacula.bconsole*): on the director host, its full Console.
+  const b = loaded.config.bacula;
+  const con = bconsole({ bconsole: b.bconsole, configFile: b.bconsole_config, timeoutMs: durationMs(f.timeout), signal: opts.signal });
   const wanted = nameFilter(f.clients, f.exclude);
   const [configured, allJobs] = await Promise.all([listClients(con), listBackupJobs(con)]);
   const clients = [...new Set([...configured, ...allJobs.map((j) => j.client)])].filter((c) => c && wanted(c));
