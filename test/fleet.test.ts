@@ -175,6 +175,26 @@ describe('migration: server s1\'s backup restored onto server s3', LIMIT, () => 
   });
 });
 
+describe('migration with `restore site --from-client`', () => {
+  test('on s3, `restore site site2 --from-client s1-fd --in-place`: s1\'s site2 files (owners, modes, ACLs, xattrs) and databases arrive as backed up', async () => {
+    const [s1, s3] = [fleet.server('s1'), fleet.server('s3')];
+    // The panel on s3 created site2 (empty; same id and prefix as on s1).
+    for (const d of ['shadow', 'info']) mkdirSync(`${s3.root}/home/virtual/site2/${d}`, { recursive: true });
+    setPanelSites(s3, { ...SEEDS.s3, site2: { mysql: [], pgsql: [] } });
+    const site2 = s1.tree.included.filter((p) => p.startsWith('home/virtual/site2/'));
+    const c = s3.inside(cmd(NODE, [CLI, '--config', s3.configFile, 'restore', 'site', 'site2', '--from-client', s1.client, '--in-place']));
+    const t = Date.now();
+    const r = await cli(c.args, { file: c.file, env: { ...process.env, ...s3.env } as Record<string, string> });
+    console.info(`restore site across servers: ${Date.now() - t} ms`);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/database 'site2_s1blog': restored/);
+    expect(Object.fromEntries(await snapshotTree(s3.root, site2))).toEqual(Object.fromEntries(await snapshotTree(s1.root, site2)));
+    expect(await mysqlFingerprint(s3.my, 'site2_s1blog')).toEqual(s1Original.site2_s1blog);
+    expect(await pgFingerprint(s3.pg!, 'site2_s1pg')).toEqual(s1Original.site2_s1pg);
+    expect(await s3.my.sql('SHOW DATABASES')).toMatch(/site1_s3shop\n/);
+  });
+});
+
 /** `apiscp-backup fleet status` run on the director host: inside its namespace, with its own config. */
 function directorConfig(extra: Record<string, unknown> = {}): string {
   const root = `${fleet.base}/director`;

@@ -150,7 +150,8 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
             engine: 'bacula',
             paths: { root: common },
             panel: { enabled: true },
-            bacula: { client, job, fileset: job },
+            // bconsole for `list`/`restore … --from-client` on this server: a console on the director.
+            bacula: { client, job, fileset: job, bconsole_config: join(dirDirs.etc, 'bconsole.conf') },
             // Long enough for the fleet test to hold every server's lock while the director runs all jobs.
             lock: { wait: '60s' },
             // A stopped MariaDB is retried once after 30 s by default: 2 s keeps the test short.
