@@ -175,7 +175,7 @@ describe('migration: server s1\'s backup restored onto server s3', LIMIT, () => 
   });
 });
 
-describe('migration with `restore site --from-client`', () => {
+describe('migration with `restore site --from-client`', LIMIT, () => {
   test('on s3, `restore site site2 --from-client s1-fd --in-place`: s1\'s site2 files (owners, modes, ACLs, xattrs) and databases arrive as backed up', async () => {
     const [s1, s3] = [fleet.server('s1'), fleet.server('s3')];
     // The panel on s3 created site2 (empty; same id and prefix as on s1).
