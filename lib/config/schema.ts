@@ -94,11 +94,32 @@ export const configSchema = z
         dir: z.string().default('/var/backup/apiscp-backup').describe('where runs are written (under paths.root)'),
         keep: z.number().int().min(1).default(3).describe('complete runs to keep; the newest complete run is never deleted'),
         compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
-        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 3, gzip 6)'),
+        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 1, gzip 6; see the README\'s performance section)'),
         rsyncable: tristate
           .default('auto')
-          .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (costs ~30% compressor CPU); auto = on except for bacula'),
-        concurrency: z.number().int().min(1).max(64).default(2).describe('databases dumped at once'),
+          .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (doubles zstd -1 CPU); auto = on for restic, borg and duplicity'),
+        threads: z
+          .union([z.literal('auto'), z.number().int().min(1).max(64)])
+          .default('auto')
+          .describe('zstd threads per dump; auto = every core for a database dumped alone, else 1'),
+        concurrency: z
+          .union([z.literal('auto'), z.number().int().min(1).max(64)])
+          .default(2)
+          .describe('databases dumped at once; auto = the idle cores at the start (cores minus the 1-minute load), 1 to 8'),
+        sync: z
+          .enum(['run', 'file'])
+          .default('run')
+          .describe('run = one syncfs of the dumps filesystem before the manifest; file = fsync every dump as it is written (a shared, busy filesystem)'),
+        throttle: z
+          .object({
+            threads_running: z
+              .union([z.literal('auto'), z.number().int().min(0)])
+              .default('auto')
+              .describe('start no new dump while the server runs more statements than this for others (Threads_running, PostgreSQL active backends); auto = 2 per core, at least 4; 0 = off'),
+            max_wait: duration.default('15m').describe('per dump: start anyway after waiting this long (a backup late beats no backup)'),
+          })
+          .strict()
+          .default({}),
         timeout: duration.default('6h').describe('per database'),
       })
       .strict()
@@ -118,6 +139,16 @@ export const configSchema = z
         cpcmd: z.string().default('auto').describe('auto = $CPCMD, then cpcmd on PATH, then /usr/local/apnscp/bin/cmd'),
         timeout: duration.default('2m'),
         concurrency: z.number().int().min(1).max(16).default(4).describe('cpcmd calls at once while mapping databases to sites'),
+      })
+      .strict()
+      .default({}),
+    priority: z
+      .object({
+        nice: z.number().int().min(-20).max(19).default(10).describe('CPU priority of our processes (dump tools, compressors, engines); mariadbd\'s own threads keep theirs'),
+        ionice: z
+          .enum(['none', 'best-effort', 'idle'])
+          .default('best-effort')
+          .describe('I/O class of our processes (best-effort at the lowest level 7); only the bfq scheduler honours it, mq-deadline and none ignore it'),
       })
       .strict()
       .default({}),

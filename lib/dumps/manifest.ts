@@ -19,6 +19,11 @@ export interface ManifestEntry {
   readonly clientVersion?: string;
   readonly startedAt: string;
   readonly durationMs: number;
+  /**
+   * lock-tables dumps (MyISAM/Aria tables): how long the database's tables were locked, i.e.
+   * the site could not write them (mariadb-dump's run time, an upper bound).
+   */
+  readonly lockHeldMs?: number;
   readonly status: 'ok' | 'failed';
   /** For failures: one line, then the command and stderr tail. */
   readonly error?: { readonly message: string; readonly command?: string; readonly exitCode?: number; readonly stderrTail?: string };

@@ -16,6 +16,7 @@ import type { RunState } from '../report/run-state.js';
 import { dumpProblems, dumpStep, dumpsState } from './dump-step.js';
 import { addPin, removePin } from './pins.js';
 import { previousState, recordRun } from './record.js';
+import { withPriority } from '../run/priority.js';
 
 export interface JobInput {
   readonly loaded: LoadedConfig;
@@ -195,8 +196,12 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     if (proceed && engine.drivesBackup) {
       try {
         const ctx = await engineContext(input);
-        const result: EngineResult = await engine.backup(ctx);
-        await engine.prune?.(ctx);
+        // At the configured priority, like the dumps (priority.nice / priority.ionice).
+        const result: EngineResult = await withPriority(input.loaded.config.priority, input.log, async () => {
+          const r = await engine.backup(ctx);
+          await engine.prune?.(ctx);
+          return r;
+        });
         level = result.level;
         problems.push(...result.warnings);
         backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };
