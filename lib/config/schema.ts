@@ -101,7 +101,7 @@ export const configSchema = z
         threads: z
           .union([z.literal('auto'), z.number().int().min(1).max(64)])
           .default('auto')
-          .describe('zstd threads per dump; auto = every core for a database dumped alone, else 1'),
+          .describe('zstd threads per dump; auto = the cores shared by the databases dumped at once (a database dumped alone gets them all)'),
         concurrency: z
           .union([z.literal('auto'), z.number().int().min(1).max(64)])
           .default(2)

@@ -68,7 +68,12 @@ function brokenPipe(r: StageResult): boolean {
 function tapStream(onData: (chunk: Buffer) => void): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      onData(chunk);
+      try {
+        onData(chunk);
+      } catch (err) {
+        cb(err as Error);
+        return;
+      }
       cb(null, chunk);
     },
   });
