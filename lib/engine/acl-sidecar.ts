@@ -2,7 +2,6 @@ import { createReadStream, createWriteStream, writeFileSync } from 'node:fs';
 import { lstat, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { fsyncDir, tempNameFor } from '../atomic-file.js';
 import { compressionSuffix, compressorCommand, decompressorCommand, resolveCompression, sniffCompression } from '../dumps/compress.js';
@@ -79,8 +78,11 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
   try {
     if (existing.length === 0) writeFileSync(tmp, '', { mode: 0o600 });
     else {
-      await pipeToFile([cmd('getfacl', getfaclArgs(existing)), compressor], tmp, { tolerate: vanished(warnings) });
-      await pipeToFile([cmd('getfattr', getfattrArgs(existing)), compressor], second, { tolerate: vanished(warnings) });
+      // Both walks at once: each is one core of stat/getxattr calls (measured, bench:dumps).
+      await Promise.all([
+        pipeToFile([cmd('getfacl', getfaclArgs(existing)), compressor], tmp, { tolerate: vanished(warnings), fsync: false }),
+        pipeToFile([cmd('getfattr', getfattrArgs(existing)), compressor], second, { tolerate: vanished(warnings), fsync: false }),
+      ]);
       await pipeline(createReadStream(second), createWriteStream(tmp, { flags: 'a' }));
       const h = await open(tmp, 'r');
       await h.sync().finally(() => h.close());
@@ -131,48 +133,70 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
     if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, warnings: [] };
     const packed = sniffCompression(head);
     if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
-    await pipeToFile([decompressorCommand(packed, sidecar)], plain);
+    await pipeToFile([decompressorCommand(packed, sidecar)], plain, { fsync: false });
     const aclText = join(work, 'acl.txt');
     const xattrText = join(work, 'xattr.txt');
     const { acl, xattr } = await splitAndRewrite(plain, aclText, xattrText);
     const warnings: string[] = [];
-    await restoreWith(cmd('setfacl', [`--restore=${aclText}`], { cwd: fromDir }), warnings);
-    await restoreWith(cmd('setfattr', [`--restore=${xattrText}`], { cwd: fromDir }), warnings);
+    // ACLs and the other xattrs are separate attributes: both tools at once.
+    await Promise.all([
+      restoreWith(cmd('setfacl', [`--restore=${aclText}`], { cwd: fromDir }), warnings),
+      restoreWith(cmd('setfattr', [`--restore=${xattrText}`], { cwd: fromDir }), warnings),
+    ]);
     return { sidecar, aclFiles: acl, xattrFiles: xattr, warnings };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
-/** Stream the plain text into the two restore files, with paths made relative to the restore dir. */
+/**
+ * Stream the plain text into the two restore files, with paths made relative to the restore
+ * dir. Both tools separate their blocks with a blank line and start each with `# file: `; the
+ * work is done on whole chunks of blocks (indexOf and one regex per chunk), not per line: the
+ * line-by-line version cost 3.8× the raw setfacl/setfattr on 200,000 files (bench:dumps).
+ * latin1 keeps every byte as it was (the tools escape odd names as \ooo anyway).
+ */
 async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string): Promise<{ acl: number; xattr: number }> {
-  const acl = createWriteStream(aclOut, { mode: 0o600 });
-  const xattr = createWriteStream(xattrOut, { mode: 0o600 });
+  const acl = createWriteStream(aclOut, { mode: 0o600, encoding: 'latin1' });
+  const xattr = createWriteStream(xattrOut, { mode: 0o600, encoding: 'latin1' });
   const counts = { acl: 0, xattr: 0 };
-  let pendingHeader: string | undefined;
-  let target: typeof acl | undefined;
   const write = async (stream: typeof acl, text: string): Promise<void> => {
-    if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
+    if (text !== '' && !stream.write(relativeHeaders(text), 'latin1')) await new Promise<void>((r) => stream.once('drain', () => r()));
   };
-  for await (const line of createInterface({ input: createReadStream(plain), crlfDelay: Infinity })) {
-    if (line.startsWith('# file: ')) {
-      const rel = line.slice('# file: '.length).replace(/^\/+/, '');
-      pendingHeader = `# file: ${rel === '' ? '.' : rel}\n`;
-      target = undefined;
+  const flush = async (blocks: string[]): Promise<void> => {
+    const parts = { acl: [] as string[], xattr: [] as string[] };
+    for (let block of blocks) {
+      block = block.replace(/^\n+/, '');
+      if (!block.startsWith('# file: ')) continue;
+      // The line after the header decides which tool wrote the block.
+      const eol = block.indexOf('\n');
+      if (eol === -1) continue;
+      const which = block.startsWith('# owner: ', eol + 1) ? 'acl' : 'xattr';
+      counts[which]++;
+      parts[which].push(block, '\n\n');
+    }
+    await write(acl, parts.acl.join(''));
+    await write(xattr, parts.xattr.join(''));
+  };
+  let rest = '';
+  for await (const chunk of createReadStream(plain, { encoding: 'latin1', highWaterMark: 1 << 20 })) {
+    const text = rest + (chunk as string);
+    const cut = text.lastIndexOf('\n\n');
+    if (cut === -1) {
+      rest = text;
       continue;
     }
-    if (pendingHeader !== undefined) {
-      // The line after the header decides which tool wrote the block.
-      if (line === '') continue;
-      target = line.startsWith('# owner: ') ? acl : xattr;
-      counts[target === acl ? 'acl' : 'xattr']++;
-      await write(target, pendingHeader);
-      pendingHeader = undefined;
-    }
-    if (target) await write(target, line + '\n');
+    rest = text.slice(cut + 2);
+    await flush(text.slice(0, cut).split('\n\n'));
   }
+  await flush(rest.split('\n\n'));
   await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
   return counts;
+}
+
+/** `# file: /abs/path` → `# file: abs/path` (`.` for the root itself), for a whole chunk at once. */
+function relativeHeaders(text: string): string {
+  return text.replace(/^# file: \/+$/gm, '# file: .').replace(/^# file: \/+/gm, '# file: ');
 }
 
 /** Missing files are warnings (the admin may have restored only part of the tree). */
