@@ -13,6 +13,7 @@ packages=(
   bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console sqlite3
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
+  mydumper sysbench                 # bench:dumps compares with mydumper/myloader, measures site latency
 )
 
 missing=()
