@@ -78,6 +78,8 @@ export interface DumpSettings {
   readonly engine?: string;
   readonly compression?: string;
   readonly level?: number;
+  /** priority.nice / priority.ionice; absent: the defaults (nice 10, best-effort 7). */
+  readonly priority?: { readonly nice: number; readonly ionice: string };
 }
 
 /** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
@@ -85,6 +87,7 @@ export function writeConfig(file: string, root: string, socket: string, include:
   const dumps = { ...(settings.compression ? { compression: settings.compression } : {}), ...(settings.level ? { level: settings.level } : {}) };
   const config = {
     ...(settings.engine ? { engine: settings.engine } : {}),
+    ...(settings.priority ? { priority: settings.priority } : {}),
     dumps,
     paths: { root },
     panel: { enabled: false },
