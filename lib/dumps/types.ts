@@ -1,6 +1,7 @@
 import type { Command } from '../run/command.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import type { Warning } from '../warnings.js';
 
 /**
  * One typed interface for every database kind. Adding a kind means adding one module in this
@@ -39,8 +40,10 @@ export interface DumpSpec {
   streamCheck?(): StreamCheck;
   /** Strings that must never appear in messages (none when credentials live in files). */
   readonly secrets?: readonly string[];
-  /** Extra facts for the manifest (engine of each table, encoding…). */
+  /** Extra facts for the manifest (engine of each table, encoding…): copied into the manifest entry. */
   readonly details?: Readonly<Record<string, unknown>>;
+  /** What this dump will not contain (events skipped…): recorded in the manifest entry and the run state. */
+  readonly warnings?: readonly Warning[];
 }
 
 /** Sees every chunk of a dump tool's output; finish() throws a BackupError when it is incomplete. */
@@ -83,8 +86,13 @@ export interface KindContext {
 export interface DatabaseKind {
   readonly name: KindName;
   /**
-   * Open a session, or return undefined when the kind is disabled (`enabled: false`, or `auto`
-   * and no client/server found). With `enabled: true` an unreachable server is an error.
+   * Should this run dump the kind? A reason ('enabled: true', or the evidence that a server is
+   * installed when enabled is auto: lib/dumps/installed.ts), or undefined to skip it.
+   */
+  expected(ctx: KindContext): string | undefined;
+  /**
+   * Open a session, or return undefined when the kind is disabled (`enabled: false`). `auto` is
+   * decided by expected() before: an unreachable server or missing client tools are errors.
    */
   open(ctx: KindContext): Promise<DatabaseSession | undefined>;
 }

@@ -5,6 +5,7 @@ import { writePrometheusTextfile } from '../report/prometheus.js';
 import type { RunState } from '../report/run-state.js';
 import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
 import { failureSummary } from '../report/summary.js';
+import { warningsHeadline } from '../warnings.js';
 
 /**
  * report: persist what a run did (status.json, merged with history for the watchdog clock and
@@ -29,9 +30,11 @@ export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunSta
   }
   if (options.ping !== false && merged.status !== 'running') {
     const failed = merged.status === 'failed';
+    const warnings = merged.warnings ?? [];
     await ping(failed ? 'failure' : 'success', loaded.config.monitor.heartbeat, {
       log,
-      logTail: failed ? summaryFor(loaded, merged) : merged.problems.join('\n'),
+      logTail: failed || warnings.length || merged.problems.length ? summaryFor(loaded, merged) : undefined,
+      summary: warnings.length ? `apiscp-backup: ${warningsHeadline(warnings)}` : undefined,
     });
   }
   return merged;

@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreAcls, writeAclSidecar } from '../../lib/engine/acl-sidecar.js';
+import { restoreAcls } from '../../lib/engine/acl-restore.js';
+import { writeAclSidecar } from '../../lib/engine/acl-sidecar.js';
 import { cmd, quote } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import { bin, timed, type Sample } from './measure.js';

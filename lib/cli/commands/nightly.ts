@@ -19,6 +19,7 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
   const warning = await ensureScopeDisabled(ctx.loaded, { log: ctx.log, signal: ctx.signal });
   if (warning) process.stderr.write(`warning: ${warning}\n`);
   const verdict = await currentStatus(ctx);
-  if (!verdict.ok) process.stderr.write(verdict.lines.join('\n') + '\n');
+  // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
+  if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');
   return verdict.exitCode;
 }
