@@ -84,7 +84,8 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   });
   try {
     entries.push(...plan.failures);
-    const tuning = dumpTuning(config, plan.items.length);
+    // Users/roles exports take a moment: a lone big database counts as alone beside them.
+    const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
     const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file' };
     const pacer = new ServerPacer(config.dumps.throttle, log);
     const total = plan.items.length + (input.panelExport ? 1 : 0);
