@@ -156,7 +156,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
           }
           if (end === -1) {
             parts.push(chunk.subarray(pos));
-            carry = Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2);
+            carry = chunk.length - pos >= 2 ? chunk.subarray(-2) : Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2);
             break;
           }
           parts.push(chunk.subarray(pos, end));
