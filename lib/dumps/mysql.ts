@@ -8,6 +8,7 @@ import { BackupError, CommandError, ConfigError, MissingDependencyError } from '
 import { ExitCode } from '../exit-codes.js';
 import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
+import { largeStdoutBuffer } from '../run/stdout-buffer.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
 import { warning, WarningCodes } from '../warnings.js';
@@ -195,7 +196,7 @@ class Session implements MysqlSession {
       // '--' ends the options, so a database called '-x' or '--help' is a name, not an option.
       '--',
       database,
-    ]);
+    ], { env: largeStdoutBuffer() }); // 1 MiB writes: fewer, larger reads for the streaming check
     const spec = this.spec(database, 'database', command, lockMode, {
       engines,
       tables,
