@@ -82,7 +82,8 @@ describe('loadSqlDumpParallel', () => {
     const file = join(work, 'src.sql.zst');
     await dumpTo('src', file);
     await server.sql('CREATE DATABASE copy1');
-    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy1'), connections: 2 });
+    // Small batches, so both connections really load rows of the same table.
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy1'), connections: 2, batchBytes: 256 << 10 });
     expect(result.inserts).toBeGreaterThan(3); // really spread: several statements
     expect(await mysqlChecksums(server, 'copy1')).toEqual(await mysqlChecksums(server, 'src'));
     const objects = (db: string) =>
@@ -98,7 +99,7 @@ describe('loadSqlDumpParallel', () => {
     // Two connections, the same key twice: whichever runs second fails, and so does the load.
     const plain = join(work, 'dup.sql');
     await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
-    const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e);
+    const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, batchBytes: 1 }).catch((e: unknown) => e);
     expect(String(err)).toMatch(/Duplicate entry '2'/);
     // A truncated file (cut inside an INSERT) is an error too, not a smaller database.
     const cut = join(work, 'cut.sql');
