@@ -14,6 +14,7 @@ packages=(
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
   iproute2                          # ip netns + veth: the fleet test's network namespaces
+  mydumper sysbench                 # bench:dumps compares with mydumper/myloader, measures site latency
   rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
   util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay; the fleet test's mount namespaces
 )

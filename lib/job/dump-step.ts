@@ -9,6 +9,7 @@ import type { DatabaseKind } from '../dumps/types.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
 import { ProgressLine } from '../report/progress.js';
+import { withPriority } from '../run/priority.js';
 import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
 import { buildSiteLookup } from './site-lookup.js';
@@ -51,7 +52,8 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
   const siteOf = method === 'apnscp' ? () => undefined : await buildSiteLookup(loaded, log, signal);
   const progress = input.interactive ? new ProgressLine(process.stderr) : undefined;
   try {
-    return await runDumps({
+    // Our dump tools and compressors at the configured priority (they inherit it from us).
+    return await withPriority(loaded.config.priority, log, () => runDumps({
       loaded,
       log,
       signal,
@@ -60,7 +62,7 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
       panelExport,
       pinned: new Set(readPins(loaded).map((p) => p.runId)),
       onProgress: progress && ((done, total, current) => progress.update(done, total, current)),
-    });
+    }));
   } finally {
     progress?.done();
   }
