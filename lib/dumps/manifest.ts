@@ -1,3 +1,4 @@
+import type { Inventory } from './inventory.js';
 import type { Compression, KindName } from './types.js';
 
 /** manifest.json in every finished run directory: the contract with restore tools and admins. */
@@ -20,6 +21,10 @@ export interface ManifestEntry {
   readonly startedAt: string;
   readonly durationMs: number;
   readonly status: 'ok' | 'failed';
+  /** The server's own inventory of the database at dump time (what `verify` compares a load with). */
+  readonly inventory?: Inventory;
+  /** Why a database dump has no inventory (the probe failed; the dump itself is fine). */
+  readonly inventoryError?: string;
   /** For failures: one line, then the command and stderr tail. */
   readonly error?: { readonly message: string; readonly command?: string; readonly exitCode?: number; readonly stderrTail?: string };
 }

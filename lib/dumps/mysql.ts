@@ -11,6 +11,8 @@ import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
 import { readTail } from './verify.js';
+import type { InventoryProbe } from './inventory.js';
+import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -196,7 +198,7 @@ class Session implements MysqlSession {
       '--',
       database,
     ]);
-    return this.spec(database, 'database', command, lockMode, {
+    const spec = this.spec(database, 'database', command, lockMode, {
       engines,
       tables,
       views,
@@ -204,6 +206,20 @@ class Session implements MysqlSession {
       ...(eventsSkipped ? { eventsSkipped: events } : {}),
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
+    return { ...spec, inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []) };
+  }
+
+  /** Read beside the dump, after it (see mysql-inventory.ts: why not inside its snapshot). */
+  private inventoryProbe(database: string, command: Command, skipped: string[]): InventoryProbe {
+    return {
+      command,
+      read: async (dumpStartedAt: Date, signal?: AbortSignal) => {
+        const started = Date.now();
+        const rows = await this.query(mysqlInventorySql(database, true), signal);
+        return parseMysqlInventory(rows, { dumpStartedAt, skipped, ms: Date.now() - started });
+      },
+      close: async () => undefined,
+    };
   }
 
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {

@@ -12,6 +12,7 @@ import { isExecutable, whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
 import { decompressorCommand } from './compress.js';
 import { readTail } from './verify.js';
+import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
 
 export interface OsUser {
   readonly uid: number;
@@ -172,12 +173,14 @@ class PostgresSession implements DatabaseSession {
 
   async planDatabase(database: string): Promise<DumpSpec> {
     const pgRestore = this.tools.pgRestore;
+    // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
+    const command = toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database);
     return {
       kind: 'postgresql',
       database,
       object: 'database',
-      // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
-      command: toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database),
+      command,
+      inventory: (signal) => openPgProbe(toolCommand(this.conn, this.tools.psql, PSQL_ARGS, database), command, signal),
       format: 'custom',
       extension: '.dump',
       compressible: false,

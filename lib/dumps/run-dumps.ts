@@ -13,6 +13,7 @@ import type { Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
 import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
+import type { InventoryProbe } from './inventory.js';
 import type { Manifest, ManifestEntry } from './manifest.js';
 import { applyRetention } from './retention.js';
 import type { Compression, DatabaseKind } from './types.js';
@@ -166,15 +167,31 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     clientVersion: item.session.versions.client,
     startedAt: startedAt.toISOString(),
   };
+  let probe: InventoryProbe | undefined;
+  let inventoryError: string | undefined;
   try {
+    if (spec.inventory) probe = await spec.inventory(signal).catch((err: Error) => void (inventoryError = err.message));
     const compressor = spec.compressible ? output.compressor : undefined;
-    const stages = compressor ? [spec.command, compressor] : [spec.command];
+    const command = probe?.command ?? spec.command;
+    const stages = compressor ? [command, compressor] : [command];
     const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets });
     written?.();
+    // After the slot is free: the inventory's reading overlaps the next dump.
+    const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
+    if (inventoryError !== undefined) log.warn(`${spec.kind} '${spec.database}': no inventory for verify: ${inventoryError}`, { database: spec.database });
     await spec.verify(tmp, applied, signal);
     renameSync(tmp, file);
-    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs });
-    return { ...base, path: rel, bytes: result.bytes, sha256: result.sha256, durationMs: Date.now() - startedAt.getTime(), status: 'ok' };
+    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
+    return {
+      ...base,
+      path: rel,
+      bytes: result.bytes,
+      sha256: result.sha256,
+      durationMs: Date.now() - startedAt.getTime(),
+      status: 'ok',
+      ...(inventory ? { inventory } : {}),
+      ...(inventoryError !== undefined ? { inventoryError } : {}),
+    };
   } catch (err) {
     rmSync(tmp, { force: true });
     const e = err as BackupError;
@@ -191,6 +208,8 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
         stderrTail: e.context?.stderrTail as string | undefined,
       },
     };
+  } finally {
+    await probe?.close().catch(() => undefined);
   }
 }
 
