@@ -18,6 +18,8 @@ export const ExitCode = {
   STALE: 6,
   /** A required system binary is missing (message says which package provides it). */
   MISSING_DEPENDENCY: 7,
+  /** `verify`: a dump failed verification (file changed, does not load, or differs from the server's inventory). */
+  VERIFY_FAILED: 8,
   /** Unexpected internal error (a bug): please report it with the log. */
   INTERNAL: 70,
   /** Interrupted by SIGTERM/SIGINT (job cancelled); children were killed, partial files removed. */

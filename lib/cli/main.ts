@@ -105,6 +105,14 @@ export function buildProgram(): Command {
     .addOption(engine())
     .action(action(() => import('./commands/repo-init.js')));
 
+  program
+    .command('verify')
+    .description('prove dumps load: each into a throwaway server, compared with the server\'s inventory at dump time; exit 8 on a failure')
+    .option('--run <id>', 'the run to verify (default: the newest complete run)')
+    .option('--sample <n>', 'only N databases, those verified longest ago first')
+    .option('--all', 'every database of the run (the default)')
+    .action(action(() => import('./commands/verify.js')));
+
   const restore = program.command('restore').description('restore helpers');
   restore
     .command('acls')
