@@ -176,6 +176,25 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    verify: z
+      .object({
+        schedule: z
+          .enum(['off', 'nightly', 'weekly'])
+          .default('nightly')
+          .describe('after the nightly backup, load a sample of the newest dumps into throwaway servers and compare them with the server\'s inventory (weekly: once every 7 days)'),
+        sample: z
+          .number()
+          .int()
+          .min(1)
+          .default(3)
+          .describe('databases per verification, oldest-verified first: every database is verified within ceil(databases / sample) verifications'),
+        work_dir: z
+          .string()
+          .default('/var/tmp')
+          .describe('where the throwaway servers keep their data (needs room for the largest database loaded; not under paths.root: the postgres user must reach it)'),
+      })
+      .strict()
+      .default({}),
     monitor: z
       .object({
         max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),

@@ -5,6 +5,7 @@ import { writePrometheusTextfile } from '../report/prometheus.js';
 import type { RunState } from '../report/run-state.js';
 import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
 import { failureSummary } from '../report/summary.js';
+import { readVerifyState, verifyStateFile } from '../verify/state.js';
 
 /**
  * report: persist what a run did (status.json, merged with history for the watchdog clock and
@@ -19,14 +20,7 @@ export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunSta
   } catch (err) {
     log.warn(`cannot write the status file ${file}: ${(err as Error).message}`);
   }
-  const prom = loaded.paths.prometheusTextfile;
-  if (prom && merged.status !== 'running') {
-    try {
-      writePrometheusTextfile(prom, merged);
-    } catch (err) {
-      log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
-    }
-  }
+  if (merged.status !== 'running') refreshMetrics(loaded, log, merged);
   if (options.ping !== false && merged.status !== 'running') {
     const failed = merged.status === 'failed';
     await ping(failed ? 'failure' : 'success', loaded.config.monitor.heartbeat, {
@@ -43,4 +37,15 @@ export function summaryFor(loaded: LoadedConfig, state: RunState): string {
 
 export function previousState(loaded: LoadedConfig): RunState | undefined {
   return readRunState(loaded.paths.statusFile);
+}
+
+/** Rewrite the Prometheus textfile from the last run and the last verifications (after either changes). */
+export function refreshMetrics(loaded: LoadedConfig, log: Logger, state = readRunState(loaded.paths.statusFile)): void {
+  const prom = loaded.paths.prometheusTextfile;
+  if (!prom || !state) return;
+  try {
+    writePrometheusTextfile(prom, state, readVerifyState(verifyStateFile(loaded.paths.stateDir)));
+  } catch (err) {
+    log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
+  }
 }

@@ -3,6 +3,7 @@ import { ExitCode } from '../exit-codes.js';
 import { EXPORT_SCOPE } from '../panel/scope.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
+import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
 
 export interface StatusInput {
   /** undefined: no status file (never ran) or unreadable (then `stateError` says why). */
@@ -14,6 +15,8 @@ export interface StatusInput {
   readonly scope?: { readonly on: boolean | undefined; readonly error?: string };
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
+  /** Verification results and settings (verify.json); omitted: not shown. */
+  readonly verify?: Omit<VerifyStatusInput, 'databases'>;
 }
 
 export type Severity = 'OK' | 'WARNING' | 'CRITICAL';
@@ -61,6 +64,12 @@ export function computeStatus(input: StatusInput): StatusResult {
     if (died) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
     if (state.status === 'warning') warning.push(`last run had warnings${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
   }
+  const databases = (state?.dumps?.databases ?? []).flatMap((d) => (d.database === null ? [] : [{ kind: d.kind, database: d.database }]));
+  const verify = input.verify ? verifyVerdict({ ...input.verify, databases }, now) : undefined;
+  if (verify) {
+    critical.push(...verify.critical);
+    warning.push(...verify.warning);
+  }
   if (input.scope?.error) warning.push(`cannot read scope ${EXPORT_SCOPE}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORT_SCOPE}); the next run turns them off`);
 
@@ -85,6 +94,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
+  if (verify) details.push(...verify.details);
   if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORT_SCOPE})`);
   for (const p of [...critical, ...warning].slice(1)) details.push(`also: ${p}`);
 
@@ -116,6 +126,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       restoreChainLength: chainLength ?? null,
       scope: input.scope ? { name: EXPORT_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
       stateError: input.stateError ?? null,
+      verify: verify?.json ?? null,
       lastRun: state ?? null,
     },
   };
