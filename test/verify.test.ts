@@ -136,7 +136,7 @@ describe('verify', () => {
     const entry = sb.manifest(runId).entries.find((e) => e.database === 's2_shop')!;
     const file = join(sb.dumpsDir, runId, entry.path!);
     const bytes = readFileSync(file);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     replaceDump(sb, runId, 's2_shop', bytes, true);
     const r = await sb.cli(['verify', '--run', runId]);
     expect(r.exitCode).toBe(8);
