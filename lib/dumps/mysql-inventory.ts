@@ -8,9 +8,10 @@ import { fromHex, sortedNames, type Inventory } from './inventory.js';
  * the count, tells which tables were written since the dump started; those keep their presence
  * check but no row count (rowsNotCounted says why). On a quiet night that is none of them.
  *
+ * Tables larger than verify.count_rows_max are not counted (COUNT(*) would scan them).
  * The same script reads a loaded copy at verify time (`dumpStartedAt` omitted: every table counted).
  */
-export function mysqlInventorySql(database: string, withUpdateTimes: boolean): string {
+export function mysqlInventorySql(database: string, options: { updateTimes: boolean; countMaxBytes?: number }): string {
   const schema = `CONVERT(UNHEX('${Buffer.from(database, 'utf8').toString('hex')}') USING utf8mb4)`;
   const dataTables = `TABLE_SCHEMA = ${schema} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')`;
   const ident = (col: string): string => `'\`', REPLACE(${col}, '\`', '\`\`'), '\`'`;
@@ -23,26 +24,26 @@ export function mysqlInventorySql(database: string, withUpdateTimes: boolean): s
     'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
     // One statement counting every table, built in SQL so names never pass through our quoting.
     `SET @asb_q = (SELECT GROUP_CONCAT(CONCAT('SELECT ''rows'', ', QUOTE(HEX(TABLE_NAME)), ', COUNT(*) FROM ', ${ident('TABLE_SCHEMA')}, '.', ${ident('TABLE_NAME')}) SEPARATOR ' UNION ALL ') ` +
-      `FROM information_schema.TABLES WHERE ${dataTables})`,
+      `FROM information_schema.TABLES WHERE ${dataTables}${options.countMaxBytes === undefined ? '' : ` AND IFNULL(DATA_LENGTH, 0) <= ${Math.floor(options.countMaxBytes)}`})`,
     "SET @asb_q = IFNULL(@asb_q, 'SELECT 1 FROM DUAL WHERE FALSE')",
     'PREPARE asb_s FROM @asb_q',
     'EXECUTE asb_s',
     'DEALLOCATE PREPARE asb_s',
     'COMMIT',
-    ...(withUpdateTimes
-      ? [`SELECT 'upd', HEX(TABLE_NAME), IFNULL(ENGINE, ''), IFNULL(UNIX_TIMESTAMP(UPDATE_TIME), '') FROM information_schema.TABLES WHERE ${dataTables}`]
+    ...(options.updateTimes
+      ? [`SELECT 'upd', HEX(TABLE_NAME), IFNULL(ENGINE, ''), IFNULL(UNIX_TIMESTAMP(UPDATE_TIME), ''), IFNULL(DATA_LENGTH, 0) FROM information_schema.TABLES WHERE ${dataTables}`]
       : []),
   ].join(';\n') + ';\n';
 }
 
 /** Rows of the script's tab-separated batch output → Inventory. */
-export function parseMysqlInventory(rows: readonly (readonly string[])[], options: { dumpStartedAt?: Date; skipped?: readonly string[]; ms: number }): Inventory {
+export function parseMysqlInventory(rows: readonly (readonly string[])[], options: { dumpStartedAt?: Date; countMaxBytes?: number; skipped?: readonly string[]; ms: number }): Inventory {
   const objects: Record<string, string[]> = { tables: [], views: [], routines: [], triggers: [], events: [] };
   const counted: Record<string, number> = {};
   const written = new Map<string, string>();
   const startSecond = options.dumpStartedAt ? Math.floor(options.dumpStartedAt.getTime() / 1000) : undefined;
   for (const row of rows) {
-    const [tag, a = '', b = '', c = ''] = row;
+    const [tag, a = '', b = '', c = '', d = '0'] = row;
     if (tag === 'obj') (objects[a] ??= []).push(fromHex(b));
     else if (tag === 'rows') counted[fromHex(a)] = Number(b);
     else if (tag === 'upd' && startSecond !== undefined) {
@@ -51,6 +52,7 @@ export function parseMysqlInventory(rows: readonly (readonly string[])[], option
       const updated = c === '' ? (b.toLowerCase() === 'innodb' ? -Infinity : Infinity) : Number(c);
       // Same second as the dump's start counts as "during": the clock has one-second steps.
       if (updated >= startSecond) written.set(fromHex(a), c === '' ? `${b || 'this engine'} keeps no update time` : 'written while the dump ran');
+      else if (options.countMaxBytes !== undefined && Number(d) > options.countMaxBytes) written.set(fromHex(a), 'larger than verify.count_rows_max: not counted');
     }
   }
   const rows_: Record<string, number> = {};

@@ -12,7 +12,8 @@ import { fromHex, sortedNames, type Inventory, type InventoryProbe } from './inv
  */
 const HEX = (expr: string): string => `encode(convert_to(${expr}, 'UTF8'), 'hex')`;
 
-export const PG_INVENTORY_SQL = `
+/** `countMaxBytes`: tables larger than this (pg_relation_size) are listed but not counted (-1 in `rows`). */
+export const pgInventorySql = (countMaxBytes?: number): string => `
 WITH ns AS (
   SELECT oid, nspname FROM pg_namespace
   WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
@@ -33,23 +34,34 @@ UNION ALL
 SELECT 'lo', '', count(*)::text FROM pg_largeobject_metadata
 UNION ALL
 SELECT 'rows', ${HEX("nspname || '.' || relname")},
-  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', nspname, relname), false, true, '')))[1]::text
+  ${countMaxBytes === undefined ? '' : `CASE WHEN pg_relation_size(oid) > ${Math.floor(countMaxBytes)} THEN '-1' ELSE `}(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', nspname, relname), false, true, '')))[1]::text${countMaxBytes === undefined ? '' : ' END'}
   FROM rel WHERE relkind = 'r'
 ) inventory`;
 
 export function parsePgInventory(text: string, rowsFrom: Inventory['rowsFrom'], ms: number): Inventory {
   const objects: Record<string, string[]> = { relations: [], functions: [], types: [] };
   const rows: Record<string, number> = {};
+  const rowsNotCounted: Record<string, string> = {};
   let largeObjects = 0;
   for (const line of text.split('\n')) {
     if (line === '') continue;
     const [tag, name = '', value = ''] = line.split('\t');
     if (tag === 'lo') largeObjects = Number(value);
+    else if (tag === 'rows' && value === '-1') rowsNotCounted[fromHex(name)] = 'larger than verify.count_rows_max: not counted';
     else if (tag === 'rows') rows[fromHex(name)] = Number(value);
     else if (tag && objects[tag]) objects[tag]!.push(fromHex(name));
   }
-  return { objects: Object.fromEntries(Object.entries(objects).map(([k, v]) => [k, sortedNames(v)])), largeObjects, rows, rowsFrom, ms };
+  return {
+    objects: Object.fromEntries(Object.entries(objects).map(([k, v]) => [k, sortedNames(v)])),
+    largeObjects,
+    rows,
+    ...(Object.keys(rowsNotCounted).length ? { rowsNotCounted } : {}),
+    rowsFrom,
+    ms,
+  };
 }
+
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 /** psql arguments for tab-separated, unadorned output that stops at the first error. */
 export const PSQL_ARGS = ['-X', '-At', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--field-separator=\t'];
@@ -59,7 +71,7 @@ export const PSQL_ARGS = ['-X', '-At', '-q', '--no-password', '-v', 'ON_ERROR_ST
  * inventory then counts exactly the rows the dump holds, whatever writes happen meanwhile. The
  * transaction stays open until the inventory is read (pg_dump holds one open as long, anyway).
  */
-export async function openPgProbe(psql: Command, dump: Command, signal?: AbortSignal): Promise<InventoryProbe> {
+export async function openPgProbe(psql: Command, dump: Command, countMaxBytes: number, signal?: AbortSignal): Promise<InventoryProbe> {
   const session = openClientSession(psql, (token) => `\\echo ${token}`);
   try {
     const snapshot = (await session.request('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();', signal)).trim();
@@ -68,7 +80,9 @@ export async function openPgProbe(psql: Command, dump: Command, signal?: AbortSi
       command: { ...dump, args: [...dump.args, `--snapshot=${snapshot}`] },
       async read(_dumpStartedAt: Date, readSignal?: AbortSignal): Promise<Inventory> {
         const started = Date.now();
-        const text = await session.request(PG_INVENTORY_SQL + ';', readSignal);
+        // count(*) of a few GB can take minutes; a hung server must not hold the run forever.
+        const limit = AbortSignal.timeout(INVENTORY_TIMEOUT_MS);
+        const text = await session.request(pgInventorySql(countMaxBytes) + ';', readSignal ? AbortSignal.any([readSignal, limit]) : limit);
         return parsePgInventory(text, 'snapshot', Date.now() - started);
       },
       close: () => session.close(),

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { durationMs, type PostgresqlConfig } from '../config/schema.js';
+import { durationMs, sizeBytes, type PostgresqlConfig } from '../config/schema.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
@@ -159,6 +159,7 @@ class PostgresSession implements DatabaseSession {
     private readonly tools: { psql: string; pgDump: string; pgDumpall: string; pgRestore: string },
     private readonly maintenanceDb: string,
     private readonly cfg: PostgresqlConfig,
+    private readonly countMaxBytes: number,
   ) {}
 
   async listDatabases(signal?: AbortSignal): Promise<string[]> {
@@ -180,7 +181,7 @@ class PostgresSession implements DatabaseSession {
       database,
       object: 'database',
       command,
-      inventory: (signal) => openPgProbe(toolCommand(this.conn, this.tools.psql, PSQL_ARGS, database), command, signal),
+      inventory: (signal) => openPgProbe(toolCommand(this.conn, this.tools.psql, PSQL_ARGS, database), command, this.countMaxBytes, signal),
       format: 'custom',
       extension: '.dump',
       compressible: false,
@@ -286,7 +287,7 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Dat
   log.info(`PostgreSQL ${server} at ${conn.where}, client tools ${client} in ${binDir}`, {
     runAs: conn.uid === undefined ? 'self' : 'postgres',
   });
-  return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg);
+  return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg, sizeBytes(ctx.loaded.config.verify.count_rows_max));
 }
 
 export const postgresqlKind: DatabaseKind = {

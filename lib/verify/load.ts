@@ -1,7 +1,7 @@
 import type { Inventory } from '../dumps/inventory.js';
 import type { ManifestEntry } from '../dumps/manifest.js';
 import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
-import { parsePgInventory, PG_INVENTORY_SQL } from '../dumps/postgresql-inventory.js';
+import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import { loadDump } from '../sandbox/db-checks.js';
 import type { ThrowawayServers } from './servers.js';
 
@@ -20,7 +20,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     const server = await servers.mysqlFor(entry.serverVersion ?? '');
     try {
       await loadDump(entry, runDir, { mysql: server }, database, { signal });
-      const text = await server.sql(mysqlInventorySql(database, false));
+      const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
       const rows = text.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
       return parseMysqlInventory(rows, { ms: Date.now() - started });
     } finally {
@@ -34,7 +34,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     const target = 'asb_verify';
     try {
       await loadDump(entry, runDir, { postgresql: server }, target, { signal, noPrivileges: true });
-      return parsePgInventory(await server.sql(PG_INVENTORY_SQL, target), 'snapshot', Date.now() - started);
+      return parsePgInventory(await server.sql(pgInventorySql(), target), 'snapshot', Date.now() - started);
     } finally {
       await server.sql(`DROP DATABASE IF EXISTS ${pgIdent(target)}`).catch(() => undefined);
     }

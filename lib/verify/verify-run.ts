@@ -103,8 +103,9 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   }
   if (!entry.inventory) return done('ok', [], [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
   const problems = compareInventories(entry.inventory, loadedInventory);
-  const notCounted = Object.keys(entry.inventory.rowsNotCounted ?? {});
-  const notes = notCounted.length ? [`rows not compared for ${notCounted.length} table(s) written while the dump ran: ${notCounted.slice(0, 5).join(', ')}`] : [];
+  const byReason = new Map<string, string[]>();
+  for (const [table, why] of Object.entries(entry.inventory.rowsNotCounted ?? {})) byReason.set(why, [...(byReason.get(why) ?? []), table]);
+  const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`);
   return done(problems.length ? 'failed' : 'ok', problems, notes);
 }
 
