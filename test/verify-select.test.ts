@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Inventory } from '../lib/dumps/inventory.js';
 import type { ManifestEntry } from '../lib/dumps/manifest.js';
+import { parseMysqlInventory } from '../lib/dumps/mysql-inventory.js';
 import { compareInventories } from '../lib/verify/compare.js';
 import { chooseEntries, rotationLength } from '../lib/verify/select.js';
 import type { DatabaseVerification, VerifyState } from '../lib/verify/state.js';
@@ -51,5 +52,34 @@ describe('compareInventories', () => {
   it('ignores categories the dump skipped on purpose and compares large objects', () => {
     const skipped: Inventory = { ...server, skipped: ['events'], largeObjects: 2 };
     expect(compareInventories(skipped, { ...server, objects: { ...server.objects, events: [] }, largeObjects: 1 })).toEqual(['large objects: 2 at dump time, 1 loaded']);
+  });
+});
+
+describe('MySQL row counts beside the dump', () => {
+  const hex = (s: string): string => Buffer.from(s, 'utf8').toString('hex').toUpperCase();
+  it('keeps the count only of tables not written since the second the dump started', () => {
+    const start = new Date('2026-12-01T03:00:10.500Z');
+    const t = Math.floor(start.getTime() / 1000);
+    const rows = [
+      ['obj', 'tables', hex('quiet')],
+      ['obj', 'tables', hex('busy')],
+      ['obj', 'tables', hex('same second')],
+      ['obj', 'tables', hex('fresh innodb')],
+      ['obj', 'tables', hex('memory')],
+      ['rows', hex('quiet'), '5'],
+      ['rows', hex('busy'), '7'],
+      ['rows', hex('same second'), '1'],
+      ['rows', hex('fresh innodb'), '2'],
+      ['rows', hex('memory'), '3'],
+      ['upd', hex('quiet'), 'InnoDB', String(t - 60), '16384'],
+      ['upd', hex('busy'), 'InnoDB', String(t + 3), '16384'],
+      ['upd', hex('same second'), 'MyISAM', String(t), '100'],
+      ['upd', hex('fresh innodb'), 'InnoDB', '', '16384'],
+      ['upd', hex('memory'), 'MEMORY', '', '0'],
+    ];
+    const inv = parseMysqlInventory(rows, { dumpStartedAt: start, ms: 1 });
+    expect(inv.objects.tables).toEqual(['busy', 'fresh innodb', 'memory', 'quiet', 'same second']);
+    expect(inv.rows).toEqual({ quiet: 5, 'fresh innodb': 2 });
+    expect(inv.rowsNotCounted).toEqual({ busy: 'written while the dump ran', 'same second': 'written while the dump ran', memory: 'MEMORY keeps no update time' });
   });
 });

@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Manifest } from '../lib/dumps/manifest.js';
@@ -48,8 +48,12 @@ function replaceDump(sb: Sandbox, runId: string, database: string, content: Buff
   writeFileSync(join(runDir, 'manifest.json'), JSON.stringify({ ...manifest, entries } satisfies Manifest, null, 2));
 }
 const sandboxes: Sandbox[] = [];
+/** Where this file's throwaway verify servers live (the postgres user must reach it: not below a 0700 root). */
+const workDir = mkdtempSync('/var/tmp/asb-verify-test-');
+chmodSync(workDir, 0o755);
 async function sandbox(options: Parameters<typeof createSandbox>[1] = {}): Promise<Sandbox> {
-  const sb = await createSandbox(servers, { sites: SITES, ...options });
+  const config = { ...options.config, verify: { work_dir: workDir, ...(options.config?.verify as object | undefined) } };
+  const sb = await createSandbox(servers, { sites: SITES, ...options, config });
   sandboxes.push(sb);
   return sb;
 }
@@ -87,6 +91,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   hooks?.server.close();
+  rmSync(workDir, { recursive: true, force: true });
   await Promise.allSettled(sandboxes.map((s) => s.destroy()));
   await servers?.destroy();
 });
@@ -143,7 +148,7 @@ describe('verify', () => {
     expect(state.databases['mysql:s1_wp']?.lastVerifiedAt).toBeDefined();
     expect(state.lastRun).toMatchObject({ runId, trigger: 'manual', failed: 0, errors: 0 });
     // The throwaway servers are gone.
-    expect(execFileSync('ls', ['/var/tmp'], { encoding: 'utf8' })).not.toMatch(/asb-verify-/);
+    expect(readdirSync(workDir)).toEqual([]);
   });
 
   it('fails with exit 8 naming the database whose file no longer matches its sha256', async () => {
@@ -176,8 +181,29 @@ describe('verify', () => {
     expect(state.databases['mysql:s1_wp']?.problems[0]).toMatch(/'log'/);
   });
 
+  it('SIGTERM mid-verify: exit 143, the throwaway servers stopped and removed', async () => {
+    const child = sb.spawnCli(['verify']);
+    // Wait until a throwaway MariaDB is up (its socket exists), then cancel.
+    const started = Date.now();
+    const serverUp = (): boolean =>
+      readdirSync(workDir).some((d) => {
+        const dir = join(workDir, d);
+        return existsSync(dir) && readdirSync(dir).some((n) => n.startsWith('asb-my-') && existsSync(join(dir, n, 's.sock')));
+      });
+    while (!serverUp()) {
+      if (Date.now() - started > 60_000) throw new Error('no throwaway server appeared');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill('SIGTERM');
+    const r = await child;
+    expect(r.exitCode).toBe(143);
+    expect(readdirSync(workDir)).toEqual([]);
+    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(ps).not.toContain(workDir);
+  });
+
   it('status is CRITICAL naming the failed databases; the Prometheus textfile shows each database', async () => {
-    sb.writeConfig({ verify: { schedule: 'off' }, monitor: { prometheus_textfile: '/var/lib/node_exporter/apiscp.prom' } });
+    sb.writeConfig({ verify: { schedule: 'off', work_dir: workDir }, monitor: { prometheus_textfile: '/var/lib/node_exporter/apiscp.prom' } });
     await sb.cli(['verify', '--sample', '1', '--run', runId]); // refreshes the textfile (postgres, checked longest ago)
     const r = await sb.cli(['status']);
     expect(r.exitCode).toBe(6);
@@ -193,7 +219,7 @@ describe('verify', () => {
   });
 
   it('the Bacula watchdog verifies the newest run when due and pings the failure heartbeat', async () => {
-    sb.writeConfig({ engine: 'bacula', verify: { schedule: 'nightly', sample: 10 }, monitor: { heartbeat: { failure: `${hooks.url}/fail`, success: `${hooks.url}/ok` } } });
+    sb.writeConfig({ engine: 'bacula', verify: { schedule: 'nightly', sample: 10, work_dir: workDir }, monitor: { heartbeat: { failure: `${hooks.url}/fail`, success: `${hooks.url}/ok` } } });
     hooks.pings.length = 0;
     const r = await sb.cli(['nightly']);
     expect(r.exitCode).toBe(6);
