@@ -255,6 +255,19 @@ describe('nightly verification', () => {
     expect(status.stdout).toMatch(/verify: nightly, 2 per verification, every database within 3 nights; 5 of 5 verified/);
   });
 
+  it('a verification that cannot run (verify.work_dir missing) warns in the cron output and status; the backup stands', async () => {
+    const sb = await sandbox({ scopes: { [EXPORT_SCOPE]: false }, config: { verify: { schedule: 'nightly', work_dir: '/nonexistent-asb-verify' } } });
+    const r = await sb.cli(['nightly']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/^warning: verification could not run: verify\.work_dir \/nonexistent-asb-verify: cannot create .*ENOENT/);
+    const status = await sb.cli(['status']);
+    expect(status.exitCode).toBe(0);
+    expect(status.stdout).toMatch(/^WARNING: verification could not run/);
+    const manual = await sb.cli(['verify']);
+    expect(manual.exitCode).toBe(2);
+    expect(manual.stderr).toMatch(/verify\.work_dir \/nonexistent-asb-verify/);
+  });
+
   it('a verification that is not due does not run again the same night', async () => {
     const sb = await sandbox({ scopes: { [EXPORT_SCOPE]: false }, config: { verify: { schedule: 'nightly', sample: 1 } } });
     expect((await sb.cli(['nightly'])).exitCode).toBe(0);

@@ -18,8 +18,10 @@ export function verifyDue(schedule: LoadedConfig['config']['verify']['schedule']
 
 export interface NightlyVerify {
   readonly result?: VerifyResult;
-  /** Why nothing was verified although it was due. */
+  /** Why nothing was verified although it was due: a backup in progress (try next night). */
   readonly skipped?: string;
+  /** The verification could not run at all (a warning for status and the cron mail). */
+  readonly error?: string;
 }
 
 /**
@@ -48,6 +50,6 @@ export async function nightlyVerify(input: { loaded: LoadedConfig; log: Logger; 
     const message = `verification could not run: ${(err as Error).message}`;
     log.warn(message);
     recordVerifyError(verifyStateFile(loaded.paths.stateDir), message);
-    return { skipped: message };
+    return { error: message };
   }
 }

@@ -1,9 +1,22 @@
 import type { Inventory } from '../dumps/inventory.js';
+import { BackupError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
 import type { ManifestEntry } from '../dumps/manifest.js';
 import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
 import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import { loadDump } from '../sandbox/db-checks.js';
 import type { ThrowawayServers } from './servers.js';
+
+/** No throwaway server to load into (none of that major version, it would not start, no room): the dump is not proven bad. */
+export class VerifyUnavailableError extends BackupError {
+  constructor(message: string, cause?: unknown) {
+    super(message, ExitCode.VERIFY_FAILED, {}, { cause });
+  }
+}
+
+const unavailable = (err: unknown): never => {
+  throw err instanceof VerifyUnavailableError ? err : new VerifyUnavailableError(`no throwaway server: ${(err as Error).message}`, err);
+};
 
 const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
@@ -17,7 +30,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
   const database = entry.database!;
   const started = Date.now();
   if (entry.kind === 'mysql') {
-    const server = await servers.mysqlFor(entry.serverVersion ?? '');
+    const server = await servers.mysqlFor(entry.serverVersion ?? '').catch(unavailable);
     try {
       await loadDump(entry, runDir, { mysql: server }, database, { signal });
       const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
@@ -30,7 +43,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
   if (entry.kind === 'postgresql') {
     // pg_dump -Fc names no database (without --create): any name loads the same, and the
     // throwaway cluster's own `postgres` database must not collide with a dump of one.
-    const server = await servers.postgresFor(entry.serverVersion ?? '');
+    const server = await servers.postgresFor(entry.serverVersion ?? '').catch(unavailable);
     const target = 'asb_verify';
     try {
       await loadDump(entry, runDir, { postgresql: server }, target, { signal, noPrivileges: true });

@@ -1,6 +1,6 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BackupError } from '../errors.js';
+import { BackupError, ConfigError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
@@ -26,11 +26,17 @@ export function postgresMajor(version: string): string {
  */
 export class ThrowawayServers {
   private readonly dir: string;
+  readonly workDir: string;
   private mysql?: Promise<MariadbServer>;
   private readonly postgres = new Map<string, Promise<PostgresServer>>();
 
   constructor(workDir: string, private readonly log: Logger) {
-    this.dir = mkdtempSync(join(workDir, 'asb-verify-'));
+    this.workDir = workDir;
+    try {
+      this.dir = mkdtempSync(join(workDir, 'asb-verify-'));
+    } catch (err) {
+      throw new ConfigError(`verify.work_dir ${workDir}: cannot create the throwaway servers' directory there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, undefined, 'verify.work_dir');
+    }
     chmodSync(this.dir, 0o755); // the postgres user must reach its data directory below
   }
 

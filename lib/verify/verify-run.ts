@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, realpathSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { LoadedConfig } from '../config/load.js';
@@ -10,7 +10,7 @@ import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { errorLine } from '../run/command.js';
 import { compareInventories } from './compare.js';
-import { loadAndInventory } from './load.js';
+import { loadAndInventory, VerifyUnavailableError } from './load.js';
 import { chooseEntries } from './select.js';
 import { ThrowawayServers } from './servers.js';
 import { readVerifyState, recordVerifications, verifyStateFile, type DatabaseVerification, type VerifyState } from './state.js';
@@ -91,14 +91,19 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   if (hash !== entry.sha256) return done('failed', [`${entry.path}: sha256 does not match the manifest (changed or damaged since the dump)`]);
   if (entry.object !== 'database' || !servers) return done('ok', []);
 
+  const room = freeBytes(servers.workDir);
+  if (room !== undefined && entry.bytes !== undefined && room < entry.bytes) {
+    return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) has ${room} bytes free, less than the compressed dump (${entry.bytes})`]);
+  }
   let loadedInventory;
   try {
     loadedInventory = await loadAndInventory(entry, runDir, servers, signal);
   } catch (err) {
     if (signal?.aborted) throw err;
-    // No server of that version here (or it would not start): the dump is not proven bad.
-    if (err instanceof BackupError && !(err instanceof CommandError) && err.exitCode === ExitCode.MISSING_DEPENDENCY) return done('error', [`cannot verify: ${err.message}`]);
+    if (err instanceof VerifyUnavailableError) return done('error', [`cannot verify: ${err.message}`]);
     const why = err instanceof CommandError ? errorLine(err.stderrTail) || err.message : (err as Error).message;
+    // The throwaway server's disk filled up: our problem, not the dump's.
+    if (DISK_FULL.test(why)) return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) ran out of space: ${why}`]);
     return done('failed', [`does not load: ${why}`]);
   }
   if (!entry.inventory) return done('ok', [], [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
@@ -107,6 +112,18 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   for (const [table, why] of Object.entries(entry.inventory.rowsNotCounted ?? {})) byReason.set(why, [...(byReason.get(why) ?? []), table]);
   const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`);
   return done(problems.length ? 'failed' : 'ok', problems, notes);
+}
+
+/** MariaDB 1114/1021/28, PostgreSQL "could not extend file … No space left on device". */
+const DISK_FULL = /No space left on device|errno: 28|Disk full|\b1114\b.*is full|could not extend file/i;
+
+function freeBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
 }
 
 async function sha256(file: string): Promise<string> {

@@ -28,9 +28,15 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
     const verifyFailed = verified.result !== undefined && !verified.result.ok;
     if (verified.result) refreshMetrics(ctx.loaded, ctx.log);
     if (verifyFailed) process.stderr.write(verifySummary(verified.result!) + '\n');
+    if (verified.error) process.stderr.write(`warning: ${verified.error}\n`);
     // One heartbeat per night, after the verification: a bad dump is a failed night.
     const failed = outcome.state.status === 'failed' || verifyFailed;
-    const tail = [failed && outcome.state.status === 'failed' ? summaryFor(ctx.loaded, outcome.state) : outcome.state.problems.join('\n'), verifyFailed ? verifySummary(verified.result!) : ''].filter(Boolean).join('\n');
+    const tail = [
+      outcome.state.status === 'failed' ? summaryFor(ctx.loaded, outcome.state) : outcome.state.problems.join('\n'),
+      verifyFailed ? verifySummary(verified.result!) : verified.error ?? '',
+    ]
+      .filter(Boolean)
+      .join('\n');
     await ping(failed ? 'failure' : 'success', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: tail });
     return code !== ExitCode.OK ? code : verifyFailed ? ExitCode.VERIFY_FAILED : code;
   }
