@@ -58,7 +58,7 @@ export async function verifyRun(input: VerifyInput): Promise<VerifyResult> {
       const result = await verifyEntry(entry, dir, runId, servers, signal);
       bytes += entry.bytes ?? 0;
       results.push(result);
-      (result.outcome === 'ok' ? log.info : log.error).call(log, `verify ${label(entry)}: ${result.outcome}${result.problems.length ? `: ${result.problems.join('; ')}` : ''}`, { runId });
+      (result.outcome === 'ok' ? log.info : result.outcome === 'error' ? log.warn : log.error).call(log, `verify ${label(entry)}: ${result.outcome}${result.problems.length ? `: ${result.problems.join('; ')}` : ''}`, { runId });
       input.onDatabase?.(result);
     }
   } finally {
