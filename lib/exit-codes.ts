@@ -19,7 +19,7 @@ export const ExitCode = {
   /** A required system binary is missing (message says which package provides it). */
   MISSING_DEPENDENCY: 7,
   /** `verify`: a dump failed verification (file changed, does not load, or differs from the server's inventory). */
-  VERIFY_FAILED: 8,
+  VERIFY_FAILED: 9,
   /** Unexpected internal error (a bug): please report it with the log. */
   INTERNAL: 70,
   /** Interrupted by SIGTERM/SIGINT (job cancelled); children were killed, partial files removed. */

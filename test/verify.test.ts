@@ -151,14 +151,14 @@ describe('verify', () => {
     expect(readdirSync(workDir)).toEqual([]);
   });
 
-  it('fails with exit 8 naming the database whose file no longer matches its sha256', async () => {
+  it('fails with exit 9 naming the database whose file no longer matches its sha256', async () => {
     const entry = sb.manifest(runId).entries.find((e) => e.database === 's2_shop')!;
     const file = join(sb.dumpsDir, runId, entry.path!);
     const bytes = readFileSync(file);
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     replaceDump(sb, runId, 's2_shop', bytes, true);
     const r = await sb.cli(['verify', '--run', runId]);
-    expect(r.exitCode).toBe(8);
+    expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site2\/s2_shop: .*sha256 does not match the manifest/);
     expect(r.stderr).not.toMatch(/FAILED: .*s1_wp/);
     expect(verifyState(sb).databases['mysql:s2_shop']).toMatchObject({ outcome: 'failed', runId });
@@ -174,7 +174,7 @@ describe('verify', () => {
     expect(cut).toMatch(/-- Dump completed/);
     replaceDump(sb, runId, 's1_wp', execFileSync('zstd', ['-q', '-c'], { input: cut }), false);
     const r = await sb.cli(['verify']);
-    expect(r.exitCode).toBe(8);
+    expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site1\/s1_wp: table missing after load: 'log'/);
     const state = verifyState(sb);
     expect(state.databases['mysql:s1_wp']?.outcome).toBe('failed');

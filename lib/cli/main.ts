@@ -107,7 +107,7 @@ export function buildProgram(): Command {
 
   program
     .command('verify')
-    .description('prove dumps load: each into a throwaway server, compared with the server\'s inventory at dump time; exit 8 on a failure')
+    .description('prove dumps load: each into a throwaway server, compared with the server\'s inventory at dump time; exit 9 on a failure')
     .option('--run <id>', 'the run to verify (default: the newest complete run)')
     .option('--sample <n>', 'only N databases, those verified longest ago first')
     .option('--all', 'every database of the run (the default)')
