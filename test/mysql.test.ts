@@ -240,8 +240,9 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
       expect(failure).toBeInstanceOf(CommandError);
       expect((failure as CommandError).message).toMatch(/Can't connect/);
       await expect(openSession()).rejects.toThrow(/cannot connect to the server/);
-      // auto: no server here means the kind is simply off.
-      expect(await mysqlKind.open({ loaded: loaded({ enabled: 'auto' }), log: memoryLogger() })).toBeUndefined();
+      // auto means installed, not reachable: an installed server that does not answer is a failed dump.
+      expect(mysqlKind.expected({ loaded: loaded({ enabled: 'auto' }), log: memoryLogger() })).toMatch(/^(server binary|service unit) /);
+      await expect(mysqlKind.open({ loaded: loaded({ enabled: 'auto' }), log: memoryLogger() })).rejects.toThrow(/cannot connect to the server/);
     } finally {
       await session.close();
       await server.start();
@@ -353,10 +354,11 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
     }
   });
 
-  it('is off with enabled: false and with auto when no server answers', async () => {
+  it('is off only with enabled: false; under auto a server that does not answer is an error, like enabled: true', async () => {
+    expect(mysqlKind.expected({ loaded: loaded({ enabled: false }), log: memoryLogger() })).toBeUndefined();
     expect(await mysqlKind.open({ loaded: loaded({ enabled: false }), log: memoryLogger() })).toBeUndefined();
     const absent = join(work, 'no.sock');
-    expect(await mysqlKind.open({ loaded: loaded({ enabled: 'auto', socket: absent }), log: memoryLogger() })).toBeUndefined();
+    await expect(mysqlKind.open({ loaded: loaded({ enabled: 'auto', socket: absent }), log: memoryLogger() })).rejects.toThrow(/Can't connect/);
     await expect(mysqlKind.open({ loaded: loaded({ enabled: true, socket: absent }), log: memoryLogger() })).rejects.toThrow(/Can't connect/);
   });
 });

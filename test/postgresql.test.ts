@@ -178,10 +178,12 @@ describe('postgresql kind on a live server', () => {
     }
   });
 
-  test('enabled: false and auto without a server are skipped, not errors', async () => {
+  test('enabled: false is skipped; under auto (installed here) a server that does not answer is an error', async () => {
+    expect(postgresqlKind.expected({ loaded: loaded({ enabled: false }), log: memoryLogger() })).toBeUndefined();
     expect(await postgresqlKind.open({ loaded: loaded({ enabled: false }), log: memoryLogger() })).toBeUndefined();
     const nowhere = loaded({ enabled: 'auto', host: work, port: srv.port });
-    expect(await postgresqlKind.open({ loaded: nowhere, log: memoryLogger() })).toBeUndefined();
+    expect(postgresqlKind.expected({ loaded: nowhere, log: memoryLogger() })).toMatch(/^(server binary|service unit) /);
+    await expect(postgresqlKind.open({ loaded: nowhere, log: memoryLogger() })).rejects.toThrow(/cannot connect to PostgreSQL at /);
   }, 30_000);
 
   test('lists hostile database names exactly, dumps and restores each one', async () => {
@@ -256,7 +258,7 @@ describe('postgresql kind on a live server', () => {
     const wrong = join(work, 'pgpass-wrong');
     await writeFile(wrong, `*:*:*:backup_admin:not-it\n`, { mode: 0o600 });
     await expect(openOn(srv, { user: 'backup_admin', password_file: wrong })).rejects.toThrow(/password authentication failed/);
-    // auto skips a missing server, but a server that refuses us must not be skipped silently.
+    // auto never skips a server that refuses us (nor one that does not answer).
     await expect(openOn(srv, { enabled: 'auto', user: 'backup_admin', password_file: wrong })).rejects.toThrow(/password authentication failed/);
   }, 60_000);
 
@@ -272,14 +274,14 @@ describe('postgresql kind on a live server', () => {
 });
 
 describe('faults', () => {
-  test('server stopped before the dump: open fails clearly, auto skips, a planned dump fails', async () => {
+  test('server stopped before the dump: open fails clearly (also under auto), a planned dump fails', async () => {
     const session = (await openOn(faulty))!;
     const spec = await plan(session, 'big');
     await faulty.stop();
     try {
       await expect(openOn(faulty)).rejects.toThrow(/cannot connect to PostgreSQL at .*: .*No such file or directory/);
       await expect(openOn(faulty)).rejects.toBeInstanceOf(BackupError);
-      expect(await postgresqlKind.open({ loaded: loaded({ host: faulty.socketDir, port: faulty.port }), log: memoryLogger() })).toBeUndefined();
+      await expect(postgresqlKind.open({ loaded: loaded({ host: faulty.socketDir, port: faulty.port }), log: memoryLogger() })).rejects.toThrow(/cannot connect to PostgreSQL at /);
       const err = await pipeToFile([spec.command], join(work, 'never.dump')).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CommandError);
       expect((err as CommandError).message).toMatch(/pg_dump.*exited with 1/);

@@ -117,9 +117,11 @@ describe('computeStatus', () => {
     expect(r.json).toMatchObject({ status: 'critical', lastSuccessAt: null });
   });
 
-  it('corrupt state file: CRITICAL with the reason', () => {
+  it('corrupt state file: UNKNOWN (Nagios 3) with the reason; the watchdog still exits STALE', () => {
     const r = computeStatus({ state: undefined, stateError: 'status.json: not valid JSON: Unexpected end', now: NOW, maxAgeMs: MAX_AGE });
-    expect(r.lines[0]).toMatch(/^CRITICAL: cannot read run state: .*not valid JSON/);
+    expect(r.lines[0]).toMatch(/^UNKNOWN: cannot read run state: .*not valid JSON/);
+    expect(r.nagiosCode).toBe(3);
+    expect(r.exitCode).toBe(ExitCode.STALE);
   });
 
   it('ok: OK line with age and perfdata, exit 0', () => {
@@ -127,7 +129,7 @@ describe('computeStatus', () => {
     const r = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { on: false } });
     expect(r.ok).toBe(true);
     expect(r.exitCode).toBe(ExitCode.OK);
-    expect(r.lines[0]).toBe('OK: last backup 8h ago (engine bacula, 3 database dumps) | age=28800s;;93600;0 dumps_failed=0;;1;0 restore_chain=1;;;1');
+    expect(r.lines[0]).toBe('OK: last backup 8h ago (engine bacula, 3 database dumps) | age=28800s;;93600;0 dumps_failed=0;;1;0 warnings=0;1;;0 restore_chain=1;;;1');
     expect(r.lines.join('\n')).toMatch(/restore chain: 1 backup to replay \(full /);
     expect(r.json).toMatchObject({ status: 'ok', ageSeconds: 28800, restoreChainLength: 1, scope: { on: false } });
     // JSON form must survive serialization (status --json prints it).

@@ -206,7 +206,7 @@ describe('verify', () => {
     sb.writeConfig({ verify: { schedule: 'off', work_dir: workDir }, monitor: { prometheus_textfile: '/var/lib/node_exporter/apiscp.prom' } });
     await sb.cli(['verify', '--sample', '1', '--run', runId]); // refreshes the textfile (postgres, checked longest ago)
     const r = await sb.cli(['status']);
-    expect(r.exitCode).toBe(6);
+    expect(r.exitCode).toBe(2); // Nagios CRITICAL
     const headline = r.stdout.split('\n')[0]!;
     expect(headline).toMatch(/^CRITICAL: verify failed for /);
     expect(headline).toContain("mysql 's1_wp'");
@@ -259,10 +259,12 @@ describe('nightly verification', () => {
     const sb = await sandbox({ scopes: { [EXPORT_SCOPE]: false }, config: { verify: { schedule: 'nightly', work_dir: '/nonexistent-asb-verify' } } });
     const r = await sb.cli(['nightly']);
     expect(r.exitCode).toBe(0);
-    expect(r.stderr).toMatch(/^warning: verification could not run: verify\.work_dir \/nonexistent-asb-verify: cannot create .*ENOENT/);
+    expect(r.stderr).toMatch(/finished with warnings/);
+    expect(r.stderr).toMatch(/verification could not run: verify\.work_dir \/nonexistent-asb-verify: cannot create .*ENOENT/);
     const status = await sb.cli(['status']);
-    expect(status.exitCode).toBe(0);
+    expect(status.exitCode).toBe(1); // Nagios WARNING
     expect(status.stdout).toMatch(/^WARNING: verification could not run/);
+    expect((JSON.parse(readFileSync(sb.statusFile, 'utf8')) as { warnings: { code: string }[] }).warnings.map((w) => w.code)).toEqual(['verify-not-checked']);
     const manual = await sb.cli(['verify']);
     expect(manual.exitCode).toBe(2);
     expect(manual.stderr).toMatch(/verify\.work_dir \/nonexistent-asb-verify/);

@@ -75,7 +75,7 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
       out: (text) => process.stdout.write(text.endsWith('\n') ? text : text + '\n'),
     });
   } catch (err) {
-    code = reportError(err, log, signalled);
+    code = reportError(err, log, signalled, loadedFile(options, settings));
   }
   if (signalled) {
     await waitForChildren(5000);
@@ -85,7 +85,7 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
   process.exit(code);
 }
 
-export function reportError(err: unknown, log: Logger | undefined, signalled?: string): number {
+export function reportError(err: unknown, log: Logger | undefined, signalled?: string, logFile?: string): number {
   if (signalled) {
     process.stderr.write(`apiscp-backup: interrupted by ${signalled}; child processes stopped, partial files removed\n`);
     log?.error(`interrupted by ${signalled}`);
@@ -96,8 +96,22 @@ export function reportError(err: unknown, log: Logger | undefined, signalled?: s
     log?.error(err.message, err.context);
     return err.exitCode;
   }
+  // Not one of our errors: a bug. Exit 70 (never "dump failed"), the stack in the log; stderr
+  // (a cron mail) gets one line, plus the stack only when there is no log to hold it.
   const e = err as Error;
-  process.stderr.write(`apiscp-backup: internal error: ${e?.stack ?? String(err)}\n`);
-  log?.error('internal error', { error: e?.stack ?? String(err) });
+  const stack = e?.stack ?? String(err);
+  log?.error('internal error', { error: stack });
+  const where = logFile && log ? `the stack is in ${logFile}` : stack;
+  process.stderr.write(`apiscp-backup: internal error (a bug: please report it with the log): ${e?.message ?? String(err)}; ${where}\n`);
   return ExitCode.INTERNAL;
+}
+
+/** The log file of this command, when it writes one (for pointing at the stack of an internal error). */
+function loadedFile(options: GlobalOptions, settings: { logFile?: boolean }): string | undefined {
+  if (settings.logFile === false) return undefined;
+  try {
+    return loadConfig({ file: options.config, root: options.root }).paths.logFile;
+  } catch {
+    return undefined;
+  }
 }

@@ -30,7 +30,7 @@ const keep = z
 
 const mysql = z
   .object({
-    enabled: tristate.default('auto').describe('dump MySQL/MariaDB: auto = when a client and server are found'),
+    enabled: tristate.default('auto').describe('dump MySQL/MariaDB: auto = when a server is installed here (binary, service unit, data directory or an earlier dump); an installed server that does not answer is a failed dump'),
     socket: z.string().optional().describe('server socket (default: the client default, usually /var/lib/mysql/mysql.sock)'),
     host: z.string().optional().describe('TCP host instead of the socket'),
     port: z.number().int().positive().optional().describe('TCP port'),
@@ -46,7 +46,7 @@ const mysql = z
 
 const postgresql = z
   .object({
-    enabled: tristate.default('auto').describe('dump PostgreSQL: auto = when a client and server are found'),
+    enabled: tristate.default('auto').describe('dump PostgreSQL: auto = when a server is installed here (binary, service unit, data directory or an earlier dump); an installed server that does not answer is a failed dump'),
     host: z.string().optional().describe('host name or socket directory (default: the local socket)'),
     port: z.number().int().positive().optional().describe('port (also selects the socket file)'),
     user: z.string().default('postgres').describe('database superuser; with a local socket we run the tools as this OS user (peer authentication)'),
@@ -92,7 +92,7 @@ export const configSchema = z
     dumps: z
       .object({
         dir: z.string().default('/var/backup/apiscp-backup').describe('where runs are written (under paths.root)'),
-        keep: z.number().int().min(1).default(3).describe('complete runs to keep; the newest complete run is never deleted'),
+        keep: z.number().int().min(1).default(3).describe('complete runs to keep; older runs are kept too while they hold the newest good dump of a database (see keep_gone); the newest complete run is never deleted'),
         compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
         level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 3, gzip 6)'),
         rsyncable: tristate
@@ -100,6 +100,12 @@ export const configSchema = z
           .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (costs ~30% compressor CPU); auto = on except for bacula'),
         concurrency: z.number().int().min(1).max(64).default(2).describe('databases dumped at once'),
         timeout: duration.default('6h').describe('per database'),
+        retries: z.number().int().min(0).max(10).default(1).describe('more attempts to reach a database server that does not answer (a server restarting at night is common); a retry that was needed is a warning'),
+        retry_wait: duration.default('30s').describe('pause before each retry'),
+        keep_gone: duration
+          .default('30d')
+          .describe('retention keeps the newest good dump of a database that no longer exists (site deleted) for this long after its last dump, beyond dumps.keep'),
+        space_margin: z.number().min(1).max(10).default(1.2).describe('free space needed on dumps.dir before a run: the previous run\'s size times this'),
       })
       .strict()
       .default({}),

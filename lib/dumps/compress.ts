@@ -1,6 +1,6 @@
 import { MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
-import { whichSystem } from '../run/which.js';
+import { resolveTool, whichSystem } from '../run/which.js';
 import type { Compression } from './types.js';
 
 /** `auto` means zstd when installed (fast, cheap to verify), else gzip (always there). */
@@ -27,8 +27,8 @@ export function wantRsyncable(setting: 'auto' | boolean, engine: string): boolea
 
 export function compressorCommand(c: Compression, level?: number, rsyncable = true): Command | undefined {
   const sync = rsyncable ? ['--rsyncable'] : [];
-  if (c === 'zstd') return cmd(whichSystem('zstd') ?? 'zstd', ['-q', '-c', `-${level ?? 3}`, ...sync]);
-  if (c === 'gzip') return cmd(whichSystem('gzip') ?? 'gzip', ['-c', `-${level ?? 6}`, ...sync, '-n']);
+  if (c === 'zstd') return cmd(resolveTool('zstd'), ['-q', '-c', `-${level ?? 3}`, ...sync]);
+  if (c === 'gzip') return cmd(resolveTool('gzip'), ['-c', `-${level ?? 6}`, ...sync, '-n']);
   return undefined;
 }
 

@@ -1,4 +1,5 @@
 import type { Inventory } from './inventory.js';
+import type { Warning } from '../warnings.js';
 import type { Compression, KindName } from './types.js';
 
 /** manifest.json in every finished run directory: the contract with restore tools and admins. */
@@ -25,6 +26,10 @@ export interface ManifestEntry {
   readonly inventory?: Inventory;
   /** Why a database dump has no inventory (the probe failed; the dump itself is fine). */
   readonly inventoryError?: string;
+  /** What the kind knows about this dump (tables, engines, events…; `eventsSkipped` when some were left out). */
+  readonly details?: Readonly<Record<string, unknown>>;
+  /** Non-fatal problems of this dump: the file is good but not everything is in it. */
+  readonly warnings?: readonly Warning[];
   /** For failures: one line, then the command and stderr tail. */
   readonly error?: { readonly message: string; readonly command?: string; readonly exitCode?: number; readonly stderrTail?: string };
 }
@@ -39,4 +44,36 @@ export interface Manifest {
   readonly status: 'complete' | 'failed';
   readonly method: 'native' | 'apnscp' | 'both';
   readonly entries: readonly ManifestEntry[];
+  /** Each database server the run expected (enabled, or installed under `auto`) and whether it answered. */
+  readonly servers?: readonly ServerRecord[];
+  /** Databases of the previous complete run that this run has no dump of, and why. */
+  readonly missing?: readonly MissingDatabase[];
+  /** Run-level warnings (a database missing, a retry that was needed). */
+  readonly warnings?: readonly Warning[];
+}
+
+export interface ServerRecord {
+  readonly kind: KindName;
+  /** Why we expected it: 'enabled: true', or the evidence that it is installed. */
+  readonly expected: string;
+  readonly reached: boolean;
+  readonly version?: string;
+  /** Connection attempts made (1 = answered at once; more = retried, dumps.retries). */
+  readonly attempts: number;
+  readonly error?: string;
+}
+
+export interface MissingDatabase {
+  readonly kind: KindName;
+  readonly database: string;
+  /** Site of its last dump. */
+  readonly site: string;
+  /**
+   * gone: the server and the panel no longer list it (site or database deleted: informational);
+   * excluded: include/exclude now leave it out; missing: the server no longer lists it but the
+   * panel still does, or no panel to ask (a warning); unreachable: its server did not answer.
+   */
+  readonly reason: 'gone' | 'excluded' | 'missing' | 'unreachable';
+  /** The run that holds its newest good dump. */
+  readonly lastDumpRun?: string;
 }

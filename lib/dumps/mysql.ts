@@ -10,6 +10,8 @@ import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
+import { warning, WarningCodes } from '../warnings.js';
+import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import type { InventoryProbe } from './inventory.js';
 import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
@@ -27,7 +29,14 @@ const INVENTORY_TIMEOUT_MS = 30 * 60_000;
  */
 const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
 
-export const mysqlKind: DatabaseKind = { name: 'mysql', open };
+export const mysqlKind: DatabaseKind = {
+  name: 'mysql',
+  open,
+  expected: (ctx) => {
+    const enabled = ctx.loaded.config.databases.mysql.enabled;
+    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('mysql', MYSQL_SIGNS, ctx.loaded);
+  },
+};
 
 export interface MysqlSession extends DatabaseSession {
   /** The 0600 option file every command reads (removed by close()). */
@@ -42,11 +51,9 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   if (cfg.enabled === false) return undefined;
   const client = whichSystem('mariadb') ?? whichSystem('mysql');
   const dumper = whichSystem('mariadb-dump') ?? whichSystem('mysqldump');
+  // Only `enabled: false` is off here: under `auto` the plan asked expected() (is a server
+  // installed?) first, so missing client tools or a server that does not answer are errors.
   if (!client || !dumper) {
-    if (cfg.enabled === 'auto') {
-      log.debug('mysql: no client tools found, skipping');
-      return undefined;
-    }
     throw new MissingDependencyError(client ? 'mariadb-dump' : 'mariadb', 'mariadb-client', 'mariadb');
   }
   if (!/^\d+[KMG]?$/i.test(cfg.max_allowed_packet)) {
@@ -66,11 +73,6 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
     return session;
   } catch (err) {
     await session.close();
-    // auto: "no server here" means the kind is off. A server that refuses us is still an error.
-    if (cfg.enabled === 'auto' && err instanceof CommandError && /ERROR 200[235]|Can't connect/i.test(err.stderrTail)) {
-      log.debug('mysql: no server reachable, skipping', { error: err.message });
-      return undefined;
-    }
     // The client's own words (ERROR 2002 … socket, ERROR 1045 access denied), not its argv: the
     // cron summary keeps one 200-character line, and the option list used to fill it.
     const why = err instanceof CommandError && err.stderrTail ? errorLine(err.stderrTail) : err instanceof Error ? err.message : String(err);
@@ -180,12 +182,10 @@ class Session implements MysqlSession {
     const lockMode = nonTransactional.length === 0 ? 'single-transaction' : 'lock-tables';
     const lockArgs = lockMode === 'single-transaction' ? ['--single-transaction', '--skip-lock-tables'] : ['--lock-tables'];
     const eventsSkipped = events > 0 && EVENTS_UNSAFE_NAME.test(database);
-    if (eventsSkipped) {
-      // Losing the events beats losing the whole database; the warning reaches the run summary.
-      this.log.warn(`mysql: ${JSON.stringify(database)}: ${events} event(s) not dumped: mariadb-dump cannot dump events of a database whose name contains quotes, backslashes or line breaks`, {
-        database,
-      });
-    }
+    const eventsMessage = `mysql ${JSON.stringify(database)}: ${events} event(s) not in the dump (mariadb-dump cannot dump events of a database whose name holds quotes, backslashes or line breaks): recreate them by hand after a restore`;
+    // Losing the events beats losing the whole database; the warning goes into the manifest
+    // entry and the run state (status WARNING, cron summary), not only into the log.
+    if (eventsSkipped) this.log.warn(eventsMessage, { database });
     const command = cmd(this.dumper, [
       `--defaults-extra-file=${this.optionFile}`,
       ...lockArgs,
@@ -208,7 +208,9 @@ class Session implements MysqlSession {
       ...(eventsSkipped ? { eventsSkipped: events } : {}),
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
-    return { ...spec, inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []) };
+    const withInventory: DumpSpec = { ...spec, inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []) };
+    if (!eventsSkipped) return withInventory;
+    return { ...withInventory, warnings: [warning(WarningCodes.EVENTS_SKIPPED, eventsMessage, { kind: 'mysql', database })] };
   }
 
   /** Read beside the dump, after it (see mysql-inventory.ts: why not inside its snapshot). */

@@ -11,6 +11,7 @@ import { run } from '../run/run.js';
 import { isExecutable, whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
 import { decompressorCommand } from './compress.js';
+import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
 
@@ -75,8 +76,6 @@ export function majorOf(versionNum: number): string {
 
 const DEFAULT_SOCKET_DIRS = ['/var/run/postgresql', '/run/postgresql', '/tmp'];
 const QUERY_TIMEOUT_MS = 60_000;
-/** libpq's messages for "nothing listens there" (as opposed to authentication or other refusals). */
-const NOT_THERE = /No such file or directory|Connection refused|could not translate host name|Network is unreachable|timeout expired/;
 
 /** How every tool reaches the server: all through the environment, so argv holds no names or secrets. */
 interface Connection {
@@ -226,16 +225,11 @@ class PostgresSession implements DatabaseSession {
 /** Connect, learn the server version and pick the matching client tools. */
 async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<DatabaseSession | undefined> {
   const log = ctx.log.child({ kind: 'postgresql' });
-  const required = cfg.enabled === true;
+  // Under `auto` the plan asked expected() (is a server installed?) first: from here a missing
+  // client or a server that does not answer is an error, never a skip.
   const conn = connection(cfg);
   const probe = findPgTool('psql', { binDir: cfg.bin_dir });
-  if (!probe) {
-    if (!required) return log.info('PostgreSQL skipped: no psql client found'), undefined;
-    throw new MissingDependencyError(cfg.bin_dir ? join(cfg.bin_dir, 'psql') : 'psql', 'postgresql-client', 'postgresql');
-  }
-  if (!required && conn.env.PGHOST!.startsWith('/') && !existsSync(join(conn.env.PGHOST!, `.s.PGSQL.${cfg.port ?? 5432}`))) {
-    return log.info(`PostgreSQL skipped: no server socket at ${conn.where}`), undefined;
-  }
+  if (!probe) throw new MissingDependencyError(cfg.bin_dir ? join(cfg.bin_dir, 'psql') : 'psql', 'postgresql-client', 'postgresql');
   if (cfg.password_file && (statSync(cfg.password_file).mode & 0o077) !== 0) {
     log.warn(`libpq ignores ${cfg.password_file}: it is readable by group or others (chmod 0600 it)`);
   }
@@ -258,8 +252,6 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Dat
     }
   }
   if (info === undefined) {
-    // auto skips a server that is not there, never one that is there but refuses us.
-    if (!required && NOT_THERE.test(said)) return log.info(`PostgreSQL skipped: no server at ${conn.where}`, { error: said }), undefined;
     const detail = said || (lastError instanceof Error ? lastError.message : String(lastError));
     throw new BackupError(`cannot connect to PostgreSQL at ${conn.where} as ${cfg.user}: ${detail}`, ExitCode.DUMP_FAILED, { where: conn.where, user: cfg.user }, { cause: lastError });
   }
@@ -292,6 +284,10 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Dat
 
 export const postgresqlKind: DatabaseKind = {
   name: 'postgresql',
+  expected(ctx: KindContext): string | undefined {
+    const enabled = ctx.loaded.config.databases.postgresql.enabled;
+    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);
+  },
   async open(ctx: KindContext): Promise<DatabaseSession | undefined> {
     const cfg = ctx.loaded.config.databases.postgresql;
     if (cfg.enabled === false) return undefined;

@@ -8,6 +8,8 @@ export interface RunDir {
   readonly runId: string;
   readonly dir: string;
   readonly status: 'complete' | 'failed' | 'unreadable';
+  /** The manifest, when it could be read. */
+  readonly manifest?: Manifest;
 }
 
 /** Finished runs, newest first (run ids sort by time). */
@@ -26,7 +28,7 @@ export function listRuns(dumpsDir: string): RunDir[] {
       const dir = join(dumpsDir, runId);
       try {
         const m = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
-        return { runId, dir, status: m.status === 'complete' ? 'complete' : 'failed' } as RunDir;
+        return { runId, dir, status: m.status === 'complete' ? 'complete' : 'failed', manifest: m } as RunDir;
       } catch {
         return { runId, dir, status: 'unreadable' } as RunDir;
       }
@@ -41,38 +43,140 @@ export function latestRunId(dumpsDir: string): string | undefined {
   }
 }
 
+/** `mysql\0shop_db`: one database of one kind. */
+export function databaseKey(kind: string, database: string): string {
+  return `${kind}\0${database}`;
+}
+
+/** What retention needs to know of one run. */
+export interface RunFacts {
+  readonly runId: string;
+  readonly status: 'complete' | 'failed' | 'unreadable';
+  /** When the run's dumps were made (ms since epoch). */
+  readonly at: number;
+  /** databaseKey of every database with a good dump in this run. */
+  readonly good: readonly string[];
+}
+
+export interface RetentionPolicy {
+  /** Complete runs to keep (dumps.keep). */
+  readonly keep: number;
+  /** dumps.keep_gone in ms. */
+  readonly keepGoneMs: number;
+  readonly now: number;
+  /** Never deleted: `latest`, runs a backup is reading, the run just written. */
+  readonly protectedRuns: ReadonlySet<string>;
+  /**
+   * Does the database still exist? true/false when this run's listing of its server says so;
+   * undefined when nobody knows (the server did not answer): then it counts as existing.
+   */
+  exists(key: string): boolean | undefined;
+}
+
+export interface RetentionDecision {
+  readonly remove: readonly string[];
+  /** Runs kept only because they hold the newest good dump of these databases (beyond dumps.keep). */
+  readonly keptFor: ReadonlyMap<string, readonly string[]>;
+}
+
 /**
- * Keep the newest `keep` complete runs. Failed runs are kept only while they are newer than the
- * newest complete run (their good dumps may be all there is for a day). The run `latest` points
- * at and runs named in `pinned` (a backup is reading them) are never deleted. Leftover
- * `.inprogress` directories are from crashed runs: the caller holds the lock, so nobody writes them.
+ * Which runs to delete (pure: the tests feed it any history). Runs are whole units; the rules:
+ * 1. the newest `keep` complete runs stay, and failed runs newer than the newest complete one
+ *    (their good dumps may be the only ones of that day);
+ * 2. a run holding the newest good dump of a database stays while that database exists (or its
+ *    server did not answer), or for `keep_gone` after that dump when it is gone: after any
+ *    number of failed, partial or empty nights, every database still has its newest good dump;
+ * 3. protected runs (latest, pinned, current) stay. Everything else goes.
+ * `runs` is newest first.
  */
-export function applyRetention(dumpsDir: string, keep: number, log: Logger, pinned: ReadonlySet<string> = new Set(), current?: string): string[] {
-  const removed: string[] = [];
-  const runs = listRuns(dumpsDir);
-  const latest = latestRunId(dumpsDir);
+export function chooseRemovals(runs: readonly RunFacts[], policy: RetentionPolicy): RetentionDecision {
+  const newestGood = new Map<string, RunFacts>();
+  for (const run of runs) for (const key of run.good) if (!newestGood.has(key)) newestGood.set(key, run);
+  const keptFor = new Map<string, string[]>();
+  for (const [key, run] of newestGood) {
+    const exists = policy.exists(key);
+    const wanted = exists !== false || policy.now - run.at < policy.keepGoneMs;
+    if (wanted) keptFor.set(run.runId, [...(keptFor.get(run.runId) ?? []), key]);
+  }
   const newestComplete = runs.find((r) => r.status === 'complete');
+  const remove: string[] = [];
   let completeSeen = 0;
   for (const run of runs) {
-    if (run.runId === latest || pinned.has(run.runId) || run.runId === current) {
-      if (run.status === 'complete') completeSeen++;
+    let byAge: boolean;
+    if (run.status === 'complete') byAge = ++completeSeen > policy.keep;
+    else byAge = newestComplete !== undefined && compareRunIds(run.runId, newestComplete.runId) < 0;
+    if (!byAge || policy.protectedRuns.has(run.runId)) {
+      keptFor.delete(run.runId); // kept anyway: not "because of" a database
       continue;
     }
-    let drop = false;
-    if (run.status === 'complete') drop = ++completeSeen > keep;
-    else drop = newestComplete !== undefined && compareRunIds(run.runId, newestComplete.runId) < 0;
-    if (drop) {
-      rmSync(run.dir, { recursive: true, force: true });
-      removed.push(run.runId);
-    }
+    if (keptFor.has(run.runId)) continue;
+    remove.push(run.runId);
   }
+  return { remove, keptFor };
+}
+
+/** The run id's own clock (20261126T030512Z) when the manifest has none. */
+export function runIdTime(runId: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(runId);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : 0;
+}
+
+export function runFacts(run: RunDir): RunFacts {
+  const m = run.manifest;
+  const at = m ? Date.parse(m.startedAt) || runIdTime(run.runId) : runIdTime(run.runId);
+  const good = (m?.entries ?? []).filter((e) => e.status === 'ok' && e.object === 'database' && e.database !== null).map((e) => databaseKey(e.kind, e.database!));
+  return { runId: run.runId, status: run.status, at, good };
+}
+
+export interface ApplyRetentionOptions {
+  readonly keep: number;
+  readonly keepGoneMs: number;
+  readonly log: Logger;
+  readonly pinned?: ReadonlySet<string>;
+  /** The run just written (never deleted, its .inprogress neither). */
+  readonly current?: string;
+  /** See RetentionPolicy.exists; default: every database counts as existing (keep everything it needs). */
+  readonly exists?: (key: string) => boolean | undefined;
+  readonly now?: number;
+}
+
+/**
+ * Delete what chooseRemovals says, plus `.inprogress` directories of crashed runs (the caller
+ * holds the lock, so nobody writes them). Returns the names removed.
+ */
+export function applyRetention(dumpsDir: string, options: ApplyRetentionOptions): string[] {
+  const runs = listRuns(dumpsDir);
+  const latest = latestRunId(dumpsDir);
+  const protectedRuns = new Set([...(options.pinned ?? []), ...(latest ? [latest] : []), ...(options.current ? [options.current] : [])]);
+  const decision = chooseRemovals(runs.map(runFacts), {
+    keep: options.keep,
+    keepGoneMs: options.keepGoneMs,
+    now: options.now ?? Date.now(),
+    protectedRuns,
+    exists: options.exists ?? (() => undefined),
+  });
+  const removed: string[] = [];
+  for (const runId of decision.remove) {
+    rmSync(join(dumpsDir, runId), { recursive: true, force: true });
+    removed.push(runId);
+  }
+  removed.push(...removeCrashedRuns(dumpsDir, options.current));
+  if (removed.length) options.log.debug('retention removed old runs', { removed });
+  for (const [runId, keys] of decision.keptFor) {
+    options.log.debug(`retention keeps ${runId}: newest good dump of ${keys.map((k) => k.replace('\0', ' ')).join(', ')}`);
+  }
+  return removed;
+}
+
+/** `.inprogress` directories left by a crash (never a good dump: not complete, not verified as a run). */
+export function removeCrashedRuns(dumpsDir: string, current?: string): string[] {
+  const removed: string[] = [];
   for (const name of safeReaddir(dumpsDir)) {
     if (name.endsWith(IN_PROGRESS) && name !== `${current}${IN_PROGRESS}`) {
       rmSync(join(dumpsDir, name), { recursive: true, force: true });
       removed.push(name);
     }
   }
-  if (removed.length) log.debug('retention removed old runs', { removed });
   return removed;
 }
 

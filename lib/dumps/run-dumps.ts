@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fsyncDir, tempNameFor, writeFileAtomic } from '../atomic-file.js';
@@ -14,8 +15,11 @@ import { pipeToFile } from '../run/pipeline.js';
 import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
 import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
 import type { InventoryProbe } from './inventory.js';
+import { warning, WarningCodes } from '../warnings.js';
 import type { Manifest, ManifestEntry } from './manifest.js';
-import { applyRetention } from './retention.js';
+import { accountForDatabases } from './accounting.js';
+import { applyRetention, removeCrashedRuns } from './retention.js';
+import { checkSpace } from './space.js';
 import type { Compression, DatabaseKind } from './types.js';
 
 export interface DumpRunInput {
@@ -54,11 +58,21 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   const runId = freeRunId(paths.dumpsDir, newRunId(started));
   const work = join(paths.dumpsDir, runId + IN_PROGRESS);
   const final = join(paths.dumpsDir, runId);
+  // Every pipeline stage and every verification listens on the run's signal; with dumps.concurrency
+  // 8 and verifications overlapping the next dumps that is more than Node's default of 10, which
+  // prints MaxListenersExceededWarning (a cron mail on a healthy night). Listeners are removed as
+  // each stage ends: this is the bound, not a leak.
+  if (signal) setMaxListeners(Math.max(10, config.dumps.concurrency * 8 + 10), signal);
+  const previous = readLatestManifest(paths.dumpsDir);
   try {
+    removeCrashedRuns(paths.dumpsDir);
+    // Space before work: fail now, naming the dir, the space needed and free, before anything
+    // is written or deleted (retention runs only after a complete run).
+    checkSpace(paths.dumpsDir, previous, config.dumps.space_margin);
     mkdirSync(paths.dumpsDir, { recursive: true, mode: 0o700 });
-    applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned);
     mkdirSync(work, { mode: 0o700 });
   } catch (err) {
+    if (err instanceof BackupError) throw err;
     throw new DumpStorageError(runId, `cannot write the dump directory ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
   }
 
@@ -77,7 +91,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
     // Largest first, by the previous run's sizes: the biggest database must not start last and
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
-    await pool(largestFirst(plan.items, previousSizes(paths.dumpsDir)), config.dumps.concurrency, async (item, release) => {
+    await pool(largestFirst(plan.items, previousSizes(previous)), config.dumps.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       input.onProgress?.(done, total, `${item.spec.kind} ${item.spec.database ?? item.spec.object}`);
       entries.push(await dumpOne(item, work, output, timeoutMs, log, signal, release));
@@ -90,6 +104,11 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
     if (signal?.aborted) throw abortReason(signal);
 
     const ok = entries.every((e) => e.status === 'ok');
+    const expected = new Set(plan.servers.map((s) => s.kind));
+    const accounted = accountForDatabases({ previous, entries, expected, listed: plan.listed, siteOf: input.siteOf });
+    for (const w of accounted.warnings) log.warn(w.message);
+    const gone = accounted.missing.filter((m) => m.reason === 'gone' || m.reason === 'excluded');
+    if (gone.length) log.info(`no longer dumped (deleted or excluded): ${gone.map((m) => `${m.kind} '${m.database}'`).join(', ')}`);
     const manifest: Manifest = {
       version: 1,
       runId,
@@ -100,6 +119,9 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       status: ok ? 'complete' : 'failed',
       method: config.databases.method,
       entries: sortEntries(entries),
+      servers: plan.servers,
+      missing: accounted.missing,
+      warnings: [...plan.warnings, ...accounted.warnings],
     };
     try {
       writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
@@ -114,13 +136,43 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       // (the catch below removes it). An error that says so, not an "internal error" (exit 70).
       throw new DumpStorageError(runId, `cannot finish run ${runId} in ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
     }
-    applyRetention(paths.dumpsDir, config.dumps.keep, log, input.pinned, runId);
+    applyRetention(paths.dumpsDir, {
+      keep: config.dumps.keep,
+      keepGoneMs: durationMs(config.dumps.keep_gone),
+      log,
+      pinned: input.pinned,
+      current: runId,
+      exists: existsNow(plan.listed),
+    });
     return { runId, dir: final, manifest, ok };
   } catch (err) {
     rmSync(work, { recursive: true, force: true });
     throw err;
   } finally {
-    await Promise.all(plan.sessions.map((s) => s.close().catch(() => undefined)));
+    await Promise.all(
+      plan.sessions.map((s) =>
+        // The session's temporary files hold credentials (a 0600 option file): say so when one stays.
+        s.close().catch((err: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(err as Error).message}`)),
+      ),
+    );
+  }
+}
+
+/** Retention's view of "does it still exist": known for servers that listed their databases, unknown otherwise. */
+function existsNow(listed: ReadonlyMap<string, ReadonlySet<string>>): (key: string) => boolean | undefined {
+  return (key) => {
+    const [kind = '', database = ''] = key.split('\0');
+    const names = listed.get(kind);
+    return names === undefined ? undefined : names.has(database);
+  };
+}
+
+/** The newest complete run's manifest (undefined on a first run or when it cannot be read). */
+export function readLatestManifest(dumpsDir: string): Manifest | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
   }
 }
 
@@ -166,6 +218,8 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     serverVersion: item.session.versions.server,
     clientVersion: item.session.versions.client,
     startedAt: startedAt.toISOString(),
+    ...(spec.details ? { details: spec.details } : {}),
+    ...(spec.warnings?.length ? { warnings: spec.warnings } : {}),
   };
   let probe: InventoryProbe | undefined;
   let inventoryError: string | undefined;
@@ -178,7 +232,11 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     written?.();
     // After the slot is free: the inventory's reading overlaps the next dump.
     const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
-    if (inventoryError !== undefined) log.warn(`${spec.kind} '${spec.database}': no inventory for verify: ${inventoryError}`, { database: spec.database });
+    const inventoryWarning =
+      inventoryError === undefined
+        ? undefined
+        : warning(WarningCodes.INVENTORY_MISSING, `${spec.kind} '${spec.database}': the server's inventory could not be read beside the dump (verify can load it, not compare it): ${inventoryError}`, { kind: spec.kind, database: spec.database ?? undefined, site });
+    if (inventoryWarning) log.warn(inventoryWarning.message, { database: spec.database });
     await spec.verify(tmp, applied, signal);
     renameSync(tmp, file);
     log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
@@ -191,10 +249,13 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
       status: 'ok',
       ...(inventory ? { inventory } : {}),
       ...(inventoryError !== undefined ? { inventoryError } : {}),
+      ...(inventoryWarning ? { warnings: [...(spec.warnings ?? []), inventoryWarning] } : {}),
     };
   } catch (err) {
     rmSync(tmp, { force: true });
-    const e = err as BackupError;
+    // Not one of our errors: a bug, reported as such (exit 70 with the stack in the log), not as "dump failed".
+    if (!(err instanceof BackupError)) throw err;
+    const e = err;
     const what = `${spec.kind} ${spec.database === null ? spec.object : `'${spec.database}'`}`;
     if (!signal?.aborted) log.error(`${what} failed: ${e.message}`);
     return {
@@ -222,13 +283,8 @@ export function pointLatest(dumpsDir: string, runId: string): void {
 }
 
 /** Compressed bytes of each dump of the newest complete run (empty on a first run or an unreadable manifest). */
-function previousSizes(dumpsDir: string): Map<string, number> {
-  try {
-    const manifest = JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
-    return new Map(manifest.entries.filter((e) => e.bytes !== undefined).map((e) => [sizeKey(e.kind, e.database, e.object), e.bytes!]));
-  } catch {
-    return new Map();
-  }
+function previousSizes(previous: Manifest | undefined): Map<string, number> {
+  return new Map((previous?.entries ?? []).filter((e) => e.bytes !== undefined).map((e) => [sizeKey(e.kind, e.database, e.object), e.bytes!]));
 }
 
 function sizeKey(kind: string, database: string | null, object: string): string {

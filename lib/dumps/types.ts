@@ -2,6 +2,7 @@ import type { Command } from '../run/command.js';
 import type { InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import type { Warning } from '../warnings.js';
 
 /**
  * One typed interface for every database kind. Adding a kind means adding one module in this
@@ -34,7 +35,7 @@ export interface DumpSpec {
   verify(file: string, compression: Compression, signal?: AbortSignal): Promise<void>;
   /** Strings that must never appear in messages (none when credentials live in files). */
   readonly secrets?: readonly string[];
-  /** Extra facts for the manifest (engine of each table, encoding…). */
+  /** Extra facts for the manifest (engine of each table, encoding…): copied into the manifest entry. */
   readonly details?: Readonly<Record<string, unknown>>;
   /**
    * The server's inventory of the database, read beside the dump (databases only): opened right
@@ -42,6 +43,8 @@ export interface DumpSpec {
    * fails never fails the dump: the manifest then says why the inventory is missing.
    */
   readonly inventory?: (signal?: AbortSignal) => Promise<InventoryProbe>;
+  /** What this dump will not contain (events skipped…): recorded in the manifest entry and the run state. */
+  readonly warnings?: readonly Warning[];
 }
 
 export interface ServerVersions {
@@ -72,8 +75,13 @@ export interface KindContext {
 export interface DatabaseKind {
   readonly name: KindName;
   /**
-   * Open a session, or return undefined when the kind is disabled (`enabled: false`, or `auto`
-   * and no client/server found). With `enabled: true` an unreachable server is an error.
+   * Should this run dump the kind? A reason ('enabled: true', or the evidence that a server is
+   * installed when enabled is auto: lib/dumps/installed.ts), or undefined to skip it.
+   */
+  expected(ctx: KindContext): string | undefined;
+  /**
+   * Open a session, or return undefined when the kind is disabled (`enabled: false`). `auto` is
+   * decided by expected() before: an unreachable server or missing client tools are errors.
    */
   open(ctx: KindContext): Promise<DatabaseSession | undefined>;
 }

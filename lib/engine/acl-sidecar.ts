@@ -1,16 +1,12 @@
 import { createReadStream, createWriteStream, writeFileSync } from 'node:fs';
-import { lstat, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fsyncDir, tempNameFor } from '../atomic-file.js';
-import { compressionSuffix, compressorCommand, decompressorCommand, resolveCompression, sniffCompression } from '../dumps/compress.js';
-import { EngineError, MissingDependencyError } from '../errors.js';
+import { compressionSuffix, compressorCommand, resolveCompression } from '../dumps/compress.js';
 import { cmd, type Command } from '../run/command.js';
 import { pipeToFile, type StageResult } from '../run/pipeline.js';
-import { run } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
+import { resolveTool } from '../run/which.js';
 
 /**
  * Duplicity 0.8 restores owner, mode and mtime but drops POSIX ACLs and xattrs, which on ApisCP
@@ -47,21 +43,63 @@ export interface SidecarResult {
 /** `-m` regex: every namespace but `system.` (POSIX ACLs come from getfacl, in readable form). */
 const XATTR_MATCH = '^(user|trusted|security)\\.';
 
-export function getfaclArgs(sources: readonly string[]): string[] {
+export function getfaclArgs(sources: readonly string[], recursive = true): string[] {
   // -s: files with only owner/group/other entries are covered by the mode duplicity keeps.
   // -n: numeric ids (site users exist in the site's passwd, not the host's). -P: no symlinks.
-  return ['-R', '-p', '-n', '-s', '-P', '--', ...sources];
+  return [...(recursive ? ['-R'] : []), '-p', '-n', '-s', '-P', '--', ...sources];
 }
 
-export function getfattrArgs(sources: readonly string[]): string[] {
-  return ['-R', '-P', '-h', '-d', '-m', XATTR_MATCH, '-e', 'hex', '--absolute-names', '--', ...sources];
+export function getfattrArgs(sources: readonly string[], recursive = true): string[] {
+  return [...(recursive ? ['-R'] : []), '-P', '-h', '-d', '-m', XATTR_MATCH, '-e', 'hex', '--absolute-names', '--', ...sources];
 }
 
-export async function writeAclSidecar(sources: readonly string[], outFile: string): Promise<SidecarResult> {
-  const compression = sidecarCompression();
-  for (const tool of ['getfacl', 'getfattr']) {
-    if (!whichSystem(tool)) throw new MissingDependencyError(tool, tool === 'getfacl' ? 'acl' : 'attr', tool === 'getfacl' ? 'acl' : 'attr');
+/**
+ * The walk that covers `sources` but nothing in `excludes` (paths.exclude, expanded): getfacl and
+ * getfattr have no exclude option, so a source with an excluded path inside is split into the
+ * directories on the way to it (`shallow`, their own entry only) and every sibling (`deep`,
+ * recursive). Symlinks are never followed. Excludes that are patterns (`*.inprogress`) only
+ * matter inside the dumps dir, which the sidecar never walks.
+ */
+export async function walkPlan(sources: readonly string[], excludes: readonly string[]): Promise<{ shallow: string[]; deep: string[] }> {
+  const concrete = excludes.filter((e) => !/[*?[]/.test(e)).map((e) => e.replace(/\/+$/, ''));
+  const shallow: string[] = [];
+  const deep: string[] = [];
+  const visit = async (path: string): Promise<void> => {
+    if (concrete.some((e) => path === e || path.startsWith(e + '/'))) return;
+    if (!concrete.some((e) => e.startsWith(path + '/'))) {
+      deep.push(path);
+      return;
+    }
+    shallow.push(path);
+    const children = await readdir(path, { withFileTypes: true }).catch(() => []);
+    for (const c of children.sort((a, b) => (a.name < b.name ? -1 : 1))) await visit(join(path, c.name));
+  };
+  for (const s of sources) await visit(s);
+  return { shallow, deep };
+}
+
+/** Argument lists kept well under the kernel's limit (ARG_MAX is 2 MB, one path may be 4 KB). */
+function batches(paths: readonly string[], maxBytes = 256 * 1024): string[][] {
+  const out: string[][] = [];
+  let current: string[] = [];
+  let size = 0;
+  for (const p of paths) {
+    if (current.length && size + p.length + 1 > maxBytes) {
+      out.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(p);
+    size += p.length + 1;
   }
+  if (current.length) out.push(current);
+  return out;
+}
+
+export async function writeAclSidecar(sources: readonly string[], outFile: string, excludes: readonly string[] = []): Promise<SidecarResult> {
+  const compression = sidecarCompression();
+  const getfacl = resolveTool('getfacl', 'acl');
+  const getfattr = resolveTool('getfattr', 'attr');
   // The dumps dir (where outFile goes) has nothing worth keeping and would list our temp files.
   const outDir = dirname(outFile);
   const existing: string[] = [];
@@ -69,27 +107,34 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
     if (outDir === s || outDir.startsWith(s.endsWith('/') ? s : s + '/')) continue;
     if (await lstat(s).then(() => true, () => false)) existing.push(s);
   }
-  // Two compressed frames in one file (zstd and gzip both read concatenated frames as one
-  // stream): `getfacl | zstd`, then `getfattr | zstd` appended. Streamed through kernel pipes:
-  // a server with millions of inodes produces hundreds of MB of text.
+  const { shallow, deep } = await walkPlan(existing, excludes);
+  // One compressed frame per command, back to back in one file (zstd and gzip both read
+  // concatenated frames as one stream): getfacl first, then getfattr. Streamed through kernel
+  // pipes: a server with millions of inodes produces hundreds of MB of text.
+  const commands: Command[] = [
+    ...batches(deep).map((b) => cmd(getfacl, getfaclArgs(b))),
+    ...batches(shallow).map((b) => cmd(getfacl, getfaclArgs(b, false))),
+    ...batches(deep).map((b) => cmd(getfattr, getfattrArgs(b))),
+    ...batches(shallow).map((b) => cmd(getfattr, getfattrArgs(b, false))),
+  ];
   const tmp = tempNameFor(outFile);
-  const second = `${tmp}-xattr`;
+  const part = `${tmp}-part`;
   const warnings: string[] = [];
   const compressor = compressorCommand(compression)!;
   try {
-    if (existing.length === 0) writeFileSync(tmp, '', { mode: 0o600 });
-    else {
-      await pipeToFile([cmd('getfacl', getfaclArgs(existing)), compressor], tmp, { tolerate: vanished(warnings) });
-      await pipeToFile([cmd('getfattr', getfattrArgs(existing)), compressor], second, { tolerate: vanished(warnings) });
-      await pipeline(createReadStream(second), createWriteStream(tmp, { flags: 'a' }));
-      const h = await open(tmp, 'r');
-      await h.sync().finally(() => h.close());
+    writeFileSync(tmp, '', { mode: 0o600 });
+    for (const command of commands) {
+      await rm(part, { force: true });
+      await pipeToFile([command, compressor], part, { tolerate: vanished(warnings) });
+      await pipeline(createReadStream(part), createWriteStream(tmp, { flags: 'a' }));
     }
+    const h = await open(tmp, 'r');
+    await h.sync().finally(() => h.close());
     await rename(tmp, outFile);
     fsyncDir(outDir);
     return { file: outFile, bytes: (await stat(outFile)).size, compression, warnings };
   } finally {
-    for (const f of [tmp, second]) await rm(f, { force: true });
+    for (const f of [tmp, part]) await rm(f, { force: true });
   }
 }
 
@@ -106,101 +151,3 @@ function vanished(warnings: string[]): (stage: StageResult, index: number) => bo
   };
 }
 
-export interface RestoreAclsResult {
-  readonly sidecar: string;
-  readonly aclFiles: number;
-  readonly xattrFiles: number;
-  /** Paths in the sidecar that the restored tree does not have (a partial restore). */
-  readonly warnings: string[];
-}
-
-/**
- * Re-apply a sidecar to a restored tree. Paths in the sidecar are absolute source paths; engines
- * restore `/x/y` to `DIR/x/y`, so we strip the leading `/` and run setfacl/setfattr in DIR.
- */
-export async function restoreAcls(fromDir: string, sidecarPath?: string): Promise<RestoreAclsResult> {
-  const sidecar = sidecarPath ?? (await findSidecar(fromDir));
-  if (!sidecar) throw new EngineError(`no ${SIDECAR_BASENAME}.zst/.gz found under ${fromDir}: pass the sidecar path`, 'duplicity', { fromDir });
-  const head = Buffer.alloc(4);
-  const fh = await open(sidecar, 'r');
-  const { bytesRead } = await fh.read(head, 0, 4, 0);
-  await fh.close();
-  const work = await mkdtemp(join(tmpdir(), 'apiscp-acls-'));
-  try {
-    const plain = join(work, 'plain');
-    if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, warnings: [] };
-    const packed = sniffCompression(head);
-    if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
-    await pipeToFile([decompressorCommand(packed, sidecar)], plain);
-    const aclText = join(work, 'acl.txt');
-    const xattrText = join(work, 'xattr.txt');
-    const { acl, xattr } = await splitAndRewrite(plain, aclText, xattrText);
-    const warnings: string[] = [];
-    await restoreWith(cmd('setfacl', [`--restore=${aclText}`], { cwd: fromDir }), warnings);
-    await restoreWith(cmd('setfattr', [`--restore=${xattrText}`], { cwd: fromDir }), warnings);
-    return { sidecar, aclFiles: acl, xattrFiles: xattr, warnings };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** Stream the plain text into the two restore files, with paths made relative to the restore dir. */
-async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string): Promise<{ acl: number; xattr: number }> {
-  const acl = createWriteStream(aclOut, { mode: 0o600 });
-  const xattr = createWriteStream(xattrOut, { mode: 0o600 });
-  const counts = { acl: 0, xattr: 0 };
-  let pendingHeader: string | undefined;
-  let target: typeof acl | undefined;
-  const write = async (stream: typeof acl, text: string): Promise<void> => {
-    if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
-  };
-  for await (const line of createInterface({ input: createReadStream(plain), crlfDelay: Infinity })) {
-    if (line.startsWith('# file: ')) {
-      const rel = line.slice('# file: '.length).replace(/^\/+/, '');
-      pendingHeader = `# file: ${rel === '' ? '.' : rel}\n`;
-      target = undefined;
-      continue;
-    }
-    if (pendingHeader !== undefined) {
-      // The line after the header decides which tool wrote the block.
-      if (line === '') continue;
-      target = line.startsWith('# owner: ') ? acl : xattr;
-      counts[target === acl ? 'acl' : 'xattr']++;
-      await write(target, pendingHeader);
-      pendingHeader = undefined;
-    }
-    if (target) await write(target, line + '\n');
-  }
-  await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
-  return counts;
-}
-
-/** Missing files are warnings (the admin may have restored only part of the tree). */
-async function restoreWith(command: Command, warnings: string[]): Promise<void> {
-  const r = await run(command, { okExitCodes: [1] });
-  if (r.exitCode === 0) return;
-  const lines = r.stderr.split('\n').filter(Boolean);
-  if (lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l))) {
-    warnings.push(...lines);
-    return;
-  }
-  throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
-}
-
-/** The newest sidecar below `dir`, without wandering into the (large) restored site trees. */
-async function findSidecar(dir: string): Promise<string | undefined> {
-  let best: { path: string; mtime: number } | undefined;
-  const walk = async (d: string, depth: number): Promise<void> => {
-    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory() && depth < 12 && !p.endsWith('/home/virtual')) await walk(p, depth + 1);
-      else if (e.isFile() && /^fs-acls\.(zst|gz)$/.test(basename(p))) {
-        const mtime = (await stat(p)).mtimeMs;
-        if (!best || mtime > best.mtime) best = { path: p, mtime };
-      }
-    }
-  };
-  await walk(dir, 0);
-  return best?.path;
-}

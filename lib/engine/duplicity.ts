@@ -3,7 +3,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import type { RunResult } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
+import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
 import type { BackupLevel, Engine, EngineContext, EngineResult } from './types.js';
 
@@ -71,9 +71,10 @@ export function duplicityExitMessage(code: number | undefined): string {
 /** PASSPHRASE goes into the environment only: never argv, where `ps` shows it. */
 async function duplicityCommand(loaded: LoadedConfig, args: string[]): Promise<{ command: Command; secrets: string[] }> {
   const file = loaded.config.duplicity.passphrase_file;
-  if (!file) return { command: cmd('duplicity', args), secrets: [] };
+  const duplicity = resolveTool('duplicity', 'duplicity', 'duplicity (EPEL)');
+  if (!file) return { command: cmd(duplicity, args), secrets: [] };
   const passphrase = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-  return { command: cmd('duplicity', args, { env: { PASSPHRASE: passphrase } }), secrets: [passphrase] };
+  return { command: cmd(duplicity, args, { env: { PASSPHRASE: passphrase } }), secrets: [passphrase] };
 }
 
 async function runDuplicity(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {

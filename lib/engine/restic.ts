@@ -2,7 +2,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
 import type { RunResult } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
+import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -51,7 +51,7 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 }
 
 async function runRestic(ctx: EngineContext, action: string, args: string[], okExitCodes: number[] = []): Promise<RunResult> {
-  return runEngineTool('restic', action, cmd('restic', args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, okExitCodes });
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, okExitCodes });
 }
 
 export interface ResticSummary {

@@ -13,8 +13,9 @@ import { ensureScopeDisabled } from '../panel/scope.js';
 import { expandBackupPaths } from '../plan/paths.js';
 import { ping } from '../report/heartbeat.js';
 import type { RunState } from '../report/run-state.js';
-import { dumpProblems, dumpStep, dumpsState } from './dump-step.js';
-import { addPin, removePin } from './pins.js';
+import { warning, WarningCodes, type Warning } from '../warnings.js';
+import { dumpProblems, dumpStep, dumpsState, dumpWarnings } from './dump-step.js';
+import { addPin, PinsError, removePin } from './pins.js';
 import { previousState, recordRun } from './record.js';
 
 export interface JobInput {
@@ -66,16 +67,21 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   const startedAt = new Date().toISOString();
   await ping('start', loaded.config.monitor.heartbeat, { log });
   const problems: string[] = [];
+  const warnings: Warning[] = [];
   const panel = openPanel(loaded.config, { log, signal });
   if (panel) {
-    const warning = await ensureScopeDisabled(loaded, { log, signal }).catch((err: BackupError) => `cannot check the panel's export scope: ${err.message}`);
-    if (warning) {
-      log.warn(warning);
-      problems.push(warning);
+    const said = await ensureScopeDisabled(loaded, { log, signal }).then(
+      (w) => w && warning(WarningCodes.SCOPE_REENABLED, w),
+      (err: BackupError) => warning(WarningCodes.SCOPE_UNKNOWN, `cannot check the panel's export scope: ${err.message}`),
+    );
+    if (said) {
+      log.warn(said.message);
+      warnings.push(said);
     }
   }
   const result = await dumpStep(input);
   problems.push(...dumpProblems(result));
+  warnings.push(...dumpWarnings(result));
   const dumpsOk = result.ok;
   const proceed = dumpsOk || loaded.config.on_dump_failure === 'warn';
   // warn: the files are worth saving even without every fresh dump, but the admin must hear
@@ -85,7 +91,12 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   if (!engine.keepsAcls && proceed) {
     const ctx = await engineContext(input);
     const trees = ctx.sources.filter((s) => !s.startsWith(loaded.paths.dumpsDir));
-    await writeAclSidecar(trees, sidecarPath(loaded));
+    const sidecar = await writeAclSidecar(trees, sidecarPath(loaded), ctx.excludes);
+    if (sidecar.warnings.length) {
+      const w = warning(WarningCodes.FILES_VANISHED, `ACL sidecar: ${sidecar.warnings.length} file(s) vanished while it was written (a live site), e.g. ${sidecar.warnings[0]}`);
+      log.warn(w.message, { vanished: sidecar.warnings.slice(0, 50) });
+      warnings.push(w);
+    }
   }
   const state: RunState = {
     version: 1,
@@ -97,8 +108,9 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
     startedAt,
     dumps: dumpsState(result),
     backup: proceed ? { status: 'pending' } : { status: 'skipped', detail: 'dumps failed (on_dump_failure: fail)' },
-    status: !dumpsOk ? (proceed ? 'warning' : 'failed') : problems.length ? 'warning' : 'ok',
+    status: !dumpsOk ? (proceed ? 'warning' : 'failed') : problems.length || warnings.length ? 'warning' : 'ok',
     problems,
+    warnings,
   };
   return { state, proceed };
 }
@@ -160,8 +172,19 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
   const { loaded, log } = input;
   const previous = previousState(loaded);
   const outcome = parseBackupStatus(input.status);
-  await removePin(loaded, input.job?.id);
+  // The job's outcome is recorded even when pins.json is unreadable; that is said as an error.
+  const pinError = await removePin(loaded, input.job?.id).then(
+    () => undefined,
+    (err: unknown) => {
+      if (!(err instanceof PinsError)) throw err;
+      log.error(err.message);
+      return err;
+    },
+  );
   const dumpsFailed = (previous?.dumps?.failed ?? 0) > 0;
+  // The pre-backup's warnings (events skipped, a database missing) belong to this backup too.
+  const warnings: Warning[] = [...(previous?.warnings ?? [])];
+  if (outcome === 'warning') warnings.push(warning(WarningCodes.ENGINE_WARNING, `${input.engine} finished with warnings: ${input.status}`));
   const state: RunState = {
     version: 1,
     runId: previous?.runId,
@@ -174,11 +197,12 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
     durationMs: previous ? Date.now() - Date.parse(previous.startedAt) : undefined,
     dumps: previous?.dumps,
     backup: { status: outcome, detail: input.status },
-    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 ? 'warning' : 'ok',
-    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : [])],
+    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 || warnings.length > 0 || pinError ? 'warning' : 'ok',
+    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []), ...(pinError ? [pinError.message] : [])],
+    warnings,
   };
   const recorded = await recordRun(loaded, log, state);
-  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : ExitCode.OK, state: recorded };
+  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
@@ -193,21 +217,34 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     let backup: RunState['backup'] = state.backup;
     let level: RunState['level'] = state.level;
     const problems = [...state.problems];
+    const warnings = [...(state.warnings ?? [])];
     let exitCode: number = state.dumps && state.dumps.failed > 0 ? ExitCode.DUMP_FAILED : ExitCode.OK;
     if (proceed && engine.drivesBackup) {
+      let ctx: EngineContext | undefined;
       try {
-        const ctx = await engineContext(input);
+        ctx = await engineContext(input);
         const result: EngineResult = await engine.backup(ctx);
-        await engine.prune?.(ctx);
         level = result.level;
-        problems.push(...result.warnings);
+        warnings.push(...result.warnings.map((w) => warning(WarningCodes.ENGINE_WARNING, w)));
         backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };
       } catch (err) {
-        const e = err as BackupError;
-        input.log.error(e.message);
-        problems.push(e.message);
-        backup = { status: 'failed', detail: e.message };
-        exitCode = e instanceof BackupError ? e.exitCode : ExitCode.ENGINE;
+        // A bug: exit 70 with the stack in the log, and a failed record (status must not show the last good run).
+        if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
+        input.log.error(err.message);
+        problems.push(err.message);
+        backup = { status: 'failed', detail: err.message };
+        exitCode = err.exitCode;
+      }
+      // The backup exists: a prune that fails costs repository space, not this backup.
+      if (ctx && backup?.status !== 'failed' && engine.prune) {
+        try {
+          await engine.prune(ctx);
+        } catch (err) {
+          if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
+          const w = warning(WarningCodes.PRUNE_FAILED, `${engine.name}: the backup was made, but applying retention to the repository failed: ${err.message}`);
+          input.log.warn(w.message);
+          warnings.push(w);
+        }
       }
     } else if (proceed) {
       backup = undefined; // dumps only: the other backup software picks up dumps.dir
@@ -218,9 +255,10 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       level,
       backup,
       problems,
+      warnings,
       finishedAt: new Date().toISOString(),
       durationMs: Date.now() - Date.parse(state.startedAt),
-      status: failed ? 'failed' : problems.length ? 'warning' : 'ok',
+      status: failed ? 'failed' : problems.length || warnings.length ? 'warning' : 'ok',
     };
     const recorded = await recordRun(input.loaded, input.log, finished, { ping: input.ping });
     return { exitCode, state: recorded };
@@ -237,6 +275,7 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
     // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
     const result = await dumpStep(input).catch((err: unknown) => recordAbort(input, startedAt, err));
     const problems = dumpProblems(result);
+    const warnings = dumpWarnings(result);
     const state: RunState = {
       version: 1,
       runId: result.runId,
@@ -248,8 +287,9 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
       dumps: dumpsState(result),
       // A manual dump is not a backup of the files: for real engines it must not reset the watchdog.
       backup: input.engine === 'none' ? undefined : { status: 'skipped', detail: 'dumps only (apiscp-backup dump)' },
-      status: result.ok ? 'ok' : 'failed',
+      status: !result.ok ? 'failed' : warnings.length ? 'warning' : 'ok',
       problems,
+      warnings,
     };
     const recorded = await recordRun(input.loaded, input.log, state);
     return { exitCode: result.ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };

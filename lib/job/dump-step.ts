@@ -7,6 +7,7 @@ import type { DatabaseKind } from '../dumps/types.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
 import { ProgressLine } from '../report/progress.js';
+import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
 import { buildSiteLookup } from './site-lookup.js';
 
@@ -62,7 +63,13 @@ export function dumpsState(result: DumpRunResult): NonNullable<RunState['dumps']
       bytes: e.bytes,
       error: e.error?.message,
     })),
+    ...(result.manifest.missing?.length ? { missing: result.manifest.missing.map((m) => ({ kind: m.kind, database: m.database, site: m.site, reason: m.reason })) } : {}),
   };
+}
+
+/** Every warning of the dump run: the run's own (database missing, retry needed) and each dump's (events skipped). */
+export function dumpWarnings(result: DumpRunResult): Warning[] {
+  return [...(result.manifest.warnings ?? []), ...result.manifest.entries.flatMap((e) => e.warnings ?? [])];
 }
 
 export function dumpProblems(result: DumpRunResult): string[] {

@@ -6,6 +6,7 @@ import type { RunState } from '../report/run-state.js';
 import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
 import { failureSummary } from '../report/summary.js';
 import { readVerifyState, verifyStateFile } from '../verify/state.js';
+import { warningsHeadline, type Warning } from '../warnings.js';
 
 /**
  * report: persist what a run did (status.json, merged with history for the watchdog clock and
@@ -23,9 +24,11 @@ export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunSta
   if (merged.status !== 'running') refreshMetrics(loaded, log, merged);
   if (options.ping !== false && merged.status !== 'running') {
     const failed = merged.status === 'failed';
+    const warnings = merged.warnings ?? [];
     await ping(failed ? 'failure' : 'success', loaded.config.monitor.heartbeat, {
       log,
-      logTail: failed ? summaryFor(loaded, merged) : merged.problems.join('\n'),
+      logTail: failed || warnings.length || merged.problems.length ? summaryFor(loaded, merged) : undefined,
+      summary: warnings.length ? `apiscp-backup: ${warningsHeadline(warnings)}` : undefined,
     });
   }
   return merged;
@@ -48,4 +51,20 @@ export function refreshMetrics(loaded: LoadedConfig, log: Logger, state = readRu
   } catch (err) {
     log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Warnings found after the run was recorded (the nightly verification) join the run's own in
+ * status.json, so status, the cron summary and the metrics show them like any other. Written
+ * as is, not merged again: a second merge would count the backup twice in the restore chain.
+ */
+export function addRunWarnings(loaded: LoadedConfig, log: Logger, state: RunState, warnings: readonly Warning[]): RunState {
+  if (warnings.length === 0) return state;
+  const updated: RunState = { ...state, warnings: [...(state.warnings ?? []), ...warnings], status: state.status === 'ok' ? 'warning' : state.status };
+  try {
+    writeRunState(loaded.paths.statusFile, updated);
+  } catch (err) {
+    log.warn(`cannot write the status file ${loaded.paths.statusFile}: ${(err as Error).message}`);
+  }
+  return updated;
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { readVerifyState, recordVerifyError, verifyStateFile, type VerifyState } from '../verify/state.js';
 import { verifyRun, type VerifyResult } from '../verify/verify-run.js';
 import { readPins } from './pins.js';
+import { warning, WarningCodes, type Warning } from '../warnings.js';
 
 const HOUR = 3_600_000;
 /** cron.daily starts at a different minute each day (anacron's RANDOM_DELAY): leave slack. */
@@ -52,4 +53,12 @@ export async function nightlyVerify(input: { loaded: LoadedConfig; log: Logger; 
     recordVerifyError(verifyStateFile(loaded.paths.stateDir), message);
     return { error: message };
   }
+}
+
+/** What a nightly verification leaves for the run's warnings: dumps it could not check, or that it could not run. Failures are not warnings (status CRITICAL, exit 9). */
+export function verifyWarnings(verified: NightlyVerify): Warning[] {
+  if (verified.error) return [warning(WarningCodes.VERIFY_NOT_CHECKED, verified.error)];
+  return (verified.result?.results ?? [])
+    .filter((r) => r.outcome === 'error')
+    .map((r) => warning(WarningCodes.VERIFY_NOT_CHECKED, `verify: ${r.kind} '${r.database}' not checked: ${r.problems.join('; ')}`, { kind: r.kind, database: r.database, site: r.site }));
 }

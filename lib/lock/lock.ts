@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../atomic-file.js';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -66,7 +67,9 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
         onCompromised: () => undefined,
       });
       const holder: LockHolder = { pid: process.pid, host: hostname(), command: options.command, started: new Date().toISOString() };
-      writeFileSync(holderFile(lockPath), JSON.stringify(holder) + '\n', { mode: 0o644 });
+      // Atomic (temp + rename): a waiter never reads half a holder file, or an empty one it would
+      // take for "unknown holder".
+      writeFileAtomic(holderFile(lockPath), JSON.stringify(holder) + '\n', { mode: 0o644 });
       return {
         path: lockPath,
         release: async () => {
@@ -78,10 +81,9 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
     }
     const holder = readHolder(lockPath);
-    if (holder && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid)) {
+    if (isDead(holder)) {
       // The holder died (kill -9, OOM, reboot without tmpfs /run): take the lock over now.
-      rmSync(lockPath, { recursive: true, force: true });
-      rmSync(holderFile(lockPath), { force: true });
+      await takeOver(lockPath, holder!);
       continue;
     }
     const waited = Date.now() - started;
@@ -91,5 +93,49 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
       announced = true;
     }
     await new Promise((r) => setTimeout(r, Math.min(POLL_MS, options.waitMs - waited)));
+  }
+}
+
+function isDead(holder: LockHolder | undefined): boolean {
+  return holder !== undefined && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid);
+}
+
+const TAKEOVER_STALE_MS = 10_000;
+
+/**
+ * Remove a dead holder's lock so the next attempt can take it. Two waiters may both have seen the
+ * dead holder; without care the slower one would then remove the lock the faster one just took,
+ * and both would run. So the takeover itself is serialised by a second lock (mkdir is atomic),
+ * and under it the holder is read again: only if the very same dead holder is still recorded is
+ * anything removed (holder file first, so nobody reads it after the lock is gone). A waiter that
+ * comes second finds the new holder (alive) or none, and goes back to waiting.
+ */
+export async function takeOver(lockPath: string, seen: LockHolder): Promise<void> {
+  const mutex = `${lockPath}.takeover`;
+  try {
+    mkdirSync(mutex);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another waiter is taking over; a mutex left by a waiter that died meanwhile goes stale.
+    if (Date.now() - (statSafe(mutex) ?? Date.now()) > TAKEOVER_STALE_MS) rmSync(mutex, { recursive: true, force: true });
+    await new Promise((r) => setTimeout(r, 50));
+    return;
+  }
+  try {
+    const now = readHolder(lockPath);
+    if (now && isDead(now) && now.pid === seen.pid && now.started === seen.started) {
+      rmSync(holderFile(lockPath), { force: true });
+      rmSync(lockPath, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(mutex, { recursive: true, force: true });
+  }
+}
+
+function statSafe(path: string): number | undefined {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return undefined;
   }
 }

@@ -1,9 +1,12 @@
 import type { LoadedConfig } from '../config/load.js';
 import { BackupError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { SERVER_SITE } from '../dumps/layout.js';
-import type { ManifestEntry } from '../dumps/manifest.js';
-import type { DatabaseKind, DatabaseSession, DumpSpec, KindName } from '../dumps/types.js';
+import type { ManifestEntry, ServerRecord } from '../dumps/manifest.js';
+import { durationMs } from '../config/schema.js';
+import { warning, WarningCodes, type Warning } from '../warnings.js';
+import type { DatabaseKind, DatabaseSession, DumpSpec, KindContext, KindName } from '../dumps/types.js';
 import { nameFilter } from './name-filter.js';
 
 /** Which site owns a database: `siteN`, or undefined (it then goes under `_server`). */
@@ -21,6 +24,12 @@ export interface Plan {
   readonly sessions: readonly DatabaseSession[];
   /** Problems found while planning (server down, listing failed): they fail the run. */
   readonly failures: readonly ManifestEntry[];
+  /** Every server the run expected, and whether it answered. */
+  readonly servers: readonly ServerRecord[];
+  /** Per kind that answered: every database it lists (before include/exclude), to account for missing ones. */
+  readonly listed: ReadonlyMap<KindName, ReadonlySet<string>>;
+  /** Non-fatal problems while planning (a retry was needed). */
+  readonly warnings: readonly Warning[];
 }
 
 export interface PlanInput {
@@ -42,7 +51,9 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
   const failures: ManifestEntry[] = [];
   const startedAt = new Date().toISOString();
   const failure = (kind: KindName, database: string | null, err: unknown, object: ManifestEntry['object'] = database === null ? 'server' : 'database'): ManifestEntry => {
-    const e = err as BackupError;
+    // Anything but our own errors is a bug: exit 70 with the stack, never "dump failed".
+    if (!(err instanceof BackupError)) throw err;
+    const e = err;
     log.error(`${kind}${database === null ? '' : ` ${database}`}: ${e.message}`);
     return {
       kind,
@@ -58,41 +69,102 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
     };
   };
 
-  for (const kind of input.kinds) {
-    let session: DatabaseSession | undefined;
-    try {
-      session = await kind.open({ loaded, log: log.child({ kind: kind.name }), signal });
-    } catch (err) {
-      failures.push(failure(kind.name, null, err));
-      continue;
-    }
-    if (!session) {
-      log.debug(`${kind.name}: not enabled or not found, skipped`);
-      continue;
-    }
-    sessions.push(session);
-    const cfg = kind.name === 'mysql' ? loaded.config.databases.mysql : loaded.config.databases.postgresql;
-    const wanted = nameFilter(cfg.include, cfg.exclude);
-    try {
-      for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
-    } catch (err) {
-      failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
-    }
-    let names: string[];
-    try {
-      names = (await session.listDatabases(signal)).filter(wanted);
-    } catch (err) {
-      failures.push(failure(kind.name, null, err));
-      continue;
-    }
-    for (const database of names) {
+  const servers: ServerRecord[] = [];
+  const listed = new Map<KindName, Set<string>>();
+  const warnings: Warning[] = [];
+  try {
+    await planKinds();
+  } catch (err) {
+    // A bug or an abort mid-plan: the sessions opened so far still hold credential files.
+    await Promise.all(sessions.map((s) => s.close().catch((e: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(e as Error).message}`))));
+    throw err;
+  }
+  return { items, sessions, failures, servers, listed, warnings };
+
+  async function planKinds(): Promise<void> {
+    for (const kind of input.kinds) {
+      const ctx = { loaded, log: log.child({ kind: kind.name }), signal };
+      const expected = kind.expected(ctx);
+      if (expected === undefined) {
+        log.debug(`${kind.name}: not enabled, or enabled: auto and no server installed: skipped`);
+        continue;
+      }
+      const opened = await openWithRetries(kind, ctx, loaded, log);
+      if (opened.session === undefined) {
+        servers.push({ kind: kind.name, expected, reached: false, attempts: opened.attempts, error: (opened.error as Error | undefined)?.message ?? 'not opened' });
+        failures.push(failure(kind.name, null, opened.error ?? new BackupError(`${kind.name}: the server was expected (${expected}) but not opened`, ExitCode.DUMP_FAILED)));
+        continue;
+      }
+      const session = opened.session;
+      servers.push({ kind: kind.name, expected, reached: true, attempts: opened.attempts, version: session.versions.server });
+      if (opened.attempts > 1) {
+        const what = `${kind.name}: the server answered only at attempt ${opened.attempts} (${(opened.error as Error | undefined)?.message ?? 'no answer'})`;
+        log.warn(what);
+        warnings.push(warning(WarningCodes.RETRY_NEEDED, what, { kind: kind.name }));
+      }
+      sessions.push(session);
+      const cfg = kind.name === 'mysql' ? loaded.config.databases.mysql : loaded.config.databases.postgresql;
+      const wanted = nameFilter(cfg.include, cfg.exclude);
       try {
-        const spec = await session.planDatabase(database, signal);
-        items.push({ spec, site: input.siteOf(kind.name, database) ?? SERVER_SITE, session });
+        for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
       } catch (err) {
-        failures.push(failure(kind.name, database, err));
+        failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
+      }
+      let names: string[];
+      try {
+        const all = await session.listDatabases(signal);
+        listed.set(kind.name, new Set(all));
+        names = all.filter(wanted);
+      } catch (err) {
+        failures.push(failure(kind.name, null, err));
+        continue;
+      }
+      for (const database of names) {
+        try {
+          const spec = await session.planDatabase(database, signal);
+          items.push({ spec, site: input.siteOf(kind.name, database) ?? SERVER_SITE, session });
+        } catch (err) {
+          failures.push(failure(kind.name, database, err));
+        }
       }
     }
   }
-  return { items, sessions, failures };
+}
+
+/**
+ * Open a kind's session, trying again `dumps.retries` times `dumps.retry_wait` apart: a server
+ * restarting at night (logrotate, a package update) answers a few seconds later. The last error
+ * is kept: it says why the server did not answer, or why a retry was needed.
+ */
+async function openWithRetries(kind: DatabaseKind, ctx: KindContext, loaded: LoadedConfig, log: Logger): Promise<{ session?: DatabaseSession; attempts: number; error?: unknown }> {
+  const attempts = 1 + loaded.config.dumps.retries;
+  const waitMs = durationMs(loaded.config.dumps.retry_wait);
+  let error: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      const session = await kind.open(ctx);
+      if (session) return { session, attempts: attempt, error };
+      return { attempts: attempt, error: error ?? new BackupError(`${kind.name}: expected but the kind reported itself disabled`, ExitCode.DUMP_FAILED) };
+    } catch (err) {
+      if (!(err instanceof BackupError) || ctx.signal?.aborted) throw err;
+      error = err;
+      if (attempt < attempts) {
+        log.info(`${kind.name}: ${err.message}; trying again in ${Math.round(waitMs / 1000)}s (dumps.retries)`);
+        await sleep(waitMs, ctx.signal);
+      }
+    }
+  }
+  return { attempts, error };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

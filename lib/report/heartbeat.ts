@@ -7,6 +7,11 @@ export type PingKind = 'start' | 'success' | 'failure';
 export interface PingOptions {
   /** The end of the run's log (or the failure summary): sent only when send_log_tail is true. */
   readonly logTail?: string;
+  /**
+   * Sent in the body when there is no log tail to send: a line that names no database or site
+   * (warning codes and counts), so a success ping still says "with warnings".
+   */
+  readonly summary?: string;
   readonly log: Logger;
   /** First retry waits this long, doubling each time (default 500 ms). */
   readonly backoffMs?: number;
@@ -32,7 +37,7 @@ export async function ping(kind: PingKind, config: HeartbeatConfig, options: Pin
   // The URL's path is the check's secret (anyone holding it can ping): log only the host.
   const where = safeHost(url);
   const timeoutMs = durationMs(config.timeout);
-  const body = config.send_log_tail && options.logTail ? lastBytes(options.logTail, MAX_BODY_BYTES) : undefined;
+  const body = config.send_log_tail && options.logTail ? lastBytes(options.logTail, MAX_BODY_BYTES) : options.summary ? lastBytes(options.summary, MAX_BODY_BYTES) : undefined;
   const attempts = config.retries + 1;
   let lastError = '';
   for (let attempt = 1; attempt <= attempts; attempt++) {

@@ -1,5 +1,6 @@
 import type { RunState } from './run-state.js';
 import { writeFileAtomic } from '../atomic-file.js';
+import { countByCode } from '../warnings.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 import type { VerifyState } from '../verify/state.js';
 
@@ -36,6 +37,12 @@ export function renderPrometheus(state: RunState, verify?: VerifyState): string 
     { name: 'apiscp_backup_last_run_duration_seconds', help: 'How long the last finished run took.', samples: one(state.durationMs === undefined ? undefined : state.durationMs / 1000) },
     { name: 'apiscp_backup_last_run_bytes', help: 'Bytes the last run wrote: part="dumps" (compressed dumps), part="backup" (what the engine reported).', samples: bytesSamples },
     { name: 'apiscp_backup_dump_failures', help: 'Database dumps that failed in the last run.', samples: one(state.dumps?.failed ?? 0) },
+    { name: 'apiscp_backup_warnings', help: 'Warnings of the last run (events skipped, a database missing, restic exit 3…): the backup exists but something needs a look.', samples: one(state.warnings?.length ?? 0) },
+    {
+      name: 'apiscp_backup_warnings_by_code',
+      help: 'Warnings of the last run per code (see the README, What is reported).',
+      samples: [...countByCode(state.warnings ?? [])].map(([code, n]) => ({ labels: { ...engine, code }, value: n })),
+    },
     { name: 'apiscp_backup_last_run_success', help: '1 when the last run left a usable backup (warnings included), else 0; 0 while a run is in progress.', samples: one(state.status !== 'running' && isSuccessfulRun(state) ? 1 : 0) },
     { name: 'apiscp_backup_restore_chain_length', help: 'Backups a restore must replay: the full, the newest differential, and every incremental since.', samples: one(chain) },
     ...verifyMetrics(verify, engine),

@@ -1,4 +1,5 @@
 import type { BackupLevel, EngineName } from '../engine/types.js';
+import type { Warning } from '../warnings.js';
 
 /**
  * What the last run did, kept in `<state.dir>/status.json` (monitor.status_file) and read by
@@ -22,12 +23,20 @@ export interface RunState {
     readonly failed: number;
     readonly bytes: number;
     readonly databases: readonly { readonly kind: string; readonly database: string | null; readonly site: string; readonly status: 'ok' | 'failed'; readonly bytes?: number; readonly error?: string }[];
+    /** Databases of the previous complete run not dumped this time, and why (manifest `missing`). */
+    readonly missing?: readonly { readonly kind: string; readonly database: string; readonly site: string; readonly reason: string }[];
   };
   /** The engine's outcome: 'ok', 'warning', 'failed', 'skipped' (dumps failed), or Bacula's %e text. */
   readonly backup?: { readonly status: 'ok' | 'warning' | 'failed' | 'skipped' | 'pending'; readonly detail?: string; readonly id?: string; readonly bytes?: number };
   readonly status: 'running' | 'ok' | 'warning' | 'failed';
-  /** One line per problem, for the cron mail and heartbeats. */
+  /** One line per error (what failed), for the cron mail and heartbeats. */
   readonly problems: readonly string[];
+  /**
+   * Non-fatal problems of this run (events skipped, a database gone, restic exit 3…): the run
+   * is 'warning', `status` says WARNING, cron gets a short summary, the exit code stays 0.
+   * Absent in status files written before warnings existed.
+   */
+  readonly warnings?: readonly Warning[];
   /** When the newest successful backup (or dumps-only run) finished: the watchdog's clock. */
   readonly lastSuccessAt?: string;
   /** Backups since the last Full (or Differential): what a restore must replay. */

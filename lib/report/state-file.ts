@@ -45,6 +45,9 @@ function shapeProblem(raw: unknown): string | undefined {
   if (!['running', 'ok', 'warning', 'failed'].includes(s.status as string)) return `unknown status ${JSON.stringify(s.status)}`;
   if (typeof s.engine !== 'string') return 'engine missing';
   if (!Array.isArray(s.problems)) return 'problems missing';
+  if (s.warnings !== undefined && !(Array.isArray(s.warnings) && s.warnings.every((w) => typeof w === 'object' && w !== null && typeof (w as { message?: unknown }).message === 'string'))) {
+    return 'warnings is not a list of {code, message}';
+  }
   for (const key of ['finishedAt', 'lastSuccessAt'] as const) {
     if (s[key] !== undefined && (typeof s[key] !== 'string' || Number.isNaN(Date.parse(s[key] as string)))) return `${key} is not a date`;
   }

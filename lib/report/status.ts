@@ -19,14 +19,14 @@ export interface StatusInput {
   readonly verify?: Omit<VerifyStatusInput, 'databases'>;
 }
 
-export type Severity = 'OK' | 'WARNING' | 'CRITICAL';
+export type Severity = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
 
 export interface StatusResult {
   /** false makes the watchdog exit non-zero (cron mails it). Warnings stay ok. */
   readonly ok: boolean;
   readonly exitCode: ExitCode;
-  /** Nagios/Icinga plugin convention: 0 OK, 1 WARNING, 2 CRITICAL. */
-  readonly nagiosCode: 0 | 1 | 2;
+  /** Nagios/Icinga plugin convention, `status`'s exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the state cannot be read). */
+  readonly nagiosCode: 0 | 1 | 2 | 3;
   readonly severity: Severity;
   /** First line is the plugin output (`OK: …` / `CRITICAL: …` with perfdata), then details. */
   readonly lines: string[];
@@ -62,7 +62,14 @@ export function computeStatus(input: StatusInput): StatusResult {
     else if (ageMs > maxAgeMs) critical.push(`last successful backup ${ago(ageMs)} ago, older than max_age ${ago(maxAgeMs)}`);
     if (state.status === 'failed') critical.push(`last run failed${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
     if (died) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
-    if (state.status === 'warning') warning.push(`last run had warnings${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
+    const warnings = state.warnings ?? [];
+    if (state.status === 'warning' || warnings.length) {
+      // Each warning by name (events skipped in 'it''s', database b_shop missing…): the plugin
+      // line is what the admin reads first. Problems of a warn-only run (on_dump_failure: warn) too.
+      const listed = [...(state.status === 'warning' ? state.problems : []), ...warnings.map((w) => w.message)];
+      if (listed.length === 0) warning.push('last run had warnings');
+      for (const p of listed) warning.push(p);
+    }
   }
   const databases = (state?.dumps?.databases ?? []).flatMap((d) => (d.database === null ? [] : [{ kind: d.kind, database: d.database }]));
   const verify = input.verify ? verifyVerdict({ ...input.verify, databases }, now) : undefined;
@@ -73,8 +80,12 @@ export function computeStatus(input: StatusInput): StatusResult {
   if (input.scope?.error) warning.push(`cannot read scope ${EXPORT_SCOPE}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORT_SCOPE}); the next run turns them off`);
 
-  const severity: Severity = critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
-  const headline = critical[0] ?? warning[0] ?? okHeadline(state!, ageMs!);
+  const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
+  const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
+  const warningCount = state?.warnings?.length ?? 0;
+  // WARNING lists every warning on the plugin line (monitoring shows only that line); CRITICAL
+  // names the first critical problem and the rest follow as `also:` lines.
+  const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!));
 
   if (state) {
     const running = state.status === 'running' && !died;
@@ -90,18 +101,21 @@ export function computeStatus(input: StatusInput): StatusResult {
       const failedNames = state.dumps.databases.filter((d) => d.status === 'failed').map((d) => d.database ?? `${d.kind} server-wide`);
       details.push(`dumps: ${state.dumps.ok} ok, ${state.dumps.failed} failed, ${bytes(state.dumps.bytes)}${state.runId ? ` (run ${state.runId})` : ''}${failedNames.length ? `; failed: ${failedNames.slice(0, 5).join(', ')}${failedNames.length > 5 ? ', …' : ''}` : ''}`);
     }
+    const notDumped = (state.dumps?.missing ?? []).filter((m) => m.reason === 'gone' || m.reason === 'excluded');
+    if (notDumped.length) details.push(`no longer dumped (site/database deleted or excluded; last dump kept for dumps.keep_gone): ${notDumped.slice(0, 5).map((m) => `${m.kind} '${m.database}'`).join(', ')}${notDumped.length > 5 ? ', …' : ''}`);
     if (state.backup) details.push(`backup: ${state.backup.status}${state.backup.detail ? ` (${state.backup.detail})` : ''}${state.backup.id ? `, id ${state.backup.id}` : ''}`);
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
   if (verify) details.push(...verify.details);
   if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORT_SCOPE})`);
-  for (const p of [...critical, ...warning].slice(1)) details.push(`also: ${p}`);
+  for (const p of critical.length ? [...critical, ...warning].slice(1) : []) details.push(`also: ${p}`);
 
   const chainLength = restoreChainLength(state?.chain);
   const perf = [
     ageMs !== undefined ? `age=${Math.round(ageMs / 1000)}s;;${Math.round(maxAgeMs / 1000)};0` : undefined,
     state?.dumps ? `dumps_failed=${state.dumps.failed};;1;0` : undefined,
+    state ? `warnings=${warningCount};1;;0` : undefined,
     chainLength !== undefined ? `restore_chain=${chainLength};;;1` : undefined,
   ].filter(Boolean);
   const first = `${severity}: ${headline}${perf.length ? ` | ${perf.join(' ')}` : ''}`;
@@ -110,7 +124,7 @@ export function computeStatus(input: StatusInput): StatusResult {
   return {
     ok,
     exitCode: ok ? ExitCode.OK : ExitCode.STALE,
-    nagiosCode: severity === 'CRITICAL' ? 2 : severity === 'WARNING' ? 1 : 0,
+    nagiosCode: severity === 'UNKNOWN' ? 3 : severity === 'CRITICAL' ? 2 : severity === 'WARNING' ? 1 : 0,
     severity,
     lines: [first, ...details],
     json: {
@@ -118,6 +132,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       ok,
       summary: headline,
       problems: [...critical, ...warning],
+      warnings: state?.warnings ?? [],
       checkedAt: now.toISOString(),
       lastSuccessAt: state?.lastSuccessAt ?? null,
       ageSeconds: ageMs === undefined ? null : Math.round(ageMs / 1000),

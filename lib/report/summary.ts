@@ -18,10 +18,12 @@ export interface SummaryOptions {
 
 const MAX_DATABASES = 8;
 const MAX_PROBLEMS = 4;
+const MAX_WARNINGS = 6;
 const MAX_LINE = 200;
 
 /**
- * The text cron mails when a run did not go well: what failed and where to look, nothing more.
+ * The text cron mails when a run did not go well (failed, or finished with warnings): what failed
+ * or needs a look and where to look, nothing more.
  * Each error is cut to its first line (no stack traces, no stderr dumps: those are in the log)
  * and scrubbed of anything that looks like a credential.
  */
@@ -60,6 +62,13 @@ export function failureSummary(state: RunState, opts: SummaryOptions = {}): stri
     body.push('problems:');
     for (const p of problems.slice(0, MAX_PROBLEMS)) body.push(`  ${p}`);
     if (problems.length > MAX_PROBLEMS) body.push(`  … and ${problems.length - MAX_PROBLEMS} more (see the log)`);
+  }
+
+  const warnings = state.warnings ?? [];
+  if (warnings.length) {
+    body.push(`warnings (the backup exists; these need a look):`);
+    for (const w of warnings.slice(0, MAX_WARNINGS)) body.push(`  ${clean(w.message)}`);
+    if (warnings.length > MAX_WARNINGS) body.push(`  … and ${warnings.length - MAX_WARNINGS} more (apiscp-backup status)`);
   }
 
   const tail: string[] = [];

@@ -22,8 +22,9 @@ const SLACK_MS = 2 * DAY;
 
 /**
  * The verification part of `status`: a dump that failed its last verification is CRITICAL (the
- * backup of that database is not known to be good); one that could not be checked, or that the
- * rotation should have reached by now, is a WARNING.
+ * backup of that database is not known to be good) until it passes again; one the rotation should
+ * have reached by now is a WARNING. Dumps a nightly verification could not check are warnings of
+ * that night's run (code verify-not-checked, in status.json), not repeated here.
  */
 export function verifyVerdict(input: VerifyStatusInput, now: Date): VerifyVerdict {
   const critical: string[] = [];
@@ -34,12 +35,9 @@ export function verifyVerdict(input: VerifyStatusInput, now: Date): VerifyVerdic
   // Databases dropped since are no longer anyone's problem; server-wide exports always count.
   const relevant = dbs.filter((d) => current.size === 0 || current.has(`${d.kind}:${d.database}`) || d.database.startsWith('('));
   const failed = relevant.filter((d) => d.outcome === 'failed');
-  const errors = relevant.filter((d) => d.outcome === 'error');
   const name = (d: (typeof dbs)[number]): string => `${d.kind} '${d.database}'`;
   if (failed.length) critical.push(`verify failed for ${failed.map(name).slice(0, 3).join(', ')}${failed.length > 3 ? ` and ${failed.length - 3} more` : ''}: ${failed[0]!.problems[0] ?? 'failed'} (run ${failed[0]!.runId})`);
-  if (errors.length) warning.push(`verify could not check ${errors.map(name).slice(0, 3).join(', ')}: ${errors[0]!.problems[0] ?? ''}`);
 
-  if (input.state?.lastRun?.error) warning.push(input.state.lastRun.error);
   const rotation = rotationLength(input.databases.length, input.sample);
   const period = input.schedule === 'weekly' ? 7 * DAY : DAY;
   let overdue: string[] = [];

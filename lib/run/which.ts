@@ -1,4 +1,5 @@
 import { accessSync, constants } from 'node:fs';
+import { MissingDependencyError } from '../errors.js';
 import { delimiter, join } from 'node:path';
 
 /** First executable named `name` on PATH (or the path itself when it contains a slash). */
@@ -26,4 +27,21 @@ export const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/
 
 export function whichSystem(name: string): string | undefined {
   return which(name, [process.env.PATH ?? '', SYSTEM_PATH].filter(Boolean).join(delimiter));
+}
+
+const resolved = new Map<string, string>();
+
+/**
+ * The absolute path of a tool, found once per process on PATH plus the system directories, and
+ * the one every later command runs: cron's PATH is not the shell's, and a check that found
+ * /usr/local/bin/zstd must not be followed by a run of whatever `zstd` means elsewhere.
+ * Throws MissingDependencyError naming the package when it is not installed.
+ */
+export function resolveTool(name: string, debianPackage: string = name, rhelPackage: string = debianPackage): string {
+  const known = resolved.get(name);
+  if (known) return known;
+  const found = whichSystem(name);
+  if (!found) throw new MissingDependencyError(name, debianPackage, rhelPackage);
+  resolved.set(name, found);
+  return found;
 }

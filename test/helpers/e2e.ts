@@ -208,7 +208,7 @@ export function writeConfig(file: string, p: ConfigParams): string {
         postgresql: { enabled: true, host: p.servers.pg.socketDir, port: p.servers.pg.port },
       }
     : { mysql: { enabled: false }, postgresql: { enabled: false } };
-  const config = { engine: p.engine, paths: { root: p.root }, panel: { enabled: false }, databases: dbs, lock: { wait: '2s' }, ...p.extra };
+  const config = { engine: p.engine, paths: { root: p.root }, panel: { enabled: false }, databases: dbs, lock: { wait: '2s' }, dumps: { retry_wait: '200ms' }, ...p.extra };
   mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return file;

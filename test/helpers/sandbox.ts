@@ -143,7 +143,8 @@ export async function createSandbox(servers: Servers, options: SandboxOptions = 
   const base = (): ConfigTree => ({
     engine: 'none',
     paths: { root },
-    dumps: { keep: 3, concurrency: 2 },
+    // A server that does not answer is retried after dumps.retry_wait (30s by default): not in tests.
+    dumps: { keep: 3, concurrency: 2, retry_wait: '200ms' },
     databases: {
       mysql: {
         enabled: true,

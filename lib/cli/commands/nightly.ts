@@ -1,13 +1,13 @@
 import { ensureScopeDisabled } from '../../panel/scope.js';
 import { getEngine } from '../../engine/index.js';
 import { runJob } from '../../job/backup-job.js';
-import { summaryFor } from '../../job/record.js';
-import { nightlyVerify, type NightlyVerify } from '../../job/verify-step.js';
+import { addRunWarnings, previousState, refreshMetrics, summaryFor } from '../../job/record.js';
+import { nightlyVerify, verifyWarnings, type NightlyVerify } from '../../job/verify-step.js';
 import { ping } from '../../report/heartbeat.js';
 import { isSuccessfulRun } from '../../report/state-file.js';
-import { refreshMetrics } from '../../job/record.js';
 import { verifySummary } from '../../verify/summary.js';
 import { ExitCode } from '../../exit-codes.js';
+import { warningsHeadline } from '../../warnings.js';
 import type { CommandContext } from '../context.js';
 import { finish } from './outcome.js';
 import { currentStatus } from './status.js';
@@ -22,32 +22,37 @@ import { currentStatus } from './status.js';
 export default async function nightly(ctx: CommandContext): Promise<number> {
   const engine = getEngine(ctx.loaded.config.engine);
   if (engine.drivesBackup || engine.name === 'none') {
-    const outcome = await runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false });
-    const verified: NightlyVerify = isSuccessfulRun(outcome.state) ? await nightlyVerify(ctx) : {};
+    const run = await runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false });
+    const verified: NightlyVerify = isSuccessfulRun(run.state) ? await nightlyVerify(ctx) : {};
+    // Dumps it could not check are warnings of tonight's run (status, cron summary, metrics).
+    const outcome = { ...run, state: addRunWarnings(ctx.loaded, ctx.log, run.state, verifyWarnings(verified)) };
+    if (verified.result || verified.error) refreshMetrics(ctx.loaded, ctx.log);
+    const verifyFailed = verified.result !== undefined && verified.result.results.some((r) => r.outcome === 'failed');
     const code = finish(ctx, outcome);
-    const verifyFailed = verified.result !== undefined && !verified.result.ok;
-    if (verified.result) refreshMetrics(ctx.loaded, ctx.log);
     if (verifyFailed) process.stderr.write(verifySummary(verified.result!) + '\n');
-    if (verified.error) process.stderr.write(`warning: ${verified.error}\n`);
     // One heartbeat per night, after the verification: a bad dump is a failed night.
-    const failed = outcome.state.status === 'failed' || verifyFailed;
-    const tail = [
-      outcome.state.status === 'failed' ? summaryFor(ctx.loaded, outcome.state) : outcome.state.problems.join('\n'),
-      verifyFailed ? verifySummary(verified.result!) : verified.error ?? '',
-    ]
-      .filter(Boolean)
-      .join('\n');
-    await ping(failed ? 'failure' : 'success', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: tail });
+    const state = outcome.state;
+    const failed = state.status === 'failed' || verifyFailed;
+    const warnings = state.warnings ?? [];
+    const tail = [failed || warnings.length || state.problems.length ? summaryFor(ctx.loaded, state) : '', verifyFailed ? verifySummary(verified.result!) : ''].filter(Boolean).join('\n');
+    await ping(failed ? 'failure' : 'success', ctx.loaded.config.monitor.heartbeat, {
+      log: ctx.log,
+      logTail: tail || undefined,
+      summary: verifyFailed ? `apiscp-backup: verify failed` : warnings.length ? `apiscp-backup: ${warningsHeadline(warnings)}` : undefined,
+    });
     return code !== ExitCode.OK ? code : verifyFailed ? ExitCode.VERIFY_FAILED : code;
   }
   const warning = await ensureScopeDisabled(ctx.loaded, { log: ctx.log, signal: ctx.signal });
   if (warning) process.stderr.write(`warning: ${warning}\n`);
   const verified = await nightlyVerify(ctx);
-  if (verified.result) {
-    refreshMetrics(ctx.loaded, ctx.log);
-    if (!verified.result.ok) await ping('failure', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: verifySummary(verified.result) });
+  const last = previousState(ctx.loaded);
+  if (last) addRunWarnings(ctx.loaded, ctx.log, last, verifyWarnings(verified));
+  if (verified.result || verified.error) refreshMetrics(ctx.loaded, ctx.log);
+  if (verified.result?.results.some((r) => r.outcome === 'failed')) {
+    await ping('failure', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: verifySummary(verified.result), summary: 'apiscp-backup: verify failed' });
   }
   const verdict = await currentStatus(ctx);
-  if (!verdict.ok) process.stderr.write(verdict.lines.join('\n') + '\n');
+  // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
+  if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');
   return verdict.exitCode;
 }

@@ -3,15 +3,18 @@ import { summaryFor } from '../../job/record.js';
 import type { CommandContext } from '../context.js';
 
 /**
- * Cron etiquette: nothing on success; on failure a short summary (cron mails it); warnings of an
- * otherwise good run are printed too, because an admin must see them (scope turned back on).
+ * Cron etiquette: nothing on success; on failure a short summary (cron mails it); a run with
+ * warnings prints the same short summary and still exits 0, because an admin must see them
+ * (events skipped, a database missing, the scope turned back on) but the backup exists.
  */
 export function finish(ctx: CommandContext, outcome: JobOutcome): number {
   if (ctx.options.json) ctx.out(JSON.stringify(outcome.state, null, 2));
+  const warned = outcome.state.problems.length > 0 || (outcome.state.warnings?.length ?? 0) > 0;
   if (outcome.exitCode !== 0) {
     process.stderr.write(summaryFor(ctx.loaded, outcome.state) + '\n');
-  } else if (outcome.state.problems.length > 0 && !ctx.interactive) {
-    process.stderr.write(outcome.state.problems.map((p) => `warning: ${p}`).join('\n') + '\n');
+  } else if (warned && !ctx.interactive) {
+    // Warnings only: the short summary (cron mails it), exit 0 (a warning must not fail a Bacula job).
+    process.stderr.write(summaryFor(ctx.loaded, outcome.state) + '\n');
   } else if (ctx.interactive && !ctx.options.json) {
     const d = outcome.state.dumps;
     if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}\n`);

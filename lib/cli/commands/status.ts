@@ -32,5 +32,7 @@ export async function currentStatus(ctx: CommandContext): Promise<StatusResult> 
 export default async function status(ctx: CommandContext): Promise<number> {
   const result = await currentStatus(ctx);
   ctx.out(ctx.options.json ? JSON.stringify(result.json, null, 2) : result.lines.join('\n'));
-  return result.exitCode;
+  // A monitoring plugin: Nagios/Icinga's 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. (The nightly
+  // watchdog keeps exit 6 for stale/failed: cron and Bacula scripts branch on that.)
+  return result.nagiosCode;
 }

@@ -1,0 +1,94 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { underRoot } from '../config/paths.js';
+import { whichSystem } from '../run/which.js';
+import { LATEST, MANIFEST } from './layout.js';
+import type { Manifest } from './manifest.js';
+import type { KindName } from './types.js';
+
+/**
+ * `enabled: auto` means "dump it when a server of this kind is installed here", not "when it
+ * answers": a crashed mysqld at 3 am must be a failed dump, never a quiet skip that lets
+ * retention delete the last good dumps. Evidence, any one is enough:
+ * - a server binary or a systemd unit on the system (not under paths.root: it is the machine's);
+ * - its data directory, or an earlier run that dumped this kind, under paths.root.
+ */
+export interface InstallSigns {
+  readonly binaries: readonly string[];
+  /** Absolute paths of server binaries outside PATH (RHEL's /usr/libexec, PostgreSQL's version directories). */
+  readonly extraBinaries?: () => readonly string[];
+  readonly units: readonly string[];
+  /** System paths of data directories (placed under paths.root); a `*` segment matches any version directory. */
+  readonly dataDirs: readonly string[];
+}
+
+const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
+
+export const MYSQL_SIGNS: InstallSigns = {
+  binaries: ['mariadbd', 'mysqld'],
+  extraBinaries: () => ['/usr/libexec/mariadbd', '/usr/libexec/mysqld'],
+  units: ['mariadb.service', 'mysql.service', 'mysqld.service'],
+  dataDirs: ['/var/lib/mysql/mysql'],
+};
+
+export const POSTGRESQL_SIGNS: InstallSigns = {
+  binaries: ['postgres'],
+  extraBinaries: () => [...versionDirs('/usr/lib/postgresql', (v) => `/usr/lib/postgresql/${v}/bin/postgres`), ...versionDirs('/usr', (v) => (v.startsWith('pgsql-') ? `/usr/${v}/bin/postgres` : undefined))],
+  units: ['postgresql.service', 'postgresql@.service'],
+  dataDirs: ['/var/lib/pgsql/data/PG_VERSION', '/var/lib/pgsql/*/data/PG_VERSION', '/var/lib/postgresql/*/main/PG_VERSION'],
+};
+
+/** How the machine's own binaries and units are looked up (tests describe a machine without servers). */
+export interface SystemView {
+  which(name: string): string | undefined;
+  exists(path: string): boolean;
+}
+
+const THIS_MACHINE: SystemView = { which: whichSystem, exists: existsSync };
+
+/** Why we expect a server of `kind` here, or undefined when nothing says one is installed. */
+export function installedEvidence(kind: KindName, signs: InstallSigns, loaded: LoadedConfig, system: SystemView = THIS_MACHINE): string | undefined {
+  for (const b of signs.binaries) {
+    const p = system.which(b);
+    if (p) return `server binary ${p}`;
+  }
+  for (const p of signs.extraBinaries?.() ?? []) if (system.exists(p)) return `server binary ${p}`;
+  for (const dir of UNIT_DIRS) for (const u of signs.units) if (system.exists(join(dir, u))) return `service unit ${join(dir, u)}`;
+  for (const d of signs.dataDirs) {
+    const found = expandStar(underRoot(loaded.paths.root, d));
+    if (found) return `data directory ${found}`;
+  }
+  if (dumpedBefore(loaded.paths.dumpsDir, kind)) return `an earlier run in ${loaded.paths.dumpsDir} dumped ${kind}`;
+  return undefined;
+}
+
+function dumpedBefore(dumpsDir: string, kind: KindName): boolean {
+  try {
+    const m = JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
+    return m.entries.some((e) => e.kind === kind && e.status === 'ok');
+  } catch {
+    return false;
+  }
+}
+
+function versionDirs(parent: string, path: (name: string) => string | undefined): string[] {
+  try {
+    return readdirSync(parent).map(path).filter((p): p is string => p !== undefined);
+  } catch {
+    return [];
+  }
+}
+
+/** The first existing path for a pattern with at most one `*` segment. */
+function expandStar(pattern: string): string | undefined {
+  const i = pattern.indexOf('/*/');
+  if (i < 0) return existsSync(pattern) ? pattern : undefined;
+  const parent = pattern.slice(0, i);
+  const rest = pattern.slice(i + 3);
+  for (const name of versionDirs(parent, (n) => n)) {
+    const p = join(parent, name, rest);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}

@@ -1,0 +1,180 @@
+import { createReadStream, createWriteStream, lstatSync } from 'node:fs';
+import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { decompressorCommand, sniffCompression } from '../dumps/compress.js';
+import { BackupError, EngineError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { cmd, type Command } from '../run/command.js';
+import { pipeToFile } from '../run/pipeline.js';
+import { run } from '../run/run.js';
+import { resolveTool } from '../run/which.js';
+import { SIDECAR_BASENAME } from './acl-sidecar.js';
+
+/**
+ * `apiscp-backup restore acls`: put the ACLs and xattrs of a sidecar (acl-sidecar.ts) back onto a
+ * restored tree, counting what was applied and what the tree lacks.
+ */
+export interface RestoreAclsResult {
+  readonly sidecar: string;
+  /** Paths whose ACLs / xattrs were re-applied (they exist under the restore directory). */
+  readonly aclFiles: number;
+  readonly xattrFiles: number;
+  /** Paths the sidecar holds that the restored tree does not have (a partial restore). */
+  readonly missingAcl: number;
+  readonly missingXattr: number;
+  /** The directory all sidecar paths share on the original server (e.g. /home/virtual). */
+  readonly originalRoot: string;
+  /** Details on the missing paths (the first few) and tool messages. */
+  readonly warnings: string[];
+}
+
+/**
+ * Re-apply a sidecar to a restored tree. Paths in the sidecar are absolute source paths; engines
+ * restore `/x/y` to `DIR/x/y`, so we strip the leading `/` and run setfacl/setfattr in DIR. Only
+ * paths that exist under DIR are applied and counted; when none does, DIR is the wrong directory
+ * and we say which one the sidecar expects.
+ */
+export async function restoreAcls(fromDir: string, sidecarPath?: string): Promise<RestoreAclsResult> {
+  const sidecar = sidecarPath ?? (await findSidecar(fromDir));
+  if (!sidecar) throw new EngineError(`no ${SIDECAR_BASENAME}.zst/.gz found under ${fromDir}: pass the sidecar path`, 'duplicity', { fromDir });
+  const head = Buffer.alloc(4);
+  const fh = await open(sidecar, 'r');
+  const { bytesRead } = await fh.read(head, 0, 4, 0);
+  await fh.close();
+  const work = await mkdtemp(join(tmpdir(), 'apiscp-acls-'));
+  try {
+    const plain = join(work, 'plain');
+    if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, missingAcl: 0, missingXattr: 0, originalRoot: '/', warnings: [] };
+    const packed = sniffCompression(head);
+    if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
+    await pipeToFile([decompressorCommand(packed, sidecar)], plain);
+    const aclText = join(work, 'acl.txt');
+    const xattrText = join(work, 'xattr.txt');
+    const counts = await splitAndRewrite(plain, aclText, xattrText, fromDir);
+    const held = counts.acl + counts.xattr + counts.missingAcl + counts.missingXattr;
+    if (held > 0 && counts.acl + counts.xattr === 0) {
+      throw new BackupError(
+        `none of the ${held} paths in ${sidecar} exist under ${fromDir}: the sidecar was written for paths under ${counts.originalRoot} ` +
+          `(e.g. ${counts.example}), so ${fromDir} should contain ${join(fromDir, counts.originalRoot)}; pass the directory the backup was restored into`,
+        ExitCode.USAGE,
+        { fromDir, sidecar, originalRoot: counts.originalRoot },
+      );
+    }
+    const warnings: string[] = [...counts.missingExamples.map((p) => `not in the restored tree: ${p}`)];
+    if (counts.acl > 0) await restoreWith(cmd(resolveTool('setfacl', 'acl'), [`--restore=${aclText}`], { cwd: fromDir }), warnings);
+    if (counts.xattr > 0) await restoreWith(cmd(resolveTool('setfattr', 'attr'), [`--restore=${xattrText}`], { cwd: fromDir }), warnings);
+    return { sidecar, aclFiles: counts.acl, xattrFiles: counts.xattr, missingAcl: counts.missingAcl, missingXattr: counts.missingXattr, originalRoot: counts.originalRoot, warnings };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** getfacl/getfattr write names with \ooo octal escapes: the real bytes, for lstat. */
+function unescapePath(escaped: string): string {
+  const bytes: number[] = [];
+  const raw = Buffer.from(escaped, 'utf8');
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString('latin1'))) {
+      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString('latin1'), 8));
+      i += 3;
+    } else bytes.push(raw[i]!);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+interface SplitCounts {
+  acl: number;
+  xattr: number;
+  missingAcl: number;
+  missingXattr: number;
+  originalRoot: string;
+  example: string;
+  missingExamples: string[];
+}
+
+/**
+ * Stream the plain text into the two restore files, with paths made relative to the restore
+ * dir, keeping only blocks whose path exists there (and counting the others).
+ */
+async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string, fromDir: string): Promise<SplitCounts> {
+  const acl = createWriteStream(aclOut, { mode: 0o600 });
+  const xattr = createWriteStream(xattrOut, { mode: 0o600 });
+  const counts: SplitCounts = { acl: 0, xattr: 0, missingAcl: 0, missingXattr: 0, originalRoot: '', example: '', missingExamples: [] };
+  let root: string[] | undefined;
+  let pending: { header: string; exists: boolean; abs: string } | undefined;
+  let target: typeof acl | undefined;
+  const write = async (stream: typeof acl, text: string): Promise<void> => {
+    if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
+  };
+  for await (const line of createInterface({ input: createReadStream(plain), crlfDelay: Infinity })) {
+    if (line.startsWith('# file: ')) {
+      const abs = line.slice('# file: '.length);
+      const rel = abs.replace(/^\/+/, '');
+      const real = unescapePath(rel);
+      const parts = real.split('/').filter(Boolean);
+      root = root === undefined ? parts.slice(0, -1) : root.slice(0, commonLength(root, parts));
+      if (!counts.example) counts.example = '/' + real;
+      const exists = lstatSync(join(fromDir, real), { throwIfNoEntry: false }) !== undefined;
+      pending = { header: `# file: ${rel === '' ? '.' : rel}\n`, exists, abs: '/' + real };
+      target = undefined;
+      continue;
+    }
+    if (pending !== undefined) {
+      // The line after the header decides which tool wrote the block.
+      if (line === '') continue;
+      const isAcl = line.startsWith('# owner: ');
+      if (pending.exists) {
+        target = isAcl ? acl : xattr;
+        counts[isAcl ? 'acl' : 'xattr']++;
+        await write(target, pending.header);
+      } else {
+        target = undefined;
+        counts[isAcl ? 'missingAcl' : 'missingXattr']++;
+        if (counts.missingExamples.length < 5) counts.missingExamples.push(pending.abs);
+      }
+      pending = undefined;
+    }
+    if (target) await write(target, line + '\n');
+  }
+  await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
+  counts.originalRoot = '/' + (root ?? []).join('/');
+  return counts;
+}
+
+function commonLength(a: readonly string[], b: readonly string[]): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+/** Missing files are warnings (the tree changed between our check and the tool's). */
+async function restoreWith(command: Command, warnings: string[]): Promise<void> {
+  const r = await run(command, { okExitCodes: [1] });
+  if (r.exitCode === 0) return;
+  const lines = r.stderr.split('\n').filter(Boolean);
+  if (lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l))) {
+    warnings.push(...lines);
+    return;
+  }
+  throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
+}
+
+/** The newest sidecar below `dir`, without wandering into the (large) restored site trees. */
+async function findSidecar(dir: string): Promise<string | undefined> {
+  let best: { path: string; mtime: number } | undefined;
+  const walk = async (d: string, depth: number): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory() && depth < 12 && !p.endsWith('/home/virtual')) await walk(p, depth + 1);
+      else if (e.isFile() && /^fs-acls\.(zst|gz)$/.test(basename(p))) {
+        const mtime = (await stat(p)).mtimeMs;
+        if (!best || mtime > best.mtime) best = { path: p, mtime };
+      }
+    }
+  };
+  await walk(dir, 0);
+  return best?.path;
+}
