@@ -253,6 +253,12 @@ describe('nightly verification', () => {
     const status = await sb.cli(['status']);
     expect(status.exitCode).toBe(0);
     expect(status.stdout).toMatch(/verify: nightly, 2 per verification, every database within 3 nights; 5 of 5 verified/);
+    // Last verified per database: the oldest first (the rotation's next), all of them in --json.
+    expect(status.stdout).toMatch(/verify: least recently verified: (mysql|postgresql) '[^']+' 20\d\d-/);
+    const json = JSON.parse((await sb.cli(['status', '--json'])).stdout) as { verify: { databases: Record<string, { lastVerifiedAt?: string }> } };
+    expect(Object.keys(json.verify.databases).filter((k) => json.verify.databases[k]!.lastVerifiedAt).sort()).toEqual(
+      expect.arrayContaining(['mysql:odd \'name', 'mysql:s1_wp', 'mysql:s2_shop', 'postgresql:postgres', 'postgresql:s1_pg']),
+    );
   });
 
   it('a verification that cannot run (verify.work_dir missing) warns in the cron output and status; the backup stands', async () => {

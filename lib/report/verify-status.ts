@@ -60,6 +60,14 @@ export function verifyVerdict(input: VerifyStatusInput, now: Date): VerifyVerdic
         `${verified} of ${input.databases.length} verified${last ? `; last ${last.at} (run ${last.runId}: ${last.checked} checked, ${last.failed} failed)` : '; none yet'}`,
     );
   }
+  // Per database the last time it passed: the three the rotation reaches next (all in --json).
+  const oldest = input.databases
+    .map((d) => ({ d, at: input.state?.databases[`${d.kind}:${d.database}`]?.lastVerifiedAt }))
+    .sort((a, b) => (a.at === undefined ? -1 : b.at === undefined ? 1 : Date.parse(a.at) - Date.parse(b.at)))
+    .slice(0, 3);
+  if (oldest.length && (input.schedule !== 'off' || input.state)) {
+    details.push(`verify: least recently verified: ${oldest.map(({ d, at }) => `${d.kind} '${d.database}' ${at ?? 'never'}`).join(', ')}`);
+  }
   return {
     critical,
     warning,
