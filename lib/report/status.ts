@@ -12,7 +12,16 @@ export interface StatusInput {
   readonly now: Date;
   readonly maxAgeMs: number;
   /** The exports scope: on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
-  readonly scope?: { readonly on: boolean | undefined; readonly error?: string };
+  readonly scope?: {
+    readonly on: boolean | undefined;
+    readonly error?: string;
+    /** The setting's name (the scope, or `cp.bootstrapper manual_database_backups` on older panels). */
+    readonly name?: string;
+    /** What /etc/cron.daily/10backup_dbs says about tonight (lib/panel/nightly-export). */
+    readonly nightly?: { readonly text: string; readonly stopped: boolean | undefined };
+  };
+  /** Other things worth a WARNING (e.g. the Bacula add-in's template drifted). */
+  readonly warnings?: readonly string[];
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
   /** Verification results and settings (verify.json); omitted: not shown. */
@@ -77,8 +86,12 @@ export function computeStatus(input: StatusInput): StatusResult {
     critical.push(...verify.critical);
     warning.push(...verify.warning);
   }
-  if (input.scope?.error) warning.push(`cannot read scope ${EXPORT_SCOPE}: ${input.scope.error}`);
-  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORT_SCOPE}); the next run turns them off`);
+  const scopeName = input.scope?.name ?? EXPORT_SCOPE;
+  if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
+  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
+  else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);
+
+  warning.push(...(input.warnings ?? []));
 
   const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
   const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
@@ -108,7 +121,9 @@ export function computeStatus(input: StatusInput): StatusResult {
     if (chain) details.push(`restore chain: ${chain}`);
   }
   if (verify) details.push(...verify.details);
-  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORT_SCOPE})`);
+  if (input.scope && input.scope.on === false) {
+    details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
+  }
   for (const p of critical.length ? [...critical, ...warning].slice(1) : []) details.push(`also: ${p}`);
 
   const chainLength = restoreChainLength(state?.chain);
@@ -139,7 +154,9 @@ export function computeStatus(input: StatusInput): StatusResult {
       maxAgeSeconds: Math.round(maxAgeMs / 1000),
       running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
       restoreChainLength: chainLength ?? null,
-      scope: input.scope ? { name: EXPORT_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
+      scope: input.scope
+        ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
+        : null,
       stateError: input.stateError ?? null,
       verify: verify?.json ?? null,
       lastRun: state ?? null,

@@ -42,8 +42,15 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
     });
     return code !== ExitCode.OK ? code : verifyFailed ? ExitCode.VERIFY_FAILED : code;
   }
-  const warning = await ensureScopeDisabled(ctx.loaded, { log: ctx.log, signal: ctx.signal });
-  if (warning) process.stderr.write(`warning: ${warning}\n`);
+  // A panel error (cpcmd failing, an unknown answer) must not stop the watchdog from judging the
+  // backups: it is reported, and exits PANEL when the backups themselves are fine.
+  let panelError: string | undefined;
+  const warning = await ensureScopeDisabled(ctx.loaded, { log: ctx.log, signal: ctx.signal }).catch((err: unknown) => {
+    panelError = err instanceof Error ? err.message : String(err);
+    return undefined;
+  });
+  if (warning) process.stderr.write(`warning: ${warning.message}\n`);
+  if (panelError) process.stderr.write(`error: cannot keep the panel's nightly exports off: ${panelError}\n`);
   const verified = await nightlyVerify(ctx);
   const last = previousState(ctx.loaded);
   if (last) addRunWarnings(ctx.loaded, ctx.log, last, verifyWarnings(verified));
@@ -54,5 +61,5 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
   const verdict = await currentStatus(ctx);
   // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
   if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');
-  return verdict.exitCode;
+  return verdict.ok && panelError ? ExitCode.PANEL : verdict.exitCode;
 }
