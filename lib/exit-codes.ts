@@ -20,6 +20,8 @@ export const ExitCode = {
   MISSING_DEPENDENCY: 7,
   /** A restore was refused (non-empty target without --force, no space) or failed; what was and was not put back is said. */
   RESTORE_FAILED: 8,
+  /** `verify`: a dump failed verification (file changed, does not load, or differs from the server's inventory). */
+  VERIFY_FAILED: 9,
   /** Unexpected internal error (a bug): please report it with the log. */
   INTERNAL: 70,
   /** Interrupted by SIGTERM/SIGINT (job cancelled); children were killed, partial files removed. */

@@ -34,6 +34,10 @@ export const WarningCodes = {
   RETRY_NEEDED: 'retry-needed',
   DUMPS_FAILED_BACKED_UP: 'dumps-failed-backed-up',
   REPORT_FAILED: 'report-failed',
+  /** The server's inventory could not be read beside a dump: verify can load it but not compare. */
+  INVENTORY_MISSING: 'inventory-missing',
+  /** A nightly verification could not check a dump (no server of that version, no room) or could not run. */
+  VERIFY_NOT_CHECKED: 'verify-not-checked',
   /** Site owners' scheduled exports (backup_dbs.php without --force): error block, failed exit, empty file. */
   OWNER_EXPORTS: 'owner-exports',
   /** A user hook after the backup (after_backup, on_failure) failed. */

@@ -106,6 +106,14 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/repo-init.js')));
 
   program
+    .command('verify')
+    .description('prove dumps load: each into a throwaway server, compared with the server\'s inventory at dump time; exit 9 on a failure')
+    .option('--run <id>', 'the run to verify (default: the newest complete run)')
+    .option('--sample <n>', 'only N databases, those verified longest ago first')
+    .option('--all', 'every database of the run (the default)')
+    .action(action(() => import('./commands/verify.js')));
+
+  program
     .command('list')
     .description('local dump runs and the engine\'s backups of this server, with restore chains')
     .addOption(engine())

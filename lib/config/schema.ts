@@ -257,6 +257,30 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    verify: z
+      .object({
+        schedule: z
+          .enum(['off', 'nightly', 'weekly'])
+          .default('nightly')
+          .describe('after the nightly backup, load a sample of the newest dumps into throwaway servers and compare them with the server\'s inventory (weekly: once every 7 days)'),
+        sample: z
+          .number()
+          .int()
+          .min(1)
+          .default(3)
+          .describe('databases per verification, oldest-verified first: every database is verified within ceil(databases / sample) verifications'),
+        count_rows_max: z
+          .string()
+          .regex(/^\d+[KMG]?$/i, 'expected a size like 4G or 512M')
+          .default('4G')
+          .describe('at dump time, tables up to this data size get an exact row count (COUNT(*) scans them); larger ones are still checked for presence'),
+        work_dir: z
+          .string()
+          .default('/var/tmp')
+          .describe('where the throwaway servers keep their data (needs room for the largest database loaded; not under paths.root: the postgres user must reach it)'),
+      })
+      .strict()
+      .default({}),
     monitor: z
       .object({
         max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),
@@ -299,6 +323,13 @@ export type PostgresqlConfig = Config['databases']['postgresql'];
 
 /** Keys whose values are secrets or point at secrets: `config print` and logs redact them. */
 export const SECRET_KEYS = ['password', 'passphrase'] as const;
+
+/** '4G' → bytes (K, M, G are powers of 1024; no suffix: bytes). */
+export function sizeBytes(value: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(value.trim());
+  if (!m) throw new Error(`bad size ${value}`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
 
 export function durationMs(value: number | string): number {
   if (typeof value === 'number') return value * 1000;

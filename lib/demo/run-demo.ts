@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { loadConfig } from '../config/load.js';
+import { readVerifyState, verifyStateFile } from '../verify/state.js';
 import type { Manifest } from '../dumps/manifest.js';
 import { getEngine } from '../engine/index.js';
 import type { EngineName } from '../engine/types.js';
@@ -66,6 +67,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     check(state.status === 'ok', `run state: ${state.status}, ${state.dumps?.ok ?? 0} dumps (${bytes(state.dumps?.bytes ?? 0)}), backup ${state.backup?.status ?? 'none'} (${state.level ?? '-'})`);
     const scope = JSON.parse(readFileSync(sandbox.panelState, 'utf8')) as { scopes: Record<string, unknown> };
     check(scope.scopes['backups.automatic-database-exports'] === false, 'the panel\'s own nightly exports are off (backups.automatic-database-exports = false)');
+    const verified = readVerifyState(verifyStateFile(join(root, 'var/lib/apiscp-backup')))?.lastRun;
+    check(verified?.trigger === 'nightly' && verified.runId === state.runId && verified.failed === 0 && verified.errors === 0 && verified.checked > 0, `nightly verification after the backup: ${verified ? `${verified.checked} dump(s) checked, ${verified.failed} failed (loaded into throwaway servers, compared with the server's inventory)` : 'did not run'}`);
 
     const loaded = loadConfig({ file: configFile });
     // A hacked site: files deleted and added, its shop database dropped. `restore site` puts it back.

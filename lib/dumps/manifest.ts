@@ -1,3 +1,4 @@
+import type { Inventory } from './inventory.js';
 import type { Warning } from '../warnings.js';
 import type { Compression, KindName } from './types.js';
 
@@ -26,6 +27,10 @@ export interface ManifestEntry {
    */
   readonly lockHeldMs?: number;
   readonly status: 'ok' | 'failed';
+  /** The server's own inventory of the database at dump time (what `verify` compares a load with). */
+  readonly inventory?: Inventory;
+  /** Why a database dump has no inventory (the probe failed; the dump itself is fine). */
+  readonly inventoryError?: string;
   /** What the kind knows about this dump (tables, engines, events…; `eventsSkipped` when some were left out). */
   readonly details?: Readonly<Record<string, unknown>>;
   /** Non-fatal problems of this dump: the file is good but not everything is in it. */

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MysqlConfig } from '../config/schema.js';
+import { sizeBytes, type MysqlConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -15,12 +15,15 @@ import { withMysqlRestore } from './mysql-restore.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail, tailCheck } from './verify.js';
+import type { InventoryProbe } from './inventory.js';
+import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
 /** Engines with MVCC snapshots: only these are consistent under --single-transaction. */
 const TRANSACTIONAL = new Set(['innodb']);
 const QUERY_TIMEOUT_MS = 120_000;
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 /**
  * mariadb-dump 10.11 selects the database for --events with the name as escaped for a string
  * literal, so events of a database whose name holds one of these fail the whole dump (1049
@@ -88,7 +91,7 @@ async function connect(ctx: KindContext, cfg: MysqlConfig): Promise<MysqlSession
   const dir = await mkdtemp(join(tmpdir(), 'asb-mysql-')); // 0700
   const optionFile = join(dir, 'client.cnf');
   await writeFile(optionFile, optionFileText(cfg, password), { mode: 0o600, flag: 'wx' });
-  const session = new Session(cfg, log, client, dumper, dir, optionFile, secrets);
+  const session = new Session(cfg, log, client, dumper, dir, optionFile, secrets, sizeBytes(ctx.loaded.config.verify.count_rows_max));
   try {
     const server = (await session.query('SELECT VERSION()', ctx.signal))[0]?.[0] ?? '';
     const clientVersion = (await run(cmd(dumper, ['--version']), { timeoutMs: QUERY_TIMEOUT_MS, signal: ctx.signal })).stdout.trim();
@@ -117,12 +120,13 @@ class Session implements MysqlSession {
     private readonly dir: string,
     readonly optionFile: string,
     readonly secrets: readonly string[],
+    private readonly countMaxBytes: number,
   ) {}
 
   /** Rows of tab-separated batch output. Callers HEX() every free-text column (names may hold tabs). */
-  async query(sql: string, signal?: AbortSignal): Promise<string[][]> {
+  async query(sql: string, signal?: AbortSignal, timeoutMs = QUERY_TIMEOUT_MS): Promise<string[][]> {
     const args = [`--defaults-extra-file=${this.optionFile}`, '--batch', '--skip-column-names', '--default-character-set=utf8mb4'];
-    const result = await run(cmd(this.client, args), { input: sql, signal, secrets: this.secrets, timeoutMs: QUERY_TIMEOUT_MS });
+    const result = await run(cmd(this.client, args), { input: sql, signal, secrets: this.secrets, timeoutMs });
     return result.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
   }
 
@@ -231,8 +235,24 @@ class Session implements MysqlSession {
       ...(eventsSkipped ? { eventsSkipped: events } : {}),
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
-    if (!eventsSkipped) return spec;
-    return { ...spec, warnings: [warning(WarningCodes.EVENTS_SKIPPED, eventsMessage, { kind: 'mysql', database })] };
+    const withInventory: DumpSpec = { ...spec, inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []) };
+    if (!eventsSkipped) return withInventory;
+    return { ...withInventory, warnings: [warning(WarningCodes.EVENTS_SKIPPED, eventsMessage, { kind: 'mysql', database })] };
+  }
+
+  /** Read beside the dump, after it (see mysql-inventory.ts: why not inside its snapshot). */
+  private inventoryProbe(database: string, command: Command, skipped: string[]): InventoryProbe {
+    return {
+      command,
+      read: async (dumpStartedAt: Date, signal?: AbortSignal) => {
+        const started = Date.now();
+        const countMaxBytes = this.countMaxBytes;
+        // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
+        const rows = await this.query(mysqlInventorySql(database, { updateTimes: true, countMaxBytes }), signal, INVENTORY_TIMEOUT_MS);
+        return parseMysqlInventory(rows, { dumpStartedAt, countMaxBytes, skipped, ms: Date.now() - started });
+      },
+      close: async () => undefined,
+    };
   }
 
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { durationMs, type PostgresqlConfig } from '../config/schema.js';
+import { durationMs, sizeBytes, type PostgresqlConfig } from '../config/schema.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
@@ -14,6 +14,7 @@ import { withPostgresRestore } from './postgresql-restore.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
+import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
 
 export interface OsUser {
   readonly uid: number;
@@ -160,6 +161,7 @@ export class PostgresSession implements DatabaseSession {
     private readonly tools: Record<PgTool, string>,
     readonly maintenanceDb: string,
     private readonly cfg: PostgresqlConfig,
+    private readonly countMaxBytes: number,
   ) {}
 
   get where(): string {
@@ -188,12 +190,14 @@ export class PostgresSession implements DatabaseSession {
 
   async planDatabase(database: string): Promise<DumpSpec> {
     const pgRestore = this.tools.pgRestore;
+    // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
+    const command = toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database);
     return {
       kind: 'postgresql',
       database,
       object: 'database',
-      // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
-      command: toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database),
+      command,
+      inventory: (signal) => openPgProbe(toolCommand(this.conn, this.tools.psql, PSQL_ARGS, database), command, this.countMaxBytes, signal),
       format: 'custom',
       extension: '.dump',
       compressible: false,
@@ -298,7 +302,7 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Pos
   log.info(`PostgreSQL ${server} at ${conn.where}, client tools ${client} in ${binDir}`, {
     runAs: conn.uid === undefined ? 'self' : 'postgres',
   });
-  return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg);
+  return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg, sizeBytes(ctx.loaded.config.verify.count_rows_max));
 }
 
 export const postgresqlKind: DatabaseKind = {

@@ -14,6 +14,8 @@ import type { Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { syncFilesystem } from '../run/sync-fs.js';
 import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
+import type { InventoryProbe } from './inventory.js';
+import { warning, WarningCodes } from '../warnings.js';
 import type { Manifest, ManifestEntry } from './manifest.js';
 import { accountForDatabases } from './accounting.js';
 import { applyRetention, removeCrashedRuns } from './retention.js';
@@ -227,21 +229,43 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     ...(spec.details ? { details: spec.details } : {}),
     ...(spec.warnings?.length ? { warnings: spec.warnings } : {}),
   };
+  let probe: InventoryProbe | undefined;
+  let inventoryError: string | undefined;
   try {
+    if (spec.inventory) probe = await spec.inventory(signal).catch((err: Error) => void (inventoryError = err.message));
     const compressor = spec.compressible ? output.compressor : undefined;
-    const stages = compressor ? [spec.command, compressor] : [spec.command];
+    const command = probe?.command ?? spec.command;
+    const stages = compressor ? [command, compressor] : [command];
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.();
     const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
     const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap });
     written?.();
+    // After the slot is free: the inventory's reading overlaps the next dump.
+    const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
+    const inventoryWarning =
+      inventoryError === undefined
+        ? undefined
+        : warning(WarningCodes.INVENTORY_MISSING, `${spec.kind} '${spec.database}': the server's inventory could not be read beside the dump (verify can load it, not compare it): ${inventoryError}`, { kind: spec.kind, database: spec.database ?? undefined, site });
+    if (inventoryWarning) log.warn(inventoryWarning.message, { database: spec.database });
     if (check) check.finish(tmp, applied);
     else await spec.verify(tmp, applied, signal);
     renameSync(tmp, file);
-    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs });
+    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
     // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
     const lockHeldMs = spec.lockMode === 'lock-tables' ? result.stages[0]?.durationMs : undefined;
-    return { ...base, path: rel, bytes: result.bytes, sha256: result.sha256, durationMs: Date.now() - startedAt.getTime(), ...(lockHeldMs !== undefined ? { lockHeldMs } : {}), status: 'ok' };
+    return {
+      ...base,
+      path: rel,
+      bytes: result.bytes,
+      sha256: result.sha256,
+      durationMs: Date.now() - startedAt.getTime(),
+      status: 'ok',
+      ...(lockHeldMs !== undefined ? { lockHeldMs } : {}),
+      ...(inventory ? { inventory } : {}),
+      ...(inventoryError !== undefined ? { inventoryError } : {}),
+      ...(inventoryWarning ? { warnings: [...(spec.warnings ?? []), inventoryWarning] } : {}),
+    };
   } catch (err) {
     rmSync(tmp, { force: true });
     // Not one of our errors: a bug, reported as such (exit 70 with the stack in the log), not as "dump failed".
@@ -260,6 +284,8 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
         stderrTail: e.context?.stderrTail as string | undefined,
       },
     };
+  } finally {
+    await probe?.close().catch(() => undefined);
   }
 }
 

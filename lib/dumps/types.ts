@@ -1,4 +1,5 @@
 import type { Command } from '../run/command.js';
+import type { InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { Warning } from '../warnings.js';
@@ -42,6 +43,12 @@ export interface DumpSpec {
   readonly secrets?: readonly string[];
   /** Extra facts for the manifest (engine of each table, encoding…): copied into the manifest entry. */
   readonly details?: Readonly<Record<string, unknown>>;
+  /**
+   * The server's inventory of the database, read beside the dump (databases only): opened right
+   * before the dump starts, it may change the dump command (pg_dump --snapshot). A probe that
+   * fails never fails the dump: the manifest then says why the inventory is missing.
+   */
+  readonly inventory?: (signal?: AbortSignal) => Promise<InventoryProbe>;
   /** What this dump will not contain (events skipped…): recorded in the manifest entry and the run state. */
   readonly warnings?: readonly Warning[];
 }

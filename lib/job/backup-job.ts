@@ -29,6 +29,8 @@ export interface JobInput {
   readonly trigger: 'dump' | 'hook' | 'run' | 'cron';
   readonly level?: BackupLevel;
   readonly job?: { name?: string; id?: string; client?: string };
+  /** false: do not ping the heartbeat at the end (nightly pings once, after the verification). */
+  readonly ping?: boolean;
 }
 
 export interface JobOutcome {
@@ -317,7 +319,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       durationMs: Date.now() - Date.parse(state.startedAt),
       status: failed ? 'failed' : problems.length || warnings.length ? 'warning' : 'ok',
     };
-    const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }));
+    const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }), { ping: input.ping });
     return { exitCode, state: recorded };
   } finally {
     await lock.release();

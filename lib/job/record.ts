@@ -5,7 +5,8 @@ import { writePrometheusTextfile } from '../report/prometheus.js';
 import type { RunState } from '../report/run-state.js';
 import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
 import { failureSummary } from '../report/summary.js';
-import { warningsHeadline } from '../warnings.js';
+import { readVerifyState, verifyStateFile } from '../verify/state.js';
+import { warningsHeadline, type Warning } from '../warnings.js';
 
 /**
  * report: persist what a run did (status.json, merged with history for the watchdog clock and
@@ -20,14 +21,7 @@ export async function recordRun(loaded: LoadedConfig, log: Logger, state: RunSta
   } catch (err) {
     log.warn(`cannot write the status file ${file}: ${(err as Error).message}`);
   }
-  const prom = loaded.paths.prometheusTextfile;
-  if (prom && merged.status !== 'running') {
-    try {
-      writePrometheusTextfile(prom, merged);
-    } catch (err) {
-      log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
-    }
-  }
+  if (merged.status !== 'running') refreshMetrics(loaded, log, merged);
   if (options.ping !== false && merged.status !== 'running') {
     const failed = merged.status === 'failed';
     const warnings = merged.warnings ?? [];
@@ -46,4 +40,31 @@ export function summaryFor(loaded: LoadedConfig, state: RunState): string {
 
 export function previousState(loaded: LoadedConfig): RunState | undefined {
   return readRunState(loaded.paths.statusFile);
+}
+
+/** Rewrite the Prometheus textfile from the last run and the last verifications (after either changes). */
+export function refreshMetrics(loaded: LoadedConfig, log: Logger, state = readRunState(loaded.paths.statusFile)): void {
+  const prom = loaded.paths.prometheusTextfile;
+  if (!prom || !state) return;
+  try {
+    writePrometheusTextfile(prom, state, readVerifyState(verifyStateFile(loaded.paths.stateDir)));
+  } catch (err) {
+    log.warn(`cannot write the Prometheus textfile ${prom}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Warnings found after the run was recorded (the nightly verification) join the run's own in
+ * status.json, so status, the cron summary and the metrics show them like any other. Written
+ * as is, not merged again: a second merge would count the backup twice in the restore chain.
+ */
+export function addRunWarnings(loaded: LoadedConfig, log: Logger, state: RunState, warnings: readonly Warning[]): RunState {
+  if (warnings.length === 0) return state;
+  const updated: RunState = { ...state, warnings: [...(state.warnings ?? []), ...warnings], status: state.status === 'ok' ? 'warning' : state.status };
+  try {
+    writeRunState(loaded.paths.statusFile, updated);
+  } catch (err) {
+    log.warn(`cannot write the status file ${loaded.paths.statusFile}: ${(err as Error).message}`);
+  }
+  return updated;
 }

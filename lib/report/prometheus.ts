@@ -2,6 +2,7 @@ import type { RunState } from './run-state.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { countByCode } from '../warnings.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
+import type { VerifyState } from '../verify/state.js';
 
 export interface Sample {
   readonly labels?: Readonly<Record<string, string>>;
@@ -22,7 +23,7 @@ const seconds = (iso: string | undefined): number | undefined => (iso === undefi
  * succeeded, so a server that never backed up alerts too. Values we do not know (duration of a
  * run still in progress) are left out rather than reported as 0.
  */
-export function renderPrometheus(state: RunState): string {
+export function renderPrometheus(state: RunState, verify?: VerifyState): string {
   const engine = { engine: state.engine };
   const one = (value: number | undefined): Sample[] => (value === undefined || !Number.isFinite(value) ? [] : [{ labels: engine, value }]);
   const chain = restoreChainLength(state.chain);
@@ -44,6 +45,7 @@ export function renderPrometheus(state: RunState): string {
     },
     { name: 'apiscp_backup_last_run_success', help: '1 when the last run left a usable backup (warnings included), else 0; 0 while a run is in progress.', samples: one(state.status !== 'running' && isSuccessfulRun(state) ? 1 : 0) },
     { name: 'apiscp_backup_restore_chain_length', help: 'Backups a restore must replay: the full, the newest differential, and every incremental since.', samples: one(chain) },
+    ...verifyMetrics(verify, engine),
   ];
 
   return renderMetrics(metrics);
@@ -64,8 +66,36 @@ export function renderMetrics(metrics: readonly Metric[]): string {
  * atomic write's temp name (a dotfile ending in .tmp-…) is never read half-written. 0644: the
  * exporter runs as its own user.
  */
-export function writePrometheusTextfile(file: string, state: RunState): void {
-  writeFileAtomic(file, renderPrometheus(state), { mode: 0o644, dirMode: 0o755 });
+export function writePrometheusTextfile(file: string, state: RunState, verify?: VerifyState): void {
+  writeFileAtomic(file, renderPrometheus(state, verify), { mode: 0o644, dirMode: 0o755 });
+}
+
+/**
+ * Verification: per database the time it last passed (0 = never) and whether its last check
+ * failed, so `time() - …_verify_last_success_timestamp_seconds > 8 * 86400` finds databases the
+ * rotation has not proven for a week, and `…_verify_failed == 1` the broken ones.
+ */
+function verifyMetrics(verify: VerifyState | undefined, engine: { engine: string }): Metric[] {
+  if (!verify) return [];
+  const dbs = Object.values(verify.databases);
+  const labels = (d: (typeof dbs)[number]): Record<string, string> => ({ ...engine, kind: d.kind, database: d.database, site: d.site });
+  return [
+    {
+      name: 'apiscp_backup_verify_last_success_timestamp_seconds',
+      help: 'Unix time each database dump last loaded and matched the server inventory (apiscp-backup verify); 0 = never.',
+      samples: dbs.map((d) => ({ labels: labels(d), value: d.lastVerifiedAt ? Date.parse(d.lastVerifiedAt) / 1000 : 0 })),
+    },
+    {
+      name: 'apiscp_backup_verify_failed',
+      help: '1 when the last verification of the database failed (2 = it could not be checked), else 0.',
+      samples: dbs.map((d) => ({ labels: labels(d), value: d.outcome === 'failed' ? 1 : d.outcome === 'error' ? 2 : 0 })),
+    },
+    {
+      name: 'apiscp_backup_verify_last_run_timestamp_seconds',
+      help: 'Unix time the last verification finished.',
+      samples: verify.lastRun ? [{ labels: engine, value: Date.parse(verify.lastRun.at) / 1000 }] : [],
+    },
+  ];
 }
 
 function labelText(labels: Readonly<Record<string, string>> | undefined): string {

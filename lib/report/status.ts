@@ -3,6 +3,7 @@ import { ExitCode } from '../exit-codes.js';
 import { EXPORT_SCOPE } from '../panel/scope.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
+import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
 
 export interface StatusInput {
   /** undefined: no status file (never ran) or unreadable (then `stateError` says why). */
@@ -23,6 +24,8 @@ export interface StatusInput {
   readonly warnings?: readonly string[];
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
+  /** Verification results and settings (verify.json); omitted: not shown. */
+  readonly verify?: Omit<VerifyStatusInput, 'databases'>;
 }
 
 export type Severity = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -77,6 +80,12 @@ export function computeStatus(input: StatusInput): StatusResult {
       for (const p of listed) warning.push(p);
     }
   }
+  const databases = (state?.dumps?.databases ?? []).flatMap((d) => (d.database === null ? [] : [{ kind: d.kind, database: d.database }]));
+  const verify = input.verify ? verifyVerdict({ ...input.verify, databases }, now) : undefined;
+  if (verify) {
+    critical.push(...verify.critical);
+    warning.push(...verify.warning);
+  }
   const scopeName = input.scope?.name ?? EXPORT_SCOPE;
   if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
@@ -111,6 +120,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
+  if (verify) details.push(...verify.details);
   if (input.scope && input.scope.on === false) {
     details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
   }
@@ -148,6 +158,7 @@ export function computeStatus(input: StatusInput): StatusResult {
         ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
         : null,
       stateError: input.stateError ?? null,
+      verify: verify?.json ?? null,
       lastRun: state ?? null,
     },
   };

@@ -1,4 +1,4 @@
-import { chownSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompressorCommand } from '../dumps/compress.js';
@@ -6,7 +6,6 @@ import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
 import type { Compression } from '../dumps/types.js';
 import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
-import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
 import type { MariadbServer } from './mariadb.js';
 import type { PostgresServer } from './postgres.js';
@@ -49,8 +48,14 @@ export async function postgresChecksums(server: PostgresServer, database: string
   return out;
 }
 
+export interface LoadOptions {
+  /** PostgreSQL: skip GRANT/REVOKE (a throwaway server lacks the roles; verify compares objects and rows). */
+  readonly noPrivileges?: boolean;
+  readonly signal?: AbortSignal;
+}
+
 /** Load one manifest entry's dump (found under `runDir`) into a new database `target`. */
-export async function loadDump(entry: ManifestEntry, runDir: string, target: { mysql?: MariadbServer; postgresql?: PostgresServer }, database: string): Promise<void> {
+export async function loadDump(entry: ManifestEntry, runDir: string, target: { mysql?: MariadbServer; postgresql?: PostgresServer }, database: string, options: LoadOptions = {}): Promise<void> {
   if (!entry.path) throw new Error(`${entry.kind} ${entry.database}: the manifest has no file for it`);
   const file = join(runDir, entry.path);
   if (entry.kind === 'mysql') {
@@ -61,7 +66,7 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
     // Streamed: decompressor | client, nothing of the dump held in memory.
     const dir = mkdtempSync(join(tmpdir(), 'asb-load-'));
     try {
-      await pipeToFile([decompressorCommand(entry.compression as Compression, file), client], join(dir, 'out'));
+      await pipeToFile([decompressorCommand(entry.compression as Compression, file), client], join(dir, 'out'), { signal: options.signal });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -70,20 +75,14 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
   if (entry.kind === 'postgresql') {
     const server = target.postgresql!;
     await server.sql(`CREATE DATABASE ${pgIdent(database)}`);
-    // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth.
+    // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth, so
+    // it reads the dump from a pipe fed by `cat` running as us (no copy of a many-GB file).
     const pw = passwdEntry('postgres');
     const dir = mkdtempSync(join(tmpdir(), 'asb-restore-'));
-    const copy = join(dir, 'dump');
+    const cat = whichSystem('cat') ?? 'cat';
+    const args = ['--no-owner', ...(options.noPrivileges ? ['--no-privileges'] : []), '--exit-on-error', '-h', server.socketDir, '-p', String(server.port), '-U', 'postgres', '-d', database];
     try {
-      copyFileSync(file, copy);
-      chownSync(dir, pw.uid, pw.gid);
-      chownSync(copy, pw.uid, pw.gid);
-      await run(
-        cmd(join(server.binDir, 'pg_restore'), ['--no-owner', '--exit-on-error', '-h', server.socketDir, '-p', String(server.port), '-U', 'postgres', '-d', database, copy], {
-          uid: pw.uid,
-          gid: pw.gid,
-        }),
-      );
+      await pipeToFile([cmd(cat, ['--', file]), cmd(join(server.binDir, 'pg_restore'), args, { uid: pw.uid, gid: pw.gid, cwd: '/' })], join(dir, 'out'), { signal: options.signal });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

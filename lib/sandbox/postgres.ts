@@ -3,7 +3,8 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, osUser } from '../dumps/postgresql.js';
+import { findPgTool, osUser, pgBinDirs } from '../dumps/postgresql.js';
+import { isExecutable } from '../run/which.js';
 import { MissingDependencyError, tail } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
@@ -32,6 +33,8 @@ export interface StartPostgresOptions {
    * (the command carries uid/gid: the wrapper must switch to them itself, after entering).
    */
   wrapStart?: (command: Command) => Command;
+  /** Server major version ("15"): its own binaries, as a restore or verify of a dump needs. Default: the newest installed. */
+  major?: string;
 }
 
 // sockaddr_un.sun_path is 108 bytes; ".s.PGSQL.65535" plus a slash needs 15 of them.
@@ -46,8 +49,8 @@ const MAX_SOCKET_DIR = 107 - 15;
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresServer> {
   const pg = osUser('postgres');
   if (!pg) throw new MissingDependencyError('user postgres', 'postgresql', 'postgresql-server');
-  const initdb = findPgTool('initdb');
-  if (!initdb) throw new MissingDependencyError('initdb', 'postgresql', 'postgresql-server');
+  const initdb = opts.major === undefined ? findPgTool('initdb') : pgBinDirs(opts.major).map((d) => join(d, 'initdb')).find(isExecutable);
+  if (!initdb) throw new MissingDependencyError(`initdb${opts.major ? ` (PostgreSQL ${opts.major})` : ''}`, `postgresql${opts.major ? `-${opts.major}` : ''}`, `postgresql${opts.major ?? ''}-server`);
   const binDir = dirname(initdb);
   const tool = (name: string): string => {
     const p = findPgTool(name, { binDir });

@@ -1,21 +1,46 @@
 import { ensureScopeDisabled } from '../../panel/scope.js';
 import { getEngine } from '../../engine/index.js';
 import { runJob } from '../../job/backup-job.js';
-import type { CommandContext } from '../context.js';
+import { addRunWarnings, previousState, refreshMetrics, summaryFor } from '../../job/record.js';
+import { nightlyVerify, verifyWarnings, type NightlyVerify } from '../../job/verify-step.js';
+import { ping } from '../../report/heartbeat.js';
+import { isSuccessfulRun } from '../../report/state-file.js';
+import { verifySummary } from '../../verify/summary.js';
 import { ExitCode } from '../../exit-codes.js';
+import { warningsHeadline } from '../../warnings.js';
+import type { CommandContext } from '../context.js';
 import { finish } from './outcome.js';
 import { currentStatus } from './status.js';
 
 /**
- * The cron.daily entry. Engines we drive (duplicity, restic, borg, none) run the whole job here.
+ * The cron.daily entry. Engines we drive (duplicity, restic, borg, none) run the whole job here,
+ * then the verification when it is due (after the snapshot, never between it and the dumps).
  * For Bacula, whose director schedules the job and calls our hook, the nightly entry is a
- * watchdog: it keeps the panel's own exports off and complains when backups stopped.
- * Silent when healthy; cron mails whatever is printed.
+ * watchdog: it keeps the panel's own exports off, verifies when no job is in progress, and
+ * complains when backups stopped. Silent when healthy; cron mails whatever is printed.
  */
 export default async function nightly(ctx: CommandContext): Promise<number> {
   const engine = getEngine(ctx.loaded.config.engine);
   if (engine.drivesBackup || engine.name === 'none') {
-    return finish(ctx, await runJob({ ...ctx, engine: engine.name, trigger: 'cron' }));
+    const run = await runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false });
+    const verified: NightlyVerify = isSuccessfulRun(run.state) ? await nightlyVerify(ctx) : {};
+    // Dumps it could not check are warnings of tonight's run (status, cron summary, metrics).
+    const outcome = { ...run, state: addRunWarnings(ctx.loaded, ctx.log, run.state, verifyWarnings(verified)) };
+    if (verified.result || verified.error) refreshMetrics(ctx.loaded, ctx.log);
+    const verifyFailed = verified.result !== undefined && verified.result.results.some((r) => r.outcome === 'failed');
+    const code = finish(ctx, outcome);
+    if (verifyFailed) process.stderr.write(verifySummary(verified.result!) + '\n');
+    // One heartbeat per night, after the verification: a bad dump is a failed night.
+    const state = outcome.state;
+    const failed = state.status === 'failed' || verifyFailed;
+    const warnings = state.warnings ?? [];
+    const tail = [failed || warnings.length || state.problems.length ? summaryFor(ctx.loaded, state) : '', verifyFailed ? verifySummary(verified.result!) : ''].filter(Boolean).join('\n');
+    await ping(failed ? 'failure' : 'success', ctx.loaded.config.monitor.heartbeat, {
+      log: ctx.log,
+      logTail: tail || undefined,
+      summary: verifyFailed ? `apiscp-backup: verify failed` : warnings.length ? `apiscp-backup: ${warningsHeadline(warnings)}` : undefined,
+    });
+    return code !== ExitCode.OK ? code : verifyFailed ? ExitCode.VERIFY_FAILED : code;
   }
   // A panel error (cpcmd failing, an unknown answer) must not stop the watchdog from judging the
   // backups: it is reported, and exits PANEL when the backups themselves are fine.
@@ -26,6 +51,13 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
   });
   if (warning) process.stderr.write(`warning: ${warning.message}\n`);
   if (panelError) process.stderr.write(`error: cannot keep the panel's nightly exports off: ${panelError}\n`);
+  const verified = await nightlyVerify(ctx);
+  const last = previousState(ctx.loaded);
+  if (last) addRunWarnings(ctx.loaded, ctx.log, last, verifyWarnings(verified));
+  if (verified.result || verified.error) refreshMetrics(ctx.loaded, ctx.log);
+  if (verified.result?.results.some((r) => r.outcome === 'failed')) {
+    await ping('failure', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: verifySummary(verified.result), summary: 'apiscp-backup: verify failed' });
+  }
   const verdict = await currentStatus(ctx);
   // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
   if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');

@@ -7,6 +7,7 @@ import { openPanel } from '../../panel/cpcmd.js';
 import { scopeStatus } from '../../panel/scope.js';
 import { computeStatus, type StatusInput, type StatusResult } from '../../report/status.js';
 import { readRunStateWithReason } from '../../report/state-file.js';
+import { readVerifyState, verifyStateFile } from '../../verify/state.js';
 import type { CommandContext } from '../context.js';
 
 /** The verdict `status` prints and the nightly watchdog acts on. */
@@ -28,6 +29,7 @@ export async function currentStatus(ctx: CommandContext): Promise<StatusResult> 
     maxAgeMs: durationMs(ctx.loaded.config.monitor.max_age),
     scope,
     lock: { holder: readHolder(ctx.loaded.paths.lockPath) },
+    verify: { state: readVerifyState(verifyStateFile(ctx.loaded.paths.stateDir)), schedule: ctx.loaded.config.verify.schedule, sample: ctx.loaded.config.verify.sample },
     warnings: [addinTemplateDrift(underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),
   });
 }

@@ -1,0 +1,29 @@
+import { UsageError } from '../../errors.js';
+import { refreshMetrics } from '../../job/record.js';
+import { verifyRun } from '../../verify/verify-run.js';
+import { verifySummary } from '../../verify/summary.js';
+import type { CommandContext } from '../context.js';
+
+/** `verify [--run ID] [--sample N | --all]`: by hand it checks every database unless --sample says otherwise. */
+export default async function verify(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  if (opts.sample !== undefined && opts.all) throw new UsageError('--sample and --all exclude each other');
+  let sample: number | 'all' = 'all';
+  if (opts.sample !== undefined) {
+    sample = Number(opts.sample);
+    if (!Number.isInteger(sample) || sample < 1) throw new UsageError(`--sample: expected a whole number of databases, got '${String(opts.sample)}'`);
+  }
+  const result = await verifyRun({
+    loaded: ctx.loaded,
+    log: ctx.log,
+    signal: ctx.signal,
+    runId: opts.run as string | undefined,
+    sample,
+    trigger: 'manual',
+    onDatabase: ctx.interactive && !ctx.options.json ? (r) => process.stderr.write(`${r.outcome === 'ok' ? 'ok' : r.outcome === 'failed' ? 'FAILED' : 'not checked'}  ${r.kind} ${r.site}/${r.database}${r.problems.length ? `: ${r.problems.join('; ')}` : ''} (${r.seconds}s)\n`) : undefined,
+  });
+  refreshMetrics(ctx.loaded, ctx.log);
+  if (ctx.options.json) ctx.out(JSON.stringify({ runId: result.runId, ok: result.ok, results: result.results }, null, 2));
+  if (!result.ok) process.stderr.write(verifySummary(result) + '\n');
+  else if (result.results.filter((r) => r.database && !r.database.startsWith('(')).length === 0) process.stderr.write(`verify: run ${result.runId} has no database dumps; only the server-wide exports were checked\n`);
+  return result.exitCode;
+}

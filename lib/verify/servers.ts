@@ -1,0 +1,73 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BackupError, ConfigError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import type { Logger } from '../log.js';
+import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
+import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
+
+/** "MariaDB 10.11" from "10.11.6-MariaDB-0+deb12u1"; "MySQL 8.0" from "8.0.36". */
+export function mysqlMajor(version: string): string {
+  const m = /^(\d+)\.(\d+)/.exec(version.trim());
+  return `${/mariadb/i.test(version) ? 'MariaDB' : 'MySQL'} ${m ? `${m[1]}.${m[2]}` : version}`;
+}
+
+/** "15" from "15.14 (Debian 15.14-0+deb12u1)"; "9.6" from "9.6.24" (two-part majors before 10). */
+export function postgresMajor(version: string): string {
+  const m = /^(\d+)(?:\.(\d+))?/.exec(version.trim());
+  if (!m) return version;
+  return Number(m[1]) >= 10 ? m[1]! : `${m[1]}.${m[2] ?? '0'}`;
+}
+
+/**
+ * Throwaway servers for verify, started on first use: private data directories and sockets
+ * below one directory in `verify.work_dir`, no TCP, thrown away by destroy(). Loads are made
+ * fast rather than durable (nothing here must survive a crash).
+ */
+export class ThrowawayServers {
+  private readonly dir: string;
+  readonly workDir: string;
+  private mysql?: Promise<MariadbServer>;
+  private readonly postgres = new Map<string, Promise<PostgresServer>>();
+
+  constructor(workDir: string, private readonly log: Logger) {
+    this.workDir = workDir;
+    try {
+      this.dir = mkdtempSync(join(workDir, 'asb-verify-'));
+    } catch (err) {
+      throw new ConfigError(`verify.work_dir ${workDir}: cannot create the throwaway servers' directory there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, undefined, 'verify.work_dir');
+    }
+    chmodSync(this.dir, 0o755); // the postgres user must reach its data directory below
+  }
+
+  /** A MariaDB/MySQL server of the dump server's flavour and major version. */
+  async mysqlFor(serverVersion: string): Promise<MariadbServer> {
+    this.mysql ??= startMariadb({
+      baseDir: this.dir,
+      serverArgs: ['--innodb-buffer-pool-size=256M', '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--event-scheduler=OFF'],
+    });
+    const server = await this.mysql;
+    const want = mysqlMajor(serverVersion);
+    const have = mysqlMajor(server.version);
+    if (want !== have) throw new BackupError(`the dump comes from ${want} but this machine's server is ${have}: cannot load it the same way`, ExitCode.MISSING_DEPENDENCY);
+    return server;
+  }
+
+  /** A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). */
+  async postgresFor(serverVersion: string): Promise<PostgresServer> {
+    const major = postgresMajor(serverVersion);
+    let server = this.postgres.get(major);
+    if (!server) {
+      server = startPostgres({ baseDir: join(this.dir, `pg${major}`), major });
+      this.postgres.set(major, server);
+    }
+    return server;
+  }
+
+  async destroy(): Promise<void> {
+    const all = [...(this.mysql ? [this.mysql] : []), ...this.postgres.values()];
+    await Promise.allSettled(all.map(async (p) => (await p).destroy()));
+    rmSync(this.dir, { recursive: true, force: true });
+    this.log.debug('verify: throwaway servers removed', { dir: this.dir });
+  }
+}
