@@ -244,6 +244,13 @@ export const configSchema = z
     restore: z
       .object({
         staging_dir: z.string().default('/var/tmp/apiscp-backup-restore').describe('where backups are fetched before they are compared and applied (under paths.root)'),
+        connections: z
+          .number()
+          .int()
+          .min(1)
+          .max(16)
+          .default(2)
+          .describe('MariaDB/MySQL: connections loading one SQL dump at once, each taking runs of its INSERTs (like myloader -t); 1 streams the dump into one client'),
       })
       .strict()
       .default({}),

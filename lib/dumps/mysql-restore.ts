@@ -6,6 +6,7 @@ import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
 import { decompressorCommand } from './compress.js';
+import { loadSqlDumpParallel } from './mysql-load.js';
 import type { MysqlSession } from './mysql.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from './types.js';
 
@@ -15,7 +16,12 @@ import type { Compression, DatabaseState, DumpFile, RestoreSession } from './typ
  * the accounts the database needs come back from the users export: a view or procedure whose
  * DEFINER user is missing loads fine and then fails at every use (error 1449).
  */
-export function withMysqlRestore(s: MysqlSession): RestoreSession {
+export interface MysqlRestoreOptions {
+  /** Connections loading one dump at once (restore.connections); 1: one client reads the stream. */
+  readonly connections: number;
+}
+
+export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions = { connections: 1 }): RestoreSession {
   return {
     kind: 'mysql',
     versions: s.versions,
@@ -65,6 +71,12 @@ export function withMysqlRestore(s: MysqlSession): RestoreSession {
         // One argv word: a name like '-x' or 'a b' is a name here, never an option.
         `--database=${database}`,
       ];
+      // A big dump loads at myloader's speed only over several connections (a 1 GB database:
+      // 0.81x myloader -t 2 with 2 connections, 1.4x with one stream; bench:dumps).
+      if (options.connections > 1) {
+        await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: options.connections, signal, secrets: s.secrets });
+        return;
+      }
       const scratch = await mkdtemp(join(tmpdir(), 'asb-myload-'));
       try {
         await pipeToFile([decompressorCommand(packing(dump), dump.path), cmd(s.client, args)], join(scratch, 'out'), { signal, secrets: s.secrets });

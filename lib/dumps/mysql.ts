@@ -67,7 +67,7 @@ async function openTarget(ctx: KindContext, target?: ServerTarget): Promise<Rest
   const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && k !== 'bin_dir')) : {};
   const cfg: MysqlConfig = { ...base, ...where, ...picked, enabled: true };
   const session = await connect(ctx, cfg);
-  return withMysqlRestore(session!);
+  return withMysqlRestore(session!, { connections: ctx.loaded.config.restore.connections });
 }
 
 export function mysqlWhere(cfg: MysqlConfig): string {
