@@ -96,11 +96,19 @@ describe('Bacula job ApisCP with the real hooks', () => {
     const ok = await cli(['--config', config, 'nightly'], { env });
     expect([ok.code, ok.stdout + ok.stderr]).toEqual([0, '']);
     const stale = join(base, 'etc/stale.yaml');
-    writeFileSync(stale, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), monitor: { max_age: '1s' } }));
-    await new Promise((r) => setTimeout(r, 1500));
-    const late = await cli(['--config', stale, 'nightly'], { env });
-    expect(late.code).toBe(6);
-    expect(late.stdout + late.stderr).toMatch(/CRITICAL: last successful backup \d+s ago, older than max_age 1s/);
+    writeFileSync(stale, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), monitor: { max_age: '1h' } }));
+    // Age the last success by two hours instead of waiting for it to age.
+    const statusFile = loaded.paths.statusFile;
+    const fresh = readFileSync(statusFile, 'utf8');
+    const st = JSON.parse(fresh) as { lastSuccessAt: string };
+    writeFileSync(statusFile, JSON.stringify({ ...st, lastSuccessAt: new Date(Date.parse(st.lastSuccessAt) - 2 * 3600_000).toISOString() }));
+    try {
+      const late = await cli(['--config', stale, 'nightly'], { env });
+      expect(late.code).toBe(6);
+      expect(late.stdout + late.stderr).toMatch(/CRITICAL: last successful backup 2h ago, older than max_age 1h/);
+    } finally {
+      writeFileSync(statusFile, fresh);
+    }
   });
 
   test('dumps failing (MariaDB stopped) → JobStatus f, status.json failed, post-backup heard the error', async () => {

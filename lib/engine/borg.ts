@@ -14,7 +14,12 @@ import { keepArgs, type Engine, type EngineContext, type EngineResult } from './
  * the passphrase is read by borg itself through BORG_PASSCOMMAND (`cat FILE`): never argv.
  */
 
-export const BORG_ARCHIVE = '{hostname}-{now}';
+/**
+ * `{now}` alone has one-second resolution: two runs in the same second (a retry, a test, a
+ * manual run beside cron) would collide and the second fail with "archive already exists".
+ * Microseconds make each run's name its own; the prefix stays `{hostname}-` for prune.
+ */
+export const BORG_ARCHIVE = '{hostname}-{now:%Y-%m-%dT%H:%M:%S.%f}';
 
 export function borgEnv(loaded: LoadedConfig): Record<string, string> {
   const b = loaded.config.borg;
