@@ -47,17 +47,17 @@ export class UsageError extends BackupError {
   }
 }
 
-export interface LockHolder {
-  pid: number;
-  host: string;
-  command: string;
-  started: string;
-}
-
-export class LockBusyError extends BackupError {
-  constructor(readonly lockPath: string, readonly holder: LockHolder | undefined, waitedMs: number) {
-    const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started})` : 'an unknown process';
-    super(`another run holds ${lockPath}: ${who}; waited ${Math.round(waitedMs / 1000)}s`, ExitCode.BUSY, { lockPath, holder });
+/**
+ * The dump directory cannot be written (read-only, full, missing permissions): nothing of this
+ * run is kept. A dump failure (exit 1) with a message that says where, never exit 70.
+ */
+export class DumpStorageError extends BackupError {
+  constructor(
+    readonly runId: string,
+    message: string,
+    dir: string,
+  ) {
+    super(message, ExitCode.DUMP_FAILED, { dir, runId });
   }
 }
 

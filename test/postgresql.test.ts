@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema, type PostgresqlConfig } from '../lib/config/schema.js';
 import type { LoadedConfig } from '../lib/config/load.js';
-import { postgresqlKind, osUser } from '../lib/dumps/postgresql.js';
+import { postgresqlKind } from '../lib/dumps/postgresql.js';
+import { osUser } from '../lib/os-user.js';
 import type { Compression, DatabaseSession, DumpSpec } from '../lib/dumps/types.js';
 import { BackupError, CommandError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';

@@ -1,6 +1,6 @@
 import type { SiteLookup } from '../plan/plan.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
-import { SERVER_SITE } from './layout.js';
+import { SERVER_SITE } from '../model/site.js';
 import type { Manifest, ManifestEntry, MissingDatabase } from './manifest.js';
 import type { KindName } from './types.js';
 

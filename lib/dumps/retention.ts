@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { compareRunIds, IN_PROGRESS, LATEST, MANIFEST, RUN_ID } from './layout.js';
+import { IN_PROGRESS } from '../model/dump-dir.js';
+import { compareRunIds, LATEST, MANIFEST, RUN_ID } from './layout.js';
 import type { Manifest } from './manifest.js';
 
 export interface RunDir {

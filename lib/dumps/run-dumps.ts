@@ -6,14 +6,16 @@ import { dirname, join } from 'node:path';
 import { fsyncDir, tempNameFor, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
-import { BackupError, InterruptedError } from '../errors.js';
+import { BackupError, DumpStorageError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { buildPlan, type PlannedDump, type SiteLookup } from '../plan/plan.js';
 import type { Command } from '../run/command.js';
+import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
-import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
+import { IN_PROGRESS } from '../model/dump-dir.js';
+import { dumpPath, LATEST, MANIFEST, newRunId } from './layout.js';
 import type { Manifest, ManifestEntry } from './manifest.js';
 import { accountForDatabases } from './accounting.js';
 import { applyRetention, removeCrashedRuns } from './retention.js';
@@ -174,20 +176,6 @@ export function readLatestManifest(dumpsDir: string): Manifest | undefined {
   }
 }
 
-/**
- * The dump directory cannot be written (read-only, full, missing permissions): nothing of this
- * run is kept. A dump failure (exit 1) with a message that says where, never exit 70.
- */
-export class DumpStorageError extends BackupError {
-  constructor(
-    readonly runId: string,
-    message: string,
-    dir: string,
-  ) {
-    super(message, ExitCode.DUMP_FAILED, { dir, runId });
-  }
-}
-
 /** `base`, or `base-1`, `base-2`… when a run (finished or not) already has that name. */
 function freeRunId(dumpsDir: string, base: string): string {
   let id = base;
@@ -274,35 +262,6 @@ function sizeKey(kind: string, database: string | null, object: string): string 
 function largestFirst(items: readonly PlannedDump[], sizes: ReadonlyMap<string, number>): PlannedDump[] {
   const size = (i: PlannedDump): number => sizes.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object)) ?? Infinity;
   return [...items].sort((a, b) => (size(a) === size(b) ? 0 : size(a) > size(b) ? -1 : 1));
-}
-
-/**
- * `work` for every item in order, at most `size` of them holding a slot at once. A task hands its
- * slot back through `release` as soon as the part that needs it is done (the dump itself: server
- * connections and CPU), so its tail (verification, rename) overlaps the next task instead of
- * leaving a core idle; the slot is released at the latest when the task ends. Resolves when
- * every task has finished.
- */
-async function pool<T>(items: readonly T[], size: number, work: (item: T, release: () => void) => Promise<void>): Promise<void> {
-  let free = Math.max(1, size);
-  const waiting: (() => void)[] = [];
-  const tasks: Promise<void>[] = [];
-  for (const item of items) {
-    if (free > 0) free--;
-    else await new Promise<void>((resolve) => waiting.push(resolve));
-    let held = true;
-    const release = (): void => {
-      if (!held) return;
-      held = false;
-      const next = waiting.shift();
-      if (next) next();
-      else free++;
-    };
-    const task = work(item, release).finally(release);
-    task.catch(() => undefined); // handled by Promise.all below, not an unhandled rejection meanwhile
-    tasks.push(task);
-  }
-  await Promise.all(tasks);
 }
 
 /** How every dump of a run is compressed: the setting and the compressor stage it gives. */

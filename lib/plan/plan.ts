@@ -2,7 +2,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { SERVER_SITE } from '../dumps/layout.js';
+import { SERVER_SITE } from '../model/site.js';
 import type { ManifestEntry, ServerRecord } from '../dumps/manifest.js';
 import { durationMs } from '../config/schema.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';

@@ -1,6 +1,5 @@
-import type { LockHolder } from '../errors.js';
+import type { LockHolder } from '../lock/lock.js';
 import { ExitCode } from '../exit-codes.js';
-import { EXPORT_SCOPE } from '../panel/scope.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
 
@@ -10,8 +9,8 @@ export interface StatusInput {
   readonly stateError?: string;
   readonly now: Date;
   readonly maxAgeMs: number;
-  /** The exports scope: on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
-  readonly scope?: { readonly on: boolean | undefined; readonly error?: string };
+  /** The panel's exports scope (its name, for messages): on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
+  readonly scope?: { readonly name: string; readonly on: boolean | undefined; readonly error?: string };
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
 }
@@ -68,8 +67,8 @@ export function computeStatus(input: StatusInput): StatusResult {
       for (const p of listed) warning.push(p);
     }
   }
-  if (input.scope?.error) warning.push(`cannot read scope ${EXPORT_SCOPE}: ${input.scope.error}`);
-  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${EXPORT_SCOPE}); the next run turns them off`);
+  if (input.scope?.error) warning.push(`cannot read scope ${input.scope.name}: ${input.scope.error}`);
+  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${input.scope.name}); the next run turns them off`);
 
   const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
   const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
@@ -98,7 +97,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
-  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${EXPORT_SCOPE})`);
+  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${input.scope.name})`);
   for (const p of critical.length ? [...critical, ...warning].slice(1) : []) details.push(`also: ${p}`);
 
   const chainLength = restoreChainLength(state?.chain);
@@ -129,7 +128,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       maxAgeSeconds: Math.round(maxAgeMs / 1000),
       running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
       restoreChainLength: chainLength ?? null,
-      scope: input.scope ? { name: EXPORT_SCOPE, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
+      scope: input.scope ? { name: input.scope.name, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
       stateError: input.stateError ?? null,
       lastRun: state ?? null,
     },

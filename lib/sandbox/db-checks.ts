@@ -1,4 +1,4 @@
-import { chownSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompressorCommand } from '../dumps/compress.js';
@@ -8,6 +8,7 @@ import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { osUser } from '../os-user.js';
 import type { MariadbServer } from './mariadb.js';
 import type { PostgresServer } from './postgres.js';
 
@@ -20,7 +21,6 @@ export type Checksums = Record<string, string>;
 const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 const lit = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
-const pgLit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
 /** CHECKSUM TABLE of every base table, keyed by table name. */
 export async function mysqlChecksums(server: MariadbServer, database: string): Promise<Checksums> {
@@ -71,7 +71,8 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
     const server = target.postgresql!;
     await server.sql(`CREATE DATABASE ${pgIdent(database)}`);
     // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth.
-    const pw = passwdEntry('postgres');
+    const pw = osUser('postgres');
+    if (!pw) throw new Error('no postgres user');
     const dir = mkdtempSync(join(tmpdir(), 'asb-restore-'));
     const copy = join(dir, 'dump');
     try {
@@ -94,12 +95,4 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
 
 export function databaseEntries(manifest: Manifest): ManifestEntry[] {
   return manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok');
-}
-
-function passwdEntry(name: string): { uid: number; gid: number } {
-  // The sandbox runs PostgreSQL as `postgres`; pg_restore must connect as it (peer auth).
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
-  if (!line) throw new Error(`no ${name} user`);
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
 }

@@ -3,7 +3,8 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, osUser } from '../dumps/postgresql.js';
+import { findPgTool } from '../dumps/pg-bin.js';
+import { osUser } from '../os-user.js';
 import { MissingDependencyError, tail } from '../errors.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';

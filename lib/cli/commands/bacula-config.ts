@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { renderBaculaConfig } from '../../engine/bacula.js';
+import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 
 /** Print the FileSet + Job fragment an admin appends to bacula-dir.conf. */
@@ -14,8 +15,7 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
       jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
       node: (opts.node as string | undefined) ?? process.execPath,
       entry: (opts.entry as string | undefined) ?? installedEntry(),
-      sources: [...paths.include, paths.dumpsDir],
-      excludes: [...paths.exclude, `${paths.dumpsDir}/*.inprogress`],
+      ...backupGlobs(paths),
       configFile: ctx.loaded.file,
     }),
   );
