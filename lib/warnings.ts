@@ -1,3 +1,5 @@
+import type { Logger } from './log.js';
+
 /**
  * A warning is a problem that did not stop the run: the backup exists, but an admin must hear
  * about it (events not dumped, files vanished while the ACL sidecar walked, a database gone,
@@ -32,7 +34,19 @@ export const WarningCodes = {
   RETRY_NEEDED: 'retry-needed',
   DUMPS_FAILED_BACKED_UP: 'dumps-failed-backed-up',
   REPORT_FAILED: 'report-failed',
+  /** Site owners' scheduled exports (backup_dbs.php without --force): error block, failed exit, empty file. */
+  OWNER_EXPORTS: 'owner-exports',
+  /** A user hook after the backup (after_backup, on_failure) failed. */
+  HOOK_FAILED: 'hook-failed',
+  /** The panel's nightly export is switched off but 10backup_dbs would still run. */
+  PANEL_EXPORT_RUNNING: 'panel-export-running',
 } as const;
+
+/** Raise a warning into a list and log it: what a step does when a problem must not fail the run. */
+export function recordWarning(into: Warning[], log: Logger, w: Warning, fields: Record<string, unknown> = {}): void {
+  log.warn(w.message, fields);
+  into.push(w);
+}
 
 export function warning(code: string, message: string, where: { kind?: string; database?: string; site?: string } = {}): Warning {
   const out: { -readonly [K in keyof Warning]: Warning[K] } = { code, message };

@@ -744,3 +744,46 @@ describe('retention (dumps.keep: 2)', () => {
     expect(leftovers(sb)).toEqual([]);
   });
 });
+
+describe("site owners' own scheduled exports (panel.owner_exports)", () => {
+  const calls = (sb: Sandbox): { tool: string; argv: string[]; event?: string; time: string; written?: string[] }[] =>
+    readFileSync(sb.panelLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+
+  it('after our dumps, backup_dbs.php runs WITHOUT --force: only the due exports appear, consistent with this run', async () => {
+    const sb = await sandbox({ sites: { site1: { mysql: ['a_wp'], pgsql: ['a_pg'], due: ['a_wp'] }, site2: { mysql: ['b_shop'], due: [] } } });
+    const r = await sb.cli(['dump']);
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    const runs = calls(sb).filter((c) => c.tool === 'backup_dbs.php');
+    expect(runs.find((c) => c.event === 'start')?.argv).toEqual([]);
+    const done = runs.find((c) => c.event === 'done')!;
+    expect(done.written!.map((f) => relative(join(sb.root, 'home/virtual'), f))).toEqual([expect.stringMatching(/^site1\/shadow\/home\/admin1\/mysql_backups\/a_wp-\d{8}\.sql$/)]);
+    // Ours first: the manifest was complete before the panel's script started.
+    const manifest = sb.manifest(sb.latest()!);
+    expect(Date.parse(runs.find((c) => c.event === 'start')!.time)).toBeGreaterThanOrEqual(Date.parse(manifest.finishedAt));
+    expect(JSON.parse(readFileSync(sb.statusFile, 'utf8'))).toMatchObject({ status: 'ok', problems: [] });
+  });
+
+  it("the panel's error block with exit 0 and an empty export are warnings, not failures", async () => {
+    const sb = await sandbox({ quirks: { backupDbsErrorBlock: 'mysql export of a_wp failed: Lost connection', backupDbsEmpty: ['b_shop'] } });
+    const r = await sb.cli(['dump']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/^apiscp-backup finished with warnings/);
+    expect(r.stderr).toContain("site owners' scheduled database exports reported an error: ERROR: mysql export of a_wp failed: Lost connection");
+    expect(r.stderr).toMatch(/site owners' scheduled export .*b_shop-\d{8}\.sql is empty/);
+    const st = JSON.parse(readFileSync(sb.statusFile, 'utf8')) as RunState;
+    expect(st.status).toBe('warning');
+    expect(st.warnings?.map((w) => w.code)).toEqual(['owner-exports', 'owner-exports']);
+    expect(st.dumps?.failed).toBe(0);
+    const status = await sb.cli(['status']);
+    expect(status.stdout).toMatch(/^WARNING: site owners' scheduled database exports reported an error: .*; site owners' scheduled export .*b_shop-\d{8}\.sql is empty/);
+  });
+
+  it('panel.owner_exports: false, or databases.method both (the panel exports with --force itself): no owners\' run', async () => {
+    const off = await sandbox({ config: { panel: { owner_exports: false } } });
+    expect((await off.cli(['dump'])).exitCode).toBe(0);
+    expect(calls(off).filter((c) => c.tool === 'backup_dbs.php')).toEqual([]);
+    const both = await sandbox({ config: { databases: { method: 'both' } } });
+    expect((await both.cli(['dump'])).exitCode).toBe(0);
+    expect(calls(both).filter((c) => c.tool === 'backup_dbs.php' && c.event === 'start').map((c) => c.argv)).toEqual([['--force']]);
+  });
+});

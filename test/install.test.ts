@@ -154,7 +154,8 @@ describe('install', () => {
     const before = listTree(root);
     const result = await install(opts({ dryRun: true, engine: 'bacula' }));
     expect(result.text).toMatch(/^dry run: nothing was changed\n/);
-    expect(result.actions.filter((a) => a.startsWith('would '))).toHaveLength(3); // config, entry, scope
+    expect(result.actions.filter((a) => a.startsWith('would '))).toHaveLength(4); // config, entry, wrapper, scope
+    expect(result.actions).toContainEqual(expect.stringMatching(/^would install wrapper .*\/usr\/local\/sbin\/apiscp-backup \(0755\)/));
     expect(listTree(root).filter((f) => !f.startsWith('fake-apiscp'))).toEqual(before.filter((f) => !f.startsWith('fake-apiscp')));
     expect(scopeValue()).toBe(true);
     expect(scopeSets()).toEqual([]);
@@ -218,13 +219,13 @@ describe('uninstall', () => {
     await install(opts());
     mkdirSync(join(root, 'var/backup/apiscp-backup/run1'), { recursive: true });
     const dry = await uninstall({ root, purge: true, dryRun: true, log: memoryLogger() });
-    expect(dry.actions.filter((a) => a.startsWith('would remove'))).toHaveLength(4); // entry, state, dumps, config
+    expect(dry.actions.filter((a) => a.startsWith('would remove'))).toHaveLength(5); // entry, wrapper, state, dumps, config
     expect(existsSync(configFile())).toBe(true);
     expect(scopeValue()).toBe(false);
 
     await uninstall({ root, purge: true, log: memoryLogger() });
     expect(scopeValue()).toBe(true); // restored before the record in the state dir was purged
-    for (const p of ['etc/apiscp-backup', 'var/lib/apiscp-backup', 'var/backup/apiscp-backup', 'etc/cron.daily/apiscp-backup']) {
+    for (const p of ['etc/apiscp-backup', 'var/lib/apiscp-backup', 'var/backup/apiscp-backup', 'etc/cron.daily/apiscp-backup', 'usr/local/sbin/apiscp-backup']) {
       expect(existsSync(join(root, p)), p).toBe(false);
     }
 

@@ -111,7 +111,7 @@ describe('scope status/disable/restore', () => {
 
     writeState({ scopes: { [EXPORT_SCOPE]: true } }); // upcp -b rewrote the setting
     const warning = await ensureScopeDisabled(cfg, { env });
-    expect(warning).toMatch(/on again/);
+    expect(warning).toMatchObject({ code: 'scope-reenabled', message: expect.stringMatching(/on again/) });
     expect(fakeState().scopes?.[EXPORT_SCOPE]).toBe(false);
 
     expect(await scopeRestore(cfg, { env })).toMatchObject({ outcome: 'already-restored', after: false });

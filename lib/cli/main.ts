@@ -116,13 +116,17 @@ export function buildProgram(): Command {
   const bacula = program.command('bacula').description('Bacula integration');
   bacula
     .command('config')
-    .description('print a FileSet and Job fragment for the director')
+    .description('the director side: the ApisCP add-in template with our hooks, or a FileSet + Job fragment')
     .option('--client <name>')
     .option('--fileset <name>')
     .option('--job <name>')
     .option('--jobdefs <name>')
     .option('--node <path>', 'node binary on the client (default: this one)')
     .option('--entry <path>', 'installed apiscp-backup script on the client')
+    .addOption(new Option('--layout <layout>', 'director layout (default: detected in bacula.etc)').choices(['auto', 'addin', 'stock']))
+    .option('--etc <dir>', "the director's configuration directory (default bacula.etc)")
+    .option('--wrapper <path>', 'add-in: the command the RunScripts call on every client (default bacula.wrapper)')
+    .option('--write', 'add-in: write local.d/servers/base.conf; stock: write an include file (both idempotent)')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
   program

@@ -14,6 +14,9 @@ const duration = z
   .describe('duration');
 
 const glob = z.string().min(1);
+
+/** User hooks: a list of argv arrays (no shell: `["/usr/local/bin/x", "--flag"]`), APISCP_BACKUP_* facts in the environment. */
+const hookCommands = z.array(z.array(z.string()).min(1, 'a hook command needs at least the program')).default([]);
 const tristate = z.union([z.literal('auto'), z.boolean()]);
 
 /** Snapshot retention for restic and borg (forget/prune --keep-*): an unpruned repository only grows. */
@@ -128,6 +131,15 @@ export const configSchema = z
         cpcmd: z.string().default('auto').describe('auto = $CPCMD, then cpcmd on PATH, then /usr/local/apnscp/bin/cmd'),
         timeout: duration.default('2m'),
         concurrency: z.number().int().min(1).max(16).default(4).describe('cpcmd calls at once while mapping databases to sites'),
+        owner_exports: z
+          .boolean()
+          .default(true)
+          .describe("with databases.method native: after our dumps run backup_dbs.php WITHOUT --force, so the exports site owners scheduled (mysql:add-backup, ~/mysql_backups) go on, consistent with the backup; problems are warnings"),
+        upcp: z
+          .string()
+          .default('auto')
+          .describe('older panels only (no backups.automatic-database-exports scope): upcp applies manual_database_backups; auto = $UPCP, upcp on PATH, /usr/local/sbin/upcp, $APNSCP_HOME/bin/upcp'),
+        upcp_timeout: duration.default('30m').describe('`upcp -sb apnscp/crons` runs a Bootstrapper role (ansible): minutes, not seconds'),
       })
       .strict()
       .default({}),
@@ -143,7 +155,14 @@ export const configSchema = z
       .strict()
       .default({}),
     hooks: z
-      .object({ timeout: duration.default('12h').describe('pre-backup limit: Bacula RunScript has none of its own') })
+      .object({
+        timeout: duration.default('12h').describe('pre-backup limit: Bacula RunScript has none of its own'),
+        command_timeout: duration.default('30m').describe('limit for each command of before_dumps, after_dumps, after_backup, on_failure'),
+        before_dumps: hookCommands.describe('commands run before the dumps; a failure fails the run (no dumps, no backup)'),
+        after_dumps: hookCommands.describe('commands run after good dumps, before the backup; a failure fails the run (no backup)'),
+        after_backup: hookCommands.describe('commands run after the backup (engine none: after the dumps), e.g. a custom method or a hand-off; a failure is a warning'),
+        on_failure: hookCommands.describe('commands run when the run failed; a failure is a warning'),
+      })
       .strict()
       .default({}),
     duplicity: z
@@ -183,6 +202,11 @@ export const configSchema = z
         fileset: z.string().default('ApisCP'),
         job: z.string().default('ApisCP'),
         jobdefs: z.string().default('DefaultJob').describe('the ApisCP Bacula add-on uses "Incremental"'),
+        etc: z.string().default('/etc/bacula').describe('the director\'s configuration directory, where `bacula config` looks for the ApisCP add-in (under paths.root)'),
+        wrapper: z
+          .string()
+          .default('/usr/local/sbin/apiscp-backup')
+          .describe('the fixed path install puts on every client and the RunScripts call, whatever node each server has (under paths.root)'),
       })
       .strict()
       .default({}),

@@ -123,6 +123,8 @@ function writeDemoConfig(file: string, sandbox: DemoSandbox, engine: EngineName)
   doc.setIn(['databases', 'postgresql', 'host'], sandbox.postgresql.socketDir);
   doc.setIn(['databases', 'postgresql', 'port'], sandbox.postgresql.port);
   doc.setIn(['panel', 'cpcmd'], sandbox.cpcmd);
+  doc.setIn(['databases', 'apnscp', 'php'], '/bin/sh');
+  doc.setIn(['databases', 'apnscp', 'script'], sandbox.backupDbs);
   doc.setIn(['monitor', 'prometheus_textfile'], '/var/lib/node_exporter/apiscp_backup.prom');
   if (engine === 'duplicity') {
     doc.setIn(['duplicity', 'target'], `file://${join(sandbox.root, 'backup/duplicity')}`);

@@ -16,6 +16,8 @@ export interface DemoSandbox {
   readonly mysql: MariadbServer;
   readonly postgresql: PostgresServer;
   readonly cpcmd: string;
+  /** The stand-in's backup_dbs.php, run by `/bin/sh` (databases.apnscp.php) in the demo. */
+  readonly backupDbs: string;
   readonly panelState: string;
   /** Databases by kind, with the site that owns them (undefined: nobody, goes to _server). */
   readonly databases: readonly { kind: 'mysql' | 'postgresql'; name: string; site?: string }[];
@@ -104,7 +106,22 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
     ].join('\n'),
   );
   chmodSync(cpcmd, 0o755);
+  // backup_dbs.php where the panel keeps it: the site owners' scheduled exports run after ours.
+  const backupDbs = join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php');
+  mkdirSync(dirname(backupDbs), { recursive: true });
+  writeFileSync(
+    backupDbs,
+    [
+      '#!/bin/sh',
+      '# apiscp-backup demo: the test stand-in for ApisCP\'s backup_dbs.php (see test/fake-apiscp/README.md).',
+      `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
+      `  exec '${process.execPath}' '${join(fakeApiscpDir(), 'backup_dbs.php')}' "$@"`,
+      '',
+    ].join('\n'),
+  );
+  chmodSync(backupDbs, 0o755);
   return {
+    backupDbs,
     root,
     tree,
     mysql,

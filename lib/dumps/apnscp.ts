@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { cmd, describe, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import type { ManifestEntry } from './manifest.js';
+import { apnscpHome, DEFAULT_APNSCP_HOME } from '../panel/cpcmd.js';
 
 export interface PanelExportOptions {
   signal?: AbortSignal;
@@ -23,7 +24,15 @@ export interface PanelExportOutcome {
 /** `/usr/bin/apnscp_php /usr/local/apnscp/bin/scripts/backup_dbs.php --force`, as configured. */
 export function panelExportCommand(loaded: LoadedConfig): Command {
   const c = loaded.config.databases.apnscp;
-  return cmd(c.php, [c.script, ...c.args]);
+  return cmd(c.php, [panelScript(loaded), ...c.args]);
+}
+
+export const DEFAULT_PANEL_SCRIPT = `${DEFAULT_APNSCP_HOME}/bin/scripts/backup_dbs.php`;
+
+/** databases.apnscp.script; its default follows APNSCP_HOME (/etc/sysconfig/apnscp) when the panel lives elsewhere. */
+export function panelScript(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): string {
+  const script = loaded.config.databases.apnscp.script;
+  return script === DEFAULT_PANEL_SCRIPT ? `${apnscpHome(env)}/bin/scripts/backup_dbs.php` : script;
 }
 
 /**
@@ -35,7 +44,7 @@ export function panelExportCommand(loaded: LoadedConfig): Command {
 export async function runPanelExports(loaded: LoadedConfig, options: PanelExportOptions = {}): Promise<PanelExportOutcome> {
   const command = panelExportCommand(loaded);
   const shown = describe(command);
-  const script = loaded.config.databases.apnscp.script;
+  const script = panelScript(loaded);
   const startedAt = new Date();
   const base = {
     kind: 'apnscp',

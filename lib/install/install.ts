@@ -14,6 +14,8 @@ import { quote } from '../run/command.js';
 import { isExecutable } from '../run/which.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { checkCronName, isOurCronEntry, renderCronEntry } from './cron-entry.js';
+import { isOurWrapper, renderWrapper } from './wrapper.js';
+import { baculaSteps } from './bacula-steps.js';
 
 export interface InstallOptions {
   /** --root: every system path goes below it (default /). */
@@ -96,21 +98,40 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     changed = true;
   }
 
+  // 2b. One fixed path for the CLI, whatever node this server has: the Bacula add-in's single
+  // template calls it on every client (and admins' own scripts can too).
+  const wrapperFile = underRoot(root, config.bacula.wrapper);
+  const wrapperText = renderWrapper({ node: options.node, cli: cliScript(options), config: configFile });
+  const existingWrapper = readIfExists(wrapperFile);
+  if (existingWrapper === wrapperText && (statSync(wrapperFile).mode & 0o777) === 0o755) {
+    actions.push(`wrapper ${wrapperFile}: already installed`);
+  } else if (existingWrapper !== undefined && !isOurWrapper(existingWrapper)) {
+    notes.push(`${wrapperFile} exists and was not written by apiscp-backup: left alone (set bacula.wrapper to another path)`);
+  } else {
+    if (!dry) writeFileAtomic(wrapperFile, wrapperText, { mode: 0o755, dirMode: 0o755 });
+    actions.push(would(`${existingWrapper === undefined ? 'install' : 'update'} wrapper ${wrapperFile} (0755): ${lastLine(wrapperText)}`));
+    changed = true;
+  }
+
   // 3. The panel's own nightly exports race our dumps: switch them off, remembering the old value.
   const panel = openPanel(config, { env: options.env, log: options.log });
   if (!panel) {
     actions.push(`no ApisCP panel found (cpcmd): scope ${EXPORT_SCOPE} left alone`);
   } else if (dry) {
     const status = await scopeStatus(loaded, { env: options.env, log: options.log });
-    actions.push(status.enabled ? `would disable scope ${EXPORT_SCOPE} (now on; the old value is recorded for uninstall)` : `scope ${EXPORT_SCOPE}: already disabled`);
+    const how = status.route === 'bootstrapper' ? ` (an older panel: scope:set ${status.scope} true, then upcp -sb apnscp/crons)` : '';
+    actions.push(status.enabled ? `would disable ${status.scope}${how} (now on; the old value is recorded for uninstall)` : `${status.scope}: already disabled`);
     changed ||= status.enabled;
   } else {
     const change = await scopeDisable(loaded, { env: options.env, log: options.log });
-    actions.push(change.changed ? `${change.message}; the old value is recorded in ${join(paths.stateDir, 'scope.json')} for uninstall` : `scope ${EXPORT_SCOPE}: already disabled`);
+    const how = change.route === 'bootstrapper' ? ' (an older panel without the scope: Bootstrapper route, upcp -sb apnscp/crons)' : '';
+    actions.push(change.changed ? `${change.message}${how}; the old value is recorded in ${join(paths.stateDir, 'scope.json')} for uninstall` : `${change.scope}: already disabled`);
+    actions.push(`panel nightly export (${change.nightly.file}): ${change.nightly.text}`);
+    if (change.nightly.stopped === false) notes.push(`the panel's nightly export is not stopped: ${change.nightly.text}; its exports would race the backup`);
     changed ||= change.changed;
   }
 
-  const nextSteps = changed ? stepsFor(config.engine, { configFile, paths: loaded.paths, cli: cliCommand(options) }) : [];
+  const nextSteps = changed ? stepsFor(config.engine, { configFile, paths: loaded.paths, cli: cliCommand(options), wrapper: wrapperFile, baculaEtc: underRoot(root, config.bacula.etc) }) : [];
   const head = dry ? 'dry run: nothing was changed' : changed ? 'installed' : 'already installed: nothing changed';
   const lines = [head, ...actions.map((a) => `  - ${a}`), ...notes.map((n) => `note: ${n}`), ...(nextSteps.length ? ['next steps:', ...nextSteps.map((s) => `  - ${s}`)] : [])];
   for (const a of actions) options.log.info(a);
@@ -146,6 +167,13 @@ export async function uninstall(options: UninstallOptions): Promise<{ actions: r
   else {
     if (!dry) rmSync(cronFile);
     actions.push(would(`remove cron entry ${cronFile}`));
+  }
+
+  const wrapperFile = underRoot(root, config.bacula.wrapper);
+  const wrapper = readIfExists(wrapperFile);
+  if (wrapper !== undefined && isOurWrapper(wrapper)) {
+    if (!dry) rmSync(wrapperFile);
+    actions.push(would(`remove wrapper ${wrapperFile}`));
   }
 
   // Before any purge: the recorded scope value lives in the state dir.
@@ -209,10 +237,14 @@ function defaultTemplate(): string {
 
 /** How the admin calls the CLI: the same node, the bin next to the installed nightly entry. */
 function cliCommand(options: InstallOptions): string {
-  return `${quote(options.node)} ${quote(join(dirname(dirname(options.entry)), 'scripts', 'apiscp-backup.js'))}`;
+  return `${quote(options.node)} ${quote(cliScript(options))}`;
 }
 
-function stepsFor(engine: EngineName, ctx: { configFile: string; paths: LoadedConfig['paths']; cli: string }): string[] {
+function cliScript(options: InstallOptions): string {
+  return join(dirname(dirname(options.entry)), 'scripts', 'apiscp-backup.js');
+}
+
+function stepsFor(engine: EngineName, ctx: { configFile: string; paths: LoadedConfig['paths']; cli: string; wrapper: string; baculaEtc: string }): string[] {
   const { cli, configFile } = ctx;
   const common = [`check the setup: ${cli} config validate && ${cli} status`];
   switch (engine) {
@@ -223,12 +255,7 @@ function stepsFor(engine: EngineName, ctx: { configFile: string; paths: LoadedCo
         ...common,
       ];
     case 'bacula':
-      return [
-        `print the director fragment (FileSet with aclsupport/xattrsupport, RunScript hooks): ${cli} bacula config`,
-        'add it to bacula-dir.conf, then `bacula-dir -t -c bacula-dir.conf` and reload the director',
-        'the cron entry only watches: Bacula schedules the job and our pre-backup hook dumps the databases',
-        ...common,
-      ];
+      return [...baculaSteps({ cli, paths: ctx.paths, wrapper: ctx.wrapper, baculaEtc: ctx.baculaEtc }), ...common];
     case 'duplicity':
       return [
         `set duplicity.target and duplicity.passphrase_file (0600) in ${configFile}`,

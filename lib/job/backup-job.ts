@@ -13,9 +13,10 @@ import { ensureScopeDisabled } from '../panel/scope.js';
 import { expandBackupPaths } from '../plan/paths.js';
 import { ping } from '../report/heartbeat.js';
 import { runState, type RunState } from '../report/run-state.js';
-import { warning, WarningCodes, type Warning } from '../warnings.js';
-import { dumpProblems, dumpStep, dumpsState, dumpWarnings } from './dump-step.js';
+import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
+import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult } from './dump-step.js';
 import { addPin, PinsError, removePin } from './pins.js';
+import { runHookPoint, type RunFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 
 export interface JobInput {
@@ -69,7 +70,7 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   const panel = openPanel(loaded.config, { log, signal });
   if (panel) {
     const said = await ensureScopeDisabled(loaded, { log, signal }).then(
-      (w) => w && warning(WarningCodes.SCOPE_REENABLED, w),
+      (w) => w,
       (err: BackupError) => warning(WarningCodes.SCOPE_UNKNOWN, `cannot check the panel's export scope: ${err.message}`),
     );
     if (said) {
@@ -77,11 +78,21 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
       warnings.push(said);
     }
   }
-  const result = await dumpStep(input);
+  const hooked = await dumpsWithHooks(input);
+  if (!hooked.result) {
+    // before_dumps failed: no dumps, no backup.
+    const state = runState({
+      engine: input.engine, trigger: input.trigger, level: input.level, job: input.job, startedAt,
+      backup: { status: 'skipped', detail: hooked.failure }, problems: [...problems, hooked.failure!], failed: true, finished: false,
+    });
+    return { state, proceed: false };
+  }
+  const { result } = hooked;
   problems.push(...dumpProblems(result));
   warnings.push(...dumpWarnings(result));
   const dumpsOk = result.ok;
-  const proceed = dumpsOk || loaded.config.on_dump_failure === 'warn';
+  if (hooked.failure) problems.push(hooked.failure);
+  const proceed = !hooked.failure && (dumpsOk || loaded.config.on_dump_failure === 'warn');
   // warn: the files are worth saving even without every fresh dump, but the admin must hear
   // that this backup holds only older dumps (if any) of the databases that failed. `run` still
   // exits DUMP_FAILED; the hook exits 0 (non-zero would fail the Bacula job) and prints this.
@@ -104,13 +115,57 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
     job: input.job,
     startedAt,
     dumps: dumpsState(result),
-    backup: proceed ? { status: 'pending' } : { status: 'skipped', detail: 'dumps failed (on_dump_failure: fail)' },
+    backup: proceed ? { status: 'pending' } : { status: 'skipped', detail: hooked.failure ?? 'dumps failed (on_dump_failure: fail)' },
     problems,
     warnings,
     failed: !proceed,
+    degraded: !dumpsOk,
     finished: false,
   });
   return { state, proceed };
+}
+
+function factsOf(input: JobInput, state?: RunState): RunFacts {
+  return {
+    engine: input.engine,
+    trigger: input.trigger,
+    level: state?.level ?? input.level,
+    job: input.job?.name,
+    jobId: input.job?.id,
+    runId: state?.runId,
+    runDir: state?.runId ? join(input.loaded.paths.dumpsDir, state.runId) : undefined,
+    status: state?.status,
+    error: state?.problems[0],
+  };
+}
+
+/**
+ * hooks.before_dumps → dumps → hooks.after_dumps (only after dumps good enough to back up).
+ * No result: before_dumps failed and nothing was dumped. A failure fails the run.
+ */
+async function dumpsWithHooks(input: JobInput): Promise<{ result?: DumpStepResult; failure?: string }> {
+  const { loaded, log, signal } = input;
+  const before = await runHookPoint(loaded, 'before_dumps', factsOf(input), { log, signal });
+  if (before.failure) return { failure: before.failure };
+  const result = await dumpStep(input);
+  if (!result.ok && loaded.config.on_dump_failure === 'fail') return { result };
+  const facts = { ...factsOf(input), runId: result.runId, runDir: result.dir, status: result.ok ? 'ok' : 'warning' };
+  const after = await runHookPoint(loaded, 'after_dumps', facts, { log, signal });
+  return { result, failure: after.failure };
+}
+
+/**
+ * The end of a run: hooks.on_failure when it failed, else hooks.after_backup (skipped for a
+ * plain `dump`: there was no backup). Their failures are warnings on the state they report.
+ */
+async function endHooks(input: JobInput, state: RunState, options: { afterBackup: boolean }): Promise<RunState> {
+  const point = state.status === 'failed' ? 'on_failure' : options.afterBackup ? 'after_backup' : undefined;
+  if (!point || input.loaded.config.hooks[point].length === 0) return state;
+  const outcome = await runHookPoint(input.loaded, point, factsOf(input, state), { log: input.log, signal: input.signal }).catch((err: Error) => ({ failure: `hooks.${point} failed: ${err.message}`, ran: 0 }));
+  if (!outcome.failure) return state;
+  const warnings = [...(state.warnings ?? [])];
+  recordWarning(warnings, input.log, warning(WarningCodes.HOOK_FAILED, outcome.failure));
+  return { ...state, warnings, status: state.status === 'ok' ? 'warning' : state.status };
 }
 
 /**
@@ -123,8 +178,9 @@ async function recordAbort(input: JobInput, startedAt: string, err: unknown): Pr
   const timedOut = (reason as Error | undefined)?.name === 'TimeoutError';
   const message = timedOut ? 'took longer than its time limit (hooks.timeout / --timeout): stopped' : (reason as Error | undefined)?.message ?? String(reason);
   const state = runState({ engine: input.engine, trigger: input.trigger, level: input.level, job: input.job, startedAt, backup: { status: 'skipped', detail: message }, problems: [message], failed: true });
-  // No heartbeat when interrupted: the machine may be shutting down and a ping can take seconds.
-  await recordRun(input.loaded, input.log, state, { ping: !input.signal?.aborted }).catch(() => undefined);
+  // No heartbeat (nor on_failure hook) when interrupted: the machine may be shutting down.
+  const reported = input.signal?.aborted ? state : await endHooks(input, state, { afterBackup: false }).catch(() => state);
+  await recordRun(input.loaded, input.log, reported, { ping: !input.signal?.aborted }).catch(() => undefined);
   throw err;
 }
 
@@ -146,7 +202,8 @@ export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
     if (proceed) await addPin(input.loaded, { runId: state.runId!, job: input.job?.name, jobId: input.job?.id, since: state.startedAt });
     const finished = { ...state, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(state.startedAt) };
     // Not final for engines that back up afterwards: post-backup records the outcome.
-    const recorded = await recordRun(input.loaded, input.log, proceed ? { ...finished, status: 'running' } : finished, { ping: !proceed });
+    const final = proceed ? { ...finished, status: 'running' as const } : await endHooks(input, finished, { afterBackup: false });
+    const recorded = await recordRun(input.loaded, input.log, final, { ping: !proceed });
     return { exitCode: proceed ? ExitCode.OK : ExitCode.DUMP_FAILED, state: proceed ? { ...recorded, status: state.status } : recorded };
   } finally {
     await lock.release();
@@ -185,7 +242,7 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
     failed: outcome === 'failed',
     degraded: dumpsFailed,
   });
-  const recorded = await recordRun(loaded, log, state);
+  const recorded = await recordRun(loaded, log, await endHooks(input, state, { afterBackup: true }));
   return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
 
@@ -202,7 +259,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     let level: RunState['level'] = state.level;
     const problems = [...state.problems];
     const warnings = [...(state.warnings ?? [])];
-    let exitCode: number = state.dumps && state.dumps.failed > 0 ? ExitCode.DUMP_FAILED : ExitCode.OK;
+    let exitCode: number = (state.dumps && state.dumps.failed > 0) || !proceed ? ExitCode.DUMP_FAILED : ExitCode.OK;
     if (proceed && engine.drivesBackup) {
       let ctx: EngineContext | undefined;
       try {
@@ -234,7 +291,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       backup = undefined; // dumps only: the other backup software picks up dumps.dir
     }
     const finished = runState({ ...state, level, backup, problems, warnings, failed: backup?.status === 'failed' || !proceed });
-    const recorded = await recordRun(input.loaded, input.log, finished);
+    const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }));
     return { exitCode, state: recorded };
   } finally {
     await lock.release();
@@ -247,9 +304,15 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
   try {
     const startedAt = new Date().toISOString();
     // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
-    const result = await dumpStep(input).catch((err: unknown) => recordAbort(input, startedAt, err));
-    const problems = dumpProblems(result);
+    const hooked = await dumpsWithHooks(input).catch((err: unknown) => recordAbort(input, startedAt, err));
+    if (!hooked.result) {
+      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], failed: true });
+      return { exitCode: ExitCode.DUMP_FAILED, state: await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false })) };
+    }
+    const { result } = hooked;
+    const problems = [...dumpProblems(result), ...(hooked.failure ? [hooked.failure] : [])];
     const warnings = dumpWarnings(result);
+    const ok = result.ok && !hooked.failure;
     const state = runState({
       runId: result.runId,
       engine: input.engine,
@@ -260,10 +323,10 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
       backup: input.engine === 'none' ? undefined : { status: 'skipped', detail: 'dumps only (apiscp-backup dump)' },
       problems,
       warnings,
-      failed: !result.ok,
+      failed: !ok,
     });
-    const recorded = await recordRun(input.loaded, input.log, state);
-    return { exitCode: result.ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
+    const recorded = await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false }));
+    return { exitCode: ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
   } finally {
     await lock.release();
   }

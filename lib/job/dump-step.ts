@@ -3,6 +3,8 @@ import { runPanelExports } from '../dumps/apnscp.js';
 import { mysqlKind } from '../dumps/mysql.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
 import { runDumps, type DumpRunResult } from '../dumps/run-dumps.js';
+import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
+import { openPanel } from '../panel/cpcmd.js';
 import type { DatabaseKind } from '../dumps/types.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
@@ -21,8 +23,24 @@ export interface DumpStepInput {
 /** Every database kind we know. Adding a kind = adding its module here. */
 export const ALL_KINDS: readonly DatabaseKind[] = [mysqlKind, postgresqlKind];
 
-/** The dumps of one run, native and/or the panel's backup_dbs.php as databases.method says. */
-export async function dumpStep(input: DumpStepInput): Promise<DumpRunResult> {
+export interface DumpStepResult extends DumpRunResult {
+  /** Site owners' scheduled exports, run after ours (panel.owner_exports); undefined when not run. */
+  readonly ownerExports?: OwnerExportsOutcome;
+}
+
+/**
+ * The dumps of one run, native and/or the panel's backup_dbs.php as databases.method says; then,
+ * for native dumps on a panel, the site owners' own scheduled exports (their problems are warnings).
+ */
+export async function dumpStep(input: DumpStepInput): Promise<DumpStepResult> {
+  const result = await ourDumps(input);
+  const { loaded, log, signal } = input;
+  // apnscp/both already ran backup_dbs.php --force, which exports everything the owners' schedules would.
+  if (loaded.config.databases.method !== 'native' || !loaded.config.panel.owner_exports || !openPanel(loaded.config, { log })) return result;
+  return { ...result, ownerExports: await runOwnerExports(loaded, { log, signal }) };
+}
+
+async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
   const { loaded, log, signal } = input;
   const method = loaded.config.databases.method;
   const kinds = method === 'apnscp' ? [] : ALL_KINDS;
@@ -67,9 +85,12 @@ export function dumpsState(result: DumpRunResult): NonNullable<RunState['dumps']
   };
 }
 
-/** Every warning of the dump run: the run's own (database missing, retry needed) and each dump's (events skipped). */
-export function dumpWarnings(result: DumpRunResult): Warning[] {
-  return [...(result.manifest.warnings ?? []), ...result.manifest.entries.flatMap((e) => e.warnings ?? [])];
+/**
+ * Every warning of the dump run: the run's own (database missing, retry needed), each dump's
+ * (events skipped) and the site owners' scheduled exports' (panel error block, empty export).
+ */
+export function dumpWarnings(result: DumpStepResult): Warning[] {
+  return [...(result.manifest.warnings ?? []), ...result.manifest.entries.flatMap((e) => e.warnings ?? []), ...(result.ownerExports?.warnings ?? [])];
 }
 
 export function dumpProblems(result: DumpRunResult): string[] {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { durationMs } from '../config/schema.js';
 import { CommandError, PanelError, tail } from '../errors.js';
@@ -8,17 +9,39 @@ import { run } from '../run/run.js';
 import { isExecutable, which } from '../run/which.js';
 
 /**
- * ApisCP's command-line bridge. `cpcmd` is only an alias in root's ~/.bashrc, so under cron the
- * panel's own scripts call /usr/local/apnscp/bin/cmd: we look in the same places, in this order.
+ * ApisCP's command-line bridge. `cpcmd` is only an alias in root's ~/.bashrc
+ * (`apnscp_php ${APNSCP_HOME}/bin/cmd`), so under cron the panel's own scripts call
+ * `<APNSCP_HOME>/bin/cmd`: we look in the same places, in this order.
  */
-export const PANEL_CMD = '/usr/local/apnscp/bin/cmd';
+export const DEFAULT_APNSCP_HOME = '/usr/local/apnscp';
+export const PANEL_CMD = `${DEFAULT_APNSCP_HOME}/bin/cmd`;
+/** Where the panel records its install location (APNSCP_HOME=…), read by its shell helpers. */
+export const APNSCP_SYSCONFIG = '/etc/sysconfig/apnscp';
 
 /**
- * Find cpcmd: `panel.cpcmd` when set to a path, else $CPCMD, `cpcmd` on PATH, then PANEL_CMD.
+ * The panel's home: $APNSCP_HOME, else APNSCP_HOME= in /etc/sysconfig/apnscp (a shell
+ * assignment, maybe quoted), else /usr/local/apnscp. Never throws: no file means the default.
+ */
+export function apnscpHome(env: NodeJS.ProcessEnv = process.env, sysconfig: string = APNSCP_SYSCONFIG): string {
+  if (env.APNSCP_HOME?.startsWith('/')) return env.APNSCP_HOME.replace(/\/+$/, '');
+  let text = '';
+  try {
+    text = readFileSync(sysconfig, 'utf8');
+  } catch {
+    return DEFAULT_APNSCP_HOME;
+  }
+  const m = /^\s*(?:export\s+)?APNSCP_HOME\s*=\s*(?:"([^"]*)"|'([^']*)'|(\S+))/m.exec(text);
+  const value = (m?.[1] ?? m?.[2] ?? m?.[3] ?? '').replace(/\/+$/, '');
+  return value.startsWith('/') ? value : DEFAULT_APNSCP_HOME;
+}
+
+/**
+ * Find cpcmd: `panel.cpcmd` when set to a path, else $CPCMD, `cpcmd` on PATH,
+ * `<APNSCP_HOME>/bin/cmd`, then PANEL_CMD.
  * Returns undefined when auto-discovery finds nothing. A path the admin named explicitly
  * (panel.cpcmd or $CPCMD) that is not executable throws: silently skipping it would hide a typo.
  */
-export function locateCpcmd(config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function locateCpcmd(config: Config, env: NodeJS.ProcessEnv = process.env, sysconfig: string = APNSCP_SYSCONFIG): string | undefined {
   const configured = config.panel.cpcmd;
   if (configured !== 'auto') {
     const found = which(configured, env.PATH);
@@ -30,13 +53,18 @@ export function locateCpcmd(config: Config, env: NodeJS.ProcessEnv = process.env
     if (!found) throw new PanelError(`cpcmd not found or not executable: ${env.CPCMD} ($CPCMD)`, { cpcmd: env.CPCMD });
     return found;
   }
-  return which('cpcmd', env.PATH) ?? (isExecutable(PANEL_CMD) ? PANEL_CMD : undefined);
+  const fromPath = which('cpcmd', env.PATH);
+  if (fromPath) return fromPath;
+  const candidates = [`${apnscpHome(env, sysconfig)}/bin/cmd`, PANEL_CMD];
+  return candidates.find((c) => isExecutable(c));
 }
 
 export interface PanelOptions {
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   log?: Logger;
+  /** /etc/sysconfig/apnscp by default (tests point it elsewhere). */
+  sysconfig?: string;
 }
 
 /**
@@ -45,10 +73,10 @@ export interface PanelOptions {
  */
 export function openPanel(config: Config, options: PanelOptions = {}): Cpcmd | undefined {
   if (config.panel.enabled === false) return undefined;
-  const path = locateCpcmd(config, options.env);
+  const path = locateCpcmd(config, options.env, options.sysconfig);
   if (!path) {
     if (config.panel.enabled === true) {
-      throw new PanelError(`panel.enabled is true but cpcmd was not found (looked at $CPCMD, cpcmd on PATH, ${PANEL_CMD})`);
+      throw new PanelError(`panel.enabled is true but cpcmd was not found (looked at $CPCMD, cpcmd on PATH, $APNSCP_HOME/bin/cmd from ${APNSCP_SYSCONFIG}, ${PANEL_CMD})`);
     }
     return undefined;
   }
@@ -137,7 +165,9 @@ export class Cpcmd {
       }
       throw err;
     }
-    const block = findErrorBlock(result.stdout) ?? findErrorBlock(result.stderr);
+    // The reporter may write to either stream (unconfirmed): an ERROR on one beats an OK on the other.
+    const blocks = [findErrorBlock(result.stderr), findErrorBlock(result.stdout)].filter((b): b is ErrorBlock => b !== undefined);
+    const block = blocks.find((b) => b.failed) ?? blocks[0];
     if (result.exitCode !== 0 || block?.failed) {
       const line = block?.message ?? lastLine(result.stderr) ?? lastLine(result.stdout) ?? '';
       throw new PanelError(`${shown} failed (exit ${result.exitCode})${line ? `: ${line}` : ''}`, {
@@ -147,56 +177,84 @@ export class Cpcmd {
         stderrTail: tail(result.stderr),
       });
     }
-    if (block) this.log?.warn(`${shown}: ${block.message}`);
+    // OK/INFO blocks are chatter; a WARNING the panel printed is worth the log.
+    for (const m of blocks.flatMap((b) => b.messages).filter((m) => m.startsWith('WARNING'))) this.log?.warn(`${shown}: ${m}`);
     return stripNoise(result.stdout);
   }
 }
 
 const DASH_LINE = /^-{10,}\s*$/;
-const MESSAGE_LINE = /^(FATAL|ERROR|WARNING|DEPRECATED|INFO|DEBUG): (.*)$/;
+/**
+ * A reporter message. Live lines pad the level (`ERROR   : …`, `INFO    : …`); the summary's copy
+ * does not (`ERROR: …`). Both are the same message, normalised to `LEVEL: text`.
+ */
+const MESSAGE_LINE = /^(FATAL|ERROR|WARNING|DEPRECATED|INFO|DEBUG)\s*:\s?(.*)$/;
+const SERIOUS = new Set(['ERROR', 'FATAL']);
 
 export interface ErrorBlock {
   readonly level: string;
-  /** The first ERROR/FATAL line (or the first message at all): what the admin needs to read. */
+  /** The first ERROR/FATAL message (or the first message at all): what the admin needs to read. */
   readonly message: string;
   readonly failed: boolean;
+  /** Every message, normalised (`ERROR: …`), live lines and summary copies deduplicated. */
+  readonly messages: readonly string[];
 }
 
-/** Find ApisCP's MESSAGE SUMMARY block; it may come with exit 0, so the exit code is not enough. */
+/**
+ * ApisCP's error reporter, as its docs print it (DEBUGGING.md, Hooks.md, WebApps.md): live lines
+ * while the command runs, then a dashed block `MESSAGE SUMMARY` / `Reporter level: X`, and the
+ * messages either inside the block or after its closing dashes, then the value (OK/INFO only).
+ * An ERROR live line without a summary counts too. The block may come with exit 0.
+ */
 export function findErrorBlock(text: string): ErrorBlock | undefined {
-  const lines = text.split(/\r?\n/).map((l) => l.trimEnd());
-  const start = lines.findIndex((l) => l.trim() === 'MESSAGE SUMMARY');
-  if (start < 0) return undefined;
+  const lines = text.split(/\r?\n/).map((l) => l.trim());
+  const start = lines.indexOf('MESSAGE SUMMARY');
   let level = '';
-  const messages: { level: string; text: string }[] = [];
-  for (const line of lines.slice(start + 1)) {
-    if (DASH_LINE.test(line)) break;
-    const lv = /^Reporter level:\s*(\w+)/.exec(line);
+  if (start >= 0) {
+    const lv = /^Reporter level:\s*(\w+)/.exec(lines[start + 1] ?? '');
     if (lv) level = lv[1]!.toUpperCase();
-    const m = MESSAGE_LINE.exec(line.trim());
-    if (m) messages.push({ level: m[1]!, text: line.trim() });
   }
-  const serious = messages.find((m) => m.level === 'ERROR' || m.level === 'FATAL');
-  const failed = serious !== undefined || level === 'ERROR' || level === 'FATAL';
-  return { level, message: (serious ?? messages[0])?.text ?? `Reporter level: ${level || 'unknown'}`, failed };
+  const messages: { level: string; text: string }[] = [];
+  for (const line of lines) {
+    const m = MESSAGE_LINE.exec(line);
+    if (!m) continue;
+    const normal = `${m[1]}: ${m[2]!.trim()}`;
+    if (!messages.some((x) => x.text === normal)) messages.push({ level: m[1]!, text: normal });
+  }
+  if (start < 0 && !messages.some((m) => SERIOUS.has(m.level))) return undefined;
+  const serious = messages.find((m) => SERIOUS.has(m.level));
+  const failed = serious !== undefined || SERIOUS.has(level);
+  return {
+    level: level || (serious ? serious.level : ''),
+    message: (serious ?? messages[0])?.text ?? `Reporter level: ${level || 'unknown'}`,
+    failed,
+    messages: messages.map((m) => m.text),
+  };
 }
 
-/** Drop PHP notices and a non-fatal MESSAGE SUMMARY block: they are not the command's value. */
+/**
+ * The command's value: without the summary block (its dashes, title, level line), reporter
+ * messages wherever they stand (live, inside or after the block) and PHP notices.
+ */
 export function stripNoise(text: string): string {
-  const out: string[] = [];
-  let inBlock = false;
   const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (DASH_LINE.test(line) && lines[i + 1]?.trim() === 'MESSAGE SUMMARY') inBlock = true;
-    else if (inBlock && DASH_LINE.test(line)) {
-      inBlock = false;
-      continue;
+  const drop = new Set<number>();
+  lines.forEach((line, i) => {
+    if (line.trim() !== 'MESSAGE SUMMARY') return;
+    if (i > 0 && DASH_LINE.test(lines[i - 1]!)) drop.add(i - 1);
+    drop.add(i);
+    // Up to and including the closing dashes (the messages inside are dropped below anyway).
+    for (let j = i + 1; j < lines.length; j++) {
+      drop.add(j);
+      if (DASH_LINE.test(lines[j]!)) break;
     }
-    if (inBlock) continue;
-    if (/^(PHP )?(Warning|Notice|Deprecated|Strict Standards):\s/i.test(line.trim())) continue;
-    out.push(line);
-  }
+  });
+  const out = lines.filter((line, i) => {
+    if (drop.has(i)) return false;
+    const t = line.trim();
+    if (MESSAGE_LINE.test(t)) return false;
+    return !/^(PHP )?(Warning|Notice|Deprecated|Strict Standards):\s/i.test(t);
+  });
   return out.join('\n').trim();
 }
 

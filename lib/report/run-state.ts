@@ -44,7 +44,7 @@ export interface RunState {
 }
 
 /** What a job knows about a run when it records it: RunState without what follows from it. */
-export type RunFacts = Omit<RunState, 'version' | 'status' | 'finishedAt' | 'durationMs' | 'lastSuccessAt' | 'chain'> & {
+export type RunStateFacts = Omit<RunState, 'version' | 'status' | 'finishedAt' | 'durationMs' | 'lastSuccessAt' | 'chain'> & {
   /** Dumps failed under on_dump_failure: fail, the backup failed, or the run was stopped. */
   readonly failed: boolean;
   /** A warning even without a problem or warning line of its own (a dump of pre-backup failed). */
@@ -57,7 +57,7 @@ export type RunFacts = Omit<RunState, 'version' | 'status' | 'finishedAt' | 'dur
  * The one place a run's state is put together. Its status follows from the facts: failed, else
  * warning when anything was said (a problem, a warning), else ok.
  */
-export function runState(facts: RunFacts, now = new Date()): RunState {
+export function runState(facts: RunStateFacts, now = new Date()): RunState {
   const { failed, degraded, finished = true, ...rest } = facts;
   const finishedAt = finished ? now.toISOString() : undefined;
   return {

@@ -1,5 +1,5 @@
-import type { LockHolder } from '../lock/lock.js';
 import { ExitCode } from '../exit-codes.js';
+import type { LockHolder } from '../lock/lock.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
 
@@ -9,8 +9,17 @@ export interface StatusInput {
   readonly stateError?: string;
   readonly now: Date;
   readonly maxAgeMs: number;
-  /** The panel's exports scope (its name, for messages): on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
-  readonly scope?: { readonly name: string; readonly on: boolean | undefined; readonly error?: string };
+  /** The exports scope: on = the panel exports again (a panel update can re-enable it). undefined = no panel. */
+  readonly scope?: {
+    readonly on: boolean | undefined;
+    readonly error?: string;
+    /** The setting's name, for messages (the scope, or `cp.bootstrapper manual_database_backups` on older panels). */
+    readonly name: string;
+    /** What /etc/cron.daily/10backup_dbs says about tonight (lib/panel/nightly-export). */
+    readonly nightly?: { readonly text: string; readonly stopped: boolean | undefined };
+  };
+  /** Other things worth a WARNING (e.g. the Bacula add-in's template drifted). */
+  readonly warnings?: readonly string[];
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
 }
@@ -67,8 +76,12 @@ export function computeStatus(input: StatusInput): StatusResult {
       for (const p of listed) warning.push(p);
     }
   }
-  if (input.scope?.error) warning.push(`cannot read scope ${input.scope.name}: ${input.scope.error}`);
-  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (scope ${input.scope.name}); the next run turns them off`);
+  const scopeName = input.scope?.name;
+  if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
+  else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
+  else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);
+
+  warning.push(...(input.warnings ?? []));
 
   const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
   const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
@@ -97,7 +110,9 @@ export function computeStatus(input: StatusInput): StatusResult {
     const chain = chainText(state.chain);
     if (chain) details.push(`restore chain: ${chain}`);
   }
-  if (input.scope && input.scope.on === false) details.push(`panel nightly exports: off (scope ${input.scope.name})`);
+  if (input.scope && input.scope.on === false) {
+    details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
+  }
   for (const p of critical.length ? [...critical, ...warning].slice(1) : []) details.push(`also: ${p}`);
 
   const chainLength = restoreChainLength(state?.chain);
@@ -128,7 +143,9 @@ export function computeStatus(input: StatusInput): StatusResult {
       maxAgeSeconds: Math.round(maxAgeMs / 1000),
       running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
       restoreChainLength: chainLength ?? null,
-      scope: input.scope ? { name: input.scope.name, on: input.scope.on ?? null, error: input.scope.error ?? null } : null,
+      scope: input.scope
+        ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
+        : null,
       stateError: input.stateError ?? null,
       lastRun: state ?? null,
     },

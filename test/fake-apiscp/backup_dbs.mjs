@@ -55,13 +55,21 @@ for (const [siteId, site] of Object.entries(state.sites ?? {})) {
       const target = join(home, dir);
       mkdirSync(target, { recursive: true });
       const file = join(target, `${db}-${stamp}.sql`);
-      writeFileSync(file, `-- stand-in ${kind} export of ${db} (${siteId})\nCREATE TABLE t (id int);\n`);
+      // `backupDbsEmpty: [db]`: the export of these databases is cut off at 0 bytes.
+      const empty = (quirks.backupDbsEmpty ?? []).includes(db);
+      writeFileSync(file, empty ? '' : `-- stand-in ${kind} export of ${db} (${siteId})\nCREATE TABLE t (id int);\n`);
       written.push(file);
     }
   }
 }
 log({ event: 'done', written });
 
+if (quirks.backupDbsErrorBlock) {
+  // A panel script reports through the same error reporter as cpcmd (inferred), and exits 0.
+  const dashes = '-'.repeat(40);
+  const m = quirks.backupDbsErrorBlock;
+  process.stderr.write(`ERROR   : ${m}\n${dashes}\nMESSAGE SUMMARY\nReporter level: ERROR\n${dashes}\nERROR: ${m}\n`);
+}
 if (quirks.backupDbsExit) {
   process.stderr.write(`PHP Fatal error:  export failed (stand-in exit ${quirks.backupDbsExit})\n`);
   process.exit(Number(quirks.backupDbsExit));

@@ -168,8 +168,20 @@ Pool {
 `;
 }
 
-/** The storage daemon: one File device writing volumes into `volumes`. */
-export function sdConfig(dirName: string, port: number, pw: string, workDir: string, volumes: string): string {
+/** The storage daemon: File devices writing volumes into `volumes` (default one, FileStorage). */
+export function sdConfig(dirName: string, port: number, pw: string, workDir: string, volumes: string, devices = { names: ['FileStorage'], mediaType: 'File1' }): string {
+  const device = (name: string): string => `Device {
+  Name = ${name}
+  Media Type = ${devices.mediaType}
+  Archive Device = ${JSON.stringify(volumes)}
+  LabelMedia = yes
+  Random Access = yes
+  AutomaticMount = yes
+  RemovableMedia = no
+  AlwaysOpen = no
+  Maximum Concurrent Jobs = 5
+}
+`;
   return `Storage {
   Name = harness-sd
   SDPort = ${port}
@@ -182,18 +194,7 @@ Director {
   Name = ${dirName}
   Password = ${JSON.stringify(pw)}
 }
-Device {
-  Name = FileStorage
-  Media Type = File1
-  Archive Device = ${JSON.stringify(volumes)}
-  LabelMedia = yes
-  Random Access = yes
-  AutomaticMount = yes
-  RemovableMedia = no
-  AlwaysOpen = no
-  Maximum Concurrent Jobs = 5
-}
-Messages {
+${devices.names.map(device).join('')}Messages {
   Name = Standard
   director = ${dirName} = all
 }

@@ -30,6 +30,27 @@ export interface StartBaculaOptions {
   clientName?: string;
   /** Keep a temp baseDir after stop() for a post-mortem (daemon output is in baseDir/*.out). */
   keep?: boolean;
+  /**
+   * Build the director's configuration yourself (e.g. the ApisCP add-in's include tree) from the
+   * harness's ports and passwords; returns the file bacula-dir loads. Replaces the stock config.
+   */
+  director?: (p: DirectorParams) => string | Promise<string>;
+  /** The director's Name (default harness-dir); the sd and fd trust this name. */
+  directorName?: string;
+  /** Storage daemon devices, all Media Type `mediaType` (default: one FileStorage, File1). */
+  sdDevices?: { names: string[]; mediaType: string };
+}
+
+export interface DirectorParams {
+  readonly directorName: string;
+  readonly dirPort: number;
+  readonly sdPort: number;
+  readonly fdPort: number;
+  readonly passwords: { readonly console: string; readonly fd: string; readonly sd: string };
+  /** The director's WorkingDirectory (the sqlite catalog is prepared here). */
+  readonly workDir: string;
+  readonly confDir: string;
+  readonly logFile: string;
 }
 
 export interface JobOutcome {
@@ -111,7 +132,7 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
   const [dirPort, sdPort, fdPort] = [await freePort(), await freePort(), await freePort()];
   const clientName = opts.clientName ?? 'apiscp-fd';
-  const directorName = 'harness-dir';
+  const directorName = opts.directorName ?? 'harness-dir';
   const pw = { console: password(), fd: password(), sd: password() };
 
   writeFileSync(join(dirs.dir, 'query.sql'), '');
@@ -124,8 +145,12 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
   const files = {
     dir: join(dirs.conf, 'bacula-dir.conf'), sd: join(dirs.conf, 'bacula-sd.conf'), fd: join(dirs.conf, 'bacula-fd.conf'), con: join(dirs.conf, 'bconsole.conf'),
   };
-  writeFileSync(files.dir, stock + harnessJob + (opts.extraDirectorConfig ? '\n' + opts.extraDirectorConfig : ''), { mode: 0o600 });
-  writeFileSync(files.sd, sdConfig(directorName, sdPort, pw.sd, dirs.sd, dirs.volumes), { mode: 0o600 });
+  if (opts.director) {
+    files.dir = await opts.director({ directorName, dirPort, sdPort, fdPort, passwords: pw, workDir: dirs.dir, confDir: dirs.conf, logFile: join(baseDir, 'bacula.log') });
+  } else {
+    writeFileSync(files.dir, stock + harnessJob + (opts.extraDirectorConfig ? '\n' + opts.extraDirectorConfig : ''), { mode: 0o600 });
+  }
+  writeFileSync(files.sd, sdConfig(directorName, sdPort, pw.sd, dirs.sd, dirs.volumes, opts.sdDevices), { mode: 0o600 });
   writeFileSync(files.fd, fdConfig(directorName, clientName, fdPort, pw.fd, dirs.fd), { mode: 0o600 });
   writeFileSync(files.con, bconsoleConfig(directorName, dirPort, pw.console), { mode: 0o600 });
 

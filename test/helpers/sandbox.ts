@@ -61,6 +61,8 @@ export interface SiteSpec {
   prefix?: string;
   admin?: string;
   broken?: boolean;
+  /** Databases whose owner-scheduled export is due (backup_dbs without --force); default all. */
+  due?: string[];
 }
 
 export interface PanelState {
@@ -153,6 +155,8 @@ export async function createSandbox(servers: Servers, options: SandboxOptions = 
         defaults_file: join(root, 'no-such.my.cnf'),
       },
       postgresql: { enabled: true, host: servers.postgres.socketDir, port: servers.postgres.port },
+      // The site owners' scheduled exports (panel.owner_exports) run the stand-in's backup_dbs.php.
+      apnscp: { php: join(REPO, 'test/fake-apiscp/apnscp_php'), script: join(REPO, 'test/fake-apiscp/backup_dbs.php') },
     },
     panel: { enabled: 'auto', timeout: '30s' },
     lock: { wait: '2s' },

@@ -1,25 +1,94 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../../atomic-file.js';
+import { underRoot } from '../../config/paths.js';
 import { renderBaculaConfig } from '../../engine/bacula.js';
+import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
+import { UsageError } from '../../errors.js';
 import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 
-/** Print the FileSet + Job fragment an admin appends to bacula-dir.conf. */
+/** The include file `--write` makes for a stock director (the admin adds one @-line for it). */
+export const STOCK_INCLUDE = 'apiscp-backup-dir.conf';
+
+/**
+ * The director's side. On the ApisCP add-in's director: local.d/servers/base.conf (the installed
+ * template with our hooks in its Job: every server's job runs them). Elsewhere: a FileSet + Job
+ * fragment for a stock bacula-dir.conf. Printed, or written with --write (idempotent).
+ */
 export default async function baculaConfig(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
   const b = ctx.loaded.config.bacula;
   const { paths } = ctx.loaded;
+  const etc = (opts.etc as string | undefined) ?? underRoot(paths.root, b.etc);
+  const wanted = (opts.layout as string | undefined) ?? 'auto';
+  const layout = wanted === 'auto' ? detectBaculaLayout(etc) : wanted;
+  if (layout === 'addin') return addin(ctx, etc, opts);
+
+  const text = renderBaculaConfig({
+    client: (opts.client as string | undefined) ?? b.client,
+    fileset: (opts.fileset as string | undefined) ?? b.fileset,
+    job: (opts.job as string | undefined) ?? b.job,
+    jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
+    node: (opts.node as string | undefined) ?? process.execPath,
+    entry: (opts.entry as string | undefined) ?? installedEntry(),
+    ...backupGlobs(paths),
+    configFile: ctx.loaded.file,
+  });
+  if (!opts.write) {
+    ctx.out(text);
+    return 0;
+  }
+  // Never appended to bacula-dir.conf: an included file of our own is replaced whole, and on
+  // RHEL/Debian bacula-dir.conf is the package's conffile.
+  const file = join(etc, STOCK_INCLUDE);
+  const same = readOrUndefined(file) === text;
+  if (!same) writeFileAtomic(file, text, { mode: 0o640, dirMode: 0o755 });
   ctx.out(
-    renderBaculaConfig({
-      client: (opts.client as string | undefined) ?? b.client,
-      fileset: (opts.fileset as string | undefined) ?? b.fileset,
-      job: (opts.job as string | undefined) ?? b.job,
-      jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
-      node: (opts.node as string | undefined) ?? process.execPath,
-      entry: (opts.entry as string | undefined) ?? installedEntry(),
-      ...backupGlobs(paths),
-      configFile: ctx.loaded.file,
-    }),
+    [
+      same ? `${file}: unchanged` : `wrote ${file}`,
+      `include it once from ${join(etc, 'bacula-dir.conf')} with the line:  @${file}`,
+      `then: bacula-dir -t -c ${join(etc, 'bacula-dir.conf')} && systemctl reload bacula-dir`,
+    ].join('\n'),
   );
   return 0;
+}
+
+async function addin(ctx: CommandContext, etc: string, opts: Record<string, unknown>): Promise<number> {
+  const p = addinPaths(etc);
+  const installed = readOrUndefined(p.installedTemplate);
+  if (installed === undefined) throw new UsageError(`${p.installedTemplate} is missing: is the ApisCP Bacula add-in (apnscp-bacula) installed in ${etc}?`);
+  const local = readOrUndefined(p.localTemplate);
+  const wrapper = (opts.wrapper as string | undefined) ?? underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.wrapper);
+  const text = renderAddinBaseConf({ installedTemplate: installed, localTemplate: local, hooks: addinHookCommands({ wrapper }) });
+  const { panelExportRunScript } = inspectAddinTemplate(text);
+  const notes = panelExportRunScript
+    ? [`note: ${p.localTemplate} also runs backup_dbs.php (the add-in's documented RunScript): remove that RunScript, our hook exports the databases and it would export every database a second time`]
+    : [];
+  if (!opts.write) {
+    ctx.out(text + notes.map((n) => `# ${n}\n`).join(''));
+    return 0;
+  }
+  const same = local === text;
+  if (!same) writeFileAtomic(p.localTemplate, text, { mode: local === undefined ? 0o640 : statSync(p.localTemplate).mode & 0o777, dirMode: 0o700 });
+  ctx.out(
+    [
+      same ? `${p.localTemplate}: unchanged` : `wrote ${p.localTemplate}${local === undefined ? ` (from ${p.installedTemplate})` : ' (your edits kept, our hooks replaced)'}`,
+      `every <name>-Backup job now runs ${wrapper} hook pre-backup/post-backup on its client; each client needs \`apiscp-backup install --engine bacula\``,
+      `then: bacula-dir -t -c ${join(etc, 'bacula-dir.conf')} && systemctl reload bacula-dir`,
+      ...notes,
+    ].join('\n'),
+  );
+  return 0;
+}
+
+function readOrUndefined(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 /** dist/scripts/apiscp-backup.js of this installation. */
