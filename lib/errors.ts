@@ -15,18 +15,36 @@ export class BackupError extends Error {
   }
 }
 
+/** What is known about a subprocess that ended badly; every field named at the call site. */
+export interface CommandFailure {
+  readonly message: string;
+  /** The command line as shown (secrets redacted). */
+  readonly command: string;
+  /** The tool's own exit code (undefined: killed, timed out or never started). */
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly stderrTail?: string;
+  readonly timedOut?: boolean;
+  /** The exit code this failure gives our own process (engine and panel failures differ from dumps). */
+  readonly failureExitCode?: ExitCode;
+}
+
 /** A subprocess ended badly: non-zero exit, signal, timeout or spawn failure. */
 export class CommandError extends BackupError {
-  constructor(
-    message: string,
-    readonly command: string,
-    readonly exitCodeOfCommand: number | undefined,
-    readonly signal: string | undefined,
-    readonly stderrTail: string,
-    readonly timedOut = false,
-    exitCode: ExitCode = ExitCode.DUMP_FAILED,
-  ) {
-    super(message, exitCode, { command, exitCode: exitCodeOfCommand, signal, stderrTail, timedOut });
+  readonly command: string;
+  readonly exitCodeOfCommand: number | undefined;
+  readonly signal: string | undefined;
+  readonly stderrTail: string;
+  readonly timedOut: boolean;
+  constructor(f: CommandFailure) {
+    const stderrTail = f.stderrTail ?? '';
+    const timedOut = f.timedOut ?? false;
+    super(f.message, f.failureExitCode ?? ExitCode.DUMP_FAILED, { command: f.command, exitCode: f.exitCode, signal: f.signal, stderrTail, timedOut });
+    this.command = f.command;
+    this.exitCodeOfCommand = f.exitCode;
+    this.signal = f.signal;
+    this.stderrTail = stderrTail;
+    this.timedOut = timedOut;
   }
 }
 

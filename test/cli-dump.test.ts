@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../lib/dumps/manifest.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import type { RunState } from '../lib/report/run-state.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import { createSandbox, EXPORT_SCOPE, startServers, waitFor, type Sandbox, type Servers } from './helpers/sandbox.js';

@@ -7,6 +7,7 @@ import { run } from '../lib/run/run.js';
 import { cmd } from '../lib/run/command.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
+import { exitClasses } from '../lib/run/exit-status.js';
 import {
   cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
@@ -140,7 +141,7 @@ async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]>
   const queue = [pid];
   while (queue.length) {
     const parent = queue.shift()!;
-    const r = await run(cmd('pgrep', ['-a', '-P', String(parent)]), { okExitCodes: [1] });
+    const r = await run(cmd('pgrep', ['-a', '-P', String(parent)]), { exitClass: exitClasses({ ok: [1] }) });
     for (const line of r.stdout.split('\n').filter(Boolean)) {
       const [p, ...rest] = line.split(' ');
       out.push({ pid: Number(p), cmd: rest.join(' ') });

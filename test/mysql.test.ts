@@ -7,7 +7,7 @@ import type { LoadedConfig } from '../lib/config/load.js';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
-import type { DumpSpec } from '../lib/dumps/types.js';
+import type { DumpSpec } from '../lib/model/kind.js';
 import { readTail } from '../lib/dumps/verify.js';
 import { BackupError, CommandError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';

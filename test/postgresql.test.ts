@@ -9,7 +9,7 @@ import { configSchema, type PostgresqlConfig } from '../lib/config/schema.js';
 import type { LoadedConfig } from '../lib/config/load.js';
 import { postgresqlKind } from '../lib/dumps/postgresql.js';
 import { osUser } from '../lib/os-user.js';
-import type { Compression, DatabaseSession, DumpSpec } from '../lib/dumps/types.js';
+import type { Compression, DatabaseSession, DumpSpec } from '../lib/model/kind.js';
 import { BackupError, CommandError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';
 import { cmd } from '../lib/run/command.js';

@@ -5,8 +5,8 @@ import { underRoot } from '../config/paths.js';
 import { whichSystem } from '../run/which.js';
 import { LATEST, MANIFEST } from './layout.js';
 import { pgBinDirs } from './pg-bin.js';
-import type { Manifest } from './manifest.js';
-import type { KindName } from './types.js';
+import type { Manifest } from '../model/manifest.js';
+import type { KindName } from '../model/kind.js';
 
 /**
  * `enabled: auto` means "dump it when a server of this kind is installed here", not "when it

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { SERVER_SITE } from '../model/site.js';
 import { compressionSuffix } from './compress.js';
-import type { Compression, DumpSpec } from './types.js';
+import type { Compression, DumpSpec } from '../model/kind.js';
 
 /**
  * <dumps.dir>/<runId>.inprogress/   while a run writes (never backed up, removed if we crash)

@@ -9,7 +9,7 @@ import { ExitCode } from '../exit-codes.js';
 import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from './types.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from '../model/kind.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
@@ -28,6 +28,8 @@ const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
 
 export const mysqlKind: DatabaseKind = {
   name: 'mysql',
+  serverWide: 'users',
+  nameGlobs: (loaded) => loaded.config.databases.mysql,
   open,
   expected: (ctx) => {
     const enabled = ctx.loaded.config.databases.mysql.enabled;

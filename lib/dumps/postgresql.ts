@@ -11,7 +11,7 @@ import { run } from '../run/run.js';
 import { isExecutable } from '../run/which.js';
 import { osUser } from '../os-user.js';
 import { findPgTool } from './pg-bin.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from './types.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from '../model/kind.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
@@ -228,6 +228,8 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Dat
 
 export const postgresqlKind: DatabaseKind = {
   name: 'postgresql',
+  serverWide: 'globals',
+  nameGlobs: (loaded) => loaded.config.databases.postgresql,
   expected(ctx: KindContext): string | undefined {
     const enabled = ctx.loaded.config.databases.postgresql.enabled;
     return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);

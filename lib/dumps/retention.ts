@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { compareRunIds, LATEST, MANIFEST, RUN_ID } from './layout.js';
-import type { Manifest } from './manifest.js';
+import type { Manifest } from '../model/manifest.js';
 
 export interface RunDir {
   readonly runId: string;

@@ -9,23 +9,24 @@ import { durationMs } from '../config/schema.js';
 import { BackupError, DumpStorageError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { buildPlan, type PlannedDump, type SiteLookup } from '../plan/plan.js';
+import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { dumpPath, LATEST, MANIFEST, newRunId } from './layout.js';
-import type { Manifest, ManifestEntry } from './manifest.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { accountForDatabases } from './accounting.js';
 import { applyRetention, removeCrashedRuns } from './retention.js';
 import { checkSpace } from './space.js';
-import type { Compression, DatabaseKind } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 export interface DumpRunInput {
   readonly loaded: LoadedConfig;
   readonly log: Logger;
-  readonly kinds: readonly DatabaseKind[];
+  /** What to dump (job/ builds it with plan/ and closes its sessions afterwards). */
+  readonly plan: Plan;
   readonly siteOf: SiteLookup;
   readonly signal?: AbortSignal;
   /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
@@ -77,10 +78,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   }
 
   const entries: ManifestEntry[] = [];
-  const plan = await buildPlan({ loaded, log, kinds: input.kinds, siteOf: input.siteOf, signal }).catch(async (err) => {
-    rmSync(work, { recursive: true, force: true });
-    throw err;
-  });
+  const { plan } = input;
   try {
     entries.push(...plan.failures);
     const compression = resolveCompression(config.dumps.compression);
@@ -148,13 +146,6 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   } catch (err) {
     rmSync(work, { recursive: true, force: true });
     throw err;
-  } finally {
-    await Promise.all(
-      plan.sessions.map((s) =>
-        // The session's temporary files hold credentials (a 0600 option file): say so when one stays.
-        s.close().catch((err: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(err as Error).message}`)),
-      ),
-    );
   }
 }
 

@@ -6,7 +6,7 @@ import { cmd } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 /**
  * The last `bytes` bytes of a dump after decompression, as UTF-8 text (a multi-byte character

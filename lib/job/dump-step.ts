@@ -5,12 +5,13 @@ import { postgresqlKind } from '../dumps/postgresql.js';
 import { runDumps, type DumpRunResult } from '../dumps/run-dumps.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
 import { openPanel } from '../panel/cpcmd.js';
-import type { DatabaseKind } from '../dumps/types.js';
+import type { DatabaseKind } from '../model/kind.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
 import { ProgressLine } from '../report/progress.js';
 import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
+import { buildPlan, closeSessions } from '../plan/plan.js';
 import { buildSiteLookup } from './site-lookup.js';
 
 export interface DumpStepInput {
@@ -49,13 +50,15 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
       ? undefined
       : async (s?: AbortSignal) => (await runPanelExports(loaded, { signal: s, log })).entry;
   const siteOf = method === 'apnscp' ? () => undefined : await buildSiteLookup(loaded, log, signal);
+  // plan → dumps: the sessions the plan opened are closed here, whatever the dumps did.
+  const plan = await buildPlan({ loaded, log, kinds, siteOf, signal });
   const progress = input.interactive ? new ProgressLine(process.stderr) : undefined;
   try {
     return await runDumps({
       loaded,
       log,
       signal,
-      kinds,
+      plan,
       siteOf,
       panelExport,
       pinned: new Set(readPins(loaded).map((p) => p.runId)),
@@ -63,6 +66,7 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
     });
   } finally {
     progress?.done();
+    await closeSessions(plan.sessions, log);
   }
 }
 

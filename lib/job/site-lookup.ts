@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
 import { mapDatabasesToSites } from '../panel/sites.js';
 import { siteInPath } from '../model/site.js';
-import type { SiteLookup } from '../plan/plan.js';
+import type { SiteLookup } from '../model/plan.js';
 
 /**
  * Which site owns each database. The panel knows (cpcmd, one call per site and kind). When the

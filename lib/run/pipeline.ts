@@ -46,9 +46,10 @@ const STDERR_KEEP = 8192;
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
 // Node's stdio "pipes" are socketpairs: a writer whose reader died may see ECONNRESET (errno
-// 104) instead of EPIPE (32), e.g. mariadb-dump "Got errno 104 on write".
+// 104) instead of EPIPE (32): mariadb-dump says "Got errno 104 on write", coreutils print the
+// strerror text ("yes: standard output: Connection reset by peer", found by test/run.test.ts).
 function brokenPipe(r: StageResult): boolean {
-  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE/i.test(r.stderrTail);
+  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE|connection reset by peer/i.test(r.stderrTail);
 }
 
 export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions = {}): Promise<PipelineResult> {
@@ -145,14 +146,14 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       // command line stays in the error's `command` (the manifest and the log keep it).
       const shown = primary ? basename(stages[stageResults.indexOf(primary)]!.file) : stages.map((s) => basename(s.file)).join(' | ');
       const detail = primary ? errorLine(primary.stderrTail) : undefined;
-      throw new CommandError(
-        `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
-        stageResults.map((s) => s.command).join(' | '),
-        primary?.exitCode ?? undefined,
-        primary?.signal ?? undefined,
-        primary?.stderrTail ?? String(writeError ?? ''),
+      throw new CommandError({
+        message: `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
+        command: stageResults.map((s) => s.command).join(' | '),
+        exitCode: primary?.exitCode ?? undefined,
+        signal: primary?.signal ?? undefined,
+        stderrTail: primary?.stderrTail ?? String(writeError ?? ''),
         timedOut,
-      );
+      });
     }
     return { bytes, sha256: hash.digest('hex'), durationMs: Date.now() - started, stages: stageResults };
   } finally {

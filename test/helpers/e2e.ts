@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
-import type { Manifest } from '../../lib/dumps/manifest.js';
+import type { Manifest } from '../../lib/model/manifest.js';
 import { expandBackupPaths } from '../../lib/plan/paths.js';
 import { getEngine } from '../../lib/engine/index.js';
 import type { EngineName } from '../../lib/engine/types.js';
@@ -13,6 +13,7 @@ import { run } from '../../lib/run/run.js';
 import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
 import { databaseEntries, loadDump } from '../../lib/sandbox/db-checks.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
@@ -252,7 +253,7 @@ export function readStatus(loaded: LoadedConfig): Record<string, any> {
 
 /** Processes (pgrep -f PATTERN) other than ourselves: leftovers of a killed run. */
 export async function pgrep(pattern: string): Promise<string[]> {
-  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { okExitCodes: [1] });
+  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { exitClass: exitClasses({ ok: [1] }) });
   return r.stdout.split('\n').filter((l) => l && !l.includes('pgrep'));
 }
 

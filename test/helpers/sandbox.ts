@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
-import type { Manifest } from '../../lib/dumps/manifest.js';
+import type { Manifest } from '../../lib/model/manifest.js';
 import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
 
