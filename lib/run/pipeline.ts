@@ -7,7 +7,7 @@ import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { CommandError, tail } from '../errors.js';
 import { describe, errorLine, redact, type Command } from './command.js';
-import { formatMs } from './run.js';
+import { spawnOptions, Watch } from './lifecycle.js';
 import { terminate, track } from './process-group.js';
 
 export interface PipelineOptions {
@@ -58,12 +58,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   const children: ChildProcess[] = [];
   const stderrs: string[] = [];
   const exits: Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>[] = [];
-  let timedOut = false;
-
-  const killAll = (): void => children.forEach((c) => terminate(c));
-  const timer = options.timeoutMs !== undefined ? setTimeout(() => ((timedOut = true), killAll()), options.timeoutMs) : undefined;
-  const onAbort = (): void => killAll();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const watch = new Watch(options, () => children.forEach((c) => terminate(c)));
 
   // Created exclusively: a leftover temp file of a crashed run is never appended to.
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
@@ -73,14 +68,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   try {
     let upstream: NodeJS.ReadableStream | 'ignore' = 'ignore';
     for (const [i, stage] of stages.entries()) {
-      const child = spawn(stage.file, [...stage.args], {
-        stdio: [upstream as never, 'pipe', 'pipe'],
-        env: stage.inheritEnv === false ? { ...stage.env } : stage.env ? { ...process.env, ...stage.env } : process.env,
-        cwd: stage.cwd,
-        uid: stage.uid,
-        gid: stage.gid,
-        detached: true,
-      });
+      const child = spawn(stage.file, [...stage.args], { ...spawnOptions(stage), stdio: [upstream as never, 'pipe', 'pipe'] });
       track(child);
       children.push(child);
       stderrs[i] = '';
@@ -126,21 +114,13 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       stderrTail: redact(tail(r.spawnError ? String(r.spawnError.message) : stderrs[i] ?? ''), options.secrets),
     }));
     const failed = stageResults.filter((r, i) => r.exitCode !== 0 && !(r.signal === null && options.tolerate?.(r, i)));
-    if (failed.length > 0 || writeError || timedOut || options.signal?.aborted) {
+    if (failed.length > 0 || writeError || watch.timedOut || watch.cancelled) {
       // A stage that failed on a broken pipe only says its reader died: name the root cause
       // first. Dump tools ignore SIGPIPE and exit with an error instead (mariadb-dump: exit 5,
       // "Got errno 32 on write"), so the stderr counts too. When every failure is a broken pipe
       // and the write to `file` failed (ENOSPC, EROFS), that write is the cause.
       const primary = failed.find((r) => !brokenPipe(r)) ?? (writeError ? undefined : failed[0]);
-      const why = timedOut
-        ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
-        : options.signal?.aborted
-          ? 'cancelled'
-          : primary
-            ? primary.signal
-              ? `killed by ${primary.signal}`
-              : `exited with ${primary.exitCode}`
-            : `writing ${file} failed: ${writeError?.message}`;
+      const why = primary || watch.timedOut || watch.cancelled ? watch.why({ signal: primary?.signal, exitCode: primary?.exitCode }, true) : `writing ${file} failed: ${writeError?.message}`;
       // The message names the program, not its whole argv: a cron summary line is cut at 200
       // characters and the long option list pushed the actual error out of it. The full
       // command line stays in the error's `command` (the manifest and the log keep it).
@@ -152,13 +132,12 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
         exitCode: primary?.exitCode ?? undefined,
         signal: primary?.signal ?? undefined,
         stderrTail: primary?.stderrTail ?? String(writeError ?? ''),
-        timedOut,
+        timedOut: watch.timedOut,
       });
     }
     return { bytes, sha256: hash.digest('hex'), durationMs: Date.now() - started, stages: stageResults };
   } finally {
-    if (timer) clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
+    watch.end();
     children.forEach((c) => {
       if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
     });
