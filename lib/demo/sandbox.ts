@@ -54,9 +54,9 @@ const PG_SEED: Record<string, string> = {
     INSERT INTO visits (at, path) SELECT '2026-01-01'::timestamptz + g * interval '1 minute', '/p/' || g FROM generate_series(1, 2000) g;`,
 };
 
-/** Where test/fake-apiscp lives: the checkout this build came from (dist/lib/demo → repo root). */
+/** The ApisCP stand-in, shipped with the package (sandbox/fake-apiscp; dist/lib/demo → package root). */
 export function fakeApiscpDir(): string {
-  return fileURLToPath(new URL('../../../test/fake-apiscp/', import.meta.url));
+  return fileURLToPath(new URL('../../../sandbox/fake-apiscp/', import.meta.url));
 }
 
 export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
@@ -93,33 +93,24 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   );
   mkdirSync(dirname(panelState), { recursive: true });
   writeFileSync(panelState, JSON.stringify({ scopes: { 'backups.automatic-database-exports': true }, sites }, null, 2));
-  const cpcmd = join(root, 'usr/local/apnscp/bin/cmd');
-  mkdirSync(dirname(cpcmd), { recursive: true });
-  writeFileSync(
-    cpcmd,
-    [
-      '#!/bin/sh',
-      '# apiscp-backup demo: the test stand-in for ApisCP\'s cmd (see test/fake-apiscp/README.md).',
-      `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
-      `  exec '${process.execPath}' '${join(fakeApiscpDir(), 'cpcmd')}' "$@"`,
-      '',
-    ].join('\n'),
-  );
-  chmodSync(cpcmd, 0o755);
-  // backup_dbs.php where the panel keeps it: the site owners' scheduled exports run after ours.
-  const backupDbs = join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php');
-  mkdirSync(dirname(backupDbs), { recursive: true });
-  writeFileSync(
-    backupDbs,
-    [
-      '#!/bin/sh',
-      '# apiscp-backup demo: the test stand-in for ApisCP\'s backup_dbs.php (see test/fake-apiscp/README.md).',
-      `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
-      `  exec '${process.execPath}' '${join(fakeApiscpDir(), 'backup_dbs.php')}' "$@"`,
-      '',
-    ].join('\n'),
-  );
-  chmodSync(backupDbs, 0o755);
+  // The stand-ins where the panel keeps its cmd and backup_dbs.php (the owners' exports run after ours).
+  const standIn = (path: string, program: string): string => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(
+      path,
+      [
+        '#!/bin/sh',
+        `# apiscp-backup demo: the test stand-in for ApisCP's ${program} (see sandbox/fake-apiscp/README.md).`,
+        `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
+        `  exec '${process.execPath}' '${join(fakeApiscpDir(), program)}' "$@"`,
+        '',
+      ].join('\n'),
+    );
+    chmodSync(path, 0o755);
+    return path;
+  };
+  const cpcmd = standIn(join(root, 'usr/local/apnscp/bin/cmd'), 'cpcmd');
+  const backupDbs = standIn(join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php'), 'backup_dbs.php');
   return {
     backupDbs,
     root,
