@@ -1,7 +1,7 @@
 /**
  * End to end through the BUILT CLI as a subprocess (how cron and Bacula run it): `dump`, `config`
  * and `scope` against real MariaDB/PostgreSQL servers, real mariadb-dump/pg_dump/zstd, real
- * mounts and signals. The only stand-in is ApisCP's cpcmd (test/fake-apiscp).
+ * mounts and signals. The only stand-in is ApisCP's cpcmd (sandbox/fake-apiscp).
  *
  * Tests inside a describe run in order and some build on the run the previous one made (the
  * "previous complete run" every fault must leave intact): that is stated in each test's name.

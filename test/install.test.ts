@@ -10,7 +10,7 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 
 const REPO = resolve(import.meta.dirname, '..');
-const FAKE_CPCMD = join(REPO, 'test/fake-apiscp/cpcmd');
+const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');
 const REAL_TEMPLATE = join(REPO, 'config/config.example.yaml');
 const SCOPE = 'backups.automatic-database-exports';
 const CRON_PATH = 'PATH=/sbin:/bin:/usr/sbin:/usr/bin'; // what cron gives run-parts

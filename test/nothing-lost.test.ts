@@ -1,7 +1,7 @@
 /**
  * Issue 7, "nothing lost, nothing hidden", through the BUILT CLI against real MariaDB and
  * PostgreSQL servers: every database accounted for every night, every warning surfaced, no
- * false success. The only stand-in is ApisCP's cpcmd (test/fake-apiscp).
+ * false success. The only stand-in is ApisCP's cpcmd (sandbox/fake-apiscp).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';

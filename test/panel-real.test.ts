@@ -14,8 +14,8 @@ import { cli, CRON_PATH } from './helpers/e2e.js';
 import { exitClasses } from '../lib/run/exit-status.js';
 
 // cpcmd's output as ApisCP's own docs print it, and older panels' route for the nightly exports.
-// The panel is the stand-in (test/fake-apiscp), run as a real subprocess.
-const FAKE = join(dirname(fileURLToPath(import.meta.url)), 'fake-apiscp');
+// The panel is the stand-in (sandbox/fake-apiscp), run as a real subprocess.
+const FAKE = join(dirname(fileURLToPath(import.meta.url)), '../sandbox/fake-apiscp');
 const CPCMD = join(FAKE, 'cpcmd');
 const UPCP = join(FAKE, 'upcp');
 

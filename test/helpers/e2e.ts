@@ -18,7 +18,7 @@ import { exitClasses } from '../../lib/run/exit-status.js';
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
  * seeded databases with the objects dumps get wrong, and "load the restored dumps into fresh
- * databases and compare row checksums". Only the ApisCP panel is a stand-in (test/fake-apiscp).
+ * databases and compare row checksums". Only the ApisCP panel is a stand-in (sandbox/fake-apiscp).
  */
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));

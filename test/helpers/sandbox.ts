@@ -24,7 +24,7 @@ export const REPO = resolve(import.meta.dirname, '../..');
 /** The built CLI entry (npm run build). */
 export const CLI = join(REPO, 'dist/scripts/apiscp-backup.js');
 /** The ApisCP stand-in; it is the only fake in the test suite. */
-export const FAKE_CPCMD = join(REPO, 'test/fake-apiscp/cpcmd');
+export const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');
 export const EXPORT_SCOPE = 'backups.automatic-database-exports';
 
 export interface Servers {
@@ -156,7 +156,7 @@ export async function createSandbox(servers: Servers, options: SandboxOptions = 
       },
       postgresql: { enabled: true, host: servers.postgres.socketDir, port: servers.postgres.port },
       // The site owners' scheduled exports (panel.owner_exports) run the stand-in's backup_dbs.php.
-      apnscp: { php: join(REPO, 'test/fake-apiscp/apnscp_php'), script: join(REPO, 'test/fake-apiscp/backup_dbs.php') },
+      apnscp: { php: join(REPO, 'sandbox/fake-apiscp/apnscp_php'), script: join(REPO, 'sandbox/fake-apiscp/backup_dbs.php') },
     },
     panel: { enabled: 'auto', timeout: '30s' },
     lock: { wait: '2s' },
