@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../lib/model/manifest.js';
 import type { RunState } from '../lib/report/run-state.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
-import { createSandbox, EXPORT_SCOPE, startServers, waitFor, type Sandbox, type Servers } from './helpers/sandbox.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { createSandbox, EXPORT_SCOPE, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },

@@ -9,8 +9,9 @@ import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/api
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import { exitClasses } from '../lib/run/exit-status.js';
 import {
-  cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
+  cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
+import type { Servers } from '../lib/sandbox/servers.js';
 
 // Bacula with the REAL hook: the director fragment comes from `apiscp-backup bacula config`,
 // the file daemon runs `node dist/scripts/apiscp-backup.js hook pre-backup …` by execvp before
@@ -113,7 +114,7 @@ describe('Bacula job ApisCP with the real hooks', () => {
   });
 
   test('dumps failing (MariaDB stopped) → JobStatus f, status.json failed, post-backup heard the error', async () => {
-    await servers.my.stop();
+    await servers.mariadb.stop();
     try {
       const r = await job('Incremental');
       expect(r.status, r.log).toBe('f');
@@ -126,7 +127,7 @@ describe('Bacula job ApisCP with the real hooks', () => {
       expect(watchdog.code).toBe(6);
       expect(watchdog.stderr).toMatch(/last run failed/);
     } finally {
-      await servers.my.start();
+      await servers.mariadb.start();
     }
     // And the next job is fine again.
     const again = await job('Incremental');
@@ -162,7 +163,7 @@ function listAll(dir: string, prefix = ''): string[] {
 describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
   test('exit 143, no dump tool or compressor left, no partial dump, lock released', async () => {
     // ~40 MB of hex that zstd -19 chews on for many seconds: the hook is surely mid-dump.
-    await servers.my.sql(`CREATE DATABASE big; USE big; CREATE TABLE big.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
+    await servers.mariadb.sql(`CREATE DATABASE big; USE big; CREATE TABLE big.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
       INSERT INTO big.t SELECT seq, HEX(RANDOM_BYTES(1024)) FROM seq_1_to_20000;`);
     const sigRoot = join(base, 'sigterm-root');
     const raw = JSON.parse(readFileSync(config, 'utf8')) as { databases: Record<string, Record<string, unknown>> };
@@ -209,6 +210,6 @@ describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
     const post = await cli(['--config', smallConfig, 'hook', 'post-backup', '--engine', 'bacula', '--status', 'OK', '--jobid', '78', '--job', 'ApisCP']);
     expect(post.code, post.stderr).toBe(0);
     expect(readStatus(sigLoaded)).toMatchObject({ status: 'ok', job: { id: '78' } });
-    await servers.my.sql('DROP DATABASE big');
+    await servers.mariadb.sql('DROP DATABASE big');
   });
 });

@@ -2,8 +2,9 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildApiscpTree, type TreeInfo } from '../sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
+import type { MariadbServer } from '../sandbox/mariadb.js';
+import type { PostgresServer } from '../sandbox/postgres.js';
+import { startServers } from '../sandbox/servers.js';
 
 /**
  * The demo's pretend server: an ApisCP tree with three sites, a MariaDB and a PostgreSQL server
@@ -61,7 +62,8 @@ export function fakeApiscpDir(): string {
 
 export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   const tree = await buildApiscpTree(root, { sites: 3 });
-  const [mysql, postgresql] = await Promise.all([startMariadb(), startPostgres()]);
+  const servers = await startServers();
+  const { mariadb: mysql, postgres: postgresql } = servers;
   for (const [db, sql] of Object.entries(MYSQL_SEED)) await mysql.sql(`CREATE DATABASE \`${db}\`; USE \`${db}\`; ${sql}`);
   for (const [db, sql] of Object.entries(PG_SEED)) {
     await postgresql.sql(`CREATE DATABASE "${db}"`);
@@ -120,8 +122,6 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
     cpcmd,
     panelState,
     databases,
-    stop: async () => {
-      await Promise.allSettled([mysql.destroy(), postgresql.destroy()]);
-    },
+    stop: () => servers.destroy(),
   };
 }

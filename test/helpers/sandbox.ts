@@ -17,8 +17,7 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
 import type { Manifest } from '../../lib/model/manifest.js';
-import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import type { Servers } from '../../lib/sandbox/servers.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 /** The built CLI entry (npm run build). */
@@ -26,31 +25,6 @@ export const CLI = join(REPO, 'dist/scripts/apiscp-backup.js');
 /** The ApisCP stand-in; it is the only fake in the test suite. */
 export const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');
 export const EXPORT_SCOPE = 'backups.automatic-database-exports';
-
-export interface Servers {
-  readonly mariadb: MariadbServer;
-  readonly postgres: PostgresServer;
-  destroy(): Promise<void>;
-}
-
-/** One MariaDB and one PostgreSQL throwaway server, started in parallel. */
-export async function startServers(): Promise<Servers> {
-  const [my, pg] = await Promise.allSettled([startMariadb(), startPostgres()]);
-  if (my.status === 'rejected' || pg.status === 'rejected') {
-    if (my.status === 'fulfilled') await my.value.destroy();
-    if (pg.status === 'fulfilled') await pg.value.destroy();
-    throw my.status === 'rejected' ? my.reason : (pg as PromiseRejectedResult).reason;
-  }
-  const mariadb = my.value;
-  const postgres = pg.value;
-  return {
-    mariadb,
-    postgres,
-    destroy: async () => {
-      await Promise.allSettled([mariadb.destroy(), postgres.destroy()]);
-    },
-  };
-}
 
 /** One site of the stand-in panel (fake-apiscp/README.md, "State file"). */
 export interface SiteSpec {
