@@ -91,6 +91,13 @@ export class EngineError extends BackupError {
   }
 }
 
+/** A restore refused to start or failed; the message says what was and was not put back. */
+export class RestoreError extends BackupError {
+  constructor(message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, ExitCode.RESTORE_FAILED, context, options);
+  }
+}
+
 export class MissingDependencyError extends BackupError {
   constructor(readonly binary: string, readonly debianPackage?: string, readonly rhelPackage?: string) {
     const hints = [

@@ -18,6 +18,8 @@ export const ExitCode = {
   STALE: 6,
   /** A required system binary is missing (message says which package provides it). */
   MISSING_DEPENDENCY: 7,
+  /** A restore was refused (non-empty target without --force, no space) or failed; what was and was not put back is said. */
+  RESTORE_FAILED: 8,
   /** Unexpected internal error (a bug): please report it with the log. */
   INTERNAL: 70,
   /** Interrupted by SIGTERM/SIGINT (job cancelled); children were killed, partial files removed. */

@@ -13,7 +13,8 @@ packages=(
   bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console sqlite3
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
-  rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator
+  rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
+  util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay
 )
 
 missing=()

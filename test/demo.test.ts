@@ -13,7 +13,9 @@ describe('demo (the main job on the built-in sandbox)', () => {
       expect(r.stderr).toBe('');
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toMatch(/ok {3}silent on success and exit 0/);
-      expect(r.stdout).toMatch(/ok {3}files: (\d+)\/\1 paths identical/);
+      expect(r.stdout).toMatch(/ok {3}site2 files: (\d+)\/\1 paths as in the backup .*shell.php removed/);
+      expect(r.stdout).toMatch(/ok {3}site2_shop: row checksums as before it was dropped/);
+      expect(r.stdout).toMatch(/ok {3}the other sites were not touched/);
       expect(r.stdout).toMatch(/ok {3}databases: 6\/6 restored dumps load into fresh databases with identical row checksums/);
       expect(r.stdout).not.toMatch(/FAIL/);
       expect(r.stdout).toMatch(/RESULT demo ok/);

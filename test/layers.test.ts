@@ -19,7 +19,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['engine'],
   ['report'],
   ['job', 'install', 'sandbox'],
-  ['demo'],
+  ['demo', 'restore'],
   ['cli'],
 ];
 

@@ -105,7 +105,49 @@ export function buildProgram(): Command {
     .addOption(engine())
     .action(action(() => import('./commands/repo-init.js')));
 
-  const restore = program.command('restore').description('restore helpers');
+  program
+    .command('list')
+    .description('local dump runs and the engine\'s backups of this server, with restore chains')
+    .addOption(engine())
+    .option('--from-client <name>', 'another server\'s backups (restic host, borg prefix, Bacula client)')
+    .action(action(() => import('./commands/list.js'), { logFile: false }));
+
+  const restore = program.command('restore').description('get databases, sites and files back (README "Restoring")');
+  restore
+    .command('db <name>')
+    .description('restore one database from a local run or a backup; refuses to replace a non-empty one without --force')
+    .addOption(engine())
+    .addOption(new Option('--kind <kind>', 'when both servers have a database of that name').choices(['mysql', 'postgresql']))
+    .option('--site <siteN>', 'the site that owns it (when names repeat)')
+    .option('--from <run|backup|date>', 'local run id, backup id (list shows them) or a date: the newest at or before it')
+    .option('--into <name>', 'restore into a new database beside the existing one')
+    .option('--force', 'replace a non-empty database (a safety dump of it is taken first)')
+    .option('--dry-run', 'say what would happen, change nothing')
+    .option('--from-client <name>', 'another server\'s backup (migration)')
+    .action(action(() => import('./commands/restore-db.js')));
+  restore
+    .command('site <siteN>')
+    .description('stage a site\'s shadow, info and databases from a backup and show what differs; --in-place puts it back')
+    .addOption(engine())
+    .option('--from <backup|date>', 'backup id (list shows them) or a date: the newest at or before it')
+    .option('--files', 'only the files (shadow, info)')
+    .option('--databases', 'only the databases')
+    .option('--in-place', 'put back every missing or changed file and replace the databases (safety dumps first)')
+    .option('--exact', 'with --in-place: also remove what the backup does not have (listed first)')
+    .option('--target <dir>', 'copy into DIR instead (a site the panel no longer has)')
+    .option('--dry-run', 'with --in-place: show, change nothing')
+    .option('--from-client <name>', 'another server\'s backup (migration)')
+    .action(action(async () => ({ default: (await import('./commands/restore-site.js')).restoreSiteCommand })));
+  restore
+    .command('files <siteN> <paths...>')
+    .description('one file, directory or mailbox of a site (paths as the site sees them: /var/www/html/x)')
+    .addOption(engine())
+    .option('--from <backup|date>', 'backup id or date')
+    .option('--target <dir>', 'copy into DIR')
+    .option('--in-place', 'put them back into the site')
+    .option('--dry-run', 'with --in-place: show, change nothing')
+    .option('--from-client <name>', 'another server\'s backup')
+    .action(action(async () => ({ default: (await import('./commands/restore-site.js')).restoreFilesCommand })));
   restore
     .command('acls')
     .description('re-apply the ACL/xattr sidecar to a restored tree (duplicity loses them)')

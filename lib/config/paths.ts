@@ -23,6 +23,7 @@ export interface ResolvedPaths {
   readonly logFile: string;
   readonly cronDir: string;
   readonly duplicityArchiveDir: string;
+  readonly stagingDir: string;
   /** monitor.prometheus_textfile, when set. */
   readonly prometheusTextfile: string | undefined;
   /** Globs as configured, placed under the root (expansion happens in plan/). */
@@ -44,6 +45,7 @@ export function resolvePaths(config: Config): ResolvedPaths {
     logFile: at(config.logging.file),
     cronDir: at(config.cron.dir),
     duplicityArchiveDir: at(config.duplicity.archive_dir),
+    stagingDir: at(config.restore.staging_dir),
     prometheusTextfile: config.monitor.prometheus_textfile === undefined ? undefined : at(config.monitor.prometheus_textfile),
     include: config.paths.include.map(at),
     exclude: config.paths.exclude.map(at),

@@ -207,6 +207,16 @@ export const configSchema = z
           .string()
           .default('/usr/local/sbin/apiscp-backup')
           .describe('the fixed path install puts on every client and the RunScripts call, whatever node each server has (under paths.root)'),
+        bconsole: z.string().default('bconsole').describe('bconsole binary for list and restore (needs a Console on the director: README "Restoring")'),
+        bconsole_config: z.string().default('/etc/bacula/bconsole.conf').describe('bconsole -c FILE (a restricted Console for this client is enough)'),
+        restore_job: z.string().optional().describe('the director\'s Restore job (needed when it has more than one)'),
+        strip_path: z.number().int().min(0).default(0).describe('components the FileSet strips from site paths (the add-in\'s Client-Layer: strippath=2)'),
+      })
+      .strict()
+      .default({}),
+    restore: z
+      .object({
+        staging_dir: z.string().default('/var/tmp/apiscp-backup-restore').describe('where backups are fetched before they are compared and applied (under paths.root)'),
       })
       .strict()
       .default({}),

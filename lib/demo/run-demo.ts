@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,8 +9,6 @@ import { getEngine } from '../engine/index.js';
 import type { EngineName } from '../engine/types.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { memoryLogger } from '../log.js';
-import { expandBackupPaths } from '../plan/paths.js';
 import type { RunState } from '../report/run-state.js';
 import { bytes } from '../report/status.js';
 import { cmd } from '../run/command.js';
@@ -71,22 +69,30 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     check(scope.scopes['backups.automatic-database-exports'] === false, 'the panel\'s own nightly exports are off (backups.automatic-database-exports = false)');
 
     const loaded = loadConfig({ file: configFile });
-    const restoreDir = join(root, 'restore');
-    mkdirSync(restoreDir);
-    const log = memoryLogger();
-    const { sources, excludes } = await expandBackupPaths(loaded.paths);
-    await getEngine(engine).restore?.({ loaded, log, sources, excludes }, restoreDir);
-    if (!getEngine(engine).keepsAcls) await run(cmd(process.execPath, [cli, '-c', configFile, 'restore', 'acls', '--from', restoreDir]));
-    out(`4. restore      latest ${engine} backup into ${restoreDir}${getEngine(engine).keepsAcls ? '' : ', then `restore acls` re-applied ACLs and xattrs'}  ${timer()}`);
+    // A hacked site: files deleted and added, its shop database dropped. `restore site` puts it back.
+    const site = 'site2';
+    const rel = sandbox.tree.included.filter((p) => p.startsWith(`home/virtual/${site}/`));
+    const others = sandbox.tree.included.filter((p) => p.startsWith('home/virtual/') && !p.startsWith(`home/virtual/${site}/`));
+    const [before, beforeOthers] = await Promise.all([snapshotTree(root, rel), snapshotTree(root, others)]);
+    const shopBefore = await mysqlChecksums(sandbox.mysql, 'site2_shop');
+    const html = join(sandbox.tree.home, site, 'shadow/var/www/html');
+    rmSync(join(html, 'index.html'));
+    writeFileSync(join(html, 'shell.php'), '<?php system($_GET["c"]);\n');
+    await sandbox.mysql.sql('DROP DATABASE site2_shop');
+    const restored = await run(cmd(process.execPath, [cli, '-c', configFile, 'restore', 'site', site, '--in-place', '--exact']), { exitClass: anyExitCode });
+    out(`4. restore      ${site} hacked (index.html deleted, shell.php added, site2_shop dropped), then \`apiscp-backup restore site ${site} --in-place --exact\`  ${timer()}`);
+    for (const line of restored.stdout.trim().split('\n')) out(`                ${line}`);
+    check(restored.exitCode === 0, `restore site exited ${restored.exitCode}${restored.exitCode ? `: ${restored.stderr.trim()}` : ''}`);
 
-    const rel = sandbox.tree.included;
-    const [before, after] = await Promise.all([snapshotTree(root, rel), snapshotTree(join(restoreDir, root), rel)]);
+    const after = await snapshotTree(root, rel);
     const differing = rel.filter((p) => JSON.stringify(before.get(p)) !== JSON.stringify(after.get(p)));
-    check(differing.length === 0, `files: ${rel.length - differing.length}/${rel.length} paths identical (content, mode, owner, symlinks, ACLs, xattrs)${differing.length ? `; differ: ${differing.slice(0, 5).join(', ')}` : ''}`);
-    const leaked = sandbox.tree.excluded.filter((p) => existsSync(join(restoreDir, root, p)));
-    check(leaked.length === 0, `excluded paths absent from the backup: ${sandbox.tree.excluded.length - leaked.length}/${sandbox.tree.excluded.length} (fst, FILESYSTEMTEMPLATE, raw database files, domain symlinks)`);
+    check(differing.length === 0 && !existsSync(join(html, 'shell.php')), `${site} files: ${rel.length - differing.length}/${rel.length} paths as in the backup (content, mode, owner, symlinks, ACLs, xattrs, whiteouts), shell.php removed${differing.length ? `; differ: ${differing.slice(0, 5).join(', ')}` : ''}`);
+    const afterOthers = await snapshotTree(root, others);
+    check(others.every((p) => JSON.stringify(beforeOthers.get(p)) === JSON.stringify(afterOthers.get(p))), 'the other sites were not touched');
+    check(JSON.stringify(await mysqlChecksums(sandbox.mysql, 'site2_shop').catch(() => ({}))) === JSON.stringify(shopBefore), 'site2_shop: row checksums as before it was dropped');
 
-    const runDir = join(restoreDir, loaded.paths.dumpsDir, 'latest');
+    // Every other dump loads too: into fresh databases, compared row for row.
+    const runDir = join(loaded.paths.dumpsDir, 'latest');
     const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
     let same = 0;
     const entries = databaseEntries(manifest);

@@ -9,7 +9,8 @@ import { ExitCode } from '../exit-codes.js';
 import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, ServerVersions } from '../model/kind.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../model/kind.js';
+import { withMysqlRestore } from './mysql-restore.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
@@ -31,6 +32,7 @@ export const mysqlKind: DatabaseKind = {
   serverWide: 'users',
   nameGlobs: (loaded) => loaded.config.databases.mysql,
   open,
+  openTarget,
   expected: (ctx) => {
     const enabled = ctx.loaded.config.databases.mysql.enabled;
     return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('mysql', MYSQL_SIGNS, ctx.loaded);
@@ -40,14 +42,38 @@ export const mysqlKind: DatabaseKind = {
 export interface MysqlSession extends DatabaseSession {
   /** The 0600 option file every command reads (removed by close()). */
   readonly optionFile: string;
+  /** The mariadb/mysql client binary. */
+  readonly client: string;
+  readonly secrets: readonly string[];
+  readonly cfg: MysqlConfig;
+  /** Rows of tab-separated batch output; HEX() every free-text column. */
+  query(sql: string, signal?: AbortSignal): Promise<string[][]>;
   /** Users and grants via SHOW CREATE USER / SHOW GRANTS (MySQL servers; callable on MariaDB for tests). */
   planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec>;
 }
 
 async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   const cfg = ctx.loaded.config.databases.mysql;
-  const log = ctx.log.child({ kind: 'mysql' });
   if (cfg.enabled === false) return undefined;
+  return connect(ctx, cfg);
+}
+
+/** The configured server, or `target`'s socket/host instead (its credentials when it names them). */
+async function openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
+  const base = ctx.loaded.config.databases.mysql;
+  const where = target && (target.socket !== undefined || target.host !== undefined) ? { socket: undefined, host: undefined, port: undefined } : {};
+  const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && k !== 'bin_dir')) : {};
+  const cfg: MysqlConfig = { ...base, ...where, ...picked, enabled: true };
+  const session = await connect(ctx, cfg);
+  return withMysqlRestore(session!);
+}
+
+export function mysqlWhere(cfg: MysqlConfig): string {
+  return cfg.host !== undefined ? `${cfg.host}:${cfg.port ?? 3306}` : (cfg.socket ?? 'the default socket');
+}
+
+async function connect(ctx: KindContext, cfg: MysqlConfig): Promise<MysqlSession | undefined> {
+  const log = ctx.log.child({ kind: 'mysql' });
   const client = whichSystem('mariadb') ?? whichSystem('mysql');
   const dumper = whichSystem('mariadb-dump') ?? whichSystem('mysqldump');
   // Only `enabled: false` is off here: under `auto` the plan asked expected() (is a server
@@ -75,7 +101,7 @@ async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
     // The client's own words (ERROR 2002 … socket, ERROR 1045 access denied), not its argv: the
     // cron summary keeps one 200-character line, and the option list used to fill it.
     const why = err instanceof CommandError && err.stderrTail ? errorLine(err.stderrTail) : err instanceof Error ? err.message : String(err);
-    const where = cfg.host !== undefined ? `${cfg.host}:${cfg.port ?? 3306}` : (cfg.socket ?? 'the default socket');
+    const where = mysqlWhere(cfg);
     throw new BackupError(`mysql: cannot connect to the server at ${where} as ${cfg.user}: ${why}`, ExitCode.DUMP_FAILED, { optionFileFrom: cfg.password_file ?? cfg.defaults_file, command: err instanceof CommandError ? err.command : undefined }, { cause: err });
   }
 }
@@ -85,13 +111,13 @@ class Session implements MysqlSession {
   versions: ServerVersions = { server: '', client: '' };
 
   constructor(
-    private readonly cfg: MysqlConfig,
+    readonly cfg: MysqlConfig,
     private readonly log: Logger,
-    private readonly client: string,
+    readonly client: string,
     private readonly dumper: string,
     private readonly dir: string,
     readonly optionFile: string,
-    private readonly secrets: readonly string[],
+    readonly secrets: readonly string[],
   ) {}
 
   /** Rows of tab-separated batch output. Callers HEX() every free-text column (names may hold tabs). */

@@ -11,7 +11,8 @@ import { run } from '../run/run.js';
 import { isExecutable } from '../run/which.js';
 import { osUser } from '../os-user.js';
 import { findPgTool } from './pg-bin.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext } from '../model/kind.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../model/kind.js';
+import { withPostgresRestore } from './postgresql-restore.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
@@ -97,15 +98,31 @@ async function verifyCustom(pgRestore: string, file: string, compression: Compre
 
 const TRAILER = 'PostgreSQL database cluster dump complete';
 
-class PostgresSession implements DatabaseSession {
+export type PgTool = 'psql' | 'pgDump' | 'pgDumpall' | 'pgRestore';
+
+export class PostgresSession implements DatabaseSession {
   readonly kind = 'postgresql' as const;
   constructor(
     readonly versions: { server: string; client: string },
     private readonly conn: Connection,
-    private readonly tools: { psql: string; pgDump: string; pgDumpall: string; pgRestore: string },
-    private readonly maintenanceDb: string,
+    private readonly tools: Record<PgTool, string>,
+    readonly maintenanceDb: string,
     private readonly cfg: PostgresqlConfig,
   ) {}
+
+  get where(): string {
+    return this.conn.where;
+  }
+
+  /** psql -At output of `sql` in `database` (ON_ERROR_STOP). */
+  sql(database: string, sql: string, signal?: AbortSignal): Promise<string> {
+    return query(this.conn, this.tools.psql, database, sql, signal);
+  }
+
+  /** One of the server major version's own tools, connected through the environment. */
+  tool(tool: PgTool, args: string[], database?: string): Command {
+    return toolCommand(this.conn, this.tools[tool], args, database);
+  }
 
   async listDatabases(signal?: AbortSignal): Promise<string[]> {
     // Hex keeps names with newlines, quotes or any encoding intact through psql's text output.
@@ -167,7 +184,7 @@ class PostgresSession implements DatabaseSession {
 }
 
 /** Connect, learn the server version and pick the matching client tools. */
-async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<DatabaseSession | undefined> {
+async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<PostgresSession | undefined> {
   const log = ctx.log.child({ kind: 'postgresql' });
   // Under `auto` the plan asked expected() (is a server installed?) first: from here a missing
   // client or a server that does not answer is an error, never a skip.
@@ -238,6 +255,14 @@ export const postgresqlKind: DatabaseKind = {
     const cfg = ctx.loaded.config.databases.postgresql;
     if (cfg.enabled === false) return undefined;
     return openSession(ctx, cfg);
+  },
+  async openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
+    const base = ctx.loaded.config.databases.postgresql;
+    const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && ['host', 'port', 'user', 'password_file', 'bin_dir'].includes(k))) : {};
+    // A socket path is a host for libpq.
+    const socketHost = target?.socket !== undefined && target.host === undefined ? { host: target.socket } : {};
+    const session = await openSession(ctx, { ...base, ...picked, ...socketHost, enabled: true });
+    return withPostgresRestore(session!);
   },
 };
 

@@ -1,5 +1,6 @@
 import { EngineError, ConfigError } from '../errors.js';
 import { pathGlobSource } from '../plan/glob.js';
+import { baculaFetch, baculaList } from './bacula-restore.js';
 import type { Engine } from './types.js';
 
 /**
@@ -26,6 +27,8 @@ export const baculaEngine: Engine = {
       'bacula',
     );
   },
+  list: baculaList,
+  fetch: baculaFetch,
 };
 
 export interface BaculaConfigOptions {

@@ -7,7 +7,7 @@ import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
-import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * borg 1.2 keeps ACLs, xattrs and (with --numeric-ids) the numeric owners ApisCP needs: site
@@ -63,6 +63,24 @@ export function borgLastArchiveArgs(): string[] {
 /** Paths in borg archives have no leading `/`: extracting in DIR gives DIR/<absolute path>. */
 export function borgExtractArgs(loaded: LoadedConfig, archive: string): string[] {
   return ['extract', '--numeric-ids', ...loaded.config.borg.extra_args, `::${archive}`];
+}
+
+/** Our archives (`{hostname}-{now}`) of this server, or of `client` (another server's prefix). */
+export function borgListArgs(client?: string): string[] {
+  return ['list', '--json', '--glob-archives', `${client ?? '{hostname}'}-*`];
+}
+
+export function parseBorgList(stdout: string): BackupPoint[] {
+  const j = JSON.parse(stdout) as { archives?: { name: string; start?: string; time?: string }[] };
+  // borg 1.2 prints local time without a zone: JavaScript reads such a string as local time too.
+  return (j.archives ?? [])
+    .map((a) => ({ engine: 'borg' as const, id: a.name, time: new Date(a.start ?? a.time ?? 0).toISOString(), level: 'Snapshot' as const, chain: 1 }))
+    .sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+}
+
+/** Only `paths` (as path prefixes, never patterns) of one archive; run in the staging dir. */
+export function borgFetchArgs(loaded: LoadedConfig, archive: string, paths: readonly string[]): string[] {
+  return ['extract', '--numeric-ids', ...loaded.config.borg.extra_args, `::${archive}`, ...paths.map((p) => `pp:${p.replace(/^\/+/, '')}`)];
 }
 
 export function borgExitMessage(code: number | undefined, stderr = ''): string {
@@ -128,5 +146,11 @@ export const borgEngine: Engine = {
     const archive = list.stdout.trim().split('\n').pop();
     if (!archive) throw new EngineError('borg repository has no archive to restore', 'borg');
     await runBorg(ctx, 'extract', borgExtractArgs(ctx.loaded, archive), dir);
+  },
+  async list(ctx, options) {
+    return parseBorgList((await runBorg(ctx, 'list', borgListArgs(options?.client))).stdout);
+  },
+  async fetch(ctx, request) {
+    await runBorg(ctx, 'extract', borgFetchArgs(ctx.loaded, request.point.id, request.paths), request.into);
   },
 };

@@ -1,11 +1,12 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
-import type { BackupLevel, Engine, EngineContext, EngineResult } from './types.js';
+import type { BackupLevel, BackupPoint, Engine, EngineContext, EngineResult } from './types.js';
 
 /**
  * Duplicity 0.8.22 backs up ONE source directory. We give it `/` and select with include/exclude
@@ -44,6 +45,37 @@ export function duplicityPruneArgs(loaded: LoadedConfig): string[] {
 /** `--force` only into an empty dir: into a non-empty one duplicity must refuse (exit 11). */
 export function duplicityRestoreArgs(loaded: LoadedConfig, dir: string, force: boolean): string[] {
   return ['restore', ...(force ? ['--force'] : []), ...duplicityCommonArgs(loaded), ...loaded.config.duplicity.extra_args, target(loaded), dir];
+}
+
+export function duplicityStatusArgs(loaded: LoadedConfig): string[] {
+  return ['collection-status', ...duplicityCommonArgs(loaded), ...loaded.config.duplicity.extra_args, target(loaded)];
+}
+
+/**
+ * One path of the backup set at `time` (epoch seconds: duplicity's own time format) restored AS
+ * `dest`. Paths are relative to the source root `/`. duplicity reads the full and every
+ * incremental up to that time (the chain).
+ */
+export function duplicityFetchArgs(loaded: LoadedConfig, time: string, path: string, dest: string): string[] {
+  const epoch = String(Math.floor(Date.parse(time) / 1000));
+  return ['restore', '--file-to-restore', path.replace(/^\/+/, ''), '-t', epoch, ...duplicityCommonArgs(loaded), ...loaded.config.duplicity.extra_args, target(loaded), dest];
+}
+
+/**
+ * `collection-status` lists every backup set as `Full|Incremental  <ctime>  <volumes>`, chain by
+ * chain (each starts with its Full). Times are printed in local time, as Date.parse reads them.
+ */
+export function parseCollectionStatus(output: string): BackupPoint[] {
+  const points: BackupPoint[] = [];
+  let chain = 0;
+  for (const line of output.split('\n')) {
+    const m = /^\s*(Full|Incremental)\s+(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\s+(\d+)\s*$/.exec(line);
+    if (!m) continue;
+    chain = m[1] === 'Full' ? 1 : chain + 1;
+    const time = new Date(Date.parse(m[2]!)).toISOString();
+    points.push({ engine: 'duplicity', id: time.replace(/\.000Z$/, 'Z'), time, level: m[1] as BackupLevel, chain });
+  }
+  return points.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
 }
 
 /** Exit codes from duplicity/errors.py and field notes, as the admin should read them. */
@@ -121,6 +153,17 @@ export const duplicityEngine: Engine = {
   async restore(ctx, dir) {
     const empty = await readdir(dir).then((e) => e.length === 0, () => false);
     await runDuplicity(ctx, 'restore', duplicityRestoreArgs(ctx.loaded, dir, empty));
+  },
+  async list(ctx) {
+    return parseCollectionStatus((await runDuplicity(ctx, 'collection-status', duplicityStatusArgs(ctx.loaded))).stdout);
+  },
+  async fetch(ctx, request) {
+    // One path per run: --file-to-restore takes one. The destination must not exist yet.
+    for (const p of request.paths) {
+      const dest = request.into + p;
+      await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
+      await runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest));
+    }
   },
 };
 

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
@@ -5,7 +6,7 @@ import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
-import { keepArgs, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * restic 0.14 keeps ACLs (as system.posix_acl_* xattrs) and user.* xattrs when run as root.
@@ -32,6 +33,28 @@ export function resticForgetArgs(loaded: LoadedConfig): string[] {
 
 export function resticRestoreArgs(loaded: LoadedConfig, dir: string): string[] {
   return ['restore', 'latest', '--target', dir, ...loaded.config.restic.extra_args];
+}
+
+/** Our snapshots of one host (this server by default). */
+export function resticListArgs(host: string): string[] {
+  return ['snapshots', '--json', '--tag', 'apiscp-backup', '--host', host];
+}
+
+/** restic patterns are globs: a path's own `*?[\` must match literally. */
+export function resticLiteral(path: string): string {
+  return path.replace(/[*?[\\]/g, '\\$&');
+}
+
+/** Only `paths` of snapshot `id` (an included directory brings its subtree). */
+export function resticFetchArgs(id: string, paths: readonly string[], into: string): string[] {
+  return ['restore', id, '--target', into, ...paths.flatMap((p) => ['--include', resticLiteral(p)])];
+}
+
+export function parseResticSnapshots(stdout: string): BackupPoint[] {
+  const list = JSON.parse(stdout || '[]') as { time: string; id: string; short_id?: string; hostname?: string }[];
+  return list
+    .map((s) => ({ engine: 'restic' as const, id: s.short_id ?? s.id.slice(0, 8), time: new Date(s.time).toISOString(), level: 'Snapshot' as const, chain: 1, client: s.hostname }))
+    .sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
 }
 
 /**
@@ -109,5 +132,12 @@ export const resticEngine: Engine = {
   },
   async restore(ctx, dir) {
     await runRestic(ctx, 'restore', resticRestoreArgs(ctx.loaded, dir));
+  },
+  async list(ctx, options) {
+    const r = await runRestic(ctx, 'snapshots', resticListArgs(options?.client ?? hostname()));
+    return parseResticSnapshots(r.stdout);
+  },
+  async fetch(ctx, request) {
+    await runRestic(ctx, 'restore', [...resticFetchArgs(request.point.id, request.paths, request.into), ...ctx.loaded.config.restic.extra_args]);
   },
 };

@@ -48,6 +48,45 @@ export interface Engine {
   prune?(ctx: EngineContext): Promise<void>;
   /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */
   restore?(ctx: EngineContext, target: string): Promise<void>;
+  /** This server's backups (or `client`'s: another server's, for a migration), newest first. */
+  list?(ctx: EngineContext, options?: ListOptions): Promise<BackupPoint[]>;
+  /** Only `paths` of one backup into a staging directory: never the whole backup. */
+  fetch?(ctx: EngineContext, request: FetchRequest): Promise<void>;
+}
+
+export interface ListOptions {
+  /** Another server's backups: restic host, borg archive prefix, Bacula client (`--from-client`). */
+  readonly client?: string;
+}
+
+/** One backup an engine holds, as `list` shows it and `restore --from` picks it. */
+export interface BackupPoint {
+  readonly engine: EngineName;
+  /** What --from accepts: restic snapshot id, borg archive name, duplicity set time, Bacula JobId. */
+  readonly id: string;
+  /** When it was made (ISO 8601, UTC). */
+  readonly time: string;
+  readonly level: BackupLevel | 'Snapshot';
+  /**
+   * How many backups a restore of this point replays: the Full, the newest Differential since
+   * (Bacula), every Incremental since. 1 for restic and borg snapshots (self-contained).
+   */
+  readonly chain: number;
+  /** Bacula: the JobIds of that chain, oldest first (what the restore reads). */
+  readonly chainIds?: readonly string[];
+  readonly status?: string;
+  readonly bytes?: number;
+  readonly files?: number;
+  /** The server it belongs to (restic host, Bacula client), when the engine records it. */
+  readonly client?: string;
+}
+
+export interface FetchRequest {
+  readonly point: BackupPoint;
+  /** Absolute paths as they were backed up; a directory brings its whole subtree. */
+  readonly paths: readonly string[];
+  /** An empty staging directory: each path lands at `into` + path, owners, modes, ACLs and xattrs kept. */
+  readonly into: string;
 }
 
 /** `--keep-last N --keep-daily N …` for restic forget and borg prune (zero counts left out). */

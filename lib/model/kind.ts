@@ -81,4 +81,51 @@ export interface DatabaseKind {
    * decided by expected() before: an unreachable server or missing client tools are errors.
    */
   open(ctx: KindContext): Promise<DatabaseSession | undefined>;
+  /**
+   * Open a session on the server a restore loads into: the configured server, or `target`
+   * (a throwaway server for verification, another host). Never undefined: a restore that cannot
+   * reach its server is an error that says where it tried.
+   */
+  openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession>;
+}
+
+/**
+ * Where a restore connects: overrides for the kind's config section (databases.mysql /
+ * databases.postgresql). Each kind reads the fields it knows; credentials stay in files.
+ */
+export interface ServerTarget {
+  readonly socket?: string;
+  readonly host?: string;
+  readonly port?: number;
+  readonly user?: string;
+  readonly password_file?: string;
+  readonly defaults_file?: string;
+  readonly bin_dir?: string;
+}
+
+/** A dump on disk, as its manifest entry describes it. */
+export interface DumpFile {
+  readonly path: string;
+  readonly compression: Compression | 'internal';
+  readonly format: 'sql' | 'custom';
+}
+
+export type DatabaseState = 'missing' | 'empty' | 'non-empty';
+
+/** A session that can also load dumps: the restore half of a kind. */
+export interface RestoreSession extends DatabaseSession {
+  /** Where the session connects, for messages ("/run/mysqld.sock", "host:5432"). */
+  readonly where: string;
+  databaseState(database: string, signal?: AbortSignal): Promise<DatabaseState>;
+  createDatabase(database: string, signal?: AbortSignal): Promise<void>;
+  dropDatabase(database: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Create the accounts the dump needs (MariaDB: users with grants on `database` and DEFINER
+   * users; PostgreSQL: owners and grantees) that the server lacks, from the server-wide export
+   * (users / globals), and re-grant what the export grants on `database`. Returns the accounts
+   * created. Without an export, returns [] (the load may then fail on a missing owner).
+   */
+  ensureAccounts(database: string, dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<string[]>;
+  /** Stream `dump` into `database` (which exists and is empty). */
+  load(database: string, dump: DumpFile, signal?: AbortSignal): Promise<void>;
 }

@@ -1,0 +1,74 @@
+import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
+import { UsageError } from '../../errors.js';
+import type { CommandContext } from '../context.js';
+import { engineOf } from './outcome.js';
+
+const SHOW = 20;
+
+function list(label: string, items: readonly string[]): string[] {
+  if (items.length === 0) return [];
+  return [`    ${label.padEnd(8)} ${String(items.length).padStart(5)}  ${items.slice(0, SHOW).map((i) => JSON.stringify(i).slice(1, -1)).join(', ')}${items.length > SHOW ? `, … (${items.length - SHOW} more)` : ''}`];
+}
+
+export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
+  const lines = [`${what} ${o.site} from ${o.source}${o.runId ? `, dumps of run ${o.runId}` : ''}:`];
+  if (o.target) {
+    lines.push(`  copied into ${o.target} (nothing in the live site was touched)`);
+    return lines.join('\n');
+  }
+  for (const p of o.parts) {
+    lines.push(`  ${p.part}: into ${p.into}${p.viaOverlay ? ' (the mounted overlay: removals become whiteouts)' : ''}`);
+    const n = list('missing', p.missing).concat(list('changed', p.changed), list(p.part === 'shadow' && p.viaOverlay ? 'removed' : 'removed', p.removed));
+    lines.push(...(n.length ? n : ['    identical to the backup']));
+  }
+  for (const d of o.databases) {
+    const r = d.result;
+    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}${r?.accountsCreated.length ? `; accounts created: ${r.accountsCreated.join(', ')}` : ''}` : 'would be replaced'}`);
+  }
+  lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
+  return lines.join('\n');
+}
+
+export async function restoreSiteCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
+  if (opts.files && opts.databases) throw new UsageError('--files and --databases: give one of them, or neither for both');
+  const o = await restoreSite({
+    loaded: ctx.loaded,
+    log: ctx.log,
+    signal: ctx.signal,
+    engine: engineOf(ctx, opts),
+    site: args[0]!,
+    from: opts.from as string | undefined,
+    fromClient: opts.fromClient as string | undefined,
+    files: !opts.databases,
+    databases: !opts.files,
+    inPlace: Boolean(opts.inPlace),
+    exact: Boolean(opts.exact),
+    dryRun: Boolean(opts.dryRun),
+    target: opts.target as string | undefined,
+  });
+  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site'));
+  return 0;
+}
+
+export async function restoreFilesCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
+  const [site, ...paths] = args;
+  if (!opts.inPlace && !opts.target) throw new UsageError('restore files: say where: --target DIR (a copy) or --in-place (back into the site)');
+  const o = await restoreSite({
+    loaded: ctx.loaded,
+    log: ctx.log,
+    signal: ctx.signal,
+    engine: engineOf(ctx, opts),
+    site: site!,
+    paths,
+    from: opts.from as string | undefined,
+    fromClient: opts.fromClient as string | undefined,
+    files: true,
+    databases: false,
+    inPlace: Boolean(opts.inPlace),
+    exact: false,
+    dryRun: Boolean(opts.dryRun),
+    target: opts.target as string | undefined,
+  });
+  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore files of'));
+  return 0;
+}

@@ -1,0 +1,208 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MissingDependencyError } from '../errors.js';
+import { cmd } from '../run/command.js';
+import { pipeToFile } from '../run/pipeline.js';
+import { whichSystem } from '../run/which.js';
+import { decompressorCommand } from './compress.js';
+import type { MysqlSession } from './mysql.js';
+import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+
+/**
+ * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into
+ * the client (kernel pipes, never held in memory), as utf8mb4 with large packets. Before that,
+ * the accounts the database needs come back from the users export: a view or procedure whose
+ * DEFINER user is missing loads fine and then fails at every use (error 1449).
+ */
+export function withMysqlRestore(s: MysqlSession): RestoreSession {
+  return {
+    kind: 'mysql',
+    versions: s.versions,
+    where: s.cfg.host !== undefined ? `${s.cfg.host}:${s.cfg.port ?? 3306}` : (s.cfg.socket ?? 'the default socket'),
+    listDatabases: (signal) => s.listDatabases(signal),
+    planDatabase: (database, signal) => s.planDatabase(database, signal),
+    planServerWide: (signal) => s.planServerWide(signal),
+    close: () => s.close(),
+    async databaseState(database, signal): Promise<DatabaseState> {
+      const x = schemaLiteral(database);
+      const rows = await s.query(
+        `SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ${x}), ` +
+          `(SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${x}) + ` +
+          `(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ${x}) + ` +
+          `(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${x})`,
+        signal,
+      );
+      const [exists, objects] = (rows[0] ?? []).map(Number);
+      return !exists ? 'missing' : objects ? 'non-empty' : 'empty';
+    },
+    async createDatabase(database, signal) {
+      await s.query(`CREATE DATABASE ${ident(database)} CHARACTER SET utf8mb4`, signal);
+    },
+    async dropDatabase(database, signal) {
+      await s.query(`DROP DATABASE IF EXISTS ${ident(database)}`, signal);
+    },
+    async ensureAccounts(database, dump, accounts, signal) {
+      if (!accounts) return [];
+      const scratch = await mkdtemp(join(tmpdir(), 'asb-myacc-'));
+      try {
+        const exportText = await decompressText(accounts, join(scratch, 'users.sql'), signal);
+        const definers = await findDefiners(dump, join(scratch, 'definers'), signal);
+        const existing = new Set((await s.query('SELECT HEX(User), HEX(Host) FROM mysql.user', signal)).map(([u, h]) => accountKey(hexText(u), hexText(h))));
+        const plan = accountStatements(exportText, database, definers, existing);
+        if (plan.statements.length) await s.query(plan.statements.join('\n'), signal);
+        return plan.created;
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    },
+    async load(database, dump, signal) {
+      const args = [
+        `--defaults-extra-file=${s.optionFile}`,
+        '--batch',
+        '--default-character-set=utf8mb4',
+        `--max-allowed-packet=${s.cfg.max_allowed_packet}`,
+        // One argv word: a name like '-x' or 'a b' is a name here, never an option.
+        `--database=${database}`,
+      ];
+      const scratch = await mkdtemp(join(tmpdir(), 'asb-myload-'));
+      try {
+        await pipeToFile([decompressorCommand(packing(dump), dump.path), cmd(s.client, args)], join(scratch, 'out'), { signal, secrets: s.secrets });
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export function ident(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}
+
+/** The name as a utf8mb4 string without any quoting of its characters. */
+function schemaLiteral(name: string): string {
+  return `CONVERT(UNHEX('${Buffer.from(name, 'utf8').toString('hex')}') USING utf8mb4)`;
+}
+
+function hexText(hex: string | undefined): string {
+  return Buffer.from(hex ?? '', 'hex').toString('utf8');
+}
+
+function packing(dump: DumpFile): Compression {
+  return dump.compression === 'internal' ? 'none' : dump.compression;
+}
+
+async function decompressText(file: DumpFile, out: string, signal?: AbortSignal): Promise<string> {
+  await pipeToFile([decompressorCommand(packing(file), file.path)], out, { signal });
+  return readFile(out, 'utf8');
+}
+
+const ACCOUNT_PART = "(?:`(?:[^`]|``)*`|'(?:[^'\\\\]|\\\\.|'')*')";
+const ACCOUNT = `${ACCOUNT_PART}@${ACCOUNT_PART}`;
+
+/** DEFINER=`u`@`h` clauses of the dump's views, routines, triggers and events (grep, streamed). */
+async function findDefiners(dump: DumpFile, out: string, signal?: AbortSignal): Promise<Set<string>> {
+  const grep = whichSystem('grep');
+  if (!grep) throw new MissingDependencyError('grep', 'grep', 'grep');
+  // grep exits 1 when nothing matched: a dump without definers.
+  await pipeToFile([decompressorCommand(packing(dump), dump.path), cmd(grep, ['-a', '-o', '-E', `DEFINER=${ACCOUNT.replace(/\(\?:/g, '(')}`])], out, {
+    signal,
+    tolerate: (stage, i) => i === 1 && stage.exitCode === 1 && stage.stderrTail === '',
+  });
+  const found = new Set<string>();
+  for (const line of (await readFile(out, 'utf8')).split('\n')) {
+    const key = parseAccount(line.replace(/^DEFINER=/, ''));
+    if (key) found.add(key);
+  }
+  return found;
+}
+
+/** "user\0host" for `u`@`h` or 'u'@'h'. */
+function parseAccount(text: string): string | undefined {
+  const m = new RegExp(`^(${ACCOUNT_PART})@(${ACCOUNT_PART})`).exec(text.trim());
+  return m ? accountKey(unquote(m[1]!), unquote(m[2]!)) : undefined;
+}
+
+function accountKey(user: string, host: string): string {
+  return `${user}\0${host}`;
+}
+
+function unquote(q: string): string {
+  if (q.startsWith('`')) return q.slice(1, -1).replace(/``/g, '`');
+  return q.slice(1, -1).replace(/''/g, "'").replace(/\\(.)/g, '$1');
+}
+
+/** `'u'@'h'` for messages. */
+export function showAccount(key: string): string {
+  const [u, h] = key.split('\0');
+  return `'${u}'@'${h}'`;
+}
+
+interface ExportLine {
+  readonly account: string;
+  readonly create: boolean;
+  /** The database (or LIKE pattern) a GRANT line is about; undefined for *.* and CREATE. */
+  readonly on?: string;
+  readonly sql: string;
+}
+
+/** The account lines of a users export (`mariadb-dump --system=users` or our SHOW GRANTS form). */
+function parseExport(text: string): ExportLine[] {
+  const out: ExportLine[] = [];
+  const create = new RegExp(`^CREATE USER (?:IF NOT EXISTS )?(${ACCOUNT})`);
+  const grant = new RegExp(`^GRANT (?!${ACCOUNT_PART} TO|[A-Za-z_]+ TO CURRENT_USER).*? ON (?:(${ACCOUNT_PART}|\\*)\\.(?:${ACCOUNT_PART}|\\*)|PROCEDURE \\S+|FUNCTION \\S+) TO (${ACCOUNT})`);
+  for (const line of text.split('\n')) {
+    let m = create.exec(line);
+    if (m) {
+      const account = parseAccount(m[1]!);
+      if (account) out.push({ account, create: true, sql: line });
+      continue;
+    }
+    m = grant.exec(line);
+    if (m && !/ ON ``@/.test(line)) {
+      const account = parseAccount(m[2]!);
+      const db = m[1] && m[1] !== '*' ? unquote(m[1]) : undefined;
+      if (account) out.push({ account, create: false, on: db, sql: line });
+    }
+  }
+  return out;
+}
+
+/** A grant's database, which may be a LIKE pattern with \_ and \% escapes, covers `database`? */
+function covers(pattern: string, database: string): boolean {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!);
+    else if (c === '_') re += '.';
+    else if (c === '%') re += '.*';
+    else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, 'su').test(database);
+}
+
+const escapeRe = (c: string): string => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/**
+ * What to run: for every account the database needs (grants on it, DEFINERs) that the server
+ * lacks, its CREATE USER and all its grants; for accounts that exist, only the grants on this
+ * database (never their password or global privileges: the admin may have changed those since).
+ */
+export function accountStatements(exportText: string, database: string, definers: ReadonlySet<string>, existing: ReadonlySet<string>): { statements: string[]; created: string[] } {
+  const lines = parseExport(exportText);
+  const needed = new Set<string>(definers);
+  for (const l of lines) if (l.on !== undefined && covers(l.on, database)) needed.add(l.account);
+  const statements: string[] = [];
+  const created: string[] = [];
+  for (const account of needed) {
+    const mine = lines.filter((l) => l.account === account);
+    if (!existing.has(account)) {
+      if (!mine.some((l) => l.create)) continue; // not in the export: the load reports what is missing
+      statements.push(...mine.map((l) => l.sql));
+      created.push(showAccount(account));
+    } else {
+      statements.push(...mine.filter((l) => l.on !== undefined && covers(l.on, database)).map((l) => l.sql));
+    }
+  }
+  return { statements, created };
+}

@@ -1,0 +1,160 @@
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fsyncDir, tempNameFor } from '../atomic-file.js';
+import type { LoadedConfig } from '../config/load.js';
+import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
+import { encodeName, newRunId } from '../dumps/layout.js';
+import type { ManifestEntry } from '../model/manifest.js';
+import type { Compression, DatabaseKind, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import { BackupError, RestoreError, UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { pipeToFile } from '../run/pipeline.js';
+import type { StagedRun } from './stage.js';
+
+/**
+ * Step 4 for databases: load one dump into its server. A database that is not empty is only
+ * replaced with `force`, and then only after a safety dump of what it holds now (kept, named in
+ * the output). A load that fails leaves nothing half-restored: a new database is dropped again,
+ * a replaced one gets its previous content back from the safety dump.
+ */
+export interface DbRestoreOptions {
+  /** Name to load into (default: the dumped name). */
+  readonly into?: string;
+  readonly force: boolean;
+  readonly dryRun: boolean;
+}
+
+export interface DbRestoreResult {
+  readonly kind: KindName;
+  readonly database: string;
+  readonly into: string;
+  /** What was there before: 'missing', 'empty' or 'non-empty' (replaced). */
+  readonly before: string;
+  readonly accountsCreated: readonly string[];
+  readonly safetyDump?: string;
+  readonly dryRun: boolean;
+}
+
+/** Opens each kind's target server once per restore, and closes them all at the end. */
+export class TargetServers {
+  private readonly sessions = new Map<KindName, Promise<RestoreSession>>();
+  constructor(
+    private readonly kinds: readonly DatabaseKind[],
+    private readonly ctx: { loaded: LoadedConfig; log: Logger; signal?: AbortSignal },
+    private readonly target?: ServerTarget,
+  ) {}
+
+  get(kind: KindName): Promise<RestoreSession> {
+    let s = this.sessions.get(kind);
+    if (!s) {
+      const k = this.kinds.find((x) => x.name === kind);
+      if (!k) throw new RestoreError(`no database kind ${kind}`);
+      s = k.openTarget(this.ctx, this.target).catch((err: unknown) => {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new RestoreError(`cannot restore into ${kind}: the target server is not reachable: ${why}`, { kind }, { cause: err });
+      });
+      this.sessions.set(kind, s);
+    }
+    return s;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) await s.then((x) => x.close()).catch(() => undefined);
+  }
+}
+
+/** The users (MySQL) or globals (PostgreSQL) export of the same run, if it has one. */
+export function accountsEntry(run: StagedRun, kind: KindName): ManifestEntry | undefined {
+  return run.manifest.entries.find((e) => e.kind === kind && (e.object === 'users' || e.object === 'globals') && e.status === 'ok' && e.path);
+}
+
+export function dumpFile(run: StagedRun, entry: ManifestEntry): DumpFile {
+  return { path: join(run.dir, entry.path!), compression: entry.compression, format: entry.format === 'custom' ? 'custom' : 'sql' };
+}
+
+export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers: TargetServers, run: StagedRun, entry: ManifestEntry, opts: DbRestoreOptions, signal?: AbortSignal): Promise<DbRestoreResult> {
+  const kind = entry.kind as KindName;
+  const database = entry.database!;
+  const into = opts.into ?? database;
+  const session = await servers.get(kind);
+  const before = await session.databaseState(into, signal);
+  const base = { kind, database, into, before, dryRun: opts.dryRun };
+  if (before === 'non-empty' && !opts.force) {
+    throw new RestoreError(
+      `refusing to replace ${kind} database '${into}': it is not empty. --force replaces it (after a safety dump of its current content); --into NEW restores beside it`,
+      { kind, database: into },
+    );
+  }
+  if (opts.dryRun) return { ...base, accountsCreated: [] };
+  const accounts = accountsEntry(run, kind);
+  const dump = dumpFile(run, entry);
+  const accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+  const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
+  try {
+    if (before !== 'missing') await session.dropDatabase(into, signal);
+    await session.createDatabase(into, signal);
+    await session.load(into, dump, signal);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    let state: string;
+    try {
+      await session.dropDatabase(into);
+      if (safetyDump) {
+        await session.createDatabase(into);
+        await session.load(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format });
+        state = `'${into}' holds its previous content again (loaded back from the safety dump ${safetyDump.file})`;
+      } else if (before === 'empty') {
+        await session.createDatabase(into);
+        state = `'${into}' is empty again, as it was`;
+      } else {
+        state = `'${into}' was dropped again: nothing half-restored is left`;
+      }
+    } catch (again) {
+      state = `and cleaning up failed too (${again instanceof Error ? again.message : String(again)}): '${into}' may be incomplete${safetyDump ? `; its previous content is in ${safetyDump.file}` : ''}`;
+    }
+    log.error(`restore of ${kind} '${into}' failed: ${why}`);
+    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}`, { kind, database: into, safetyDump: safetyDump?.file }, { cause: err });
+  }
+  return { ...base, accountsCreated, safetyDump: safetyDump?.file };
+}
+
+interface SafetyDump {
+  readonly file: string;
+  readonly compression: Compression | 'internal';
+  readonly format: 'sql' | 'custom';
+}
+
+/**
+ * What a database holds right now, before --force replaces it: `<dumps.dir>/safety/`, written and
+ * verified like every dump (temp name, verify, rename). Kept until the admin removes it.
+ */
+async function safetyDumpOf(loaded: LoadedConfig, session: RestoreSession, database: string, signal?: AbortSignal): Promise<SafetyDump> {
+  const spec = await session.planDatabase(database, signal);
+  const compression = spec.compressible ? resolveCompression(loaded.config.dumps.compression) : 'none';
+  const dir = join(loaded.paths.dumpsDir, 'safety');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, `${newRunId()}-${spec.kind}-${encodeName(database)}${spec.extension}${spec.compressible ? compressionSuffix(compression) : ''}`);
+  const tmp = tempNameFor(file);
+  const compressor = spec.compressible ? compressorCommand(compression, loaded.config.dumps.level, wantRsyncable(loaded.config.dumps.rsyncable, loaded.config.engine)) : undefined;
+  try {
+    await pipeToFile(compressor ? [spec.command, compressor] : [spec.command], tmp, { signal, secrets: spec.secrets });
+    await spec.verify(tmp, compression, signal);
+    renameSync(tmp, file);
+    fsyncDir(dir);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    const why = err instanceof BackupError || err instanceof Error ? err.message : String(err);
+    throw new RestoreError(`the safety dump of '${database}' failed, so it was not replaced: ${why}`, { database }, { cause: err });
+  }
+  return { file, compression: spec.compressible ? compression : 'internal', format: spec.format };
+}
+
+/** The manifest entry of one database dump: by name, narrowed by kind and site when given. */
+export function findDatabaseEntry(run: StagedRun, name: string, opts: { kind?: KindName; site?: string }): ManifestEntry {
+  const all = run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.path);
+  const hits = all.filter((e) => e.database === name && (!opts.kind || e.kind === opts.kind) && (!opts.site || e.site === opts.site));
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length > 1) throw new UsageError(`run ${run.runId} has '${name}' as ${hits.map((h) => h.kind).join(' and ')}: say which with --kind`);
+  const names = all.map((e) => `${e.kind}:${e.database}`).slice(0, 10).join(', ');
+  throw new UsageError(`unknown database '${name}'${opts.site ? ` of ${opts.site}` : ''}${opts.kind ? ` (${opts.kind})` : ''}: run ${run.runId} has no dump of it; it has: ${names || 'none'}`);
+}

@@ -1,0 +1,260 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { LATEST } from '../dumps/layout.js';
+import type { KindName } from '../model/kind.js';
+import { restoreAcls } from '../engine/acl-restore.js';
+import { sidecarFileName } from '../engine/acl-sidecar.js';
+import { getEngine } from '../engine/index.js';
+import type { EngineName } from '../engine/types.js';
+import { BackupError, RestoreError, UsageError } from '../errors.js';
+import { takeLock } from '../job/backup-job.js';
+import { ALL_KINDS } from '../job/dump-step.js';
+import type { Logger } from '../log.js';
+import { openPanel } from '../panel/cpcmd.js';
+import { SITE_ID } from '../model/site.js';
+import { listSites } from '../panel/sites.js';
+import { expandBackupPaths } from '../plan/paths.js';
+import { copyEntries, removeEntries, restoreContexts } from './apply.js';
+import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
+import { recordRestore } from './journal.js';
+import { restoreEngineContext } from './restore-db.js';
+import { describeSource, resolveSource } from './source.js';
+import { fetchPaths, openStaging, stageDumps, stageRun } from './stage.js';
+import { diffTrees, readXattrs, walkTree } from './tree.js';
+
+/**
+ * `restore site siteN` and `restore files siteN PATH…`: plan (which backup, which paths) →
+ * fetch the site's shadow and info (or just PATHs) into staging → compare with the live site
+ * (through `fst` when it is mounted, the merged view the site sees; else `shadow`) → apply with
+ * --in-place (missing and changed entries back; with --exact, what the backup lacks removed).
+ */
+export interface SiteRestoreInput {
+  readonly loaded: LoadedConfig;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  readonly engine: EngineName;
+  readonly site: string;
+  readonly from?: string;
+  readonly fromClient?: string;
+  /** `restore files`: only these paths, as the site sees them (/var/www/html/x). */
+  readonly paths?: readonly string[];
+  readonly files: boolean;
+  readonly databases: boolean;
+  readonly inPlace: boolean;
+  readonly exact: boolean;
+  readonly dryRun: boolean;
+  readonly target?: string;
+}
+
+export interface PartPlan {
+  readonly part: 'shadow' | 'info';
+  /** Where the files go: the site's fst (overlay mounted) or shadow/info itself. */
+  readonly into: string;
+  readonly viaOverlay: boolean;
+  readonly missing: string[];
+  readonly changed: string[];
+  readonly removed: string[];
+}
+
+export interface SiteRestoreOutcome {
+  readonly site: string;
+  readonly source: string;
+  readonly runId?: string;
+  readonly parts: PartPlan[];
+  readonly databases: { kind: string; database: string; before?: string; result?: DbRestoreResult }[];
+  readonly applied: boolean;
+  readonly target?: string;
+  readonly selinux: boolean;
+}
+
+/** The mount point of `dir` from /proc/self/mountinfo, if it is an overlay mount. */
+export function overlayMountedAt(dir: string): boolean {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((l) => {
+        const f = l.split(' ');
+        const sep = f.indexOf('-');
+        return f[4]?.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))) === dir && f[sep + 1] === 'overlay';
+      });
+  } catch {
+    return false;
+  }
+}
+
+async function siteKnown(input: SiteRestoreInput): Promise<boolean> {
+  const panel = openPanel(input.loaded.config, { log: input.log, signal: input.signal });
+  if (panel) return (await listSites(panel, { log: input.log, signal: input.signal })).has(input.site);
+  return existsSync(join(input.loaded.paths.home, input.site));
+}
+
+/** A site-relative path (/var/www/html/x) as a safe relative path inside shadow. */
+function sitePath(p: string): string {
+  const rel = p.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (rel === '' || rel.split('/').some((s) => s === '..' || s === '.')) throw new UsageError(`${JSON.stringify(p)}: give a path inside the site, like /var/www/html/index.html`);
+  return rel;
+}
+
+export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreOutcome> {
+  const { loaded, log, signal, site } = input;
+  if (!SITE_ID.test(site)) throw new UsageError(`${JSON.stringify(site)} is not a site id (siteN)`);
+  if (input.inPlace && input.target) throw new UsageError('--in-place and --target exclude each other');
+  const engine = getEngine(input.engine);
+  const ctx = restoreEngineContext(loaded, log, signal);
+  const command = input.paths ? 'restore files' : 'restore site';
+  const known = await siteKnown(input);
+  if (!known && !input.target) throw new UsageError(`unknown site ${site}: the panel has no such site (restore it elsewhere with --target DIR)`);
+  if (input.files && !engine.fetch) throw new RestoreError(`engine ${engine.name} backs up no files: restore them with the software that copies them (--databases restores the databases from the local runs)`);
+  const home = join(loaded.paths.home, site);
+  const lock = await takeLock(input, `apiscp-backup ${command} ${site}`);
+  const staging = await openStaging(loaded);
+  let from: string | undefined;
+  let runId: string | undefined;
+  const done: string[] = [];
+  try {
+    const source = await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient });
+    from = describeSource(source);
+    const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
+    const wanted = input.paths ? input.paths.map((p) => join(home, 'shadow', sitePath(p))) : parts.map((p) => join(home, p));
+    if (input.files) {
+      // One fetch: the files, duplicity's ACL sidecar, and the run `latest` points at.
+      const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
+      const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
+      await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
+      if (sidecar[0]) await restoreAcls(staging.dir, staging.dir + sidecar[0]);
+    }
+    const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined) : undefined;
+    runId = run?.runId;
+    const dbEntries = run ? run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.site === site && e.path) : [];
+    if (run && dbEntries.length) {
+      const kinds = [...new Set(dbEntries.map((e) => e.kind as KindName))];
+      const accounts = kinds.map((k) => accountsEntry(run, k)).filter((e) => e !== undefined);
+      await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts]);
+    }
+
+    if (input.target) {
+      // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
+      const dest = join(input.target, site);
+      await mkdir(dest, { recursive: true, mode: 0o700 });
+      if (input.files) {
+        for (const w of wanted) {
+          const rel = w.slice(home.length + 1);
+          await copyTree(staging.dir + w, join(dest, rel), staging.dir, signal);
+        }
+      }
+      if (run && dbEntries.length) await copyTree(run.dir, join(dest, 'dumps'), staging.dir, signal, [...dbEntries.map((e) => e.path!), 'manifest.json']);
+      const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, selinux: false };
+      recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
+      return outcome;
+    }
+
+    // Compare.
+    const { excludes } = await expandBackupPaths(loaded.paths);
+    const plans: PartPlan[] = [];
+    if (input.files) {
+      for (const part of parts) {
+        const fst = join(home, 'fst');
+        const viaOverlay = part === 'shadow' && overlayMountedAt(fst);
+        const upper = join(home, part);
+        const into = viaOverlay ? fst : upper;
+        const scope = input.paths ? input.paths.map(sitePath) : [''];
+        // Never compared, never removed: what the backup leaves out (shadow/var/lib: raw database files).
+        const skip = (rel: string): boolean => excludes.some((x) => join(upper, rel) === x || join(upper, rel).startsWith(x + '/'));
+        const plan: PartPlan = { part, into, viaOverlay, missing: [], changed: [], removed: [] };
+        for (const top of scope) {
+          const backupDir = join(staging.dir + upper, top);
+          const liveDir = join(into, top);
+          const prefix = (r: string): string => (top ? (r ? `${top}/${r}` : top) : r);
+          const scopedSkip = (r: string): boolean => skip(prefix(r));
+          const ignore = (n: string): boolean => n === 'security.selinux' || (viaOverlay && n.startsWith('trusted.overlay.'));
+          const [backup, live, liveUpper, bx, lx] = await Promise.all([
+            walkTree(backupDir, scopedSkip),
+            walkTree(liveDir, scopedSkip),
+            viaOverlay ? walkTree(join(upper, top), scopedSkip) : Promise.resolve(undefined),
+            readXattrs(backupDir, ignore),
+            existsSync(liveDir) ? readXattrs(liveDir, ignore) : Promise.resolve(new Map<string, string>()),
+          ]);
+          const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
+          plan.missing.push(...d.missing.map(prefix));
+          plan.changed.push(...d.changed.map(prefix));
+          // A whiteout in the backup, a file in the merged view: it goes (through fst).
+          plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
+        }
+        plans.push(plan);
+      }
+    }
+    const databases = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
+    if (!input.inPlace || input.dryRun) {
+      recordRestore(loaded, log, { command, what: site, from, runId, result: 'dry-run', changes: counts(plans) });
+      return { site, source: from, runId, parts: plans, databases, applied: false, selinux: false };
+    }
+
+    // Apply: removals first (a file that became a directory), then missing and changed entries.
+    const restored: string[] = [];
+    for (const plan of plans) {
+      const backupRoot = staging.dir + join(home, plan.part);
+      await removeEntries(plan.into, plan.removed);
+      done.push(`${plan.part}: ${plan.removed.length} removed`);
+      await copyEntries(backupRoot, plan.into, [...plan.missing, ...plan.changed].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal });
+      done.push(`${plan.part}: ${plan.missing.length + plan.changed.length} put back`);
+      restored.push(...[...plan.missing, ...plan.changed].map((r) => join(plan.into, r)));
+    }
+    const selinux = await restoreContexts(restored, staging.dir);
+    const results: SiteRestoreOutcome['databases'] = [];
+    if (run && dbEntries.length) {
+      const servers = new TargetServers(ALL_KINDS, { loaded, log, signal });
+      try {
+        for (const e of dbEntries) {
+          // --in-place on a site is the admin's "put it back": databases are replaced, after a safety dump.
+          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false }, signal);
+          results.push({ kind: e.kind, database: e.database!, before: result.before, result });
+          done.push(`${e.kind} '${e.database}' restored`);
+        }
+      } finally {
+        await servers.close();
+      }
+    }
+    const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: plans, databases: results, applied: true, selinux };
+    recordRestore(loaded, log, {
+      command,
+      what: site,
+      from,
+      runId,
+      result: 'ok',
+      changes: counts(plans),
+      safetyDumps: results.map((r) => r.result?.safetyDump).filter((x): x is string => Boolean(x)),
+      accountsCreated: results.flatMap((r) => r.result?.accountsCreated ?? []),
+    });
+    return outcome;
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    const detail = done.length ? `${why}; done before the failure: ${done.join(', ')}; everything after it was NOT put back` : why;
+    recordRestore(loaded, log, { command, what: site, from, runId, result: 'failed', detail });
+    if (done.length && err instanceof BackupError) throw new RestoreError(`${command} ${site} failed: ${detail}`, err.context, { cause: err });
+    throw err;
+  } finally {
+    await staging.dispose();
+    await lock.release();
+  }
+}
+
+function counts(plans: readonly PartPlan[]): Record<string, number> {
+  const c: Record<string, number> = {};
+  for (const p of plans) {
+    c[`${p.part}.missing`] = p.missing.length;
+    c[`${p.part}.changed`] = p.changed.length;
+    c[`${p.part}.removed`] = p.removed.length;
+  }
+  return c;
+}
+
+/** A staged tree (or some entries of it) copied whole into `dest`, attributes kept. */
+async function copyTree(from: string, dest: string, scratch: string, signal?: AbortSignal, only?: readonly string[]): Promise<void> {
+  const tree = await walkTree(from);
+  // '.' is the copied directory itself: its owner, mode, ACLs and xattrs too.
+  const rels = [...tree.keys()].filter((r) => (!only || r === '' || only.some((o) => o === r || o.startsWith(r + '/')))).map((r) => r || '.');
+  await mkdir(dest, { recursive: true, mode: 0o700 });
+  await copyEntries(from, dest, rels, { viaOverlay: false, scratch, signal });
+}

@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { LoadedConfig } from '../config/load.js';
+import { LATEST, MANIFEST } from '../dumps/layout.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
+import type { Engine, EngineContext } from '../engine/types.js';
+import { BackupError, RestoreError } from '../errors.js';
+import { bytes } from '../report/status.js';
+import { describeSource, readManifest, type RestoreSource } from './source.js';
+
+/**
+ * Step 2: fetch from the engine into a private staging directory (0700, under
+ * restore.staging_dir), only the paths a restore needs. A local run needs no fetch.
+ */
+export interface Staging {
+  readonly dir: string;
+  dispose(): Promise<void>;
+}
+
+export async function openStaging(loaded: LoadedConfig): Promise<Staging> {
+  const parent = loaded.paths.stagingDir;
+  await mkdir(parent, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(join(parent, 'restore-'));
+  return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface StagedRun {
+  readonly runId: string;
+  /** The run directory (local, or its copy in staging): manifest.json + the dump files. */
+  readonly dir: string;
+  readonly manifest: Manifest;
+}
+
+/** Fetch `paths` and turn a full staging disk or a missing path into a clear RestoreError. */
+export async function fetchPaths(engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging, paths: readonly string[]): Promise<void> {
+  if (source.type !== 'engine' || !engine.fetch) throw new RestoreError(`engine ${engine.name} cannot fetch files: restore them with the software that backs them up`);
+  try {
+    await engine.fetch(ctx, { point: source.point, paths, into: staging.dir });
+  } catch (err) {
+    const text = err instanceof BackupError ? `${err.message} ${JSON.stringify(err.context)}` : String(err);
+    if (/no space left on device|ENOSPC/i.test(text)) {
+      throw new RestoreError(`not enough space in the staging directory ${staging.dir} (restore.staging_dir) for ${describeSource(source)}`, { staging: staging.dir }, { cause: err });
+    }
+    // duplicity and Bacula refuse a path the backup does not have; restic and borg restore nothing.
+    if (/not found in archive|No files selected to be restored|No files marked/i.test(text)) {
+      throw new RestoreError(`${describeSource(source)} does not contain ${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ', …' : ''}`, { paths }, { cause: err });
+    }
+    throw err;
+  }
+  const missing = paths.filter((p) => !exists(staging.dir + p));
+  if (missing.length) throw new RestoreError(`${describeSource(source)} does not contain ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`, { missing });
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The dumps run a source holds: a local run as it is, or the backup's `latest` run, fetched. */
+export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined): Promise<StagedRun> {
+  if (source.type === 'local') {
+    const manifest = readManifest(source.dir);
+    if (!manifest) throw new RestoreError(`${source.dir}/${MANIFEST} is missing or unreadable`);
+    return { runId: source.runId, dir: source.dir, manifest };
+  }
+  if (!staging) throw new Error('stageRun: an engine source needs a staging directory');
+  const dumps = loaded.paths.dumpsDir;
+  // A site restore fetches `latest` together with the files (one engine run fewer).
+  if (!exists(staging.dir + join(dumps, LATEST))) await fetchPaths(engine, ctx, source, staging, [join(dumps, LATEST)]);
+  const runId = readlinkSync(staging.dir + join(dumps, LATEST));
+  if (!/^[\w.-]+$/.test(runId)) throw new RestoreError(`${describeSource(source)}: ${join(dumps, LATEST)} points at ${JSON.stringify(runId)}, not a run`);
+  await fetchPaths(engine, ctx, source, staging, [join(dumps, runId, MANIFEST)]);
+  const dir = staging.dir + join(dumps, runId);
+  const manifest = readManifest(dir);
+  if (!manifest) throw new RestoreError(`${describeSource(source)}: the manifest of run ${runId} cannot be read`);
+  return { runId, dir, manifest };
+}
+
+/** Fetch the dump files of `entries` (when staged) and check each against its sha256. */
+export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, run: StagedRun, entries: readonly ManifestEntry[]): Promise<void> {
+  const wanted = entries.filter((e) => e.path);
+  if (source.type === 'engine' && staging) {
+    const need = wanted.reduce((n, e) => n + (e.bytes ?? 0), 0);
+    const free = await freeBytes(staging.dir);
+    if (free !== undefined && need > free) {
+      throw new RestoreError(`not enough space in the staging directory ${staging.dir} (restore.staging_dir): the dumps need ${bytes(need)}, ${bytes(free)} free`, { need, free });
+    }
+    const toFetch = wanted.filter((e) => !existsSync(join(run.dir, e.path!)));
+    if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((e) => join(loaded.paths.dumpsDir, run.runId, e.path!)));
+  }
+  for (const e of wanted) {
+    const file = join(run.dir, e.path!);
+    if (!existsSync(file)) throw new RestoreError(`${file} is missing (run ${run.runId})`);
+    if (e.sha256 && (await sha256(file)) !== e.sha256) {
+      throw new RestoreError(`${file} does not match the sha256 its manifest recorded: the dump was changed or damaged after it was written`, { file });
+    }
+  }
+}
+
+async function freeBytes(dir: string): Promise<number | undefined> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function sha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
