@@ -96,7 +96,8 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   mkdirSync(dirname(panelState), { recursive: true });
   writeFileSync(panelState, JSON.stringify({ scopes: { 'backups.automatic-database-exports': true }, sites }, null, 2));
   // The stand-ins where the panel keeps its cmd and backup_dbs.php (the owners' exports run after ours).
-  const standIn = (path: string, program: string): string => {
+  // backup_dbs.php is a symlink to backup_dbs.mjs in the checkout, and npm pack leaves symlinks out.
+  const standIn = (path: string, program: string, file = program): string => {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(
       path,
@@ -104,7 +105,7 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
         '#!/bin/sh',
         `# apiscp-backup demo: the test stand-in for ApisCP's ${program} (see sandbox/fake-apiscp/README.md).`,
         `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
-        `  exec '${process.execPath}' '${join(fakeApiscpDir(), program)}' "$@"`,
+        `  exec '${process.execPath}' '${join(fakeApiscpDir(), file)}' "$@"`,
         '',
       ].join('\n'),
     );
@@ -112,7 +113,7 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
     return path;
   };
   const cpcmd = standIn(join(root, 'usr/local/apnscp/bin/cmd'), 'cpcmd');
-  const backupDbs = standIn(join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php'), 'backup_dbs.php');
+  const backupDbs = standIn(join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php'), 'backup_dbs.php', 'backup_dbs.mjs');
   return {
     backupDbs,
     root,
