@@ -75,7 +75,7 @@ export async function listSites(cpcmd: Cpcmd, options: Pick<MapOptions, 'log' | 
   }
   const sites = new Map<string, SiteInfo>();
   for (const [key, value] of Object.entries(raw)) {
-    // get-domains is keyed by the numeric site id (inferred); collect by siteN.
+    // get-domains is keyed by the numeric site id (admins' scripts make siteN of its `N: domain` lines); collect by siteN.
     const id = /^[0-9]+$/.test(key) ? `site${key}` : key;
     if (!SITE_ID.test(id)) {
       options.log?.warn(`ignoring unexpected site key ${JSON.stringify(key)} from cpcmd ${source}`);
