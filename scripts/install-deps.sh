@@ -13,8 +13,10 @@ packages=(
   bacula-director-sqlite3 bacula-director bacula-sd bacula-fd bacula-console sqlite3
   debianutils                       # run-parts (cron.daily tests)
   procps                            # ps/pkill used by fault tests
+  iproute2                          # ip netns + veth: the fleet test's network namespaces
+  mydumper sysbench                 # bench:dumps compares with mydumper/myloader, measures site latency
   rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
-  util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay
+  util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay; the fleet test's mount namespaces
 )
 
 missing=()

@@ -18,7 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['dumps'],
   ['engine'],
   ['report'],
-  ['job', 'install', 'sandbox'],
+  ['job', 'install', 'sandbox', 'fleet'],
   ['demo', 'restore'],
   ['cli'],
 ];

@@ -169,7 +169,16 @@ export function buildProgram(): Command {
     .option('--etc <dir>', "the director's configuration directory (default bacula.etc)")
     .option('--wrapper <path>', 'add-in: the command the RunScripts call on every client (default bacula.wrapper)')
     .option('--write', 'add-in: write local.d/servers/base.conf; stock: write an include file (both idempotent)')
+    .option('--address <host>', 'also print the Client resource: where the director reaches this server\'s file daemon')
+    .option('--fd-port <port>', 'the file daemon\'s port (default 9102)')
+    .option('--password-file <file>', 'with --address: file holding the file daemon\'s Director password')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
+
+  const fleet = program.command('fleet').description('on a Bacula director host: every client\'s backups, from the catalog');
+  fleet
+    .command('status')
+    .description('per client: last good job, level, age, restore chain, last failure; exit 6 when any is stale or failed')
+    .action(action(() => import('./commands/fleet-status.js'), { logFile: false }));
 
   program
     .command('paths')

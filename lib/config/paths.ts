@@ -26,6 +26,8 @@ export interface ResolvedPaths {
   readonly stagingDir: string;
   /** monitor.prometheus_textfile, when set. */
   readonly prometheusTextfile: string | undefined;
+  /** fleet.prometheus_textfile, when set. */
+  readonly fleetPrometheusTextfile: string | undefined;
   /** Globs as configured, placed under the root (expansion happens in plan/). */
   readonly include: readonly string[];
   readonly exclude: readonly string[];
@@ -47,6 +49,7 @@ export function resolvePaths(config: Config): ResolvedPaths {
     duplicityArchiveDir: at(config.duplicity.archive_dir),
     stagingDir: at(config.restore.staging_dir),
     prometheusTextfile: config.monitor.prometheus_textfile === undefined ? undefined : at(config.monitor.prometheus_textfile),
+    fleetPrometheusTextfile: config.fleet.prometheus_textfile === undefined ? undefined : at(config.fleet.prometheus_textfile),
     include: config.paths.include.map(at),
     exclude: config.paths.exclude.map(at),
   };

@@ -101,11 +101,32 @@ export const configSchema = z
         dir: z.string().default('/var/backup/apiscp-backup').describe('where runs are written (under paths.root)'),
         keep: z.number().int().min(1).default(3).describe('complete runs to keep; older runs are kept too while they hold the newest good dump of a database (see keep_gone); the newest complete run is never deleted'),
         compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
-        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 3, gzip 6)'),
+        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 1, gzip 6; see the README\'s performance section)'),
         rsyncable: tristate
           .default('auto')
-          .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (costs ~30% compressor CPU); auto = on except for bacula'),
-        concurrency: z.number().int().min(1).max(64).default(2).describe('databases dumped at once'),
+          .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (doubles zstd -1 CPU); auto = on for restic, borg and duplicity'),
+        threads: z
+          .union([z.literal('auto'), z.number().int().min(1).max(64)])
+          .default('auto')
+          .describe('zstd threads per dump; auto = the cores shared by the databases dumped at once (a database dumped alone gets them all)'),
+        concurrency: z
+          .union([z.literal('auto'), z.number().int().min(1).max(64)])
+          .default(2)
+          .describe('databases dumped at once; auto = the idle cores at the start (cores minus the 1-minute load), 1 to 8'),
+        sync: z
+          .enum(['run', 'file'])
+          .default('run')
+          .describe('run = one syncfs of the dumps filesystem before the manifest; file = fsync every dump as it is written (a shared, busy filesystem)'),
+        throttle: z
+          .object({
+            threads_running: z
+              .union([z.literal('auto'), z.number().int().min(0)])
+              .default('auto')
+              .describe('start no new dump while the server runs more statements than this for others (Threads_running, PostgreSQL active backends); auto = 2 per core, at least 4; 0 = off'),
+            max_wait: duration.default('15m').describe('per dump: start anyway after waiting this long (a backup late beats no backup)'),
+          })
+          .strict()
+          .default({}),
         timeout: duration.default('6h').describe('per database'),
         retries: z.number().int().min(0).max(10).default(1).describe('more attempts to reach a database server that does not answer (a server restarting at night is common); a retry that was needed is a warning'),
         retry_wait: duration.default('30s').describe('pause before each retry'),
@@ -140,6 +161,16 @@ export const configSchema = z
           .default('auto')
           .describe('older panels only (no backups.automatic-database-exports scope): upcp applies manual_database_backups; auto = $UPCP, upcp on PATH, /usr/local/sbin/upcp, $APNSCP_HOME/bin/upcp'),
         upcp_timeout: duration.default('30m').describe('`upcp -sb apnscp/crons` runs a Bootstrapper role (ansible): minutes, not seconds'),
+      })
+      .strict()
+      .default({}),
+    priority: z
+      .object({
+        nice: z.number().int().min(-20).max(19).default(10).describe('CPU priority of our processes (dump tools, compressors, engines); mariadbd\'s own threads keep theirs'),
+        ionice: z
+          .enum(['none', 'best-effort', 'idle'])
+          .default('best-effort')
+          .describe('I/O class of our processes (best-effort at the lowest level 7); only the bfq scheduler honours it, mq-deadline and none ignore it'),
       })
       .strict()
       .default({}),
@@ -217,6 +248,16 @@ export const configSchema = z
     restore: z
       .object({
         staging_dir: z.string().default('/var/tmp/apiscp-backup-restore').describe('where backups are fetched before they are compared and applied (under paths.root)'),
+      })
+      .strict()
+      .default({}),
+    fleet: z
+      .object({
+        max_age: duration.default('26h').describe('a client whose newest good backup job is older is stale'),
+        clients: z.array(glob).default(['*']).describe('Client names to report (globs)'),
+        exclude: z.array(glob).default([]).describe('Client names to leave out, e.g. the director\'s own "self"'),
+        prometheus_textfile: z.string().optional().describe('written by every `fleet status`: per-client metrics with a client label (under paths.root)'),
+        timeout: duration.default('2m').describe('for each bconsole call'),
       })
       .strict()
       .default({}),

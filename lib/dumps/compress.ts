@@ -18,16 +18,25 @@ export function compressionSuffix(c: Compression): string {
 
 /**
  * The compressor stage. `--rsyncable` keeps a small change in a database from reshuffling the
- * whole compressed file, so restic/borg/duplicity (and rsync-based tools) store only what changed
- * between nights. Bacula stores changed files whole, so there it is only CPU (about 30% of zstd's).
+ * whole compressed file, so restic/borg (deduplicating) and duplicity (librsync deltas) store
+ * only what changed between nights. It doubles zstd -1's CPU (measured, README performance
+ * section), so `auto` turns it on only for those engines: Bacula stores changed files whole, and
+ * with `none` we cannot know what reads the files (set `rsyncable: true` for rsync-based tools).
  */
 export function wantRsyncable(setting: 'auto' | boolean, engine: string): boolean {
-  return setting === 'auto' ? engine !== 'bacula' : setting;
+  return setting === 'auto' ? DELTA_ENGINES.has(engine) : setting;
 }
 
-export function compressorCommand(c: Compression, level?: number, rsyncable = true): Command | undefined {
+const DELTA_ENGINES = new Set(['restic', 'borg', 'duplicity']);
+
+/** Default levels for the dumps: zstd -1 costs half of -3's CPU for ~2-4 % more bytes (measured). */
+export const DUMP_LEVEL: Readonly<Record<Compression, number | undefined>> = { zstd: 1, gzip: 6, none: undefined };
+
+/** `threads` > 1: zstd compresses in that many worker threads (a database dumped alone). */
+export function compressorCommand(c: Compression, level?: number, rsyncable = true, threads = 1): Command | undefined {
   const sync = rsyncable ? ['--rsyncable'] : [];
-  if (c === 'zstd') return cmd(resolveTool('zstd'), ['-q', '-c', `-${level ?? 3}`, ...sync]);
+  const mt = threads > 1 ? [`-T${threads}`] : [];
+  if (c === 'zstd') return cmd(resolveTool('zstd'), ['-q', '-c', `-${level ?? 3}`, ...mt, ...sync]);
   if (c === 'gzip') return cmd(resolveTool('gzip'), ['-c', `-${level ?? 6}`, ...sync, '-n']);
   return undefined;
 }

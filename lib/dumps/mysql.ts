@@ -8,12 +8,13 @@ import { BackupError, CommandError, ConfigError, MissingDependencyError } from '
 import { ExitCode } from '../exit-codes.js';
 import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
+import { largeStdoutBuffer } from '../run/stdout-buffer.js';
 import { whichSystem } from '../run/which.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../model/kind.js';
 import { withMysqlRestore } from './mysql-restore.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
-import { readTail } from './verify.js';
+import { readTail, tailCheck } from './verify.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -223,7 +224,7 @@ class Session implements MysqlSession {
       // '--' ends the options, so a database called '-x' or '--help' is a name, not an option.
       '--',
       database,
-    ]);
+    ], { env: largeStdoutBuffer() }); // 1 MiB writes: fewer, larger reads for the streaming check
     const spec = this.spec(database, 'database', command, lockMode, {
       engines,
       tables,
@@ -280,6 +281,13 @@ class Session implements MysqlSession {
     return this.spec(null, 'users', cmd(cat, ['--', file]), 'none', { method: 'SHOW CREATE USER + SHOW GRANTS', users: users.length });
   }
 
+  async serverLoad(signal?: AbortSignal): Promise<number | undefined> {
+    const rows = await this.query("SHOW GLOBAL STATUS LIKE 'Threads_running'", signal);
+    const n = Number(rows[0]?.[1]);
+    // Our own SHOW STATUS is one of the running threads.
+    return Number.isFinite(n) ? Math.max(0, n - 1) : undefined;
+  }
+
   async close(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }
@@ -298,13 +306,17 @@ class Session implements MysqlSession {
       secrets,
       details,
       verify: (file: string, compression: Compression, signal?: AbortSignal) => verifySqlDump(file, compression, signal),
+      streamCheck: () => tailCheck(checkSqlTrailer),
     };
   }
 }
 
 /** A mysqldump/mariadb-dump file is complete only if it ends with the `-- Dump completed` trailer. */
 export async function verifySqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<void> {
-  const tailText = await readTail(file, compression, 4096, signal);
+  checkSqlTrailer(await readTail(file, compression, 4096, signal), file, compression);
+}
+
+function checkSqlTrailer(tailText: string, file: string, compression: Compression): void {
   if (!/(^|\n)-- Dump completed[^\n]*\s*$/.test(tailText)) {
     const last = tailText.trimEnd().split('\n').slice(-3).join('\n').slice(-300);
     throw new BackupError(`${file}: incomplete MySQL dump: no '-- Dump completed' trailer at the end`, ExitCode.DUMP_FAILED, { file, compression, lastLines: last });

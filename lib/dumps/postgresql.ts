@@ -178,6 +178,12 @@ export class PostgresSession implements DatabaseSession {
     ];
   }
 
+  async serverLoad(signal?: AbortSignal): Promise<number | undefined> {
+    const sql = `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()`;
+    const n = Number((await query(this.conn, this.tools.psql, this.maintenanceDb, sql, signal)).trim());
+    return Number.isFinite(n) ? n : undefined;
+  }
+
   async close(): Promise<void> {
     // Nothing to remove: credentials stay in the admin's own pgpass file, never in temp files.
   }

@@ -13,13 +13,15 @@ import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
-import { compressorCommand, resolveCompression, wantRsyncable } from './compress.js';
+import { syncFilesystem } from '../run/sync-fs.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { dumpPath, LATEST, MANIFEST, newRunId } from './layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { accountForDatabases } from './accounting.js';
 import { applyRetention, removeCrashedRuns } from './retention.js';
 import { checkSpace } from './space.js';
+import { ServerPacer } from './throttle.js';
+import { dumpTuning } from './tuning.js';
 import type { Compression } from '../model/kind.js';
 
 export interface DumpRunInput {
@@ -46,7 +48,8 @@ export interface DumpRunResult {
 
 /**
  * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
- * written under a temporary name, fsynced, verified and only then renamed; the run directory is
+ * written under a temporary name, verified (while it streams, where the kind can) and only then
+ * renamed; all of them are durable (one syncfs, or an fsync each) before the manifest is written; the run directory is
  * `<runId>.inprogress` until the manifest is written, and `latest` moves only to a complete run.
  * A failure never touches the previous runs; an interruption removes the whole unfinished run.
  */
@@ -63,7 +66,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   // 8 and verifications overlapping the next dumps that is more than Node's default of 10, which
   // prints MaxListenersExceededWarning (a cron mail on a healthy night). Listeners are removed as
   // each stage ends: this is the bound, not a leak.
-  if (signal) setMaxListeners(Math.max(10, config.dumps.concurrency * 8 + 10), signal);
+  if (signal) setMaxListeners(Math.max(10, (config.dumps.concurrency === 'auto' ? 8 : config.dumps.concurrency) * 8 + 10), signal);
   const previous = readLatestManifest(paths.dumpsDir);
   try {
     removeCrashedRuns(paths.dumpsDir);
@@ -81,18 +84,21 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   const { plan } = input;
   try {
     entries.push(...plan.failures);
-    const compression = resolveCompression(config.dumps.compression);
-    const output: DumpOutput = { compression, compressor: compressorCommand(compression, config.dumps.level, wantRsyncable(config.dumps.rsyncable, config.engine)) };
+    // Users/roles exports take a moment: a lone big database counts as alone beside them.
+    const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
+    const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file' };
+    const pacer = new ServerPacer(config.dumps.throttle, log);
     const total = plan.items.length + (input.panelExport ? 1 : 0);
     let done = 0;
     const timeoutMs = durationMs(config.dumps.timeout);
     // Largest first, by the previous run's sizes: the biggest database must not start last and
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
-    await pool(largestFirst(plan.items, previousSizes(previous)), config.dumps.concurrency, async (item, release) => {
+    await pool(largestFirst(plan.items, previousSizes(previous)), tuning.concurrency, async (item, release) => {
       if (signal?.aborted) return;
-      input.onProgress?.(done, total, `${item.spec.kind} ${item.spec.database ?? item.spec.object}`);
-      entries.push(await dumpOne(item, work, output, timeoutMs, log, signal, release));
+      const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
+      input.onProgress?.(done, total, what);
+      entries.push(await pacer.run(item.session, what, () => dumpOne(item, work, output, timeoutMs, log, signal, release), signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
@@ -122,6 +128,8 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       warnings: [...plan.warnings, ...accounted.warnings],
     };
     try {
+      // Every dump durable before the manifest says the run is complete (dumps.sync: run).
+      if (!output.fsync) await syncFilesystem(work, signal);
       writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
       await rename(work, final);
       fsyncDir(paths.dumpsDir);
@@ -201,12 +209,18 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
   try {
     const compressor = spec.compressible ? output.compressor : undefined;
     const stages = compressor ? [spec.command, compressor] : [spec.command];
-    const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets });
+    // Checked while it streams when the kind can (the trailer), else by reading the file back.
+    const check = spec.streamCheck?.();
+    const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
+    const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap });
     written?.();
-    await spec.verify(tmp, applied, signal);
+    if (check) check.finish(tmp, applied);
+    else await spec.verify(tmp, applied, signal);
     renameSync(tmp, file);
     log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs });
-    return { ...base, path: rel, bytes: result.bytes, sha256: result.sha256, durationMs: Date.now() - startedAt.getTime(), status: 'ok' };
+    // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
+    const lockHeldMs = spec.lockMode === 'lock-tables' ? result.stages[0]?.durationMs : undefined;
+    return { ...base, path: rel, bytes: result.bytes, sha256: result.sha256, durationMs: Date.now() - startedAt.getTime(), ...(lockHeldMs !== undefined ? { lockHeldMs } : {}), status: 'ok' };
   } catch (err) {
     rmSync(tmp, { force: true });
     // Not one of our errors: a bug, reported as such (exit 70 with the stack in the log), not as "dump failed".
@@ -259,6 +273,8 @@ function largestFirst(items: readonly PlannedDump[], sizes: ReadonlyMap<string, 
 interface DumpOutput {
   readonly compression: Compression;
   readonly compressor: Command | undefined;
+  /** fsync every file (dumps.sync: file) instead of one syncfs before the manifest. */
+  readonly fsync: boolean;
 }
 
 function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {

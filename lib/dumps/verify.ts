@@ -6,7 +6,35 @@ import { cmd } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression } from '../model/kind.js';
+import type { Compression, StreamCheck } from '../model/kind.js';
+
+/**
+ * Keeps the last `bytes` bytes of a stream (the dump's trailer), for checks made while the dump
+ * is written. Chunks are kept by reference until they fall out of the window: no copy per chunk.
+ */
+export class StreamTail {
+  private chunks: Buffer[] = [];
+  private held = 0;
+
+  constructor(private readonly bytes = 4096) {}
+
+  update(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.held += chunk.length;
+    while (this.chunks.length > 1 && this.held - this.chunks[0]!.length >= this.bytes) this.held -= this.chunks.shift()!.length;
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.bytes)).toString('utf8');
+  }
+}
+
+/** A StreamCheck that runs `check` on the last `bytes` bytes of the stream. */
+export function tailCheck(check: (tailText: string, file: string, compression: Compression) => void, bytes = 4096): StreamCheck {
+  const tail = new StreamTail(bytes);
+  return { update: (chunk) => tail.update(chunk), finish: (file, compression) => check(tail.text(), file, compression) };
+}
 
 /**
  * The last `bytes` bytes of a dump after decompression, as UTF-8 text (a multi-byte character

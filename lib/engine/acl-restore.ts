@@ -1,8 +1,7 @@
-import { createReadStream, createWriteStream, lstatSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs';
 import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { decompressorCommand, sniffCompression } from '../dumps/compress.js';
 import { BackupError, EngineError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -50,7 +49,7 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
     if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, missingAcl: 0, missingXattr: 0, originalRoot: '/', warnings: [] };
     const packed = sniffCompression(head);
     if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
-    await pipeToFile([decompressorCommand(packed, sidecar)], plain);
+    await pipeToFile([decompressorCommand(packed, sidecar)], plain, { fsync: false }); // scratch
     const aclText = join(work, 'acl.txt');
     const xattrText = join(work, 'xattr.txt');
     const counts = await splitAndRewrite(plain, aclText, xattrText, fromDir);
@@ -64,8 +63,11 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
       );
     }
     const warnings: string[] = [...counts.missingExamples.map((p) => `not in the restored tree: ${p}`)];
-    if (counts.acl > 0) await restoreWith(cmd(resolveTool('setfacl', 'acl'), [`--restore=${aclText}`], { cwd: fromDir }), warnings);
-    if (counts.xattr > 0) await restoreWith(cmd(resolveTool('setfattr', 'attr'), [`--restore=${xattrText}`], { cwd: fromDir }), warnings);
+    // ACLs and the other xattrs are separate attributes: both tools at once.
+    await Promise.all([
+      counts.acl > 0 ? restoreWith(cmd(resolveTool('setfacl', 'acl'), [`--restore=${aclText}`], { cwd: fromDir }), warnings) : undefined,
+      counts.xattr > 0 ? restoreWith(cmd(resolveTool('setfattr', 'attr'), [`--restore=${xattrText}`], { cwd: fromDir }), warnings) : undefined,
+    ]);
     return { sidecar, aclFiles: counts.acl, xattrFiles: counts.xattr, missingAcl: counts.missingAcl, missingXattr: counts.missingXattr, originalRoot: counts.originalRoot, warnings };
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -97,48 +99,80 @@ interface SplitCounts {
 
 /**
  * Stream the plain text into the two restore files, with paths made relative to the restore
- * dir, keeping only blocks whose path exists there (and counting the others).
+ * dir, keeping only blocks whose path exists there (and counting the others). Both tools end
+ * each block with a blank line, so the text is handled in chunks of whole blocks (indexOf),
+ * not line by line: the readline version cost 3.8× the raw setfacl/setfattr on 200,000 files
+ * (bench:dumps). latin1 keeps every byte as it was.
  */
 async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string, fromDir: string): Promise<SplitCounts> {
   const acl = createWriteStream(aclOut, { mode: 0o600 });
   const xattr = createWriteStream(xattrOut, { mode: 0o600 });
   const counts: SplitCounts = { acl: 0, xattr: 0, missingAcl: 0, missingXattr: 0, originalRoot: '', example: '', missingExamples: [] };
   let root: string[] | undefined;
-  let pending: { header: string; exists: boolean; abs: string } | undefined;
-  let target: typeof acl | undefined;
-  const write = async (stream: typeof acl, text: string): Promise<void> => {
-    if (!stream.write(text)) await new Promise<void>((r) => stream.once('drain', () => r()));
+  // Whether a path exists in the restored tree, from one readdir per directory instead of an
+  // lstat per path (200,000 lstats were the largest part of our time, bench:dumps).
+  const listings = new Map<string, Set<string> | null>();
+  const exists = (real: string): boolean => {
+    const slash = real.lastIndexOf('/');
+    const dir = slash === -1 ? '' : real.slice(0, slash);
+    const name = real.slice(slash + 1);
+    // The root itself, or a name readdir's UTF-8 decoding might not give back byte for byte.
+    if (name === '' || /[^\x00-\x7f]/.test(real)) return lstatSync(join(fromDir, real), { throwIfNoEntry: false }) !== undefined;
+    let names = listings.get(dir);
+    if (names === undefined) {
+      try {
+        names = new Set(readdirSync(join(fromDir, dir)));
+      } catch {
+        names = null;
+      }
+      listings.set(dir, names);
+    }
+    return names !== null && names.has(name);
   };
-  for await (const line of createInterface({ input: createReadStream(plain), crlfDelay: Infinity })) {
-    if (line.startsWith('# file: ')) {
-      const abs = line.slice('# file: '.length);
+  const write = async (stream: typeof acl, text: string): Promise<void> => {
+    if (text !== '' && !stream.write(text, 'latin1')) await new Promise<void>((r) => stream.once('drain', () => r()));
+  };
+  const flush = async (blocks: string[]): Promise<void> => {
+    const out = { acl: [] as string[], xattr: [] as string[] };
+    for (const raw of blocks) {
+      const block = raw.replace(/^\n+/, '');
+      if (!block.startsWith('# file: ')) continue;
+      const eol = block.indexOf('\n');
+      if (eol === -1) continue;
+      const header = block.slice('# file: '.length, eol);
+      const ascii = !/[^\x00-\x7f]/.test(header); // the usual case: no conversions
+      const abs = ascii ? header : Buffer.from(header, 'latin1').toString('utf8');
       const rel = abs.replace(/^\/+/, '');
-      const real = unescapePath(rel);
+      const real = rel.includes('\\') ? unescapePath(rel) : rel;
       const parts = real.split('/').filter(Boolean);
       root = root === undefined ? parts.slice(0, -1) : root.slice(0, commonLength(root, parts));
       if (!counts.example) counts.example = '/' + real;
-      const exists = lstatSync(join(fromDir, real), { throwIfNoEntry: false }) !== undefined;
-      pending = { header: `# file: ${rel === '' ? '.' : rel}\n`, exists, abs: '/' + real };
-      target = undefined;
+      // The line after the header decides which tool wrote the block.
+      const isAcl = block.startsWith('# owner: ', eol + 1);
+      if (exists(real)) {
+        counts[isAcl ? 'acl' : 'xattr']++;
+        const relHeader = `# file: ${rel === '' ? '.' : ascii ? rel : Buffer.from(rel, 'utf8').toString('latin1')}`;
+        out[isAcl ? 'acl' : 'xattr'].push(relHeader, block.slice(eol), '\n\n');
+      } else {
+        counts[isAcl ? 'missingAcl' : 'missingXattr']++;
+        if (counts.missingExamples.length < 5) counts.missingExamples.push('/' + real);
+      }
+    }
+    await write(acl, out.acl.join(''));
+    await write(xattr, out.xattr.join(''));
+  };
+  let rest = '';
+  for await (const chunk of createReadStream(plain, { encoding: 'latin1', highWaterMark: 1 << 20 })) {
+    const text = rest + (chunk as string);
+    const cut = text.lastIndexOf('\n\n');
+    if (cut === -1) {
+      rest = text;
       continue;
     }
-    if (pending !== undefined) {
-      // The line after the header decides which tool wrote the block.
-      if (line === '') continue;
-      const isAcl = line.startsWith('# owner: ');
-      if (pending.exists) {
-        target = isAcl ? acl : xattr;
-        counts[isAcl ? 'acl' : 'xattr']++;
-        await write(target, pending.header);
-      } else {
-        target = undefined;
-        counts[isAcl ? 'missingAcl' : 'missingXattr']++;
-        if (counts.missingExamples.length < 5) counts.missingExamples.push(pending.abs);
-      }
-      pending = undefined;
-    }
-    if (target) await write(target, line + '\n');
+    rest = text.slice(cut + 2);
+    await flush(text.slice(0, cut).split('\n\n'));
   }
+  await flush(rest.split('\n\n'));
   await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
   counts.originalRoot = '/' + (root ?? []).join('/');
   return counts;

@@ -123,10 +123,20 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
   const compressor = compressorCommand(compression)!;
   try {
     writeFileSync(tmp, '', { mode: 0o600 });
-    for (const command of commands) {
-      await rm(part, { force: true });
-      await pipeToFile([command, compressor], part, { tolerate: vanished(warnings) });
-      await pipeline(createReadStream(part), createWriteStream(tmp, { flags: 'a' }));
+    // Two walks at once (each is one core of stat/getxattr calls, measured with bench:dumps):
+    // the getfacl batches and the getfattr batches side by side, each into its own part,
+    // then the parts appended in order.
+    const parts = commands.map((_, i) => `${part}${i}`);
+    const half = commands.findIndex((c) => c.file === getfattr);
+    const run = async (from: number, to: number): Promise<void> => {
+      for (let i = from; i < to; i++) await pipeToFile([commands[i]!, compressor], parts[i]!, { tolerate: vanished(warnings), fsync: false });
+    };
+    try {
+      const split = half === -1 ? commands.length : half;
+      await Promise.all([run(0, split), run(split, commands.length)]);
+      for (const p of parts) await pipeline(createReadStream(p), createWriteStream(tmp, { flags: 'a' }));
+    } finally {
+      for (const p of parts) await rm(p, { force: true });
     }
     const h = await open(tmp, 'r');
     await h.sync().finally(() => h.close());

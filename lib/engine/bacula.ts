@@ -219,7 +219,37 @@ export function renderBaculaJob(opts: BaculaJobOptions): string {
   return lines.join('\n') + '\n';
 }
 
-/** The fragment an admin appends to bacula-dir.conf (the Client resource is theirs: it holds the FD password). */
+export interface BaculaClientOptions {
+  client: string;
+  /** Where the director reaches this server's file daemon. */
+  address: string;
+  fdPort?: number;
+  /** The file daemon's Director password (from a file the admin keeps 0600, never argv). */
+  password: string;
+  catalog?: string;
+}
+
+/**
+ * The Client resource for one ApisCP server in the stock layout (one per server on a fleet
+ * director). Retention and AutoPrune as in Debian's sample: the catalog stays bounded.
+ */
+export function renderBaculaClient(opts: BaculaClientOptions): string {
+  if (!/^[A-Za-z0-9.:_-]+$/.test(opts.address)) throw new ConfigError(`not a host name or address: ${opts.address}`, undefined);
+  return [
+    'Client {',
+    `  Name = ${baculaString(opts.client)}`,
+    `  Address = ${opts.address}`,
+    `  FDPort = ${opts.fdPort ?? 9102}`,
+    `  Catalog = ${baculaString(opts.catalog ?? 'MyCatalog')}`,
+    `  Password = ${baculaString(opts.password)}`,
+    '  File Retention = 60 days',
+    '  Job Retention = 6 months',
+    '  AutoPrune = yes',
+    '}',
+  ].join('\n') + '\n';
+}
+
+/** The fragment an admin appends to bacula-dir.conf (the Client resource only with --address: it holds the FD password). */
 export function renderBaculaConfig(opts: BaculaConfigOptions): string {
   const { before, after, paths } = baculaHookCommands(opts);
   const header = [

@@ -18,6 +18,7 @@ import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult }
 import { addPin, PinsError, removePin } from './pins.js';
 import { runHookPoint, type RunFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
+import { withPriority } from '../run/priority.js';
 
 export interface JobInput {
   readonly loaded: LoadedConfig;
@@ -264,7 +265,9 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       let ctx: EngineContext | undefined;
       try {
         ctx = await engineContext(input);
-        const result: EngineResult = await engine.backup(ctx);
+        const engineCtx = ctx;
+        // At the configured priority, like the dumps (priority.nice / priority.ionice).
+        const result: EngineResult = await withPriority(input.loaded.config.priority, input.log, () => engine.backup(engineCtx));
         level = result.level;
         warnings.push(...result.warnings.map((w) => warning(WarningCodes.ENGINE_WARNING, w)));
         backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };

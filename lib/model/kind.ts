@@ -32,12 +32,24 @@ export interface DumpSpec {
    * `compression` is what the orchestrator applied on top of the tool's output.
    */
   verify(file: string, compression: Compression, signal?: AbortSignal): Promise<void>;
+  /**
+   * The same check made on the tool's output while it streams (before compression), so the
+   * finished file need not be decompressed again. When present, the orchestrator uses it
+   * instead of verify(); verify() stays for files checked later (restore, tests).
+   */
+  streamCheck?(): StreamCheck;
   /** Strings that must never appear in messages (none when credentials live in files). */
   readonly secrets?: readonly string[];
   /** Extra facts for the manifest (engine of each table, encoding…): copied into the manifest entry. */
   readonly details?: Readonly<Record<string, unknown>>;
   /** What this dump will not contain (events skipped…): recorded in the manifest entry and the run state. */
   readonly warnings?: readonly Warning[];
+}
+
+/** Sees every chunk of a dump tool's output; finish() throws a BackupError when it is incomplete. */
+export interface StreamCheck {
+  update(chunk: Buffer): void;
+  finish(file: string, compression: Compression): void;
 }
 
 export interface ServerVersions {
@@ -55,6 +67,12 @@ export interface DatabaseSession {
   planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec>;
   /** Server-wide exports: MySQL users and grants, PostgreSQL roles. */
   planServerWide(signal?: AbortSignal): Promise<DumpSpec[]>;
+  /**
+   * How many statements the server is running for others right now (MariaDB Threads_running,
+   * PostgreSQL active client backends, our own query excluded), for pausing new dumps while the
+   * server is busy. undefined when it cannot tell.
+   */
+  serverLoad?(signal?: AbortSignal): Promise<number | undefined>;
   /** Remove temporary credential files. Always called, also after failures. */
   close(): Promise<void>;
 }

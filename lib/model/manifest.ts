@@ -20,6 +20,11 @@ export interface ManifestEntry {
   readonly clientVersion?: string;
   readonly startedAt: string;
   readonly durationMs: number;
+  /**
+   * lock-tables dumps (MyISAM/Aria tables): how long the database's tables were locked, i.e.
+   * the site could not write them (mariadb-dump's run time, an upper bound).
+   */
+  readonly lockHeldMs?: number;
   readonly status: 'ok' | 'failed';
   /** What the kind knows about this dump (tables, engines, events…; `eventsSkipped` when some were left out). */
   readonly details?: Readonly<Record<string, unknown>>;

@@ -3,12 +3,12 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { countByCode } from '../warnings.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 
-interface Sample {
+export interface Sample {
   readonly labels?: Readonly<Record<string, string>>;
   readonly value: number;
 }
 
-interface Metric {
+export interface Metric {
   readonly name: string;
   readonly help: string;
   readonly samples: readonly Sample[];
@@ -46,6 +46,11 @@ export function renderPrometheus(state: RunState): string {
     { name: 'apiscp_backup_restore_chain_length', help: 'Backups a restore must replay: the full, the newest differential, and every incremental since.', samples: one(chain) },
   ];
 
+  return renderMetrics(metrics);
+}
+
+/** The text exposition format: HELP, TYPE gauge, one line per sample. */
+export function renderMetrics(metrics: readonly Metric[]): string {
   const out: string[] = [];
   for (const m of metrics) {
     out.push(`# HELP ${m.name} ${escapeHelp(m.help)}`, `# TYPE ${m.name} gauge`);

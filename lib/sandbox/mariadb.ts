@@ -35,6 +35,11 @@ export interface StartMariadbOptions {
   baseDir?: string;
   /** Extra mariadbd options, e.g. ['--innodb-buffer-pool-size=256M'] for benchmarks. */
   serverArgs?: readonly string[];
+  /**
+   * Argv put before mariadbd, e.g. ['ip', 'netns', 'exec', NS] to run it inside a test host's
+   * network namespace. It must exec mariadbd (keep the pid) for stop() and kill() to reach it.
+   */
+  launcher?: readonly string[];
 }
 
 const STARTUP_MS = 30_000;
@@ -124,7 +129,8 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     // A daemon outlives any single call, which lib/run's run()/pipeToFile() (they wait for
     // exit) cannot express: spawn it directly, detached in its own process group and unref'd
     // so a test runner can exit; stop()/kill() end it by pid and wait for the exit event.
-    const proc = spawn(mariadbd, serverArgs, { detached: true, stdio: 'ignore' });
+    const [file, ...args] = [...(opts.launcher ?? []), mariadbd, ...serverArgs];
+    const proc = spawn(file!, args, { detached: true, stdio: 'ignore' });
     proc.unref();
     child = proc;
     let gone = false;

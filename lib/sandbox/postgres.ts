@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { findPgTool } from '../dumps/pg-bin.js';
 import { osUser } from '../os-user.js';
 import { MissingDependencyError, tail } from '../errors.js';
-import { cmd } from '../run/command.js';
+import { cmd, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 
 export interface PostgresServer {
@@ -28,6 +28,11 @@ export interface PostgresServer {
 export interface StartPostgresOptions {
   /** Directory to hold data, socket and log (created; default: a new directory under the OS temp dir). */
   baseDir?: string;
+  /**
+   * Rewrites the pg_ctl start command, e.g. to run the server inside a test host's namespaces
+   * (the command carries uid/gid: the wrapper must switch to them itself, after entering).
+   */
+  wrapStart?: (command: Command) => Command;
 }
 
 // sockaddr_un.sun_path is 108 bytes; ".s.PGSQL.65535" plus a slash needs 15 of them.
@@ -73,7 +78,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   const version = (await run(cmd(postgres, ['--version']))).stdout.replace(/^.*\(PostgreSQL\)\s*/, '').trim();
   let running = false;
   const start = async (): Promise<void> => {
-    await run(cmd(pgCtl, ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start'], asPostgres), { timeoutMs: 90_000 });
+    const command = cmd(pgCtl, ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start'], asPostgres);
+    await run(opts.wrapStart ? opts.wrapStart(command) : command, { timeoutMs: 90_000 });
     running = true;
     watch(dataDir);
   };

@@ -130,3 +130,23 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * `count` tiny site databases (a hosting server's long tail: a few tables, a few rows each),
+ * created by one client session per 100 databases: generation is not what we measure.
+ */
+export async function generateTiny(server: MariadbServer, count: number): Promise<string[]> {
+  const names = Array.from({ length: count }, (_, i) => `tiny${String(i + 1).padStart(4, '0')}_wp`);
+  for (let i = 0; i < names.length; i += 100) {
+    const sql = names.slice(i, i + 100).flatMap((n) => [
+      `CREATE DATABASE \`${n}\``,
+      `USE \`${n}\``, // seq_1_to_N (the Sequence engine) exists only inside a database
+      `CREATE TABLE \`${n}\`.wp_options (option_id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, option_name VARCHAR(191) NOT NULL UNIQUE, option_value LONGTEXT NOT NULL) ENGINE=InnoDB`,
+      `CREATE TABLE \`${n}\`.wp_posts (ID BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, post_title VARCHAR(255) NOT NULL, post_content LONGTEXT NOT NULL) ENGINE=InnoDB`,
+      `INSERT INTO \`${n}\`.wp_options (option_name, option_value) SELECT CONCAT('option_', seq), REPEAT(MD5(seq), 1 + seq % 5) FROM seq_1_to_40`,
+      `INSERT INTO \`${n}\`.wp_posts (post_title, post_content) SELECT CONCAT('Hello world ', seq), REPEAT('${PHRASE}', 1 + seq % 8) FROM seq_1_to_10`,
+    ]);
+    await server.sql(sql.join(';\n') + ';');
+  }
+  return names;
+}

@@ -25,7 +25,7 @@ export interface Probe {
 
 const HOUR = 3_600_000;
 
-function bin(name: string, alt?: string): string {
+export function bin(name: string, alt?: string): string {
   const found = whichSystem(name) ?? (alt ? whichSystem(alt) : undefined);
   if (!found) throw new Error(`${name} not found`);
   return found;
@@ -60,27 +60,34 @@ function cpuOf(pid: number | 'self', children = false): number {
   }
 }
 
-async function timed(serverPid: number | undefined, work: () => Promise<Probe | void>): Promise<Sample> {
+export async function timed(serverPid: number | undefined, work: () => Promise<Probe | void>): Promise<Sample> {
   const client0 = cpuOf('self', true);
+  const self0 = process.cpuUsage();
   const server0 = serverPid ? cpuOf(serverPid) : 0;
   const t0 = performance.now();
   const probe = (await work()) ?? undefined;
   const seconds = (performance.now() - t0) / 1000;
-  return { seconds, clientCpuS: cpuOf('self', true) - client0, serverCpuS: serverPid ? cpuOf(serverPid) - server0 : 0, probe };
+  const self = process.cpuUsage(self0);
+  // The bench's own CPU counts too: some of ours runs in-process (the loader, the sidecar).
+  const clientCpuS = cpuOf('self', true) - client0 + (self.user + self.system) / 1e6;
+  return { seconds, clientCpuS, serverCpuS: serverPid ? cpuOf(serverPid) - server0 : 0, probe };
 }
 
-/** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
 /** Settings an admin may change that move the figures: engine (rsyncable), compression, level. */
 export interface DumpSettings {
   readonly engine?: string;
   readonly compression?: string;
   readonly level?: number;
+  /** priority.nice / priority.ionice; absent: the defaults (nice 10, best-effort 7). */
+  readonly priority?: { readonly nice: number; readonly ionice: string };
 }
 
+/** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
 export function writeConfig(file: string, root: string, socket: string, include: readonly string[], settings: DumpSettings = {}): void {
   const dumps = { ...(settings.compression ? { compression: settings.compression } : {}), ...(settings.level ? { level: settings.level } : {}) };
   const config = {
     ...(settings.engine ? { engine: settings.engine } : {}),
+    ...(settings.priority ? { priority: settings.priority } : {}),
     dumps,
     paths: { root },
     panel: { enabled: false },
@@ -149,4 +156,66 @@ export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const shell = (lines: string[]): ReturnType<typeof cmd> => cmd(bin('bash'), ['-c', ['set -eu -o pipefail', ...lines].join('\n')]);
+
+/** Run `each` over `items`, `concurrency` at a time (the order given). */
+async function workers<T>(items: readonly T[], concurrency: number, each: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await each(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** The shell floor: `mariadb-dump DB | zstd -1 > file`, `concurrency` at a time, largest first. */
+export async function runFloor(socket: string, dbs: readonly BenchDb[], concurrency: number, outDir: string, serverPid?: number): Promise<Sample> {
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const dumper = bin('mariadb-dump', 'mysqldump');
+  const zstd = bin('zstd');
+  const order = [...dbs].sort((a, b) => b.dataBytes - a.dataBytes);
+  return timed(serverPid, async () => {
+    await workers(order, concurrency, (db) =>
+      run(shell([`${[dumper, ...dumpArgs(socket, db)].map(quote).join(' ')} | ${quote(zstd)} -q -1 > ${quote(join(outDir, `${db.name}.sql.zst`))}`]), { timeoutMs: 6 * HOUR }),
+    );
+  });
+}
+
+/** mydumper as a user who cares about speed runs it: 2 threads, compressed, with routines, events, triggers. */
+export async function runMydumper(socket: string, regex: string, outDir: string, extra: readonly string[] = [], serverPid?: number): Promise<Sample> {
+  rmSync(outDir, { recursive: true, force: true });
+  const args = ['-S', socket, '-u', 'root', '-t', '2', '-c', '-G', '-E', '-R', '--regex', regex, '-o', outDir, ...extra];
+  return timed(serverPid, async () => {
+    await run(cmd(bin('mydumper'), args), { timeoutMs: 6 * HOUR });
+  });
+}
+
+/** The bare loop for many tiny databases: `xargs -P2 … mariadb-dump DB | zstd > file`. */
+export async function runTinyLoop(socket: string, names: readonly string[], outDir: string, serverPid?: number): Promise<Sample> {
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const dumper = bin('mariadb-dump', 'mysqldump');
+  const list = join(outDir, '..', 'tiny-names.txt');
+  writeFileSync(list, names.join('\n') + '\n');
+  const inner = `${quote(dumper)} --no-defaults --socket=${quote(socket)} --user=root --single-transaction --skip-lock-tables --routines --events --triggers --hex-blob -- "$1" | ${quote(bin('zstd'))} -q > ${quote(outDir)}/"$1".sql.zst`;
+  return timed(serverPid, async () => {
+    await run(shell([`xargs -P2 -I{} bash -c ${quote(`set -o pipefail; ${inner}`)} _ {} < ${quote(list)}`]), { timeoutMs: 6 * HOUR });
+  });
+}
+
+/** myloader -t 2 from a mydumper directory into `database` (overwriting). */
+export async function runMyloader(socket: string, dir: string, database: string, serverPid?: number): Promise<Sample> {
+  return timed(serverPid, async () => {
+    await run(cmd(bin('myloader'), ['-S', socket, '-u', 'root', '-t', '2', '-d', dir, '-B', database, '-o']), { timeoutMs: 6 * HOUR });
+  });
+}
+
+/** The one-stream restore an admin types: `zstd -dc file | mariadb database`. */
+export async function runPipeRestore(socket: string, file: string, database: string, serverPid?: number): Promise<Sample> {
+  const client = `${quote(bin('mariadb'))} --no-defaults --socket=${quote(socket)} --user=root --max-allowed-packet=1G --default-character-set=utf8mb4 ${quote(database)}`;
+  return timed(serverPid, async () => {
+    await run(shell([`${quote(bin('zstd'))} -q -dc -- ${quote(file)} | ${client}`]), { timeoutMs: 6 * HOUR });
+  });
 }

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 
-/** Config texts and the catalog for the Bacula harness (./bacula.ts): pure text, loopback only. */
+/** Config texts and the catalog for the Bacula harness (./bacula.ts): pure text; loopback unless given a test-network address. */
+
+const LOOPBACK = '127.0.0.1';
 
 /**
  * An empty sqlite catalog named `<dbname>.db` in `workDir`. The Debian package ships one
@@ -39,6 +41,8 @@ export interface StockParams {
   logFile: string;
   /** What FileSet "Full Set" backs up (Debian's says /usr/sbin: too slow for tests). */
   dataDir: string;
+  /** Where the director, its storage daemon and its own client listen (default 127.0.0.1; a namespace address in fleet tests). */
+  address?: string;
 }
 
 /**
@@ -49,10 +53,11 @@ export interface StockParams {
  */
 export function stockDirectorConfig(p: StockParams): string {
   const q = JSON.stringify;
+  const address = p.address ?? LOOPBACK;
   return `Director {
   Name = ${p.directorName}
   DIRport = ${p.dirPort}
-  DirAddress = 127.0.0.1
+  DirAddress = ${address}
   QueryFile = ${q(join(p.workDir, 'query.sql'))}
   WorkingDirectory = ${q(p.workDir)}
   PidDirectory = ${q(p.workDir)}
@@ -110,7 +115,7 @@ Schedule {
 }
 Client {
   Name = ${p.clientName}
-  Address = 127.0.0.1
+  Address = ${address}
   FDPort = ${p.fdPort}
   Catalog = MyCatalog
   Password = ${q(p.fdPassword)}
@@ -120,7 +125,7 @@ Client {
 }
 Storage {
   Name = File1
-  Address = 127.0.0.1
+  Address = ${address}
   SDPort = ${p.sdPort}
   Password = ${q(p.sdPassword)}
   Device = FileStorage
@@ -169,7 +174,7 @@ Pool {
 }
 
 /** The storage daemon: File devices writing volumes into `volumes` (default one, FileStorage). */
-export function sdConfig(dirName: string, port: number, pw: string, workDir: string, volumes: string, devices = { names: ['FileStorage'], mediaType: 'File1' }): string {
+export function sdConfig(dirName: string, port: number, pw: string, workDir: string, volumes: string, devices = { names: ['FileStorage'], mediaType: 'File1' }, address = LOOPBACK): string {
   const device = (name: string): string => `Device {
   Name = ${name}
   Media Type = ${devices.mediaType}
@@ -185,7 +190,7 @@ export function sdConfig(dirName: string, port: number, pw: string, workDir: str
   return `Storage {
   Name = harness-sd
   SDPort = ${port}
-  SDAddress = 127.0.0.1
+  SDAddress = ${address}
   WorkingDirectory = ${JSON.stringify(workDir)}
   Pid Directory = ${JSON.stringify(workDir)}
   Maximum Concurrent Jobs = 20
@@ -202,7 +207,7 @@ ${devices.names.map(device).join('')}Messages {
 }
 
 /** The file daemon (the ApisCP server's side): runs our RunScripts and the FileSet programs. */
-export function fdConfig(dirName: string, clientName: string, port: number, pw: string, workDir: string): string {
+export function fdConfig(dirName: string, clientName: string, port: number, pw: string, workDir: string, address = LOOPBACK): string {
   return `Director {
   Name = ${dirName}
   Password = ${JSON.stringify(pw)}
@@ -210,7 +215,7 @@ export function fdConfig(dirName: string, clientName: string, port: number, pw: 
 FileDaemon {
   Name = ${clientName}
   FDport = ${port}
-  FDAddress = 127.0.0.1
+  FDAddress = ${address}
   WorkingDirectory = ${JSON.stringify(workDir)}
   Pid Directory = ${JSON.stringify(workDir)}
   Maximum Concurrent Jobs = 20
@@ -224,6 +229,6 @@ Messages {
 }
 
 /** bconsole talks to our director only. */
-export function bconsoleConfig(dirName: string, port: number, pw: string): string {
-  return `Director {\n  Name = ${dirName}\n  DIRport = ${port}\n  address = 127.0.0.1\n  Password = ${JSON.stringify(pw)}\n}\n`;
+export function bconsoleConfig(dirName: string, port: number, pw: string, address = LOOPBACK): string {
+  return `Director {\n  Name = ${dirName}\n  DIRport = ${port}\n  address = ${address}\n  Password = ${JSON.stringify(pw)}\n}\n`;
 }

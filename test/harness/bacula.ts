@@ -5,7 +5,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderBaculaJob, type BaculaJobOptions } from '../../lib/engine/bacula.js';
-import { cmd } from '../../lib/run/command.js';
+import { cmd, type Command } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import { track } from '../../lib/run/process-group.js';
 import { whichSystem } from '../../lib/run/which.js';
@@ -79,7 +79,7 @@ export interface BaculaHarness {
 
 export const BACULA_BINARIES = ['bacula-dir', 'bacula-sd', 'bacula-fd', 'bconsole'] as const;
 
-function binary(name: string): string {
+export function binary(name: string): string {
   const found = whichSystem(name);
   if (!found) throw new Error(`${name} not found: apt-get install bacula-director-sqlite3 bacula-sd bacula-fd bacula-console`);
   return found;
@@ -105,7 +105,7 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-const password = (): string => randomBytes(18).toString('base64url');
+export const password = (): string => randomBytes(18).toString('base64url');
 
 /** A Job with arbitrary Before/After client Commands (the stand-in script now, the real hook later). */
 export function buildJob(opts: Partial<BaculaJobOptions> & { job: string }): string {
@@ -126,8 +126,78 @@ function parseJobId(output: string): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Daemons started by daemonSet().start, stopped together; a crashed test process kills them on exit. */
+export interface DaemonSet {
+  /** Start `command` (with `-f`: foreground, so it is our child); its output goes to outDir/<name>.out. */
+  start(command: Command, name: string): ChildProcess;
+  /** The first daemon that exited, if any. */
+  dead(): ChildProcess | undefined;
+  /** SIGKILL every daemon's process group now. */
+  killAll(): void;
+  /** SIGTERM, up to 5 s, then SIGKILL. */
+  stop(): Promise<void>;
+}
+
+export function daemonSet(outDir: string): DaemonSet {
+  const children: ChildProcess[] = [];
+  const running = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
+  const killAll = (): void => {
+    for (const c of children) if (running(c) && c.pid) try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
+  };
+  // Safety net for a crashed test process: never leave daemons behind holding ports.
+  process.once('exit', killAll);
+  return {
+    start(command, name) {
+      const env = command.env ? { ...process.env, ...command.env } : undefined;
+      const child = spawn(command.file, [...command.args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+      const log: string[] = [];
+      child.stdout?.on('data', (b: Buffer) => log.push(b.toString()));
+      child.stderr?.on('data', (b: Buffer) => log.push(b.toString()));
+      child.once('exit', () => writeFileSync(join(outDir, `${name}.out`), log.join('')));
+      track(child);
+      children.push(child);
+      return child;
+    },
+    dead: () => children.find((c) => !running(c)),
+    killAll,
+    async stop() {
+      for (const c of children) if (running(c) && c.pid) try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ }
+      const until = Date.now() + 5_000;
+      while (children.some(running) && Date.now() < until) await sleep(50);
+      killAll();
+      process.removeListener('exit', killAll);
+    },
+  };
+}
+
+export type Bconsole = (commands: string) => Promise<string>;
+
+/** bconsole with our config; `wrap` runs it elsewhere (inside the director's network namespace). */
+export function bconsoleRunner(configFile: string, wrap: (c: Command) => Command = (c) => c): Bconsole {
+  const conBin = binary('bconsole');
+  return async (commands) => {
+    const r = await run(wrap(cmd(conBin, ['-n', '-c', configFile])), { input: commands.endsWith('\n') ? commands : commands + '\n', timeoutMs: 120_000 });
+    return r.stdout + r.stderr;
+  };
+}
+
+/** Wait for a job and read its outcome: bconsole exits 0 whatever the job did, the catalog's JobStatus is the truth. */
+export async function jobOutcome(bconsole: Bconsole, jobId: number): Promise<JobOutcome> {
+  await bconsole(`wait jobid=${jobId}`);
+  const listed = await bconsole(`llist jobid=${jobId}`);
+  const m = /jobstatus:\s*(\S)/i.exec(listed);
+  if (!m) throw new Error(`no JobStatus for job ${jobId}:\n${listed}`);
+  const log = await bconsole(`list joblog jobid=${jobId}`);
+  return { jobId, status: m[1]!, log };
+}
+
+/** Queue a job and return its id (bconsole answers "Job queued. JobId=N"). */
+export async function queueJob(bconsole: Bconsole, job: string, level = 'Full'): Promise<number> {
+  return parseJobId(await bconsole(`run job=${JSON.stringify(job)} level=${level} yes`));
+}
+
 export async function startBacula(opts: StartBaculaOptions = {}): Promise<BaculaHarness> {
-  const [dirBin, sdBin, fdBin, conBin] = BACULA_BINARIES.map(binary) as [string, string, string, string];
+  const [dirBin, sdBin, fdBin] = BACULA_BINARIES.map(binary) as [string, string, string, string];
   const baseDir = opts.baseDir ?? mkdtempSync(join(tmpdir(), 'bacula-harness-'));
   const dirs = { dir: join(baseDir, 'dir'), sd: join(baseDir, 'sd'), fd: join(baseDir, 'fd'), volumes: join(baseDir, 'volumes'), data: join(baseDir, 'data'), conf: join(baseDir, 'etc') };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
@@ -159,34 +229,16 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
   const checked = await testDirectorConfig(files.dir);
   if (!checked.ok) throw new Error(`director config rejected by bacula-dir -t:\n${checked.output}`);
 
-  const children: ChildProcess[] = [];
-  const killAll = (): void => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
-  };
-  // Safety net for a crashed test process: never leave daemons behind holding ports.
-  process.once('exit', killAll);
-  const start = (file: string, conf: string, name: string): void => {
-    // -f: stay in the foreground so the daemon is our child; stdout/stderr kept for post-mortems.
-    const child = spawn(file, ['-f', '-c', conf], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const log: string[] = [];
-    child.stdout?.on('data', (b: Buffer) => log.push(b.toString()));
-    child.stderr?.on('data', (b: Buffer) => log.push(b.toString()));
-    child.once('exit', () => writeFileSync(join(baseDir, `${name}.out`), log.join('')));
-    track(child);
-    children.push(child);
-  };
-  start(sdBin, files.sd, 'sd');
-  start(fdBin, files.fd, 'fd');
-  start(dirBin, files.dir, 'dir');
-
-  const bconsole = async (commands: string): Promise<string> => {
-    const r = await run(cmd(conBin, ['-n', '-c', files.con]), { input: commands.endsWith('\n') ? commands : commands + '\n', timeoutMs: 120_000 });
-    return r.stdout + r.stderr;
-  };
+  const daemons = daemonSet(baseDir);
+  const { killAll } = daemons;
+  daemons.start(cmd(sdBin, ['-f', '-c', files.sd]), 'sd');
+  daemons.start(cmd(fdBin, ['-f', '-c', files.fd]), 'fd');
+  daemons.start(cmd(dirBin, ['-f', '-c', files.dir]), 'dir');
+  const bconsole = bconsoleRunner(files.con);
 
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const dead = children.find((c) => c.exitCode !== null || c.signalCode !== null);
+    const dead = daemons.dead();
     if (dead) {
       killAll();
       throw new Error(`a Bacula daemon exited on start (${dead.spawnargs.join(' ')}); see ${baseDir}/*.out`);
@@ -202,15 +254,7 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
     await sleep(50);
   }
 
-  const outcome = async (jobId: number): Promise<JobOutcome> => {
-    // bconsole exits 0 whatever the job did: the catalog's JobStatus is the truth.
-    await bconsole(`wait jobid=${jobId}`);
-    const listed = await bconsole(`llist jobid=${jobId}`);
-    const m = /jobstatus:\s*(\S)/i.exec(listed);
-    if (!m) throw new Error(`no JobStatus for job ${jobId}:\n${listed}`);
-    const log = await bconsole(`list joblog jobid=${jobId}`);
-    return { jobId, status: m[1]!, log };
-  };
+  const outcome = (jobId: number): Promise<JobOutcome> => jobOutcome(bconsole, jobId);
 
   return {
     baseDir,
@@ -221,7 +265,7 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
     dataDir: dirs.data,
     bconsole,
     async runJob(job, level = 'Full') {
-      return outcome(parseJobId(await bconsole(`run job=${JSON.stringify(job)} level=${level} yes`)));
+      return outcome(await queueJob(bconsole, job, level));
     },
     async restore({ client = clientName, fileset, where, jobIds }) {
       const which = jobIds?.length ? `jobid=${jobIds.join(',')}` : `fileset=${JSON.stringify(fileset)} select current`;
@@ -233,11 +277,7 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
       return testDirectorConfig(file);
     },
     async stop() {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ }
-      const until = Date.now() + 5_000;
-      while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < until) await sleep(50);
-      killAll();
-      process.removeListener('exit', killAll);
+      await daemons.stop();
       if (!opts.baseDir && !opts.keep) rmSync(baseDir, { recursive: true, force: true });
     },
   };

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { underRoot } from '../../config/paths.js';
-import { renderBaculaConfig } from '../../engine/bacula.js';
+import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
 import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
-import { UsageError } from '../../errors.js';
+import { ConfigError, UsageError } from '../../errors.js';
 import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 
@@ -25,8 +25,18 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
   const layout = wanted === 'auto' ? detectBaculaLayout(etc) : wanted;
   if (layout === 'addin') return addin(ctx, etc, opts);
 
-  const text = renderBaculaConfig({
-    client: (opts.client as string | undefined) ?? b.client,
+  // A fleet director in the stock layout: with --address the fragment starts with this server's
+  // Client resource (one such fragment per ApisCP server).
+  const client = (opts.client as string | undefined) ?? b.client;
+  const address = opts.address as string | undefined;
+  const passwordFile = opts.passwordFile as string | undefined;
+  if ((address === undefined) !== (passwordFile === undefined)) throw new ConfigError('--address and --password-file go together (the Client resource needs both)', undefined);
+  const clientResource =
+    address === undefined
+      ? ''
+      : renderBaculaClient({ client, address, fdPort: opts.fdPort === undefined ? undefined : Number(opts.fdPort), password: readPassword(passwordFile!) }) + '\n';
+  const text = clientResource + renderBaculaConfig({
+    client,
     fileset: (opts.fileset as string | undefined) ?? b.fileset,
     job: (opts.job as string | undefined) ?? b.job,
     jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
@@ -80,6 +90,19 @@ async function addin(ctx: CommandContext, etc: string, opts: Record<string, unkn
     ].join('\n'),
   );
   return 0;
+}
+
+/** The file daemon's password: the first line of a file (bacula-fd.conf's Director Password). */
+function readPassword(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read --password-file ${file}: ${(err as Error).message}`, undefined);
+  }
+  const password = text.split('\n')[0]!.trim();
+  if (!password) throw new ConfigError(`--password-file ${file} is empty`, undefined);
+  return password;
 }
 
 function readOrUndefined(file: string): string | undefined {

@@ -1,0 +1,227 @@
+/**
+ * The performance work (issue 10) against real components: the parallel loader on a real
+ * MariaDB, streaming verification through real pipes, the server pacer against real busy
+ * statements, the process priority as the kernel reports it, the MyISAM lock time in a real
+ * run's manifest, and `npm run bench:dumps -- --quick` (that it runs to its RESULT line; the
+ * figures are for the full run).
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LoadedConfig } from '../lib/config/load.js';
+import { resolvePaths } from '../lib/config/paths.js';
+import { configSchema } from '../lib/config/schema.js';
+import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
+import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
+import { planAndDump } from '../lib/job/dump-step.js';
+import { ServerPacer } from '../lib/dumps/throttle.js';
+import { autoConcurrency, dumpTuning } from '../lib/dumps/tuning.js';
+import { memoryLogger } from '../lib/log.js';
+import { cmd } from '../lib/run/command.js';
+import { pipeToFile } from '../lib/run/pipeline.js';
+import { withPriority } from '../lib/run/priority.js';
+import { run } from '../lib/run/run.js';
+import { mysqlChecksums } from '../lib/sandbox/db-checks.js';
+import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+
+let server: MariadbServer;
+let work: string;
+
+function loaded(extra: Record<string, unknown> = {}, mysql: Record<string, unknown> = {}): LoadedConfig {
+  const config = configSchema.parse({
+    paths: { root: work },
+    panel: { enabled: false },
+    databases: { postgresql: { enabled: false }, mysql: { enabled: true, socket: server.socket, defaults_file: join(work, 'absent.cnf'), ...mysql } },
+    ...extra,
+  });
+  return { config, file: undefined, paths: resolvePaths(config) };
+}
+
+async function session(): Promise<MysqlSession> {
+  return (await mysqlKind.open({ loaded: loaded(), log: memoryLogger() })) as MysqlSession;
+}
+
+const client = (db: string) => cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', db]);
+
+async function dumpTo(db: string, file: string): Promise<void> {
+  const dumper = cmd('mariadb-dump', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--single-transaction', '--routines', '--events', '--triggers', '--hex-blob', '--', db]);
+  await pipeToFile([dumper, cmd('zstd', ['-q', '-c', '-1'])], file);
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'asb-perf-'));
+  server = await startMariadb();
+  // Several INSERT statements per table (more than one net buffer), values with newlines,
+  // quotes, ';' and ');' inside, binary, a MyISAM table, a trigger whose body INSERTs, a
+  // procedure in a DELIMITER block, a view.
+  await server.sql(`
+    CREATE DATABASE src; USE src;
+    CREATE TABLE posts (id INT PRIMARY KEY, body LONGTEXT, bin BLOB) ENGINE=InnoDB;
+    INSERT INTO posts SELECT seq, CONCAT('line1\\nline2 it''s ");\\n" x);', REPEAT('abc', seq % 300)), RANDOM_BYTES(64) FROM seq_1_to_12000;
+    CREATE TABLE stats (id INT PRIMARY KEY, hits INT) ENGINE=MyISAM;
+    INSERT INTO stats SELECT seq, seq * 3 FROM seq_1_to_3000;
+    CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, post INT) ENGINE=InnoDB;
+    CREATE TRIGGER posts_ai AFTER INSERT ON posts FOR EACH ROW INSERT INTO audit (post) VALUES (NEW.id);
+    DELIMITER //
+    CREATE PROCEDURE top_posts(n INT) BEGIN SELECT id FROM posts ORDER BY id LIMIT n; END//
+    DELIMITER ;
+    CREATE VIEW v_posts AS SELECT id FROM posts;
+  `);
+}, 120_000);
+
+afterAll(async () => {
+  await server?.destroy();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('loadSqlDumpParallel', () => {
+  it('loads a mariadb-dump file over 2 connections into the same tables, triggers, routines and views', async () => {
+    const file = join(work, 'src.sql.zst');
+    await dumpTo('src', file);
+    await server.sql('CREATE DATABASE copy1');
+    // Small batches, so both connections really load rows of the same table.
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy1'), connections: 2, batchBytes: 256 << 10 });
+    expect(result.inserts).toBeGreaterThan(3); // really spread: several statements
+    expect(await mysqlChecksums(server, 'copy1')).toEqual(await mysqlChecksums(server, 'src'));
+    const objects = (db: string) =>
+      server.sql(`SELECT (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='${db}'), (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='${db}'), (SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='${db}')`);
+    expect(await objects('copy1')).toBe(await objects('src'));
+    expect((await objects('copy1')).trim()).toBe('1\t1\t1');
+    // The trigger came after the rows: the audit table holds exactly the dumped rows, none twice.
+    expect((await server.sql('SELECT COUNT(*) FROM copy1.audit')).trim()).toBe((await server.sql('SELECT COUNT(*) FROM src.audit')).trim());
+  }, 120_000);
+
+  it('fails, naming the statement error, when a statement fails (no silent partial load)', async () => {
+    await server.sql('CREATE DATABASE copy2');
+    // Two connections, the same key twice: whichever runs second fails, and so does the load.
+    const plain = join(work, 'dup.sql');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, batchBytes: 1 }).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/Duplicate entry '2'/);
+    // A truncated file (cut inside an INSERT) is an error too, not a smaller database.
+    const cut = join(work, 'cut.sql');
+    await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nINSERT INTO `u` VALUES\n(1),\n(2');
+    expect(String(await loadSqlDumpParallel({ file: cut, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e))).toMatch(/truncated/);
+  }, 60_000);
+});
+
+describe('streaming verification (pipeToFile tap)', () => {
+  it('sees every byte of the tapped stage and still writes the compressed file', async () => {
+    const src = join(work, 'tap-src.txt');
+    const text = Array.from({ length: 20000 }, (_, i) => `row ${i}\n`).join('') + '-- Dump completed on today\n';
+    await writeFile(src, text);
+    const chunks: Buffer[] = [];
+    const out = join(work, 'tap.zst');
+    await pipeToFile([cmd('cat', [src]), cmd('zstd', ['-q', '-c'])], out, { tap: { after: 0, onData: (c) => chunks.push(c) }, fsync: false });
+    expect(Buffer.concat(chunks).toString()).toBe(text);
+    expect((await run(cmd('zstd', ['-q', '-dc', out]))).stdout).toBe(text);
+  });
+
+  it('a tap that throws fails the pipeline (the compressor saw a short input and exited 0)', async () => {
+    const src = join(work, 'tap-src.txt');
+    const err = await pipeToFile([cmd('cat', [src]), cmd('zstd', ['-q', '-c'])], join(work, 'tap2.zst'), {
+      tap: { after: 0, onData: () => { throw new Error('check exploded'); } },
+    }).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/relaying its output failed: check exploded|exited with/);
+  });
+
+  it('runDumps records how long a MyISAM database held its table locks, and only for it', async () => {
+    const result = await planAndDump({ loaded: loaded({}, { include: ['src', 'copy1'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    expect(result.ok).toBe(true);
+    const src = result.manifest.entries.find((e) => e.database === 'src')!;
+    expect(src.lockMode).toBe('lock-tables');
+    expect(src.lockHeldMs).toBeGreaterThan(0);
+    expect(src.lockHeldMs).toBeLessThanOrEqual(src.durationMs);
+    // copy1 has the MyISAM table too; a database of InnoDB only holds none.
+    await server.sql('CREATE DATABASE inno; CREATE TABLE inno.t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO inno.t VALUES (1)');
+    const second = await planAndDump({ loaded: loaded({}, { include: ['inno'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    const inno = second.manifest.entries.find((e) => e.database === 'inno')!;
+    expect(inno.lockMode).toBe('single-transaction');
+    expect(inno.lockHeldMs).toBeUndefined();
+    // Verified while streaming: the file on disk is complete.
+    const file = join(second.dir, inno.path!);
+    expect((await run(cmd('zstd', ['-q', '-dc', file]))).stdout).toMatch(/-- Dump completed/);
+  }, 120_000);
+});
+
+describe('pacing and priority', () => {
+  it('waits while the server runs more statements than threads_running, then dumps', async () => {
+    const s = await session();
+    try {
+      const log = memoryLogger();
+      const pacer = new ServerPacer({ threads_running: 2, max_wait: '1m' }, log, 2, 200);
+      const sleepers = Array.from({ length: 4 }, () => server.sql('SELECT SLEEP(2)'));
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      await pacer.run(s, 'mysql x', async () => undefined);
+      const waited = Date.now() - t0;
+      await Promise.all(sleepers);
+      expect(waited).toBeGreaterThan(1000);
+      expect(log.entries.some((e) => /paused .* server was busy \(\d+ statements running, threshold 2\)/.test(e.msg))).toBe(true);
+      // An idle server: no wait at all.
+      const t1 = Date.now();
+      await pacer.run(s, 'mysql y', async () => undefined);
+      expect(Date.now() - t1).toBeLessThan(1000);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it('starts anyway after max_wait (a late backup beats none)', async () => {
+    const s = await session();
+    try {
+      const log = memoryLogger();
+      const pacer = new ServerPacer({ threads_running: 1, max_wait: '500ms' }, log, 2, 100);
+      const sleepers = Array.from({ length: 3 }, () => server.sql('SELECT SLEEP(3)'));
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      await pacer.run(s, 'mysql z', async () => undefined);
+      expect(Date.now() - t0).toBeLessThan(2500);
+      expect(log.entries.some((e) => /still busy .* dumping mysql z anyway/.test(e.msg))).toBe(true);
+      await Promise.all(sleepers);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
+
+  it('children run at the configured nice and ionice class, and ours is restored afterwards', async () => {
+    const stat = async (): Promise<{ nice: number; io: string }> => {
+      const r = await run(cmd('bash', ['-c', 'cut -d" " -f19 /proc/$$/stat; ionice -p $$']));
+      const [nice, io] = r.stdout.split('\n');
+      return { nice: Number(nice), io: io ?? '' };
+    };
+    const before = await stat();
+    const inside = await withPriority({ nice: 15, ionice: 'idle' }, memoryLogger(), stat);
+    expect(inside.nice).toBe(15);
+    expect(inside.io).toBe('idle');
+    expect(await stat()).toEqual(before);
+  });
+
+  it('concurrency auto follows idle cores; zstd threads go to a database dumped alone', () => {
+    expect(autoConcurrency(2, 0)).toBe(2);
+    expect(autoConcurrency(2, 1.7)).toBe(1);
+    expect(autoConcurrency(32, 4)).toBe(8);
+    const cfg = loaded({ dumps: { compression: 'zstd' } }).config;
+    // One database alone gets every core; 2 at a time on 2 cores, one thread each (on 4 cores, 2).
+    expect(dumpTuning(cfg, 1, 4, 0).compressor?.args).toContain('-T4');
+    expect(dumpTuning(cfg, 30, 2, 0).compressor?.args).toEqual(['-q', '-c', '-1']);
+    expect(dumpTuning(cfg, 30, 4, 0).compressor?.args).toContain('-T2');
+    expect(dumpTuning(loaded({ engine: 'restic', dumps: { compression: 'zstd' } }).config, 30, 4, 0).compressor?.args).toContain('--rsyncable');
+  });
+});
+
+describe('npm run bench:dumps -- --quick', () => {
+  it('runs every section and ends with one RESULT line of numbers', async () => {
+    const r = await execa(process.execPath, [join('dist', 'scripts', 'bench-dumps.js'), '--quick'], { reject: false, all: true, timeout: 170_000 });
+    expect(r.exitCode, r.all).toBe(0);
+    const lines = (r.stdout as string).trim().split('\n');
+    const last = lines[lines.length - 1]!;
+    expect(lines.filter((l) => l.startsWith('RESULT ')).length).toBe(1);
+    const keys = ['vs_mydumper', 'big_vs_mydumper', 'vs_floor', 'vs_baseline', 'tiny_vs_loop', 'sidecar_vs_raw', 'restore_vs_myloader', 'p99_ratio', 'peak_rss_mb', 'dbs', 'mb'];
+    expect(last).toMatch(new RegExp(`^RESULT ${keys.map((k) => `${k}=\\d+(\\.\\d+)?`).join(' ')}$`));
+    expect(readFileSync('package.json', 'utf8')).toContain('"bench:dumps"');
+  }, 180_000);
+});
