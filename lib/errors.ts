@@ -15,18 +15,36 @@ export class BackupError extends Error {
   }
 }
 
+/** What is known about a subprocess that ended badly; every field named at the call site. */
+export interface CommandFailure {
+  readonly message: string;
+  /** The command line as shown (secrets redacted). */
+  readonly command: string;
+  /** The tool's own exit code (undefined: killed, timed out or never started). */
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly stderrTail?: string;
+  readonly timedOut?: boolean;
+  /** The exit code this failure gives our own process (engine and panel failures differ from dumps). */
+  readonly failureExitCode?: ExitCode;
+}
+
 /** A subprocess ended badly: non-zero exit, signal, timeout or spawn failure. */
 export class CommandError extends BackupError {
-  constructor(
-    message: string,
-    readonly command: string,
-    readonly exitCodeOfCommand: number | undefined,
-    readonly signal: string | undefined,
-    readonly stderrTail: string,
-    readonly timedOut = false,
-    exitCode: ExitCode = ExitCode.DUMP_FAILED,
-  ) {
-    super(message, exitCode, { command, exitCode: exitCodeOfCommand, signal, stderrTail, timedOut });
+  readonly command: string;
+  readonly exitCodeOfCommand: number | undefined;
+  readonly signal: string | undefined;
+  readonly stderrTail: string;
+  readonly timedOut: boolean;
+  constructor(f: CommandFailure) {
+    const stderrTail = f.stderrTail ?? '';
+    const timedOut = f.timedOut ?? false;
+    super(f.message, f.failureExitCode ?? ExitCode.DUMP_FAILED, { command: f.command, exitCode: f.exitCode, signal: f.signal, stderrTail, timedOut });
+    this.command = f.command;
+    this.exitCodeOfCommand = f.exitCode;
+    this.signal = f.signal;
+    this.stderrTail = stderrTail;
+    this.timedOut = timedOut;
   }
 }
 
@@ -47,17 +65,17 @@ export class UsageError extends BackupError {
   }
 }
 
-export interface LockHolder {
-  pid: number;
-  host: string;
-  command: string;
-  started: string;
-}
-
-export class LockBusyError extends BackupError {
-  constructor(readonly lockPath: string, readonly holder: LockHolder | undefined, waitedMs: number) {
-    const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started})` : 'an unknown process';
-    super(`another run holds ${lockPath}: ${who}; waited ${Math.round(waitedMs / 1000)}s`, ExitCode.BUSY, { lockPath, holder });
+/**
+ * The dump directory cannot be written (read-only, full, missing permissions): nothing of this
+ * run is kept. A dump failure (exit 1) with a message that says where, never exit 70.
+ */
+export class DumpStorageError extends BackupError {
+  constructor(
+    readonly runId: string,
+    message: string,
+    dir: string,
+  ) {
+    super(message, ExitCode.DUMP_FAILED, { dir, runId });
   }
 }
 

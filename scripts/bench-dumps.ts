@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
-import type { Manifest } from '../lib/dumps/manifest.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import { cmd } from '../lib/run/command.js';
 import { terminateAll, waitForChildren } from '../lib/run/process-group.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';

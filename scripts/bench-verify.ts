@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Manifest } from '../lib/dumps/manifest.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { baculaEngine, baculaHookCommands, globToRegex, renderBaculaConfig, type BaculaConfigOptions } from '../lib/engine/bacula.js';
+import { baculaEngine, baculaHookCommands, renderBaculaConfig, type BaculaConfigOptions } from '../lib/engine/bacula.js';
+import { pathGlobSource } from '../lib/plan/glob.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { buildJob, prepareCatalog, startBacula, stockDirectorConfig, testDirectorConfig, type BaculaHarness } from './harness/bacula.js';
@@ -41,10 +42,10 @@ describe('renderBaculaConfig', () => {
   });
 
   test('site* means siteN only; other globs stay inside one path segment', () => {
-    const re = new RegExp(globToRegex('/home/virtual/site*/shadow'));
+    const re = new RegExp(pathGlobSource('/home/virtual/site*/shadow'));
     expect(['/home/virtual/site1/shadow', '/home/virtual/site42/shadow'].every((p) => re.test(p))).toBe(true);
     expect(['/home/virtual/siteold/shadow', '/home/virtual/site/shadow', '/home/virtual/site1/x/shadow'].some((p) => re.test(p))).toBe(false);
-    expect(new RegExp(globToRegex('/var/log/mailer_table*')).test('/var/log/mailer_table-20240101.gz')).toBe(true);
+    expect(new RegExp(pathGlobSource('/var/log/mailer_table*')).test('/var/log/mailer_table-20240101.gz')).toBe(true);
     expect(fragment()).toContain('File = "\\\\|/bin/sh -c \'for p in');
     expect(fragment({ fileList: 'cli' })).toContain(`File = "\\\\|${STAND_IN} \\"${state}\\" --config \\"${join(root, 'etc', 'apiscp backup.yaml')}\\" paths"`);
   });

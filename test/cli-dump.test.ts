@@ -1,21 +1,22 @@
 /**
  * End to end through the BUILT CLI as a subprocess (how cron and Bacula run it): `dump`, `config`
  * and `scope` against real MariaDB/PostgreSQL servers, real mariadb-dump/pg_dump/zstd, real
- * mounts and signals. The only stand-in is ApisCP's cpcmd (test/fake-apiscp).
+ * mounts and signals. The only stand-in is ApisCP's cpcmd (sandbox/fake-apiscp).
  *
  * Tests inside a describe run in order and some build on the run the previous one made (the
  * "previous complete run" every fault must leave intact): that is stated in each test's name.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../lib/dumps/manifest.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import type { RunState } from '../lib/report/run-state.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
-import { createSandbox, EXPORT_SCOPE, startServers, waitFor, type Sandbox, type Servers } from './helpers/sandbox.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { createSandbox, EXPORT_SCOPE, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },

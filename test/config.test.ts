@@ -68,6 +68,12 @@ describe('configuration', () => {
     const p = resolvePaths(parseConfigText('paths:\n  root: /sandbox\n', undefined));
     expect(p).toMatchObject({ dumpsDir: '/sandbox/var/backup/apiscp-backup', lockPath: '/sandbox/run/apiscp-backup.lock', cronDir: '/sandbox/etc/cron.daily' });
     expect(p.include[0]).toBe('/sandbox/home/virtual/site*/shadow');
+    expect(p.statusFile).toBe('/sandbox/var/lib/apiscp-backup/status.json');
+  });
+
+  it('status.json follows state.dir unless monitor.status_file says otherwise', () => {
+    expect(resolvePaths(parseConfigText('state:\n  dir: /srv/state\n', undefined)).statusFile).toBe('/srv/state/status.json');
+    expect(resolvePaths(parseConfigText('state:\n  dir: /srv/state\nmonitor:\n  status_file: /run/s.json\n', undefined)).statusFile).toBe('/run/s.json');
   });
 
   it('config print redacts secret values but keeps secret file paths visible', () => {

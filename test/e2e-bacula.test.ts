@@ -7,9 +7,11 @@ import { run } from '../lib/run/run.js';
 import { cmd } from '../lib/run/command.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
+import { exitClasses } from '../lib/run/exit-status.js';
 import {
-  cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
+  cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
+import type { Servers } from '../lib/sandbox/servers.js';
 
 // Bacula with the REAL hook: the director fragment comes from `apiscp-backup bacula config`,
 // the file daemon runs `node dist/scripts/apiscp-backup.js hook pre-backup …` by execvp before
@@ -96,15 +98,23 @@ describe('Bacula job ApisCP with the real hooks', () => {
     const ok = await cli(['--config', config, 'nightly'], { env });
     expect([ok.code, ok.stdout + ok.stderr]).toEqual([0, '']);
     const stale = join(base, 'etc/stale.yaml');
-    writeFileSync(stale, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), monitor: { max_age: '1s' } }));
-    await new Promise((r) => setTimeout(r, 1500));
-    const late = await cli(['--config', stale, 'nightly'], { env });
-    expect(late.code).toBe(6);
-    expect(late.stdout + late.stderr).toMatch(/CRITICAL: last successful backup \d+s ago, older than max_age 1s/);
+    writeFileSync(stale, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), monitor: { max_age: '1h' } }));
+    // Age the last success by two hours instead of waiting for it to age.
+    const statusFile = loaded.paths.statusFile;
+    const fresh = readFileSync(statusFile, 'utf8');
+    const st = JSON.parse(fresh) as { lastSuccessAt: string };
+    writeFileSync(statusFile, JSON.stringify({ ...st, lastSuccessAt: new Date(Date.parse(st.lastSuccessAt) - 2 * 3600_000).toISOString() }));
+    try {
+      const late = await cli(['--config', stale, 'nightly'], { env });
+      expect(late.code).toBe(6);
+      expect(late.stdout + late.stderr).toMatch(/CRITICAL: last successful backup 2h ago, older than max_age 1h/);
+    } finally {
+      writeFileSync(statusFile, fresh);
+    }
   });
 
   test('dumps failing (MariaDB stopped) → JobStatus f, status.json failed, post-backup heard the error', async () => {
-    await servers.my.stop();
+    await servers.mariadb.stop();
     try {
       const r = await job('Incremental');
       expect(r.status, r.log).toBe('f');
@@ -117,7 +127,7 @@ describe('Bacula job ApisCP with the real hooks', () => {
       expect(watchdog.code).toBe(6);
       expect(watchdog.stderr).toMatch(/last run failed/);
     } finally {
-      await servers.my.start();
+      await servers.mariadb.start();
     }
     // And the next job is fine again.
     const again = await job('Incremental');
@@ -132,7 +142,7 @@ async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]>
   const queue = [pid];
   while (queue.length) {
     const parent = queue.shift()!;
-    const r = await run(cmd('pgrep', ['-a', '-P', String(parent)]), { okExitCodes: [1] });
+    const r = await run(cmd('pgrep', ['-a', '-P', String(parent)]), { exitClass: exitClasses({ ok: [1] }) });
     for (const line of r.stdout.split('\n').filter(Boolean)) {
       const [p, ...rest] = line.split(' ');
       out.push({ pid: Number(p), cmd: rest.join(' ') });
@@ -153,7 +163,7 @@ function listAll(dir: string, prefix = ''): string[] {
 describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
   test('exit 143, no dump tool or compressor left, no partial dump, lock released', async () => {
     // ~40 MB of hex that zstd -19 chews on for many seconds: the hook is surely mid-dump.
-    await servers.my.sql(`CREATE DATABASE big; USE big; CREATE TABLE big.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
+    await servers.mariadb.sql(`CREATE DATABASE big; USE big; CREATE TABLE big.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
       INSERT INTO big.t SELECT seq, HEX(RANDOM_BYTES(1024)) FROM seq_1_to_20000;`);
     const sigRoot = join(base, 'sigterm-root');
     const raw = JSON.parse(readFileSync(config, 'utf8')) as { databases: Record<string, Record<string, unknown>> };
@@ -200,6 +210,6 @@ describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
     const post = await cli(['--config', smallConfig, 'hook', 'post-backup', '--engine', 'bacula', '--status', 'OK', '--jobid', '78', '--job', 'ApisCP']);
     expect(post.code, post.stderr).toBe(0);
     expect(readStatus(sigLoaded)).toMatchObject({ status: 'ok', job: { id: '78' } });
-    await servers.my.sql('DROP DATABASE big');
+    await servers.mariadb.sql('DROP DATABASE big');
   });
 });

@@ -8,8 +8,9 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import {
-  cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, type Servers, expectSameDatabases, seededServers,
+  cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
+import type { Servers } from '../lib/sandbox/servers.js';
 
 // Every engine through the BUILT CLI: `apiscp-backup run` with real databases and a real
 // repository, then a restore into an empty dir, compared file by file (content, mode, owner,
@@ -208,10 +209,10 @@ describe('nightly (the cron.daily entry) with duplicity, in a cron environment',
 
 describe('a failing dump (MariaDB stopped)', () => {
   beforeAll(async () => {
-    await servers.my.stop();
+    await servers.mariadb.stop();
   });
   afterAll(async () => {
-    await servers.my.start();
+    await servers.mariadb.start();
   });
 
   test.each(['duplicity', 'restic', 'borg'] as const)('%s: on_dump_failure fail → exit 1, no new backup; warn → backup made, exit 1', async (engine) => {

@@ -38,7 +38,6 @@ async function backups(engine: Engine, ctx: EngineContext, data: string, n: numb
   for (let i = 0; i < n; i++) {
     await writeFile(join(data, 'file'), `version ${i}\n`);
     await engine.backup(ctx);
-    if (engine.name === 'borg') await new Promise((r) => setTimeout(r, 1100)); // {now} has 1 s resolution
   }
 }
 

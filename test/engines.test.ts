@@ -1,5 +1,7 @@
-import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LoadedConfig } from '../lib/config/load.js';
@@ -8,7 +10,7 @@ import { configSchema } from '../lib/config/schema.js';
 import { restoreAcls } from '../lib/engine/acl-restore.js';
 import { sidecarFileName, writeAclSidecar } from '../lib/engine/acl-sidecar.js';
 import { borgCreateArgs, borgEngine, borgEnv, borgExitMessage, borgExtractArgs } from '../lib/engine/borg.js';
-import { duplicityBackupArgs, duplicityEngine, duplicityExitMessage, duplicityPruneArgs, duplicityRestoreArgs } from '../lib/engine/duplicity.js';
+import { duplicityBackupArgs, duplicityCommand, duplicityEngine, duplicityPruneArgs, duplicityRestoreArgs } from '../lib/engine/duplicity.js';
 import { getEngine } from '../lib/engine/index.js';
 import { resticBackupArgs, resticEngine, resticEnv, resticExitMessage, resticRestoreArgs } from '../lib/engine/restic.js';
 import type { Engine, EngineContext, EngineResult } from '../lib/engine/types.js';
@@ -185,7 +187,7 @@ describe('argv builders (exact, no secrets)', () => {
     expect(borgCreateArgs(l, sources, excludes)).toEqual([
       'create', '--json', '--numeric-ids', '--compression', 'zstd,3',
       '--exclude', 'pp:/home/virtual/site1/shadow/var/lib', '--exclude', 'sh:/var/backup/apiscp-backup/*.inprogress',
-      '::{hostname}-{now}', ...sources,
+      '::{hostname}-{now:%Y-%m-%dT%H:%M:%S.%f}', ...sources,
     ]);
     expect(borgExtractArgs(l, 'h-2026')).toEqual(['extract', '--numeric-ids', '::h-2026']);
     expect(borgEnv(l)).toEqual({ BORG_REPO: '/backup/borg', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'no', BORG_PASSCOMMAND: "cat '/etc/x y/secret'" });
@@ -200,18 +202,6 @@ describe('argv builders (exact, no secrets)', () => {
     expect(none).toMatchObject({ drivesBackup: false, keepsAcls: true });
     expect(await none.backup(ctx({}))).toMatchObject({ warnings: [] });
     expect(getEngine('duplicity')).toBe(duplicityEngine);
-    expect([11, 23, 31, 38, 53, 57, 1, 2, 30, 99].map(duplicityExitMessage)).toEqual([
-      'restore target exists and is not empty',
-      'another duplicity holds the archive dir lock (a backup still running, or a stale lockfile)',
-      'gpg failed (wrong passphrase or missing key)',
-      'connection to the backend failed',
-      'backend: no space left',
-      'backend error',
-      'generic failure',
-      'bad command line',
-      'unexpected exception (a duplicity bug or a corrupt cache: see its output)',
-      'exit code 99',
-    ]);
     expect(resticExitMessage(10)).toMatch(/restic init/);
     expect(resticExitMessage(11)).toMatch(/locked/);
     expect(borgExitMessage(2, 'Failed to create/acquire the lock /r/lock.exclusive')).toMatch(/break-lock/);
@@ -231,9 +221,14 @@ describe('duplicity', () => {
     for (const w of f.tree.whiteouts) expect(after.get(w)).toEqual(before.get(w));
     expect(await absent(restoredRoot, [...f.tree.excluded, 'var/backup/apiscp-backup/2026-11-27T030000.inprogress'])).toEqual([]);
 
-    // Second run: incremental, then prune keeps it.
+    // Second run: incremental; prune (keep 2 full chains) keeps the one chain whole.
     expect((await duplicityEngine.backup(f.ctx)).level).toBe('Incremental');
+    const targetDir = join(f0.base, 'dup-target');
+    const volumes = (await readdir(targetDir)).sort();
+    expect(volumes.filter((v) => v.startsWith('duplicity-full.')).length).toBeGreaterThan(0);
+    expect(volumes.filter((v) => v.startsWith('duplicity-inc.')).length).toBeGreaterThan(0);
     await duplicityEngine.prune!(f.ctx);
+    expect((await readdir(targetDir)).sort()).toEqual(volumes);
 
     // Restore into a non-empty dir: duplicity's own refusal (11).
     await expect(duplicityEngine.restore!(f.ctx, f.base)).rejects.toThrow(/exit 11: restore target exists/);
@@ -244,21 +239,20 @@ describe('duplicity', () => {
     expect(gpgError.message).toMatch(/exit 31: gpg failed/);
     // Passphrases travel in PASSPHRASE only: not in argv, not in what we report.
     expect(JSON.stringify([gpgError.message, gpgError.context])).not.toMatch(/nope|pass phrase/);
-    expect(duplicityBackupArgs(f.loaded, f.ctx.sources, f.ctx.excludes).join(' ')).not.toContain(SECRET);
+    const { command, secrets } = await duplicityCommand(f.loaded, ['--version']);
+    expect(command.env?.PASSPHRASE).toBe(SECRET);
+    expect(secrets).toEqual([SECRET]);
+    expect(command.args.join(' ')).not.toContain(SECRET);
 
     // Another duplicity holds the archive dir lock (fasteners = fcntl lockf): exit 23.
     const lockfile = join(f.loaded.paths.duplicityArchiveDir, 'apiscp', 'lockfile');
-    const ready = join(f.base, 'locked');
-    const stop = new AbortController();
-    const holder = run(
-      cmd('python3', ['-c', `import fcntl,time,sys\nf=open(sys.argv[1],'a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nopen(sys.argv[2],'w').close()\ntime.sleep(60)`, lockfile, ready]),
-      { signal: stop.signal },
-    ).catch(() => undefined);
-    for (let i = 0; i < 100 && !(await lstat(ready).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+    // The holder says "locked" on its stdout once it has the lock, and holds it until killed.
+    const holder = execa('python3', ['-c', `import fcntl,sys,signal\nf=open(sys.argv[1],'a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\nsignal.pause()`, lockfile], { reject: false });
+    await once(holder.stdout!, 'data');
     try {
       await expect(duplicityEngine.backup(f.ctx)).rejects.toThrow(/exit 23: another duplicity holds the archive dir lock/);
     } finally {
-      stop.abort();
+      holder.kill('SIGTERM');
       await holder;
     }
   });
@@ -297,17 +291,22 @@ describe('borg', () => {
     expect(missing.message).toMatch(/no repository.*borg init/);
     await run(cmd('borg', ['init', '--encryption=repokey'], { env: borgEnv(loaded) }));
     const { result, before, after, restoredRoot } = await roundTrip(borgEngine, { ...f0, loaded, ctx });
-    expect(result.id).toMatch(/-\d{4}-\d\d-\d\dT/);
+    // The archive borg made is named to the microsecond (not {now}'s one second).
+    expect(result.id).toMatch(/-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$/);
     expectSameTree(before, after, f0.tree.whiteouts);
     for (const w of f0.tree.whiteouts) expect(after.get(w)).toEqual(before.get(w));
     expect(await absent(restoredRoot, [...f0.tree.excluded, 'var/backup/apiscp-backup/2026-11-27T030000.inprogress'])).toEqual([]);
     // A source that vanished: borg's exit 1 is a warning, the archive exists.
-    await new Promise((r) => setTimeout(r, 1100)); // {now} has one-second resolution
     const partial = await borgEngine.backup({ ...ctx, sources: [...ctx.sources, join(f0.base, 'vanished')] });
     expect(partial.warnings.join()).toMatch(/warning.*vanished/);
     expect(partial.id).not.toBe(result.id);
-    // The passphrase never reached a command line or the repository config in clear text.
-    expect(await readFile(join(repo, 'config'), 'utf8')).not.toContain(SECRET);
+    // Two runs straight after each other (within a second here) each get their own archive.
+    const small = { ...ctx, sources: [join(restoredRoot, 'var/backup/apiscp-backup')] };
+    const [a, b] = [await borgEngine.backup(small), await borgEngine.backup(small)];
+    expect(a.id).not.toBe(b.id);
+    const names = (await run(cmd('borg', ['list', '--short'], { env: borgEnv(loaded) }))).stdout.trim().split('\n');
+    expect(names).toEqual(expect.arrayContaining([result.id, partial.id, a.id, b.id]));
+    expect(names).toHaveLength(4);
   });
 });
 

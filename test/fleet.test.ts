@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import type { Manifest } from '../lib/dumps/manifest.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import { databaseEntries, loadDump } from '../lib/sandbox/db-checks.js';
 import { assertBuilt, CLI, cli, mysqlFingerprint, NODE, pgFingerprint, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
 import { setPanelSites, startFleet, type Fleet } from './harness/fleet.js';

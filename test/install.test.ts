@@ -10,7 +10,7 @@ import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 
 const REPO = resolve(import.meta.dirname, '..');
-const FAKE_CPCMD = join(REPO, 'test/fake-apiscp/cpcmd');
+const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');
 const REAL_TEMPLATE = join(REPO, 'config/config.example.yaml');
 const SCOPE = 'backups.automatic-database-exports';
 const CRON_PATH = 'PATH=/sbin:/bin:/usr/sbin:/usr/bin'; // what cron gives run-parts
@@ -18,9 +18,9 @@ const CRON_PATH = 'PATH=/sbin:/bin:/usr/sbin:/usr/bin'; // what cron gives run-p
 const top = mkdtempSync(join(tmpdir(), 'install-test-'));
 afterAll(() => rmSync(top, { recursive: true, force: true }));
 
-// The lead ships config/config.example.yaml; until it exists, a minimal template stands in.
-const template = existsSync(REAL_TEMPLATE) ? REAL_TEMPLATE : join(top, 'config.example.yaml');
-if (!existsSync(REAL_TEMPLATE)) writeFileSync(template, '# apiscp-backup configuration\n# backup engine\nengine: none\nlogging:\n  level: info\n');
+// install copies the shipped example config: without it the package is broken, so fail here.
+const template = REAL_TEMPLATE;
+if (!existsSync(template)) throw new Error(`${template} is missing: run npm run gen:config`);
 
 // A stand-in for the built nightly entry: it records its argv and prints nothing, like a healthy night.
 const pkg = join(top, 'pkg');

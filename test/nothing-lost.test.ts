@@ -1,7 +1,7 @@
 /**
  * Issue 7, "nothing lost, nothing hidden", through the BUILT CLI against real MariaDB and
  * PostgreSQL servers: every database accounted for every night, every warning surfaced, no
- * false success. The only stand-in is ApisCP's cpcmd (test/fake-apiscp).
+ * false success. The only stand-in is ApisCP's cpcmd (sandbox/fake-apiscp).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../lib/report/run-state.js';
-import { createSandbox, EXPORT_SCOPE, startServers, waitFor, type Sandbox, type Servers } from './helpers/sandbox.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { createSandbox, EXPORT_SCOPE, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },

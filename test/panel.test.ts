@@ -18,7 +18,7 @@ import { run } from '../lib/run/run.js';
 
 // The only stand-in in the suite: ApisCP itself cannot be installed, so these tests run the
 // fake cpcmd and backup_dbs.php as real subprocesses through lib/run.
-const FAKE = join(dirname(fileURLToPath(import.meta.url)), 'fake-apiscp');
+const FAKE = join(dirname(fileURLToPath(import.meta.url)), '../sandbox/fake-apiscp');
 const CPCMD = join(FAKE, 'cpcmd');
 
 let dir: string;

@@ -16,7 +16,7 @@ import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
 import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
-import { runDumps } from '../lib/dumps/run-dumps.js';
+import { planAndDump } from '../lib/job/dump-step.js';
 import { ServerPacer } from '../lib/dumps/throttle.js';
 import { autoConcurrency, dumpTuning } from '../lib/dumps/tuning.js';
 import { memoryLogger } from '../lib/log.js';
@@ -129,7 +129,7 @@ describe('streaming verification (pipeToFile tap)', () => {
   });
 
   it('runDumps records how long a MyISAM database held its table locks, and only for it', async () => {
-    const result = await runDumps({ loaded: loaded({}, { include: ['src', 'copy1'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    const result = await planAndDump({ loaded: loaded({}, { include: ['src', 'copy1'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
     expect(result.ok).toBe(true);
     const src = result.manifest.entries.find((e) => e.database === 'src')!;
     expect(src.lockMode).toBe('lock-tables');
@@ -137,7 +137,7 @@ describe('streaming verification (pipeToFile tap)', () => {
     expect(src.lockHeldMs).toBeLessThanOrEqual(src.durationMs);
     // copy1 has the MyISAM table too; a database of InnoDB only holds none.
     await server.sql('CREATE DATABASE inno; CREATE TABLE inno.t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO inno.t VALUES (1)');
-    const second = await runDumps({ loaded: loaded({}, { include: ['inno'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    const second = await planAndDump({ loaded: loaded({}, { include: ['inno'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
     const inno = second.manifest.entries.find((e) => e.database === 'inno')!;
     expect(inno.lockMode).toBe('single-transaction');
     expect(inno.lockHeldMs).toBeUndefined();

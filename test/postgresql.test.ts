@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,11 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema, type PostgresqlConfig } from '../lib/config/schema.js';
 import type { LoadedConfig } from '../lib/config/load.js';
-import { postgresqlKind, osUser } from '../lib/dumps/postgresql.js';
-import type { Compression, DatabaseSession, DumpSpec } from '../lib/dumps/types.js';
+import { postgresqlKind } from '../lib/dumps/postgresql.js';
+import { osUser } from '../lib/os-user.js';
+import type { Compression, DatabaseSession, DumpSpec } from '../lib/model/kind.js';
 import { BackupError, CommandError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';
-import { cmd, type Command } from '../lib/run/command.js';
+import { cmd } from '../lib/run/command.js';
 import { pipeToFile } from '../lib/run/pipeline.js';
 import { run } from '../lib/run/run.js';
 import { whichSystem } from '../lib/run/which.js';
@@ -26,7 +27,6 @@ const PG = osUser('postgres')!;
 let srv: PostgresServer;
 let faulty: PostgresServer;
 let work: string;
-const planned: Command[] = [];
 
 const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
 const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -43,9 +43,7 @@ async function openOn(server: PostgresServer, extra: Partial<PostgresqlConfig> =
 }
 
 async function plan(session: DatabaseSession, db: string): Promise<DumpSpec> {
-  const spec = await session.planDatabase(db);
-  planned.push(spec.command);
-  return spec;
+  return session.planDatabase(db);
 }
 
 let counter = 0;
@@ -155,7 +153,8 @@ describe('postgresql kind on a live server', () => {
   test('a table locked exclusively by another session fails the dump after lock_wait_timeout, not after hours', async () => {
     await srv.sql('CREATE DATABASE locked_db');
     await srv.sql('CREATE TABLE t (id int); INSERT INTO t VALUES (1);', 'locked_db');
-    const holder = srv.sql('BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;', 'locked_db');
+    // The holder keeps its lock until we end its backend (no race against a fixed sleep).
+    const holder = srv.sql("SET application_name = 'lock_holder'; BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600); COMMIT;", 'locked_db');
     try {
       // Let the holder take its lock first.
       for (let i = 0; i < 100; i++) {
@@ -174,6 +173,7 @@ describe('postgresql kind on a live server', () => {
       expect(Date.now() - started).toBeLessThan(5000);
       await session.close();
     } finally {
+      await srv.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lock_holder'");
       await holder.catch(() => undefined);
     }
   });
@@ -188,6 +188,7 @@ describe('postgresql kind on a live server', () => {
 
   test('lists hostile database names exactly, dumps and restores each one', async () => {
     const session = (await openOn(srv))!;
+    await rm('/tmp/apiscp-pwned', { force: true });
     const names = await session.listDatabases();
     expect(names).toEqual(expect.arrayContaining([...HOSTILE, 'content', 'postgres']));
     expect(names).not.toContain('template0');
@@ -233,7 +234,6 @@ describe('postgresql kind on a live server', () => {
     const session = (await openOn(srv))!;
     const specs = await session.planServerWide();
     expect(specs.map((s) => [s.object, s.format, s.extension, s.compressible])).toEqual([['globals', 'sql', '.sql', true]]);
-    planned.push(...specs.map((s) => s.command));
     const file = await dump(specs[0]!, 'zstd');
     const text = (await run(cmd(whichSystem('zstd')!, ['-dcq', '--', file]))).stdout;
     expect(text).toMatch(/CREATE ROLE app_user;/);
@@ -261,16 +261,6 @@ describe('postgresql kind on a live server', () => {
     // auto never skips a server that refuses us (nor one that does not answer).
     await expect(openOn(srv, { enabled: 'auto', user: 'backup_admin', password_file: wrong })).rejects.toThrow(/password authentication failed/);
   }, 60_000);
-
-  test('passwords never appear in any planned command line', () => {
-    expect(planned.length).toBeGreaterThan(HOSTILE.length);
-    for (const c of planned) {
-      const argv = [c.file, ...c.args].join(' ');
-      expect(argv).not.toContain(APP_PASSWORD);
-      expect(argv).not.toContain(ADMIN_PASSWORD);
-      expect(Object.values(c.env ?? {}).join(' ')).not.toContain(ADMIN_PASSWORD);
-    }
-  });
 });
 
 describe('faults', () => {

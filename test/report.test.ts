@@ -17,6 +17,7 @@ import { failureSummary } from '../lib/report/summary.js';
 const HOUR = 3_600_000;
 const NOW = new Date('2025-03-10T12:00:00Z');
 const MAX_AGE = 26 * HOUR;
+const SCOPE = 'backups.automatic-database-exports';
 const hoursAgo = (h: number): string => new Date(NOW.getTime() - h * HOUR).toISOString();
 
 function run(over: Partial<RunState> = {}): RunState {
@@ -126,12 +127,12 @@ describe('computeStatus', () => {
 
   it('ok: OK line with age and perfdata, exit 0', () => {
     const state = mergeRunState(undefined, run({ level: 'Full' }));
-    const r = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { on: false } });
+    const r = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { name: SCOPE, on: false } });
     expect(r.ok).toBe(true);
     expect(r.exitCode).toBe(ExitCode.OK);
     expect(r.lines[0]).toBe('OK: last backup 8h ago (engine bacula, 3 database dumps) | age=28800s;;93600;0 dumps_failed=0;;1;0 warnings=0;1;;0 restore_chain=1;;;1');
     expect(r.lines.join('\n')).toMatch(/restore chain: 1 backup to replay \(full /);
-    expect(r.json).toMatchObject({ status: 'ok', ageSeconds: 28800, restoreChainLength: 1, scope: { on: false } });
+    expect(r.json).toMatchObject({ status: 'ok', ageSeconds: 28800, restoreChainLength: 1, scope: { name: SCOPE, on: false } });
     // JSON form must survive serialization (status --json prints it).
     expect(JSON.parse(JSON.stringify(r.json))).toEqual(r.json);
   });
@@ -178,10 +179,10 @@ describe('computeStatus', () => {
 
   it('scope back on or unreadable: WARNING, still exit OK', () => {
     const state = mergeRunState(undefined, run());
-    const on = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { on: true } });
+    const on = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { name: SCOPE, on: true } });
     expect(on).toMatchObject({ ok: true, exitCode: ExitCode.OK, nagiosCode: 1 });
     expect(on.lines[0]).toMatch(/^WARNING: panel nightly exports are on again/);
-    const err = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { on: undefined, error: 'cpcmd timed out' } });
+    const err = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { name: SCOPE, on: undefined, error: 'cpcmd timed out' } });
     expect(err.lines[0]).toMatch(/^WARNING: cannot read scope .*cpcmd timed out/);
   });
 });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
-import { assertBuilt, CLI, mysqlFingerprint, NODE, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
+import { assertBuilt, CLI, mysqlFingerprint, NODE, rmrf, stopServers } from './helpers/e2e.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, type RestoreFixture } from './helpers/restore-fixture.js';
 
@@ -34,7 +35,7 @@ afterAll(async () => {
   rmrf(base);
 });
 
-const fp = (db: string): Promise<Record<string, string>> => mysqlFingerprint(servers.my, db);
+const fp = (db: string): Promise<Record<string, string>> => mysqlFingerprint(servers.mariadb, db);
 
 describe('Bacula: list and restore db through bconsole', () => {
   let first: Record<string, string>;
@@ -45,7 +46,7 @@ describe('Bacula: list and restore db through bconsole', () => {
     first = await fp('site2_db');
     const full = await h.runJob('ApisCP', 'Full');
     expect(full.status, full.log).toBe('T');
-    await servers.my.sql(`INSERT INTO \`site2_db\`.items VALUES (1000, 'after the full', NULL)`);
+    await servers.mariadb.sql(`INSERT INTO \`site2_db\`.items VALUES (1000, 'after the full', NULL)`);
     second = await fp('site2_db');
     const inc = await h.runJob('ApisCP', 'Incremental');
     expect(inc.status, inc.log).toBe('T');
@@ -65,7 +66,7 @@ describe('Bacula: list and restore db through bconsole', () => {
     expect(old.code, old.stderr).toBe(0);
     expect(old.stdout).toMatch(/from Bacula job \d+ .*Full, restore chain 1/);
     expect(await fp('site2_db_full')).toEqual(first);
-    await servers.my.sql(`DELETE FROM \`site2_db\`.items WHERE id = 1000`);
+    await servers.mariadb.sql(`DELETE FROM \`site2_db\`.items WHERE id = 1000`);
     const refused = await f.cli(['restore', 'db', 'site2_db', '--from', backups[0]!.time]);
     expect(refused.code).toBe(8);
     const forced = await f.cli(['restore', 'db', 'site2_db', '--from', backups[0]!.time, '--force']);
@@ -73,7 +74,7 @@ describe('Bacula: list and restore db through bconsole', () => {
     expect(forced.stdout).toMatch(/Incremental, restore chain 2/);
     expect(forced.stdout).toMatch(/safety dump of the previous content/);
     expect(await fp('site2_db')).toEqual(second);
-    await servers.my.sql('DROP DATABASE site2_db_full');
+    await servers.mariadb.sql('DROP DATABASE site2_db_full');
   });
 });
 
@@ -108,7 +109,7 @@ describe('Bacula: restore files and restore site', () => {
     const html = join(f.tree.home, 'site2/shadow/var/www/html');
     for (const gone of ['index.html', 'logo.bin', 'deep/removed.txt']) rmSync(join(html, gone));
     writeFileSync(join(html, 'shell.php'), '<?php');
-    await servers.my.sql('DROP DATABASE site2_db');
+    await servers.mariadb.sql('DROP DATABASE site2_db');
     const r = await f.cli(['restore', 'site', 'site2', '--in-place', '--exact']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/restore chain 3/);

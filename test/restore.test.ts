@@ -7,7 +7,8 @@ import { loadDump } from '../lib/sandbox/db-checks.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, pgFingerprint, rmrf, startServers, stopServers, type Servers } from './helpers/e2e.js';
+import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, pgFingerprint, rmrf, stopServers } from './helpers/e2e.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { mountSiteOverlay } from './helpers/overlay.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, SITE2_ROLE, SITE2_USER, type RestoreFixture } from './helpers/restore-fixture.js';
 
@@ -30,7 +31,7 @@ afterAll(async () => {
 });
 
 const HOSTILE = `site2_-x $(id) 'q' ü`;
-const fp = (db: string): Promise<Record<string, string>> => mysqlFingerprint(servers.my, db);
+const fp = (db: string): Promise<Record<string, string>> => mysqlFingerprint(servers.mariadb, db);
 
 interface Listed {
   local: { runId: string; time: string; status: string; databases: number }[];
@@ -48,12 +49,12 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
   beforeAll(async () => {
     f = await createRestoreFixture(base, engine, servers);
     // Each engine starts from the same content (an earlier engine's restores changed it).
-    await servers.my.sql(`DELETE FROM \`site2_db\`.items WHERE id >= 1000`);
+    await servers.mariadb.sql(`DELETE FROM \`site2_db\`.items WHERE id >= 1000`);
     first = await fp('site2_db');
     const r1 = await f.cli(['run']);
     expect(r1.code, r1.stderr).toBe(0);
     await new Promise((r) => setTimeout(r, 1100)); // distinct second-resolution ids and times
-    await servers.my.sql(`INSERT INTO \`site2_db\`.items VALUES (1000, 'after the first backup', NULL)`);
+    await servers.mariadb.sql(`INSERT INTO \`site2_db\`.items VALUES (1000, 'after the first backup', NULL)`);
     second = await fp('site2_db');
     expect(second).not.toEqual(first);
     const r2 = await f.cli(['run']);
@@ -96,7 +97,7 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     expect(r.stdout).toMatch(/restored mysql database 'site2_db_old' from /);
     expect(await fp('site2_db_old')).toEqual({ ...first });
     expect(await fp('site2_db')).toEqual(second);
-    await servers.my.sql('DROP DATABASE site2_db_old');
+    await servers.mariadb.sql('DROP DATABASE site2_db_old');
   });
 
   test('the older backup by date, --force: a safety dump first, named in the output', async () => {
@@ -109,9 +110,9 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     expect(await fp('site2_db')).toEqual(first);
     // The safety dump holds what was there: loading it back gives the second state again.
     const entry = { kind: 'mysql', object: 'database', database: 'site2_db', site: 'site2', path: basename(safety!), format: 'sql', compression: 'zstd', startedAt: '', durationMs: 0, status: 'ok' } as const;
-    await loadDump(entry, dirname(safety!), { mysql: servers.my }, 'safety_check');
+    await loadDump(entry, dirname(safety!), { mysql: servers.mariadb }, 'safety_check');
     expect(await fp('safety_check')).toEqual(second);
-    await servers.my.sql('DROP DATABASE safety_check');
+    await servers.mariadb.sql('DROP DATABASE safety_check');
   });
 
   // Names and kinds are engine-independent (dump files are %-encoded): two engines suffice.
@@ -121,9 +122,9 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     expect(await fp(`${HOSTILE} copy`)).toEqual(await fp(HOSTILE));
     const pg = await f.cli(['restore', 'db', 'site2_blog', '--into', 'site2_blog copy']);
     expect(pg.code, pg.stderr).toBe(0);
-    expect(await pgFingerprint(servers.pg, 'site2_blog copy')).toEqual(await pgFingerprint(servers.pg, 'site2_blog'));
-    await servers.pg.sql('DROP DATABASE "site2_blog copy"');
-    await servers.my.sql(`DROP DATABASE \`${HOSTILE} copy\``);
+    expect(await pgFingerprint(servers.postgres, 'site2_blog copy')).toEqual(await pgFingerprint(servers.postgres, 'site2_blog'));
+    await servers.postgres.sql('DROP DATABASE "site2_blog copy"');
+    await servers.mariadb.sql(`DROP DATABASE \`${HOSTILE} copy\``);
     const unknown = await f.cli(['restore', 'db', 'no_such_db']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/no complete local run holds|unknown database 'no_such_db'/);
@@ -138,13 +139,13 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
   });
 
   if (engine === 'none') test('the target server down: a clear error, nothing recorded as done', async () => {
-    await servers.pg.stop();
+    await servers.postgres.stop();
     try {
       const r = await f.cli(['restore', 'db', 'site2_blog', '--into', 'x']);
       expect(r.code).toBe(8);
       expect(r.stderr).toMatch(/cannot restore into postgresql: the target server is not reachable/);
     } finally {
-      await servers.pg.start();
+      await servers.postgres.start();
     }
   });
 
@@ -153,7 +154,7 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     const files = await f.cli(['restore', 'site', 'site2', '--in-place']);
     expect(files.code).toBe(8);
     expect(files.stderr).toMatch(/engine none backs up no files/);
-    await servers.my.sql('DROP DATABASE site2_db');
+    await servers.mariadb.sql('DROP DATABASE site2_db');
     const r = await f.cli(['restore', 'site', 'site2', '--databases', '--in-place']);
     expect(r.code, r.stderr).toBe(0);
     expect(await siteFingerprints(servers, 'site2')).toEqual(site2AtBackup);
@@ -175,10 +176,10 @@ async function breakSite2(f: RestoreFixture, opts: { whiteout: boolean }): Promi
   writeFileSync(join(html, 'evil/deeper/x'), 'x');
   writeFileSync(join(f.tree.home, 'site2/info/current/apache'), 'enabled = 0\n');
   if (opts.whiteout) rmSync(join(html, 'deep/removed.txt'));
-  for (const db of ['site2_db', `site2_-x $(id) 'q' ü`]) await servers.my.sql(`DROP DATABASE \`${db}\``);
-  await servers.my.sql(`DROP USER '${SITE2_USER}'@'localhost'`);
-  await servers.pg.sql('DROP DATABASE site2_blog');
-  await servers.pg.sql(`DROP ROLE "${SITE2_ROLE}"`);
+  for (const db of ['site2_db', `site2_-x $(id) 'q' ü`]) await servers.mariadb.sql(`DROP DATABASE \`${db}\``);
+  await servers.mariadb.sql(`DROP USER '${SITE2_USER}'@'localhost'`);
+  await servers.postgres.sql('DROP DATABASE site2_blog');
+  await servers.postgres.sql(`DROP ROLE "${SITE2_ROLE}"`);
 }
 
 /** The shared sandbox of one engine, after its backups: site2 broken, then put back. */
@@ -221,8 +222,8 @@ async function siteRestoreCase(f: RestoreFixture, engine: EngineName, dbsBefore:
     expect(existsSync(join(f.root, rawDb))).toBe(true);
     expect(await siteFingerprints(servers, 'site2')).toEqual(dbsBefore);
     // The DEFINER user and the owning role came back with the databases.
-    expect((await servers.my.sql('SELECT COUNT(*) FROM `site2_db`.definer_view')).trim()).toBe((await servers.my.sql('SELECT COUNT(*) FROM `site2_db`.items')).trim());
-    expect((await servers.pg.sql(`SELECT tableowner FROM pg_tables WHERE tablename = 'items'`, 'site2_blog')).trim()).toBe(SITE2_ROLE);
+    expect((await servers.mariadb.sql('SELECT COUNT(*) FROM `site2_db`.definer_view')).trim()).toBe((await servers.mariadb.sql('SELECT COUNT(*) FROM `site2_db`.items')).trim());
+    expect((await servers.postgres.sql(`SELECT tableowner FROM pg_tables WHERE tablename = 'items'`, 'site2_blog')).trim()).toBe(SITE2_ROLE);
     const journal = readFileSync(join(f.loaded.paths.stateDir, 'restores.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(journal.at(-1)).toMatchObject({ command: 'restore site', what: 'site2', result: 'ok' });
   }

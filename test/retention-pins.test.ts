@@ -13,7 +13,7 @@ import { memoryLogger } from '../lib/log.js';
 import { accountForDatabases } from '../lib/dumps/accounting.js';
 import { installedEvidence, MYSQL_SIGNS, POSTGRESQL_SIGNS } from '../lib/dumps/installed.js';
 import { loadConfig } from '../lib/config/load.js';
-import type { Manifest, ManifestEntry } from '../lib/dumps/manifest.js';
+import type { Manifest, ManifestEntry } from '../lib/model/manifest.js';
 import { chooseRemovals, databaseKey, runIdTime, type RunFacts } from '../lib/dumps/retention.js';
 import { estimateRunBytes } from '../lib/dumps/space.js';
 import { parsePins, PinsError } from '../lib/job/pins.js';

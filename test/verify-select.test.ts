@@ -1,11 +1,11 @@
 /** The rotation and the inventory comparison, as plain functions (the CLI tests cover the rest). */
 import { describe, expect, it } from 'vitest';
-import type { Inventory } from '../lib/dumps/inventory.js';
-import type { ManifestEntry } from '../lib/dumps/manifest.js';
+import type { Inventory } from '../lib/model/inventory.js';
+import type { ManifestEntry } from '../lib/model/manifest.js';
 import { parseMysqlInventory } from '../lib/dumps/mysql-inventory.js';
 import { compareInventories } from '../lib/verify/compare.js';
-import { chooseEntries, rotationLength } from '../lib/verify/select.js';
-import type { DatabaseVerification, VerifyState } from '../lib/verify/state.js';
+import { chooseEntries, rotationLength } from '../lib/model/verify-rotation.js';
+import type { DatabaseVerification, VerifyState } from '../lib/model/verify-state.js';
 
 const entry = (database: string, status: 'ok' | 'failed' = 'ok'): ManifestEntry => ({
   kind: 'mysql', object: 'database', database, site: '_server', format: 'sql', compression: 'zstd', startedAt: '', durationMs: 0, status, path: `${database}.sql.zst`,

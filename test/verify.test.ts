@@ -8,10 +8,11 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { Manifest } from '../lib/dumps/manifest.js';
-import type { VerifyState } from '../lib/verify/state.js';
+import type { Manifest } from '../lib/model/manifest.js';
+import type { VerifyState } from '../lib/model/verify-state.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, EXPORT_SCOPE, startServers, type Sandbox, type Servers } from './helpers/sandbox.js';
+import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { createSandbox, EXPORT_SCOPE, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['s1_wp'], pgsql: ['s1_pg'] },

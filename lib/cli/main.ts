@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { ENGINE_NAMES } from '../config/schema.js';
 import { withContext, type CommandContext, type GlobalOptions } from './context.js';
 
-const ENGINES = ['none', 'bacula', 'duplicity', 'restic', 'borg'];
 const LEVELS = ['Full', 'Incremental', 'Differential'];
 
 type Handler = (ctx: CommandContext, opts: Record<string, unknown>, args: string[]) => Promise<number>;
@@ -34,7 +34,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
-  const engine = (): Option => new Option('--engine <engine>', 'backup engine (default: config `engine`)').choices(ENGINES);
+  const engine = (): Option => new Option('--engine <engine>', 'backup engine (default: config `engine`)').choices(ENGINE_NAMES);
 
   program.command('dump').description('dump every database now, consistently').action(action(() => import('./commands/dump.js')));
 

@@ -36,13 +36,14 @@ export interface ResolvedPaths {
 export function resolvePaths(config: Config): ResolvedPaths {
   const root = resolve(config.paths.root);
   const at = (p: string): string => underRoot(root, p);
+  const stateDir = at(config.state.dir);
   return {
     root,
     home: at(config.paths.home),
     dumpsDir: at(config.dumps.dir),
     lockPath: at(config.lock.path),
-    stateDir: at(config.state.dir),
-    statusFile: at(config.monitor.status_file),
+    stateDir,
+    statusFile: config.monitor.status_file === undefined ? join(stateDir, 'status.json') : at(config.monitor.status_file),
     logFile: at(config.logging.file),
     cronDir: at(config.cron.dir),
     duplicityArchiveDir: at(config.duplicity.archive_dir),

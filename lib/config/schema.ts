@@ -43,7 +43,7 @@ const mysql = z
     include: z.array(glob).default(['*']).describe('database name globs to dump'),
     exclude: z.array(glob).default([]).describe('database name globs to skip'),
     max_allowed_packet: z.string().default('1G').describe('client packet size: large rows fail with the 16M default'),
-    dump_users: z.boolean().default(true).describe('export users and grants to _server/mysql/users.sql'),
+    dump_users: z.boolean().default(true).describe('export users and grants to _server/mysql-users.sql (.zst/.gz as dumps.compression)'),
   })
   .strict();
 
@@ -73,9 +73,13 @@ const apnscp = z
   })
   .strict();
 
+/** The one list of engines: the config's `engine` key, the CLI's --engine choices, EngineName. */
+export const ENGINE_NAMES = ['none', 'bacula', 'duplicity', 'restic', 'borg'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
 export const configSchema = z
   .object({
-    engine: z.enum(['none', 'bacula', 'duplicity', 'restic', 'borg']).default('none').describe('backup engine; none = dumps only, for any other backup software'),
+    engine: z.enum(ENGINE_NAMES).default('none').describe('backup engine; none = dumps only, for any other backup software'),
     on_dump_failure: z.enum(['fail', 'warn']).default('fail').describe('fail = a failed dump fails the backup (Bacula job fails, no snapshot, exit 1); warn = back up anyway, still exit 1 with a warning (the Bacula hook exits 0)'),
     paths: z
       .object({
@@ -291,7 +295,7 @@ export const configSchema = z
     monitor: z
       .object({
         max_age: duration.default('26h').describe('status/watchdog: the last good backup must be younger'),
-        status_file: z.string().default('/var/lib/apiscp-backup/status.json').describe('(under paths.root)'),
+        status_file: z.string().optional().describe('default <state.dir>/status.json: moving state.dir moves it too (under paths.root)'),
         prometheus_textfile: z.string().optional().describe('node-exporter textfile, e.g. /var/lib/node_exporter/apiscp_backup.prom (under paths.root)'),
         heartbeat: z
           .object({

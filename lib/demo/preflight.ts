@@ -1,4 +1,5 @@
 import { MissingDependencyError } from '../errors.js';
+import { findPgTool } from '../dumps/pg-bin.js';
 import { whichSystem } from '../run/which.js';
 import type { EngineName } from '../engine/types.js';
 
@@ -23,7 +24,7 @@ const ENGINE_NEEDS: Partial<Record<EngineName, readonly [string, string, string]
 export function preflight(engine: EngineName): void {
   const wanted = [...NEEDS, ...(ENGINE_NEEDS[engine] ? [ENGINE_NEEDS[engine]!] : [])];
   const missing = wanted.filter(([binary]) => {
-    if (binary === 'pg_ctl') return !whichSystem('pg_ctl') && !pgBinExists();
+    if (binary === 'pg_ctl') return findPgTool('pg_ctl') === undefined;
     return !whichSystem(binary);
   });
   if (process.getuid?.() !== 0) throw new MissingDependencyError('root', undefined, undefined);
@@ -32,11 +33,4 @@ export function preflight(engine: EngineName): void {
     err.message += ' (or run: bash scripts/install-deps.sh)';
     throw err;
   }
-}
-
-function pgBinExists(): boolean {
-  for (const v of ['17', '16', '15', '14', '13']) {
-    if (whichSystem(`/usr/lib/postgresql/${v}/bin/pg_ctl`) || whichSystem(`/usr/pgsql-${v}/bin/pg_ctl`)) return true;
-  }
-  return false;
 }

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { loadConfig } from '../config/load.js';
-import { readVerifyState, verifyStateFile } from '../verify/state.js';
-import type { Manifest } from '../dumps/manifest.js';
+import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
+import type { Manifest } from '../model/manifest.js';
 import { getEngine } from '../engine/index.js';
 import type { EngineName } from '../engine/types.js';
 import { BackupError } from '../errors.js';
@@ -14,6 +14,7 @@ import type { RunState } from '../report/run-state.js';
 import { bytes } from '../report/status.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
+import { anyExitCode } from '../run/exit-status.js';
 import { snapshotTree } from '../sandbox/apiscp-tree.js';
 import { databaseEntries, loadDump, mysqlChecksums, postgresChecksums } from '../sandbox/db-checks.js';
 import { preflight } from './preflight.js';
@@ -60,7 +61,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     }
     out(`                ${firstLine(installed.stdout, /scope|export/i) ?? 'panel exports scope switched off'}  ${timer()}`);
 
-    const nightly = await run(cmd('run-parts', ['--report', join(root, 'etc/cron.daily')], { env: CRON_ENV, inheritEnv: false }), { okExitCodes: range(1, 255) });
+    const nightly = await run(cmd('run-parts', ['--report', join(root, 'etc/cron.daily')], { env: CRON_ENV, inheritEnv: false }), { exitClass: anyExitCode });
     const state = JSON.parse(readFileSync(join(root, 'var/lib/apiscp-backup/status.json'), 'utf8')) as RunState;
     out(`3. nightly      run-parts ran the entry with cron's environment (PATH=${CRON_ENV.PATH})  ${timer()}`);
     check(nightly.exitCode === 0 && nightly.stdout.trim() === '' && nightly.stderr.trim() === '', `silent on success and exit 0${nightly.stdout || nightly.stderr ? `; it printed:\n${nightly.stdout}${nightly.stderr}` : ''}`);
@@ -81,7 +82,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     rmSync(join(html, 'index.html'));
     writeFileSync(join(html, 'shell.php'), '<?php system($_GET["c"]);\n');
     await sandbox.mysql.sql('DROP DATABASE site2_shop');
-    const restored = await run(cmd(process.execPath, [cli, '-c', configFile, 'restore', 'site', site, '--in-place', '--exact']), { okExitCodes: range(1, 255) });
+    const restored = await run(cmd(process.execPath, [cli, '-c', configFile, 'restore', 'site', site, '--in-place', '--exact']), { exitClass: anyExitCode });
     out(`4. restore      ${site} hacked (index.html deleted, shell.php added, site2_shop dropped), then \`apiscp-backup restore site ${site} --in-place --exact\`  ${timer()}`);
     for (const line of restored.stdout.trim().split('\n')) out(`                ${line}`);
     check(restored.exitCode === 0, `restore site exited ${restored.exitCode}${restored.exitCode ? `: ${restored.stderr.trim()}` : ''}`);
@@ -162,6 +163,3 @@ function firstLine(text: string, re: RegExp): string | undefined {
   return text.split('\n').find((l) => re.test(l))?.trim();
 }
 
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}

@@ -2,8 +2,9 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildApiscpTree, type TreeInfo } from '../sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
+import type { MariadbServer } from '../sandbox/mariadb.js';
+import type { PostgresServer } from '../sandbox/postgres.js';
+import { startServers } from '../sandbox/servers.js';
 
 /**
  * The demo's pretend server: an ApisCP tree with three sites, a MariaDB and a PostgreSQL server
@@ -54,14 +55,15 @@ const PG_SEED: Record<string, string> = {
     INSERT INTO visits (at, path) SELECT '2026-01-01'::timestamptz + g * interval '1 minute', '/p/' || g FROM generate_series(1, 2000) g;`,
 };
 
-/** Where test/fake-apiscp lives: the checkout this build came from (dist/lib/demo → repo root). */
+/** The ApisCP stand-in, shipped with the package (sandbox/fake-apiscp; dist/lib/demo → package root). */
 export function fakeApiscpDir(): string {
-  return fileURLToPath(new URL('../../../test/fake-apiscp/', import.meta.url));
+  return fileURLToPath(new URL('../../../sandbox/fake-apiscp/', import.meta.url));
 }
 
 export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   const tree = await buildApiscpTree(root, { sites: 3 });
-  const [mysql, postgresql] = await Promise.all([startMariadb(), startPostgres()]);
+  const servers = await startServers();
+  const { mariadb: mysql, postgres: postgresql } = servers;
   for (const [db, sql] of Object.entries(MYSQL_SEED)) await mysql.sql(`CREATE DATABASE \`${db}\`; USE \`${db}\`; ${sql}`);
   for (const [db, sql] of Object.entries(PG_SEED)) {
     await postgresql.sql(`CREATE DATABASE "${db}"`);
@@ -93,33 +95,25 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   );
   mkdirSync(dirname(panelState), { recursive: true });
   writeFileSync(panelState, JSON.stringify({ scopes: { 'backups.automatic-database-exports': true }, sites }, null, 2));
-  const cpcmd = join(root, 'usr/local/apnscp/bin/cmd');
-  mkdirSync(dirname(cpcmd), { recursive: true });
-  writeFileSync(
-    cpcmd,
-    [
-      '#!/bin/sh',
-      '# apiscp-backup demo: the test stand-in for ApisCP\'s cmd (see test/fake-apiscp/README.md).',
-      `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
-      `  exec '${process.execPath}' '${join(fakeApiscpDir(), 'cpcmd')}' "$@"`,
-      '',
-    ].join('\n'),
-  );
-  chmodSync(cpcmd, 0o755);
-  // backup_dbs.php where the panel keeps it: the site owners' scheduled exports run after ours.
-  const backupDbs = join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php');
-  mkdirSync(dirname(backupDbs), { recursive: true });
-  writeFileSync(
-    backupDbs,
-    [
-      '#!/bin/sh',
-      '# apiscp-backup demo: the test stand-in for ApisCP\'s backup_dbs.php (see test/fake-apiscp/README.md).',
-      `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
-      `  exec '${process.execPath}' '${join(fakeApiscpDir(), 'backup_dbs.php')}' "$@"`,
-      '',
-    ].join('\n'),
-  );
-  chmodSync(backupDbs, 0o755);
+  // The stand-ins where the panel keeps its cmd and backup_dbs.php (the owners' exports run after ours).
+  // backup_dbs.php is a symlink to backup_dbs.mjs in the checkout, and npm pack leaves symlinks out.
+  const standIn = (path: string, program: string, file = program): string => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(
+      path,
+      [
+        '#!/bin/sh',
+        `# apiscp-backup demo: the test stand-in for ApisCP's ${program} (see sandbox/fake-apiscp/README.md).`,
+        `FAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dirname(panelState), 'calls.log')}' FAKE_APISCP_HOME='${tree.home}' \\`,
+        `  exec '${process.execPath}' '${join(fakeApiscpDir(), file)}' "$@"`,
+        '',
+      ].join('\n'),
+    );
+    chmodSync(path, 0o755);
+    return path;
+  };
+  const cpcmd = standIn(join(root, 'usr/local/apnscp/bin/cmd'), 'cpcmd');
+  const backupDbs = standIn(join(root, 'usr/local/apnscp/bin/scripts/backup_dbs.php'), 'backup_dbs.php', 'backup_dbs.mjs');
   return {
     backupDbs,
     root,
@@ -129,8 +123,6 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
     cpcmd,
     panelState,
     databases,
-    stop: async () => {
-      await Promise.allSettled([mysql.destroy(), postgresql.destroy()]);
-    },
+    stop: () => servers.destroy(),
   };
 }

@@ -1,8 +1,8 @@
-import type { SiteLookup } from '../plan/plan.js';
+import type { SiteLookup } from '../model/plan.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
-import { SERVER_SITE } from './layout.js';
-import type { Manifest, ManifestEntry, MissingDatabase } from './manifest.js';
-import type { KindName } from './types.js';
+import { SERVER_SITE } from '../model/site.js';
+import type { Manifest, ManifestEntry, MissingDatabase } from '../model/manifest.js';
+import type { KindName } from '../model/kind.js';
 
 export interface AccountingInput {
   /** The newest complete run before this one. */

@@ -6,7 +6,7 @@ import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { cmd, describe, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
-import type { ManifestEntry } from './manifest.js';
+import type { ManifestEntry } from '../model/manifest.js';
 import { apnscpHome, DEFAULT_APNSCP_HOME } from '../panel/cpcmd.js';
 
 export interface PanelExportOptions {
@@ -59,7 +59,7 @@ export async function runPanelExports(loaded: LoadedConfig, options: PanelExport
   let error: CommandError;
   if (!existsSync(script)) {
     // php would only say "Could not open input file": name the setting to fix instead.
-    error = new CommandError(`${shown}: ${script} does not exist (databases.apnscp.script)`, shown, undefined, undefined, '', false, ExitCode.DUMP_FAILED);
+    error = new CommandError({ message: `${shown}: ${script} does not exist (databases.apnscp.script)`, command: shown });
   } else {
     try {
       const result = await run(command, {

@@ -1,7 +1,7 @@
 import { MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import { resolveTool, whichSystem } from '../run/which.js';
-import type { Compression } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 /** `auto` means zstd when installed (fast, cheap to verify), else gzip (always there). */
 export function resolveCompression(setting: 'auto' | Compression): Compression {

@@ -4,8 +4,9 @@ import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
 import { whichSystem } from '../run/which.js';
 import { LATEST, MANIFEST } from './layout.js';
-import type { Manifest } from './manifest.js';
-import type { KindName } from './types.js';
+import { pgBinDirs } from './pg-bin.js';
+import type { Manifest } from '../model/manifest.js';
+import type { KindName } from '../model/kind.js';
 
 /**
  * `enabled: auto` means "dump it when a server of this kind is installed here", not "when it
@@ -34,7 +35,7 @@ export const MYSQL_SIGNS: InstallSigns = {
 
 export const POSTGRESQL_SIGNS: InstallSigns = {
   binaries: ['postgres'],
-  extraBinaries: () => [...versionDirs('/usr/lib/postgresql', (v) => `/usr/lib/postgresql/${v}/bin/postgres`), ...versionDirs('/usr', (v) => (v.startsWith('pgsql-') ? `/usr/${v}/bin/postgres` : undefined))],
+  extraBinaries: () => pgBinDirs().map((dir) => join(dir, 'postgres')),
   units: ['postgresql.service', 'postgresql@.service'],
   dataDirs: ['/var/lib/pgsql/data/PG_VERSION', '/var/lib/pgsql/*/data/PG_VERSION', '/var/lib/postgresql/*/main/PG_VERSION'],
 };
@@ -72,9 +73,9 @@ function dumpedBefore(dumpsDir: string, kind: KindName): boolean {
   }
 }
 
-function versionDirs(parent: string, path: (name: string) => string | undefined): string[] {
+function versionDirs(parent: string): string[] {
   try {
-    return readdirSync(parent).map(path).filter((p): p is string => p !== undefined);
+    return readdirSync(parent);
   } catch {
     return [];
   }
@@ -86,7 +87,7 @@ function expandStar(pattern: string): string | undefined {
   if (i < 0) return existsSync(pattern) ? pattern : undefined;
   const parent = pattern.slice(0, i);
   const rest = pattern.slice(i + 3);
-  for (const name of versionDirs(parent, (n) => n)) {
+  for (const name of versionDirs(parent)) {
     const p = join(parent, name, rest);
     if (existsSync(p)) return p;
   }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
+import { SERVER_SITE } from '../model/site.js';
 import { compressionSuffix } from './compress.js';
-import type { Compression, DumpSpec } from './types.js';
+import type { Compression, DumpSpec } from '../model/kind.js';
 
 /**
  * <dumps.dir>/<runId>.inprogress/   while a run writes (never backed up, removed if we crash)
@@ -8,10 +9,8 @@ import type { Compression, DumpSpec } from './types.js';
  * <dumps.dir>/latest -> <runId>     the newest complete run
  */
 export const RUN_ID = /^\d{8}T\d{6}Z(-\d+)?$/;
-export const IN_PROGRESS = '.inprogress';
 export const LATEST = 'latest';
 export const MANIFEST = 'manifest.json';
-export const SERVER_SITE = '_server';
 
 export function newRunId(now = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

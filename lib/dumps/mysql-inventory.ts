@@ -1,4 +1,4 @@
-import { fromHex, sortedNames, type Inventory } from './inventory.js';
+import { fromHex, sortedNames, type Inventory } from '../model/inventory.js';
 
 /**
  * The MySQL/MariaDB inventory of one database: object names from information_schema, then the

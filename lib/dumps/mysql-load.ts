@@ -3,7 +3,7 @@ import { CommandError, tail } from '../errors.js';
 import { describe, errorLine, type Command } from '../run/command.js';
 import { terminate, track } from '../run/process-group.js';
 import { decompressorCommand } from './compress.js';
-import type { Compression } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 export interface ParallelLoadInput {
   /** A mariadb-dump file (one database, no --databases), compressed as `compression`. */
@@ -92,7 +92,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
       const stderr = r.error?.message ?? stderrs[i] ?? '';
       const what = i === 0 ? describe(decompressorCommand(input.compression, input.file)) : describe(client, input.secrets);
       const why = r.signal ? `killed by ${r.signal}` : r.code === 0 ? 'ended before the load did' : `exited with ${r.code}`;
-      return new CommandError(`${i === 0 ? 'decompressing' : 'loading'} ${input.file}: ${why}${stderr ? `: ${errorLine(stderr)}` : ''}`, what, r.code ?? undefined, r.signal ?? undefined, tail(stderr));
+      return new CommandError({ message: `${i === 0 ? 'decompressing' : 'loading'} ${input.file}: ${why}${stderr ? `: ${errorLine(stderr)}` : ''}`, command: what, exitCode: r.code ?? undefined, signal: r.signal ?? undefined, stderrTail: tail(stderr) });
     };
     const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failure]);
 
@@ -201,7 +201,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
         }
       }
     }
-    if (inInsert) throw new CommandError(`loading ${input.file}: the file ends inside an INSERT statement (truncated)`, describe(client, input.secrets), undefined, undefined, "");
+    if (inInsert) throw new CommandError({ message: `loading ${input.file}: the file ends inside an INSERT statement (truncated)`, command: describe(client, input.secrets) });
     if (parts.length) await onLine(Buffer.concat(parts));
     await guard(exits[0]!);
     // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.

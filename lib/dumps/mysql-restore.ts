@@ -8,7 +8,7 @@ import { whichSystem } from '../run/which.js';
 import { decompressorCommand } from './compress.js';
 import { loadSqlDumpParallel } from './mysql-load.js';
 import type { MysqlSession } from './mysql.js';
-import type { Compression, DatabaseState, DumpFile, RestoreSession } from './types.js';
+import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 
 /**
  * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into

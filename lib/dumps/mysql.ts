@@ -10,12 +10,12 @@ import { cmd, errorLine, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 import { largeStdoutBuffer } from '../run/stdout-buffer.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from './types.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../model/kind.js';
 import { withMysqlRestore } from './mysql-restore.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail, tailCheck } from './verify.js';
-import type { InventoryProbe } from './inventory.js';
+import type { InventoryProbe } from '../model/inventory.js';
 import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
 
 /** Schemas that belong to the server, not to a site. */
@@ -33,6 +33,8 @@ const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
 
 export const mysqlKind: DatabaseKind = {
   name: 'mysql',
+  serverWide: 'users',
+  nameGlobs: (loaded) => loaded.config.databases.mysql,
   open,
   openTarget,
   expected: (ctx) => {

@@ -1,6 +1,6 @@
 import type { Command } from '../run/command.js';
 import { openClientSession } from '../run/session.js';
-import { fromHex, sortedNames, type Inventory, type InventoryProbe } from './inventory.js';
+import { fromHex, sortedNames, type Inventory, type InventoryProbe } from '../model/inventory.js';
 
 /**
  * The PostgreSQL inventory of one database: relations (relkind first: r table, p partitioned,

@@ -5,7 +5,7 @@ import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { decompressorCommand } from './compress.js';
 import type { PostgresSession } from './postgresql.js';
-import type { Compression, DatabaseState, DumpFile, RestoreSession } from './types.js';
+import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 
 /**
  * The restore half of the PostgreSQL kind: pg_restore of the server's own major version (the

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,67 +8,15 @@ import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
-import { isExecutable, whichSystem } from '../run/which.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from './types.js';
+import { isExecutable } from '../run/which.js';
+import { osUser } from '../os-user.js';
+import { findPgTool } from './pg-bin.js';
+import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../model/kind.js';
 import { withPostgresRestore } from './postgresql-restore.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
-
-export interface OsUser {
-  readonly uid: number;
-  readonly gid: number;
-  readonly home: string;
-}
-
-/** /etc/passwd lookup: Node only knows the current user, and we must switch to `postgres`. */
-export function osUser(name: string, passwd = '/etc/passwd'): OsUser | undefined {
-  let text: string;
-  try {
-    text = readFileSync(passwd, 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name && f.length >= 7) return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/' };
-  }
-  return undefined;
-}
-
-/** PGDG (RHEL) and Debian keep one directory per major version; neither is on PATH by default. */
-export function pgBinDirs(major?: string): string[] {
-  if (major !== undefined) return [`/usr/pgsql-${major}/bin`, `/usr/lib/postgresql/${major}/bin`];
-  const found: { dir: string; v: number }[] = [];
-  const scan = (parent: string, re: RegExp, sub: (n: string) => string): void => {
-    let names: string[] = [];
-    try {
-      names = readdirSync(parent);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const m = re.exec(n);
-      if (m) found.push({ dir: sub(n), v: Number(m[1]) });
-    }
-  };
-  scan('/usr', /^pgsql-(\d+(?:\.\d+)?)$/, (n) => `/usr/${n}/bin`);
-  scan('/usr/lib/postgresql', /^(\d+(?:\.\d+)?)$/, (n) => `/usr/lib/postgresql/${n}/bin`);
-  return found.sort((a, b) => b.v - a.v).map((f) => f.dir);
-}
-
-/** `tool` from bin_dir, else the version directories (a major's own, or the newest), else PATH. */
-export function findPgTool(tool: string, options: { binDir?: string; major?: string } = {}): string | undefined {
-  if (options.binDir) {
-    const p = join(options.binDir, tool);
-    return isExecutable(p) ? p : undefined;
-  }
-  for (const dir of pgBinDirs(options.major)) {
-    if (isExecutable(join(dir, tool))) return join(dir, tool);
-  }
-  return whichSystem(tool);
-}
 
 /** "15" for 150004; "9.6" for 90624 (before 10 the major had two parts). */
 export function majorOf(versionNum: number): string {
@@ -307,6 +255,8 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Pos
 
 export const postgresqlKind: DatabaseKind = {
   name: 'postgresql',
+  serverWide: 'globals',
+  nameGlobs: (loaded) => loaded.config.databases.postgresql,
   expected(ctx: KindContext): string | undefined {
     const enabled = ctx.loaded.config.databases.postgresql.enabled;
     return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);

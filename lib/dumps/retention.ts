@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { compareRunIds, IN_PROGRESS, LATEST, MANIFEST, RUN_ID } from './layout.js';
-import type { Manifest } from './manifest.js';
+import { IN_PROGRESS } from '../model/dump-dir.js';
+import { compareRunIds, LATEST, MANIFEST, RUN_ID } from './layout.js';
+import type { Manifest } from '../model/manifest.js';
 
 export interface RunDir {
   readonly runId: string;

@@ -6,28 +6,31 @@ import { dirname, join } from 'node:path';
 import { fsyncDir, tempNameFor, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
-import { BackupError, InterruptedError } from '../errors.js';
+import { BackupError, DumpStorageError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { buildPlan, type PlannedDump, type SiteLookup } from '../plan/plan.js';
+import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
+import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { syncFilesystem } from '../run/sync-fs.js';
-import { dumpPath, IN_PROGRESS, LATEST, MANIFEST, newRunId } from './layout.js';
-import type { InventoryProbe } from './inventory.js';
+import { IN_PROGRESS } from '../model/dump-dir.js';
+import { dumpPath, LATEST, MANIFEST, newRunId } from './layout.js';
+import type { InventoryProbe } from '../model/inventory.js';
 import { warning, WarningCodes } from '../warnings.js';
-import type { Manifest, ManifestEntry } from './manifest.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { accountForDatabases } from './accounting.js';
 import { applyRetention, removeCrashedRuns } from './retention.js';
 import { checkSpace } from './space.js';
 import { ServerPacer } from './throttle.js';
 import { dumpTuning } from './tuning.js';
-import type { Compression, DatabaseKind } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 export interface DumpRunInput {
   readonly loaded: LoadedConfig;
   readonly log: Logger;
-  readonly kinds: readonly DatabaseKind[];
+  /** What to dump (job/ builds it with plan/ and closes its sessions afterwards). */
+  readonly plan: Plan;
   readonly siteOf: SiteLookup;
   readonly signal?: AbortSignal;
   /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
@@ -80,10 +83,7 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   }
 
   const entries: ManifestEntry[] = [];
-  const plan = await buildPlan({ loaded, log, kinds: input.kinds, siteOf: input.siteOf, signal }).catch(async (err) => {
-    rmSync(work, { recursive: true, force: true });
-    throw err;
-  });
+  const { plan } = input;
   try {
     entries.push(...plan.failures);
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
@@ -156,13 +156,6 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   } catch (err) {
     rmSync(work, { recursive: true, force: true });
     throw err;
-  } finally {
-    await Promise.all(
-      plan.sessions.map((s) =>
-        // The session's temporary files hold credentials (a 0600 option file): say so when one stays.
-        s.close().catch((err: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(err as Error).message}`)),
-      ),
-    );
   }
 }
 
@@ -181,20 +174,6 @@ export function readLatestManifest(dumpsDir: string): Manifest | undefined {
     return JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
   } catch {
     return undefined;
-  }
-}
-
-/**
- * The dump directory cannot be written (read-only, full, missing permissions): nothing of this
- * run is kept. A dump failure (exit 1) with a message that says where, never exit 70.
- */
-export class DumpStorageError extends BackupError {
-  constructor(
-    readonly runId: string,
-    message: string,
-    dir: string,
-  ) {
-    super(message, ExitCode.DUMP_FAILED, { dir, runId });
   }
 }
 
@@ -314,35 +293,6 @@ function sizeKey(kind: string, database: string | null, object: string): string 
 function largestFirst(items: readonly PlannedDump[], sizes: ReadonlyMap<string, number>): PlannedDump[] {
   const size = (i: PlannedDump): number => sizes.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object)) ?? Infinity;
   return [...items].sort((a, b) => (size(a) === size(b) ? 0 : size(a) > size(b) ? -1 : 1));
-}
-
-/**
- * `work` for every item in order, at most `size` of them holding a slot at once. A task hands its
- * slot back through `release` as soon as the part that needs it is done (the dump itself: server
- * connections and CPU), so its tail (verification, rename) overlaps the next task instead of
- * leaving a core idle; the slot is released at the latest when the task ends. Resolves when
- * every task has finished.
- */
-async function pool<T>(items: readonly T[], size: number, work: (item: T, release: () => void) => Promise<void>): Promise<void> {
-  let free = Math.max(1, size);
-  const waiting: (() => void)[] = [];
-  const tasks: Promise<void>[] = [];
-  for (const item of items) {
-    if (free > 0) free--;
-    else await new Promise<void>((resolve) => waiting.push(resolve));
-    let held = true;
-    const release = (): void => {
-      if (!held) return;
-      held = false;
-      const next = waiting.shift();
-      if (next) next();
-      else free++;
-    };
-    const task = work(item, release).finally(release);
-    task.catch(() => undefined); // handled by Promise.all below, not an unhandled rejection meanwhile
-    tasks.push(task);
-  }
-  await Promise.all(tasks);
 }
 
 /** How every dump of a run is compressed: the setting and the compressor stage it gives. */

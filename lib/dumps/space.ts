@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import type { Manifest } from './manifest.js';
+import type { Manifest } from '../model/manifest.js';
 
 /** Below this the estimate is noise (a first run, a server with a few small sites). */
 const MIN_BYTES = 1024 * 1024;

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { durationMs } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { DatabaseSession } from './types.js';
+import type { DatabaseSession } from '../model/kind.js';
 
 export interface ThrottleSettings {
   readonly threads_running: 'auto' | number;

@@ -2,7 +2,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import type { Config } from '../config/schema.js';
 import type { Command } from '../run/command.js';
 import { compressorCommand, DUMP_LEVEL, resolveCompression, wantRsyncable } from './compress.js';
-import type { Compression } from './types.js';
+import type { Compression } from '../model/kind.js';
 
 /**
  * How one run dumps, decided once from the config, the machine and the plan: the defaults here

@@ -6,7 +6,7 @@ import { cmd } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression, StreamCheck } from './types.js';
+import type { Compression, StreamCheck } from '../model/kind.js';
 
 /**
  * Keeps the last `bytes` bytes of a stream (the dump's trailer), for checks made while the dump

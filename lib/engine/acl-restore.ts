@@ -10,6 +10,7 @@ import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
 import { resolveTool } from '../run/which.js';
 import { SIDECAR_BASENAME } from './acl-sidecar.js';
+import { exitClasses } from '../run/exit-status.js';
 
 /**
  * `apiscp-backup restore acls`: put the ACLs and xattrs of a sidecar (acl-sidecar.ts) back onto a
@@ -185,7 +186,7 @@ function commonLength(a: readonly string[], b: readonly string[]): number {
 
 /** Missing files are warnings (the tree changed between our check and the tool's). */
 async function restoreWith(command: Command, warnings: string[]): Promise<void> {
-  const r = await run(command, { okExitCodes: [1] });
+  const r = await run(command, { exitClass: exitClasses({ ok: [1] }) });
   if (r.exitCode === 0) return;
   const lines = r.stderr.split('\n').filter(Boolean);
   if (lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l))) {

@@ -1,5 +1,5 @@
 import { EngineError, ConfigError } from '../errors.js';
-import { globSource } from '../plan/glob.js';
+import { pathGlobSource } from '../plan/glob.js';
 import { baculaFetch, baculaList } from './bacula-restore.js';
 import type { Engine } from './types.js';
 
@@ -107,16 +107,6 @@ export function baculaHookCommands(opts: Pick<BaculaConfigOptions, 'node' | 'ent
 
 const GLOB = /[*?[]/;
 
-/**
- * A glob as an anchored regular expression, segment by segment: `*` and `?` stay inside one path
- * segment, and a whole segment `site*` means ApisCP's numbered site directories only
- * (`site[0-9]+`), never the domain-name symlinks or other site-prefixed names beside them.
- */
-export function globToRegex(glob: string): string {
-  const segment = (s: string): string => (s === 'site*' ? 'site[0-9]+' : globSource(s, '[^/]'));
-  return '^' + glob.split('/').map(segment).join('/') + '$';
-}
-
 /** A glob as a POSIX sh word: literal runs double-quoted, glob characters left bare to expand. */
 function shGlobWord(glob: string): string {
   return glob
@@ -130,14 +120,14 @@ function shGlobWord(glob: string): string {
  * The client-side program that lists what matches `globs` at job time. The FileSet runs it on
  * the file daemon (`\|program`) so a site created after the director config was written is
  * still backed up. It always exits 0: a non-zero exit makes Bacula fail the whole job, while
- * "no site yet" is a normal state. Output is filtered by globToRegex to keep only siteN.
+ * "no site yet" is a normal state. Output is filtered by pathGlobSource to keep only siteN.
  */
 export function clientListCommand(globs: readonly string[]): string {
   for (const g of globs) {
     if (g.includes("'")) throw new ConfigError(`a path handed to Bacula's client-side file list may not contain ': ${g}`, undefined);
   }
   const words = globs.map(shGlobWord).join(' ');
-  const regex = globs.map(globToRegex).join('|').replace(/[\\"$`]/g, '\\$&');
+  const regex = globs.map(pathGlobSource).join('|').replace(/[\\"$`]/g, '\\$&');
   const script = `for p in ${words}; do [ -e "$p" ] && echo "$p"; done | grep -E "${regex}"; exit 0`;
   return `/bin/sh -c '${script.replace(/%/g, '%%')}'`;
 }
@@ -165,7 +155,7 @@ export function renderBaculaFileSet(
   if (globExcludes.length > 0) {
     // Exclude{} takes no wildcards; an Options block that matches and says Exclude = yes does.
     // It must come first: Bacula applies the first Options block whose pattern matches.
-    include.push('Options {', ...indent(globExcludes.map((g) => `Regex = ${baculaString(globToRegex(g))}`)), '  Exclude = yes', '}');
+    include.push('Options {', ...indent(globExcludes.map((g) => `Regex = ${baculaString(pathGlobSource(g))}`)), '  Exclude = yes', '}');
   }
   include.push(
     'Options {',

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, quote } from '../run/command.js';
+import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
@@ -14,7 +15,12 @@ import { keepArgs, type BackupPoint, type Engine, type EngineContext, type Engin
  * the passphrase is read by borg itself through BORG_PASSCOMMAND (`cat FILE`): never argv.
  */
 
-export const BORG_ARCHIVE = '{hostname}-{now}';
+/**
+ * `{now}` alone has one-second resolution: two runs in the same second (a retry, a test, a
+ * manual run beside cron) would collide and the second fail with "archive already exists".
+ * Microseconds make each run's name its own; the prefix stays `{hostname}-` for prune.
+ */
+export const BORG_ARCHIVE = '{hostname}-{now:%Y-%m-%dT%H:%M:%S.%f}';
 
 export function borgEnv(loaded: LoadedConfig): Record<string, string> {
   const b = loaded.config.borg;
@@ -87,9 +93,11 @@ export function borgExitMessage(code: number | undefined, stderr = ''): string {
   return `error (exit ${code})`;
 }
 
+/** Exit 1 is borg's "warning": the archive was made (a file changed or vanished while read). */
+const BORG_EXIT = exitClasses({ warning: [1] });
+
 async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string): Promise<RunResult> {
-  // Exit 1 is borg's "warning": the archive was made.
-  return runEngineTool('borg', action, cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), args, { env: borgEnv(ctx.loaded), cwd }), borgExitMessage, { signal: ctx.signal, okExitCodes: [1] });
+  return runEngineTool('borg', action, cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), args, { env: borgEnv(ctx.loaded), cwd }), borgExitMessage, { signal: ctx.signal, exitClass: BORG_EXIT });
 }
 
 export function parseBorgCreate(stdout: string): { name?: string; id?: string; bytes?: number } {
@@ -115,7 +123,7 @@ export const borgEngine: Engine = {
     const created = parseBorgCreate(r.stdout);
     // Like restic without a snapshot id: no archive name in --json means we cannot say a backup exists.
     if (!created.name) throw new EngineError('borg create printed no archive name: no archive can be shown to exist', 'borg', { stdout: r.stdout.slice(-2000), stderr: r.stderr.slice(-2000) });
-    const warnings = r.exitCode === 1 ? [`borg: ${borgExitMessage(1)}: ${r.stderr.split('\n').filter(Boolean).slice(-5).join('; ')}`] : [];
+    const warnings = r.exitClass === 'warning' ? [`borg: ${borgExitMessage(1)}: ${r.stderr.split('\n').filter(Boolean).slice(-5).join('; ')}`] : [];
     for (const w of warnings) ctx.log.warn(w);
     return { level: 'Snapshot', durationMs: Date.now() - started, id: created.name, bytes: created.bytes, warnings };
   },

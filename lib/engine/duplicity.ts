@@ -101,7 +101,7 @@ export function duplicityExitMessage(code: number | undefined): string {
 }
 
 /** PASSPHRASE goes into the environment only: never argv, where `ps` shows it. */
-async function duplicityCommand(loaded: LoadedConfig, args: string[]): Promise<{ command: Command; secrets: string[] }> {
+export async function duplicityCommand(loaded: LoadedConfig, args: string[]): Promise<{ command: Command; secrets: string[] }> {
   const file = loaded.config.duplicity.passphrase_file;
   const duplicity = resolveTool('duplicity', 'duplicity', 'duplicity (EPEL)');
   if (!file) return { command: cmd(duplicity, args), secrets: [] };

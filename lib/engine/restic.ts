@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
+import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
@@ -73,8 +74,11 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
   return code === undefined ? 'did not run' : `fatal error (exit ${code})`;
 }
 
-async function runRestic(ctx: EngineContext, action: string, args: string[], okExitCodes: number[] = []): Promise<RunResult> {
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, okExitCodes });
+/** restic's 3: the snapshot was made but some source files could not be read. */
+const RESTIC_EXIT = exitClasses({ warning: [3] });
+
+async function runRestic(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, exitClass: RESTIC_EXIT });
 }
 
 export interface ResticSummary {
@@ -106,10 +110,10 @@ export const resticEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes), [3]);
+    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
     const summary = parseResticSummary(r.stdout);
     const warnings: string[] = [];
-    if (r.exitCode === 3) {
+    if (r.exitClass === 'warning') {
       const unreadable = r.stderr.split('\n').filter(Boolean).slice(-5).join('; ');
       warnings.push(`restic: ${resticExitMessage(3)}: ${unreadable}`);
     }

@@ -12,7 +12,7 @@ export async function runEngineTool(
   action: string,
   command: Command,
   explain: (code: number | undefined, stderr: string) => string,
-  options: Pick<RunOptions, 'signal' | 'secrets' | 'okExitCodes'> = {},
+  options: Pick<RunOptions, 'signal' | 'secrets' | 'exitClass'> = {},
 ): Promise<RunResult> {
   try {
     return await run(command, options);

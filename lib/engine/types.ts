@@ -1,7 +1,8 @@
 import type { LoadedConfig } from '../config/load.js';
+import type { EngineName } from '../config/schema.js';
 import type { Logger } from '../log.js';
 
-export type EngineName = 'none' | 'bacula' | 'duplicity' | 'restic' | 'borg';
+export type { EngineName };
 export type BackupLevel = 'Full' | 'Incremental' | 'Differential';
 
 export interface EngineContext {

@@ -3,6 +3,7 @@ import { ExitCode } from '../exit-codes.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { exitClasses } from '../run/exit-status.js';
 
 /**
  * The director's catalog as bconsole shows it. We never open the catalog database ourselves:
@@ -49,7 +50,7 @@ export function bconsole(opts: BconsoleOptions): Console {
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       // 1: it could not connect or authenticate (after ~15 s of retries); its output says where.
-      okExitCodes: [1],
+      exitClass: exitClasses({ ok: [1] }),
       failureExitCode: ExitCode.ENGINE,
     });
     const out = r.stdout + r.stderr;

@@ -12,7 +12,7 @@ import { openPanel } from '../panel/cpcmd.js';
 import { ensureScopeDisabled } from '../panel/scope.js';
 import { expandBackupPaths } from '../plan/paths.js';
 import { ping } from '../report/heartbeat.js';
-import type { RunState } from '../report/run-state.js';
+import { runState, type RunState } from '../report/run-state.js';
 import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
 import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult } from './dump-step.js';
 import { addPin, PinsError, removePin } from './pins.js';
@@ -84,10 +84,10 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   const hooked = await dumpsWithHooks(input);
   if (!hooked.result) {
     // before_dumps failed: no dumps, no backup.
-    const state: RunState = {
-      version: 1, engine: input.engine, trigger: input.trigger, level: input.level, job: input.job, startedAt,
-      backup: { status: 'skipped', detail: hooked.failure }, status: 'failed', problems: [...problems, hooked.failure!],
-    };
+    const state = runState({
+      engine: input.engine, trigger: input.trigger, level: input.level, job: input.job, startedAt,
+      backup: { status: 'skipped', detail: hooked.failure }, problems: [...problems, hooked.failure!], failed: true, finished: false,
+    });
     return { state, proceed: false };
   }
   const { result } = hooked;
@@ -110,8 +110,7 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
       warnings.push(w);
     }
   }
-  const state: RunState = {
-    version: 1,
+  const state = runState({
     runId: result.runId,
     engine: input.engine,
     trigger: input.trigger,
@@ -120,10 +119,12 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
     startedAt,
     dumps: dumpsState(result),
     backup: proceed ? { status: 'pending' } : { status: 'skipped', detail: hooked.failure ?? 'dumps failed (on_dump_failure: fail)' },
-    status: !proceed ? 'failed' : !dumpsOk || problems.length || warnings.length ? 'warning' : 'ok',
     problems,
     warnings,
-  };
+    failed: !proceed,
+    degraded: !dumpsOk,
+    finished: false,
+  });
   return { state, proceed };
 }
 
@@ -179,19 +180,7 @@ async function recordAbort(input: JobInput, startedAt: string, err: unknown): Pr
   const reason = input.signal?.aborted ? input.signal.reason : err;
   const timedOut = (reason as Error | undefined)?.name === 'TimeoutError';
   const message = timedOut ? 'took longer than its time limit (hooks.timeout / --timeout): stopped' : (reason as Error | undefined)?.message ?? String(reason);
-  const state: RunState = {
-    version: 1,
-    engine: input.engine,
-    trigger: input.trigger,
-    level: input.level,
-    job: input.job,
-    startedAt,
-    finishedAt: new Date().toISOString(),
-    durationMs: Date.now() - Date.parse(startedAt),
-    backup: { status: 'skipped', detail: message },
-    status: 'failed',
-    problems: [message],
-  };
+  const state = runState({ engine: input.engine, trigger: input.trigger, level: input.level, job: input.job, startedAt, backup: { status: 'skipped', detail: message }, problems: [message], failed: true });
   // No heartbeat (nor on_failure hook) when interrupted: the machine may be shutting down.
   const reported = input.signal?.aborted ? state : await endHooks(input, state, { afterBackup: false }).catch(() => state);
   await recordRun(input.loaded, input.log, reported, { ping: !input.signal?.aborted }).catch(() => undefined);
@@ -242,22 +231,20 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
   // The pre-backup's warnings (events skipped, a database missing) belong to this backup too.
   const warnings: Warning[] = [...(previous?.warnings ?? [])];
   if (outcome === 'warning') warnings.push(warning(WarningCodes.ENGINE_WARNING, `${input.engine} finished with warnings: ${input.status}`));
-  const state: RunState = {
-    version: 1,
+  const state = runState({
     runId: previous?.runId,
     engine: input.engine,
     trigger: input.trigger,
     level: input.level ?? previous?.level,
     job: input.job ?? previous?.job,
     startedAt: previous?.startedAt ?? new Date().toISOString(),
-    finishedAt: new Date().toISOString(),
-    durationMs: previous ? Date.now() - Date.parse(previous.startedAt) : undefined,
     dumps: previous?.dumps,
     backup: { status: outcome, detail: input.status },
-    status: outcome === 'failed' ? 'failed' : outcome === 'warning' || dumpsFailed || (previous?.problems.length ?? 0) > 0 || warnings.length > 0 || pinError ? 'warning' : 'ok',
     problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []), ...(pinError ? [pinError.message] : [])],
     warnings,
-  };
+    failed: outcome === 'failed',
+    degraded: dumpsFailed,
+  });
   const recorded = await recordRun(loaded, log, await endHooks(input, state, { afterBackup: true }));
   return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
@@ -308,17 +295,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     } else if (proceed) {
       backup = undefined; // dumps only: the other backup software picks up dumps.dir
     }
-    const failed = backup?.status === 'failed' || !proceed;
-    const finished: RunState = {
-      ...state,
-      level,
-      backup,
-      problems,
-      warnings,
-      finishedAt: new Date().toISOString(),
-      durationMs: Date.now() - Date.parse(state.startedAt),
-      status: failed ? 'failed' : problems.length || warnings.length ? 'warning' : 'ok',
-    };
+    const finished = runState({ ...state, level, backup, problems, warnings, failed: backup?.status === 'failed' || !proceed });
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }), { ping: input.ping });
     return { exitCode, state: recorded };
   } finally {
@@ -334,31 +311,25 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
     // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
     const hooked = await dumpsWithHooks(input).catch((err: unknown) => recordAbort(input, startedAt, err));
     if (!hooked.result) {
-      const state: RunState = {
-        version: 1, engine: input.engine, trigger: 'dump', startedAt, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(startedAt),
-        backup: { status: 'skipped', detail: hooked.failure }, status: 'failed', problems: [hooked.failure!],
-      };
+      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], failed: true });
       return { exitCode: ExitCode.DUMP_FAILED, state: await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false })) };
     }
     const { result } = hooked;
     const problems = [...dumpProblems(result), ...(hooked.failure ? [hooked.failure] : [])];
     const warnings = dumpWarnings(result);
     const ok = result.ok && !hooked.failure;
-    const state: RunState = {
-      version: 1,
+    const state = runState({
       runId: result.runId,
       engine: input.engine,
       trigger: 'dump',
       startedAt,
-      finishedAt: new Date().toISOString(),
-      durationMs: Date.now() - Date.parse(startedAt),
       dumps: dumpsState(result),
       // A manual dump is not a backup of the files: for real engines it must not reset the watchdog.
       backup: input.engine === 'none' ? undefined : { status: 'skipped', detail: 'dumps only (apiscp-backup dump)' },
-      status: !ok ? 'failed' : problems.length || warnings.length ? 'warning' : 'ok',
       problems,
       warnings,
-    };
+      failed: !ok,
+    });
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false }));
     return { exitCode: ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
   } finally {

@@ -2,16 +2,17 @@ import type { LoadedConfig } from '../config/load.js';
 import { runPanelExports } from '../dumps/apnscp.js';
 import { mysqlKind } from '../dumps/mysql.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
-import { runDumps, type DumpRunResult } from '../dumps/run-dumps.js';
+import { runDumps, type DumpRunInput, type DumpRunResult } from '../dumps/run-dumps.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
 import { openPanel } from '../panel/cpcmd.js';
-import type { DatabaseKind } from '../dumps/types.js';
+import type { DatabaseKind } from '../model/kind.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
 import { ProgressLine } from '../report/progress.js';
 import { withPriority } from '../run/priority.js';
 import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
+import { buildPlan, closeSessions } from '../plan/plan.js';
 import { buildSiteLookup } from './site-lookup.js';
 
 export interface DumpStepInput {
@@ -53,18 +54,31 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
   const progress = input.interactive ? new ProgressLine(process.stderr) : undefined;
   try {
     // Our dump tools and compressors at the configured priority (they inherit it from us).
-    return await withPriority(loaded.config.priority, log, () => runDumps({
-      loaded,
-      log,
-      signal,
-      kinds,
-      siteOf,
-      panelExport,
-      pinned: new Set(readPins(loaded).map((p) => p.runId)),
-      onProgress: progress && ((done, total, current) => progress.update(done, total, current)),
-    }));
+    return await withPriority(loaded.config.priority, log, () =>
+      planAndDump({
+        loaded,
+        log,
+        signal,
+        kinds,
+        siteOf,
+        panelExport,
+        pinned: new Set(readPins(loaded).map((p) => p.runId)),
+        onProgress: progress && ((done, total, current) => progress.update(done, total, current)),
+      }),
+    );
   } finally {
     progress?.done();
+  }
+}
+
+/** plan → dumps: the sessions the plan opened are closed here, whatever the dumps did. */
+export async function planAndDump(input: Omit<DumpRunInput, 'plan'> & { readonly kinds: readonly DatabaseKind[] }): Promise<DumpRunResult> {
+  const { kinds, ...rest } = input;
+  const plan = await buildPlan({ loaded: input.loaded, log: input.log, kinds, siteOf: input.siteOf, signal: input.signal });
+  try {
+    return await runDumps({ ...rest, plan });
+  } finally {
+    await closeSessions(plan.sessions, input.log);
   }
 }
 

@@ -5,7 +5,7 @@ import { writePrometheusTextfile } from '../report/prometheus.js';
 import type { RunState } from '../report/run-state.js';
 import { mergeRunState, readRunState, writeRunState } from '../report/state-file.js';
 import { failureSummary } from '../report/summary.js';
-import { readVerifyState, verifyStateFile } from '../verify/state.js';
+import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
 import { warningsHeadline, type Warning } from '../warnings.js';
 
 /**

@@ -5,7 +5,8 @@ import { underRoot } from '../config/paths.js';
 import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
 import { mapDatabasesToSites } from '../panel/sites.js';
-import type { SiteLookup } from '../plan/plan.js';
+import { siteInPath } from '../model/site.js';
+import type { SiteLookup } from '../model/plan.js';
 
 /**
  * Which site owns each database. The panel knows (cpcmd, one call per site and kind). When the
@@ -30,7 +31,7 @@ export async function buildSiteLookup(loaded: LoadedConfig, log: Logger, signal?
 
 function siteFromSymlink(path: string): string | undefined {
   try {
-    return /\/home\/virtual\/(site[0-9]+)\//.exec(readlinkSync(path))?.[1];
+    return siteInPath(readlinkSync(path));
   } catch {
     return undefined;
   }

@@ -1,7 +1,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import { isAlive, readHolder } from '../lock/lock.js';
 import type { Logger } from '../log.js';
-import { readVerifyState, recordVerifyError, verifyStateFile, type VerifyState } from '../verify/state.js';
+import { readVerifyState, recordVerifyError, verifyStateFile, type VerifyState } from '../model/verify-state.js';
 import { verifyRun, type VerifyResult } from '../verify/verify-run.js';
 import { readPins } from './pins.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';

@@ -3,7 +3,22 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { LockBusyError, type LockHolder } from '../errors.js';
+import { BackupError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  command: string;
+  started: string;
+}
+
+export class LockBusyError extends BackupError {
+  constructor(readonly lockPath: string, readonly holder: LockHolder | undefined, waitedMs: number) {
+    const who = holder ? `pid ${holder.pid} (${holder.command}, since ${holder.started})` : 'an unknown process';
+    super(`another run holds ${lockPath}: ${who}; waited ${Math.round(waitedMs / 1000)}s`, ExitCode.BUSY, { lockPath, holder });
+  }
+}
 
 /**
  * One run at a time, shared by the cron entry, `dump`, `run` and the Bacula pre-backup hook.

@@ -5,6 +5,7 @@ import { CommandError, PanelError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { cmd, describe } from '../run/command.js';
+import { anyExitCode } from '../run/exit-status.js';
 import { run } from '../run/run.js';
 import { isExecutable, which } from '../run/which.js';
 
@@ -99,10 +100,6 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-// Every exit code is handed back to us: cpcmd may print its error block on stdout, which
-// run()'s CommandError (stderr tail only) would lose. Timeouts and signals still throw.
-const ALL_EXIT_CODES = Array.from({ length: 255 }, (_, i) => i + 1);
-
 export class Cpcmd {
   readonly timeoutMs: number;
   readonly signal: AbortSignal | undefined;
@@ -153,7 +150,7 @@ export class Cpcmd {
     this.log?.debug('cpcmd', { argv });
     let result;
     try {
-      result = await run(cmd(this.path, argv), { timeoutMs: this.timeoutMs, signal, okExitCodes: ALL_EXIT_CODES, failureExitCode: ExitCode.PANEL });
+      result = await run(cmd(this.path, argv), { timeoutMs: this.timeoutMs, signal, exitClass: anyExitCode /* cpcmd may print its error block on stdout, which CommandError (stderr tail) would lose */, failureExitCode: ExitCode.PANEL });
     } catch (err) {
       if (err instanceof CommandError) {
         throw new PanelError(`${shown}: ${err.message.slice(err.command.length + 2)}`, {

@@ -1,9 +1,8 @@
 import { PanelError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { bySiteNumber, SITE_ID } from '../model/site.js';
+import { pool } from '../pool.js';
 import type { Cpcmd } from './cpcmd.js';
-
-/** Only real site directories: `site*` would also match domain-name symlinks (field notes). */
-export const SITE_ID = /^site[0-9]+$/;
 
 export interface SiteInfo {
   readonly domain: string | undefined;
@@ -57,7 +56,7 @@ export async function mapDatabasesToSites(cpcmd: Cpcmd, options: MapOptions): Pr
       });
     }
   }
-  await pool(jobs, Math.max(1, options.concurrency));
+  await pool(jobs, options.concurrency, (job) => job());
   return { mysql, postgresql, sites, failedSites: [...failed].sort(bySiteNumber) };
 }
 
@@ -76,7 +75,7 @@ export async function listSites(cpcmd: Cpcmd, options: Pick<MapOptions, 'log' | 
   }
   const sites = new Map<string, SiteInfo>();
   for (const [key, value] of Object.entries(raw)) {
-    // get-domains is keyed by the numeric site id (inferred); collect by siteN.
+    // get-domains is keyed by the numeric site id (admins' scripts make siteN of its `N: domain` lines); collect by siteN.
     const id = /^[0-9]+$/.test(key) ? `site${key}` : key;
     if (!SITE_ID.test(id)) {
       options.log?.warn(`ignoring unexpected site key ${JSON.stringify(key)} from cpcmd ${source}`);
@@ -104,17 +103,4 @@ function toNames(value: unknown): string[] {
   const items = Array.isArray(value) ? value : typeof value === 'object' ? Object.values(value) : undefined;
   if (!items || !items.every((i) => typeof i === 'string')) throw new Error(`expected a list of database names, got ${JSON.stringify(value)?.slice(0, 200)}`);
   return items as string[];
-}
-
-function bySiteNumber(a: string, b: string): number {
-  return Number(a.slice(4)) - Number(b.slice(4));
-}
-
-/** Run jobs with at most `limit` in flight. */
-async function pool(jobs: readonly (() => Promise<void>)[], limit: number): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) await jobs[next++]!();
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
 }

@@ -1,3 +1,5 @@
+import { SITE_GLOB, SITE_ID_SOURCE } from '../model/site.js';
+
 /**
  * Shell-style globs (`*`, `?`, `[abc]`, `[!abc]`) as regular-expression source. One translator
  * for database-name filters, path expansion and the Bacula FileSet's regexes. `any` is what
@@ -20,4 +22,14 @@ export function globSource(glob: string, any: '.' | '[^/]'): string {
     } else re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
   }
   return re;
+}
+
+/**
+ * An absolute path glob as an anchored regular expression, segment by segment: `*` and `?` stay
+ * inside one path segment, and a whole segment `site*` means ApisCP's numbered site directories
+ * only (`site[0-9]+`), never the domain-name symlinks or other site-prefixed names beside them.
+ */
+export function pathGlobSource(glob: string): string {
+  const segment = (s: string): string => (s === SITE_GLOB ? SITE_ID_SOURCE : globSource(s, '[^/]'));
+  return '^' + glob.split('/').map(segment).join('/') + '$';
 }

@@ -1,4 +1,6 @@
 import { lstat, readdir, stat } from 'node:fs/promises';
+import { IN_PROGRESS_GLOB } from '../model/dump-dir.js';
+import { SITE_GLOB, SITE_ID } from '../model/site.js';
 import { globSource } from './glob.js';
 import { join } from 'node:path';
 import type { ResolvedPaths } from '../config/paths.js';
@@ -17,17 +19,26 @@ export interface BackupPaths {
   readonly excludes: string[];
 }
 
-/** Runs being written: never back up a half-written dump directory. */
-export const IN_PROGRESS_GLOB = '*.inprogress';
+/**
+ * What to back up, as globs: paths.include plus the dumps dir, minus paths.exclude and runs being
+ * written. The Bacula FileSet takes these as they are (its client expands them at backup time).
+ */
+export function backupGlobs(paths: ResolvedPaths): BackupPaths {
+  return { sources: [...paths.include, paths.dumpsDir], excludes: [...paths.exclude, inProgressGlob(paths)] };
+}
+
+function inProgressGlob(paths: ResolvedPaths): string {
+  return join(paths.dumpsDir, IN_PROGRESS_GLOB);
+}
 
 export async function expandBackupPaths(paths: ResolvedPaths): Promise<BackupPaths> {
+  const globs = backupGlobs(paths);
   const sources = new Set<string>();
-  for (const g of paths.include) for (const p of await expandGlob(g)) sources.add(p);
-  sources.add(paths.dumpsDir);
+  for (const g of globs.sources) for (const p of await expandGlob(g)) sources.add(p);
+  sources.add(paths.dumpsDir); // also before the first run created it
   const excludes = new Set<string>();
-  for (const g of paths.exclude) for (const p of await expandGlob(g)) excludes.add(p);
-  // Kept as a pattern: a run may start writing after we planned (every engine understands `*`).
-  excludes.add(join(paths.dumpsDir, IN_PROGRESS_GLOB));
+  // The in-progress glob stays a pattern: a run may start writing after we planned (every engine understands `*`).
+  for (const g of globs.excludes) for (const p of g === inProgressGlob(paths) ? [g] : await expandGlob(g)) excludes.add(p);
   return { sources: withoutNested([...sources].sort()), excludes: [...excludes].sort() };
 }
 
@@ -50,10 +61,10 @@ export async function expandGlob(glob: string): Promise<string[]> {
       for (const name of names.sort()) {
         if (!re.test(name)) continue;
         const p = join(base, name);
-        if (segment === 'site*') {
+        if (segment === SITE_GLOB) {
           // Only the real siteN directory: domain-name and adminN symlinks point at it.
           const st = await lstat(p).catch(() => undefined);
-          if (st?.isDirectory() && /^site[0-9]+$/.test(name)) next.push(p);
+          if (st?.isDirectory() && SITE_ID.test(name)) next.push(p);
         } else if (last || (await isDir(p))) {
           next.push(p);
         }

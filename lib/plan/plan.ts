@@ -2,35 +2,13 @@ import type { LoadedConfig } from '../config/load.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { SERVER_SITE } from '../dumps/layout.js';
-import type { ManifestEntry, ServerRecord } from '../dumps/manifest.js';
+import { SERVER_SITE } from '../model/site.js';
+import type { ManifestEntry, ServerRecord } from '../model/manifest.js';
 import { durationMs } from '../config/schema.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
-import type { DatabaseKind, DatabaseSession, DumpSpec, KindContext, KindName } from '../dumps/types.js';
+import type { DatabaseKind, DatabaseSession, KindContext, KindName } from '../model/kind.js';
+import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import { nameFilter } from './name-filter.js';
-
-/** Which site owns a database: `siteN`, or undefined (it then goes under `_server`). */
-export type SiteLookup = (kind: KindName, database: string) => string | undefined;
-
-export interface PlannedDump {
-  readonly spec: DumpSpec;
-  readonly site: string;
-  readonly session: DatabaseSession;
-}
-
-export interface Plan {
-  readonly items: readonly PlannedDump[];
-  /** Sessions to close when the run ends (also after failures). */
-  readonly sessions: readonly DatabaseSession[];
-  /** Problems found while planning (server down, listing failed): they fail the run. */
-  readonly failures: readonly ManifestEntry[];
-  /** Every server the run expected, and whether it answered. */
-  readonly servers: readonly ServerRecord[];
-  /** Per kind that answered: every database it lists (before include/exclude), to account for missing ones. */
-  readonly listed: ReadonlyMap<KindName, ReadonlySet<string>>;
-  /** Non-fatal problems while planning (a retry was needed). */
-  readonly warnings: readonly Warning[];
-}
 
 export interface PlanInput {
   readonly loaded: LoadedConfig;
@@ -76,7 +54,7 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
     await planKinds();
   } catch (err) {
     // A bug or an abort mid-plan: the sessions opened so far still hold credential files.
-    await Promise.all(sessions.map((s) => s.close().catch((e: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(e as Error).message}`))));
+    await closeSessions(sessions, log);
     throw err;
   }
   return { items, sessions, failures, servers, listed, warnings };
@@ -103,12 +81,12 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
         warnings.push(warning(WarningCodes.RETRY_NEEDED, what, { kind: kind.name }));
       }
       sessions.push(session);
-      const cfg = kind.name === 'mysql' ? loaded.config.databases.mysql : loaded.config.databases.postgresql;
-      const wanted = nameFilter(cfg.include, cfg.exclude);
+      const globs = kind.nameGlobs(loaded);
+      const wanted = nameFilter(globs.include, globs.exclude);
       try {
         for (const spec of await session.planServerWide(signal)) items.push({ spec, site: SERVER_SITE, session });
       } catch (err) {
-        failures.push(failure(kind.name, null, err, kind.name === 'mysql' ? 'users' : 'globals'));
+        failures.push(failure(kind.name, null, err, kind.serverWide));
       }
       let names: string[];
       try {
@@ -129,6 +107,11 @@ export async function buildPlan(input: PlanInput): Promise<Plan> {
       }
     }
   }
+}
+
+/** End every session of a plan; a session's temporary files hold credentials, so one that stays is said. */
+export async function closeSessions(sessions: readonly DatabaseSession[], log: Logger): Promise<void> {
+  await Promise.all(sessions.map((s) => s.close().catch((e: unknown) => log.warn(`${s.kind}: cannot remove the session's temporary credentials files: ${(e as Error).message}`))));
 }
 
 /**

@@ -2,7 +2,7 @@ import type { RunState } from './run-state.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { countByCode } from '../warnings.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
-import type { VerifyState } from '../verify/state.js';
+import type { VerifyState } from '../model/verify-state.js';
 
 export interface Sample {
   readonly labels?: Readonly<Record<string, string>>;

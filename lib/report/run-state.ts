@@ -42,3 +42,29 @@ export interface RunState {
   /** Backups since the last Full (or Differential): what a restore must replay. */
   readonly chain?: { readonly lastFullAt?: string; readonly lastDifferentialAt?: string; readonly incrementalsSince: number };
 }
+
+/** What a job knows about a run when it records it: RunState without what follows from it. */
+export type RunStateFacts = Omit<RunState, 'version' | 'status' | 'finishedAt' | 'durationMs' | 'lastSuccessAt' | 'chain'> & {
+  /** Dumps failed under on_dump_failure: fail, the backup failed, or the run was stopped. */
+  readonly failed: boolean;
+  /** A warning even without a problem or warning line of its own (a dump of pre-backup failed). */
+  readonly degraded?: boolean;
+  /** false: pre-backup, the backup is still to come (no finishedAt). Default: finished now. */
+  readonly finished?: boolean;
+};
+
+/**
+ * The one place a run's state is put together. Its status follows from the facts: failed, else
+ * warning when anything was said (a problem, a warning), else ok.
+ */
+export function runState(facts: RunStateFacts, now = new Date()): RunState {
+  const { failed, degraded, finished = true, ...rest } = facts;
+  const finishedAt = finished ? now.toISOString() : undefined;
+  return {
+    ...rest,
+    version: 1,
+    finishedAt,
+    durationMs: finishedAt ? now.getTime() - Date.parse(facts.startedAt) : undefined,
+    status: failed ? 'failed' : degraded || facts.problems.length > 0 || (facts.warnings?.length ?? 0) > 0 ? 'warning' : 'ok',
+  };
+}

@@ -1,6 +1,5 @@
-import type { LockHolder } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { EXPORT_SCOPE } from '../panel/scope.js';
+import type { LockHolder } from '../lock/lock.js';
 import type { RunState } from './run-state.js';
 import { restoreChainLength } from './state-file.js';
 import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
@@ -15,8 +14,8 @@ export interface StatusInput {
   readonly scope?: {
     readonly on: boolean | undefined;
     readonly error?: string;
-    /** The setting's name (the scope, or `cp.bootstrapper manual_database_backups` on older panels). */
-    readonly name?: string;
+    /** The setting's name, for messages (the scope, or `cp.bootstrapper manual_database_backups` on older panels). */
+    readonly name: string;
     /** What /etc/cron.daily/10backup_dbs says about tonight (lib/panel/nightly-export). */
     readonly nightly?: { readonly text: string; readonly stopped: boolean | undefined };
   };
@@ -86,7 +85,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     critical.push(...verify.critical);
     warning.push(...verify.warning);
   }
-  const scopeName = input.scope?.name ?? EXPORT_SCOPE;
+  const scopeName = input.scope?.name;
   if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
   else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);

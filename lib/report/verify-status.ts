@@ -1,5 +1,5 @@
-import { rotationLength } from '../verify/select.js';
-import type { VerifyState } from '../verify/state.js';
+import { rotationLength } from '../model/verify-rotation.js';
+import type { VerifyState } from '../model/verify-state.js';
 
 export interface VerifyStatusInput {
   readonly state: VerifyState | undefined;

@@ -4,6 +4,7 @@ import { MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
+import { exitClasses } from '../run/exit-status.js';
 
 /**
  * Step 4 for files: put entries back and take extra ones away. rsync copies exactly the listed
@@ -32,7 +33,7 @@ export async function restoreContexts(paths: readonly string[], scratch: string)
   const enabled = whichSystem('selinuxenabled');
   const restorecon = whichSystem('restorecon');
   if (!enabled || !restorecon || paths.length === 0) return false;
-  if ((await run(cmd(enabled), { okExitCodes: [1] })).exitCode !== 0) return false;
+  if ((await run(cmd(enabled), { exitClass: exitClasses({ ok: [1] }) })).exitCode !== 0) return false;
   const list = join(scratch, `contexts-${Date.now()}`);
   await writeFile(list, paths.join('\n') + '\n', { mode: 0o600 });
   await run(cmd(restorecon, ['-F', '-f', list]));

@@ -1,5 +1,5 @@
 import type { LoadedConfig } from '../config/load.js';
-import type { KindName, ServerTarget } from '../dumps/types.js';
+import type { KindName, ServerTarget } from '../model/kind.js';
 import { getEngine } from '../engine/index.js';
 import type { EngineContext, EngineName } from '../engine/types.js';
 import { RestoreError, UsageError } from '../errors.js';

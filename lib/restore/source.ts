@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { MANIFEST } from '../dumps/layout.js';
-import type { Manifest } from '../dumps/manifest.js';
+import type { Manifest } from '../model/manifest.js';
 import { latestRunId, listRuns } from '../dumps/retention.js';
 import type { BackupPoint, Engine, EngineContext } from '../engine/types.js';
 import { UsageError } from '../errors.js';

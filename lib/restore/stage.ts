@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
-import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { Engine, EngineContext } from '../engine/types.js';
 import { BackupError, RestoreError } from '../errors.js';
 import { bytes } from '../report/status.js';

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { sha256 } from './stage.js';
+import { exitClasses } from '../run/exit-status.js';
 
 /**
  * Step 3: compare a staged tree (what the backup holds) with the live one, entry by entry:
@@ -47,7 +48,7 @@ export function isWhiteout(e: TreeEntry | undefined): boolean {
 
 /** `getfattr -R` once per tree: every attribute of every entry, hex-encoded, keyed by relative path. */
 export async function readXattrs(dir: string, ignore: (name: string) => boolean): Promise<Map<string, string>> {
-  const r = await run(cmd('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir]), { okExitCodes: [1] });
+  const r = await run(cmd('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir]), { exitClass: exitClasses({ ok: [1] }) });
   const out = new Map<string, string>();
   let path: string | undefined;
   let attrs: string[] = [];

@@ -7,7 +7,7 @@ import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { CommandError, tail } from '../errors.js';
 import { describe, errorLine, redact, type Command } from './command.js';
-import { formatMs } from './run.js';
+import { spawnOptions, Watch } from './lifecycle.js';
 import { terminate, track } from './process-group.js';
 
 export interface PipelineOptions {
@@ -60,9 +60,10 @@ const STDERR_KEEP = 8192;
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
 // Node's stdio "pipes" are socketpairs: a writer whose reader died may see ECONNRESET (errno
-// 104) instead of EPIPE (32), e.g. mariadb-dump "Got errno 104 on write".
+// 104) instead of EPIPE (32): mariadb-dump says "Got errno 104 on write", coreutils print the
+// strerror text ("yes: standard output: Connection reset by peer", found by test/run.test.ts).
 function brokenPipe(r: StageResult): boolean {
-  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE/i.test(r.stderrTail);
+  return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE|connection reset by peer/i.test(r.stderrTail);
 }
 
 function tapStream(onData: (chunk: Buffer) => void): Transform {
@@ -88,12 +89,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   const tap = options.tap;
   if (tap && (tap.after < 0 || tap.after >= stages.length)) throw new Error(`pipeToFile: no stage ${tap.after} to tap`);
   const relays: Promise<Error | undefined>[] = [];
-  let timedOut = false;
-
-  const killAll = (): void => children.forEach((c) => terminate(c));
-  const timer = options.timeoutMs !== undefined ? setTimeout(() => ((timedOut = true), killAll()), options.timeoutMs) : undefined;
-  const onAbort = (): void => killAll();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const watch = new Watch(options, () => children.forEach((c) => terminate(c)));
 
   // Created exclusively: a leftover temp file of a crashed run is never appended to.
   const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
@@ -106,14 +102,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       // After the tapped stage, Node writes this stage's stdin itself (a relay, below).
       const relayed = tap !== undefined && i === tap.after + 1;
       const spawnedAt = Date.now();
-      const child = spawn(stage.file, [...stage.args], {
-        stdio: [relayed ? 'pipe' : (upstream as never), 'pipe', 'pipe'],
-        env: stage.inheritEnv === false ? { ...stage.env } : stage.env ? { ...process.env, ...stage.env } : process.env,
-        cwd: stage.cwd,
-        uid: stage.uid,
-        gid: stage.gid,
-        detached: true,
-      });
+      const child = spawn(stage.file, [...stage.args], { ...spawnOptions(stage), stdio: [relayed ? 'pipe' : (upstream as never), 'pipe', 'pipe'] });
       track(child);
       children.push(child);
       stderrs[i] = '';
@@ -170,41 +159,35 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       durationMs: r.ms,
     }));
     const failed = stageResults.filter((r, i) => r.exitCode !== 0 && !(r.signal === null && options.tolerate?.(r, i)));
-    if (failed.length > 0 || writeError || relayError || timedOut || options.signal?.aborted) {
+    if (failed.length > 0 || writeError || relayError || watch.timedOut || watch.cancelled) {
       // A stage that failed on a broken pipe only says its reader died: name the root cause
       // first. Dump tools ignore SIGPIPE and exit with an error instead (mariadb-dump: exit 5,
       // "Got errno 32 on write"), so the stderr counts too. When every failure is a broken pipe
       // and the write to `file` failed (ENOSPC, EROFS), that write is the cause.
       const primary = failed.find((r) => !brokenPipe(r)) ?? (writeError ? undefined : failed[0]);
-      const why = timedOut
-        ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
-        : options.signal?.aborted
-          ? 'cancelled'
-          : primary
-            ? primary.signal
-              ? `killed by ${primary.signal}`
-              : `exited with ${primary.exitCode}`
-            : writeError
-              ? `writing ${file} failed: ${writeError.message}`
-              : `relaying its output failed: ${relayError?.message}`;
+      const why =
+        primary || watch.timedOut || watch.cancelled
+          ? watch.why({ signal: primary?.signal, exitCode: primary?.exitCode }, true)
+          : writeError
+            ? `writing ${file} failed: ${writeError.message}`
+            : `relaying its output failed: ${relayError?.message}`;
       // The message names the program, not its whole argv: a cron summary line is cut at 200
       // characters and the long option list pushed the actual error out of it. The full
       // command line stays in the error's `command` (the manifest and the log keep it).
       const shown = primary ? basename(stages[stageResults.indexOf(primary)]!.file) : stages.map((s) => basename(s.file)).join(' | ');
       const detail = primary ? errorLine(primary.stderrTail) : undefined;
-      throw new CommandError(
-        `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
-        stageResults.map((s) => s.command).join(' | '),
-        primary?.exitCode ?? undefined,
-        primary?.signal ?? undefined,
-        primary?.stderrTail ?? String(writeError ?? ''),
-        timedOut,
-      );
+      throw new CommandError({
+        message: `${shown}: ${why}${detail ? `: ${detail}` : ''}`,
+        command: stageResults.map((s) => s.command).join(' | '),
+        exitCode: primary?.exitCode ?? undefined,
+        signal: primary?.signal ?? undefined,
+        stderrTail: primary?.stderrTail ?? String(writeError ?? ''),
+        timedOut: watch.timedOut,
+      });
     }
     return { bytes, sha256: hash.digest('hex'), durationMs: Date.now() - started, stages: stageResults };
   } finally {
-    if (timer) clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
+    watch.end();
     children.forEach((c) => {
       if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
     });

@@ -2,6 +2,8 @@ import { execa } from 'execa';
 import { CommandError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { describe, errorLine, redact, type Command } from './command.js';
+import { zeroIsOk, type ExitClassifier } from './exit-status.js';
+import { spawnOptions, Watch } from './lifecycle.js';
 import { terminate, track } from './process-group.js';
 
 export interface RunOptions {
@@ -13,8 +15,8 @@ export interface RunOptions {
   input?: string;
   /** Strings to blank out of messages (passwords that a tool might echo). */
   secrets?: readonly string[];
-  /** Exit codes that are not failures (restic 3, borg 1 are warnings). */
-  okExitCodes?: readonly number[];
+  /** How this tool's exit codes read (default: only 0 is ok); 'error' throws CommandError. */
+  exitClass?: ExitClassifier;
   /** 'inherit' streams the output to our own (interactive use). */
   stdout?: 'pipe' | 'inherit' | 'ignore';
   stderr?: 'pipe' | 'inherit';
@@ -27,75 +29,53 @@ export interface RunResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number;
+  /** 'warning': the tool did its work but said something is off (borg 1, restic 3). */
+  readonly exitClass: 'ok' | 'warning';
   readonly durationMs: number;
 }
 
 /**
  * Run one command to completion and capture its output. Throws CommandError (command, exit
- * code, stderr tail) unless it exits with 0 or one of okExitCodes.
+ * code, stderr tail) when options.exitClass (default: only 0 is ok) calls its exit an error.
  */
 export async function run(command: Command, options: RunOptions = {}): Promise<RunResult> {
   const shown = describe(command, options.secrets);
   const started = Date.now();
   const child = execa(command.file, [...command.args], {
-    env: command.env as Record<string, string> | undefined,
-    extendEnv: command.inheritEnv !== false,
-    cwd: command.cwd,
-    uid: command.uid,
-    gid: command.gid,
+    ...spawnOptions(command),
+    extendEnv: false,
     input: options.input,
     stdin: options.input === undefined ? 'ignore' : undefined,
     stdout: options.stdout ?? 'pipe',
     stderr: options.stderr ?? 'pipe',
-    detached: true,
     reject: false,
     stripFinalNewline: false,
     maxBuffer: 256 * 1024 * 1024,
   });
   track(child);
-  let timedOut = false;
-  const timer =
-    options.timeoutMs !== undefined
-      ? setTimeout(() => {
-          timedOut = true;
-          terminate(child);
-        }, options.timeoutMs)
-      : undefined;
-  const onAbort = (): void => terminate(child);
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const watch = new Watch(options, () => terminate(child));
   try {
     const result = await child;
     const stdout = typeof result.stdout === 'string' ? result.stdout : '';
     const stderr = typeof result.stderr === 'string' ? result.stderr : '';
     const exitCode = result.exitCode ?? -1;
     const durationMs = Date.now() - started;
-    const ok = (options.okExitCodes ?? []).includes(exitCode) || exitCode === 0;
-    if (result.failed && !ok) {
-      const why = timedOut
-        ? `timed out after ${formatMs(options.timeoutMs ?? 0)}`
-        : result.signal
-          ? `killed by ${result.signal}`
-          : result.exitCode === undefined
-            ? `could not start: ${result.originalMessage ?? result.shortMessage}`
-            : `exited with ${result.exitCode}`;
+    const exitClass = result.signal || watch.timedOut ? 'error' : (options.exitClass ?? zeroIsOk)(exitCode);
+    if (exitClass === 'error') {
+      const why = watch.why({ signal: result.signal, exitCode: result.exitCode, startError: result.originalMessage ?? result.shortMessage });
       const stderrTail = redact(tail(stderr || (result.exitCode === undefined ? result.originalMessage ?? '' : '')), options.secrets);
-      throw new CommandError(
-        `${shown}: ${why}${stderrTail ? `: ${errorLine(stderrTail)}` : ''}`,
-        shown,
-        result.exitCode,
-        result.signal,
+      throw new CommandError({
+        message: `${shown}: ${why}${stderrTail ? `: ${errorLine(stderrTail)}` : ''}`,
+        command: shown,
+        exitCode: result.exitCode,
+        signal: result.signal,
         stderrTail,
-        timedOut,
-        options.failureExitCode,
-      );
+        timedOut: watch.timedOut,
+        failureExitCode: options.failureExitCode,
+      });
     }
-    return { command: shown, stdout, stderr, exitCode, durationMs };
+    return { command: shown, stdout, stderr, exitCode, exitClass, durationMs };
   } finally {
-    if (timer) clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
+    watch.end();
   }
-}
-
-export function formatMs(ms: number): string {
-  return ms < 10_000 ? `${(ms / 1000).toFixed(ms < 1000 ? 2 : 1)}s` : `${Math.round(ms / 1000)}s`;
 }

@@ -44,7 +44,7 @@ export function openClientSession(command: Command, marker: (token: string) => s
   const failure = (): CommandError => {
     const why = exited?.error ? `could not start: ${exited.error.message}` : exited?.signal ? `killed by ${exited.signal}` : `exited with ${exited?.code}`;
     const stderrTail = redact(tail(stderr), options.secrets);
-    return new CommandError(`${shown}: ${why}${stderrTail ? `: ${stderrTail.split('\n').pop()}` : ''}`, shown, exited?.code ?? undefined, exited?.signal ?? undefined, stderrTail);
+    return new CommandError({ message: `${shown}: ${why}${stderrTail ? `: ${stderrTail.split('\n').pop()}` : ''}`, command: shown, exitCode: exited?.code ?? undefined, signal: exited?.signal ?? undefined, stderrTail });
   };
   let queue: Promise<unknown> = Promise.resolve();
   const request = (text: string, signal?: AbortSignal): Promise<string> => {

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
+import { exitClasses } from '../run/exit-status.js';
 
 /**
  * A small but nasty ApisCP layout for engine tests, the demo and benchmarks: everything a backup
@@ -195,7 +196,7 @@ async function getfacl(path: string, which: '--access' | '--default'): Promise<s
 }
 
 async function readXattrs(path: string): Promise<Record<string, string>> {
-  const r = await run(cmd('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', path]), { okExitCodes: [1] });
+  const r = await run(cmd('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', path]), { exitClass: exitClasses({ ok: [1] }) });
   const attrs: Record<string, string> = {};
   for (const line of r.stdout.split('\n')) {
     const m = /^((?:user|trusted\.overlay)\.[^=]+)=(.*)$/.exec(line);

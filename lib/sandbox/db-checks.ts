@@ -1,12 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decompressorCommand } from '../dumps/compress.js';
-import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
-import type { Compression } from '../dumps/types.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
+import type { Compression } from '../model/kind.js';
 import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
+import { osUser } from '../os-user.js';
 import type { MariadbServer } from './mariadb.js';
 import type { PostgresServer } from './postgres.js';
 
@@ -19,7 +20,6 @@ export type Checksums = Record<string, string>;
 const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 const lit = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
-const pgLit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
 /** CHECKSUM TABLE of every base table, keyed by table name. */
 export async function mysqlChecksums(server: MariadbServer, database: string): Promise<Checksums> {
@@ -77,7 +77,8 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
     await server.sql(`CREATE DATABASE ${pgIdent(database)}`);
     // Dumps are root-only (0600 in a 0700 tree); pg_restore runs as postgres for peer auth, so
     // it reads the dump from a pipe fed by `cat` running as us (no copy of a many-GB file).
-    const pw = passwdEntry('postgres');
+    const pw = osUser('postgres');
+    if (!pw) throw new Error('no postgres user');
     const dir = mkdtempSync(join(tmpdir(), 'asb-restore-'));
     const cat = whichSystem('cat') ?? 'cat';
     const args = ['--no-owner', ...(options.noPrivileges ? ['--no-privileges'] : []), '--exit-on-error', '-h', server.socketDir, '-p', String(server.port), '-U', 'postgres', '-d', database];
@@ -93,12 +94,4 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
 
 export function databaseEntries(manifest: Manifest): ManifestEntry[] {
   return manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok');
-}
-
-function passwdEntry(name: string): { uid: number; gid: number } {
-  // The sandbox runs PostgreSQL as `postgres`; pg_restore must connect as it (peer auth).
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
-  if (!line) throw new Error(`no ${name} user`);
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
 }

@@ -3,7 +3,8 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, osUser, pgBinDirs } from '../dumps/postgresql.js';
+import { findPgTool, pgBinDirs } from '../dumps/pg-bin.js';
+import { osUser } from '../os-user.js';
 import { isExecutable } from '../run/which.js';
 import { MissingDependencyError, tail } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';

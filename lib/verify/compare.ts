@@ -1,4 +1,4 @@
-import type { Inventory } from '../dumps/inventory.js';
+import type { Inventory } from '../model/inventory.js';
 
 /** Singular names for messages: "table 'posts' missing". */
 const NOUN: Record<string, string> = {

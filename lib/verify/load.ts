@@ -1,7 +1,7 @@
-import type { Inventory } from '../dumps/inventory.js';
+import type { Inventory } from '../model/inventory.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import type { ManifestEntry } from '../dumps/manifest.js';
+import type { ManifestEntry } from '../model/manifest.js';
 import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
 import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import { loadDump } from '../sandbox/db-checks.js';

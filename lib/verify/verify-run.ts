@@ -4,16 +4,16 @@ import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST, RUN_ID } from '../dumps/layout.js';
-import type { Manifest, ManifestEntry } from '../dumps/manifest.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { BackupError, CommandError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { errorLine } from '../run/command.js';
 import { compareInventories } from './compare.js';
 import { loadAndInventory, VerifyUnavailableError } from './load.js';
-import { chooseEntries } from './select.js';
+import { chooseEntries } from '../model/verify-rotation.js';
 import { ThrowawayServers } from './servers.js';
-import { readVerifyState, recordVerifications, verifyStateFile, type DatabaseVerification, type VerifyState } from './state.js';
+import { readVerifyState, recordVerifications, verifyStateFile, type DatabaseVerification, type VerifyState } from '../model/verify-state.js';
 
 export interface VerifyInput {
   readonly loaded: LoadedConfig;

@@ -10,6 +10,7 @@ import { run } from '../../lib/run/run.js';
 import { track } from '../../lib/run/process-group.js';
 import { whichSystem } from '../../lib/run/which.js';
 import { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig } from './bacula-configs.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 
 export { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig, type StockParams } from './bacula-configs.js';
 
@@ -113,7 +114,7 @@ export function buildJob(opts: Partial<BaculaJobOptions> & { job: string }): str
 
 /** `bacula-dir -t`: exit 0 for a valid config; the output says what is wrong otherwise. */
 export async function testDirectorConfig(file: string): Promise<{ ok: boolean; output: string }> {
-  const r = await run(cmd(binary('bacula-dir'), ['-t', '-c', file]), { okExitCodes: [1, 2, 3], timeoutMs: 60_000 });
+  const r = await run(cmd(binary('bacula-dir'), ['-t', '-c', file]), { exitClass: exitClasses({ ok: [1, 2, 3] }), timeoutMs: 60_000 });
   return { ok: r.exitCode === 0, output: (r.stdout + r.stderr).trim() };
 }
 

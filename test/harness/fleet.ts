@@ -160,12 +160,12 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
               mysql: { enabled: true, socket: my.socket, defaults_file: join(common, 'no-my.cnf') },
               postgresql: pg ? { enabled: true, host: pg.socketDir, port: pg.port } : { enabled: false },
               // The site owners' scheduled exports (panel.owner_exports) run the stand-in's backup_dbs.php.
-              apnscp: { php: join(REPO, 'test/fake-apiscp/apnscp_php'), script: join(REPO, 'test/fake-apiscp/backup_dbs.php') },
+              apnscp: { php: join(REPO, 'sandbox/fake-apiscp/apnscp_php'), script: join(REPO, 'sandbox/fake-apiscp/backup_dbs.php') },
             },
           }, null, 2) + '\n',
           { mode: 0o600 },
         );
-        // The panel stand-in (test/fake-apiscp): which site owns which database; the test fills it.
+        // The panel stand-in (sandbox/fake-apiscp): which site owns which database; the test fills it.
         const panelState = join(root, 'fake-apiscp.json');
         writeFileSync(panelState, JSON.stringify({ scopes: { [EXPORT_SCOPE]: false }, sites: {} }));
         const fdPassword = password();

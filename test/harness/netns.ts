@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { cmd, type Command } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import { whichSystem } from '../../lib/run/which.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 
 /**
  * Network namespaces for multi-host tests: one hub namespace holding a bridge, and one namespace
@@ -51,8 +52,8 @@ function ipBinary(): string {
   return ip;
 }
 
-async function ip(args: readonly string[], okExitCodes: readonly number[] = []): Promise<string> {
-  return (await run(cmd(ipBinary(), args), { timeoutMs: IP_TIMEOUT_MS, okExitCodes })).stdout;
+async function ip(args: readonly string[], alsoOk: readonly number[] = []): Promise<string> {
+  return (await run(cmd(ipBinary(), args), { timeoutMs: IP_TIMEOUT_MS, exitClass: exitClasses({ ok: alsoOk }) })).stdout;
 }
 
 const pidAlive = (pid: number): boolean => existsSync(`/proc/${pid}`);

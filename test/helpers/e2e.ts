@@ -3,21 +3,23 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
-import type { Manifest } from '../../lib/dumps/manifest.js';
+import type { Manifest } from '../../lib/model/manifest.js';
 import { expandBackupPaths } from '../../lib/plan/paths.js';
 import { getEngine } from '../../lib/engine/index.js';
 import type { EngineName } from '../../lib/engine/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
-import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
+import type { PostgresServer } from '../../lib/sandbox/postgres.js';
+import { startServers, type Servers } from '../../lib/sandbox/servers.js';
 import { databaseEntries, loadDump } from '../../lib/sandbox/db-checks.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
  * seeded databases with the objects dumps get wrong, and "load the restored dumps into fresh
- * databases and compare row checksums". Only the ApisCP panel is a stand-in (test/fake-apiscp).
+ * databases and compare row checksums". Only the ApisCP panel is a stand-in (sandbox/fake-apiscp).
  */
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -84,34 +86,8 @@ export function cli(args: readonly string[], opts: CliOptions = {}): Promise<Cli
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-export interface Servers {
-  readonly my: MariadbServer;
-  readonly pg: PostgresServer;
-}
-
-export async function startServers(): Promise<Servers> {
-  const [my, pg] = await Promise.allSettled([retryOnce(() => startMariadb()), startPostgres()]);
-  if (my.status === 'fulfilled' && pg.status === 'fulfilled') return { my: my.value, pg: pg.value };
-  if (my.status === 'fulfilled') await my.value.destroy();
-  if (pg.status === 'fulfilled') await pg.value.destroy();
-  throw my.status === 'rejected' ? my.reason : (pg as PromiseRejectedResult).reason;
-}
-
-/**
- * mariadb-install-db sometimes aborts when several bootstrap at once on 2 cores ("Could not
- * remove temporary table '/tmp/#sql-temptable-…'", Unknown table 'mysql.tmp_user_sys'): once more.
- */
-async function retryOnce<T>(start: () => Promise<T>): Promise<T> {
-  try {
-    return await start();
-  } catch (err) {
-    if (!/mariadb-install-db failed/.test((err as Error).message)) throw err;
-    return start();
-  }
-}
-
 export async function stopServers(s: Servers | undefined): Promise<void> {
-  await Promise.all([s?.my.destroy(), s?.pg.destroy()]);
+  await s?.destroy();
 }
 
 /** Site-owned names (prefix `siteN_`-like as ApisCP makes them) plus a unicode one. */
@@ -149,8 +125,8 @@ export async function seedPostgres(pg: PostgresServer, db: string, rows = 50): P
 }
 
 export async function seedAll(s: Servers): Promise<void> {
-  for (const db of MY_DBS) await seedMysql(s.my, db);
-  for (const db of PG_DBS) await seedPostgres(s.pg, db);
+  for (const db of MY_DBS) await seedMysql(s.mariadb, db);
+  for (const db of PG_DBS) await seedPostgres(s.postgres, db);
 }
 
 /** Row checksums per table plus the number of views and triggers: what a good restore keeps. */
@@ -184,7 +160,7 @@ export async function loadRun(runDir: string, into: Servers, prefix: string): Pr
   const result = { mysql: new Map<string, string>(), postgresql: new Map<string, string>(), manifest };
   for (const e of databaseEntries(manifest)) {
     const fresh = `${prefix}${++loads}`;
-    await loadDump(e, runDir, { mysql: into.my, postgresql: into.pg }, fresh);
+    await loadDump(e, runDir, { mysql: into.mariadb, postgresql: into.postgres }, fresh);
     if (e.kind === 'mysql' || e.kind === 'postgresql') result[e.kind].set(e.database!, fresh);
   }
   return result;
@@ -204,8 +180,8 @@ export interface ConfigParams {
 export function writeConfig(file: string, p: ConfigParams): string {
   const dbs = p.servers
     ? {
-        mysql: { enabled: true, socket: p.servers.my.socket, defaults_file: join(p.root, 'no-my.cnf') },
-        postgresql: { enabled: true, host: p.servers.pg.socketDir, port: p.servers.pg.port },
+        mysql: { enabled: true, socket: p.servers.mariadb.socket, defaults_file: join(p.root, 'no-my.cnf') },
+        postgresql: { enabled: true, host: p.servers.postgres.socketDir, port: p.servers.postgres.port },
       }
     : { mysql: { enabled: false }, postgresql: { enabled: false } };
   const config = { engine: p.engine, paths: { root: p.root }, panel: { enabled: false }, databases: dbs, lock: { wait: '2s' }, dumps: { retry_wait: '200ms' }, ...p.extra };
@@ -252,7 +228,7 @@ export function readStatus(loaded: LoadedConfig): Record<string, any> {
 
 /** Processes (pgrep -f PATTERN) other than ourselves: leftovers of a killed run. */
 export async function pgrep(pattern: string): Promise<string[]> {
-  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { okExitCodes: [1] });
+  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { exitClass: exitClasses({ ok: [1] }) });
   return r.stdout.split('\n').filter((l) => l && !l.includes('pgrep'));
 }
 
@@ -269,13 +245,13 @@ export async function seededServers(): Promise<{ servers: Servers; fresh: Server
   const [servers, fresh] = await Promise.all([startServers(), startServers()]);
   await seedAll(servers);
   const original: Record<string, Record<string, string>> = {};
-  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
-  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  for (const db of MY_DBS) original[`mysql:${db}`] = await mysqlFingerprint(servers.mariadb, db);
+  for (const db of PG_DBS) original[`postgresql:${db}`] = await pgFingerprint(servers.postgres, db);
   return { servers, fresh, original };
 }
 
 /** The restored run's databases, loaded into `fresh`, match the originals row for row. */
 export async function expectSameDatabases(loaded: Awaited<ReturnType<typeof loadRun>>, fresh: Servers, original: Record<string, Record<string, string>>, expectEqual: (a: unknown, b: unknown, what: string) => void): Promise<void> {
-  for (const db of MY_DBS) expectEqual(await mysqlFingerprint(fresh.my, loaded.mysql.get(db)!), original[`mysql:${db}`], db);
-  for (const db of PG_DBS) expectEqual(await pgFingerprint(fresh.pg, loaded.postgresql.get(db)!), original[`postgresql:${db}`], db);
+  for (const db of MY_DBS) expectEqual(await mysqlFingerprint(fresh.mariadb, loaded.mysql.get(db)!), original[`mysql:${db}`], db);
+  for (const db of PG_DBS) expectEqual(await pgFingerprint(fresh.postgres, loaded.postgresql.get(db)!), original[`postgresql:${db}`], db);
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { cmd } from '../../lib/run/command.js';
 import { track } from '../../lib/run/process-group.js';
 import { run } from '../../lib/run/run.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 
 /**
  * A site's `fst` mounted as a real overlay (lower: the template, upper: shadow), as on a live
@@ -26,7 +27,7 @@ export async function mountSiteOverlay(home: string, site: string, lower: string
   mkdirSync(work, { recursive: true });
   // unshare needs a moment to enter its namespace before nsenter can join it.
   for (let i = 0; ; i++) {
-    const own = await run(cmd('readlink', [`/proc/${pid}/ns/mnt`]), { okExitCodes: [1] });
+    const own = await run(cmd('readlink', [`/proc/${pid}/ns/mnt`]), { exitClass: exitClasses({ ok: [1] }) });
     const mine = await run(cmd('readlink', ['/proc/self/ns/mnt']));
     if (own.stdout && own.stdout !== mine.stdout) break;
     if (i > 100) throw new Error('unshare did not enter a new mount namespace');

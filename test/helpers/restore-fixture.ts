@@ -5,7 +5,8 @@ import type { EngineName } from '../../lib/engine/types.js';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import { cli, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult, type Servers } from './e2e.js';
+import { cli, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
+import type { Servers } from '../../lib/sandbox/servers.js';
 
 /**
  * One sandbox per engine for the restore tests: an ApisCP tree with three sites, the stand-in
@@ -38,23 +39,23 @@ export interface RestoreFixture {
 
 export async function seedSiteDatabases(servers: Servers): Promise<void> {
   for (const site of Object.values(SITE_DBS)) {
-    for (const db of site.mysql) await seedMysql(servers.my, db, 20);
+    for (const db of site.mysql) await seedMysql(servers.mariadb, db, 20);
   }
   // A view with a DEFINER that only exists as long as the site's user does.
-  await servers.my.sql(`CREATE USER '${SITE2_USER}'@'localhost' IDENTIFIED BY 'pw'; GRANT ALL ON \`site2\\_db\`.* TO '${SITE2_USER}'@'localhost';
+  await servers.mariadb.sql(`CREATE USER '${SITE2_USER}'@'localhost' IDENTIFIED BY 'pw'; GRANT ALL ON \`site2\\_db\`.* TO '${SITE2_USER}'@'localhost';
     CREATE DEFINER='${SITE2_USER}'@'localhost' SQL SECURITY DEFINER VIEW ${qm('site2_db')}.definer_view AS SELECT id FROM ${qm('site2_db')}.items;`);
-  await servers.pg.sql(`CREATE ROLE ${qp(SITE2_ROLE)} LOGIN PASSWORD 'pw'`);
+  await servers.postgres.sql(`CREATE ROLE ${qp(SITE2_ROLE)} LOGIN PASSWORD 'pw'`);
   for (const site of Object.values(SITE_DBS)) {
-    for (const db of site.pgsql) await seedPostgres(servers.pg, db, 20);
+    for (const db of site.pgsql) await seedPostgres(servers.postgres, db, 20);
   }
-  await servers.pg.sql(`ALTER TABLE items OWNER TO ${qp(SITE2_ROLE)}; ALTER TABLE audit OWNER TO ${qp(SITE2_ROLE)}`, 'site2_blog');
+  await servers.postgres.sql(`ALTER TABLE items OWNER TO ${qp(SITE2_ROLE)}; ALTER TABLE audit OWNER TO ${qp(SITE2_ROLE)}`, 'site2_blog');
 }
 
 /** Row checksums, views and triggers of every site database: what a restore must bring back. */
 export async function siteFingerprints(servers: Servers, site: keyof typeof SITE_DBS): Promise<Record<string, Record<string, string>>> {
   const out: Record<string, Record<string, string>> = {};
-  for (const db of SITE_DBS[site].mysql) out[`mysql:${db}`] = await mysqlFingerprint(servers.my, db);
-  for (const db of SITE_DBS[site].pgsql) out[`postgresql:${db}`] = await pgFingerprint(servers.pg, db);
+  for (const db of SITE_DBS[site].mysql) out[`mysql:${db}`] = await mysqlFingerprint(servers.mariadb, db);
+  for (const db of SITE_DBS[site].pgsql) out[`postgresql:${db}`] = await pgFingerprint(servers.postgres, db);
   return out;
 }
 
@@ -86,7 +87,7 @@ export async function createRestoreFixture(base: string, engine: EngineName, ser
   const cpcmd = join(dir, 'cpcmd');
   writeFileSync(
     cpcmd,
-    `#!/bin/sh\nFAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dir, 'panel.log')}' FAKE_APISCP_HOME='${tree.home}' exec '${process.execPath}' '${join(REPO, 'test/fake-apiscp/cpcmd')}' "$@"\n`,
+    `#!/bin/sh\nFAKE_APISCP_STATE='${panelState}' FAKE_APISCP_LOG='${join(dir, 'panel.log')}' FAKE_APISCP_HOME='${tree.home}' exec '${process.execPath}' '${join(REPO, 'sandbox/fake-apiscp/cpcmd')}' "$@"\n`,
     { mode: 0o755 },
   );
   const env = { ...(process.env as Record<string, string>) };

@@ -16,41 +16,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
-import type { Manifest } from '../../lib/dumps/manifest.js';
-import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import type { Manifest } from '../../lib/model/manifest.js';
+import type { Servers } from '../../lib/sandbox/servers.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 /** The built CLI entry (npm run build). */
 export const CLI = join(REPO, 'dist/scripts/apiscp-backup.js');
 /** The ApisCP stand-in; it is the only fake in the test suite. */
-export const FAKE_CPCMD = join(REPO, 'test/fake-apiscp/cpcmd');
+export const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');
 export const EXPORT_SCOPE = 'backups.automatic-database-exports';
-
-export interface Servers {
-  readonly mariadb: MariadbServer;
-  readonly postgres: PostgresServer;
-  destroy(): Promise<void>;
-}
-
-/** One MariaDB and one PostgreSQL throwaway server, started in parallel. */
-export async function startServers(): Promise<Servers> {
-  const [my, pg] = await Promise.allSettled([startMariadb(), startPostgres()]);
-  if (my.status === 'rejected' || pg.status === 'rejected') {
-    if (my.status === 'fulfilled') await my.value.destroy();
-    if (pg.status === 'fulfilled') await pg.value.destroy();
-    throw my.status === 'rejected' ? my.reason : (pg as PromiseRejectedResult).reason;
-  }
-  const mariadb = my.value;
-  const postgres = pg.value;
-  return {
-    mariadb,
-    postgres,
-    destroy: async () => {
-      await Promise.allSettled([mariadb.destroy(), postgres.destroy()]);
-    },
-  };
-}
 
 /** One site of the stand-in panel (fake-apiscp/README.md, "State file"). */
 export interface SiteSpec {
@@ -156,7 +130,7 @@ export async function createSandbox(servers: Servers, options: SandboxOptions = 
       },
       postgresql: { enabled: true, host: servers.postgres.socketDir, port: servers.postgres.port },
       // The site owners' scheduled exports (panel.owner_exports) run the stand-in's backup_dbs.php.
-      apnscp: { php: join(REPO, 'test/fake-apiscp/apnscp_php'), script: join(REPO, 'test/fake-apiscp/backup_dbs.php') },
+      apnscp: { php: join(REPO, 'sandbox/fake-apiscp/apnscp_php'), script: join(REPO, 'sandbox/fake-apiscp/backup_dbs.php') },
     },
     panel: { enabled: 'auto', timeout: '30s' },
     lock: { wait: '2s' },

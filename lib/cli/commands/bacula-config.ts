@@ -6,6 +6,7 @@ import { underRoot } from '../../config/paths.js';
 import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
 import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
 import { ConfigError, UsageError } from '../../errors.js';
+import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 
 /** The include file `--write` makes for a stock director (the admin adds one @-line for it). */
@@ -41,8 +42,7 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
     jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
     node: (opts.node as string | undefined) ?? process.execPath,
     entry: (opts.entry as string | undefined) ?? installedEntry(),
-    sources: [...paths.include, paths.dumpsDir],
-    excludes: [...paths.exclude, `${paths.dumpsDir}/*.inprogress`],
+    ...backupGlobs(paths),
     configFile: ctx.loaded.file,
   });
   if (!opts.write) {

@@ -2,6 +2,7 @@ import { ensureScopeDisabled } from '../../panel/scope.js';
 import { getEngine } from '../../engine/index.js';
 import { runJob } from '../../job/backup-job.js';
 import { addRunWarnings, previousState, refreshMetrics, summaryFor } from '../../job/record.js';
+import { checkStatus } from '../../job/status-check.js';
 import { nightlyVerify, verifyWarnings, type NightlyVerify } from '../../job/verify-step.js';
 import { ping } from '../../report/heartbeat.js';
 import { isSuccessfulRun } from '../../report/state-file.js';
@@ -10,7 +11,6 @@ import { ExitCode } from '../../exit-codes.js';
 import { warningsHeadline } from '../../warnings.js';
 import type { CommandContext } from '../context.js';
 import { finish } from './outcome.js';
-import { currentStatus } from './status.js';
 
 /**
  * The cron.daily entry. Engines we drive (duplicity, restic, borg, none) run the whole job here,
@@ -58,7 +58,7 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
   if (verified.result?.results.some((r) => r.outcome === 'failed')) {
     await ping('failure', ctx.loaded.config.monitor.heartbeat, { log: ctx.log, logTail: verifySummary(verified.result), summary: 'apiscp-backup: verify failed' });
   }
-  const verdict = await currentStatus(ctx);
+  const verdict = await checkStatus(ctx.loaded, ctx.log, ctx.signal);
   // Cron is the only place a Bacula admin reads: the last job's warnings are mailed too (exit 0).
   if (!verdict.ok || verdict.severity === 'WARNING') process.stderr.write(verdict.lines.join('\n') + '\n');
   return verdict.ok && panelError ? ExitCode.PANEL : verdict.exitCode;

@@ -1,3 +1,4 @@
+import type { EngineName } from '../../config/schema.js';
 import type { JobOutcome } from '../../job/backup-job.js';
 import { summaryFor } from '../../job/record.js';
 import type { CommandContext } from '../context.js';
@@ -22,8 +23,8 @@ export function finish(ctx: CommandContext, outcome: JobOutcome): number {
   return outcome.exitCode;
 }
 
-export function engineOf(ctx: CommandContext, opts: Record<string, unknown>): 'none' | 'bacula' | 'duplicity' | 'restic' | 'borg' {
-  return (opts.engine as ReturnType<typeof engineOf> | undefined) ?? ctx.loaded.config.engine;
+export function engineOf(ctx: CommandContext, opts: Record<string, unknown>): EngineName {
+  return (opts.engine as EngineName | undefined) ?? ctx.loaded.config.engine;
 }
 
 export function jobOf(opts: Record<string, unknown>): { name?: string; id?: string; client?: string } | undefined {

@@ -1,4 +1,4 @@
-import type { KindName } from '../../dumps/types.js';
+import type { KindName } from '../../model/kind.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
 import { engineOf } from './outcome.js';

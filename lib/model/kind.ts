@@ -92,6 +92,10 @@ export interface KindContext {
 
 export interface DatabaseKind {
   readonly name: KindName;
+  /** What its server-wide export holds (MySQL users and grants, PostgreSQL roles): names a failure. */
+  readonly serverWide: 'users' | 'globals';
+  /** The kind's database name filters (databases.<kind>.include / exclude). */
+  nameGlobs(loaded: LoadedConfig): { readonly include: readonly string[]; readonly exclude: readonly string[] };
   /**
    * Should this run dump the kind? A reason ('enabled: true', or the evidence that a server is
    * installed when enabled is auto: lib/dumps/installed.ts), or undefined to skip it.

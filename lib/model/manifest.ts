@@ -1,6 +1,6 @@
 import type { Inventory } from './inventory.js';
 import type { Warning } from '../warnings.js';
-import type { Compression, KindName } from './types.js';
+import type { Compression, KindName } from './kind.js';
 
 /** manifest.json in every finished run directory: the contract with restore tools and admins. */
 export interface ManifestEntry {

@@ -1,5 +1,5 @@
-import type { ManifestEntry } from '../dumps/manifest.js';
-import { databaseKey, type VerifyState } from './state.js';
+import type { ManifestEntry } from './manifest.js';
+import { databaseKey, type VerifyState } from './verify-state.js';
 
 /**
  * Which databases a verification checks. `all`, or a sample of N chosen by rotation: databases

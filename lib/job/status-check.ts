@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import type { LoadedConfig } from '../config/load.js';
+import { underRoot } from '../config/paths.js';
+import { durationMs } from '../config/schema.js';
+import { addinTemplateDrift } from '../engine/bacula-addin.js';
+import { readHolder } from '../lock/lock.js';
+import type { Logger } from '../log.js';
+import { openPanel } from '../panel/cpcmd.js';
+import { EXPORT_SCOPE, scopeStatus } from '../panel/scope.js';
+import { readRunStateWithReason } from '../report/state-file.js';
+import { computeStatus, type StatusInput, type StatusResult } from '../report/status.js';
+import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
+
+/**
+ * The verdict `status` prints and the nightly watchdog acts on: the recorded run, the lock's
+ * holder, the panel's exports scope and the Bacula add-in's template, gathered here and judged
+ * by report/status.ts.
+ */
+export async function checkStatus(loaded: LoadedConfig, log: Logger, signal?: AbortSignal, now = new Date()): Promise<StatusResult> {
+  const read = readRunStateWithReason(loaded.paths.statusFile);
+  let scope: StatusInput['scope'];
+  try {
+    if (openPanel(loaded.config, { log })) {
+      const s = await scopeStatus(loaded, { log, signal });
+      scope = { on: s.enabled, name: s.scope, nightly: { text: s.nightly.text, stopped: s.nightly.stopped } };
+    }
+  } catch (err) {
+    scope = { on: undefined, name: EXPORT_SCOPE, error: (err as Error).message };
+  }
+  return computeStatus({
+    state: read.state,
+    stateError: read.reason,
+    now,
+    maxAgeMs: durationMs(loaded.config.monitor.max_age),
+    scope,
+    lock: { holder: readHolder(loaded.paths.lockPath) },
+    verify: { state: readVerifyState(verifyStateFile(loaded.paths.stateDir)), schedule: loaded.config.verify.schedule, sample: loaded.config.verify.sample },
+    warnings: [addinTemplateDrift(underRoot(loaded.paths.root, loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),
+  });
+}
+
+function readIfThere(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}

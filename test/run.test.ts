@@ -1,0 +1,101 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CommandError } from '../lib/errors.js';
+import { cmd } from '../lib/run/command.js';
+import { exitClasses } from '../lib/run/exit-status.js';
+import { pipeToFile } from '../lib/run/pipeline.js';
+import { run } from '../lib/run/run.js';
+
+// lib/run on tiny fixture programs (sh one-liners run as real subprocesses, as execa's own tests
+// do): which stage a pipeline blames, timeouts, cancellation, process-group kills, exit classes.
+
+const top = mkdtempSync(join(tmpdir(), 'run-test-'));
+afterAll(() => rmSync(top, { recursive: true, force: true }));
+let n = 0;
+const out = (): string => join(top, `out-${n++}`);
+const sh = (script: string) => cmd('sh', ['-c', script]);
+
+async function failure(p: Promise<unknown>): Promise<CommandError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(CommandError);
+  return err as CommandError;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('pipeToFile names the root cause', () => {
+  it('a producer that fails behind a compressor that exits 0 fails the pipeline, blamed on the producer', async () => {
+    const err = await failure(pipeToFile([sh('echo partial; echo "dump: Got error 2013: Lost connection" >&2; exit 3'), cmd('gzip', ['-c'])], out()));
+    expect(err.message).toBe('sh: exited with 3: dump: Got error 2013: Lost connection');
+    expect(err.exitCodeOfCommand).toBe(3);
+    expect(err.command).toMatch(/^sh -c .* \| gzip -c$/);
+  });
+
+  it('a reader that dies is the cause, not the writer it left with a broken pipe', async () => {
+    const err = await failure(pipeToFile([cmd('yes'), sh('head -c 10 >/dev/null; echo "reader: bad input" >&2; exit 4')], out()));
+    expect(err.message).toBe('sh: exited with 4: reader: bad input');
+  });
+
+  it('every stage ok: bytes and sha256 of what reached the file', async () => {
+    const file = out();
+    const r = await pipeToFile([sh('printf hello'), cmd('cat')], file);
+    expect(readFileSync(file, 'utf8')).toBe('hello');
+    expect(r).toMatchObject({ bytes: 5, sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' });
+    expect(r.stages.map((s) => s.exitCode)).toEqual([0, 0]);
+  });
+
+  it('a timeout kills every stage and says so', async () => {
+    const started = Date.now();
+    const err = await failure(pipeToFile([cmd('sleep', ['30']), cmd('cat')], out(), { timeoutMs: 300 }));
+    expect(err.message).toMatch(/timed out after 0\.30s/);
+    expect(err.timedOut).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('run', () => {
+  it('a timeout kills the whole process group, grandchildren included', async () => {
+    const pidFile = join(top, 'grandchild.pid');
+    const err = await failure(run(sh(`sleep 30 & echo $! > ${pidFile}; wait`), { timeoutMs: 300 }));
+    expect(err).toMatchObject({ timedOut: true, exitCodeOfCommand: undefined });
+    expect(err.message).toMatch(/timed out after 0\.30s/);
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it('an abort from outside ends it with the signal named', async () => {
+    const stop = new AbortController();
+    const running = run(sh('exec sleep 30'), { signal: stop.signal });
+    stop.abort();
+    const err = await failure(running);
+    expect(err.message).toMatch(/killed by SIGTERM/);
+  });
+
+  it('exit codes read per tool: ok, warning, error', async () => {
+    const borgLike = exitClasses({ warning: [1] });
+    expect(await run(sh('exit 0'), { exitClass: borgLike })).toMatchObject({ exitCode: 0, exitClass: 'ok' });
+    expect(await run(sh('echo changed >&2; exit 1'), { exitClass: borgLike })).toMatchObject({ exitCode: 1, exitClass: 'warning', stderr: 'changed\n' });
+    const err = await failure(run(sh('echo "fatal: no repo" >&2; exit 2'), { exitClass: borgLike }));
+    expect(err).toMatchObject({ exitCodeOfCommand: 2, stderrTail: 'fatal: no repo', message: "sh -c 'echo \"fatal: no repo\" >&2; exit 2': exited with 2: fatal: no repo" });
+    // The default: only 0 is ok.
+    expect((await failure(run(sh('exit 1')))).exitCodeOfCommand).toBe(1);
+  });
+
+  it('a program that cannot start is a CommandError that says so, secrets redacted', async () => {
+    const missing = join(top, 'no-such-tool');
+    const err = await failure(run(cmd(missing, ['--password=hunter22']), { secrets: ['hunter22'] }));
+    expect(err.message).toMatch(/could not start/);
+    expect(err.message).not.toContain('hunter22');
+    expect(existsSync(missing)).toBe(false);
+  });
+});
