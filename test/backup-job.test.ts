@@ -190,7 +190,7 @@ describe('backup job (run): step order', () => {
       await s.note('dumps');
       const dir = openRunDirectory(input.loaded.paths.dumpsDir, { spaceMargin: 1 });
       controller.abort(new InterruptedError('SIGTERM'));
-      dir.abandon(); // what runDumps does when its signal fires
+      dir.abandon(); // what dumpPlan does when its signal fires
       throw new InterruptedError('SIGTERM');
     };
     const err = await runJob(job(s, { engine: () => engine(s), dumps: interrupted }, { signal: controller.signal })).catch((e: unknown) => e);

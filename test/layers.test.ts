@@ -106,7 +106,7 @@ describe('import directions in lib/', () => {
     expect(
       violations(
         new Map([
-          [f('plan/plan.ts'), "import { runDumps } from '../dumps/run-dumps.js';\nimport type { X } from '../model/kind.js';"],
+          [f('plan/plan.ts'), "import { dumpPlan } from '../dumps/run-dumps.js';\nimport type { X } from '../model/kind.js';"],
           [f('panel/x.ts'), "export { holder } from '../lock/lock.js';"],
           [f('cli/main.ts'), "const m = await import('../job/backup-job.js');"],
           [f('widgets/w.ts'), ''],

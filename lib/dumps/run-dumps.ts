@@ -21,7 +21,7 @@ import { ServerPacer } from './throttle.js';
 import { dumpTuning } from './tuning.js';
 import type { Compression } from '../model/kind.js';
 
-export interface DumpRunInput {
+export interface DumpPlanInput {
   readonly loaded: LoadedConfig;
   readonly log: Logger;
   /** What to dump (job/ builds it with plan/ and closes its sessions afterwards). */
@@ -35,9 +35,6 @@ export interface DumpRunInput {
   readonly pinned?: ReadonlySet<string>;
 }
 
-/** The completed run directory: its id, path, manifest, and whether every dump is ok. */
-export type DumpRunResult = CompletedRun;
-
 /**
  * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
  * written under a temporary name, verified (while it streams, where the kind can) and only then
@@ -45,7 +42,7 @@ export type DumpRunResult = CompletedRun;
  * retention) is run-directory.ts: a failure never touches the previous runs; an interruption
  * removes the whole unfinished run.
  */
-export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
+export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
   const { loaded, log, signal } = input;
   const { config, paths } = loaded;
   // Every pipeline stage and every verification listens on the run's signal; with dumps.concurrency
@@ -53,11 +50,11 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
   // prints MaxListenersExceededWarning (a cron mail on a healthy night). Listeners are removed as
   // each stage ends: this is the bound, not a leak.
   if (signal) setMaxListeners(Math.max(10, (config.dumps.concurrency === 'auto' ? 8 : config.dumps.concurrency) * 8 + 10), signal);
-  const run = openRunDirectory(paths.dumpsDir, { spaceMargin: config.dumps.space_margin });
-  const { previous } = run;
+  const runDir = openRunDirectory(paths.dumpsDir, { spaceMargin: config.dumps.space_margin });
+  const { previous } = runDir;
   const { plan } = input;
   try {
-    plan.failures.forEach((f) => run.add(f));
+    plan.failures.forEach((f) => runDir.add(f));
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
     const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
     const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file' };
@@ -72,28 +69,28 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
-      run.add(await pacer.run(item.session, what, () => dumpOne(item, run.path, output, timeoutMs, log, signal, release), signal));
+      runDir.add(await pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, timeoutMs, log, signal, release), signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
-      run.add(await input.panelExport(signal));
+      runDir.add(await input.panelExport(signal));
       input.onProgress?.(++done, total, '');
     }
     if (signal?.aborted) throw abortReason(signal);
 
     const expected = new Set(plan.servers.map((s) => s.kind));
-    const accounted = accountForDatabases({ previous, entries: run.entries, expected, listed: plan.listed, siteOf: input.siteOf });
+    const accounted = accountForDatabases({ previous, entries: runDir.entries, expected, listed: plan.listed, siteOf: input.siteOf });
     for (const w of accounted.warnings) log.warn(w.message);
     const gone = accounted.missing.filter((m) => m.reason === 'gone' || m.reason === 'excluded');
     if (gone.length) log.info(`no longer dumped (deleted or excluded): ${gone.map((m) => `${m.kind} '${m.database}'`).join(', ')}`);
-    const completed = await run.complete(
+    const completed = await runDir.complete(
       { method: config.databases.method, servers: plan.servers, missing: accounted.missing, warnings: [...plan.warnings, ...accounted.warnings] },
       { filesSynced: output.fsync, signal },
     );
-    run.retain({ keep: config.dumps.keep, keepGoneMs: durationMs(config.dumps.keep_gone), log, pinned: input.pinned, exists: existsNow(plan.listed) });
+    runDir.retain({ keep: config.dumps.keep, keepGoneMs: durationMs(config.dumps.keep_gone), log, pinned: input.pinned, exists: existsNow(plan.listed) });
     return completed;
   } catch (err) {
-    run.abandon();
+    runDir.abandon();
     throw err;
   }
 }

@@ -16,7 +16,7 @@ import { runState, type RunState } from '../report/run-state.js';
 import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
 import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult } from './dump-step.js';
 import { addPin, PinsError, removePin } from './pins.js';
-import { runHookPoint, type RunFacts } from './user-hooks.js';
+import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 import { withPriority } from '../run/priority.js';
 
@@ -140,7 +140,7 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   return { state, proceed };
 }
 
-function factsOf(input: JobInput, state?: RunState): RunFacts {
+function factsOf(input: JobInput, state?: RunState): HookFacts {
   return {
     engine: input.engine,
     trigger: input.trigger,
