@@ -39,7 +39,7 @@ const EXAMPLES = 5;
  * from the tools' own reports of files they did not find. When nothing of the sidecar exists
  * under DIR, DIR is the wrong directory and we say which one the sidecar expects (exit 2).
  * A sidecar that turns out corrupt half-way has had its first part applied: that is still an
- * error (exit 1), and those ACLs are the backup's own.
+ * error (EngineError, exit 5), and those ACLs are the backup's own.
  */
 export async function restoreAcls(fromDir: string, sidecarPath?: string): Promise<RestoreAclsResult> {
   const sidecar = sidecarPath ?? (await findSidecar(fromDir));
