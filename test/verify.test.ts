@@ -4,14 +4,13 @@
  * same major version and compares, and fails naming the database when a file or a table is gone.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { Manifest } from '../lib/model/manifest.js';
 import type { VerifyState } from '../lib/model/verify-state.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { replaceDump } from './helpers/dump-files.js';
 import { createSandbox, EXPORT_SCOPE, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
@@ -34,20 +33,8 @@ async function startHeartbeatServer(): Promise<typeof hooks> {
   return { server, pings, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}` };
 }
 
-const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 const verifyState = (sb: Sandbox): VerifyState => JSON.parse(readFileSync(join(sb.stateDir, 'verify.json'), 'utf8')) as VerifyState;
 
-/** Rewrite one dump of a run and, when `keepManifestHash` is false, its sha256 and size in the manifest (the inventory stays). */
-function replaceDump(sb: Sandbox, runId: string, database: string, content: Buffer, keepManifestHash: boolean): void {
-  const runDir = join(sb.dumpsDir, runId);
-  const manifest = sb.manifest(runId);
-  const entry = manifest.entries.find((e) => e.database === database)!;
-  const file = join(runDir, entry.path!);
-  writeFileSync(file, content);
-  if (keepManifestHash) return;
-  const entries = manifest.entries.map((e) => (e === entry ? { ...e, sha256: sha256(file), bytes: content.length } : e));
-  writeFileSync(join(runDir, 'manifest.json'), JSON.stringify({ ...manifest, entries } satisfies Manifest, null, 2));
-}
 const sandboxes: Sandbox[] = [];
 /** Where this file's throwaway verify servers live (the postgres user must reach it: not below a 0700 root). */
 const workDir = mkdtempSync('/var/tmp/asb-verify-test-');
@@ -157,7 +144,7 @@ describe('verify', () => {
     const file = join(sb.dumpsDir, runId, entry.path!);
     const bytes = readFileSync(file);
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
-    replaceDump(sb, runId, 's2_shop', bytes, true);
+    replaceDump(join(sb.dumpsDir, runId), 's2_shop', bytes, { keepManifestHash: true });
     const r = await sb.cli(['verify', '--run', runId]);
     expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site2\/s2_shop: .*sha256 does not match the manifest/);
@@ -173,7 +160,7 @@ describe('verify', () => {
     const cut = sql.replace(/--\n-- Table structure for table `log`[\s\S]*?(?=--\n-- Table structure for table `posts`)/, '');
     expect(cut).not.toBe(sql);
     expect(cut).toMatch(/-- Dump completed/);
-    replaceDump(sb, runId, 's1_wp', execFileSync('zstd', ['-q', '-c'], { input: cut }), false);
+    replaceDump(join(sb.dumpsDir, runId), 's1_wp', execFileSync('zstd', ['-q', '-c'], { input: cut }), { keepManifestHash: false });
     const r = await sb.cli(['verify']);
     expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site1\/s1_wp: table missing after load: 'log'/);

@@ -88,7 +88,14 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   if (opts.dryRun) return { ...base, accountsCreated: [] };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
-  const accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+  let accountsCreated: string[];
+  try {
+    accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+  } catch (err) {
+    // Reading the dump's accounts is the first look inside it: a damaged dump often fails here.
+    const why = err instanceof Error ? err.message : String(err);
+    throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
+  }
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
   try {
     if (before !== 'missing') await session.dropDatabase(into, signal);
@@ -102,7 +109,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
       if (safetyDump) {
         await session.createDatabase(into);
         await session.load(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format });
-        state = `'${into}' holds its previous content again (loaded back from the safety dump ${safetyDump.file})`;
+        state = `'${into}' holds its previous content again: loaded back from the safety dump ${safetyDump.file}, which is kept`;
       } else if (before === 'empty') {
         await session.createDatabase(into);
         state = `'${into}' is empty again, as it was`;
