@@ -9,9 +9,9 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { VerifyState } from '../lib/model/verify-state.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/sandbox/servers.js';
 import { replaceDump } from './helpers/dump-files.js';
-import { createSandbox, EXPORT_SCOPE, type Sandbox } from './helpers/sandbox.js';
+import { EXPORT_SCOPE, sandboxPool, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['s1_wp'], pgsql: ['s1_pg'] },
@@ -35,19 +35,14 @@ async function startHeartbeatServer(): Promise<typeof hooks> {
 
 const verifyState = (sb: Sandbox): VerifyState => JSON.parse(readFileSync(join(sb.stateDir, 'verify.json'), 'utf8')) as VerifyState;
 
-const sandboxes: Sandbox[] = [];
 /** Where this file's throwaway verify servers live (the postgres user must reach it: not below a 0700 root). */
 const workDir = mkdtempSync('/var/tmp/asb-verify-test-');
 chmodSync(workDir, 0o755);
-async function sandbox(options: Parameters<typeof createSandbox>[1] = {}): Promise<Sandbox> {
-  const config = { ...options.config, verify: { work_dir: workDir, ...(options.config?.verify as object | undefined) } };
-  const sb = await createSandbox(servers, { sites: SITES, ...options, config });
-  sandboxes.push(sb);
-  return sb;
-}
+const pool = sandboxPool({ sites: SITES, config: { verify: { work_dir: workDir } } });
+const sandbox = pool.sandbox;
 
 beforeAll(async () => {
-  servers = await startServers();
+  servers = await pool.start();
   await servers.mariadb.sql(`
     CREATE DATABASE s1_wp; USE s1_wp;
     CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100)) ENGINE=InnoDB;
@@ -80,8 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   hooks?.server.close();
   rmSync(workDir, { recursive: true, force: true });
-  await Promise.allSettled(sandboxes.map((s) => s.destroy()));
-  await servers?.destroy();
+  await pool.destroy();
 });
 
 describe('verify', () => {

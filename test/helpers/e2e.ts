@@ -190,6 +190,30 @@ export function writeConfig(file: string, p: ConfigParams): string {
   return file;
 }
 
+/**
+ * An engine's config section with a fresh repository in `dir/repo` (initialised for restic and
+ * borg), keyed by a passphrase in the 0600 file `dir/secret`. keep.last: every backup a test
+ * makes survives the retention run that follows it.
+ */
+export async function engineRepository(engine: EngineName, dir: string, passphrase: string): Promise<Record<string, unknown>> {
+  const secret = join(dir, 'secret');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(secret, passphrase + '\n', { mode: 0o600 });
+  const repo = join(dir, 'repo');
+  if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
+  if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
+  switch (engine) {
+    case 'duplicity':
+      return { duplicity: { target: `file://${repo}`, passphrase_file: secret } };
+    case 'restic':
+      return { restic: { repository: repo, password_file: secret, keep: { last: 100 } } };
+    case 'borg':
+      return { borg: { repository: repo, passphrase_file: secret, keep: { last: 100 } } };
+    default:
+      return {};
+  }
+}
+
 /** Restore the latest backup with the engine module (what an admin's restore does) into `dir`. */
 export async function engineRestore(configFile: string, dir: string): Promise<LoadedConfig> {
   const loaded = loadConfig({ file: configFile });
