@@ -2,13 +2,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
+import { loadConfig } from '../lib/config/load.js';
 import type { EngineName } from '../lib/engine/types.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
-import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import { buildApiscpTree, snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import {
-  cli, CLI, countBackups, engineRepository, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
+  cli, CLI, countBackups, engineRepository, type EngineSandbox, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
 import type { Servers } from '../lib/sandbox/servers.js';
 
@@ -26,14 +26,7 @@ let fresh: Servers;
 let original: Record<string, Record<string, string>> = {};
 const timings: Record<string, { runMs: number; restoreMs: number }> = {};
 
-interface Setup {
-  readonly engine: EngineName;
-  readonly dir: string;
-  readonly root: string;
-  readonly tree: TreeInfo;
-  readonly config: string;
-  readonly loaded: LoadedConfig;
-}
+type Setup = EngineSandbox;
 const setups = new Map<string, Setup>();
 
 /** A temp root with an ApisCP tree, a repository with a secret in a file, and the config. */

@@ -10,6 +10,7 @@ import type { EngineName } from '../../lib/engine/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
+import type { TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
 import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
 import type { PostgresServer } from '../../lib/sandbox/postgres.js';
 import { startServers, type Servers } from '../../lib/sandbox/servers.js';
@@ -188,6 +189,16 @@ export function writeConfig(file: string, p: ConfigParams): string {
   mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return file;
+}
+
+/** An ApisCP tree under `root` backed up by one engine, with its config file (e2e and restore files). */
+export interface EngineSandbox {
+  readonly engine: EngineName;
+  readonly dir: string;
+  readonly root: string;
+  readonly tree: TreeInfo;
+  readonly config: string;
+  readonly loaded: LoadedConfig;
 }
 
 /**

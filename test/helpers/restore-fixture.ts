@@ -1,9 +1,9 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
+import { loadConfig } from '../../lib/config/load.js';
 import type { EngineName } from '../../lib/engine/types.js';
-import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import { cli, engineRepository, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
+import { buildApiscpTree } from '../../lib/sandbox/apiscp-tree.js';
+import { cli, engineRepository, type EngineSandbox, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
 import type { Servers } from '../../lib/sandbox/servers.js';
 
 /**
@@ -24,13 +24,7 @@ export const SITE2_ROLE = 'site2 role';
 const qm = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
 const qp = (n: string): string => '"' + n.replace(/"/g, '""') + '"';
 
-export interface RestoreFixture {
-  readonly engine: EngineName;
-  readonly dir: string;
-  readonly root: string;
-  readonly tree: TreeInfo;
-  readonly config: string;
-  readonly loaded: LoadedConfig;
+export interface RestoreFixture extends EngineSandbox {
   readonly env: Record<string, string>;
   cli(args: readonly string[]): Promise<CliResult>;
 }
