@@ -216,6 +216,9 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     children.forEach((c) => {
       if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
     });
+    // Not before every client is gone: a failed restore drops the database and loads the safety
+    // dump back next, and a connection still sending INSERTs would write into that.
+    await Promise.all(exits);
   }
 }
 
