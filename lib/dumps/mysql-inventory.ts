@@ -12,7 +12,10 @@ import { fromHex, sortedNames, type Inventory } from '../model/inventory.js';
  * The same script reads a loaded copy at verify time (`dumpStartedAt` omitted: every table counted).
  */
 export function mysqlInventorySql(database: string, options: { updateTimes: boolean; countMaxBytes?: number }): string {
-  const schema = `CONVERT(UNHEX('${Buffer.from(database, 'utf8').toString('hex')}') USING utf8mb4)`;
+  // A hex literal with a charset introducer: no quoting of the name, and still a literal, so
+  // MariaDB looks the schema up in information_schema instead of opening every database's tables
+  // (CONVERT(UNHEX(…)) did: ~70 ms per query with 1,000 databases, measured by bench:dumps tiny).
+  const schema = `_utf8mb4 X'${Buffer.from(database, 'utf8').toString('hex')}'`;
   const dataTables = `TABLE_SCHEMA = ${schema} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')`;
   const ident = (col: string): string => `'\`', REPLACE(${col}, '\`', '\`\`'), '\`'`;
   return [

@@ -174,15 +174,16 @@ class Session implements MysqlSession {
 
   async planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec> {
     const hex = Buffer.from(database, 'utf8').toString('hex');
-    // The name travels as hex: no quoting of hostile names inside SQL. The equality lets the
-    // server look up only this schema; the HEX() check drops case-insensitive near-misses.
+    // The name travels as a hex literal (with a charset introducer): no quoting of hostile names inside
+    // SQL, and a literal lets the server look up only this schema (CONVERT(UNHEX()) opened every
+    // database's tables); the HEX() check drops case-insensitive near-misses.
     const rows =
       (await this.catalogRows(hex, signal)) ??
       (await this.query(
         `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
-          `WHERE TABLE_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4) UNION ALL ` +
+          `WHERE TABLE_SCHEMA = _utf8mb4 X'${hex}' UNION ALL ` +
           `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
-          `WHERE EVENT_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4)`,
+          `WHERE EVENT_SCHEMA = _utf8mb4 X'${hex}'`,
         signal,
       ));
     const engines: Record<string, number> = {};
