@@ -6,7 +6,7 @@
 //   big      one ≥1 GB database: ours vs mydumper -t 2 -c -r 200000; our peak RSS
 //   tiny     1,000 tiny databases: ours vs an xargs -P2 loop of mariadb-dump | zstd
 //   acl      ACL/xattr sidecar over ≥200,000 inodes vs raw getfacl/getfattr | zstd; restore vs setfacl/setfattr --restore
-//   restore  the big database: our parallel loader vs myloader -t 2 vs zstd -dc | mariadb
+//   restore  the big database: our `restore db` (CLI, 2 connections) vs myloader -t 2 vs zstd -dc | mariadb
 //   latency  p99 of a steady sysbench load on another database: idle vs while ours, mydumper, baseline dump
 // and ends with one line:
 //   RESULT vs_mydumper=… big_vs_mydumper=… vs_floor=… vs_baseline=… tiny_vs_loop=… sidecar_vs_raw=…
@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
 import type { Manifest } from '../lib/model/manifest.js';
 import { cmd } from '../lib/run/command.js';
 import { terminateAll, waitForChildren } from '../lib/run/process-group.js';
@@ -24,7 +23,7 @@ import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import { makeAclTree, runOurAclRestore, runOurSidecar, runRawAclRestore, runRawSidecar } from './bench/acl.js';
 import { bigDatabase, generate, generateTiny, planDatabases, type BenchDb } from './bench/generate.js';
 import { p99While, prepareSysbench, sysbenchP99, type Latency } from './bench/latency.js';
-import { bin, median, runBaseline, runFloor, runLimit, runMydumper, runMyloader, runOurs, runPipeRestore, runTinyLoop, sqlBytes, timed, writeConfig, type Sample } from './bench/measure.js';
+import { bin, median, runBaseline, runFloor, runLimit, runMydumper, runMyloader, runOurRestore, runOurs, runPipeRestore, runTinyLoop, sqlBytes, timed, writeConfig, type Sample } from './bench/measure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, 'apiscp-backup.js');
@@ -139,6 +138,28 @@ async function compare(title: string, variants: Record<string, { what: string; r
   return samples;
 }
 
+/**
+ * Where ours' seconds and CPU go beyond the floor's, per stage, from the medians of one run:
+ * mariadb-dump's own CPU is the limit's (it writes to /dev/null), the compressor's is the floor's
+ * children minus it; ours' children minus both is what our pipeline adds in subprocesses (the
+ * inventory's client), node is our process, mariadbd the server (the inventory's COUNT(*)).
+ */
+function stagesLine(samples: Record<string, Sample[]>): string {
+  const m = (name: string, f: (s: Sample) => number): number => median(samples[name]!.map(f));
+  const dump = m('limit', (s) => s.clientCpuS);
+  const floorChildren = m('floor', (s) => s.clientCpuS);
+  const node = m('ours', (s) => s.probe?.selfCpuS ?? 0);
+  const children = m('ours', (s) => s.probe?.childCpuS ?? 0);
+  const parts = [
+    `wall ours ${fmt(m('ours', (s) => s.seconds), 2)} s vs floor ${fmt(m('floor', (s) => s.seconds), 2)} s`,
+    `cpu mariadb-dump ${fmt(dump, 2)} s (limit)`,
+    `zstd ${fmt(floorChildren - dump, 2)} s (floor − limit)`,
+    `ours: node ${fmt(node, 2)} s, children ${fmt(children, 2)} s (${children >= floorChildren ? '+' : '−'}${fmt(Math.abs(children - floorChildren), 2)} s against the floor's, whose count includes its shells)`,
+    `mariadbd ours ${fmt(m('ours', (s) => s.serverCpuS), 2)} s vs floor ${fmt(m('floor', (s) => s.serverCpuS), 2)} s`,
+  ];
+  return `  stages: ${parts.join('; ')}`;
+}
+
 function latestManifest(dumpsDir: string): Manifest {
   return JSON.parse(readFileSync(join(dumpsDir, 'latest', 'manifest.json'), 'utf8')) as Manifest;
 }
@@ -204,6 +225,7 @@ async function main(): Promise<void> {
       result.vs_floor = ratio(o, manyMedians.floor!);
       result.vs_baseline = ratio(o, manyMedians.baseline!);
       console.log(`  ${fmt(sql / MB)} MB of SQL: ours ${fmt(sql / MB / o)} MB/s; mariadb-dump alone (limit) costs ${fmt(median(samples.limit!.map((x) => x.clientCpuS)))} s CPU, the rest of ours' children is compression and pipes`);
+      console.log(stagesLine(samples));
       // Sites blocked: every lock-tables (MyISAM) database's tables were locked this long.
       const locked = latestManifest(s.dumpsDir).entries.filter((e) => e.lockHeldMs !== undefined);
       console.log(`  MyISAM table locks held (ours, last run): ${locked.map((e) => `${e.database} ${e.lockHeldMs} ms`).join(', ') || 'none'}; longest ${Math.max(0, ...locked.map((e) => e.lockHeldMs!))} ms\n`);
@@ -211,6 +233,7 @@ async function main(): Promise<void> {
   }
 
   let bigDumpFile: string | undefined;
+  let bigConfig: string | undefined;
   if (needBig) {
     const s = sectionRoot('big');
     writeConfig(s.config, dirname(dirname(dirname(s.dumpsDir))), srv.socket, [big.name], settings);
@@ -222,6 +245,7 @@ async function main(): Promise<void> {
     }, want('big') ? opts.repeat : 1);
     const entry = latestManifest(s.dumpsDir).entries.find((e) => e.database === big.name)!;
     bigDumpFile = join(s.dumpsDir, 'latest', entry.path!);
+    bigConfig = s.config;
     const rss = Math.max(...samples.ours!.map((x) => (x.probe?.peakRssKb ?? 0) / 1024));
     if (want('big')) {
       result.big_vs_mydumper = ratio(med(samples.ours!), med(samples.mydumper!));
@@ -270,12 +294,10 @@ async function main(): Promise<void> {
 
   if (want('restore') && bigDumpFile) {
     const target = 'restored_wp';
-    const mariadb = bin('mariadb');
     const fresh = async (create: boolean): Promise<void> => void (await srv.sql(`DROP DATABASE IF EXISTS ${target};${create ? ` CREATE DATABASE ${target};` : ''}`));
     const file = bigDumpFile;
-    const client = cmd(mariadb, ['--no-defaults', `--socket=${srv.socket}`, '--user=root', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', target]);
     const samples = await compare('restore', {
-      ours: { what: 'loadSqlDumpParallel, 2 connections', run: async () => (await fresh(true), timed(pid, async () => void (await loadSqlDumpParallel({ file, compression: 'zstd', client, connections: 2 })))) },
+      ours: { what: `CLI restore db ${big.name} --into (2 connections)`, run: async () => (await fresh(false), runOurRestore(CLI, PROBE, bigConfig!, big.name, target, pid)) },
       myloader: { what: 'myloader -t 2 (from mydumper -r 200000)', run: async () => (await fresh(false), runMyloader(srv.socket, join(work, 'mydumper-big'), target, pid)) },
       pipe: { what: 'zstd -dc | mariadb (one stream)', run: async () => (await fresh(true), runPipeRestore(srv.socket, file, target, pid)) },
     }, Math.min(opts.repeat, 2));

@@ -15,24 +15,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../lib/model/manifest.js';
 import type { RunState } from '../lib/report/run-state.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
-import { createSandbox, EXPORT_SCOPE, waitFor, type Sandbox } from './helpers/sandbox.js';
+import type { Servers } from '../lib/sandbox/servers.js';
+import { EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from './helpers/sandbox.js';
 
-const SITES = {
-  site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },
-  site2: { mysql: ['b_shop'] },
-};
-
+const SITES = TWO_SITES;
+const pool = sandboxPool({ sites: SITES });
+const sandbox = pool.sandbox;
 let servers: Servers;
-const sandboxes: Sandbox[] = [];
-async function sandbox(options: Parameters<typeof createSandbox>[1] = {}): Promise<Sandbox> {
-  const sb = await createSandbox(servers, { sites: SITES, ...options });
-  sandboxes.push(sb);
-  return sb;
-}
 
 beforeAll(async () => {
-  servers = await startServers();
+  servers = await pool.start();
   await servers.mariadb.sql(`
     CREATE DATABASE a_wp; USE a_wp;
     CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100)) ENGINE=InnoDB;
@@ -50,10 +42,7 @@ beforeAll(async () => {
   await servers.postgres.sql('CREATE TABLE t (id int); INSERT INTO t VALUES (7);', 'orphanpg');
 });
 
-afterAll(async () => {
-  await Promise.allSettled(sandboxes.map((s) => s.destroy()));
-  await servers?.destroy();
-});
+afterAll(() => pool.destroy());
 
 // ---------------------------------------------------------------------------------------------
 

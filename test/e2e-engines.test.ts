@@ -2,13 +2,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
+import { loadConfig } from '../lib/config/load.js';
 import type { EngineName } from '../lib/engine/types.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
-import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import { buildApiscpTree, snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import {
-  cli, CLI, countBackups, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
+  cli, CLI, countBackups, engineRepository, type EngineSandbox, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
 import type { Servers } from '../lib/sandbox/servers.js';
 
@@ -26,14 +26,7 @@ let fresh: Servers;
 let original: Record<string, Record<string, string>> = {};
 const timings: Record<string, { runMs: number; restoreMs: number }> = {};
 
-interface Setup {
-  readonly engine: EngineName;
-  readonly dir: string;
-  readonly root: string;
-  readonly tree: TreeInfo;
-  readonly config: string;
-  readonly loaded: LoadedConfig;
-}
+type Setup = EngineSandbox;
 const setups = new Map<string, Setup>();
 
 /** A temp root with an ApisCP tree, a repository with a secret in a file, and the config. */
@@ -41,19 +34,8 @@ async function setup(engine: EngineName, name: string = engine): Promise<Setup> 
   const dir = join(base, name);
   const root = join(dir, 'root');
   const tree = await buildApiscpTree(root, { sites: 2 });
-  const secret = join(dir, 'secret');
-  writeFileSync(secret, SECRET + '\n', { mode: 0o600 });
-  const repo = join(dir, 'repo');
-  const extra: Record<string, Record<string, unknown>> = {
-    duplicity: { duplicity: { target: `file://${repo}`, passphrase_file: secret } },
-    // keep.last: every test's snapshot survives the retention run that follows each backup.
-    restic: { restic: { repository: repo, password_file: secret, keep: { last: 100 } } },
-    borg: { borg: { repository: repo, passphrase_file: secret, keep: { last: 100 } } },
-    none: {},
-  };
-  if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
-  if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
-  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: extra[engine] });
+  const extra = await engineRepository(engine, dir, SECRET);
+  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra });
   const s = { engine, dir, root, tree, config, loaded: loadConfig({ file: config }) };
   setups.set(name, s);
   return s;

@@ -222,7 +222,7 @@ describe('fleet status on the director host', LIMIT, () => {
     const [first, ...rest] = text.out.trim().split('\n');
     expect(first).toMatch(/^CRITICAL: 1 failed, 0 stale of 3 clients: s2-fd \(job \d+ \(Incremental\) failed: Client "s2-fd" RunScript failed: .*mysql.*cannot connect/);
     expect(first).toMatch(/\| clients=3 failed=1;;1;0 stale=0;;1;0 /);
-    expect(rest.find((l) => l.startsWith('s1-fd:'))).toMatch(/^s1-fd: OK, last good Incremental job \d+ \d+s ago .*restore chain 2/);
+    expect(rest.find((l) => l.startsWith('s1-fd:'))).toMatch(/^s1-fd: OK, last good Incremental job \d+ \d+[sm] ago .*restore chain 2/);
     expect(rest.find((l) => l.startsWith('s2-fd:'))).toMatch(/^s2-fd: FAILED, .*last good Full job \d+ .*restore chain 1/);
 
     const j = await fleetStatus(config, true);
@@ -267,6 +267,6 @@ describe('fleet status on the director host', LIMIT, () => {
     await new Promise((r) => setTimeout(r, 2100));
     const stale = await fleetStatus(directorConfig({ max_age: '1s' }));
     expect(stale.code).toBe(6);
-    expect(stale.out).toMatch(/^CRITICAL: 0 failed, 3 stale of 3 clients: s1-fd \(last good backup \d+s ago, older than max_age 1s\)/);
+    expect(stale.out).toMatch(/^CRITICAL: 0 failed, 3 stale of 3 clients: s1-fd \(last good backup \d+[sm] ago, older than max_age 1s\)/);
   });
 });

@@ -12,24 +12,16 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../lib/report/run-state.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
-import { createSandbox, EXPORT_SCOPE, waitFor, type Sandbox } from './helpers/sandbox.js';
+import type { Servers } from '../lib/sandbox/servers.js';
+import { EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from './helpers/sandbox.js';
 
-const SITES = {
-  site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },
-  site2: { mysql: ['b_shop'] },
-};
-
+const SITES = TWO_SITES;
+const pool = sandboxPool({ sites: SITES, scopes: { [EXPORT_SCOPE]: false } });
+const sandbox = pool.sandbox;
 let servers: Servers;
-const sandboxes: Sandbox[] = [];
-async function sandbox(options: Parameters<typeof createSandbox>[1] = {}): Promise<Sandbox> {
-  const sb = await createSandbox(servers, { sites: SITES, scopes: { [EXPORT_SCOPE]: false }, ...options });
-  sandboxes.push(sb);
-  return sb;
-}
 
 beforeAll(async () => {
-  servers = await startServers();
+  servers = await pool.start();
   await servers.mariadb.sql(`
     CREATE DATABASE a_wp; CREATE TABLE a_wp.posts (id INT PRIMARY KEY, title VARCHAR(100)) ENGINE=InnoDB; INSERT INTO a_wp.posts VALUES (1, 'hello');
     CREATE DATABASE b_shop; CREATE TABLE b_shop.items (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO b_shop.items VALUES (1);
@@ -37,10 +29,7 @@ beforeAll(async () => {
   await servers.postgres.sql('CREATE DATABASE a_pg');
 });
 
-afterAll(async () => {
-  await Promise.allSettled(sandboxes.map((s) => s.destroy()));
-  await servers?.destroy();
-});
+afterAll(() => pool.destroy());
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 const state = (sb: Sandbox): RunState => JSON.parse(readFileSync(sb.statusFile, 'utf8')) as RunState;

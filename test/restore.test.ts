@@ -90,7 +90,8 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     expect(journal.at(-1)).toMatchObject({ command: 'restore db', result: 'refused' });
   });
 
-  test('the older backup by id, --into a new database', async () => {
+  // duplicity's backup id is its set time: by id and by date (the next case) are one look-up there.
+  if (engine !== 'duplicity') test('the older backup by id, --into a new database', async () => {
     const older = engine === 'none' ? listed.local[1]!.runId : listed.backups[1]!.id;
     const r = await f.cli(['restore', 'db', 'site2_db', '--from', older, '--into', 'site2_db_old']);
     expect(r.code, r.stderr).toBe(0);

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,28 @@ describe('pipeToFile names the root cause', () => {
     expect(readFileSync(file, 'utf8')).toBe('hello');
     expect(r).toMatchObject({ bytes: 5, sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824' });
     expect(r.stages.map((s) => s.exitCode)).toEqual([0, 0]);
+  });
+
+  it('the last stage writes the file itself: a full disk is its own error, named, not its writer\'s broken pipe', async () => {
+    const dir = join(top, 'full');
+    mkdirSync(dir);
+    await run(cmd('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', dir]));
+    try {
+      const err = await failure(pipeToFile([cmd('yes'), cmd('head', ['-c', '1000000'])], join(dir, 'out')));
+      expect(err.message).toMatch(/^head: exited with 1: .*No space left on device/);
+    } finally {
+      await run(cmd('umount', [dir]));
+    }
+  });
+
+  it('a tapped last stage is seen on its way into the file, byte for byte', async () => {
+    const file = out();
+    const seen: Buffer[] = [];
+    const r = await pipeToFile([cmd('seq', ['100000'])], file, { tap: { after: 0, onData: (c) => seen.push(c) } });
+    const text = readFileSync(file, 'utf8');
+    expect(text.split('\n').slice(-2)).toEqual(['100000', '']);
+    expect(Buffer.concat(seen).toString()).toBe(text);
+    expect(r.bytes).toBe(Buffer.byteLength(text));
   });
 
   it('a timeout kills every stage and says so', async () => {

@@ -4,15 +4,14 @@
  * same major version and compares, and fails naming the database when a file or a table is gone.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { Manifest } from '../lib/model/manifest.js';
 import type { VerifyState } from '../lib/model/verify-state.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
-import { createSandbox, EXPORT_SCOPE, type Sandbox } from './helpers/sandbox.js';
+import type { Servers } from '../lib/sandbox/servers.js';
+import { replaceDump } from './helpers/dump-files.js';
+import { EXPORT_SCOPE, sandboxPool, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = {
   site1: { mysql: ['s1_wp'], pgsql: ['s1_pg'] },
@@ -34,33 +33,16 @@ async function startHeartbeatServer(): Promise<typeof hooks> {
   return { server, pings, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}` };
 }
 
-const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 const verifyState = (sb: Sandbox): VerifyState => JSON.parse(readFileSync(join(sb.stateDir, 'verify.json'), 'utf8')) as VerifyState;
 
-/** Rewrite one dump of a run and, when `keepManifestHash` is false, its sha256 and size in the manifest (the inventory stays). */
-function replaceDump(sb: Sandbox, runId: string, database: string, content: Buffer, keepManifestHash: boolean): void {
-  const runDir = join(sb.dumpsDir, runId);
-  const manifest = sb.manifest(runId);
-  const entry = manifest.entries.find((e) => e.database === database)!;
-  const file = join(runDir, entry.path!);
-  writeFileSync(file, content);
-  if (keepManifestHash) return;
-  const entries = manifest.entries.map((e) => (e === entry ? { ...e, sha256: sha256(file), bytes: content.length } : e));
-  writeFileSync(join(runDir, 'manifest.json'), JSON.stringify({ ...manifest, entries } satisfies Manifest, null, 2));
-}
-const sandboxes: Sandbox[] = [];
 /** Where this file's throwaway verify servers live (the postgres user must reach it: not below a 0700 root). */
 const workDir = mkdtempSync('/var/tmp/asb-verify-test-');
 chmodSync(workDir, 0o755);
-async function sandbox(options: Parameters<typeof createSandbox>[1] = {}): Promise<Sandbox> {
-  const config = { ...options.config, verify: { work_dir: workDir, ...(options.config?.verify as object | undefined) } };
-  const sb = await createSandbox(servers, { sites: SITES, ...options, config });
-  sandboxes.push(sb);
-  return sb;
-}
+const pool = sandboxPool({ sites: SITES, config: { verify: { work_dir: workDir } } });
+const sandbox = pool.sandbox;
 
 beforeAll(async () => {
-  servers = await startServers();
+  servers = await pool.start();
   await servers.mariadb.sql(`
     CREATE DATABASE s1_wp; USE s1_wp;
     CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100)) ENGINE=InnoDB;
@@ -93,8 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   hooks?.server.close();
   rmSync(workDir, { recursive: true, force: true });
-  await Promise.allSettled(sandboxes.map((s) => s.destroy()));
-  await servers?.destroy();
+  await pool.destroy();
 });
 
 describe('verify', () => {
@@ -157,7 +138,7 @@ describe('verify', () => {
     const file = join(sb.dumpsDir, runId, entry.path!);
     const bytes = readFileSync(file);
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
-    replaceDump(sb, runId, 's2_shop', bytes, true);
+    replaceDump(join(sb.dumpsDir, runId), 's2_shop', bytes, { keepManifestHash: true });
     const r = await sb.cli(['verify', '--run', runId]);
     expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site2\/s2_shop: .*sha256 does not match the manifest/);
@@ -173,7 +154,7 @@ describe('verify', () => {
     const cut = sql.replace(/--\n-- Table structure for table `log`[\s\S]*?(?=--\n-- Table structure for table `posts`)/, '');
     expect(cut).not.toBe(sql);
     expect(cut).toMatch(/-- Dump completed/);
-    replaceDump(sb, runId, 's1_wp', execFileSync('zstd', ['-q', '-c'], { input: cut }), false);
+    replaceDump(join(sb.dumpsDir, runId), 's1_wp', execFileSync('zstd', ['-q', '-c'], { input: cut }), { keepManifestHash: false });
     const r = await sb.cli(['verify']);
     expect(r.exitCode).toBe(9);
     expect(r.stderr).toMatch(/FAILED: mysql site1\/s1_wp: table missing after load: 'log'/);

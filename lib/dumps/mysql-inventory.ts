@@ -1,4 +1,5 @@
 import { fromHex, sortedNames, type Inventory } from '../model/inventory.js';
+import { utf8Literal } from './mysql-literal.js';
 
 /**
  * The MySQL/MariaDB inventory of one database: object names from information_schema, then the
@@ -12,7 +13,7 @@ import { fromHex, sortedNames, type Inventory } from '../model/inventory.js';
  * The same script reads a loaded copy at verify time (`dumpStartedAt` omitted: every table counted).
  */
 export function mysqlInventorySql(database: string, options: { updateTimes: boolean; countMaxBytes?: number }): string {
-  const schema = `CONVERT(UNHEX('${Buffer.from(database, 'utf8').toString('hex')}') USING utf8mb4)`;
+  const schema = utf8Literal(database);
   const dataTables = `TABLE_SCHEMA = ${schema} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')`;
   const ident = (col: string): string => `'\`', REPLACE(${col}, '\`', '\`\`'), '\`'`;
   return [

@@ -196,6 +196,9 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     return { bytes, inserts };
   } finally {
     children.forEach((c) => c.stop(1000));
+    // Not before every client is gone: a failed restore drops the database and loads the safety
+    // dump back next, and a connection still sending INSERTs would write into that.
+    await Promise.all(exits());
   }
 }
 

@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
+import { utf8Literal } from './mysql-literal.js';
 import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { whichSystem } from '../run/which.js';
@@ -31,7 +32,7 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     planServerWide: (signal) => s.planServerWide(signal),
     close: () => s.close(),
     async databaseState(database, signal): Promise<DatabaseState> {
-      const x = schemaLiteral(database);
+      const x = utf8Literal(database);
       const rows = await s.query(
         `SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ${x}), ` +
           `(SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${x}) + ` +
@@ -89,11 +90,6 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
 
 export function ident(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
-}
-
-/** The name as a utf8mb4 string without any quoting of its characters. */
-function schemaLiteral(name: string): string {
-  return `CONVERT(UNHEX('${Buffer.from(name, 'utf8').toString('hex')}') USING utf8mb4)`;
 }
 
 function hexText(hex: string | undefined): string {

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { utf8Literal } from './mysql-literal.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sizeBytes, type MysqlConfig } from '../config/schema.js';
@@ -174,15 +175,15 @@ class Session implements MysqlSession {
 
   async planDatabase(database: string, signal?: AbortSignal): Promise<DumpSpec> {
     const hex = Buffer.from(database, 'utf8').toString('hex');
-    // The name travels as hex: no quoting of hostile names inside SQL. The equality lets the
-    // server look up only this schema; the HEX() check drops case-insensitive near-misses.
+    // The name travels as a literal (utf8Literal: no quoting, the server looks up only this
+    // schema); the HEX() check drops case-insensitive near-misses.
     const rows =
       (await this.catalogRows(hex, signal)) ??
       (await this.query(
         `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
-          `WHERE TABLE_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4) UNION ALL ` +
+          `WHERE TABLE_SCHEMA = ${utf8Literal(database)} UNION ALL ` +
           `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
-          `WHERE EVENT_SCHEMA = CONVERT(UNHEX('${hex}') USING utf8mb4)`,
+          `WHERE EVENT_SCHEMA = ${utf8Literal(database)}`,
         signal,
       ));
     const engines: Record<string, number> = {};

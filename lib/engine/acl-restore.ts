@@ -1,16 +1,14 @@
-import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs';
-import { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstatSync, statSync } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { decompressorCommand, sniffCompression } from '../dumps/compress.js';
 import { BackupError, EngineError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
-import { pipeToFile } from '../run/pipeline.js';
-import { run } from '../run/run.js';
+import { spawnFed, type FedChild, type FedExit } from '../run/feed.js';
 import { resolveTool } from '../run/which.js';
+import { SidecarBlocks, unescapeName, type Tool } from './acl-blocks.js';
 import { SIDECAR_BASENAME } from './acl-sidecar.js';
-import { exitClasses } from '../run/exit-status.js';
 
 /**
  * `apiscp-backup restore acls`: put the ACLs and xattrs of a sidecar (acl-sidecar.ts) back onto a
@@ -30,170 +28,186 @@ export interface RestoreAclsResult {
   readonly warnings: string[];
 }
 
+const EXAMPLES = 5;
+
 /**
  * Re-apply a sidecar to a restored tree. Paths in the sidecar are absolute source paths; engines
- * restore `/x/y` to `DIR/x/y`, so we strip the leading `/` and run setfacl/setfattr in DIR. Only
- * paths that exist under DIR are applied and counted; when none does, DIR is the wrong directory
- * and we say which one the sidecar expects.
+ * restore `/x/y` to `DIR/x/y`, so we strip the leading `/` and run setfacl/setfattr in DIR. The
+ * text streams from the decompressor through Node (acl-blocks.ts: blocks sorted by tool, paths
+ * made relative, blocks whose directory DIR lacks dropped) into the two tools: nothing is
+ * written to disk and no path is looked up one by one. Counts come from the blocks streamed and
+ * from the tools' own reports of files they did not find. When nothing of the sidecar exists
+ * under DIR, DIR is the wrong directory and we say which one the sidecar expects (exit 2).
+ * A sidecar that turns out corrupt half-way has had its first part applied: that is still an
+ * error (EngineError, exit 5), and those ACLs are the backup's own.
  */
 export async function restoreAcls(fromDir: string, sidecarPath?: string): Promise<RestoreAclsResult> {
   const sidecar = sidecarPath ?? (await findSidecar(fromDir));
   if (!sidecar) throw new EngineError(`no ${SIDECAR_BASENAME}.zst/.gz found under ${fromDir}: pass the sidecar path`, 'duplicity', { fromDir });
   const head = Buffer.alloc(4);
   const fh = await open(sidecar, 'r');
-  const { bytesRead } = await fh.read(head, 0, 4, 0);
-  await fh.close();
-  const work = await mkdtemp(join(tmpdir(), 'apiscp-acls-'));
+  const { bytesRead } = await fh.read(head, 0, 4, 0).finally(() => fh.close());
+  if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, missingAcl: 0, missingXattr: 0, originalRoot: '/', warnings: [] };
+  const packed = sniffCompression(head);
+  if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
+
+  const blocks = new SidecarBlocks(directoryUnder(fromDir));
+  const tools: Record<Tool, ToolFeed> = {
+    acl: new ToolFeed(cmd(resolveTool('setfacl', 'acl'), ['--restore=-'], { cwd: fromDir }), 'setfacl', false),
+    xattr: new ToolFeed(cmd(resolveTool('setfattr', 'attr'), ['--restore=-'], { cwd: fromDir }), 'setfattr', true),
+  };
+  const unpack = spawnFed(decompressorCommand(packed, sidecar), { stdout: true });
+  let unpacked: FedExit;
   try {
-    const plain = join(work, 'plain');
-    if (bytesRead === 0) return { sidecar, aclFiles: 0, xattrFiles: 0, missingAcl: 0, missingXattr: 0, originalRoot: '/', warnings: [] };
-    const packed = sniffCompression(head);
-    if (packed === 'none') throw new EngineError(`${sidecar}: not a zstd or gzip file`, 'duplicity', { file: sidecar });
-    await pipeToFile([decompressorCommand(packed, sidecar)], plain, { fsync: false }); // scratch
-    const aclText = join(work, 'acl.txt');
-    const xattrText = join(work, 'xattr.txt');
-    const counts = await splitAndRewrite(plain, aclText, xattrText, fromDir);
-    const held = counts.acl + counts.xattr + counts.missingAcl + counts.missingXattr;
-    if (held > 0 && counts.acl + counts.xattr === 0) {
-      throw new BackupError(
-        `none of the ${held} paths in ${sidecar} exist under ${fromDir}: the sidecar was written for paths under ${counts.originalRoot} ` +
-          `(e.g. ${counts.example}), so ${fromDir} should contain ${join(fromDir, counts.originalRoot)}; pass the directory the backup was restored into`,
-        ExitCode.USAGE,
-        { fromDir, sidecar, originalRoot: counts.originalRoot },
-      );
-    }
-    const warnings: string[] = [...counts.missingExamples.map((p) => `not in the restored tree: ${p}`)];
-    // ACLs and the other xattrs are separate attributes: both tools at once.
-    await Promise.all([
-      counts.acl > 0 ? restoreWith(cmd(resolveTool('setfacl', 'acl'), [`--restore=${aclText}`], { cwd: fromDir }), warnings) : undefined,
-      counts.xattr > 0 ? restoreWith(cmd(resolveTool('setfattr', 'attr'), [`--restore=${xattrText}`], { cwd: fromDir }), warnings) : undefined,
-    ]);
-    return { sidecar, aclFiles: counts.acl, xattrFiles: counts.xattr, missingAcl: counts.missingAcl, missingXattr: counts.missingXattr, originalRoot: counts.originalRoot, warnings };
+    const send = async (out: Record<Tool, Buffer[]>): Promise<void> => void (await Promise.all([tools.acl.write(out.acl), tools.xattr.write(out.xattr)]));
+    for await (const chunk of unpack.stdout! as AsyncIterable<Buffer>) await send(blocks.push(chunk));
+    await send(blocks.end());
+    unpacked = await unpack.exited;
+  } catch (err) {
+    unpack.kill();
+    tools.acl.kill();
+    tools.xattr.kill();
+    throw err;
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await Promise.all([tools.acl.end(), tools.xattr.end()]);
+  }
+  if (unpacked.exitCode !== 0) {
+    const why = unpacked.spawnError ?? (unpacked.signal ? `killed by ${unpacked.signal}` : `exited with ${unpacked.exitCode}`);
+    throw new EngineError(`${unpack.command}: ${why}: ${sidecar} is damaged or truncated (the ACLs before the damage were applied)`, 'duplicity', { file: sidecar });
+  }
+  for (const t of Object.values(tools)) t.check();
+
+  const applied = (t: Tool): number => Math.max(0, blocks.sent[t] - tools[t].report.missing);
+  const missing = (t: Tool): number => blocks.dropped[t] + tools[t].report.missing;
+  const held = blocks.sent.acl + blocks.sent.xattr + blocks.dropped.acl + blocks.dropped.xattr;
+  if (held > 0 && applied('acl') + applied('xattr') === 0) {
+    const root = blocks.originalRoot;
+    throw new BackupError(
+      `none of the ${held} paths in ${sidecar} exist under ${fromDir}: the sidecar was written for paths under ${root} ` +
+        `(e.g. ${blocks.example}), so ${fromDir} should contain ${join(fromDir, root)}; pass the directory the backup was restored into`,
+      ExitCode.USAGE,
+      { fromDir, sidecar, originalRoot: root },
+    );
+  }
+  const examples = [...new Set([...blocks.droppedExamples, ...tools.acl.report.examples, ...tools.xattr.report.examples])].slice(0, EXAMPLES);
+  const warnings = [...examples.map((p) => `not in the restored tree: ${p}`), ...tools.acl.report.others, ...tools.xattr.report.others];
+  return { sidecar, aclFiles: applied('acl'), xattrFiles: applied('xattr'), missingAcl: missing('acl'), missingXattr: missing('xattr'), originalRoot: blocks.originalRoot, warnings };
+}
+
+/** Whether a directory of the sidecar (escaped, relative) is a directory under `fromDir`. */
+function directoryUnder(fromDir: string): (escaped: Buffer) => boolean {
+  const base = Buffer.from(fromDir.endsWith('/') ? fromDir : fromDir + '/');
+  return (escaped) => {
+    try {
+      // Raw bytes (a Buffer path): a name that is not UTF-8 is looked up as it is on disk.
+      // lstat: a symlink where the backup had a directory is not followed out of the tree.
+      return escaped.length === 0 ? statSync(fromDir).isDirectory() : lstatSync(Buffer.concat([base, unescapeName(escaped)])).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+}
+
+/** One of setfacl / setfattr, started on its first block, reading the blocks from its stdin. */
+class ToolFeed {
+  readonly report: ToolReport;
+  #child: FedChild | undefined;
+  #exit: FedExit | undefined;
+  constructor(
+    private readonly command: Command,
+    tool: string,
+    escapes: boolean,
+  ) {
+    this.report = new ToolReport(tool, escapes);
+  }
+
+  async write(pieces: readonly Buffer[]): Promise<void> {
+    if (pieces.length === 0) return;
+    this.#child ??= spawnFed(this.command, { stdin: true, onStderr: (d) => this.report.take(d) });
+    await this.#child.write(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+  }
+
+  async end(): Promise<void> {
+    if (this.#child && !this.#exit) {
+      this.#exit = await this.#child.end();
+      this.report.finish();
+    }
+  }
+
+  kill(): void {
+    this.#child?.kill();
+  }
+
+  /** A file it did not find is counted (the report); anything else it said fails the restore. */
+  check(): void {
+    const exit = this.#exit;
+    if (!exit || exit.exitCode === 0) return;
+    const r = this.report;
+    // setfacl and setfattr exit 1 when some path failed, and go on with the others.
+    if (exit.exitCode === 1 && r.errors.length === 0 && r.missing > 0) return;
+    const why = exit.spawnError ?? (exit.signal ? `killed by ${exit.signal}` : `exited with ${exit.exitCode}`);
+    throw new EngineError(`${this.#child!.command} (in ${this.command.cwd}): ${why}${r.errors.length ? `: ${r.errors.slice(-3).join('; ')}` : ''}`, 'duplicity', { stderr: r.errors.slice(-20) });
   }
 }
 
-/** getfacl/getfattr write names with \ooo octal escapes: the real bytes, for lstat. */
-function unescapePath(escaped: string): string {
-  const bytes: number[] = [];
-  const raw = Buffer.from(escaped, 'utf8');
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString('latin1'))) {
-      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString('latin1'), 8));
-      i += 3;
-    } else bytes.push(raw[i]!);
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
-interface SplitCounts {
-  acl: number;
-  xattr: number;
-  missingAcl: number;
-  missingXattr: number;
-  originalRoot: string;
-  example: string;
-  missingExamples: string[];
-}
+const NOT_FOUND = [': No such file or directory', ': Not a directory'];
 
 /**
- * Stream the plain text into the two restore files, with paths made relative to the restore
- * dir, keeping only blocks whose path exists there (and counting the others). Both tools end
- * each block with a blank line, so the text is handled in chunks of whole blocks (indexOf),
- * not line by line: the readline version cost 3.8× the raw setfacl/setfattr on 200,000 files
- * (bench:dumps). latin1 keeps every byte as it was.
+ * What setfacl/setfattr print on stderr: one message per path they could not find
+ * (`setfacl: PATH: No such file or directory`), counted; anything else is an error. setfacl
+ * prints a name's newline as it is, so messages are split where a line starts with the tool's
+ * name, not at every newline; setfattr prints names escaped (\ooo). Parsed as it comes: a
+ * partial restore may report hundreds of thousands of paths.
  */
-async function splitAndRewrite(plain: string, aclOut: string, xattrOut: string, fromDir: string): Promise<SplitCounts> {
-  const acl = createWriteStream(aclOut, { mode: 0o600 });
-  const xattr = createWriteStream(xattrOut, { mode: 0o600 });
-  const counts: SplitCounts = { acl: 0, xattr: 0, missingAcl: 0, missingXattr: 0, originalRoot: '', example: '', missingExamples: [] };
-  let root: string[] | undefined;
-  // Whether a path exists in the restored tree, from one readdir per directory instead of an
-  // lstat per path (200,000 lstats were the largest part of our time, bench:dumps).
-  const listings = new Map<string, Set<string> | null>();
-  const exists = (real: string): boolean => {
-    const slash = real.lastIndexOf('/');
-    const dir = slash === -1 ? '' : real.slice(0, slash);
-    const name = real.slice(slash + 1);
-    // The root itself, or a name readdir's UTF-8 decoding might not give back byte for byte.
-    if (name === '' || /[^\x00-\x7f]/.test(real)) return lstatSync(join(fromDir, real), { throwIfNoEntry: false }) !== undefined;
-    let names = listings.get(dir);
-    if (names === undefined) {
-      try {
-        names = new Set(readdirSync(join(fromDir, dir)));
-      } catch {
-        names = null;
+class ToolReport {
+  missing = 0;
+  readonly examples: string[] = [];
+  readonly errors: string[] = [];
+  /** Messages kept for the log when the tool still exited 0. */
+  get others(): string[] {
+    return this.errors.slice(0, 20);
+  }
+  readonly #prefix: string;
+  #pending = '';
+  constructor(
+    tool: string,
+    private readonly escapes: boolean,
+  ) {
+    this.#prefix = `${tool}: `;
+  }
+
+  take(chunk: Buffer): void {
+    this.#pending += chunk.toString('latin1'); // every byte kept as it was
+    const cut = this.#pending.lastIndexOf('\n' + this.#prefix);
+    if (cut === -1) return;
+    this.#parse(this.#pending.slice(0, cut + 1));
+    this.#pending = this.#pending.slice(cut + 1);
+  }
+
+  finish(): void {
+    this.#parse(this.#pending);
+    this.#pending = '';
+  }
+
+  #parse(text: string): void {
+    if (text === '') return;
+    for (const [i, raw] of text.split('\n' + this.#prefix).entries()) {
+      const message = raw.replace(/\n+$/, '');
+      if (message === '') continue;
+      const named = i > 0 || message.startsWith(this.#prefix);
+      const body = i === 0 && named ? message.slice(this.#prefix.length) : message;
+      const suffix = named ? NOT_FOUND.find((s) => body.endsWith(s)) : undefined;
+      if (suffix === undefined) {
+        if (this.errors.length < 1000) this.errors.push(Buffer.from(named ? this.#prefix + body : body, 'latin1').toString('utf8'));
+        continue;
       }
-      listings.set(dir, names);
-    }
-    return names !== null && names.has(name);
-  };
-  const write = async (stream: typeof acl, text: string): Promise<void> => {
-    if (text !== '' && !stream.write(text, 'latin1')) await new Promise<void>((r) => stream.once('drain', () => r()));
-  };
-  const flush = async (blocks: string[]): Promise<void> => {
-    const out = { acl: [] as string[], xattr: [] as string[] };
-    for (const raw of blocks) {
-      const block = raw.replace(/^\n+/, '');
-      if (!block.startsWith('# file: ')) continue;
-      const eol = block.indexOf('\n');
-      if (eol === -1) continue;
-      const header = block.slice('# file: '.length, eol);
-      const ascii = !/[^\x00-\x7f]/.test(header); // the usual case: no conversions
-      const abs = ascii ? header : Buffer.from(header, 'latin1').toString('utf8');
-      const rel = abs.replace(/^\/+/, '');
-      const real = rel.includes('\\') ? unescapePath(rel) : rel;
-      const parts = real.split('/').filter(Boolean);
-      root = root === undefined ? parts.slice(0, -1) : root.slice(0, commonLength(root, parts));
-      if (!counts.example) counts.example = '/' + real;
-      // The line after the header decides which tool wrote the block.
-      const isAcl = block.startsWith('# owner: ', eol + 1);
-      if (exists(real)) {
-        counts[isAcl ? 'acl' : 'xattr']++;
-        const relHeader = `# file: ${rel === '' ? '.' : ascii ? rel : Buffer.from(rel, 'utf8').toString('latin1')}`;
-        out[isAcl ? 'acl' : 'xattr'].push(relHeader, block.slice(eol), '\n\n');
-      } else {
-        counts[isAcl ? 'missingAcl' : 'missingXattr']++;
-        if (counts.missingExamples.length < 5) counts.missingExamples.push('/' + real);
+      this.missing++;
+      if (this.examples.length < EXAMPLES) {
+        const path = Buffer.from(body.slice(0, -suffix.length), 'latin1');
+        this.examples.push('/' + (this.escapes ? unescapeName(path) : path).toString('utf8'));
       }
     }
-    await write(acl, out.acl.join(''));
-    await write(xattr, out.xattr.join(''));
-  };
-  let rest = '';
-  for await (const chunk of createReadStream(plain, { encoding: 'latin1', highWaterMark: 1 << 20 })) {
-    const text = rest + (chunk as string);
-    const cut = text.lastIndexOf('\n\n');
-    if (cut === -1) {
-      rest = text;
-      continue;
-    }
-    rest = text.slice(cut + 2);
-    await flush(text.slice(0, cut).split('\n\n'));
   }
-  await flush(rest.split('\n\n'));
-  await Promise.all([acl, xattr].map((s) => new Promise<void>((r, j) => s.end((e?: Error | null) => (e ? j(e) : r())))));
-  counts.originalRoot = '/' + (root ?? []).join('/');
-  return counts;
-}
-
-function commonLength(a: readonly string[], b: readonly string[]): number {
-  let i = 0;
-  while (i < a.length && i < b.length && a[i] === b[i]) i++;
-  return i;
-}
-
-/** Missing files are warnings (the tree changed between our check and the tool's). */
-async function restoreWith(command: Command, warnings: string[]): Promise<void> {
-  const r = await run(command, { exitClass: exitClasses({ ok: [1] }) });
-  if (r.exitCode === 0) return;
-  const lines = r.stderr.split('\n').filter(Boolean);
-  if (lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l))) {
-    warnings.push(...lines);
-    return;
-  }
-  throw new EngineError(`${r.command} failed: ${lines.slice(-3).join('; ')}`, 'duplicity', { stderr: lines.slice(-20) });
 }
 
 /** The newest sidecar below `dir`, without wandering into the (large) restored site trees. */

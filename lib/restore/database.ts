@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
 import type { ManifestEntry } from '../model/manifest.js';
-import type { Compression, DatabaseKind, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import type { Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -77,18 +77,19 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const database = entry.database!;
   const into = opts.into ?? database;
   const session = await servers.get(kind);
-  const before = await session.databaseState(into, signal);
+  const before = await replaceable(session, kind, into, opts.force, signal);
   const base = { kind, database, into, before, dryRun: opts.dryRun };
-  if (before === 'non-empty' && !opts.force) {
-    throw new RestoreError(
-      `refusing to replace ${kind} database '${into}': it is not empty. --force replaces it (after a safety dump of its current content); --into NEW restores beside it`,
-      { kind, database: into },
-    );
-  }
   if (opts.dryRun) return { ...base, accountsCreated: [] };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
-  const accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+  let accountsCreated: string[];
+  try {
+    accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+  } catch (err) {
+    // Reading the dump's accounts is the first look inside it: a damaged dump often fails here.
+    const why = err instanceof Error ? err.message : String(err);
+    throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
+  }
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
   try {
     if (before !== 'missing') await session.dropDatabase(into, signal);
@@ -102,7 +103,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
       if (safetyDump) {
         await session.createDatabase(into);
         await session.load(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format });
-        state = `'${into}' holds its previous content again (loaded back from the safety dump ${safetyDump.file})`;
+        state = `'${into}' holds its previous content again: loaded back from the safety dump ${safetyDump.file}, which is kept`;
       } else if (before === 'empty') {
         await session.createDatabase(into);
         state = `'${into}' is empty again, as it was`;
@@ -116,6 +117,21 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}`, { kind, database: into, safetyDump: safetyDump?.file }, { cause: err });
   }
   return { ...base, accountsCreated, safetyDump: safetyDump?.file };
+}
+
+/**
+ * What `into` holds now, refusing a database that is not empty unless `force`. restore db asks
+ * before it fetches the dump too, so a refusal costs no engine restore and no staging space.
+ */
+export async function replaceable(session: RestoreSession, kind: KindName, into: string, force: boolean, signal?: AbortSignal): Promise<DatabaseState> {
+  const before = await session.databaseState(into, signal);
+  if (before === 'non-empty' && !force) {
+    throw new RestoreError(
+      `refusing to replace ${kind} database '${into}': it is not empty. --force replaces it (after a safety dump of its current content); --into NEW restores beside it`,
+      { kind, database: into },
+    );
+  }
+  return before;
 }
 
 interface SafetyDump {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, readlinkSync } from 'node:fs';
+import { createReadStream, existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,17 +14,37 @@ import { describeSource, readManifest, type RestoreSource } from './source.js';
 /**
  * Step 2: fetch from the engine into a private staging directory (0700, under
  * restore.staging_dir), only the paths a restore needs. A local run needs no fetch.
+ * Staging is the first thing a restore writes: when it runs out of space, nothing else has been
+ * touched yet, and the error says so (exit 8), names restore.staging_dir and leaves it empty.
  */
 export interface Staging {
+  /** This restore's private directory (removed by dispose). */
   readonly dir: string;
+  /** restore.staging_dir, the directory an admin can make room in or point elsewhere. */
+  readonly parent: string;
   dispose(): Promise<void>;
 }
 
 export async function openStaging(loaded: LoadedConfig): Promise<Staging> {
   const parent = loaded.paths.stagingDir;
-  await mkdir(parent, { recursive: true, mode: 0o700 });
-  const dir = await mkdtemp(join(parent, 'restore-'));
-  return { dir, dispose: () => rm(dir, { recursive: true, force: true }) };
+  try {
+    await mkdir(parent, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(join(parent, 'restore-'));
+    return { dir, parent, dispose: () => rm(dir, { recursive: true, force: true }) };
+  } catch (err) {
+    if (isNoSpace(err)) throw noSpace(parent, 'it has no room for the private directory of this restore', err);
+    throw err;
+  }
+}
+
+/** ENOSPC (no blocks or no inodes left) and EDQUOT (a quota): no room, whatever the cause. */
+function isNoSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+function noSpace(parent: string, detail: string, cause?: unknown): RestoreError {
+  return new RestoreError(`not enough space in the staging directory ${parent} (restore.staging_dir): ${detail}; nothing was restored (make room there, or set restore.staging_dir)`, { staging: parent }, { cause });
 }
 
 export interface StagedRun {
@@ -41,8 +61,8 @@ export async function fetchPaths(engine: Engine, ctx: EngineContext, source: Res
     await engine.fetch(ctx, { point: source.point, paths, into: staging.dir });
   } catch (err) {
     const text = err instanceof BackupError ? `${err.message} ${JSON.stringify(err.context)}` : String(err);
-    if (/no space left on device|ENOSPC/i.test(text)) {
-      throw new RestoreError(`not enough space in the staging directory ${staging.dir} (restore.staging_dir) for ${describeSource(source)}`, { staging: staging.dir }, { cause: err });
+    if (isNoSpace(err) || /no space left on device|ENOSPC|disk quota exceeded|EDQUOT/i.test(text)) {
+      throw noSpace(staging.parent, `fetching ${paths.length === 1 ? paths[0] : `${paths.length} files`} from ${describeSource(source)} filled it`, err);
     }
     // duplicity and Bacula refuse a path the backup does not have; restic and borg restore nothing.
     if (/not found in archive|No files selected to be restored|No files marked/i.test(text)) {
@@ -89,9 +109,7 @@ export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: Engi
   if (source.type === 'engine' && staging) {
     const need = wanted.reduce((n, e) => n + (e.bytes ?? 0), 0);
     const free = await freeBytes(staging.dir);
-    if (free !== undefined && need > free) {
-      throw new RestoreError(`not enough space in the staging directory ${staging.dir} (restore.staging_dir): the dumps need ${bytes(need)}, ${bytes(free)} free`, { need, free });
-    }
+    if (free !== undefined && need > free) throw noSpace(staging.parent, `the dumps need ${bytes(need)}, ${bytes(free)} free`);
     const toFetch = wanted.filter((e) => !existsSync(join(run.dir, e.path!)));
     if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((e) => join(loaded.paths.dumpsDir, run.runId, e.path!)));
   }
@@ -99,6 +117,11 @@ export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: Engi
     const file = join(run.dir, e.path!);
     if (!existsSync(file)) throw new RestoreError(`${file} is missing (run ${run.runId})`);
     if (e.sha256 && (await sha256(file)) !== e.sha256) {
+      // A tool that ignores a failed write leaves a short file: on a full disk, say that.
+      const short = e.bytes !== undefined && statSync(file).size < e.bytes;
+      if (staging && short && ((await freeBytes(staging.dir)) ?? Infinity) < e.bytes! - statSync(file).size) {
+        throw noSpace(staging.parent, `${file} came out short: the disk filled while it was fetched`);
+      }
       throw new RestoreError(`${file} does not match the sha256 its manifest recorded: the dump was changed or damaged after it was written`, { file });
     }
   }

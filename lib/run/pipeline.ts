@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
@@ -54,8 +54,10 @@ const STDERR_KEEP = 8192;
 /**
  * `a | b | c > file`, without a shell. Stages are joined by kernel pipes (the dump never passes
  * through JavaScript: execa routes piped streams through Node, which we measured to be slow and
- * to run out of memory on multi-GB dumps). Only the last stage's output, usually compressed,
- * flows through Node, where it is hashed, counted and written to `file` (created 0600, fsynced).
+ * to run out of memory on multi-GB dumps). The last stage writes `file` itself (created 0600,
+ * fsynced): its stdout is the file's descriptor, as with a shell's `> file`. Node then hashes
+ * the finished file from the page cache: for 128 MB of zstd output 0.44 s of Node CPU, where
+ * relaying it through Node to hash it on its way took 1.2-1.4 s (README, performance).
  * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
@@ -92,17 +94,19 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   const watch = new Watch(options, () => children.forEach((c) => terminate(c)));
 
   // Created exclusively: a leftover temp file of a crashed run is never appended to.
-  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
-  await new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));
-  const hash = createHash('sha256');
-  let bytes = 0;
+  const handle = await open(file, 'wx+', 0o600);
+  const last = stages.length - 1;
+  // A tapped last stage is seen by Node on its way into the file (the only relay of the output).
+  const lastTapped = tap?.after === last;
+  const out = lastTapped ? createWriteStream('', { fd: handle, autoClose: false }) : undefined;
   try {
     let upstream: NodeJS.ReadableStream | 'ignore' = 'ignore';
     for (const [i, stage] of stages.entries()) {
       // After the tapped stage, Node writes this stage's stdin itself (a relay, below).
       const relayed = tap !== undefined && i === tap.after + 1;
       const spawnedAt = Date.now();
-      const child = spawn(stage.file, [...stage.args], { ...spawnOptions(stage), stdio: [relayed ? 'pipe' : (upstream as never), 'pipe', 'pipe'] });
+      const stdout = i === last && !lastTapped ? handle.fd : 'pipe';
+      const child = spawn(stage.file, [...stage.args], { ...spawnOptions(stage), stdio: [relayed ? 'pipe' : (upstream as never), stdout, 'pipe'] });
       track(child);
       children.push(child);
       stderrs[i] = '';
@@ -127,29 +131,14 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     // one is read by Node until its end).
     for (const [i, c] of children.slice(0, -1).entries()) if (tap?.after !== i) c.stdout?.destroy();
 
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        bytes += chunk.length;
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    const last = children[children.length - 1]!;
-    const lastTapped = tap?.after === stages.length - 1;
-    const writing = (lastTapped ? streamPipeline(last.stdout!, tapStream(tap.onData), counter, out) : streamPipeline(last.stdout!, counter, out)).then(
-      () => undefined,
-      (err: Error) => err,
-    );
+    const writing = out ? streamPipeline(children[last]!.stdout!, tapStream(tap!.onData), out).then(() => undefined, (err: Error) => err) : undefined;
     const results = await Promise.all(exits);
     const writeError = await writing;
     // A relay that broke while every stage exited 0 (the tap threw) left the next stage with a
     // short input it compressed happily: that is a failure too.
     const relayError = (await Promise.all(relays)).find((e) => e !== undefined);
     // fsync is per file, not per descriptor: the data is on disk before anyone renames it.
-    if (!writeError && options.fsync !== false) {
-      const h = await open(file, 'r');
-      await h.sync().finally(() => h.close());
-    }
+    if (!writeError && options.fsync !== false) await handle.sync();
 
     const stageResults: StageResult[] = results.map((r, i) => ({
       command: describe(stages[i]!, options.secrets),
@@ -185,12 +174,28 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
         timedOut: watch.timedOut,
       });
     }
-    return { bytes, sha256: hash.digest('hex'), durationMs: Date.now() - started, stages: stageResults };
+    const { bytes, sha256 } = await hashFile(handle);
+    return { bytes, sha256, durationMs: Date.now() - started, stages: stageResults };
   } finally {
     watch.end();
     children.forEach((c) => {
       if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
     });
-    out.destroy();
+    out?.destroy();
+    await handle.close();
   }
+}
+
+/** Size and sha256 of what the stages wrote, read back in 1 MB reads (from the page cache). */
+async function hashFile(handle: FileHandle): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  let bytes = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
+    if (bytesRead === 0) break;
+    hash.update(buffer.subarray(0, bytesRead));
+    bytes += bytesRead;
+  }
+  return { bytes, sha256: hash.digest('hex') };
 }

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { restoreAcls } from '../../lib/engine/acl-restore.js';
 import { writeAclSidecar } from '../../lib/engine/acl-sidecar.js';
@@ -58,11 +58,25 @@ export async function runRawSidecar(tree: string, outPrefix: string): Promise<Sa
   });
 }
 
-/** Ours: `restore acls` onto the tree itself (its paths are absolute, so the restore dir is /). */
+/**
+ * Ours: `restore acls` onto the tree itself (its paths are absolute, so the restore dir is /).
+ * In-process, so the probe splits the CPU: Node's own (reading, sorting, rewriting the blocks)
+ * and its children's (zstd, setfacl, setfattr: what the raw restore runs too).
+ */
 export async function runOurAclRestore(sidecar: string): Promise<Sample> {
   return timed(undefined, async () => {
+    const self0 = process.cpuUsage();
+    const children0 = childrenCpu();
     await restoreAcls('/', sidecar);
+    const self = process.cpuUsage(self0);
+    return { peakRssKb: process.resourceUsage().maxRSS, selfCpuS: (self.user + self.system) / 1e6, childCpuS: childrenCpu() - children0 };
   });
+}
+
+/** cutime + cstime of this process (the children it has reaped), in seconds. */
+function childrenCpu(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
 }
 
 export async function runRawAclRestore(outPrefix: string): Promise<Sample> {

@@ -116,6 +116,23 @@ export async function runOurs(cli: string, probeModule: string, configFile: stri
   return sample;
 }
 
+/**
+ * Our `restore db NAME --into TARGET` through the built CLI, as an admin runs it after a dump:
+ * from the newest local run, into a database that does not exist yet (created), over
+ * restore.connections (default 2), with the RSS/CPU probe preloaded.
+ */
+export async function runOurRestore(cli: string, probeModule: string, configFile: string, database: string, into: string, serverPid?: number): Promise<Sample> {
+  const probeFile = join(configFile + '.restore-probe.json');
+  rmSync(probeFile, { force: true });
+  return timed(serverPid, async () => {
+    const node = cmd(process.execPath, ['--import', pathToFileURL(probeModule).href, cli, 'restore', 'db', database, '--into', into, '-c', configFile], {
+      env: { ASB_BENCH_PROBE: probeFile },
+    });
+    await run(node, { timeoutMs: 6 * HOUR });
+    return JSON.parse(readFileSync(probeFile, 'utf8')) as Probe;
+  });
+}
+
 /** (b) the ApisCP-style baseline: one database after the other, `mariadb-dump DB | gzip > file`. */
 export async function runBaseline(socket: string, dbs: readonly BenchDb[], outDir: string, serverPid?: number): Promise<Sample> {
   rmSync(outDir, { recursive: true, force: true });

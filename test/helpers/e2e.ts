@@ -10,6 +10,7 @@ import type { EngineName } from '../../lib/engine/types.js';
 import { memoryLogger } from '../../lib/log.js';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
+import type { TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
 import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
 import type { PostgresServer } from '../../lib/sandbox/postgres.js';
 import { startServers, type Servers } from '../../lib/sandbox/servers.js';
@@ -188,6 +189,40 @@ export function writeConfig(file: string, p: ConfigParams): string {
   mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return file;
+}
+
+/** An ApisCP tree under `root` backed up by one engine, with its config file (e2e and restore files). */
+export interface EngineSandbox {
+  readonly engine: EngineName;
+  readonly dir: string;
+  readonly root: string;
+  readonly tree: TreeInfo;
+  readonly config: string;
+  readonly loaded: LoadedConfig;
+}
+
+/**
+ * An engine's config section with a fresh repository in `dir/repo` (initialised for restic and
+ * borg), keyed by a passphrase in the 0600 file `dir/secret`. keep.last: every backup a test
+ * makes survives the retention run that follows it.
+ */
+export async function engineRepository(engine: EngineName, dir: string, passphrase: string): Promise<Record<string, unknown>> {
+  const secret = join(dir, 'secret');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(secret, passphrase + '\n', { mode: 0o600 });
+  const repo = join(dir, 'repo');
+  if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
+  if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
+  switch (engine) {
+    case 'duplicity':
+      return { duplicity: { target: `file://${repo}`, passphrase_file: secret } };
+    case 'restic':
+      return { restic: { repository: repo, password_file: secret, keep: { last: 100 } } };
+    case 'borg':
+      return { borg: { repository: repo, passphrase_file: secret, keep: { last: 100 } } };
+    default:
+      return {};
+  }
 }
 
 /** Restore the latest backup with the engine module (what an admin's restore does) into `dir`. */

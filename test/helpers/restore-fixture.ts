@@ -1,11 +1,9 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
+import { loadConfig } from '../../lib/config/load.js';
 import type { EngineName } from '../../lib/engine/types.js';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import { cli, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
+import { buildApiscpTree } from '../../lib/sandbox/apiscp-tree.js';
+import { cli, engineRepository, type EngineSandbox, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
 import type { Servers } from '../../lib/sandbox/servers.js';
 
 /**
@@ -26,13 +24,7 @@ export const SITE2_ROLE = 'site2 role';
 const qm = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
 const qp = (n: string): string => '"' + n.replace(/"/g, '""') + '"';
 
-export interface RestoreFixture {
-  readonly engine: EngineName;
-  readonly dir: string;
-  readonly root: string;
-  readonly tree: TreeInfo;
-  readonly config: string;
-  readonly loaded: LoadedConfig;
+export interface RestoreFixture extends EngineSandbox {
   readonly env: Record<string, string>;
   cli(args: readonly string[]): Promise<CliResult>;
 }
@@ -65,18 +57,7 @@ export async function createRestoreFixture(base: string, engine: EngineName, ser
   mkdirSync(dir, { recursive: true });
   chmodSync(base, 0o755);
   const tree = await buildApiscpTree(root, { sites: 3 });
-  const secret = join(dir, 'secret');
-  writeFileSync(secret, `restore pass '"$(x)\n`, { mode: 0o600 });
-  const repo = join(dir, 'repo');
-  const extra: Record<string, Record<string, unknown>> = {
-    duplicity: { duplicity: { target: `file://${repo}`, passphrase_file: secret } },
-    restic: { restic: { repository: repo, password_file: secret, keep: { last: 100 } } },
-    borg: { borg: { repository: repo, passphrase_file: secret, keep: { last: 100 } } },
-    none: {},
-    bacula: {},
-  };
-  if (engine === 'restic') await run(cmd('restic', ['init'], { env: { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: secret } }));
-  if (engine === 'borg') await run(cmd('borg', ['init', '--encryption=repokey'], { env: { BORG_REPO: repo, BORG_PASSCOMMAND: `cat ${secret}` } }));
+  const engineConfig = await engineRepository(engine, dir, `restore pass '"$(x)`);
   const panelState = join(dir, 'panel.json');
   const sites = Object.fromEntries(
     tree.sites.map((s) => [s.id, { domain: s.domain, active: true, admin: s.admin, prefix: `${s.id}_`, mysql: SITE_DBS[s.id as keyof typeof SITE_DBS].mysql, pgsql: SITE_DBS[s.id as keyof typeof SITE_DBS].pgsql }]),
@@ -91,6 +72,6 @@ export async function createRestoreFixture(base: string, engine: EngineName, ser
     { mode: 0o755 },
   );
   const env = { ...(process.env as Record<string, string>) };
-  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...extra[engine], panel: { enabled: true, cpcmd, owner_exports: false } } });
+  const config = writeConfig(join(dir, 'etc/config.yaml'), { root, servers, engine, extra: { ...engineConfig, panel: { enabled: true, cpcmd, owner_exports: false } } });
   return { engine, dir, root, tree, config, loaded: loadConfig({ file: config }), env, cli: (args) => cli(['--config', config, ...args], { env }) };
 }

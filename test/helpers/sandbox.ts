@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
 import type { Manifest } from '../../lib/model/manifest.js';
-import type { Servers } from '../../lib/sandbox/servers.js';
+import { startServers, type Servers } from '../../lib/sandbox/servers.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 /** The built CLI entry (npm run build). */
@@ -239,4 +239,42 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** The two sites most CLI files use: site1 with a MariaDB and a PostgreSQL database, site2 a MariaDB shop. */
+export const TWO_SITES: Record<string, SiteSpec> = {
+  site1: { mysql: ['a_wp'], pgsql: ['a_pg'] },
+  site2: { mysql: ['b_shop'] },
+};
+
+export interface SandboxPool {
+  /** Start the file's servers (in its beforeAll, before seeding them). */
+  start(): Promise<Servers>;
+  /** A sandbox on those servers: the file's defaults, then `options` (configs deep-merged). */
+  sandbox(options?: SandboxOptions): Promise<Sandbox>;
+  /** Every sandbox made, then the servers (in the file's afterAll). */
+  destroy(): Promise<void>;
+}
+
+/** One test file's servers and the sandboxes it makes on them, torn down together. */
+export function sandboxPool(defaults: SandboxOptions = {}): SandboxPool {
+  let servers: Servers | undefined;
+  const made: Sandbox[] = [];
+  return {
+    async start() {
+      servers = await startServers();
+      return servers;
+    },
+    async sandbox(options = {}) {
+      if (!servers) throw new Error('sandboxPool: start() first');
+      const config = deepMerge(defaults.config ?? {}, options.config ?? {});
+      const sb = await createSandbox(servers, { ...defaults, ...options, config });
+      made.push(sb);
+      return sb;
+    },
+    async destroy() {
+      await Promise.allSettled(made.map((s) => s.destroy()));
+      await servers?.destroy();
+    },
+  };
 }
