@@ -62,6 +62,13 @@ function violations(files: ReadonlyMap<string, string>): string[] {
   return out;
 }
 
+/** Modules that start processes: only lib/run may (architecture.md: every subprocess goes through lib/run). */
+const SPAWNERS = /(?:\bfrom|\bimport\s*\(|^import|\brequire\s*\()\s*['"](node:child_process|child_process|execa|zx)['"]/gm;
+
+function spawnViolations(files: ReadonlyMap<string, string>): string[] {
+  return [...files].flatMap(([file, text]) => (unitOf(file) === 'run' ? [] : [...text.matchAll(SPAWNERS)].map((m) => `${relative(LIB, file)} imports ${m[1]} (only lib/run starts processes)`)));
+}
+
 describe('import directions in lib/', () => {
   it('no module imports from its own layer or above', () => {
     const files = new Map(libFiles().map((f) => [f, readFileSync(f, 'utf8')]));
@@ -69,12 +76,37 @@ describe('import directions in lib/', () => {
     expect(violations(files)).toEqual([]);
   });
 
+  it('only lib/run imports node:child_process or execa', () => {
+    const files = new Map(libFiles().map((f) => [f, readFileSync(f, 'utf8')]));
+    expect(spawnViolations(files)).toEqual([]);
+  });
+
+  it('the subprocess check sees child_process, execa and zx outside lib/run, static or dynamic', () => {
+    const f = (p: string): string => join(LIB, p);
+    expect(
+      spawnViolations(
+        new Map([
+          [f('dumps/x.ts'), "import { spawn, type ChildProcess } from 'node:child_process';"],
+          [f('sandbox/y.ts'), "const { execa } = await import('execa');\nimport { $ } from \"zx\";"],
+          [f('engine/z.ts'), "const cp = require('child_process');"],
+          [f('run/child.ts'), "import { spawn } from 'node:child_process';\nimport { execa } from 'execa';"],
+          [f('plan/w.ts'), "// mentions child_process in a comment, imports nothing"],
+        ]),
+      ),
+    ).toEqual([
+      "dumps/x.ts imports node:child_process (only lib/run starts processes)",
+      'sandbox/y.ts imports execa (only lib/run starts processes)',
+      'sandbox/y.ts imports zx (only lib/run starts processes)',
+      'engine/z.ts imports child_process (only lib/run starts processes)',
+    ]);
+  });
+
   it('the check sees an upward import, a sibling import and a folder no layer names', () => {
     const f = (p: string): string => join(LIB, p);
     expect(
       violations(
         new Map([
-          [f('plan/plan.ts'), "import { runDumps } from '../dumps/run-dumps.js';\nimport type { X } from '../model/kind.js';"],
+          [f('plan/plan.ts'), "import { dumpPlan } from '../dumps/run-dumps.js';\nimport type { X } from '../model/kind.js';"],
           [f('panel/x.ts'), "export { holder } from '../lock/lock.js';"],
           [f('cli/main.ts'), "const m = await import('../job/backup-job.js');"],
           [f('widgets/w.ts'), ''],

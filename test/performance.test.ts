@@ -128,7 +128,7 @@ describe('streaming verification (pipeToFile tap)', () => {
     expect(String(err)).toMatch(/relaying its output failed: check exploded|exited with/);
   });
 
-  it('runDumps records how long a MyISAM database held its table locks, and only for it', async () => {
+  it('dumpPlan records how long a MyISAM database held its table locks, and only for it', async () => {
     const result = await planAndDump({ loaded: loaded({}, { include: ['src', 'copy1'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
     expect(result.ok).toBe(true);
     const src = result.manifest.entries.find((e) => e.database === 'src')!;

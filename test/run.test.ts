@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../lib/errors.js';
+import { startChild } from '../lib/run/child.js';
 import { cmd } from '../lib/run/command.js';
 import { exitClasses } from '../lib/run/exit-status.js';
 import { pipeToFile } from '../lib/run/pipeline.js';
@@ -119,5 +120,41 @@ describe('run', () => {
     expect(err.message).toMatch(/could not start/);
     expect(err.message).not.toContain('hunter22');
     expect(existsSync(missing)).toBe(false);
+  });
+});
+
+describe('startChild (streams driven by the caller: the parallel loader, sandbox servers)', () => {
+  it('an abort from outside kills its whole process group; the failure says how it ended and the stderr line', async () => {
+    const pidFile = join(top, 'child-grandchild.pid');
+    const stop = new AbortController();
+    const child = startChild(sh(`echo "error: about to wait" >&2; sleep 30 & echo $! > ${pidFile}; wait`), { signal: stop.signal });
+    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 10));
+    stop.abort();
+    const end = await child.ended;
+    expect(end).toEqual({ exitCode: null, signal: 'SIGTERM' });
+    const err = child.failure(end, 'loading x.sql');
+    expect(err).toBeInstanceOf(CommandError);
+    expect(err).toMatchObject({ message: 'loading x.sql: killed by SIGTERM: error: about to wait', signal: 'SIGTERM', exitCodeOfCommand: undefined, stderrTail: 'error: about to wait' });
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it('a time limit, stdin and stdout driven by the caller, and a start that fails', async () => {
+    const cat = startChild(cmd('cat'), { stdin: 'pipe' });
+    cat.stdin!.end('through cat\n');
+    let seen = '';
+    for await (const chunk of cat.stdout!) seen += String(chunk);
+    expect([seen, await cat.ended]).toEqual(['through cat\n', { exitCode: 0, signal: null }]);
+
+    const slow = startChild(sh('exec sleep 30'), { timeoutMs: 200 });
+    const end = await slow.ended;
+    expect(slow.failure(end)).toMatchObject({ timedOut: true, message: "sh -c 'exec sleep 30': timed out after 0.20s" });
+
+    const missing = startChild(cmd(join(top, 'no-such-loader'), ['--password=hunter22']), { secrets: ['hunter22'] });
+    const gone = await missing.ended;
+    expect(gone.startError).toMatch(/ENOENT/);
+    expect(missing.failure(gone).message).toMatch(/could not start: .*ENOENT/);
+    expect(missing.failure(gone).message).not.toContain('hunter22');
   });
 });

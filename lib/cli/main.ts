@@ -35,31 +35,21 @@ export function buildProgram(): Command {
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
   const engine = (): Option => new Option('--engine <engine>', 'backup engine (default: config `engine`)').choices(ENGINE_NAMES);
+  // Bacula's job facts (%l %n %i %c), passed to both hooks alike.
+  const baculaJob = (c: Command): Command => c.addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS)).option('--job <name>', 'Bacula %n').option('--jobid <id>', 'Bacula %i').option('--client <name>', 'Bacula %c');
+  // Which backup a site or file restore reads (restore db also takes a local run id).
+  const fromBackup = (c: Command): Command => c.option('--from <backup|date>', 'backup id (list shows them) or a date: the newest at or before it').option('--from-client <name>', "another server's backup (migration)");
 
   program.command('dump').description('dump every database now, consistently').action(action(() => import('./commands/dump.js')));
 
   program.command('run').description('pre-backup, then the engine backup, then post-backup').addOption(engine()).action(action(() => import('./commands/run.js')));
 
   const hook = program.command('hook').description('entry points for Bacula RunScript and wrapper scripts');
-  hook
-    .command('pre-backup')
-    .description('lock, check the scope, dump, write the ACL sidecar; non-zero when dumps failed')
-    .addOption(engine())
-    .addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS))
-    .option('--job <name>', 'Bacula %n')
-    .option('--jobid <id>', 'Bacula %i')
-    .option('--client <name>', 'Bacula %c')
+  baculaJob(hook.command('pre-backup').description('lock, check the scope, dump, write the ACL sidecar; non-zero when dumps failed').addOption(engine()))
     .option('--timeout <duration>', 'overall limit (default hooks.timeout)')
     .action(action(() => import('./commands/hook-pre.js')));
-  hook
-    .command('post-backup')
-    .description('record the backup outcome, apply retention, release the dumps')
-    .addOption(engine())
+  baculaJob(hook.command('post-backup').description('record the backup outcome, apply retention, release the dumps').addOption(engine()))
     .option('--status <status>', 'Bacula %e, or a wrapper\'s exit status (0 = ok)')
-    .addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS))
-    .option('--job <name>', 'Bacula %n')
-    .option('--jobid <id>', 'Bacula %i')
-    .option('--client <name>', 'Bacula %c')
     .action(action(() => import('./commands/hook-post.js')));
 
   const scope = program.command('scope').description('the panel\'s nightly export scope (backups.automatic-database-exports)');
@@ -133,28 +123,18 @@ export function buildProgram(): Command {
     .option('--dry-run', 'say what would happen, change nothing')
     .option('--from-client <name>', 'another server\'s backup (migration)')
     .action(action(() => import('./commands/restore-db.js')));
-  restore
-    .command('site <siteN>')
-    .description('stage a site\'s shadow, info and databases from a backup and show what differs; --in-place puts it back')
-    .addOption(engine())
-    .option('--from <backup|date>', 'backup id (list shows them) or a date: the newest at or before it')
+  fromBackup(restore.command('site <siteN>').description('stage a site\'s shadow, info and databases from a backup and show what differs; --in-place puts it back').addOption(engine()))
     .option('--files', 'only the files (shadow, info)')
     .option('--databases', 'only the databases')
     .option('--in-place', 'put back every missing or changed file and replace the databases (safety dumps first)')
     .option('--exact', 'with --in-place: also remove what the backup does not have (listed first)')
     .option('--target <dir>', 'copy into DIR instead (a site the panel no longer has)')
     .option('--dry-run', 'with --in-place: show, change nothing')
-    .option('--from-client <name>', 'another server\'s backup (migration)')
     .action(action(async () => ({ default: (await import('./commands/restore-site.js')).restoreSiteCommand })));
-  restore
-    .command('files <siteN> <paths...>')
-    .description('one file, directory or mailbox of a site (paths as the site sees them: /var/www/html/x)')
-    .addOption(engine())
-    .option('--from <backup|date>', 'backup id or date')
+  fromBackup(restore.command('files <siteN> <paths...>').description('one file, directory or mailbox of a site (paths as the site sees them: /var/www/html/x)').addOption(engine()))
     .option('--target <dir>', 'copy into DIR')
     .option('--in-place', 'put them back into the site')
     .option('--dry-run', 'with --in-place: show, change nothing')
-    .option('--from-client <name>', 'another server\'s backup')
     .action(action(async () => ({ default: (await import('./commands/restore-site.js')).restoreFilesCommand })));
   restore
     .command('acls')

@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { CommandError, tail } from '../errors.js';
-import { describe, errorLine, type Command } from '../run/command.js';
-import { terminate, track } from '../run/process-group.js';
+import { CommandError } from '../errors.js';
+import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
+import { describe, type Command } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
 import type { Compression } from '../model/kind.js';
 
@@ -28,8 +27,6 @@ export interface ParallelLoadResult {
 const INSERT = Buffer.from('INSERT INTO `');
 /** Bytes of INSERT statements sent to one connection before moving on (a key range of its own). */
 const BATCH = 8 << 20;
-const STDERR_KEEP = 8192;
-
 /**
  * Load one consistent mariadb-dump file over several connections, as myloader does with its
  * per-chunk files. mariadb-dump writes every extended INSERT on one line (newlines inside values
@@ -49,24 +46,14 @@ const STDERR_KEEP = 8192;
  */
 export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<ParallelLoadResult> {
   const n = Math.max(1, input.connections);
-  const children: ChildProcess[] = [];
-  const exits: Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>[] = [];
-  const stderrs: string[] = [];
-  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore'): ChildProcess => {
-    const child = spawn(c.file, [...c.args], { stdio: [stdin, 'pipe', 'pipe'], env: c.env ? { ...process.env, ...c.env } : process.env, cwd: c.cwd, detached: true });
-    track(child);
-    const i = children.push(child) - 1;
-    stderrs[i] = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (d: string) => (stderrs[i] = (stderrs[i] + d).slice(-STDERR_KEEP)));
-    exits.push(new Promise((resolve) => {
-      child.once('error', (error) => resolve({ code: null, signal: null, error }));
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    }));
+  const children: StartedChild[] = [];
+  // Each child's process group is killed when input.signal aborts (lib/run/child.ts).
+  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore'): StartedChild => {
+    const child = startChild(c, { stdin, signal: input.signal, secrets: input.secrets });
+    children.push(child);
     return child;
   };
-  const killAll = (): void => children.forEach((c) => terminate(c));
-  input.signal?.addEventListener('abort', killAll, { once: true });
+  const exits = (): Promise<ChildEnd>[] => children.map((c) => c.ended);
 
   try {
     const source = spawnOne(decompressorCommand(input.compression, input.file), 'ignore');
@@ -83,17 +70,13 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     // Any process ending early (an SQL error, a corrupt file) must not leave us waiting on a barrier.
     let finishing = false;
     const failure = new Promise<never>((_, reject) => {
-      exits.forEach((e, i) => void e.then((r) => {
-        if (r.code !== 0 || (i > 0 && !finishing)) reject(stageError(i, r));
+      exits().forEach((e, i) => void e.then((r) => {
+        if (r.exitCode !== 0 || (i > 0 && !finishing)) reject(stageError(i, r));
       }));
     });
     failure.catch(() => undefined);
-    const stageError = (i: number, r: { code: number | null; signal: NodeJS.Signals | null; error?: Error }): Error => {
-      const stderr = r.error?.message ?? stderrs[i] ?? '';
-      const what = i === 0 ? describe(decompressorCommand(input.compression, input.file)) : describe(client, input.secrets);
-      const why = r.signal ? `killed by ${r.signal}` : r.code === 0 ? 'ended before the load did' : `exited with ${r.code}`;
-      return new CommandError({ message: `${i === 0 ? 'decompressing' : 'loading'} ${input.file}: ${why}${stderr ? `: ${errorLine(stderr)}` : ''}`, command: what, exitCode: r.code ?? undefined, signal: r.signal ?? undefined, stderrTail: tail(stderr) });
-    };
+    const stageError = (i: number, r: ChildEnd): Error =>
+      children[i]!.failure(r, `${i === 0 ? 'decompressing' : 'loading'} ${input.file}`, r.exitCode === 0 && !r.signal ? 'ended before the load did' : undefined);
     const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failure]);
 
     let bytes = 0;
@@ -203,22 +186,19 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     }
     if (inInsert) throw new CommandError({ message: `loading ${input.file}: the file ends inside an INSERT statement (truncated)`, command: describe(client, input.secrets) });
     if (parts.length) await onLine(Buffer.concat(parts));
-    await guard(exits[0]!);
+    await guard(children[0]!.ended);
     // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.
     if (delimiter !== ';') await guard(workers[0]!.write([Buffer.from('\nDELIMITER ;\n')]));
     await all();
     finishing = true;
     for (const w of workers) w.end();
-    await guard(Promise.all(exits));
+    await guard(Promise.all(exits()));
     return { bytes, inserts };
   } finally {
-    input.signal?.removeEventListener('abort', killAll);
-    children.forEach((c) => {
-      if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
-    });
+    children.forEach((c) => c.stop(1000));
     // Not before every client is gone: a failed restore drops the database and loads the safety
     // dump back next, and a connection still sending INSERTs would write into that.
-    await Promise.all(exits);
+    await Promise.all(exits());
   }
 }
 
@@ -228,7 +208,7 @@ class Worker {
   private readonly waiting = new Map<string, () => void>();
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly child: StartedChild,
     private readonly maxQueued: number,
   ) {
     child.stdin!.on('error', () => undefined); // its exit status says why

@@ -5,7 +5,7 @@ import { IN_PROGRESS } from '../model/dump-dir.js';
 import { compareRunIds, LATEST, MANIFEST, RUN_ID } from './layout.js';
 import type { Manifest } from '../model/manifest.js';
 
-export interface RunDir {
+export interface StoredRun {
   readonly runId: string;
   readonly dir: string;
   readonly status: 'complete' | 'failed' | 'unreadable';
@@ -14,7 +14,7 @@ export interface RunDir {
 }
 
 /** Finished runs, newest first (run ids sort by time). */
-export function listRuns(dumpsDir: string): RunDir[] {
+export function listRuns(dumpsDir: string): StoredRun[] {
   let names: string[];
   try {
     names = readdirSync(dumpsDir);
@@ -29,9 +29,9 @@ export function listRuns(dumpsDir: string): RunDir[] {
       const dir = join(dumpsDir, runId);
       try {
         const m = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
-        return { runId, dir, status: m.status === 'complete' ? 'complete' : 'failed', manifest: m } as RunDir;
+        return { runId, dir, status: m.status === 'complete' ? 'complete' : 'failed', manifest: m } as StoredRun;
       } catch {
-        return { runId, dir, status: 'unreadable' } as RunDir;
+        return { runId, dir, status: 'unreadable' } as StoredRun;
       }
     });
 }
@@ -122,7 +122,7 @@ export function runIdTime(runId: string): number {
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : 0;
 }
 
-export function runFacts(run: RunDir): RunFacts {
+export function runFacts(run: StoredRun): RunFacts {
   const m = run.manifest;
   const at = m ? Date.parse(m.startedAt) || runIdTime(run.runId) : runIdTime(run.runId);
   const good = (m?.entries ?? []).filter((e) => e.status === 'ok' && e.object === 'database' && e.database !== null).map((e) => databaseKey(e.kind, e.database!));

@@ -1,32 +1,27 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
-import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fsyncDir, tempNameFor, writeFileAtomic } from '../atomic-file.js';
+import { tempNameFor } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
-import { BackupError, DumpStorageError, InterruptedError } from '../errors.js';
+import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
-import { syncFilesystem } from '../run/sync-fs.js';
-import { IN_PROGRESS } from '../model/dump-dir.js';
-import { dumpPath, LATEST, MANIFEST, newRunId } from './layout.js';
+import { dumpPath } from './layout.js';
 import type { InventoryProbe } from '../model/inventory.js';
 import { warning, WarningCodes } from '../warnings.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { accountForDatabases } from './accounting.js';
-import { applyRetention, removeCrashedRuns } from './retention.js';
-import { checkSpace } from './space.js';
+import { openRunDirectory, type CompletedRun } from './run-directory.js';
 import { ServerPacer } from './throttle.js';
 import { dumpTuning } from './tuning.js';
 import type { Compression } from '../model/kind.js';
 
-export interface DumpRunInput {
+export interface DumpPlanInput {
   readonly loaded: LoadedConfig;
   readonly log: Logger;
   /** What to dump (job/ builds it with plan/ and closes its sessions afterwards). */
@@ -40,52 +35,26 @@ export interface DumpRunInput {
   readonly pinned?: ReadonlySet<string>;
 }
 
-export interface DumpRunResult {
-  readonly runId: string;
-  /** The finished run directory (absent when the run was interrupted and removed). */
-  readonly dir: string;
-  readonly manifest: Manifest;
-  readonly ok: boolean;
-}
-
 /**
  * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
  * written under a temporary name, verified (while it streams, where the kind can) and only then
- * renamed; all of them are durable (one syncfs, or an fsync each) before the manifest is written; the run directory is
- * `<runId>.inprogress` until the manifest is written, and `latest` moves only to a complete run.
- * A failure never touches the previous runs; an interruption removes the whole unfinished run.
+ * renamed. The run directory's own life (the `.inprogress` name, space, manifest, `latest`,
+ * retention) is run-directory.ts: a failure never touches the previous runs; an interruption
+ * removes the whole unfinished run.
  */
-export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
+export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
   const { loaded, log, signal } = input;
   const { config, paths } = loaded;
-  const started = new Date();
-  // Run ids have one-second resolution: a second run within the same second, or after the clock
-  // stepped back, would collide with an existing run (and its final rename fail with ENOTEMPTY).
-  const runId = freeRunId(paths.dumpsDir, newRunId(started));
-  const work = join(paths.dumpsDir, runId + IN_PROGRESS);
-  const final = join(paths.dumpsDir, runId);
   // Every pipeline stage and every verification listens on the run's signal; with dumps.concurrency
   // 8 and verifications overlapping the next dumps that is more than Node's default of 10, which
   // prints MaxListenersExceededWarning (a cron mail on a healthy night). Listeners are removed as
   // each stage ends: this is the bound, not a leak.
   if (signal) setMaxListeners(Math.max(10, (config.dumps.concurrency === 'auto' ? 8 : config.dumps.concurrency) * 8 + 10), signal);
-  const previous = readLatestManifest(paths.dumpsDir);
-  try {
-    removeCrashedRuns(paths.dumpsDir);
-    // Space before work: fail now, naming the dir, the space needed and free, before anything
-    // is written or deleted (retention runs only after a complete run).
-    checkSpace(paths.dumpsDir, previous, config.dumps.space_margin);
-    mkdirSync(paths.dumpsDir, { recursive: true, mode: 0o700 });
-    mkdirSync(work, { mode: 0o700 });
-  } catch (err) {
-    if (err instanceof BackupError) throw err;
-    throw new DumpStorageError(runId, `cannot write the dump directory ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
-  }
-
-  const entries: ManifestEntry[] = [];
+  const runDir = openRunDirectory(paths.dumpsDir, { spaceMargin: config.dumps.space_margin });
+  const { previous } = runDir;
   const { plan } = input;
   try {
-    entries.push(...plan.failures);
+    plan.failures.forEach((f) => runDir.add(f));
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
     const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
     const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file' };
@@ -100,61 +69,28 @@ export async function runDumps(input: DumpRunInput): Promise<DumpRunResult> {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
-      entries.push(await pacer.run(item.session, what, () => dumpOne(item, work, output, timeoutMs, log, signal, release), signal));
+      runDir.add(await pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, timeoutMs, log, signal, release), signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
-      entries.push(await input.panelExport(signal));
+      runDir.add(await input.panelExport(signal));
       input.onProgress?.(++done, total, '');
     }
     if (signal?.aborted) throw abortReason(signal);
 
-    const ok = entries.every((e) => e.status === 'ok');
     const expected = new Set(plan.servers.map((s) => s.kind));
-    const accounted = accountForDatabases({ previous, entries, expected, listed: plan.listed, siteOf: input.siteOf });
+    const accounted = accountForDatabases({ previous, entries: runDir.entries, expected, listed: plan.listed, siteOf: input.siteOf });
     for (const w of accounted.warnings) log.warn(w.message);
     const gone = accounted.missing.filter((m) => m.reason === 'gone' || m.reason === 'excluded');
     if (gone.length) log.info(`no longer dumped (deleted or excluded): ${gone.map((m) => `${m.kind} '${m.database}'`).join(', ')}`);
-    const manifest: Manifest = {
-      version: 1,
-      runId,
-      host: hostname(),
-      tool: 'apiscp-backup',
-      startedAt: started.toISOString(),
-      finishedAt: new Date().toISOString(),
-      status: ok ? 'complete' : 'failed',
-      method: config.databases.method,
-      entries: sortEntries(entries),
-      servers: plan.servers,
-      missing: accounted.missing,
-      warnings: [...plan.warnings, ...accounted.warnings],
-    };
-    try {
-      // Every dump durable before the manifest says the run is complete (dumps.sync: run).
-      if (!output.fsync) await syncFilesystem(work, signal);
-      writeFileAtomic(join(work, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-      await rename(work, final);
-      fsyncDir(paths.dumpsDir);
-      if (ok) {
-        pointLatest(paths.dumpsDir, runId);
-        fsyncDir(paths.dumpsDir);
-      }
-    } catch (err) {
-      // Disk full or gone read-only at the very end: without a manifest the run is not a run
-      // (the catch below removes it). An error that says so, not an "internal error" (exit 70).
-      throw new DumpStorageError(runId, `cannot finish run ${runId} in ${paths.dumpsDir}: ${(err as Error).message}`, paths.dumpsDir);
-    }
-    applyRetention(paths.dumpsDir, {
-      keep: config.dumps.keep,
-      keepGoneMs: durationMs(config.dumps.keep_gone),
-      log,
-      pinned: input.pinned,
-      current: runId,
-      exists: existsNow(plan.listed),
-    });
-    return { runId, dir: final, manifest, ok };
+    const completed = await runDir.complete(
+      { method: config.databases.method, servers: plan.servers, missing: accounted.missing, warnings: [...plan.warnings, ...accounted.warnings] },
+      { filesSynced: output.fsync, signal },
+    );
+    runDir.retain({ keep: config.dumps.keep, keepGoneMs: durationMs(config.dumps.keep_gone), log, pinned: input.pinned, exists: existsNow(plan.listed) });
+    return completed;
   } catch (err) {
-    rmSync(work, { recursive: true, force: true });
+    runDir.abandon();
     throw err;
   }
 }
@@ -166,22 +102,6 @@ function existsNow(listed: ReadonlyMap<string, ReadonlySet<string>>): (key: stri
     const names = listed.get(kind);
     return names === undefined ? undefined : names.has(database);
   };
-}
-
-/** The newest complete run's manifest (undefined on a first run or when it cannot be read). */
-export function readLatestManifest(dumpsDir: string): Manifest | undefined {
-  try {
-    return JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
-}
-
-/** `base`, or `base-1`, `base-2`… when a run (finished or not) already has that name. */
-function freeRunId(dumpsDir: string, base: string): string {
-  let id = base;
-  for (let n = 1; existsSync(join(dumpsDir, id)) || existsSync(join(dumpsDir, id + IN_PROGRESS)); n++) id = `${base}-${n}`;
-  return id;
 }
 
 /** `written` is called once the dump tool has finished and the file is on disk (its slot is free). */
@@ -268,14 +188,6 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
   }
 }
 
-/** `latest` flips atomically: a new symlink under a temporary name renamed over the old one. */
-export function pointLatest(dumpsDir: string, runId: string): void {
-  const tmp = join(dumpsDir, `.${LATEST}.${process.pid}.tmp`);
-  rmSync(tmp, { force: true });
-  symlinkSync(runId, tmp);
-  renameSync(tmp, join(dumpsDir, LATEST));
-}
-
 /** Compressed bytes of each dump of the newest complete run (empty on a first run or an unreadable manifest). */
 function previousSizes(previous: Manifest | undefined): Map<string, number> {
   return new Map((previous?.entries ?? []).filter((e) => e.bytes !== undefined).map((e) => [sizeKey(e.kind, e.database, e.object), e.bytes!]));
@@ -301,10 +213,6 @@ interface DumpOutput {
   readonly compressor: Command | undefined;
   /** fsync every file (dumps.sync: file) instead of one syncfs before the manifest. */
   readonly fsync: boolean;
-}
-
-function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {
-  return [...entries].sort((a, b) => (a.site + a.kind + (a.database ?? '')).localeCompare(b.site + b.kind + (b.database ?? '')));
 }
 
 /** Why the run was cut short: our own SIGTERM handler, or the hook's time limit. */

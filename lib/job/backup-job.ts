@@ -16,7 +16,7 @@ import { runState, type RunState } from '../report/run-state.js';
 import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
 import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult } from './dump-step.js';
 import { addPin, PinsError, removePin } from './pins.js';
-import { runHookPoint, type RunFacts } from './user-hooks.js';
+import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 import { withPriority } from '../run/priority.js';
 
@@ -31,6 +31,18 @@ export interface JobInput {
   readonly job?: { name?: string; id?: string; client?: string };
   /** false: do not ping the heartbeat at the end (nightly pings once, after the verification). */
   readonly ping?: boolean;
+  /** The engine and the dumps (default: the real ones). Tests give stand-ins to drive each outcome. */
+  readonly steps?: Partial<JobSteps>;
+}
+
+/** The two steps a job delegates: everything else (lock, hooks, record) is the job's own. */
+export interface JobSteps {
+  readonly engine: (name: EngineName) => Engine;
+  readonly dumps: (input: JobInput) => Promise<DumpStepResult>;
+}
+
+function stepsOf(input: JobInput): JobSteps {
+  return { engine: input.steps?.engine ?? getEngine, dumps: input.steps?.dumps ?? dumpStep };
 }
 
 export interface JobOutcome {
@@ -128,7 +140,7 @@ export async function preBackup(input: JobInput, engine: Engine): Promise<{ stat
   return { state, proceed };
 }
 
-function factsOf(input: JobInput, state?: RunState): RunFacts {
+function factsOf(input: JobInput, state?: RunState): HookFacts {
   return {
     engine: input.engine,
     trigger: input.trigger,
@@ -150,7 +162,7 @@ async function dumpsWithHooks(input: JobInput): Promise<{ result?: DumpStepResul
   const { loaded, log, signal } = input;
   const before = await runHookPoint(loaded, 'before_dumps', factsOf(input), { log, signal });
   if (before.failure) return { failure: before.failure };
-  const result = await dumpStep(input);
+  const result = await stepsOf(input).dumps(input);
   if (!result.ok && loaded.config.on_dump_failure === 'fail') return { result };
   const facts = { ...factsOf(input), runId: result.runId, runDir: result.dir, status: result.ok ? 'ok' : 'warning' };
   const after = await runHookPoint(loaded, 'after_dumps', facts, { log, signal });
@@ -197,7 +209,7 @@ export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' 
 
 /** `hook pre-backup`: dumps for a backup that someone else (Bacula, a wrapper script) makes. */
 export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
-  const engine = getEngine(input.engine);
+  const engine = stepsOf(input).engine(input.engine);
   const lock = await takeLock(input, `apiscp-backup hook pre-backup${input.job?.id ? ` (job ${input.job.id})` : ''}`);
   const startedAt = new Date().toISOString();
   try {
@@ -251,7 +263,7 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
 export async function runJob(input: JobInput): Promise<JobOutcome> {
-  const engine = getEngine(input.engine);
+  const engine = stepsOf(input).engine(input.engine);
   const lock = await takeLock(input, `apiscp-backup ${input.trigger === 'cron' ? 'nightly' : 'run'} (${input.engine})`);
   const startedAt = new Date().toISOString();
   try {
@@ -275,7 +287,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
         backup = { status: result.warnings.length ? 'warning' : 'ok', id: result.id, bytes: result.bytes };
       } catch (err) {
         // A bug: exit 70 with the stack in the log, and a failed record (status must not show the last good run).
-        if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
+        if (!(err instanceof BackupError)) return await recordAbort(input, state.startedAt, err);
         input.log.error(err.message);
         problems.push(err.message);
         backup = { status: 'failed', detail: err.message };
@@ -286,7 +298,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
         try {
           await engine.prune(ctx);
         } catch (err) {
-          if (!(err instanceof BackupError)) return recordAbort(input, state.startedAt, err);
+          if (!(err instanceof BackupError)) return await recordAbort(input, state.startedAt, err);
           const w = warning(WarningCodes.PRUNE_FAILED, `${engine.name}: the backup was made, but applying retention to the repository failed: ${err.message}`);
           input.log.warn(w.message);
           warnings.push(w);
@@ -295,6 +307,9 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     } else if (proceed) {
       backup = undefined; // dumps only: the other backup software picks up dumps.dir
     }
+    // Interrupted during the backup or the prune: like an interruption anywhere else (exit 143,
+    // a failed record, no hooks, no heartbeat), not an engine failure reported through on_failure.
+    if (input.signal?.aborted) return await recordAbort(input, state.startedAt, input.signal.reason);
     const finished = runState({ ...state, level, backup, problems, warnings, failed: backup?.status === 'failed' || !proceed });
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }), { ping: input.ping });
     return { exitCode, state: recorded };

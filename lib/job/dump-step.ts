@@ -2,7 +2,8 @@ import type { LoadedConfig } from '../config/load.js';
 import { runPanelExports } from '../dumps/apnscp.js';
 import { mysqlKind } from '../dumps/mysql.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
-import { runDumps, type DumpRunInput, type DumpRunResult } from '../dumps/run-dumps.js';
+import { dumpPlan, type DumpPlanInput } from '../dumps/run-dumps.js';
+import type { CompletedRun } from '../dumps/run-directory.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
 import { openPanel } from '../panel/cpcmd.js';
 import type { DatabaseKind } from '../model/kind.js';
@@ -25,7 +26,7 @@ export interface DumpStepInput {
 /** Every database kind we know. Adding a kind = adding its module here. */
 export const ALL_KINDS: readonly DatabaseKind[] = [mysqlKind, postgresqlKind];
 
-export interface DumpStepResult extends DumpRunResult {
+export interface DumpStepResult extends CompletedRun {
   /** Site owners' scheduled exports, run after ours (panel.owner_exports); undefined when not run. */
   readonly ownerExports?: OwnerExportsOutcome;
 }
@@ -42,7 +43,7 @@ export async function dumpStep(input: DumpStepInput): Promise<DumpStepResult> {
   return { ...result, ownerExports: await runOwnerExports(loaded, { log, signal }) };
 }
 
-async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
+async function ourDumps(input: DumpStepInput): Promise<CompletedRun> {
   const { loaded, log, signal } = input;
   const method = loaded.config.databases.method;
   const kinds = method === 'apnscp' ? [] : ALL_KINDS;
@@ -72,18 +73,18 @@ async function ourDumps(input: DumpStepInput): Promise<DumpRunResult> {
 }
 
 /** plan → dumps: the sessions the plan opened are closed here, whatever the dumps did. */
-export async function planAndDump(input: Omit<DumpRunInput, 'plan'> & { readonly kinds: readonly DatabaseKind[] }): Promise<DumpRunResult> {
+export async function planAndDump(input: Omit<DumpPlanInput, 'plan'> & { readonly kinds: readonly DatabaseKind[] }): Promise<CompletedRun> {
   const { kinds, ...rest } = input;
   const plan = await buildPlan({ loaded: input.loaded, log: input.log, kinds, siteOf: input.siteOf, signal: input.signal });
   try {
-    return await runDumps({ ...rest, plan });
+    return await dumpPlan({ ...rest, plan });
   } finally {
     await closeSessions(plan.sessions, input.log);
   }
 }
 
 /** The dumps part of the run state (status, per-database outcome). */
-export function dumpsState(result: DumpRunResult): NonNullable<RunState['dumps']> {
+export function dumpsState(result: CompletedRun): NonNullable<RunState['dumps']> {
   const entries = result.manifest.entries;
   return {
     ok: entries.filter((e) => e.status === 'ok').length,
@@ -109,7 +110,7 @@ export function dumpWarnings(result: DumpStepResult): Warning[] {
   return [...(result.manifest.warnings ?? []), ...result.manifest.entries.flatMap((e) => e.warnings ?? []), ...(result.ownerExports?.warnings ?? [])];
 }
 
-export function dumpProblems(result: DumpRunResult): string[] {
+export function dumpProblems(result: CompletedRun): string[] {
   return result.manifest.entries
     .filter((e) => e.status === 'failed')
     .map((e) => `${e.kind} ${e.database === null ? e.object : `'${e.database}'`}: ${e.error?.message ?? 'failed'}`);

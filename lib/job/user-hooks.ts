@@ -18,22 +18,23 @@ export type HookPoint = 'before_dumps' | 'after_dumps' | 'after_backup' | 'on_fa
 
 export const FAILS_THE_RUN: ReadonlySet<HookPoint> = new Set(['before_dumps', 'after_dumps']);
 
-/** What a hook learns about the run, as APISCP_BACKUP_<NAME> variables. */
-export interface RunFacts {
+/** What a hook learns about the job, as APISCP_BACKUP_<NAME> variables. */
+export interface HookFacts {
   readonly engine: string;
   readonly trigger: string;
+  /** The run directory the job's dumps went into (once there is one): its name and path. */
   readonly runId?: string;
   readonly runDir?: string;
   readonly level?: string;
   readonly job?: string;
   readonly jobId?: string;
-  /** ok | warning | failed: the run so far (after_backup, on_failure). */
+  /** ok | warning | failed: the job so far (after_backup, on_failure). */
   readonly status?: string;
   /** The first problem, for on_failure. */
   readonly error?: string;
 }
 
-export function hookEnv(loaded: LoadedConfig, point: HookPoint, facts: RunFacts, paths: BackupPaths): Record<string, string> {
+export function hookEnv(loaded: LoadedConfig, point: HookPoint, facts: HookFacts, paths: BackupPaths): Record<string, string> {
   const env: Record<string, string | undefined> = {
     APISCP_BACKUP_HOOK: point,
     APISCP_BACKUP_ENGINE: facts.engine,
@@ -65,7 +66,7 @@ export interface HookPointOutcome {
 export async function runHookPoint(
   loaded: LoadedConfig,
   point: HookPoint,
-  facts: RunFacts,
+  facts: HookFacts,
   options: { log: Logger; signal?: AbortSignal },
 ): Promise<HookPointOutcome> {
   const commands = loaded.config.hooks[point];

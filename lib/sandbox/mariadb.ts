@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
 import { run } from '../run/run.js';
 import { cmd } from '../run/command.js';
 import { whichSystem } from '../run/which.js';
@@ -107,7 +107,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     ...(opts.serverArgs ?? []),
   ];
 
-  let child: ChildProcess | undefined;
+  let child: StartedChild | undefined;
   let exited: Promise<void> = Promise.resolve();
   let version = '';
 
@@ -125,27 +125,18 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
   };
 
   const start = async (): Promise<void> => {
-    if (child && child.exitCode === null && child.signalCode === null) return;
-    // A daemon outlives any single call, which lib/run's run()/pipeToFile() (they wait for
-    // exit) cannot express: spawn it directly, detached in its own process group and unref'd
-    // so a test runner can exit; stop()/kill() end it by pid and wait for the exit event.
+    if (child?.running) return;
+    // A daemon outlives any single call: started as one (its own process group, unref'd so a
+    // test runner can exit); stop()/kill() signal it and wait for its end.
     const [file, ...args] = [...(opts.launcher ?? []), mariadbd, ...serverArgs];
-    const proc = spawn(file!, args, { detached: true, stdio: 'ignore' });
-    proc.unref();
+    const proc = startChild(cmd(file!, args), { daemon: true });
     child = proc;
-    let gone = false;
-    exited = new Promise<void>((resolve) => {
-      const done = (): void => {
-        gone = true;
-        resolve();
-      };
-      proc.once('exit', done);
-      proc.once('error', done);
-    });
+    let gone: ChildEnd | undefined;
+    exited = proc.ended.then((end) => void (gone = end));
     const deadline = Date.now() + STARTUP_MS;
     for (;;) {
       if (gone) {
-        throw new BackupError(`mariadbd exited during startup (code ${proc.exitCode ?? proc.signalCode}): ${await errorLogTail()}`, ExitCode.INTERNAL, {
+        throw new BackupError(`mariadbd exited during startup (code ${gone.exitCode ?? gone.signal ?? gone.startError}): ${await errorLogTail()}`, ExitCode.INTERNAL, {
           baseDir,
         });
       }
@@ -163,13 +154,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
   };
 
   const signalAndWait = async (signal: NodeJS.Signals, waitMs: number): Promise<boolean> => {
-    const proc = child;
-    if (!proc || proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return true;
-    try {
-      process.kill(proc.pid, signal);
-    } catch {
-      return true; // already gone
-    }
+    if (!child?.send(signal)) return true; // not running, or already gone
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)));
     const ok = await Promise.race([exited.then(() => true), timedOut]);
@@ -206,7 +191,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
       return version;
     },
     get pid() {
-      return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+      return child?.running ? child.pid : undefined;
     },
     sql,
     stop,

@@ -27,6 +27,19 @@ export function engineOf(ctx: CommandContext, opts: Record<string, unknown>): En
   return (opts.engine as EngineName | undefined) ?? ctx.loaded.config.engine;
 }
 
+/** What every restore command (db, site, files) reads the same way: engine, which backup, --dry-run. */
+export function restoreBase(ctx: CommandContext, opts: Record<string, unknown>) {
+  return {
+    loaded: ctx.loaded,
+    log: ctx.log,
+    signal: ctx.signal,
+    engine: engineOf(ctx, opts),
+    from: opts.from as string | undefined,
+    fromClient: opts.fromClient as string | undefined,
+    dryRun: Boolean(opts.dryRun),
+  };
+}
+
 export function jobOf(opts: Record<string, unknown>): { name?: string; id?: string; client?: string } | undefined {
   const job = { name: opts.job as string | undefined, id: opts.jobid as string | undefined, client: opts.client as string | undefined };
   return job.name || job.id || job.client ? job : undefined;

@@ -1,23 +1,17 @@
 import type { KindName } from '../../model/kind.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
-import { engineOf } from './outcome.js';
+import { restoreBase } from './outcome.js';
 
 /** `restore db NAME`: one database from a local run or a backup; see lib/restore/restore-db.ts. */
 export default async function restoreDbCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   const r = await restoreDb({
-    loaded: ctx.loaded,
-    log: ctx.log,
-    signal: ctx.signal,
-    engine: engineOf(ctx, opts),
+    ...restoreBase(ctx, opts),
     name: args[0]!,
     kind: opts.kind as KindName | undefined,
     site: opts.site as string | undefined,
-    from: opts.from as string | undefined,
     into: opts.into as string | undefined,
     force: Boolean(opts.force),
-    dryRun: Boolean(opts.dryRun),
-    fromClient: opts.fromClient as string | undefined,
   });
   if (ctx.options.json) {
     ctx.out(JSON.stringify(r, null, 2));

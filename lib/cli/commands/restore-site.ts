@@ -1,7 +1,7 @@
 import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
-import { engineOf } from './outcome.js';
+import { restoreBase } from './outcome.js';
 
 const SHOW = 20;
 
@@ -32,18 +32,12 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
 export async function restoreSiteCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   if (opts.files && opts.databases) throw new UsageError('--files and --databases: give one of them, or neither for both');
   const o = await restoreSite({
-    loaded: ctx.loaded,
-    log: ctx.log,
-    signal: ctx.signal,
-    engine: engineOf(ctx, opts),
+    ...restoreBase(ctx, opts),
     site: args[0]!,
-    from: opts.from as string | undefined,
-    fromClient: opts.fromClient as string | undefined,
     files: !opts.databases,
     databases: !opts.files,
     inPlace: Boolean(opts.inPlace),
     exact: Boolean(opts.exact),
-    dryRun: Boolean(opts.dryRun),
     target: opts.target as string | undefined,
   });
   ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site'));
@@ -54,19 +48,13 @@ export async function restoreFilesCommand(ctx: CommandContext, opts: Record<stri
   const [site, ...paths] = args;
   if (!opts.inPlace && !opts.target) throw new UsageError('restore files: say where: --target DIR (a copy) or --in-place (back into the site)');
   const o = await restoreSite({
-    loaded: ctx.loaded,
-    log: ctx.log,
-    signal: ctx.signal,
-    engine: engineOf(ctx, opts),
+    ...restoreBase(ctx, opts),
     site: site!,
     paths,
-    from: opts.from as string | undefined,
-    fromClient: opts.fromClient as string | undefined,
     files: true,
     databases: false,
     inPlace: Boolean(opts.inPlace),
     exact: false,
-    dryRun: Boolean(opts.dryRun),
     target: opts.target as string | undefined,
   });
   ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore files of'));
