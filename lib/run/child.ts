@@ -17,6 +17,11 @@ export interface ChildOptions extends Limits {
   readonly stdout?: 'pipe' | 'ignore';
   readonly secrets?: readonly string[];
   /**
+   * Sees every byte of stderr as it comes (a tool that reports one line per skipped file, more
+   * than the kept tail holds); the tail for messages is kept as well.
+   */
+  readonly onStderr?: (chunk: Buffer) => void;
+  /**
    * A daemon (a sandbox server): every stream ignored, not among the children a SIGTERM of ours
    * stops (it has its own stop), and it does not keep Node running.
    */
@@ -63,8 +68,10 @@ export function startChild(command: Command, options: ChildOptions = {}): Starte
   if (daemon) child.unref();
   else track(child);
   let stderr = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (d: string) => (stderr = (stderr + d).slice(-STDERR_KEEP)));
+  child.stderr?.on('data', (d: Buffer) => {
+    options.onStderr?.(d);
+    stderr = (stderr + d.toString('utf8')).slice(-STDERR_KEEP);
+  });
   const watch = new Watch(options, () => terminate(child));
   const ended = new Promise<ChildEnd>((resolve) => {
     child.once('error', (err) => resolve({ exitCode: null, signal: null, startError: err.message }));

@@ -1,15 +1,13 @@
-import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { describe, type Command } from './command.js';
-import { spawnOptions } from './lifecycle.js';
-import { terminate, track } from './process-group.js';
+import type { Command } from './command.js';
+import { startChild } from './child.js';
 
 /**
- * A child whose streams Node handles itself: it writes the stdin (with backpressure), reads the
- * stdout, and sees every byte of stderr as it comes. pipeToFile joins stages by kernel pipes,
- * which is the fast way when nothing in between changes; this is for when Node must rewrite,
- * filter or count what passes (restore acls: paths made relative, entries counted), and for a
- * tool that reports one line per skipped file, more than any stderr tail keeps.
+ * A child whose stdin Node writes chunk by chunk (with backpressure) and whose stdout and stderr
+ * it reads: startChild (child.ts, the same lifecycle) with the writing done for the caller.
+ * pipeToFile joins stages by kernel pipes, which is the fast way when nothing in between changes;
+ * this is for when Node must rewrite, filter or count what passes (restore acls: paths made
+ * relative, entries counted), and for a tool that reports one line per skipped file.
  */
 export interface FedChild {
   /** The command line as shown in messages. */
@@ -33,18 +31,16 @@ export interface FedExit {
 }
 
 export function spawnFed(command: Command, options: { stdin?: boolean; stdout?: boolean; onStderr?: (chunk: Buffer) => void } = {}): FedChild {
-  const child = spawn(command.file, [...command.args], { ...spawnOptions(command), stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'ignore', 'pipe'] });
-  track(child);
+  const child = startChild(command, { stdin: options.stdin ? 'pipe' : 'ignore', stdout: options.stdout ? 'pipe' : 'ignore', onStderr: options.onStderr });
   let gone = false;
-  child.stderr!.on('data', (d: Buffer) => options.onStderr?.(d));
-  // A reader that died shows as EPIPE on our side; its own exit status is what gets reported.
-  child.stdin?.on('error', () => undefined);
-  const exited = new Promise<FedExit>((resolve) => {
-    child.once('error', (err) => ((gone = true), resolve({ exitCode: null, signal: null, spawnError: err.message })));
-    child.once('close', (exitCode, signal) => ((gone = true), resolve({ exitCode, signal })));
+  const exited: Promise<FedExit> = child.ended.then((end) => {
+    gone = true;
+    return { exitCode: end.exitCode, signal: end.signal, ...(end.startError !== undefined ? { spawnError: end.startError } : {}) };
   });
+  const stdin = child.stdin;
+  // A reader that died shows as EPIPE on our side; its own exit status is what gets reported.
+  stdin?.on('error', () => undefined);
   const write = async (chunk: Buffer): Promise<void> => {
-    const stdin = child.stdin;
     if (!stdin || gone || stdin.destroyed || chunk.length === 0) return;
     if (stdin.write(chunk)) return;
     await new Promise<void>((resolve) => {
@@ -54,11 +50,8 @@ export function spawnFed(command: Command, options: { stdin?: boolean; stdout?: 
     });
   };
   const end = async (): Promise<FedExit> => {
-    child.stdin?.end();
+    stdin?.end();
     return exited;
   };
-  const kill = (): void => {
-    if (child.exitCode === null && child.signalCode === null) terminate(child, 1000);
-  };
-  return { command: describe(command), stdout: child.stdout, write, end, exited, kill };
+  return { command: child.shown, stdout: child.stdout, write, end, exited, kill: () => child.stop(1000) };
 }
