@@ -600,7 +600,17 @@ describe('credentials and faults during a big dump (dedicated MariaDB)', () => {
     await my?.destroy();
   });
 
-  it('the password never shows in ps, log, output, manifest or status; option files are 0600 and removed', async () => {
+  it('the password never shows in ps, log, output, manifest or status; option files are 0600, in memory, and removed', async () => {
+    // TMPDIR on a tmpfs is where the option file goes (else /dev/shm: test/secret-dir.test.ts).
+    await mount(['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', sb.tmpDir]);
+    try {
+      await watchedDump();
+    } finally {
+      await umount(sb.tmpDir);
+    }
+  });
+
+  async function watchedDump(): Promise<void> {
     const child = sb.spawnCli(['dump']);
     let done = false;
     void child.finally(() => (done = true));
@@ -635,7 +645,7 @@ describe('credentials and faults during a big dump (dedicated MariaDB)', () => {
     expect(readFileSync(sb.logFile, 'utf8')).toContain('"level":20'); // debug lines were written
     expect(sb.manifest(runId).entries.find((e) => e.database === 'big')).toMatchObject({ site: 'site1', status: 'ok' });
     before = snapshot(sb);
-  });
+  }
 
   it('the compressor killed mid-dump (SIGKILL): exit 1 naming the database, previous run intact', async () => {
     const child = sb.spawnCli(['dump']);

@@ -38,7 +38,7 @@ const mysql = z
     host: z.string().optional().describe('TCP host instead of the socket'),
     port: z.number().int().positive().optional().describe('TCP port'),
     user: z.string().default('root').describe('user that can read every database, lock tables and show grants'),
-    password_file: z.string().optional().describe('file holding the password (0600); default: credentials from /root/.my.cnf when present'),
+    password_file: z.string().optional().describe('file holding the password (0600); the tools get it in an option file kept in memory (TMPDIR when a tmpfs, else /dev/shm), never on argv; default: credentials from /root/.my.cnf when present'),
     defaults_file: z.string().default('/root/.my.cnf').describe('option file read for credentials when present'),
     include: z.array(glob).default(['*']).describe('database name globs to dump'),
     exclude: z.array(glob).default([]).describe('database name globs to skip'),

@@ -1,7 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { utf8Literal } from './mysql-literal.js';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sizeBytes, type MysqlConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -18,6 +16,8 @@ import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail, tailCheck } from './verify.js';
 import type { InventoryProbe } from '../model/inventory.js';
 import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
+import { utf8Literal } from './mysql-literal.js';
+import { makeSecretDir } from '../secret-dir.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -91,7 +91,8 @@ async function connect(ctx: KindContext, cfg: MysqlConfig): Promise<MysqlSession
   }
   const password = cfg.password_file !== undefined ? await readPassword(cfg.password_file, ctx.loaded.file) : undefined;
   const secrets = password ? [password] : [];
-  const dir = await mkdtemp(join(tmpdir(), 'asb-mysql-')); // 0700
+  // The option file holds the password: in memory (a tmpfs), 0600 in a 0700 directory.
+  const dir = await makeSecretDir('asb-mysql-');
   const optionFile = join(dir, 'client.cnf');
   await writeFile(optionFile, optionFileText(cfg, password), { mode: 0o600, flag: 'wx' });
   const session = new Session(cfg, log, client, dumper, dir, optionFile, secrets, sizeBytes(ctx.loaded.config.verify.count_rows_max));
