@@ -15,7 +15,7 @@ import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail, tailCheck } from './verify.js';
 import type { InventoryProbe } from '../model/inventory.js';
-import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
+import { InventoryBatcher } from './mysql-inventory-batch.js';
 import { utf8Literal } from './mysql-literal.js';
 import { makeSecretDir } from '../secret-dir.js';
 
@@ -125,7 +125,13 @@ class Session implements MysqlSession {
     readonly optionFile: string,
     readonly secrets: readonly string[],
     private readonly countMaxBytes: number,
-  ) {}
+  ) {
+    // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
+    this.inventories = new InventoryBatcher((sql, signal) => this.query(sql, signal, INVENTORY_TIMEOUT_MS), countMaxBytes);
+  }
+
+  /** Reads the dump-time inventories, several databases per client. */
+  readonly inventories: InventoryBatcher;
 
   /** Rows of tab-separated batch output. Callers HEX() every free-text column (names may hold tabs). */
   async query(sql: string, signal?: AbortSignal, timeoutMs = QUERY_TIMEOUT_MS): Promise<string[][]> {
@@ -248,13 +254,8 @@ class Session implements MysqlSession {
   private inventoryProbe(database: string, command: Command, skipped: string[]): InventoryProbe {
     return {
       command,
-      read: async (dumpStartedAt: Date, signal?: AbortSignal) => {
-        const started = Date.now();
-        const countMaxBytes = this.countMaxBytes;
-        // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
-        const rows = await this.query(mysqlInventorySql(database, { updateTimes: true, countMaxBytes }), signal, INVENTORY_TIMEOUT_MS);
-        return parseMysqlInventory(rows, { dumpStartedAt, countMaxBytes, skipped, ms: Date.now() - started });
-      },
+      // Dumps finishing close together share one client (mysql-inventory-batch.ts).
+      read: (dumpStartedAt: Date, signal?: AbortSignal) => this.inventories.read({ database, dumpStartedAt, skipped }, signal),
       close: async () => undefined,
     };
   }

@@ -1,0 +1,69 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolvePaths } from '../lib/config/paths.js';
+import { configSchema } from '../lib/config/schema.js';
+import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
+import { InventoryBatcher } from '../lib/dumps/mysql-inventory-batch.js';
+import { memoryLogger } from '../lib/log.js';
+import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+
+// A real MariaDB: the inventories several databases share one client for must be exactly the
+// ones each reads alone, and a database whose table cannot be read (its data file is gone) must
+// cost only its own inventory.
+let server: MariadbServer;
+let session: MysqlSession;
+const NAMES = ['inv_a', 'inv b', "inv'c"];
+const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
+
+beforeAll(async () => {
+  server = await startMariadb();
+  for (const [i, db] of NAMES.entries()) {
+    await server.sql(`CREATE DATABASE ${q(db)}; USE ${q(db)}; CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO t SELECT seq FROM seq_1_to_${i + 2}; CREATE VIEW v AS SELECT id FROM t;`);
+  }
+  await server.sql('CREATE DATABASE inv_broken; USE inv_broken; CREATE TABLE m (id INT) ENGINE=MyISAM; INSERT INTO m VALUES (1), (2);');
+  const config = configSchema.parse({ databases: { mysql: { enabled: true, socket: server.socket, defaults_file: '/nonexistent/absent.cnf' } } });
+  session = (await mysqlKind.open({ loaded: { config, file: undefined, paths: resolvePaths(config) }, log: memoryLogger() })) as MysqlSession;
+}, 120_000);
+
+afterAll(async () => {
+  await session?.close();
+  await server?.destroy();
+});
+
+describe('dump-time inventories read in batches', { timeout: 120_000 }, () => {
+  const long = new Date(Date.now() + 3_600_000); // "dump started later": nothing counts as written since
+
+  it('several databases in one client give what each gives alone', async () => {
+    const alone = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined);
+    const singles = [];
+    for (const db of NAMES) singles.push(await alone.read({ database: db, dumpStartedAt: long, skipped: [] }));
+    expect(alone.batches).toBe(NAMES.length);
+    // Each database has its own row count (2, 3, 4): a mix-up between batch members shows.
+    expect(singles.map((i) => i.rows)).toEqual([{ t: 2 }, { t: 3 }, { t: 4 }]);
+    expect(singles[1]!.objects).toMatchObject({ tables: ['t'], views: ['v'] });
+
+    const together = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined);
+    const batched = await Promise.all(NAMES.map((db) => together.read({ database: db, dumpStartedAt: long, skipped: [] })));
+    // The first read starts at once, the two that arrived meanwhile share the second client.
+    expect(together.batches).toBe(2);
+    expect(batched.map(({ ms: _ms, ...rest }) => rest)).toEqual(singles.map(({ ms: _ms, ...rest }) => rest));
+  });
+
+  it('a database whose table cannot be read fails alone; the others in its batch still get theirs', async () => {
+    // The MyISAM data file removed under the server: COUNT(*) fails with "Can't find file".
+    await server.sql('FLUSH TABLES');
+    await rm(join(server.dataDir, 'inv_broken', 'm.MYD'));
+    await server.sql('FLUSH TABLES');
+    const batcher = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined);
+    const first = batcher.read({ database: NAMES[0]!, dumpStartedAt: long, skipped: [] });
+    const rest = ['inv_broken', NAMES[1]!, NAMES[2]!].map((db) => batcher.read({ database: db, dumpStartedAt: long, skipped: [] }).then((i) => i, (e: unknown) => e));
+    expect((await first).rows).toEqual({ t: 2 });
+    const [broken, b, c] = await Promise.all(rest);
+    expect(String(broken)).toMatch(/m\.MYD|Can't find file|doesn't exist|Errcode/i);
+    expect(b).toMatchObject({ rows: { t: 3 } });
+    expect(c).toMatchObject({ rows: { t: 4 } });
+    // 1 alone, 1 failed batch of three, then three alone.
+    expect(batcher.batches).toBe(5);
+  });
+});
