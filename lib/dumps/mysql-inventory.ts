@@ -20,7 +20,10 @@ export function mysqlInventorySql(database: string, options: { updateTimes: bool
     'SET SESSION group_concat_max_len = 67108864',
     `SELECT 'obj', IF(TABLE_TYPE = 'VIEW', 'views', 'tables'), HEX(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${schema} ` +
       `UNION ALL SELECT 'obj', 'routines', HEX(CONCAT(ROUTINE_TYPE, ' ', ROUTINE_NAME)) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ${schema} ` +
-      `UNION ALL SELECT 'obj', 'triggers', HEX(TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ${schema} ` +
+      // EVENT_OBJECT_SCHEMA is the column MariaDB looks triggers up by: on TRIGGER_SCHEMA alone it
+      // opens every database's tables (15 ms per read with 1,000 databases, against 0.2 ms).
+      // A trigger lives in its table's schema, so both name the same database.
+      `UNION ALL SELECT 'obj', 'triggers', HEX(TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ${schema} AND TRIGGER_SCHEMA = ${schema} ` +
       `UNION ALL SELECT 'obj', 'events', HEX(EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${schema}`,
     'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
     // One statement counting every table, built in SQL so names never pass through our quoting.
