@@ -50,6 +50,21 @@ describe('dump-time inventories read in batches', { timeout: 120_000 }, () => {
     expect(batched.map(({ ms: _ms, ...rest }) => rest)).toEqual(singles.map(({ ms: _ms, ...rest }) => rest));
   });
 
+  it('with a linger, reads arriving in turn share one client, and a lone read still ends', async () => {
+    const lingering = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined, 50, 300);
+    const reads: Promise<unknown>[] = [];
+    for (const db of NAMES) {
+      reads.push(lingering.read({ database: db, dumpStartedAt: long, skipped: [] }));
+      await new Promise((r) => setTimeout(r, 30)); // dumps finishing one after another
+    }
+    expect((await Promise.all(reads)).map((i) => (i as { rows: unknown }).rows)).toEqual([{ t: 2 }, { t: 3 }, { t: 4 }]);
+    expect(lingering.batches).toBe(1);
+    const t0 = Date.now();
+    expect((await lingering.read({ database: NAMES[0]!, dumpStartedAt: long, skipped: [] })).rows).toEqual({ t: 2 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(lingering.batches).toBe(2);
+  });
+
   it('a database whose table cannot be read fails alone; the others in its batch still get theirs', async () => {
     // The MyISAM data file removed under the server: COUNT(*) fails with "Can't find file".
     await server.sql('FLUSH TABLES');

@@ -25,6 +25,8 @@ const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mys
 const TRANSACTIONAL = new Set(['innodb']);
 const QUERY_TIMEOUT_MS = 120_000;
 const INVENTORY_TIMEOUT_MS = 30 * 60_000;
+/** Inventories wait this long for others to share a client with (mysql-inventory-batch.ts). */
+const INVENTORY_LINGER_MS = 150;
 /**
  * mariadb-dump 10.11 selects the database for --events with the name as escaped for a string
  * literal, so events of a database whose name holds one of these fail the whole dump (1049
@@ -127,7 +129,7 @@ class Session implements MysqlSession {
     private readonly countMaxBytes: number,
   ) {
     // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
-    this.inventories = new InventoryBatcher((sql, signal) => this.query(sql, signal, INVENTORY_TIMEOUT_MS), countMaxBytes);
+    this.inventories = new InventoryBatcher((sql, signal) => this.query(sql, signal, INVENTORY_TIMEOUT_MS), countMaxBytes, 50, INVENTORY_LINGER_MS);
   }
 
   /** Reads the dump-time inventories, several databases per client. */
