@@ -52,12 +52,12 @@ describe('dump-time inventories read in batches', { timeout: 120_000 }, () => {
 
   it('with a linger, reads arriving in turn share one client, and a lone read still ends', async () => {
     const lingering = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined, 50, 300);
-    const reads: Promise<unknown>[] = [];
+    const reads: ReturnType<InventoryBatcher['read']>[] = [];
     for (const db of NAMES) {
       reads.push(lingering.read({ database: db, dumpStartedAt: long, skipped: [] }));
       await new Promise((r) => setTimeout(r, 30)); // dumps finishing one after another
     }
-    expect((await Promise.all(reads)).map((i) => (i as { rows: unknown }).rows)).toEqual([{ t: 2 }, { t: 3 }, { t: 4 }]);
+    expect((await Promise.all(reads)).map((i) => i.rows)).toEqual([{ t: 2 }, { t: 3 }, { t: 4 }]);
     expect(lingering.batches).toBe(1);
     const t0 = Date.now();
     expect((await lingering.read({ database: NAMES[0]!, dumpStartedAt: long, skipped: [] })).rows).toEqual({ t: 2 });
