@@ -16,6 +16,8 @@ import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
 import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
+import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/dumps/mysql-wire.js';
+import { whichSystem } from '../lib/run/which.js';
 import { planAndDump } from '../lib/job/dump-step.js';
 import { ServerPacer } from '../lib/dumps/throttle.js';
 import { autoConcurrency, dumpTuning } from '../lib/dumps/tuning.js';
@@ -83,7 +85,7 @@ describe('loadSqlDumpParallel', () => {
     await dumpTo('src', file);
     await server.sql('CREATE DATABASE copy1');
     // Small batches, so both connections really load rows of the same table.
-    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy1'), connections: 2, batchBytes: 256 << 10 });
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy1'), connections: 2, splitBytes: 256 << 10 });
     expect(result.inserts).toBeGreaterThan(3); // really spread: several statements
     expect(await mysqlChecksums(server, 'copy1')).toEqual(await mysqlChecksums(server, 'src'));
     const objects = (db: string) =>
@@ -99,13 +101,73 @@ describe('loadSqlDumpParallel', () => {
     // Two connections, the same key twice: whichever runs second fails, and so does the load.
     const plain = join(work, 'dup.sql');
     await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
-    const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, batchBytes: 1 }).catch((e: unknown) => e);
+    const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e);
     expect(String(err)).toMatch(/Duplicate entry '2'/);
     // A truncated file (cut inside an INSERT) is an error too, not a smaller database.
     const cut = join(work, 'cut.sql');
     await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nINSERT INTO `u` VALUES\n(1),\n(2');
     expect(String(await loadSqlDumpParallel({ file: cut, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e))).toMatch(/truncated/);
   }, 60_000);
+});
+
+describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => {
+  const wire = (db: string, user = 'root') => () => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30);
+
+  it('loads the rows over protocol connections, each its own key range, and the schema through the client', async () => {
+    const file = join(work, 'src-wire.sql.zst');
+    await dumpTo('src', file);
+    await server.sql('CREATE DATABASE copy3');
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy3'), connections: 2, openRows: wire('copy3'), splitBytes: 64 << 10 });
+    expect(result.rowsVia).toBe('protocol');
+    expect(result.protocolRefused).toBeUndefined();
+    expect(await mysqlChecksums(server, 'copy3')).toEqual(await mysqlChecksums(server, 'src'));
+    expect((await server.sql("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='copy3'")).trim()).toBe('1');
+    expect((await server.sql('SELECT COUNT(*) FROM copy3.audit')).trim()).toBe((await server.sql('SELECT COUNT(*) FROM src.audit')).trim());
+  }, 120_000);
+
+  it('keeps bytes that are not UTF-8 (sent by the client as they are) and fails on a bad statement', async () => {
+    await server.sql('CREATE DATABASE copy4');
+    const plain = join(work, 'raw.sql');
+    await writeFile(plain, Buffer.concat([
+      Buffer.from("/*!40101 SET NAMES utf8mb4 */;\nCREATE TABLE b (id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)) DEFAULT CHARSET=utf8mb4;\nINSERT INTO `b` VALUES\n(1,_binary '"),
+      Buffer.from([0xff, 0xfe, 0x80]),
+      Buffer.from("','caf\u00e9 \u{1F600}');\nINSERT INTO `b` VALUES\n(2,'ok','plain');\n"),
+    ]));
+    const result = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy4'), connections: 2, openRows: wire('copy4') });
+    expect(result.rowsVia).toBe('protocol');
+    expect((await server.sql('SELECT id, HEX(v), HEX(t) FROM copy4.b ORDER BY id')).trim()).toBe(`1\tFFFE80\t${Buffer.from('caf\u00e9 \u{1F600}').toString('hex').toUpperCase()}\n2\t${Buffer.from('ok').toString('hex').toUpperCase()}\t${Buffer.from('plain').toString('hex').toUpperCase()}`);
+    // The same key twice over the protocol: the server's error, not a smaller table.
+    await server.sql('CREATE DATABASE copy5');
+    const dup = join(work, 'dup-wire.sql');
+    await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    expect(String(await loadSqlDumpParallel({ file: dup, compression: 'none', client: client('copy5'), connections: 2, openRows: wire('copy5') }).catch((e: unknown) => e))).toMatch(/ERROR 1062 \(23000\): Duplicate entry '2'/);
+  }, 60_000);
+
+  it('falls back to client processes, saying why, when the protocol cannot connect', async () => {
+    await server.sql('CREATE DATABASE copy6');
+    const plain = join(work, 'small.sql');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\n');
+    const result = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy6'), connections: 2, openRows: wire('copy6', 'no_such_user') });
+    expect(result.rowsVia).toBe('client');
+    expect(result.protocolRefused).toMatch(/cannot connect to .* as no_such_user: ERROR 1045/);
+    expect((await server.sql('SELECT GROUP_CONCAT(id ORDER BY id) FROM copy6.t')).trim()).toBe('1,2');
+  }, 60_000);
+
+  it("reads the client's credentials with my_print_defaults, and declines what it cannot carry over", async () => {
+    const printDefaults = whichSystem('my_print_defaults');
+    expect(printDefaults).toBeDefined();
+    const included = join(work, 'root.my.cnf');
+    await writeFile(included, '[client]\nuser=admin\npassword="se cr#et"\n', { mode: 0o600 });
+    const option = join(work, 'client.cnf');
+    await writeFile(option, `[client]\nuser=root\n!include ${included}\n[client]\nsocket=${server.socket}\n`, { mode: 0o600 });
+    expect(await resolveWireTarget(printDefaults, option)).toEqual({ target: { socketPath: server.socket, user: 'admin', password: 'se cr#et' } });
+    const tls = join(work, 'tls.cnf');
+    await writeFile(tls, `[client]\nuser=root\nsocket=${server.socket}\nssl-ca=/etc/ca.pem\n`, { mode: 0o600 });
+    expect(await resolveWireTarget(printDefaults, tls)).toEqual({ unsupported: 'the option files set ssl-ca' });
+    expect(await resolveWireTarget(undefined, option)).toEqual({ unsupported: 'my_print_defaults is not installed' });
+    expect(wireTargetOf(new Map([['user', 'root'], ['host', 'localhost']]))).toEqual({ unsupported: 'the option files name no socket' });
+    expect(wireTargetOf(new Map([['user', 'root'], ['host', 'db.example'], ['port', '3307']]))).toEqual({ target: { host: 'db.example', port: 3307, user: 'root', password: undefined } });
+  });
 });
 
 describe('streaming verification (pipeToFile tap)', () => {

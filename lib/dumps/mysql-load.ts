@@ -2,6 +2,7 @@ import { CommandError } from '../errors.js';
 import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
 import { describe, type Command } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
+import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
 import type { Compression } from '../model/kind.js';
 
 export interface ParallelLoadInput {
@@ -12,205 +13,264 @@ export interface ParallelLoadInput {
   readonly client: Command;
   /** Connections loading at once (2 ≈ myloader -t 2). */
   readonly connections: number;
+  /**
+   * Opens one connection for rows (mysql-wire.ts: the protocol, no client parsing every byte);
+   * without it, or when it fails to open, every connection is a client process.
+   */
+  readonly openRows?: () => Promise<RowSink>;
   readonly signal?: AbortSignal;
   readonly secrets?: readonly string[];
-  /** Bytes of INSERTs per connection before the next one takes over (default 8 MiB; tests use less). */
-  readonly batchBytes?: number;
+  /** Tables with fewer bytes of rows load on one connection (default 4 MiB; tests use less). */
+  readonly splitBytes?: number;
 }
 
 export interface ParallelLoadResult {
   readonly bytes: number;
   /** Data statements (extended INSERTs) spread over the connections. */
   readonly inserts: number;
+  /** 'protocol' when the rows went over protocol connections, 'client' over client processes. */
+  readonly rowsVia: 'protocol' | 'client';
+  /** Why the protocol connections were not used when offered (the client loaded the rows). */
+  readonly protocolRefused?: string;
 }
 
-const INSERT = Buffer.from('INSERT INTO `');
-/** Bytes of INSERT statements sent to one connection before moving on (a key range of its own). */
-const BATCH = 8 << 20;
+/** Where one connection's rows go: a client process (ClientSink) or a protocol connection. */
+export interface RowSink {
+  /** Takes runs of statements as they are (a client), or one statement at a time. */
+  readonly whole?: boolean;
+  /** Statements it can carry as they are (a protocol connection: valid UTF-8 only). */
+  takes(statement: Buffer): boolean;
+  send(statement: Buffer): Promise<void>;
+  /** Resolves once the server has executed everything sent so far; throws its first failure. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+  destroy(): void;
+}
+
+const SPLIT = 4 << 20;
+const STATEMENT_END = Buffer.from(');\n');
+
 /**
  * Load one consistent mariadb-dump file over several connections, as myloader does with its
- * per-chunk files. mariadb-dump writes every extended INSERT on one line (newlines inside values
- * are escaped), so the stream splits into statements at line ends without parsing SQL:
+ * per-chunk files. A first pass maps the file (mysql-dump-index.ts); then
  *
- * - the header (session settings: character set, UNIQUE_CHECKS=0, FOREIGN_KEY_CHECKS=0,
- *   sql_mode, time zone) goes to every connection;
- * - a table's INSERT lines are spread over all connections;
- * - everything else (DDL, DELIMITER blocks with triggers and routines, the trailer) goes, in
- *   order, to the first connection, after a barrier: every connection has executed what it was
- *   sent (a `SELECT 'marker'` echoed back on its stdout). So a table exists before its rows
- *   arrive, and ENABLE KEYS, triggers and views run after all of them.
- * - LOCK TABLES / UNLOCK TABLES are left out: they only speed up a one-connection load, and a
- *   WRITE lock on one connection would block the others.
+ * - the header (session settings) runs on every connection;
+ * - the schema, triggers, routines, views and the trailer run in order on one client, the
+ *   coordinator, and a table's rows only after its CREATE has run (a barrier: the client echoes
+ *   a marker back), the next DDL only after every row of the table before it;
+ * - a table's rows are cut into one contiguous key range per connection, each read from that
+ *   connection's own pass over the file (decompressing is cheap next to loading). Statement by
+ *   statement or in 8 MiB turns, the connections filled neighbouring pages of the same indexes
+ *   and the server spent ~15 % more CPU than on far-apart ranges (measured, bench:dumps).
  *
- * The first failing statement stops its client (no --force): the load fails with its error.
+ * The first failing statement stops the load (no --force): it fails with its error.
  */
 export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<ParallelLoadResult> {
   const n = Math.max(1, input.connections);
   const children: StartedChild[] = [];
-  // Each child's process group is killed when input.signal aborts (lib/run/child.ts).
-  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore'): StartedChild => {
+  const sinks: RowSink[] = [];
+  const readers: RangeReader[] = [];
+  let finishing = false;
+  const failures: Promise<never>[] = [];
+  // Each child's process group is killed when input.signal aborts (lib/run/child.ts). Any
+  // process ending badly (an SQL error, a corrupt file), or a client ending before the load
+  // did, must not leave us waiting on a barrier: `guard` races every wait against that.
+  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore', doing: string, mayEnd: () => boolean): StartedChild => {
     const child = startChild(c, { stdin, signal: input.signal, secrets: input.secrets });
     children.push(child);
+    const failed = new Promise<never>((_, reject) => void child.ended.then((r) => {
+      if (r.exitCode !== 0 || !mayEnd()) reject(child.failure(r, doing, r.exitCode === 0 && !r.signal ? 'ended before the load did' : undefined));
+    }));
+    failed.catch(() => undefined);
+    failures.push(failed);
     return child;
   };
-  const exits = (): Promise<ChildEnd>[] => children.map((c) => c.ended);
+  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ...failures]);
+  const doing = `loading ${input.file}`;
+  const shown = describe(input.client, input.secrets);
+  // A decompressor may end whenever its exit is clean: a reader that got short bytes says so.
+  const decompress = (): StartedChild => spawnOne(decompressorCommand(input.compression, input.file), 'ignore', `decompressing ${input.file}`, () => true);
+  const client = batchClient(input.client);
+  const openClient = (): ClientSink => new ClientSink(spawnOne(client, 'pipe', doing, () => finishing));
+  const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
 
   try {
-    const source = spawnOne(decompressorCommand(input.compression, input.file), 'ignore');
-    // Batch mode: barrier markers come back one per line, without a table around them, and at
-    // once (--unbuffered: into a pipe the client holds its output until it exits; the barrier
-    // hung). After the option-file options, which the client accepts only first.
-    const args = [...input.client.args];
-    const first = args.findIndex((a) => !/^--(no-defaults|defaults-file|defaults-extra-file|defaults-group-suffix)/.test(a));
-    args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered');
-    const client: Command = { ...input.client, args };
-    // A connection may hold two batches queued in Node before we wait for it: meanwhile the
-    // others keep working.
-    const workers = Array.from({ length: n }, () => new Worker(spawnOne(client, 'pipe'), 2 * (input.batchBytes ?? BATCH)));
-    // Any process ending early (an SQL error, a corrupt file) must not leave us waiting on a barrier.
-    let finishing = false;
-    const failure = new Promise<never>((_, reject) => {
-      exits().forEach((e, i) => void e.then((r) => {
-        if (r.exitCode !== 0 || (i > 0 && !finishing)) reject(stageError(i, r));
-      }));
+    const scan = decompress();
+    const index = await guard(indexSqlDump(scan.stdout! as AsyncIterable<Buffer>)).catch((err: unknown) => {
+      throw truncated(err);
     });
-    failure.catch(() => undefined);
-    const stageError = (i: number, r: ChildEnd): Error =>
-      children[i]!.failure(r, `${i === 0 ? 'decompressing' : 'loading'} ${input.file}`, r.exitCode === 0 && !r.signal ? 'ended before the load did' : undefined);
-    const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failure]);
+    await guard(scan.ended);
 
-    let bytes = 0;
-    let inserts = 0;
-    let prelude = true;
-    let parallel = false;
-    let delimiter = ';';
-    let inStatement = false; // a multi-line DDL statement (CREATE TABLE, a trigger body) is open
-    const all = async (): Promise<void> => void (await guard(Promise.all(workers.map((w) => w.barrier()))));
-    const toAll = async (parts: Buffer[]): Promise<void> => {
-      for (const w of workers) await guard(w.write(parts));
-    };
-    // INSERT statements go to one connection in runs of BATCH bytes, then to the least busy one:
-    // each connection fills its own key range of a table, like myloader's -r chunks. Spread
-    // statement by statement, both appended to the same last pages and the load got slower
-    // than one connection (measured, bench:dumps).
-    const BATCH_BYTES = input.batchBytes ?? BATCH;
-    let current = workers[0]!;
-    let batch = 0;
-    const dispatch = async (parts: Buffer[]): Promise<void> => {
-      if (!parallel) {
-        // The table's CREATE must have run before another connection inserts into it.
-        await guard(workers[0]!.barrier());
-        parallel = true;
-      }
-      inserts++;
-      if (batch >= BATCH_BYTES) {
-        let best = workers[(workers.indexOf(current) + 1) % n]!;
-        for (const c of workers) if (c.queued < best.queued) best = c;
-        current = best;
-        batch = 0;
-      }
-      for (const p of parts) batch += p.length;
-      await guard(current.write(parts));
-    };
-    // Every line outside INSERT statements: the header to all, the rest in order to the first.
-    const onLine = async (line: Buffer): Promise<'insert' | void> => {
-      const text = line.subarray(0, 256).toString('utf8');
-      if (prelude) {
-        if (text === '\n' || text.startsWith('--') || text.startsWith('/*!') || text.startsWith('/*M!')) return toAll([line]);
-        prelude = false;
-      }
-      if (!inStatement && delimiter === ';' && line.subarray(0, INSERT.length).equals(INSERT)) return 'insert';
-      if (!inStatement && /^(LOCK TABLES `.*` WRITE|UNLOCK TABLES);\n?$/.test(text)) return;
-      if (parallel) {
-        await all();
-        parallel = false;
-      }
-      const d = /^DELIMITER (\S+)/.exec(text);
-      if (d) delimiter = d[1]!;
-      else if (text.trim() !== '' && !(text.startsWith('--') && !inStatement)) inStatement = !line.toString('utf8').trimEnd().endsWith(delimiter);
-      await guard(workers[0]!.write([line]));
-    };
+    const header = Buffer.concat(index.header);
+    const coordinator = openClient();
+    await guard(coordinator.send(header));
 
-    // mariadb-dump writes one row per line ("INSERT INTO `t` VALUES\n(…),\n(…);\n", values
-    // escape their newlines), so an INSERT ends at the first ");\n": found with indexOf, no
-    // per-line work inside the ~1 MB statements.
-    let inInsert = false;
-    let parts: Buffer[] = [];
-    let carry: Buffer = Buffer.alloc(0); // the statement's last 2 bytes, for an end split across chunks
-    const END = Buffer.from(');\n');
-    for await (const chunk of source.stdout! as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      let pos = 0;
-      while (pos < chunk.length) {
-        if (inInsert) {
-          let end = -1;
-          if (pos === 0 && carry.length) {
-            const joint = Buffer.concat([carry, chunk.subarray(0, 2)]);
-            const at = joint.indexOf(END);
-            if (at !== -1) end = at + 3 - carry.length;
-          }
-          if (end === -1) {
-            const at = chunk.indexOf(END, pos);
-            if (at !== -1) end = at + 3;
-          }
-          if (end === -1) {
-            parts.push(chunk.subarray(pos));
-            carry = chunk.length - pos >= 2 ? chunk.subarray(-2) : Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2);
-            break;
-          }
-          parts.push(chunk.subarray(pos, end));
-          pos = end;
-          inInsert = false;
-          const statement = parts;
-          parts = [];
-          await dispatch(statement);
-          continue;
-        }
-        const nl = chunk.indexOf(10, pos);
-        if (nl === -1) {
-          parts.push(chunk.subarray(pos));
-          break;
-        }
-        const line = parts.length ? Buffer.concat([...parts, chunk.subarray(pos, nl + 1)]) : chunk.subarray(pos, nl + 1);
-        parts = [];
-        pos = nl + 1;
-        if ((await onLine(line)) === 'insert') {
-          if (line.subarray(-3).equals(END) || line.subarray(-2).equals(Buffer.from(';\n'))) await dispatch([line]);
-          else {
-            inInsert = true;
-            parts = [line];
-            carry = line.subarray(-2);
-          }
-        }
+    let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
+    let protocolRefused: string | undefined;
+    const rowSegments = index.segments.some((s) => s.kind === 'rows');
+    if (rowSegments && input.openRows) {
+      try {
+        for (let i = 0; i < n; i++) sinks.push(await input.openRows());
+        for (const s of sinks) for (const line of index.header) if (isSessionSetting(line)) await s.send(line);
+        rowsVia = 'protocol';
+      } catch (err) {
+        // The client may still connect where the protocol could not (an auth plugin it lacks).
+        protocolRefused = err instanceof Error ? err.message : String(err);
+        for (const s of sinks.splice(0)) s.destroy();
       }
     }
-    if (inInsert) throw new CommandError({ message: `loading ${input.file}: the file ends inside an INSERT statement (truncated)`, command: describe(client, input.secrets) });
-    if (parts.length) await onLine(Buffer.concat(parts));
-    await guard(children[0]!.ended);
+    if (rowSegments && rowsVia === 'client') {
+      for (let i = 0; i < n; i++) {
+        const sink = openClient();
+        await guard(sink.send(header));
+        sinks.push(sink);
+      }
+    }
+    readers.push(...sinks.map(() => new RangeReader(decompress().stdout! as AsyncIterable<Buffer>)));
+
+    let coordinatorBusy = true;
+    for (const seg of index.segments) {
+      if (seg.kind === 'sql') {
+        await guard(coordinator.send(seg.text));
+        coordinatorBusy = true;
+        continue;
+      }
+      // The table's CREATE must have run before another connection inserts into it.
+      if (coordinatorBusy) await guard(coordinator.drain());
+      coordinatorBusy = false;
+      const ranges = splitRanges(seg, n, input.splitBytes ?? SPLIT);
+      await guard(Promise.all(ranges.map(async (range, j) => {
+        const sink = sinks[j]!;
+        for (const [start, end] of range) {
+          const run = await readers[j]!.read(start, end).catch((err: unknown) => {
+            throw truncated(err);
+          });
+          for (const statement of sink.whole ? [run] : statementsOf(run)) {
+            if (sink.takes(statement)) await sink.send(statement);
+            else {
+              // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
+              await coordinator.send(statement);
+              coordinatorBusy = true;
+            }
+          }
+        }
+        await sink.drain();
+      })));
+    }
     // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.
-    if (delimiter !== ';') await guard(workers[0]!.write([Buffer.from('\nDELIMITER ;\n')]));
-    await all();
+    if (index.finalDelimiter !== ';') await guard(coordinator.send(Buffer.from('\nDELIMITER ;\n')));
+    await guard(coordinator.drain());
     finishing = true;
-    for (const w of workers) w.end();
-    await guard(Promise.all(exits()));
-    return { bytes, inserts };
+    await guard(Promise.all(sinks.map((s) => s.close())));
+    await guard(coordinator.close());
+    return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused };
   } finally {
+    for (const s of sinks) s.destroy();
+    // Readers whose last range ended before the file did are still running: stopped here, their
+    // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
     children.forEach((c) => c.stop(1000));
+    for (const r of readers) r.close();
     // Not before every client is gone: a failed restore drops the database and loads the safety
     // dump back next, and a connection still sending INSERTs would write into that.
-    await Promise.all(exits());
+    await Promise.all(children.map((c) => c.ended));
   }
 }
 
-/** One client connection: writes with backpressure, and barriers echoed back on its stdout. */
-class Worker {
+/** The INSERT statements of a run of whole ones: each ends at a ");\n" (values escape newlines). */
+function statementsOf(run: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let from = 0;
+  while (from < run.length) {
+    const at = run.indexOf(STATEMENT_END, from);
+    const to = at === -1 ? run.length : at + STATEMENT_END.length;
+    out.push(run.subarray(from, to));
+    from = to;
+  }
+  return out;
+}
+
+/**
+ * Batch mode: barrier markers come back one per line, without a table around them, and at once
+ * (--unbuffered: into a pipe the client holds its output until it exits; the barrier hung).
+ * After the option-file options, which the client accepts only first.
+ */
+function batchClient(c: Command): Command {
+  const args = [...c.args];
+  const first = args.findIndex((a) => !/^--(no-defaults|defaults-file|defaults-extra-file|defaults-group-suffix)/.test(a));
+  args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered');
+  return { ...c, args };
+}
+
+/** A header line a protocol connection runs too: `/*!40101 SET NAMES utf8mb4 *\/;` and the like. */
+function isSessionSetting(line: Buffer): boolean {
+  return /^\/\*M?!\d+\s+SET\s[^\n]*\*\/;\s*$/i.test(line.toString('utf8'));
+}
+
+/**
+ * One contiguous run of blocks per connection, cut where the bytes before reach j/n of the
+ * table; a small table stays whole, on the first connection.
+ */
+export function splitRanges(seg: RowsSegment, n: number, splitBytes: number): (readonly (readonly [number, number])[])[] {
+  if (n === 1 || seg.bytes < splitBytes || seg.blocks.length < 2) return [seg.blocks];
+  const ranges: (readonly [number, number])[][] = Array.from({ length: n }, () => []);
+  let before = 0;
+  for (const st of seg.blocks) {
+    const j = Math.min(n - 1, Math.floor((before * n) / seg.bytes));
+    ranges[j]!.push(st);
+    before += st[1] - st[0];
+  }
+  return ranges;
+}
+
+/** Bytes [start, end) of one pass over the stream, asked for in increasing order. */
+class RangeReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private next: Promise<IteratorResult<Buffer>>;
+  private chunk: Buffer = Buffer.alloc(0);
+  private chunkStart = 0;
+
+  constructor(stream: AsyncIterable<Buffer>) {
+    this.it = stream[Symbol.asyncIterator]();
+    // Reading starts now: a child's stdout nobody reads when it exits is drained and lost (Node's
+    // flushStdio), and a reader may wait for its first range until other tables have loaded.
+    // The pipe still pushes back: the iterator holds one chunk.
+    this.next = this.it.next();
+  }
+
+  close(): void {
+    void this.it.return?.().catch(() => undefined);
+  }
+
+  async read(start: number, end: number): Promise<Buffer> {
+    const out: Buffer[] = [];
+    let at = start;
+    while (at < end) {
+      const chunkEnd = this.chunkStart + this.chunk.length;
+      if (at >= chunkEnd) {
+        const next = await this.next;
+        if (!next.done) this.next = this.it.next();
+        if (next.done) throw new TruncatedDumpError(`the file ended at byte ${chunkEnd}, before byte ${end} of the first pass`);
+        this.chunkStart = chunkEnd;
+        this.chunk = next.value;
+        continue;
+      }
+      if (at < this.chunkStart) throw new Error(`range reader: byte ${at} was asked for after ${this.chunkStart}`);
+      const to = Math.min(this.chunk.length, end - this.chunkStart);
+      out.push(this.chunk.subarray(at - this.chunkStart, to));
+      at = this.chunkStart + to;
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+}
+
+/** One client process: writes with backpressure, and barriers echoed back on its stdout. */
+class ClientSink implements RowSink {
+  readonly whole = true;
   private seq = 0;
   private readonly waiting = new Map<string, () => void>();
+  private readonly maxQueued = 16 << 20;
 
-  constructor(
-    private readonly child: StartedChild,
-    private readonly maxQueued: number,
-  ) {
+  constructor(private readonly child: StartedChild) {
     child.stdin!.on('error', () => undefined); // its exit status says why
     let rest = '';
     child.stdout!.setEncoding('utf8');
@@ -227,28 +287,30 @@ class Worker {
     });
   }
 
-  /** Bytes written but not yet taken by the client. */
-  get queued(): number {
-    return this.child.stdin!.writableLength;
+  takes(): boolean {
+    return true;
   }
 
   /** Queues up to maxQueued bytes without waiting, so one busy connection does not stall the others. */
-  async write(parts: readonly Buffer[]): Promise<void> {
-    for (const p of parts) {
-      this.child.stdin!.write(p);
-    }
+  async send(statement: Buffer): Promise<void> {
+    this.child.stdin!.write(statement);
     while (this.child.stdin!.writableLength > this.maxQueued && !this.child.stdin!.destroyed) await new Promise<void>((r) => this.child.stdin!.once('drain', () => r()));
   }
 
   /** Resolves once the server has executed everything written so far on this connection. */
-  async barrier(): Promise<void> {
+  async drain(): Promise<void> {
     const marker = `asb-barrier-${process.pid}-${++this.seq}`;
     const seen = new Promise<void>((r) => this.waiting.set(marker, r));
-    await this.write([Buffer.from(`SELECT '${marker}';\n`)]);
+    await this.send(Buffer.from(`SELECT '${marker}';\n`));
     await seen;
   }
 
-  end(): void {
+  async close(): Promise<void> {
     this.child.stdin!.end();
+    await this.child.ended;
+  }
+
+  destroy(): void {
+    this.child.stop(1000);
   }
 }

@@ -1,13 +1,14 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import { utf8Literal } from './mysql-literal.js';
 import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
-import { whichSystem } from '../run/which.js';
+import { isExecutable, whichSystem } from '../run/which.js';
 import { decompressorCommand } from './compress.js';
 import { loadSqlDumpParallel } from './mysql-load.js';
+import { resolveWireTarget, WireSink } from './mysql-wire.js';
 import type { MysqlSession } from './mysql.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 
@@ -75,7 +76,13 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       // A big dump loads at myloader's speed only over several connections (a 1 GB database:
       // 0.81x myloader -t 2 with 2 connections, 1.4x with one stream; bench:dumps).
       if (options.connections > 1) {
-        await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: options.connections, signal, secrets: s.secrets });
+        // The rows over protocol connections where they can connect as the client does.
+        const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
+        const doing = `loading ${dump.path}`;
+        const openRows = 'target' in wire ? () => WireSink.open(wire.target, database, doing, packetBytes(s.cfg.max_allowed_packet)) : undefined;
+        const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: options.connections, openRows, signal, secrets: s.secrets });
+        const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
+        if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
         return;
       }
       const scratch = await mkdtemp(join(tmpdir(), 'asb-myload-'));
@@ -86,6 +93,19 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       }
     },
   };
+}
+
+/** "1G", "512M", "65536" → bytes (validated when the session opened). */
+export function packetBytes(size: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(size);
+  const unit = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return m ? Number(m[1]) * unit : 1 << 30;
+}
+
+/** A tool installed beside the client (a MariaDB under /opt or /usr/local). */
+function sibling(client: string, name: string): string | undefined {
+  const file = join(dirname(client), name);
+  return isExecutable(file) ? file : undefined;
 }
 
 export function ident(name: string): string {

@@ -53,6 +53,7 @@ export interface MysqlSession extends DatabaseSession {
   readonly client: string;
   readonly secrets: readonly string[];
   readonly cfg: MysqlConfig;
+  readonly log: Logger;
   /** Rows of tab-separated batch output; HEX() every free-text column. */
   query(sql: string, signal?: AbortSignal): Promise<string[][]>;
   /** Users and grants via SHOW CREATE USER / SHOW GRANTS (MySQL servers; callable on MariaDB for tests). */
@@ -120,7 +121,7 @@ class Session implements MysqlSession {
 
   constructor(
     readonly cfg: MysqlConfig,
-    private readonly log: Logger,
+    readonly log: Logger,
     readonly client: string,
     private readonly dumper: string,
     private readonly dir: string,

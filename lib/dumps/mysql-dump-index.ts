@@ -1,0 +1,171 @@
+/**
+ * A map of one mariadb-dump file (one database, no --databases), read once as it streams by,
+ * for the parallel loader (mysql-load.ts). mariadb-dump writes every extended INSERT one row per
+ * line ("INSERT INTO `t` VALUES\n(…),\n(…);\n"; values escape their newlines), so the stream
+ * splits into statements at line ends without parsing SQL, and an INSERT ends at the first ");\n".
+ *
+ * - the header: the session settings at the top (character set, UNIQUE_CHECKS=0,
+ *   FOREIGN_KEY_CHECKS=0, sql_mode, time zone), which every connection runs;
+ * - `sql` segments: everything else but the rows (DDL, DELIMITER blocks with triggers and
+ *   routines, the trailer), kept in memory (a dump's schema is small next to its rows) and run in
+ *   order on one connection; LOCK TABLES / UNLOCK TABLES are left out: they only speed up a
+ *   one-connection load, and a WRITE lock on one connection would block the others;
+ * - `rows` segments: where each INSERT statement of a table starts and ends (byte offsets of the
+ *   uncompressed stream), so the loader can hand each connection a contiguous key range of its
+ *   own, read from its own pass over the file, as myloader does with its per-chunk files.
+ */
+export interface SqlSegment {
+  readonly kind: 'sql';
+  readonly text: Buffer;
+}
+
+export interface RowsSegment {
+  readonly kind: 'rows';
+  readonly table: string;
+  /**
+   * [start, end) offsets of runs of whole INSERT statements, in order, each ≥ 64 KiB (or ending
+   * in a statement that does not end with ");\n"): a table of 10 million one-row INSERTs is not
+   * 10 million entries in memory. A run splits into statements at its ");\n"s.
+   */
+  readonly blocks: readonly (readonly [number, number])[];
+  readonly bytes: number;
+  readonly statements: number;
+}
+
+export type DumpSegment = SqlSegment | RowsSegment;
+
+export interface DumpIndex {
+  /** The header's lines, one statement or comment each. */
+  readonly header: readonly Buffer[];
+  readonly segments: readonly DumpSegment[];
+  readonly bytes: number;
+  readonly inserts: number;
+  /** The DELIMITER at the end: not ';' when the file was cut inside a DELIMITER block. */
+  readonly finalDelimiter: string;
+}
+
+export class TruncatedDumpError extends Error {}
+
+const INSERT = Buffer.from('INSERT INTO `');
+const END = Buffer.from(');\n');
+const SEMI_END = Buffer.from(';\n');
+const BLOCK = 64 << 10;
+
+export async function indexSqlDump(source: AsyncIterable<Buffer>): Promise<DumpIndex> {
+  const header: Buffer[] = [];
+  const segments: DumpSegment[] = [];
+  let sql: Buffer[] = [];
+  let rows: { table: string; blocks: [number, number][]; bytes: number; statements: number; open: boolean } | undefined;
+  let inserts = 0;
+  let prelude = true;
+  let delimiter = ';';
+  let inStatement = false; // a multi-line DDL statement (CREATE TABLE, a trigger body) is open
+
+  const closeRows = (): void => {
+    if (rows) segments.push({ kind: 'rows', table: rows.table, blocks: rows.blocks, bytes: rows.bytes, statements: rows.statements });
+    rows = undefined;
+  };
+  const closeSql = (): void => {
+    if (sql.length) segments.push({ kind: 'sql', text: Buffer.concat(sql) });
+    sql = [];
+  };
+  const addInsert = (line: Buffer, start: number, end: number, tail: Buffer): void => {
+    const table = tableOf(line);
+    if (!rows || rows.table !== table) {
+      closeSql();
+      closeRows();
+      rows = { table, blocks: [], bytes: 0, statements: 0, open: false };
+    }
+    const run = rows.blocks.at(-1);
+    if (run && rows.open && run[1] === start && run[1] - run[0] < BLOCK) run[1] = end;
+    else rows.blocks.push([start, end]);
+    // A run is cut at ");\n"s later: one that ends otherwise closes its run.
+    rows.open = tail.equals(END);
+    rows.bytes += end - start;
+    rows.statements++;
+    inserts++;
+  };
+  // Every line outside INSERT statements; true when the line starts an INSERT.
+  const onLine = (line: Buffer): boolean => {
+    const text = line.subarray(0, 256).toString('utf8');
+    if (prelude) {
+      if (text === '\n' || text.startsWith('--') || text.startsWith('/*!') || text.startsWith('/*M!')) {
+        header.push(line);
+        return false;
+      }
+      prelude = false;
+    }
+    if (!inStatement && delimiter === ';' && line.subarray(0, INSERT.length).equals(INSERT)) return true;
+    if (!inStatement && /^(LOCK TABLES `.*` WRITE|UNLOCK TABLES);\n?$/.test(text)) return false;
+    if (rows) closeRows();
+    const d = /^DELIMITER (\S+)/.exec(text);
+    if (d) delimiter = d[1]!;
+    else if (text.trim() !== '' && !(text.startsWith('--') && !inStatement)) inStatement = !line.toString('utf8').trimEnd().endsWith(delimiter);
+    sql.push(line);
+    return false;
+  };
+
+  let base = 0; // offset of the current chunk in the stream
+  let inInsert = false;
+  let insertStart = 0;
+  let firstLine: Buffer = Buffer.alloc(0); // the INSERT's first line, for its table name
+  let parts: Buffer[] = []; // a line split across chunks
+  let partsStart = 0;
+  let carry: Buffer = Buffer.alloc(0); // the statement's last 2 bytes, for an end split across chunks
+  for await (const chunk of source) {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (inInsert) {
+        let end = -1;
+        if (pos === 0 && carry.length) {
+          const joint = Buffer.concat([carry, chunk.subarray(0, 2)]);
+          const at = joint.indexOf(END);
+          if (at !== -1) end = at + 3 - carry.length;
+        }
+        if (end === -1) {
+          const at = chunk.indexOf(END, pos);
+          if (at !== -1) end = at + 3;
+        }
+        if (end === -1) {
+          carry = chunk.length - pos >= 2 ? chunk.subarray(-2) : Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2);
+          break;
+        }
+        addInsert(firstLine, insertStart, base + end, END);
+        pos = end;
+        inInsert = false;
+        continue;
+      }
+      const nl = chunk.indexOf(10, pos);
+      if (nl === -1) {
+        if (!parts.length) partsStart = base + pos;
+        parts.push(Buffer.from(chunk.subarray(pos))); // a copy: the chunk is not ours to keep
+        break;
+      }
+      const lineStart = parts.length ? partsStart : base + pos;
+      const line = parts.length ? Buffer.concat([...parts, chunk.subarray(pos, nl + 1)]) : Buffer.from(chunk.subarray(pos, nl + 1));
+      parts = [];
+      pos = nl + 1;
+      if (onLine(line)) {
+        if (line.subarray(-3).equals(END) || line.subarray(-2).equals(SEMI_END)) addInsert(line, lineStart, lineStart + line.length, line.subarray(-3));
+        else {
+          inInsert = true;
+          insertStart = lineStart;
+          firstLine = line.subarray(0, 512);
+          carry = line.subarray(-2);
+        }
+      }
+    }
+    base += chunk.length;
+  }
+  if (inInsert) throw new TruncatedDumpError('the file ends inside an INSERT statement (truncated)');
+  if (parts.length) onLine(Buffer.concat(parts));
+  closeRows();
+  closeSql();
+  return { header, segments, bytes: base, inserts, finalDelimiter: delimiter };
+}
+
+/** `t` of "INSERT INTO `t` VALUES" (a backtick inside the name is doubled). */
+function tableOf(line: Buffer): string {
+  const m = /^INSERT INTO `((?:[^`]|``)*)`/.exec(line.subarray(0, 512).toString('utf8'));
+  return m ? m[1]!.replace(/``/g, '`') : '';
+}
