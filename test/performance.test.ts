@@ -15,7 +15,9 @@ import type { LoadedConfig } from '../lib/config/load.js';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
-import { loadSqlDumpParallel } from '../lib/dumps/mysql-load.js';
+import { binarySafeTables, headerNames } from '../lib/dumps/mysql-dump-charsets.js';
+import { indexSqlDump } from '../lib/dumps/mysql-dump-index.js';
+import { loadSqlDumpParallel, type RowCharset } from '../lib/dumps/mysql-load.js';
 import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/dumps/mysql-wire.js';
 import { whichSystem } from '../lib/run/which.js';
 import { planAndDump } from '../lib/job/dump-step.js';
@@ -111,7 +113,7 @@ describe('loadSqlDumpParallel', () => {
 });
 
 describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => {
-  const wire = (db: string, user = 'root') => () => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30);
+  const wire = (db: string, user = 'root') => (charset: RowCharset) => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30, charset);
 
   it('loads the rows over protocol connections, each its own key range, and the schema through the client', async () => {
     const file = join(work, 'src-wire.sql.zst');
@@ -120,28 +122,80 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('copy3'), connections: 2, openRows: wire('copy3'), splitBytes: 64 << 10 });
     expect(result.rowsVia).toBe('protocol');
     expect(result.protocolRefused).toBeUndefined();
+    // posts, stats (the server's utf8mb4 default): as binary; audit has no rows.
+    expect(result.binaryTables).toBe(2);
     expect(await mysqlChecksums(server, 'copy3')).toEqual(await mysqlChecksums(server, 'src'));
     expect((await server.sql("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='copy3'")).trim()).toBe('1');
     expect((await server.sql('SELECT COUNT(*) FROM copy3.audit')).trim()).toBe((await server.sql('SELECT COUNT(*) FROM src.audit')).trim());
   }, 120_000);
 
-  it('keeps bytes that are not UTF-8 (sent by the client as they are) and fails on a bad statement', async () => {
+  it('keeps bytes that are not UTF-8 (a binary connection, or the client, sends them as they are) and fails on a bad statement', async () => {
     await server.sql('CREATE DATABASE copy4');
     const plain = join(work, 'raw.sql');
-    await writeFile(plain, Buffer.concat([
-      Buffer.from("/*!40101 SET NAMES utf8mb4 */;\nCREATE TABLE b (id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)) DEFAULT CHARSET=utf8mb4;\nINSERT INTO `b` VALUES\n(1,_binary '"),
+    const raw = (table: string, charset: string) => [
+      Buffer.from(`CREATE TABLE \`${table}\` (\n  id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)\n) DEFAULT CHARSET=${charset};\nINSERT INTO \`${table}\` VALUES\n(1,_binary '`),
       Buffer.from([0xff, 0xfe, 0x80]),
-      Buffer.from("','caf\u00e9 \u{1F600}');\nINSERT INTO `b` VALUES\n(2,'ok','plain');\n"),
-    ]));
+      Buffer.from(`','caf\u00e9');\nINSERT INTO \`${table}\` VALUES\n(2,'ok','plain');\n`),
+    ];
+    // b loads over a binary connection; l (latin1 text) over a UTF-8 one, which cannot carry
+    // the raw bytes: that statement goes through the client.
+    await writeFile(plain, Buffer.concat([Buffer.from('/*!40101 SET NAMES utf8mb4 */;\n'), ...raw('b', 'utf8mb4'), ...raw('l', 'latin1')]));
     const result = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy4'), connections: 2, openRows: wire('copy4') });
     expect(result.rowsVia).toBe('protocol');
-    expect((await server.sql('SELECT id, HEX(v), HEX(t) FROM copy4.b ORDER BY id')).trim()).toBe(`1\tFFFE80\t${Buffer.from('caf\u00e9 \u{1F600}').toString('hex').toUpperCase()}\n2\t${Buffer.from('ok').toString('hex').toUpperCase()}\t${Buffer.from('plain').toString('hex').toUpperCase()}`);
+    expect(result.binaryTables).toBe(1);
+    const hex = (t: string, enc: BufferEncoding) => Buffer.from(t, enc).toString('hex').toUpperCase();
+    expect((await server.sql('SELECT id, HEX(v), HEX(t) FROM copy4.b ORDER BY id')).trim()).toBe(`1\tFFFE80\t${hex('caf\u00e9', 'utf8')}\n2\t${hex('ok', 'utf8')}\t${hex('plain', 'utf8')}`);
+    expect((await server.sql('SELECT id, HEX(v), HEX(t) FROM copy4.l ORDER BY id')).trim()).toBe(`1\tFFFE80\t${hex('caf\u00e9', 'latin1')}\n2\t${hex('ok', 'latin1')}\t${hex('plain', 'latin1')}`);
     // The same key twice over the protocol: the server's error, not a smaller table.
     await server.sql('CREATE DATABASE copy5');
     const dup = join(work, 'dup-wire.sql');
     await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
     expect(String(await loadSqlDumpParallel({ file: dup, compression: 'none', client: client('copy5'), connections: 2, openRows: wire('copy5') }).catch((e: unknown) => e))).toMatch(/ERROR 1062 \(23000\): Duplicate entry '2'/);
   }, 60_000);
+
+  it('loads UTF-8 tables as binary and a latin1 one as text: every byte as in the source', async () => {
+    const text = 'caf\u00e9 \u00fcber \u00bd';
+    await server.sql(`
+      CREATE DATABASE cs_src; USE cs_src;
+      CREATE TABLE u4 (id INT PRIMARY KEY, t TEXT, k VARCHAR(10) COLLATE utf8mb4_bin) DEFAULT CHARSET=utf8mb4;
+      INSERT INTO u4 SELECT seq, CONCAT('${text} \u{1F600} ', seq), 'k' FROM seq_1_to_3000;
+      CREATE TABLE u3 (id INT PRIMARY KEY, t VARCHAR(100)) DEFAULT CHARSET=utf8mb3;
+      INSERT INTO u3 SELECT seq, CONCAT('${text} ', seq) FROM seq_1_to_3000;
+      CREATE TABLE l1 (id INT PRIMARY KEY, t VARCHAR(100)) DEFAULT CHARSET=latin1;
+      INSERT INTO l1 SELECT seq, CONCAT('${text} ', seq) FROM seq_1_to_3000;
+      CREATE TABLE mixed (id INT PRIMARY KEY, a VARCHAR(100), b VARCHAR(100) CHARACTER SET latin1) DEFAULT CHARSET=utf8mb4;
+      INSERT INTO mixed SELECT seq, CONCAT('${text} ', seq), CONCAT('${text} ', seq) FROM seq_1_to_3000;
+    `);
+    const file = join(work, 'cs.sql.zst');
+    await dumpTo('cs_src', file);
+    await server.sql('CREATE DATABASE cs_copy');
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('cs_copy'), connections: 2, openRows: wire('cs_copy'), splitBytes: 16 << 10 });
+    expect(result.rowsVia).toBe('protocol');
+    expect(result.binaryTables).toBe(2); // u4, u3; l1 and mixed hold latin1 columns
+    const bytes = (db: string) => server.sql(`SELECT (SELECT MD5(GROUP_CONCAT(HEX(t), HEX(k) ORDER BY id)) FROM ${db}.u4), (SELECT MD5(GROUP_CONCAT(HEX(t) ORDER BY id)) FROM ${db}.u3), (SELECT MD5(GROUP_CONCAT(HEX(t) ORDER BY id)) FROM ${db}.l1), (SELECT MD5(GROUP_CONCAT(HEX(a), HEX(b) ORDER BY id)) FROM ${db}.mixed)`);
+    expect(await bytes('cs_copy')).toBe(await bytes('cs_src'));
+    // The latin1 text really is latin1 (0xE9), not UTF-8 stored as latin1 characters.
+    expect((await server.sql('SELECT HEX(t) FROM cs_copy.l1 WHERE id = 1')).trim()).toBe(Buffer.from(`${text} 1`, 'latin1').toString('hex').toUpperCase());
+    expect(await mysqlChecksums(server, 'cs_copy')).toEqual(await mysqlChecksums(server, 'cs_src'));
+  }, 60_000);
+
+  it('reads which tables may load as binary from the dump: UTF-8 or binary charsets under UTF-8 NAMES only', async () => {
+    const index = async (sql: string) => indexSqlDump((async function* () { yield Buffer.from(sql); })());
+    const table = (name: string, tail: string, cols = '  `id` int(11) NOT NULL,\n') => `CREATE TABLE \`${name}\` (\n${cols}  PRIMARY KEY (\`id\`)\n) ${tail};\nINSERT INTO \`${name}\` VALUES\n(1);\n`;
+    const dump = [
+      '/*!40101 SET NAMES utf8mb4 */;\n',
+      table('a', 'ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci'),
+      table('b', 'ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci'),
+      table('c', 'ENGINE=InnoDB DEFAULT CHARSET=utf8mb4', '  `id` int(11) NOT NULL,\n  `v` varchar(5) CHARACTER SET latin1 COLLATE latin1_bin DEFAULT NULL,\n'),
+      table('d', 'ENGINE=InnoDB DEFAULT CHARSET=utf8mb3 COLLATE=utf8mb3_general_ci', '  `id` int(11) NOT NULL,\n  `v` varbinary(5) DEFAULT NULL,\n'),
+      table('e', 'ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci', '  `id` int(11) NOT NULL,\n  `v` varchar(5) COLLATE cp1250_bin DEFAULT NULL,\n'),
+      table('we``ird', 'ENGINE=InnoDB'),
+    ].join('');
+    expect(headerNames((await index(dump)).header)).toBe('utf8mb4');
+    expect([...binarySafeTables(await index(dump))].sort()).toEqual(['a', 'd']);
+    // A dump written as latin1 text: no table's bytes are UTF-8.
+    expect([...binarySafeTables(await index(dump.replace('SET NAMES utf8mb4', 'SET NAMES latin1')))]).toEqual([]);
+  });
 
   it('falls back to client processes, saying why, when the protocol cannot connect', async () => {
     await server.sql('CREATE DATABASE copy6');

@@ -2,6 +2,7 @@ import { CommandError } from '../errors.js';
 import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
 import { describe, type Command } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
+import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
 import type { Compression } from '../model/kind.js';
 
@@ -14,14 +15,18 @@ export interface ParallelLoadInput {
   /** Connections loading at once (2 ≈ myloader -t 2). */
   readonly connections: number;
   /**
-   * Opens one connection for rows (mysql-wire.ts: the protocol, no client parsing every byte);
-   * without it, or when it fails to open, every connection is a client process.
+   * Opens one connection for rows (mysql-wire.ts: the protocol, no client parsing every byte),
+   * its character set fixed when it connects: 'binary' for tables whose rows are the same bytes
+   * either way (mysql-dump-charsets.ts), else the dump's NAMES. Without it, or when one fails to
+   * open, every connection is a client process.
    */
-  readonly openRows?: () => Promise<RowSink>;
+  readonly openRows?: (charset: RowCharset) => Promise<RowSink>;
   readonly signal?: AbortSignal;
   readonly secrets?: readonly string[];
   /** Tables with fewer bytes of rows load on one connection (default 4 MiB; tests use less). */
   readonly splitBytes?: number;
+  /** The file's map when it was already read (mapSqlDump: the restore reads its DEFINERs from it). */
+  readonly index?: DumpIndex;
 }
 
 export interface ParallelLoadResult {
@@ -32,7 +37,12 @@ export interface ParallelLoadResult {
   readonly rowsVia: 'protocol' | 'client';
   /** Why the protocol connections were not used when offered (the client loaded the rows). */
   readonly protocolRefused?: string;
+  /** Tables whose rows went over binary protocol connections. */
+  readonly binaryTables: number;
 }
+
+/** A protocol connection's character set: the rows' bytes are sent as they are in it. */
+export type RowCharset = 'binary' | 'utf8mb4' | 'utf8mb3';
 
 /** Where one connection's rows go: a client process (ClientSink) or a protocol connection. */
 export interface RowSink {
@@ -54,7 +64,11 @@ const STATEMENT_END = Buffer.from(');\n');
  * Load one consistent mariadb-dump file over several connections, as myloader does with its
  * per-chunk files. A first pass maps the file (mysql-dump-index.ts); then
  *
- * - the header (session settings) runs on every connection;
+ * - the header (session settings) runs on every connection (on a protocol connection, all but
+ *   its character set, which the connection was opened with);
+ * - a table's rows go over 'binary' protocol connections where the bytes mean the same either
+ *   way (mysql-dump-charsets.ts: the server skips checking every string), else over ones in the
+ *   dump's own NAMES;
  * - the schema, triggers, routines, views and the trailer run in order on one client, the
  *   coordinator, and a table's rows only after its CREATE has run (a barrier: the client echoes
  *   a marker back), the next DDL only after every row of the table before it;
@@ -69,6 +83,8 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const n = Math.max(1, input.connections);
   const children: StartedChild[] = [];
   const sinks: RowSink[] = [];
+  // Where a table's rows go: one set of sinks per character set (client sinks serve both).
+  const pools: { binary: RowSink[]; text: RowSink[] } = { binary: [], text: [] };
   const readers: RangeReader[] = [];
   let finishing = false;
   const failures: Promise<never>[] = [];
@@ -95,11 +111,14 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
 
   try {
-    const scan = decompress();
-    const index = await guard(indexSqlDump(scan.stdout! as AsyncIterable<Buffer>)).catch((err: unknown) => {
-      throw truncated(err);
-    });
-    await guard(scan.ended);
+    let index = input.index;
+    if (!index) {
+      const scan = decompress();
+      index = await guard(indexSqlDump(scan.stdout! as AsyncIterable<Buffer>)).catch((err: unknown) => {
+        throw truncated(err);
+      });
+      await guard(scan.ended);
+    }
 
     const header = Buffer.concat(index.header);
     const coordinator = openClient();
@@ -107,26 +126,45 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
 
     let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
     let protocolRefused: string | undefined;
-    const rowSegments = index.segments.some((s) => s.kind === 'rows');
-    if (rowSegments && input.openRows) {
+    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows').map((s) => s.table);
+    const binary = binarySafeTables(index);
+    const names = headerNames(index.header);
+    if (rowTables.length && input.openRows) {
       try {
-        for (let i = 0; i < n; i++) sinks.push(await input.openRows());
-        for (const s of sinks) for (const line of index.header) if (isSessionSetting(line)) await s.send(line);
+        // A connection's encoding is the one it connected with: a SET NAMES on it would make the
+        // connector re-encode the text it is given, so the header's NAMES is not run on it.
+        if (!namesAreUtf8(names)) throw new Error(`the dump's rows are ${names} text, which the loading connections do not send as is`);
+        const text: RowCharset = names === 'utf8mb3' || names === 'utf8' ? 'utf8mb3' : 'utf8mb4';
+        const open = async (charset: RowCharset, into: RowSink[]): Promise<void> => {
+          for (let i = 0; i < n; i++) {
+            const sink = await input.openRows!(charset);
+            sinks.push(sink);
+            into.push(sink);
+            for (const line of index.header) if (isSessionSetting(line) && !setsCharset(line)) await sink.send(line);
+          }
+        };
+        if (rowTables.some((t) => binary.has(t))) await open('binary', pools.binary);
+        if (rowTables.some((t) => !binary.has(t))) await open(text, pools.text);
         rowsVia = 'protocol';
       } catch (err) {
         // The client may still connect where the protocol could not (an auth plugin it lacks).
         protocolRefused = err instanceof Error ? err.message : String(err);
         for (const s of sinks.splice(0)) s.destroy();
+        pools.binary = [];
+        pools.text = [];
       }
     }
-    if (rowSegments && rowsVia === 'client') {
+    if (rowTables.length && rowsVia === 'client') {
       for (let i = 0; i < n; i++) {
         const sink = openClient();
         await guard(sink.send(header));
         sinks.push(sink);
       }
+      pools.binary = pools.text = sinks;
     }
-    readers.push(...sinks.map(() => new RangeReader(decompress().stdout! as AsyncIterable<Buffer>)));
+    // One pass over the file per connection slot, shared by the slot's binary and text sinks.
+    if (rowTables.length) for (let i = 0; i < n; i++) readers.push(new RangeReader(decompress().stdout! as AsyncIterable<Buffer>));
+    let binaryTables = 0;
 
     let coordinatorBusy = true;
     for (const seg of index.segments) {
@@ -139,8 +177,11 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
       if (coordinatorBusy) await guard(coordinator.drain());
       coordinatorBusy = false;
       const ranges = splitRanges(seg, n, input.splitBytes ?? SPLIT);
+      const asBinary = binary.has(seg.table) && pools.binary.length > 0;
+      if (asBinary && rowsVia === 'protocol') binaryTables++;
+      const pool = asBinary ? pools.binary : pools.text;
       await guard(Promise.all(ranges.map(async (range, j) => {
-        const sink = sinks[j]!;
+        const sink = pool[j]!;
         for (const [start, end] of range) {
           const run = await readers[j]!.read(start, end).catch((err: unknown) => {
             throw truncated(err);
@@ -163,7 +204,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     finishing = true;
     await guard(Promise.all(sinks.map((s) => s.close())));
     await guard(coordinator.close());
-    return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused };
+    return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused, binaryTables };
   } finally {
     for (const s of sinks) s.destroy();
     // Readers whose last range ended before the file did are still running: stopped here, their
@@ -173,6 +214,29 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     // Not before every client is gone: a failed restore drops the database and loads the safety
     // dump back next, and a connection still sending INSERTs would write into that.
     await Promise.all(children.map((c) => c.ended));
+  }
+}
+
+/**
+ * Map a dump file (mysql-dump-index.ts) without loading it: a truncated file or a failing
+ * decompressor is an error naming the file, before anything was changed.
+ */
+export async function mapSqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<DumpIndex> {
+  const scan = startChild(decompressorCommand(compression, file), { stdin: 'ignore', signal });
+  const ended = scan.ended.then((r) => {
+    if (r.exitCode !== 0) throw scan.failure(r, `decompressing ${file}`);
+  });
+  ended.catch(() => undefined);
+  try {
+    const index = await Promise.race([indexSqlDump(scan.stdout! as AsyncIterable<Buffer>), ended.then(() => new Promise<never>(() => undefined))]);
+    await ended;
+    return index;
+  } catch (err) {
+    if (err instanceof TruncatedDumpError) throw new CommandError({ message: `reading ${file}: ${err.message}`, command: describe(decompressorCommand(compression, file)) });
+    throw err;
+  } finally {
+    scan.stop(1000);
+    await scan.ended;
   }
 }
 
@@ -204,6 +268,11 @@ function batchClient(c: Command): Command {
 /** A header line a protocol connection runs too: `/*!40101 SET NAMES utf8mb4 *\/;` and the like. */
 function isSessionSetting(line: Buffer): boolean {
   return /^\/\*M?!\d+\s+SET\s[^\n]*\*\/;\s*$/i.test(line.toString('utf8'));
+}
+
+/** `SET NAMES …`, `SET character_set_client = …` and the like (and the saving of their old values). */
+function setsCharset(line: Buffer): boolean {
+  return /\bNAMES\b|CHARACTER[ _]SET|COLLATION_CONNECTION/i.test(line.toString('latin1'));
 }
 
 /**

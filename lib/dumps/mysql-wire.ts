@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createConnection, type Connection } from 'mariadb';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import type { RowCharset } from './mysql-load.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 
@@ -65,6 +66,8 @@ export function wireTargetOf(opts: ReadonlyMap<string, string>): WireResolution 
   return { target: { host, port, user, password } };
 }
 
+const INSERT = Buffer.from('INSERT INTO ');
+
 /** A statement the server refused, or a connection that broke, with where and what. */
 export class StatementError extends BackupError {
   constructor(
@@ -77,40 +80,67 @@ export class StatementError extends BackupError {
   }
 }
 
-/** One loading connection: statements pipelined, at most `depth` waiting for their result. */
+/**
+ * One loading connection: statements pipelined, at most `depth` waiting for their result.
+ *
+ * The connector encodes the JS strings it is given in the connection's character set, so each
+ * statement's bytes become a string that encodes back to the same bytes: latin1 for a binary
+ * connection (any bytes), UTF-8 for a utf8mb4/utf8mb3 one (valid UTF-8 only, see takes()). It
+ * also switches that encoding when the server reports a new character_set_client, so nothing
+ * here runs SET NAMES, and open() checks what the server says.
+ */
 export class WireSink {
   private readonly inflight = new Set<Promise<unknown>>();
   private failure: StatementError | undefined;
+  private readonly encoding: 'latin1' | 'utf8';
 
   private constructor(
     private readonly conn: Connection,
     private readonly doing: string,
     readonly where: string,
     private readonly depth: number,
-  ) {}
+    readonly charset: RowCharset,
+  ) {
+    this.encoding = charset === 'binary' ? 'latin1' : 'utf8';
+  }
 
-  static async open(target: WireTarget, database: string, doing: string, maxAllowedPacket: number, depth = 2): Promise<WireSink> {
+  static async open(target: WireTarget, database: string, doing: string, maxAllowedPacket: number, charset: RowCharset = 'utf8mb4', depth = 2): Promise<WireSink> {
     const where = target.socketPath ?? `${target.host}:${target.port}`;
+    let conn: Connection;
     try {
-      const conn = await createConnection({
+      conn = await createConnection({
         ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
         user: target.user,
         password: target.password,
         database,
-        charset: 'utf8mb4',
+        charset,
         maxAllowedPacket,
         multipleStatements: false,
         permitLocalInfile: false,
         connectTimeout: 10_000,
       });
-      return new WireSink(conn, doing, where, depth);
     } catch (err) {
       throw wireError(err, `${doing}: cannot connect to ${where} as ${target.user}`, where);
     }
+    const rows: unknown = await conn.query('SELECT @@character_set_client AS cs').catch((err: unknown) => {
+      conn.destroy();
+      throw wireError(err, doing, where);
+    });
+    const got = (rows as { cs?: string }[])[0]?.cs;
+    const want = charset === 'utf8mb3' ? /^utf8(mb3)?$/ : new RegExp(`^${charset}$`);
+    if (!got || !want.test(got)) {
+      conn.destroy();
+      throw new StatementError(`${doing}: the connection to ${where} has character set ${got ?? 'unknown'}, not ${charset}`, where, undefined, undefined);
+    }
+    return new WireSink(conn, doing, where, depth, charset);
   }
 
-  /** Statements it can send: text the connection's utf8mb4 encoding keeps byte for byte. */
+  /**
+   * Statements it can send byte for byte: on a binary connection any INSERT (nothing that could
+   * change its character set), on a UTF-8 one valid UTF-8 only.
+   */
   takes(statement: Buffer): boolean {
+    if (this.charset === 'binary') return statement.subarray(0, INSERT.length).equals(INSERT);
     return isUtf8(statement);
   }
 
@@ -119,7 +149,7 @@ export class WireSink {
     if (this.failure) throw this.failure;
     let end = statement.length;
     while (end > 0 && (statement[end - 1] === 10 || statement[end - 1] === 13)) end--;
-    const p: Promise<unknown> = this.conn.query(statement.toString('utf8', 0, end)).then(
+    const p: Promise<unknown> = this.conn.query(statement.toString(this.encoding, 0, end)).then(
       () => this.inflight.delete(p),
       (err: unknown) => {
         this.inflight.delete(p);
