@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { createConnection, type Connection } from 'mariadb';
+import type { Connection } from 'mariadb';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { RowCharset } from './mysql-load.js';
@@ -108,6 +108,9 @@ export class WireSink {
     const where = target.socketPath ?? `${target.host}:${target.port}`;
     let conn: Connection;
     try {
+      // Loaded here, not at startup: the connector adds ~22 MB to the RSS of every run, and a
+      // dump forks our process for every tool it starts (the fork's cost grows with the RSS).
+      const { createConnection } = await import('mariadb');
       conn = await createConnection({
         ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
         user: target.user,
