@@ -1,4 +1,5 @@
 import { cmd } from '../../lib/run/command.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
 import { run } from '../../lib/run/run.js';
 import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
 import { bin } from './measure.js';
@@ -46,4 +47,15 @@ export async function sysbenchP99(socket: string, seconds: number): Promise<Late
 export async function p99While(socket: string, expectS: number, work: () => Promise<unknown>): Promise<Latency> {
   const [latency] = await Promise.all([sysbenchP99(socket, Math.max(1, Math.floor(expectS * 0.9))), work()]);
   return latency;
+}
+
+/**
+ * The floor of gentleness on this machine: one busy loop at SCHED_IDLE (`chrt --idle 0`, below
+ * every nice level: it runs only on a core nothing else wants) for `seconds`. Whatever the
+ * sites' p99 is while it runs, no dump at any CPU priority can do better: a dump keeps at
+ * least one core as busy (here: 1.4-2.1 ms idle, 4.7-4.8 ms beside it, hand-run on 2026-12-03).
+ */
+export async function idleCpuHog(seconds: number): Promise<void> {
+  // timeout ends the loop with exit code 124: the expected end.
+  await run(cmd(bin('chrt'), ['--idle', '0', bin('timeout'), String(seconds), bin('bash'), '-c', 'while :; do :; done']), { timeoutMs: (seconds + 30) * 1000, exitClass: exitClasses({ ok: [124] }) });
 }
