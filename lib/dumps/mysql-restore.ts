@@ -73,6 +73,10 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       }
     },
     async load(database, dump, signal) {
+      // The map of the dump ensureAccounts read, for the parallel load; a safety dump loaded
+      // back after a failure is another file.
+      const index = mapped?.path === dump.path ? mapped.index : undefined;
+      mapped = undefined;
       const args = [
         `--defaults-extra-file=${s.optionFile}`,
         '--batch',
@@ -88,8 +92,6 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
         const doing = `loading ${dump.path}`;
         const openRows = 'target' in wire ? (charset: RowCharset) => WireSink.open(wire.target, database, doing, packetBytes(s.cfg.max_allowed_packet), charset) : undefined;
-        const index = mapped?.path === dump.path ? mapped.index : undefined;
-        mapped = undefined; // a safety dump loaded back next is another file
         const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: options.connections, openRows, signal, secrets: s.secrets, index });
         const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
         if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
