@@ -4,10 +4,10 @@
  * lock takeover decision. Through the CLI these are in nothing-lost.test.ts.
  */
 import { execa } from 'execa';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { reportError } from '../lib/cli/context.js';
 import { memoryLogger } from '../lib/log.js';
 import { accountForDatabases } from '../lib/dumps/accounting.js';
@@ -22,6 +22,14 @@ import { computeStatus } from '../lib/report/status.js';
 import { failureSummary } from '../lib/report/summary.js';
 import { renderPrometheus } from '../lib/report/prometheus.js';
 import type { RunState } from '../lib/report/run-state.js';
+
+const scratchDirs: string[] = [];
+afterAll(() => scratchDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 import { warning, warningsHeadline } from '../lib/warnings.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -152,7 +160,7 @@ describe('space estimate', () => {
 
 describe('lock takeover (takeOver)', () => {
   it('removes the lock only while the same dead holder is recorded: a waiter with a stale view never removes a new holder\'s lock', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'asb-lock-'));
+    const dir = scratchDir('asb-lock-');
     const lockPath = join(dir, 'x.lock');
     const gone = execa('true');
     const deadPid = gone.pid!;
@@ -231,7 +239,7 @@ describe('no swallowed errors: a bug is a bug', () => {
 describe("enabled: auto means installed (installedEvidence)", () => {
   const bare = { which: () => undefined, exists: () => false };
   it('a machine without the server: skipped; its data directory or an earlier dump under paths.root: expected; this machine: expected', () => {
-    const root = mkdtempSync(join(tmpdir(), 'asb-auto-'));
+    const root = scratchDir('asb-auto-');
     const empty = join(root, 'empty.yaml');
     writeFileSync(empty, '');
     const loaded = loadConfig({ file: empty, root });
@@ -247,6 +255,6 @@ describe("enabled: auto means installed (installedEvidence)", () => {
     symlinkSync('20261201T030000Z', join(loaded.paths.dumpsDir, 'latest'));
     expect(installedEvidence('mysql', MYSQL_SIGNS, loaded, bare)).toBe(`an earlier run in ${loaded.paths.dumpsDir} dumped mysql`);
     // CI and every ApisCP server have both installed system-wide.
-    expect(installedEvidence('mysql', MYSQL_SIGNS, loadConfig({ file: empty, root: mkdtempSync(join(tmpdir(), 'asb-auto-')) }))).toMatch(/^(server binary|service unit) \//);
+    expect(installedEvidence('mysql', MYSQL_SIGNS, loadConfig({ file: empty, root: scratchDir('asb-auto-') }))).toMatch(/^(server binary|service unit) \//);
   });
 });

@@ -4,10 +4,10 @@
  * interrupted runs leave nothing behind, and a failure leaves the previous runs byte for byte.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DumpStorageError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';
 import type { Manifest, ManifestEntry } from '../lib/model/manifest.js';
@@ -55,7 +55,13 @@ function snapshot(dir: string): Record<string, string> {
   return out;
 }
 
-const tempDumpsDir = (): string => mkdtempSync(join(tmpdir(), 'asb-rundir-'));
+const scratchDirs: string[] = [];
+afterAll(() => scratchDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDumpsDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'asb-rundir-'));
+  scratchDirs.push(dir);
+  return dir;
+};
 const OLD = '20261130T030000Z';
 const AT = new Date('2026-12-01T03:00:00Z');
 
