@@ -86,7 +86,7 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         `--database=${database}`,
       ];
       // A big dump loads near myloader's speed only over several connections (a 1.1 GB database:
-      // 22.4 s with 2, against 37.9 s with one stream and 14.4 s for myloader -t 2; bench:dumps).
+      // 24.8 s with 2, against 37.5 s with one stream and 19.7 s for myloader -t 2; bench:dumps 2026-12-03).
       if (options.connections > 1) {
         // The rows over protocol connections where they can connect as the client does.
         const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
