@@ -111,14 +111,8 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
 
   try {
-    let index = input.index;
-    if (!index) {
-      const scan = decompress();
-      index = await guard(indexSqlDump(scan.stdout! as AsyncIterable<Buffer>)).catch((err: unknown) => {
-        throw truncated(err);
-      });
-      await guard(scan.ended);
-    }
+    // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
+    const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
 
     const header = Buffer.concat(index.header);
     const coordinator = openClient();
