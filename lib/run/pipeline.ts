@@ -187,7 +187,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
 }
 
 /** Size and sha256 of what the stages wrote, read back in 1 MB reads (from the page cache). */
-async function hashFile(handle: FileHandle): Promise<{ bytes: number; sha256: string }> {
+export async function hashFile(handle: FileHandle): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(1024 * 1024);
   let bytes = 0;

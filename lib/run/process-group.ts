@@ -6,6 +6,24 @@ import type { ChildProcess } from 'node:child_process';
  * gpg). The registry lets a signal handler reach every live child.
  */
 const live = new Set<ChildProcess>();
+/** Process groups led by children that are not ours but a spawner worker's (lib/run/spawner.ts). */
+const groups = new Set<number>();
+
+export function trackGroup(pgid: number): void {
+  groups.add(pgid);
+}
+
+export function forgetGroup(pgid: number): void {
+  groups.delete(pgid);
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    /* already gone */
+  }
+}
 
 export function track(child: ChildProcess): void {
   if (child.pid === undefined) return;
@@ -39,19 +57,24 @@ export function terminate(child: ChildProcess, graceMs = 5000): void {
 }
 
 export function terminateAll(graceMs = 5000): number {
-  const n = live.size;
+  const n = live.size + groups.size;
   for (const child of live) terminate(child, graceMs);
+  for (const pgid of groups) signalGroup(pgid, 'SIGTERM');
+  if (groups.size) {
+    const timer = setTimeout(() => groups.forEach((pgid) => signalGroup(pgid, 'SIGKILL')), graceMs);
+    timer.unref();
+  }
   return n;
 }
 
 export function liveChildren(): number {
-  return live.size;
+  return live.size + groups.size;
 }
 
 /** Resolve once every tracked child has exited (or the deadline passes). */
 export async function waitForChildren(deadlineMs = 10000): Promise<void> {
   const start = Date.now();
-  while (live.size > 0 && Date.now() - start < deadlineMs) {
+  while (live.size + groups.size > 0 && Date.now() - start < deadlineMs) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }

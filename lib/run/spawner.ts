@@ -1,0 +1,250 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { constants } from 'node:os';
+import { createInterface } from 'node:readline';
+import { secretDirParent } from '../secret-dir.js';
+import type { Command } from './command.js';
+import { forgetGroup, track, trackGroup } from './process-group.js';
+
+/**
+ * Starts short commands for us from small bash processes, so that Node does not fork itself for
+ * each one. A spawn from Node forks its whole address space (~100 MB while it dumps): 1.3-2 ms
+ * of our main thread per child on an idle 2-core machine, 5 ms under a dump's load, which was 45 %
+ * of the main thread's time over 1,000 tiny databases (README, performance). A bash of 4 MB forks
+ * in a fraction of that, on its own thread of execution; measured here, 2,000 children cost Node
+ * 2.5 s of CPU by spawn() and 0.2 s through two of these.
+ *
+ * Each worker runs one job at a time: stdin, stdout and stderr are files (stdout and stderr are
+ * created new, 0600, never over an existing file: bash's noclobber opens them O_EXCL), the job
+ * leads its own process group (set -m) so a time limit or our SIGTERM can kill all it started,
+ * and the worker reports its pid when it starts and its status when it ends. The command runs
+ * with the environment Node had when the worker started, plus the command's own `env`; commands
+ * that need another user or a bare environment are not for this (canRun), they take spawn().
+ */
+export interface SpawnJob {
+  readonly command: Command;
+  /** A file to read (/dev/null for none). */
+  readonly stdin: string;
+  /** Created for the job; fails if it exists. */
+  readonly stdout: string;
+  /** Created for the job; fails if it exists. */
+  readonly stderr: string;
+}
+
+export interface SpawnedJob {
+  /** Settles once, with how the job ended; never rejects (a dead worker reads as a failed start). */
+  readonly ended: Promise<JobEnd>;
+  /** Signal the job's process group (once its pid is known; queued until then). */
+  kill(signal: NodeJS.Signals): void;
+}
+
+export interface JobEnd {
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** Why it never ran (the worker died, or could not start). */
+  readonly startError?: string;
+  readonly durationMs: number;
+}
+
+// Job N of a worker is the file DIR/N, sourced: `f=('cwd' 'stdin' 'stdout' 'stderr' 'number of
+// env entries' 'K=V' (or 'K' to unset) … 'file' 'arg' …)`; one byte on its stdin says it is there.
+// Bash reads a pipe one byte per read(2) (it cannot seek back), 2.4 ms per job of a dump's argv
+// (measured with perf); a sourced file is read in one. The redirections apply left to right, so
+// a stdout that cannot be created is reported in the job's stderr file. `wait` gives 128+N for a
+// job killed by signal N.
+const WORKER = [
+  "set -m",
+  "umask 077",
+  "set -o noclobber",
+  "i=0",
+  "while IFS= read -r -N 1 _; do",
+  "  i=$((i + 1))",
+  "  f=()",
+  "  if ! . \"$1/$i\" || ((${#f[@]} < 6)); then printf 'N\\n'; continue; fi",
+  "  ne=${f[4]}",
+  "  (",
+  "    for kv in \"${f[@]:5:ne}\"; do if [[ $kv == *=* ]]; then export \"$kv\"; else unset \"$kv\"; fi; done",
+  "    if [[ -n ${f[0]} ]]; then cd -- \"${f[0]}\" || exit 126; fi",
+  "    exec \"${f[@]:5+ne}\"",
+  "  ) 2>\"${f[3]}\" <\"${f[1]}\" >\"${f[2]}\" &",
+  "  printf 'S %d\\n' \"$!\"",
+  "  wait \"$!\"",
+  "  printf 'E %d\\n' \"$?\"",
+  "done",
+].join('\n');
+
+/** What a worker can start the way spawn() would: same user, the inherited environment. */
+export function canRun(command: Command): boolean {
+  return command.uid === undefined && command.gid === undefined && command.inheritEnv !== false && !command.file.includes('\0') && command.args.every((a) => !a.includes('\0'));
+}
+
+class Worker {
+  readonly process: ChildProcess;
+  #current: ((line: string) => void) | undefined;
+  #dead: string | undefined;
+  #jobs = 0;
+  #jobFile: string | undefined;
+
+  /** `dir`: this worker's own 0700 directory for its job files. */
+  constructor(
+    bash: string,
+    private readonly dir: string,
+    onExit: (w: Worker) => void,
+  ) {
+    this.process = spawn(bash, ['-c', WORKER, 'asb-spawner', dir], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
+    track(this.process);
+    this.process.stdin!.on('error', () => undefined);
+    createInterface({ input: this.process.stdout! }).on('line', (line) => this.#current?.(line));
+    const die = (why: string): void => {
+      this.#dead ??= why;
+      this.#current?.(`X ${why}`);
+      onExit(this);
+    };
+    this.process.once('error', (err) => die(`${bash} could not start: ${err.message}`));
+    this.process.once('exit', (code, signal) => die(`the spawner (${bash}) ended (${signal ?? `exit ${code}`})`));
+  }
+
+  get dead(): boolean {
+    return this.#dead !== undefined;
+  }
+
+  start(job: SpawnJob, done: () => void): SpawnedJob {
+    const started = Date.now();
+    let pid: number | undefined;
+    let pending: NodeJS.Signals | undefined;
+    let resolve!: (end: JobEnd) => void;
+    const ended = new Promise<JobEnd>((r) => (resolve = r));
+    const finish = (end: Omit<JobEnd, 'durationMs'>): void => {
+      this.#current = undefined;
+      if (this.#jobFile) rmSync(this.#jobFile, { force: true });
+      this.#jobFile = undefined;
+      if (pid !== undefined) forgetGroup(pid);
+      resolve({ ...end, durationMs: Date.now() - started });
+      done();
+    };
+    const signalGroup = (signal: NodeJS.Signals): void => {
+      try {
+        process.kill(-pid!, signal);
+      } catch {
+        /* already gone */
+      }
+    };
+    this.#current = (line) => {
+      if (line.startsWith('S ')) {
+        pid = Number(line.slice(2));
+        trackGroup(pid);
+        if (pending) signalGroup(pending);
+      } else if (line.startsWith('E ')) {
+        const status = Number(line.slice(2));
+        const name = status > 128 ? signalName(status - 128) : undefined;
+        finish(name ? { exitCode: null, signal: name } : { exitCode: status, signal: null });
+      } else if (line === 'N') {
+        finish({ exitCode: null, signal: null, startError: `the spawner could not read its job ${this.#jobFile}` });
+      } else if (line.startsWith('X ')) {
+        // The worker died under a running job (our SIGTERM, a crash): the job is stopped too, and
+        // not reported ended while its group is still there (it may hold a table lock).
+        const why = { exitCode: null, signal: null, startError: line.slice(2) };
+        if (pid === undefined) finish(why);
+        else void stopGroup(pid).then(() => finish(why));
+      }
+    };
+    if (this.#dead) {
+      finish({ exitCode: null, signal: null, startError: this.#dead });
+    } else {
+      const c = job.command;
+      const env = Object.entries(c.env ?? {}).map(([k, v]) => (v === undefined ? k : `${k}=${v}`));
+      const fields = [c.cwd ?? '', job.stdin, job.stdout, job.stderr, String(env.length), ...env, c.file, ...c.args];
+      const file = join(this.dir, String(++this.#jobs));
+      writeFileSync(file, `f=(${fields.map(shellQuote).join(' ')})\n`, { mode: 0o600, flag: 'wx' });
+      this.#jobFile = file;
+      this.process.stdin!.write('\n');
+    }
+    return {
+      ended,
+      kill: (signal) => {
+        if (pid !== undefined) signalGroup(signal);
+        else pending = signal;
+      },
+    };
+  }
+}
+
+/** TERM the group, KILL it after `graceMs`, resolve once it is gone. */
+async function stopGroup(pgid: number, graceMs = 5000): Promise<void> {
+  const alive = (): boolean => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const send = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-pgid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  send('SIGTERM');
+  const started = Date.now();
+  while (alive() && Date.now() - started < 2 * graceMs) {
+    if (Date.now() - started > graceMs) send('SIGKILL');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Single quotes for bash: everything but NUL (canRun) is literal inside them. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function signalName(n: number): NodeJS.Signals | undefined {
+  return (Object.entries(constants.signals) as [NodeJS.Signals, number][]).find(([, v]) => v === n)?.[0];
+}
+
+/** A pool of workers: as many as jobs run at once, started when first needed. */
+export class Spawner {
+  readonly #idle: Worker[] = [];
+  readonly #all = new Set<Worker>();
+  #closed = false;
+  #dir: string | undefined;
+  #started = 0;
+  #scratch = 0;
+
+  constructor(private readonly bash = 'bash') {}
+
+  /** A fresh path in the spawner's own 0700 directory (memory, see secretDirParent): for a job's stderr. */
+  scratchPath(name: string): string {
+    this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-'));
+    return join(this.#dir, `${name}.${++this.#scratch}`);
+  }
+
+  start(job: SpawnJob): SpawnedJob {
+    if (this.#closed) throw new Error('spawner: closed');
+    if (!canRun(job.command)) throw new Error(`spawner: ${job.command.file} needs spawn() (another user, a bare environment)`);
+    let worker = this.#idle.pop();
+    while (worker?.dead) worker = this.#idle.pop();
+    if (!worker) {
+      // Job files name only paths and argv (secrets are in option files), kept in memory anyway.
+      this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-'));
+      const dir = join(this.#dir, String(this.#started++));
+      mkdirSync(dir, { mode: 0o700 });
+      worker = new Worker(this.bash, dir, (w) => this.#all.delete(w));
+      this.#all.add(worker);
+    }
+    const w = worker;
+    return w.start(job, () => {
+      if (!w.dead && !this.#closed) this.#idle.push(w);
+    });
+  }
+
+  /** Workers end when their stdin closes (after the job they run, if any: kill that first). */
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#all) w.process.stdin!.end();
+    this.#idle.length = 0;
+    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
