@@ -5,7 +5,8 @@
  * run's manifest, and `npm run bench:dumps -- --quick` (that it runs to its RESULT line; the
  * figures are for the full run).
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -260,6 +261,50 @@ describe('streaming verification (pipeToFile tap)', () => {
     // Verified while streaming: the file on disk is complete.
     const file = join(second.dir, inno.path!);
     expect((await run(cmd('zstd', ['-q', '-dc', file]))).stdout).toMatch(/-- Dump completed/);
+  }, 120_000);
+
+  it('a database whose last dump was small goes through files started by the spawner: the same verified dump, the lock time, failures still fail', async () => {
+    await server.sql('CREATE DATABASE small_ok; CREATE TABLE small_ok.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB; INSERT INTO small_ok.t VALUES (1, REPEAT("x", 300)), (2, "y")');
+    await server.sql('CREATE DATABASE small_bad; CREATE TABLE small_bad.t (a INT) ENGINE=InnoDB');
+    await server.sql('CREATE DATABASE small_my; USE small_my; CREATE TABLE small_my.hits (id INT PRIMARY KEY, n INT) ENGINE=MyISAM; INSERT INTO small_my.hits SELECT seq, seq FROM seq_1_to_500');
+    const dumpsOf = async (): Promise<{ result: Awaited<ReturnType<typeof planAndDump>>; via: Map<string, unknown> }> => {
+      const log = memoryLogger();
+      const result = await planAndDump({ loaded: loaded({}, { include: ['small_*'], dump_users: false }), log, kinds: [mysqlKind], siteOf: () => undefined });
+      return { result, via: new Map(log.entries.filter((e) => e.msg === 'dumped').map((e) => [e.fields.database as string, e.fields.via])) };
+    };
+    // No previous size: kernel pipes, as for any database the first time.
+    const first = await dumpsOf();
+    expect(first.result.ok).toBe(true);
+    expect(first.via.get('small_ok')).toBe('pipes');
+    const good = first.result.manifest.entries.find((e) => e.database === 'small_ok')!;
+
+    await server.sql('USE small_bad; CREATE VIEW v AS SELECT a FROM t; DROP TABLE t');
+    const second = await dumpsOf();
+    expect(second.via.get('small_ok')).toBe('files');
+    expect(second.via.get('small_my')).toBe('files');
+    const ok = second.result.manifest.entries.find((e) => e.database === 'small_ok')!;
+    expect(ok.status).toBe('ok');
+    const bytes = readFileSync(join(second.result.dir, ok.path!));
+    expect(ok.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(ok.bytes).toBe(bytes.length);
+    const text = (await run(cmd('zstd', ['-q', '-dc', join(second.result.dir, ok.path!)]))).stdout;
+    expect(text).toMatch(/INSERT INTO `t` VALUES\s*\(1,'x{300}'\),\s*\(2,'y'\);/);
+    expect(text).toMatch(/-- Dump completed/);
+    // The MyISAM database's lock time is its dump stage alone (the compression runs after it).
+    const myisam = second.result.manifest.entries.find((e) => e.database === 'small_my')!;
+    expect(myisam.lockMode).toBe('lock-tables');
+    expect(myisam.lockHeldMs).toBeGreaterThan(0);
+    expect(myisam.lockHeldMs).toBeLessThan(myisam.durationMs);
+    // A dump that fails on this path fails the run, names the tool and leaves no file behind.
+    expect(second.result.ok).toBe(false);
+    const bad = second.result.manifest.entries.find((e) => e.database === 'small_bad')!;
+    expect(bad.status).toBe('failed');
+    expect(bad.error?.message).toMatch(/^mariadb-dump: exited with 2: .*small_bad/);
+    expect(bad.path).toBeUndefined();
+    expect(readdirSync(second.result.dir, { recursive: true }).map(String).filter((f) => f.includes('small_bad') || f.includes('.stage'))).toEqual([]);
+    // The first run's good dump of it is still there and still what the manifest says.
+    expect(createHash('sha256').update(readFileSync(join(first.result.dir, good.path!))).digest('hex')).toBe(good.sha256);
+    await server.sql('DROP DATABASE small_ok; DROP DATABASE small_bad; DROP DATABASE small_my');
   }, 120_000);
 });
 

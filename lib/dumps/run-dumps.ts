@@ -11,6 +11,8 @@ import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
+import { canRun, Spawner } from '../run/spawner.js';
+import { stagedToFile } from '../run/staged.js';
 import { dumpPath } from './layout.js';
 import type { InventoryProbe } from '../model/inventory.js';
 import { warning, WarningCodes } from '../warnings.js';
@@ -53,11 +55,12 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
   const runDir = openRunDirectory(paths.dumpsDir, { spaceMargin: config.dumps.space_margin });
   const { previous } = runDir;
   const { plan } = input;
+  const spawner = new Spawner();
   try {
     plan.failures.forEach((f) => runDir.add(f));
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
     const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
-    const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file' };
+    const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file', spawner };
     const pacer = new ServerPacer(config.dumps.throttle, log);
     const total = plan.items.length + (input.panelExport ? 1 : 0);
     let done = 0;
@@ -65,11 +68,13 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     // Largest first, by the previous run's sizes: the biggest database must not start last and
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
-    await pool(largestFirst(plan.items, previousSizes(previous)), tuning.concurrency, async (item, release) => {
+    const sizes = previousSizes(previous);
+    await pool(largestFirst(plan.items, sizes), tuning.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
-      runDir.add(await pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, timeoutMs, log, signal, release), signal));
+      const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
+      runDir.add(await pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, signal, release), signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
@@ -92,6 +97,8 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
   } catch (err) {
     runDir.abandon();
     throw err;
+  } finally {
+    spawner.close();
   }
 }
 
@@ -105,7 +112,7 @@ function existsNow(listed: ReadonlyMap<string, ReadonlySet<string>>): (key: stri
 }
 
 /** `written` is called once the dump tool has finished and the file is on disk (its slot is free). */
-async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, timeoutMs: number, log: Logger, signal?: AbortSignal, written?: () => void): Promise<ManifestEntry> {
+async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, small: boolean, timeoutMs: number, log: Logger, signal?: AbortSignal, written?: () => void): Promise<ManifestEntry> {
   const { spec, site } = item;
   const { compression } = output;
   const startedAt = new Date();
@@ -138,7 +145,9 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.();
     const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
-    const result = await pipeToFile(stages, tmp, { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap });
+    const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
+    const via = small && stages.every(canRun) ? 'files' : 'pipes';
+    const result = via === 'files' ? await stagedToFile(output.spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
     written?.();
     // After the slot is free: the inventory's reading overlaps the next dump.
     const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
@@ -150,7 +159,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, time
     if (check) check.finish(tmp, applied);
     else await spec.verify(tmp, applied, signal);
     renameSync(tmp, file);
-    log.debug('dumped', { kind: spec.kind, database: spec.database, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
+    log.debug('dumped', { kind: spec.kind, database: spec.database, via, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
     // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
     const lockHeldMs = spec.lockMode === 'lock-tables' ? result.stages[0]?.durationMs : undefined;
     return {
@@ -207,8 +216,19 @@ function largestFirst(items: readonly PlannedDump[], sizes: ReadonlyMap<string, 
   return [...items].sort((a, b) => (size(a) === size(b) ? 0 : size(a) > size(b) ? -1 : 1));
 }
 
+/**
+ * A database whose last dump was at most this big (compressed) is dumped to a file and then
+ * compressed, both started by a Spawner instead of a fork of our process each (stagedToFile):
+ * on a server of hundreds of small sites the two forks per database were most of our own time,
+ * while writing a few MB out once more costs next to nothing. Larger ones, and any without a
+ * previous size, stream through kernel pipes (pipeToFile).
+ */
+const SMALL_DUMP_BYTES = 1 << 20;
+
 /** How every dump of a run is compressed: the setting and the compressor stage it gives. */
 interface DumpOutput {
+  /** Starts the stages of small dumps (see SMALL_DUMP_BYTES). */
+  readonly spawner: Spawner;
   readonly compression: Compression;
   readonly compressor: Command | undefined;
   /** fsync every file (dumps.sync: file) instead of one syncfs before the manifest. */
