@@ -189,7 +189,9 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
 /** Size and sha256 of what the stages wrote, read back in 1 MB reads (from the page cache). */
 export async function hashFile(handle: FileHandle): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  // Sized to the file: a 1 MB buffer for each of 1,000 dumps of a few KB kept the GC busy.
+  const { size } = await handle.stat();
+  const buffer = Buffer.allocUnsafe(Math.max(4096, Math.min(1024 * 1024, size + 1)));
   let bytes = 0;
   for (;;) {
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
