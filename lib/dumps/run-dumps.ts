@@ -13,6 +13,7 @@ import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { canRun, Spawner } from '../run/spawner.js';
 import { stagedToFile } from '../run/staged.js';
+import { whichSystem } from '../run/which.js';
 import { dumpPath } from './layout.js';
 import type { InventoryProbe } from '../model/inventory.js';
 import { warning, WarningCodes } from '../warnings.js';
@@ -55,7 +56,9 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
   const runDir = openRunDirectory(paths.dumpsDir, { spaceMargin: config.dumps.space_margin });
   const { previous } = runDir;
   const { plan } = input;
-  const spawner = new Spawner();
+  // bash is on every RHEL and Debian; without it every dump streams through kernel pipes.
+  const bash = whichSystem('bash');
+  const spawner = bash ? new Spawner(bash) : undefined;
   try {
     plan.failures.forEach((f) => runDir.add(f));
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
@@ -98,7 +101,7 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     runDir.abandon();
     throw err;
   } finally {
-    spawner.close();
+    spawner?.close();
   }
 }
 
@@ -146,8 +149,9 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     const check = spec.streamCheck?.();
     const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
     const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
-    const via = small && stages.every(canRun) ? 'files' : 'pipes';
-    const result = via === 'files' ? await stagedToFile(output.spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
+    const spawner = small && stages.every(canRun) ? output.spawner : undefined;
+    const via = spawner ? 'files' : 'pipes';
+    const result = spawner ? await stagedToFile(spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
     written?.();
     // After the slot is free: the inventory's reading overlaps the next dump.
     const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
@@ -227,8 +231,8 @@ const SMALL_DUMP_BYTES = 1 << 20;
 
 /** How every dump of a run is compressed: the setting and the compressor stage it gives. */
 interface DumpOutput {
-  /** Starts the stages of small dumps (see SMALL_DUMP_BYTES). */
-  readonly spawner: Spawner;
+  /** Starts the stages of small dumps (see SMALL_DUMP_BYTES); none without bash. */
+  readonly spawner: Spawner | undefined;
   readonly compression: Compression;
   readonly compressor: Command | undefined;
   /** fsync every file (dumps.sync: file) instead of one syncfs before the manifest. */
