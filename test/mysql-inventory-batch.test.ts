@@ -81,4 +81,16 @@ describe('dump-time inventories read in batches', { timeout: 120_000 }, () => {
     // 1 alone, 1 failed batch of three, then three alone.
     expect(batcher.batches).toBe(5);
   });
+
+  it("the session's own reads share one client kept open; a failing read ends it and the next read gets a new one", async () => {
+    const connections = async (): Promise<number> => Number((await server.sql("SHOW GLOBAL STATUS LIKE 'Connections'")).trim().split('\t')[1]);
+    const probes = await Promise.all([...NAMES, 'inv_broken'].map(async (db) => (await session.planDatabase(db)).inventory!()));
+    const read = (i: number): Promise<unknown> => probes[i]!.read(long).then((inv) => inv, (e: unknown) => e);
+    const before = await connections();
+    for (const [i, t] of [2, 3, 4].entries()) expect(await read(i)).toMatchObject({ rows: { t } });
+    // One login for the three reads, one for this status query itself.
+    expect((await connections()) - before).toBe(2);
+    expect(String(await read(3))).toMatch(/m\.MYD|Can't find file|doesn't exist|Errcode/i);
+    expect(await read(0)).toMatchObject({ rows: { t: 2 } });
+  });
 });
