@@ -115,7 +115,11 @@ class Worker {
     let pending: NodeJS.Signals | undefined;
     let resolve!: (end: JobEnd) => void;
     const ended = new Promise<JobEnd>((r) => (resolve = r));
+    // Once over, the job's pid may be anybody's: no signal goes to it any more.
+    let over = false;
     const finish = (end: Omit<JobEnd, 'durationMs'>): void => {
+      if (over) return;
+      over = true;
       this.#current = undefined;
       if (this.#jobFile) rmSync(this.#jobFile, { force: true });
       this.#jobFile = undefined;
@@ -124,6 +128,7 @@ class Worker {
       done();
     };
     const signalGroup = (signal: NodeJS.Signals): void => {
+      if (over) return;
       try {
         process.kill(-pid!, signal);
       } catch {
@@ -145,6 +150,7 @@ class Worker {
         // The worker died under a running job (our SIGTERM, a crash): the job is stopped too, and
         // not reported ended while its group is still there (it may hold a table lock).
         const why = { exitCode: null, signal: null, startError: line.slice(2) };
+        this.#current = undefined; // the worker's 'error' and 'exit' may both say so
         if (pid === undefined) finish(why);
         else void stopGroup(pid).then(() => finish(why));
       }
@@ -156,7 +162,14 @@ class Worker {
       const env = Object.entries(c.env ?? {}).map(([k, v]) => (v === undefined ? k : `${k}=${v}`));
       const fields = [c.cwd ?? '', job.stdin, job.stdout, job.stderr, String(env.length), ...env, c.file, ...c.args];
       const file = join(this.dir, String(++this.#jobs));
-      writeFileSync(file, `f=(${fields.map(shellQuote).join(' ')})\n`, { mode: 0o600, flag: 'wx' });
+      try {
+        writeFileSync(file, `f=(${fields.map(shellQuote).join(' ')})\n`, { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        // A full /dev/shm: the job never ran, which its caller reports like any failed start.
+        this.#jobs--; // the worker still waits for job number #jobs + 1
+        finish({ exitCode: null, signal: null, startError: `could not write the job file ${file}: ${err instanceof Error ? err.message : String(err)}` });
+        return { ended, kill: () => undefined };
+      }
       this.#jobFile = file;
       this.process.stdin!.write('\n');
     }
