@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../lib/errors.js';
@@ -107,6 +107,18 @@ describe('Spawner: commands started by a bash worker instead of a fork of Node',
     // The pool starts another worker for the next job.
     const next = spawner.start({ command: cmd('true'), stdin: '/dev/null', stdout: '/dev/null', stderr: fresh('err') });
     expect((await next.ended).exitCode).toBe(0);
+  });
+
+  it('a job file that cannot be written (its directory gone, a full /dev/shm) is a failed start, not a crash', async () => {
+    const other = new Spawner();
+    const first = other.start({ command: cmd('true'), stdin: '/dev/null', stdout: '/dev/null', stderr: fresh('err') });
+    expect((await first.ended).exitCode).toBe(0);
+    rmSync(dirname(other.scratchPath('x')), { recursive: true, force: true });
+    const job = other.start({ command: cmd('true'), stdin: '/dev/null', stdout: '/dev/null', stderr: fresh('err') });
+    const end = await job.ended;
+    expect(end.exitCode).toBeNull();
+    expect(end.startError).toMatch(/could not write the job file .*ENOENT/);
+    other.close();
   });
 
   it('refuses what only spawn() can do: another user, a bare environment', () => {
