@@ -1,7 +1,8 @@
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
+import { readFileTail } from '../file-tail.js';
 import { cmd } from '../run/command.js';
 import { decompressorCommand } from './compress.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -46,7 +47,7 @@ export function tailCheck(check: (tailText: string, file: string, compression: C
  * which surfaces as a CommandError.
  */
 export async function readTail(file: string, compression: Compression, bytes = 4096, signal?: AbortSignal): Promise<string> {
-  if (compression === 'none') return readPlainTail(file, bytes);
+  if (compression === 'none') return readFileTail(file, bytes);
   const decompress = decompressorCommand(compression, file);
   const tailBin = whichSystem('tail');
   if (!tailBin) throw new MissingDependencyError('tail', 'coreutils', 'coreutils');
@@ -57,18 +58,5 @@ export async function readTail(file: string, compression: Compression, bytes = 4
     return await readFile(out, 'utf8');
   } finally {
     await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function readPlainTail(file: string, bytes: number): Promise<string> {
-  const handle = await open(file, 'r');
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, bytes);
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, size - length);
-    return buffer.toString('utf8');
-  } finally {
-    await handle.close();
   }
 }

@@ -1,6 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CommandError, tail } from '../errors.js';
+import { readFileTail } from '../file-tail.js';
 import { describe, errorLine, redact, type Command } from './command.js';
 import { Watch } from './lifecycle.js';
 import { hashFile, type PipelineOptions, type PipelineResult, type StageResult } from './pipeline.js';
@@ -90,17 +91,7 @@ function failure(stages: readonly Command[], results: readonly StageResult[], wa
 
 /** The last STDERR_KEEP bytes of a stage's stderr file ('' if it never got one). */
 async function readTail(path: string): Promise<string> {
-  const handle = await open(path, 'r').catch(() => undefined);
-  if (!handle) return '';
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, STDERR_KEEP);
-    const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, size - length);
-    return buffer.toString('utf8');
-  } finally {
-    await handle.close();
-  }
+  return readFileTail(path, STDERR_KEEP).catch(() => '');
 }
 
 /** The whole file through `onData`, in 1 MB reads, as a tap would have seen it stream. */
