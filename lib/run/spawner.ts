@@ -230,8 +230,12 @@ export class Spawner {
 
   /** A fresh path in the spawner's own 0700 directory (memory, see secretDirParent): for a job's stderr. */
   scratchPath(name: string): string {
-    this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-'));
-    return join(this.#dir, `${name}.${++this.#scratch}`);
+    return join(this.#root(), `${name}.${++this.#scratch}`);
+  }
+
+  /** Made on first use. Job files name only paths and argv (secrets are in option files), kept in memory anyway. */
+  #root(): string {
+    return (this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-')));
   }
 
   start(job: SpawnJob): SpawnedJob {
@@ -240,9 +244,7 @@ export class Spawner {
     let worker = this.#idle.pop();
     while (worker?.dead) worker = this.#idle.pop();
     if (!worker) {
-      // Job files name only paths and argv (secrets are in option files), kept in memory anyway.
-      this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-'));
-      const dir = join(this.#dir, String(this.#started++));
+      const dir = join(this.#root(), String(this.#started++));
       mkdirSync(dir, { mode: 0o700 });
       worker = new Worker(this.bash, dir, (w) => this.#all.delete(w));
       this.#all.add(worker);
