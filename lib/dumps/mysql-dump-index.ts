@@ -51,6 +51,7 @@ const END = Buffer.from(');\n');
 const SEMI_END = Buffer.from(';\n');
 const BLOCK = 64 << 10;
 
+/** `source`'s chunks need to stay valid only until the next one (nothing here keeps a view of one). */
 export async function indexSqlDump(source: AsyncIterable<Buffer>): Promise<DumpIndex> {
   const header: Buffer[] = [];
   const segments: DumpSegment[] = [];
@@ -127,7 +128,8 @@ export async function indexSqlDump(source: AsyncIterable<Buffer>): Promise<DumpI
           if (at !== -1) end = at + 3;
         }
         if (end === -1) {
-          carry = chunk.length - pos >= 2 ? chunk.subarray(-2) : Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2);
+          // A copy: the chunk may be a reader's buffer, refilled by the next read.
+          carry = Buffer.from(chunk.length - pos >= 2 ? chunk.subarray(-2) : Buffer.concat([carry, chunk.subarray(pos)]).subarray(-2));
           break;
         }
         addInsert(firstLine, insertStart, base + end, END);

@@ -1,6 +1,7 @@
 import { CommandError } from '../errors.js';
 import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
 import { describe, type Command } from '../run/command.js';
+import { startChildReading, type ChunkReader } from '../run/reused-reader.js';
 import { decompressorCommand } from './compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
@@ -91,8 +92,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   // Each child's process group is killed when input.signal aborts (lib/run/child.ts). Any
   // process ending badly (an SQL error, a corrupt file), or a client ending before the load
   // did, must not leave us waiting on a barrier: `guard` races every wait against that.
-  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore', doing: string, mayEnd: () => boolean): StartedChild => {
-    const child = startChild(c, { stdin, signal: input.signal, secrets: input.secrets });
+  const watchOne = (child: StartedChild, doing: string, mayEnd: () => boolean): StartedChild => {
     children.push(child);
     const failed = new Promise<never>((_, reject) => void child.ended.then((r) => {
       if (r.exitCode !== 0 || !mayEnd()) reject(child.failure(r, doing, r.exitCode === 0 && !r.signal ? 'ended before the load did' : undefined));
@@ -101,11 +101,17 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     failures.push(failed);
     return child;
   };
+  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore', doing: string, mayEnd: () => boolean): StartedChild =>
+    watchOne(startChild(c, { stdin, signal: input.signal, secrets: input.secrets }), doing, mayEnd);
   const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ...failures]);
   const doing = `loading ${input.file}`;
   const shown = describe(input.client, input.secrets);
   // A decompressor may end whenever its exit is clean: a reader that got short bytes says so.
-  const decompress = (): StartedChild => spawnOne(decompressorCommand(input.compression, input.file), 'ignore', `decompressing ${input.file}`, () => true);
+  const decompress = async (): Promise<ChunkReader> => {
+    const { child, reader } = await startChildReading(decompressorCommand(input.compression, input.file), { signal: input.signal });
+    watchOne(child, `decompressing ${input.file}`, () => true);
+    return reader;
+  };
   const client = batchClient(input.client);
   const openClient = (): ClientSink => new ClientSink(spawnOne(client, 'pipe', doing, () => finishing));
   const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
@@ -157,7 +163,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
       pools.binary = pools.text = sinks;
     }
     // One pass over the file per connection slot, shared by the slot's binary and text sinks.
-    if (rowTables.length) for (let i = 0; i < n; i++) readers.push(new RangeReader(decompress().stdout! as AsyncIterable<Buffer>));
+    if (rowTables.length) for (let i = 0; i < n; i++) readers.push(new RangeReader(await decompress()));
     let binaryTables = 0;
 
     let coordinatorBusy = true;
@@ -216,19 +222,20 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
  * decompressor is an error naming the file, before anything was changed.
  */
 export async function mapSqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<DumpIndex> {
-  const scan = startChild(decompressorCommand(compression, file), { stdin: 'ignore', signal });
+  const { child: scan, reader } = await startChildReading(decompressorCommand(compression, file), { signal });
   const ended = scan.ended.then((r) => {
     if (r.exitCode !== 0) throw scan.failure(r, `decompressing ${file}`);
   });
   ended.catch(() => undefined);
   try {
-    const index = await Promise.race([indexSqlDump(scan.stdout! as AsyncIterable<Buffer>), ended.then(() => new Promise<never>(() => undefined))]);
+    const index = await Promise.race([indexSqlDump(reader), ended.then(() => new Promise<never>(() => undefined))]);
     await ended;
     return index;
   } catch (err) {
     if (err instanceof TruncatedDumpError) throw new CommandError({ message: `reading ${file}: ${err.message}`, command: describe(decompressorCommand(compression, file)) });
     throw err;
   } finally {
+    reader.close();
     scan.stop(1000);
     await scan.ended;
   }
@@ -285,46 +292,57 @@ export function splitRanges(seg: RowsSegment, n: number, splitBytes: number): (r
   return ranges;
 }
 
-/** Bytes [start, end) of one pass over the stream, asked for in increasing order. */
+/**
+ * Bytes [start, end) of one pass over the stream, asked for in increasing order. What read()
+ * returns is valid until the next read(): a view of the reader's chunk, or of one buffer used
+ * again for every range that spans chunks (no Buffer per range: see reused-reader.ts for why).
+ */
 class RangeReader {
-  private readonly it: AsyncIterator<Buffer>;
-  private next: Promise<IteratorResult<Buffer>>;
   private chunk: Buffer = Buffer.alloc(0);
   private chunkStart = 0;
+  private spare: Buffer = Buffer.alloc(0);
 
-  constructor(stream: AsyncIterable<Buffer>) {
-    this.it = stream[Symbol.asyncIterator]();
-    // Reading starts now: a child's stdout nobody reads when it exits is drained and lost (Node's
-    // flushStdio), and a reader may wait for its first range until other tables have loaded.
-    // The pipe still pushes back: the iterator holds one chunk.
-    this.next = this.it.next();
-  }
+  constructor(private readonly source: ChunkReader) {}
 
   close(): void {
-    void this.it.return?.().catch(() => undefined);
+    this.source.close();
   }
 
   async read(start: number, end: number): Promise<Buffer> {
-    const out: Buffer[] = [];
+    const length = end - start;
+    let out: Buffer | undefined;
+    let filled = 0;
     let at = start;
     while (at < end) {
       const chunkEnd = this.chunkStart + this.chunk.length;
       if (at >= chunkEnd) {
-        const next = await this.next;
-        if (!next.done) this.next = this.it.next();
-        if (next.done) throw new TruncatedDumpError(`the file ended at byte ${chunkEnd}, before byte ${end} of the first pass`);
+        const next = await this.source.next();
+        if (!next) throw new TruncatedDumpError(`the file ended at byte ${chunkEnd}, before byte ${end} of the first pass`);
         this.chunkStart = chunkEnd;
-        this.chunk = next.value;
+        this.chunk = next;
         continue;
       }
       if (at < this.chunkStart) throw new Error(`range reader: byte ${at} was asked for after ${this.chunkStart}`);
+      const from = at - this.chunkStart;
       const to = Math.min(this.chunk.length, end - this.chunkStart);
-      out.push(this.chunk.subarray(at - this.chunkStart, to));
+      if (!out && to - from === length) return this.chunk.subarray(from, to);
+      out ??= this.buffer(length);
+      this.chunk.copy(out, filled, from, to);
+      filled += to - from;
       at = this.chunkStart + to;
     }
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    return out ? out.subarray(0, length) : Buffer.alloc(0);
+  }
+
+  /** The spare buffer, grown to `length`; a range past 64 MiB (one huge row) gets its own. */
+  private buffer(length: number): Buffer {
+    if (length > SPARE_MAX) return Buffer.allocUnsafe(length);
+    if (this.spare.length < length) this.spare = Buffer.allocUnsafe(Math.max(length, 2 * this.spare.length));
+    return this.spare;
   }
 }
+
+const SPARE_MAX = 64 << 20;
 
 /** One client process: writes with backpressure, and barriers echoed back on its stdout. */
 class ClientSink implements RowSink {
@@ -354,9 +372,12 @@ class ClientSink implements RowSink {
     return true;
   }
 
-  /** Queues up to maxQueued bytes without waiting, so one busy connection does not stall the others. */
+  /**
+   * Queues up to maxQueued bytes without waiting, so one busy connection does not stall the
+   * others. A copy: the stream writes later, and a range reader reuses its buffer.
+   */
   async send(statement: Buffer): Promise<void> {
-    this.child.stdin!.write(statement);
+    this.child.stdin!.write(Buffer.from(statement));
     while (this.child.stdin!.writableLength > this.maxQueued && !this.child.stdin!.destroyed) await new Promise<void>((r) => this.child.stdin!.once('drain', () => r()));
   }
 

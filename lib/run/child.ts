@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { CommandError, tail } from '../errors.js';
 import { describe, errorLine, redact, type Command } from './command.js';
@@ -14,7 +15,8 @@ import { terminate, track } from './process-group.js';
  */
 export interface ChildOptions extends Limits {
   readonly stdin?: 'pipe' | 'ignore';
-  readonly stdout?: 'pipe' | 'ignore';
+  /** A socket: the child writes into it (reused-reader.ts), child.stdout is then null. */
+  readonly stdout?: 'pipe' | 'ignore' | Socket;
   readonly secrets?: readonly string[];
   /**
    * Sees every byte of stderr as it comes (a tool that reports one line per skipped file, more

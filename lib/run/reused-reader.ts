@@ -1,0 +1,175 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startChild, type ChildOptions, type StartedChild } from './child.js';
+import type { Command } from './command.js';
+
+/**
+ * A child's stdout read into one buffer that every read fills again, for the restore's passes
+ * over a decompressed dump (gigabytes each). A child's stdout pipe allocates a new 64 KiB Buffer
+ * per read: 3.4 GB of them for the 1.1 GB bench database (the map and two loading passes), and
+ * V8 answers that much new off-heap memory with a full mark of its heap every ~64 MB: 146 of
+ * them, ~4 s of CPU beside the load on 2 cores (perf, 2026-12-03). Reading 1.1 GB this way cost
+ * 0.05 s of user CPU against 0.35 s through the pipe (the same machine, zstd -dc of the dump).
+ *
+ * Node only reads into a caller's buffer on a socket it connects itself (net's `onread`), so the
+ * child writes into a Unix socket: the listening end lives for the one connection, in a 0700
+ * directory (an abstract socket would let any local user connect first and read the dump).
+ *
+ * Each chunk handed out is a view of the one buffer, valid until the next one is asked for:
+ * whoever keeps bytes longer copies them (mysql-load.ts's client sinks do).
+ */
+export interface ChunkReader extends AsyncIterable<Buffer> {
+  /** The next chunk (the one before is no longer valid), or undefined at the end of the output. */
+  next(): Promise<Buffer | undefined>;
+  /** No more reads: the child writing sees EPIPE (its exit status is the caller's business). */
+  close(): void;
+}
+
+class SocketReader implements ChunkReader {
+  private pending: Buffer | undefined;
+  private handedOut = false;
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly socket: Socket) {
+    const done = (err?: Error): void => {
+      this.ended = true;
+      if (err) this.failure ??= err;
+      this.wake?.();
+    };
+    socket.on('end', () => done());
+    socket.on('close', () => done());
+    socket.on('error', (err) => done(err));
+  }
+
+  /** Called by the socket for every read: the chunk waits for the consumer, the socket pauses. */
+  received(bytes: number, buffer: Buffer): boolean {
+    this.pending = buffer.subarray(0, bytes);
+    this.wake?.();
+    return false;
+  }
+
+  async next(): Promise<Buffer | undefined> {
+    if (this.handedOut) {
+      this.handedOut = false;
+      if (!this.ended) this.socket.resume();
+    }
+    while (!this.pending && !this.ended) await new Promise<void>((r) => (this.wake = r));
+    this.wake = undefined;
+    const chunk = this.pending;
+    this.pending = undefined;
+    if (chunk) {
+      this.handedOut = true;
+      return chunk;
+    }
+    if (this.failure) throw this.failure;
+    return undefined;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    for (let c = await this.next(); c; c = await this.next()) yield c;
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.ended = true;
+    this.wake?.();
+  }
+}
+
+export interface ReadingChild {
+  readonly child: StartedChild;
+  readonly reader: ChunkReader;
+}
+
+/**
+ * Start `command` with its stdout read through a ChunkReader. The socket goes in the temp dir, or
+ * /dev/shm or /tmp when the temp dir's path is too long for a socket's; when none can hold it, or
+ * it cannot be set up, the child still starts, with an ordinary pipe behind the same interface:
+ * slower, never a failure of its own.
+ */
+export async function startChildReading(command: Command, options: Omit<ChildOptions, 'stdout' | 'daemon'> = {}, bufferBytes = 256 << 10): Promise<ReadingChild> {
+  let dir: string | undefined;
+  let server: Server | undefined;
+  try {
+    const parent = socketParent();
+    if (!parent) throw new Error('no temp dir with a path short enough for a socket');
+    dir = await mkdtemp(join(parent, 'asb-read-'));
+    const path = join(dir, 's');
+    server = createServer();
+    await listen(server, path);
+    const accepted = new Promise<Socket>((resolve, reject) => {
+      server!.once('connection', resolve);
+      server!.once('error', reject);
+    });
+    const buffer = Buffer.allocUnsafe(bufferBytes);
+    let reader: SocketReader | undefined;
+    const ours = connect({ path, onread: { buffer, callback: (n) => reader!.received(n, buffer) } });
+    reader = new SocketReader(ours);
+    const theirs = await accepted;
+    // The child gets its own copy of the descriptor; ours is closed, so the reader sees the
+    // end of the output when the child (and whatever it started) has closed it.
+    const child = startChild(command, { ...options, stdout: theirs });
+    theirs.destroy();
+    return { child, reader };
+  } catch {
+    const child = startChild(command, { ...options, stdout: 'pipe' });
+    return { child, reader: new StreamReader(child.stdout as AsyncIterable<Buffer>) };
+  } finally {
+    server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A socket's path holds at most 107 bytes, and Node 20's libuv cuts a longer one short without a
+ * word, binding outside the private directory (checked: a 140-byte path bound its first 107
+ * bytes): so a temp dir whose socket path would be too long is not used.
+ */
+function socketParent(): string | undefined {
+  const fits = (dir: string): boolean => Buffer.byteLength(join(dir, 'asb-read-XXXXXX', 's')) <= 107;
+  return [tmpdir(), '/dev/shm', '/tmp'].find((d) => fits(d) && existsSync(d));
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** The fallback: a pipe's chunks (a new Buffer each) behind the same interface. */
+class StreamReader implements ChunkReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private ahead: Promise<IteratorResult<Buffer>>;
+
+  constructor(stream: AsyncIterable<Buffer>) {
+    this.it = stream[Symbol.asyncIterator]();
+    // Reading starts now: a child's stdout nobody reads when it exits is drained and lost (Node's
+    // flushStdio), and a reader may wait for its first range until other tables have loaded.
+    // The pipe still pushes back: the iterator holds one chunk.
+    this.ahead = this.it.next();
+  }
+
+  async next(): Promise<Buffer | undefined> {
+    const r = await this.ahead;
+    if (r.done) return undefined;
+    this.ahead = this.it.next();
+    return r.value;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    for (let c = await this.next(); c; c = await this.next()) yield c;
+  }
+
+  close(): void {
+    void this.it.return?.().catch(() => undefined);
+  }
+}
