@@ -11,23 +11,31 @@ import type { Compression, StreamCheck } from '../model/kind.js';
 
 /**
  * Keeps the last `bytes` bytes of a stream (the dump's trailer), for checks made while the dump
- * is written. Chunks are kept by reference until they fall out of the window: no copy per chunk.
+ * is written. Each chunk is valid only during update() (the relay's buffer is read into again):
+ * its last bytes are copied into one window, no allocation per chunk.
  */
 export class StreamTail {
-  private chunks: Buffer[] = [];
+  private readonly window: Buffer;
   private held = 0;
 
-  constructor(private readonly bytes = 4096) {}
+  constructor(private readonly bytes = 4096) {
+    this.window = Buffer.alloc(bytes);
+  }
 
   update(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.held += chunk.length;
-    while (this.chunks.length > 1 && this.held - this.chunks[0]!.length >= this.bytes) this.held -= this.chunks.shift()!.length;
+    if (chunk.length >= this.bytes) {
+      chunk.copy(this.window, 0, chunk.length - this.bytes);
+      this.held = this.bytes;
+      return;
+    }
+    const keep = Math.min(this.held, this.bytes - chunk.length);
+    this.window.copy(this.window, 0, this.held - keep, this.held);
+    chunk.copy(this.window, keep);
+    this.held = keep + chunk.length;
   }
 
   text(): string {
-    const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.bytes)).toString('utf8');
+    return this.window.subarray(0, this.held).toString('utf8');
   }
 }
 

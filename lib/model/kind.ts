@@ -55,6 +55,7 @@ export interface DumpSpec {
 
 /** Sees every chunk of a dump tool's output; finish() throws a BackupError when it is incomplete. */
 export interface StreamCheck {
+  /** A chunk valid only during the call (the relay reads into one reused buffer): copy what is kept. */
   update(chunk: Buffer): void;
   finish(file: string, compression: Compression): void;
 }

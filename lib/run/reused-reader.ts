@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild, type ChildOptions, type StartedChild } from './child.js';
 import type { Command } from './command.js';
+import type { Writable } from 'node:stream';
 
 /**
  * A child's stdout read into one buffer that every read fills again, for the restore's passes
@@ -93,35 +94,72 @@ export interface ReadingChild {
  * slower, never a failure of its own.
  */
 export async function startChildReading(command: Command, options: Omit<ChildOptions, 'stdout' | 'daemon'> = {}, bufferBytes = 256 << 10): Promise<ReadingChild> {
+  const socket = await openSocketReader(bufferBytes);
+  if (!socket) {
+    const child = startChild(command, { ...options, stdout: 'pipe' });
+    return { child, reader: streamReader(child.stdout!) };
+  }
+  // The child gets its own copy of the descriptor; ours is closed, so the reader sees the end of
+  // the output when the child (and whatever it started) has closed it.
+  const child = startChild(command, { ...options, stdout: socket.theirs });
+  socket.theirs.destroy();
+  return { child, reader: socket.reader };
+}
+
+/**
+ * A connected pair: `theirs` to hand to a child as its stdout (then destroyed: the child has its
+ * own copy), `reader` reading what it writes. Undefined when no socket can be set up (no temp dir
+ * with a short enough path, no permission): the caller uses a pipe.
+ */
+export async function openSocketReader(bufferBytes = 256 << 10): Promise<{ theirs: Socket; reader: ChunkReader } | undefined> {
+  const parent = socketParent();
+  if (!parent) return undefined;
   let dir: string | undefined;
   let server: Server | undefined;
   try {
-    const parent = socketParent();
-    if (!parent) throw new Error('no temp dir with a path short enough for a socket');
     dir = await mkdtemp(join(parent, 'asb-read-'));
     const path = join(dir, 's');
-    server = createServer();
-    await listen(server, path);
+    const listening = createServer();
+    server = listening;
+    await listen(listening, path);
     const accepted = new Promise<Socket>((resolve, reject) => {
-      server!.once('connection', resolve);
-      server!.once('error', reject);
+      listening.once('connection', resolve);
+      listening.once('error', reject);
     });
     const buffer = Buffer.allocUnsafe(bufferBytes);
     let reader: SocketReader | undefined;
     const ours = connect({ path, onread: { buffer, callback: (n) => reader!.received(n, buffer) } });
     reader = new SocketReader(ours);
-    const theirs = await accepted;
-    // The child gets its own copy of the descriptor; ours is closed, so the reader sees the
-    // end of the output when the child (and whatever it started) has closed it.
-    const child = startChild(command, { ...options, stdout: theirs });
-    theirs.destroy();
-    return { child, reader };
+    return { theirs: await accepted, reader };
   } catch {
-    const child = startChild(command, { ...options, stdout: 'pipe' });
-    return { child, reader: new StreamReader(child.stdout as AsyncIterable<Buffer>) };
+    return undefined;
   } finally {
     server?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** A stream's chunks (a new Buffer each, e.g. a pipe's) behind the ChunkReader interface. */
+export function streamReader(stream: NodeJS.ReadableStream): ChunkReader {
+  return new StreamReader(stream as AsyncIterable<Buffer>);
+}
+
+/**
+ * Every chunk of `source` to `onData`, then into `sink`, the next read only once the write is
+ * done (the chunk's memory is read into again), then the end of `sink`. On a failure (onData
+ * throws, the sink breaks) both ends are closed, so neither side waits for the other.
+ */
+export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void, sink: Writable): Promise<void> {
+  try {
+    for (let chunk = await source.next(); chunk; chunk = await source.next()) {
+      onData(chunk);
+      await new Promise<void>((resolve, reject) => sink.write(chunk, (err) => (err ? reject(err) : resolve())));
+    }
+    await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    sink.destroy();
+    source.close();
+    throw err;
   }
 }
 

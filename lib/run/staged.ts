@@ -99,10 +99,11 @@ async function feed(path: string, onData: (chunk: Buffer) => void): Promise<void
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
-    // Sized to the file: most are a few KB, and a 1 MB buffer per dump kept the GC busy.
+    // Sized to the file: most are a few KB, and a 1 MB buffer per dump kept the GC busy. One
+    // buffer for every read: a tap's chunk is valid only during its call.
+    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(1 << 20, size)));
     for (let position = 0; position < size; ) {
-      const buffer = Buffer.allocUnsafe(Math.min(1 << 20, size - position));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
       if (bytesRead === 0) throw new Error(`${path} is shorter than its size (${position} of ${size} bytes)`);
       onData(buffer.subarray(0, bytesRead));
       position += bytesRead;
