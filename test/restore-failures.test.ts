@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cmd } from '../lib/run/command.js';
+import { exitClasses } from '../lib/run/exit-status.js';
 import { run } from '../lib/run/run.js';
 import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from './helpers/dump-files.js';
@@ -167,6 +168,22 @@ describe('the load fails part-way (dumps damaged after their manifest entry)', (
     expect(r.stderr).toMatch(/'site2_new' was dropped again/);
     expect(await mysqlHas('site2_new')).toBe(false);
     expect(lastJournal()).toMatchObject({ command: 'restore db', result: 'failed' });
+  });
+
+  test('MariaDB, a dump changed after its manifest entry: refused on its sha256, the map read beside the check stopped, nothing created', async () => {
+    const damaged = readFileSync(mysqlFile);
+    try {
+      replaceDump(runDir, 'site2_db', goodMysql, { keepManifestHash: true, kind: 'mysql' }); // a valid dump, not the one recorded
+      const r = await f.cli(['restore', 'db', 'site2_db', '--into', 'site2_changed']);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toContain(`${mysqlFile} does not match the sha256 its manifest recorded`);
+      expect(await mysqlHas('site2_changed')).toBe(false);
+      // The read-ahead of its map (prefetch) ended with the CLI: no decompressor left on the file.
+      const left = await run(cmd('pgrep', ['-f', mysqlFile]), { exitClass: exitClasses({ ok: [1] }) });
+      expect(left.stdout.trim()).toBe('');
+    } finally {
+      replaceDump(runDir, 'site2_db', damaged, { keepManifestHash: true, kind: 'mysql' });
+    }
   });
 
   test('PostgreSQL --into NEW: the NEW database is dropped, exit 8, the message says so', async () => {

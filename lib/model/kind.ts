@@ -152,6 +152,12 @@ export interface RestoreSession extends DatabaseSession {
    * created. Without an export, returns [] (the load may then fail on a missing owner).
    */
   ensureAccounts(database: string, dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * Start reading what ensureAccounts and load need from `dump` (MariaDB: its map) while the
+   * caller checks the file's sha256, so the two passes overlap; a failure shows where the result
+   * is used. Nothing read is used unless they are called afterwards; close() stops the reading.
+   */
+  prefetch?(dump: DumpFile, signal?: AbortSignal): void;
   /** Stream `dump` into `database` (which exists and is empty). */
   load(database: string, dump: DumpFile, signal?: AbortSignal): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { RestoreError, UsageError } from '../errors.js';
 import { takeLock } from '../job/backup-job.js';
 import { ALL_KINDS } from '../job/dump-step.js';
 import type { Logger } from '../log.js';
-import { accountsEntry, findDatabaseEntry, replaceable, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
+import { accountsEntry, dumpFile, findDatabaseEntry, replaceable, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { describeSource, readManifest, resolveSource } from './source.js';
 import { openStaging, stageDumps, stageRun, type Staging } from './stage.js';
@@ -68,8 +68,11 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
     const servers = new TargetServers(ALL_KINDS, { loaded, log, signal }, input.target);
     try {
       // Refuse (or find the server down) before fetching the dump: asked again right before the load.
-      await replaceable(await servers.get(entry.kind as KindName), entry.kind as KindName, input.into ?? entry.database!, input.force, signal);
-      await stageDumps(loaded, engine, ctx, source, staging, run, accounts ? [entry, accounts] : [entry]);
+      const session = await servers.get(entry.kind as KindName);
+      await replaceable(session, entry.kind as KindName, input.into ?? entry.database!, input.force, signal);
+      // The dump's map is read beside its sha256 check; used only once the check has passed.
+      const readAhead = input.dryRun ? undefined : () => session.prefetch?.(dumpFile(run, entry), signal);
+      await stageDumps(loaded, engine, ctx, source, staging, run, accounts ? [entry, accounts] : [entry], readAhead);
       const result = await restoreDatabase(loaded, log, servers, run, entry, { into: input.into, force: input.force, dryRun: input.dryRun }, signal);
       recordRestore(loaded, log, {
         command: 'restore db',

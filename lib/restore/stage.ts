@@ -103,8 +103,11 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
   return { runId, dir, manifest };
 }
 
-/** Fetch the dump files of `entries` (when staged) and check each against its sha256. */
-export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, run: StagedRun, entries: readonly ManifestEntry[]): Promise<void> {
+/**
+ * Fetch the dump files of `entries` (when staged) and check each against its sha256.
+ * `fetched` runs once every file is there, before the checks (a restore reads ahead beside them).
+ */
+export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, run: StagedRun, entries: readonly ManifestEntry[], fetched?: () => void): Promise<void> {
   const wanted = entries.filter((e) => e.path);
   if (source.type === 'engine' && staging) {
     const need = wanted.reduce((n, e) => n + (e.bytes ?? 0), 0);
@@ -113,9 +116,10 @@ export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: Engi
     const toFetch = wanted.filter((e) => !existsSync(join(run.dir, e.path!)));
     if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((e) => join(loaded.paths.dumpsDir, run.runId, e.path!)));
   }
+  for (const e of wanted) if (!existsSync(join(run.dir, e.path!))) throw new RestoreError(`${join(run.dir, e.path!)} is missing (run ${run.runId})`);
+  fetched?.();
   for (const e of wanted) {
     const file = join(run.dir, e.path!);
-    if (!existsSync(file)) throw new RestoreError(`${file} is missing (run ${run.runId})`);
     if (e.sha256 && (await sha256(file)) !== e.sha256) {
       // A tool that ignores a failed write leaves a short file: on a full disk, say that.
       const short = e.bytes !== undefined && statSync(file).size < e.bytes;
@@ -138,6 +142,6 @@ async function freeBytes(dir: string): Promise<number | undefined> {
 
 export async function sha256(file: string): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
+  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), hash);
   return hash.digest('hex');
 }
