@@ -71,8 +71,8 @@ class SocketReader implements ChunkReader {
     return undefined;
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    for (let c = await this.next(); c; c = await this.next()) yield c;
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return chunksOf(this);
   }
 
   close(): void {
@@ -122,14 +122,19 @@ export async function openSocketReader(bufferBytes = 256 << 10): Promise<{ their
     const listening = createServer();
     server = listening;
     await listen(listening, path);
-    const accepted = new Promise<Socket>((resolve, reject) => {
-      listening.once('connection', resolve);
-      listening.once('error', reject);
-    });
     const buffer = Buffer.allocUnsafe(bufferBytes);
     let reader: SocketReader | undefined;
     const ours = connect({ path, onread: { buffer, callback: (n) => reader!.received(n, buffer) } });
     reader = new SocketReader(ours);
+    // A connect that fails never reaches the server: its error ends the wait too.
+    const accepted = new Promise<Socket>((resolve, reject) => {
+      listening.once('connection', resolve);
+      listening.once('error', reject);
+      ours.once('error', reject);
+    }).catch((err: unknown) => {
+      ours.destroy();
+      throw err;
+    });
     return { theirs: await accepted, reader };
   } catch {
     return undefined;
@@ -183,6 +188,10 @@ function listen(server: Server, path: string): Promise<void> {
   });
 }
 
+async function* chunksOf(reader: ChunkReader): AsyncGenerator<Buffer> {
+  for (let c = await reader.next(); c; c = await reader.next()) yield c;
+}
+
 /** The fallback: a pipe's chunks (a new Buffer each) behind the same interface. */
 class StreamReader implements ChunkReader {
   private readonly it: AsyncIterator<Buffer>;
@@ -193,18 +202,25 @@ class StreamReader implements ChunkReader {
     // Reading starts now: a child's stdout nobody reads when it exits is drained and lost (Node's
     // flushStdio), and a reader may wait for its first range until other tables have loaded.
     // The pipe still pushes back: the iterator holds one chunk.
-    this.ahead = this.it.next();
+    this.ahead = this.readAhead();
   }
 
   async next(): Promise<Buffer | undefined> {
     const r = await this.ahead;
     if (r.done) return undefined;
-    this.ahead = this.it.next();
+    this.ahead = this.readAhead();
     return r.value;
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    for (let c = await this.next(); c; c = await this.next()) yield c;
+  /** A stream error is seen by the next next(); never an unhandled rejection if none comes. */
+  private readAhead(): Promise<IteratorResult<Buffer>> {
+    const p = this.it.next();
+    p.catch(() => undefined);
+    return p;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return chunksOf(this);
   }
 
   close(): void {
