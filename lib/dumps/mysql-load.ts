@@ -337,7 +337,7 @@ class RangeReader {
   /** The spare buffer, grown to `length`; a range past 64 MiB (one huge row) gets its own. */
   private buffer(length: number): Buffer {
     if (length > SPARE_MAX) return Buffer.allocUnsafe(length);
-    if (this.spare.length < length) this.spare = Buffer.allocUnsafe(Math.max(length, 2 * this.spare.length));
+    if (this.spare.length < length) this.spare = Buffer.allocUnsafe(Math.min(SPARE_MAX, Math.max(length, 2 * this.spare.length)));
     return this.spare;
   }
 }

@@ -4,7 +4,7 @@ import { CommandError, tail } from '../errors.js';
 import { readFileTail } from '../file-tail.js';
 import { describe, errorLine, redact, type Command } from './command.js';
 import { Watch } from './lifecycle.js';
-import { hashFile, type PipelineOptions, type PipelineResult, type StageResult } from './pipeline.js';
+import { eachChunk, hashFile, type PipelineOptions, type PipelineResult, type StageResult } from './pipeline.js';
 import type { SpawnedJob, Spawner } from './spawner.js';
 
 const STDERR_KEEP = 8192;
@@ -94,20 +94,11 @@ async function readTail(path: string): Promise<string> {
   return readFileTail(path, STDERR_KEEP).catch(() => '');
 }
 
-/** The whole file through `onData`, in 1 MB reads, as a tap would have seen it stream. */
+/** The whole file through `onData`, as a tap would have seen it stream. */
 async function feed(path: string, onData: (chunk: Buffer) => void): Promise<void> {
   const handle = await open(path, 'r');
   try {
-    const { size } = await handle.stat();
-    // Sized to the file: most are a few KB, and a 1 MB buffer per dump kept the GC busy. One
-    // buffer for every read: a tap's chunk is valid only during its call.
-    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(1 << 20, size)));
-    for (let position = 0; position < size; ) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
-      if (bytesRead === 0) throw new Error(`${path} is shorter than its size (${position} of ${size} bytes)`);
-      onData(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-    }
+    await eachChunk(handle, onData);
   } finally {
     await handle.close();
   }
