@@ -50,19 +50,37 @@ describe('dump-time inventories read in batches', { timeout: 120_000 }, () => {
     expect(batched.map(({ ms: _ms, ...rest }) => rest)).toEqual(singles.map(({ ms: _ms, ...rest }) => rest));
   });
 
-  it('with a linger, reads arriving in turn share one client, and a lone read still ends', async () => {
-    const lingering = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined, 50, 300);
+  it('with a linger, reads arriving in turn share one client while other dumps run; the last ones do not wait', async () => {
+    const lingering = new InventoryBatcher((sql, signal) => session.query(sql, signal), undefined, 50, 5_000);
+    const tickets = NAMES.map(() => lingering.expect()); // three dumps started
     const reads: ReturnType<InventoryBatcher['read']>[] = [];
-    for (const db of NAMES) {
-      reads.push(lingering.read({ database: db, dumpStartedAt: long, skipped: [] }));
+    const t0 = Date.now();
+    for (const [i, db] of NAMES.entries()) {
+      reads.push(tickets[i]!.read({ database: db, dumpStartedAt: long, skipped: [] }));
       await new Promise((r) => setTimeout(r, 30)); // dumps finishing one after another
     }
     expect((await Promise.all(reads)).map((i) => i.rows)).toEqual([{ t: 2 }, { t: 3 }, { t: 4 }]);
     expect(lingering.batches).toBe(1);
-    const t0 = Date.now();
-    expect((await lingering.read({ database: NAMES[0]!, dumpStartedAt: long, skipped: [] })).rows).toEqual({ t: 2 });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    // The third read left no dump running: the batch started then, not after the 5 s linger.
+    expect(Date.now() - t0).toBeLessThan(2_500);
+
+    // One dump asks while another runs; that one fails (its probe is closed unread): the wait ends.
+    const [asking, failing] = [lingering.expect(), lingering.expect()];
+    const t1 = Date.now();
+    const lone = asking.read({ database: NAMES[0]!, dumpStartedAt: long, skipped: [] });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(lingering.batches).toBe(1); // still waiting for company
+    failing.cancel();
+    failing.cancel(); // closing twice counts once
+    expect((await lone).rows).toEqual({ t: 2 });
+    expect(Date.now() - t1).toBeLessThan(2_500);
     expect(lingering.batches).toBe(2);
+
+    // A read with nothing else running starts at once, however long the linger.
+    const t2 = Date.now();
+    expect((await lingering.expect().read({ database: NAMES[1]!, dumpStartedAt: long, skipped: [] })).rows).toEqual({ t: 3 });
+    expect(Date.now() - t2).toBeLessThan(2_500);
+    expect(lingering.batches).toBe(3);
   });
 
   it('a database whose table cannot be read fails alone; the others in its batch still get theirs', async () => {

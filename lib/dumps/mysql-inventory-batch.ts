@@ -33,10 +33,19 @@ const MARK = 'asb-db';
  * stops at the first error), each database is read again alone, so one damaged table costs only
  * its own database's inventory.
  */
+/** One dump about to start: it will ask for its inventory (read) or end without it (cancel). */
+export interface InventoryTicket {
+  read(request: InventoryRequest, signal?: AbortSignal): Promise<Inventory>;
+  /** The dump ended without asking (it failed): nobody waits for it any more. Idempotent. */
+  cancel(): void;
+}
+
 export class InventoryBatcher {
   private readonly waiting: Waiting[] = [];
   private busy = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Tickets neither read nor cancelled: dumps running now that will ask. */
+  private running = 0;
   /** Clients started (for tests and the log). */
   batches = 0;
 
@@ -47,10 +56,33 @@ export class InventoryBatcher {
     /**
      * How long the oldest request may wait for company. The counts are read this much later
      * than they could be, which costs nothing but a wider window for UPDATE_TIME to flag a table
-     * as written since the dump started (it is then checked for presence, not rows).
+     * as written since the dump started (it is then checked for presence, not rows). Only while
+     * a dump that will ask is still running (see expect): the last dumps of a run do not wait
+     * for nobody (150 ms at the end of every run, the whole run waiting on it).
      */
     private readonly lingerMs = 0,
   ) {}
+
+  /** Announce a dump right before it starts: reads wait for company only while one is running. */
+  expect(): InventoryTicket {
+    this.running++;
+    let open = true;
+    const done = (): boolean => {
+      if (!open) return false;
+      open = false;
+      this.running--;
+      return true;
+    };
+    return {
+      read: (request, signal) => {
+        done();
+        return this.read(request, signal);
+      },
+      cancel: () => {
+        if (done()) this.next();
+      },
+    };
+  }
 
   read(request: InventoryRequest, signal?: AbortSignal): Promise<Inventory> {
     return new Promise<Inventory>((resolve, reject) => {
@@ -62,7 +94,7 @@ export class InventoryBatcher {
   private next(): void {
     if (this.busy || this.waiting.length === 0) return;
     const waited = Date.now() - this.waiting[0]!.at;
-    if (this.waiting.length < this.maxBatch && waited < this.lingerMs) {
+    if (this.waiting.length < this.maxBatch && waited < this.lingerMs && this.running > 0) {
       this.timer ??= setTimeout(() => {
         this.timer = undefined;
         this.next();

@@ -283,11 +283,13 @@ class Session implements MysqlSession {
 
   /** Read beside the dump, after it (see mysql-inventory.ts: why not inside its snapshot). */
   private inventoryProbe(database: string, command: Command, skipped: string[]): InventoryProbe {
+    // Opened right before its dump starts: dumps finishing close together share one client
+    // (mysql-inventory-batch.ts), and a read waits for company only while another dump runs.
+    const ticket = this.inventories.expect();
     return {
       command,
-      // Dumps finishing close together share one client (mysql-inventory-batch.ts).
-      read: (dumpStartedAt: Date, signal?: AbortSignal) => this.inventories.read({ database, dumpStartedAt, skipped }, signal),
-      close: async () => undefined,
+      read: (dumpStartedAt: Date, signal?: AbortSignal) => ticket.read({ database, dumpStartedAt, skipped }, signal),
+      close: async () => ticket.cancel(),
     };
   }
 
