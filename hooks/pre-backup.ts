@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 // Bacula ClientRunBeforeJob / wrapper-script entry: same as `apiscp-backup hook pre-backup …`.
-const { main } = await import('../lib/cli/main.js');
-await main(['hook', 'pre-backup', ...process.argv.slice(2)]);
+const { bundledMain } = await import('../lib/cli/bundled.js');
+await (await bundledMain())(['hook', 'pre-backup', ...process.argv.slice(2)]);

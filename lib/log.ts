@@ -44,7 +44,9 @@ export async function createLogger(options: LoggerOptions = {}): Promise<Logger>
     try {
       mkdirSync(dirname(options.file), { recursive: true, mode: 0o750 });
       closeSync(openSync(options.file, 'a', 0o640));
-      const { pino } = await import('pino');
+      // `pino` as named export unbundled, as the CommonJS default in the bundle (lib/cli/bundled.ts).
+      const mod = await import('pino');
+      const pino = mod.pino ?? mod.default;
       const dest = pino.destination({ dest: options.file, sync: true });
       const p = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
       sinks.push({

@@ -180,7 +180,13 @@ describe('the zx example scripts in hooks/', () => {
       for (const m of text.matchAll(/(?:from\s+|import\(\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) walk(join(dirname(file), m[1]!));
     };
     for (const entry of ['scripts/apiscp-backup.js', 'cron.daily/apiscp-backup.js', 'hooks/pre-backup.js', 'hooks/post-backup.js']) walk(join(REPO, 'dist', entry));
-    expect(seen.size).toBeGreaterThan(50); // the walk really followed the graph (every command module)
+    // The entry points load the CLI as one bundle (lib/cli/bundled.ts): its chunks, and what esbuild put into them.
+    expect([...seen].map((f) => relative(REPO, f))).toContain('dist/lib/cli/bundled.js');
+    walk(join(REPO, 'dist/bundle/cli/main.js'));
+    const bundled = Object.keys((JSON.parse(readFileSync(join(REPO, 'dist/bundle/meta.json'), 'utf8')) as { inputs: Record<string, unknown> }).inputs);
+    expect(bundled.filter((f) => f.startsWith('dist/lib/')).length).toBeGreaterThan(50); // every command module
+    expect(bundled.filter((f) => /node_modules\/(commander|execa|zod)\//.test(f)).length).toBeGreaterThan(3);
+    expect(bundled.filter((f) => /node_modules\/zx\//.test(f))).toEqual([]);
     expect(importsZx).toEqual([]);
     // …and the example scripts do use it: the dependency is not dead.
     for (const s of ['rsync-method.js', 'dumps-handoff.js', 'duplicity-wrapper.zx.js']) expect(readFileSync(hook(s), 'utf8')).toMatch(/from ['"]zx['"]/);

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { ENGINE_NAMES } from '../config/schema.js';
 import { withContext, type CommandContext, type GlobalOptions } from './context.js';
+import { packagePaths } from '../package-paths.js';
 
 const LEVELS = ['Full', 'Incremental', 'Differential'];
 
@@ -19,7 +19,7 @@ function action(load: () => Promise<{ default: Handler }>, settings: { logFile?:
 }
 
 function version(): string {
-  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  return packagePaths().version;
 }
 
 export function buildProgram(): Command {

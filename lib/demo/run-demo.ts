@@ -1,7 +1,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
@@ -19,6 +18,7 @@ import { snapshotTree } from '../sandbox/apiscp-tree.js';
 import { databaseEntries, loadDump, mysqlChecksums, postgresChecksums } from '../sandbox/db-checks.js';
 import { preflight } from './preflight.js';
 import { buildDemoSandbox, type DemoSandbox } from './sandbox.js';
+import { packagePaths } from '../package-paths.js';
 
 const CRON_ENV = { PATH: '/sbin:/bin:/usr/sbin:/usr/bin', HOME: '/root', SHELL: '/bin/sh', LOGNAME: 'root' };
 
@@ -36,7 +36,7 @@ export interface DemoOptions {
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { engine, out } = options;
   preflight(engine);
-  const cli = fileURLToPath(new URL('../../scripts/apiscp-backup.js', import.meta.url));
+  const cli = join(packagePaths().dist, 'scripts', 'apiscp-backup.js');
   const root = mkdtempSync(join(tmpdir(), 'apiscp-demo-'));
   const timer = stopwatch();
   let sandbox: DemoSandbox | undefined;

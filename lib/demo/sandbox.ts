@@ -1,10 +1,10 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildApiscpTree, type TreeInfo } from '../sandbox/apiscp-tree.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
 import type { PostgresServer } from '../sandbox/postgres.js';
 import { startServers } from '../sandbox/servers.js';
+import { packagePaths } from '../package-paths.js';
 
 /**
  * The demo's pretend server: an ApisCP tree with three sites, a MariaDB and a PostgreSQL server
@@ -57,7 +57,7 @@ const PG_SEED: Record<string, string> = {
 
 /** The ApisCP stand-in, shipped with the package (sandbox/fake-apiscp; dist/lib/demo → package root). */
 export function fakeApiscpDir(): string {
-  return fileURLToPath(new URL('../../../sandbox/fake-apiscp/', import.meta.url));
+  return join(packagePaths().root, 'sandbox', 'fake-apiscp') + '/';
 }
 
 export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {

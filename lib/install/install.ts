@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { configFileFor, parseConfigText, type LoadedConfig } from '../config/load.js';
 import { resolvePaths, underRoot } from '../config/paths.js';
@@ -13,6 +12,7 @@ import { EXPORT_SCOPE, scopeDisable, scopeRestore, scopeStatus } from '../panel/
 import { quote } from '../run/command.js';
 import { isExecutable } from '../run/which.js';
 import { writeFileAtomic } from '../atomic-file.js';
+import { packagePaths } from '../package-paths.js';
 import { checkCronName, isOurCronEntry, renderCronEntry } from './cron-entry.js';
 import { isOurWrapper, renderWrapper } from './wrapper.js';
 import { baculaSteps } from './bacula-steps.js';
@@ -225,14 +225,9 @@ function loadedFrom(text: string, file: string, root: string): LoadedConfig {
   return { config, file, paths: resolvePaths(config) };
 }
 
-/** config/config.example.yaml at the package root, from lib/install (source) or dist/lib/install (built). */
+/** config/config.example.yaml at the package root. */
 function defaultTemplate(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'config', 'config.example.yaml');
-    dir = dirname(dir);
-  }
-  return resolve(dirname(fileURLToPath(import.meta.url)), '../../config/config.example.yaml');
+  return join(packagePaths().root, 'config', 'config.example.yaml');
 }
 
 /** How the admin calls the CLI: the same node, the bin next to the installed nightly entry. */

@@ -1,6 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { underRoot } from '../../config/paths.js';
 import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
@@ -8,6 +7,7 @@ import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate
 import { ConfigError, UsageError } from '../../errors.js';
 import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
+import { packagePaths } from '../../package-paths.js';
 
 /** The include file `--write` makes for a stock director (the admin adds one @-line for it). */
 export const STOCK_INCLUDE = 'apiscp-backup-dir.conf';
@@ -116,5 +116,5 @@ function readOrUndefined(file: string): string | undefined {
 
 /** dist/scripts/apiscp-backup.js of this installation. */
 export function installedEntry(): string {
-  return fileURLToPath(new URL('../../../scripts/apiscp-backup.js', import.meta.url));
+  return join(packagePaths().dist, 'scripts', 'apiscp-backup.js');
 }

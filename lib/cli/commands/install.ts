@@ -1,11 +1,12 @@
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { EngineName } from '../../engine/types.js';
 import { install as installToolkit, uninstall as uninstallToolkit } from '../../install/install.js';
 import type { CommandContext } from '../context.js';
+import { packagePaths } from '../../package-paths.js';
 
 /** dist/cron.daily/apiscp-backup.js of this installation: what the cron entry execs. */
 export function nightlyEntry(): string {
-  return fileURLToPath(new URL('../../../cron.daily/apiscp-backup.js', import.meta.url));
+  return join(packagePaths().dist, 'cron.daily', 'apiscp-backup.js');
 }
 
 export default async function install(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
