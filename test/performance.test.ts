@@ -6,7 +6,7 @@
  * figures are for the full run).
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +17,10 @@ import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
 import { binarySafeTables, headerNames } from '../lib/dumps/mysql-dump-charsets.js';
-import { indexSqlDump } from '../lib/dumps/mysql-dump-index.js';
+import { indexSqlDump, SqlDumpIndexer } from '../lib/dumps/mysql-dump-index.js';
+import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../lib/dumps/mysql-dump-map.js';
 import { StreamTail } from '../lib/dumps/verify.js';
-import { loadSqlDumpParallel, type RowCharset } from '../lib/dumps/mysql-load.js';
+import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from '../lib/dumps/mysql-load.js';
 import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/dumps/mysql-wire.js';
 import { whichSystem } from '../lib/run/which.js';
 import { planAndDump } from '../lib/job/dump-step.js';
@@ -223,6 +224,113 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     expect(await resolveWireTarget(undefined, option)).toEqual({ unsupported: 'my_print_defaults is not installed' });
     expect(wireTargetOf(new Map([['user', 'root'], ['host', 'localhost']]))).toEqual({ unsupported: 'the option files name no socket' });
     expect(wireTargetOf(new Map([['user', 'root'], ['host', 'db.example'], ['port', '3307']]))).toEqual({ target: { host: 'db.example', port: 3307, user: 'root', password: undefined } });
+  });
+});
+
+describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
+  it('fed in chunks of any size, the indexer maps what one pass over the whole file maps; the map survives its file form', async () => {
+    const file = join(work, 'map-src.sql.zst');
+    await dumpTo('src', file);
+    const whole = await mapSqlDump(file, 'zstd');
+    await pipeToFile([cmd('zstd', ['-q', '-dc', file])], join(work, 'map-src.sql'));
+    const text = readFileSync(join(work, 'map-src.sql'));
+    for (const size of [61, 4096, (64 << 10) + 7]) {
+      const indexer = new SqlDumpIndexer();
+      const scratch = Buffer.alloc(size);
+      // One reused buffer, overwritten after each feed: what the indexer keeps it has copied.
+      for (let at = 0; at < text.length; at += size) {
+        const n = text.copy(scratch, 0, at, Math.min(text.length, at + size));
+        indexer.feed(scratch.subarray(0, n));
+        scratch.fill(0x41);
+      }
+      expect(indexer.finish()).toEqual(whole);
+    }
+    expect(decodeDumpMap(encodeDumpMap(whole))).toEqual(whole);
+    // Every block it names starts an INSERT into its table and ends a statement, in the file itself.
+    const rows = whole.segments.filter((seg) => seg.kind === 'rows');
+    expect(rows.map((r) => r.table).sort()).toEqual(['posts', 'stats']);
+    for (const r of rows) for (const [start, end] of r.blocks) {
+      expect(text.subarray(start, start + 14 + r.table.length).toString()).toBe(`INSERT INTO \`${r.table}\``);
+      expect(text.subarray(end - 3, end).toString()).toBe(');\n');
+    }
+  });
+
+  it('refuses a map that is not one, or whose blocks are out of order or past the dump', () => {
+    const index = { header: [Buffer.from('/*!40101 SET NAMES utf8mb4 */;\n')], segments: [{ kind: 'rows' as const, table: 't', blocks: [[10, 20], [20, 40]] as [number, number][], bytes: 30, statements: 2 }], bytes: 50, inserts: 2, finalDelimiter: ';' };
+    expect(decodeDumpMap(encodeDumpMap(index))).toEqual(index);
+    const broken = (edit: (doc: Record<string, unknown> & { segments: { blocks?: number[] }[] }) => void): Buffer => {
+      const doc = JSON.parse(encodeDumpMap(index).toString());
+      edit(doc);
+      return Buffer.from(JSON.stringify(doc));
+    };
+    expect(() => decodeDumpMap(broken((d) => (d.format = 'something else')))).toThrow();
+    expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [20, 40, 10, 20])))).toThrow(/out of order/);
+    expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 20, 60])))).toThrow(/past the dump/);
+    expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 30])))).toThrow(/odd number/);
+    expect(() => decodeDumpMap(Buffer.from('{"format": "apiscp-backup mysql dump map", "version": 1'))).toThrow();
+  });
+
+  it('a dump of 4 MiB or more gets its map beside it, named in the manifest; a restore reads it, and reads the dump instead when the map does not match its sha256', async () => {
+    await server.sql('CREATE DATABASE IF NOT EXISTS tiny_one; CREATE TABLE IF NOT EXISTS tiny_one.t (id INT PRIMARY KEY); INSERT IGNORE INTO tiny_one.t VALUES (1)');
+    const result = await planAndDump({ loaded: loaded({}, { include: ['src', 'tiny_one'], dump_users: false }), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    expect(result.ok).toBe(true);
+    const src = result.manifest.entries.find((e) => e.database === 'src')!;
+    expect(src.map?.path).toBe(src.path + MAP_SUFFIX);
+    const mapFile = join(result.dir, src.map!.path);
+    expect(createHash('sha256').update(readFileSync(mapFile)).digest('hex')).toBe(src.map!.sha256);
+    expect(readFileSync(mapFile).length).toBe(src.map!.bytes);
+    // The map of exactly the bytes that went into the file.
+    expect(await readDumpMap({ path: mapFile, sha256: src.map!.sha256 })).toEqual(await mapSqlDump(join(result.dir, src.path!), 'zstd'));
+    // A small database's dump has none (its restore maps it in milliseconds).
+    const tiny = result.manifest.entries.find((e) => e.database === 'tiny_one')!;
+    expect(tiny.map).toBeUndefined();
+    expect(readdirSync(join(result.dir, tiny.path!, '..')).filter((f) => f.startsWith('tiny_one'))).toEqual(['tiny_one.sql.zst']);
+
+    const restoreInto = async (db: string): Promise<ReturnType<typeof memoryLogger>> => {
+      const log = memoryLogger();
+      const target = await mysqlKind.openTarget!({ loaded: loaded({ restore: { connections: 2 } }), log });
+      try {
+        const dump = { path: join(result.dir, src.path!), compression: src.compression, format: 'sql' as const, map: { path: mapFile, sha256: src.map!.sha256 } };
+        target.prefetch?.(dump);
+        await target.createDatabase(db);
+        await target.load(db, dump);
+      } finally {
+        await target.close();
+      }
+      expect(await mysqlChecksums(server, db)).toEqual(await mysqlChecksums(server, 'src'));
+      return log;
+    };
+    const used = await restoreInto('from_map');
+    expect(used.entries.some((e) => e.msg === 'restore: the dump-time map of the dump')).toBe(true);
+    expect(used.entries.filter((e) => e.level === 'warn')).toEqual([]);
+
+    // One byte of the map changed: its sha256 no longer matches, the dump is read for a map instead.
+    const bytes = readFileSync(mapFile);
+    bytes[bytes.length - 5]! ^= 1;
+    writeFileSync(mapFile, bytes);
+    const around = await restoreInto('around_map');
+    expect(around.entries.some((e) => e.msg === 'restore: the dump-time map of the dump')).toBe(false);
+    expect(around.entries.filter((e) => e.level === 'warn').map((e) => e.msg)).toEqual([expect.stringMatching(/map beside .* cannot be used \(.*does not match the sha256 its manifest recorded\); reading the dump for it instead/)]);
+  }, 120_000);
+
+  it('withDumpMap passes the trailer check through and keeps no map below its size', () => {
+    let seen = 0;
+    const inner = { update: (c: Buffer) => void (seen += c.length), finish: () => undefined };
+    const check = withDumpMap(inner, 100);
+    const sql = Buffer.from('CREATE TABLE `t` (id INT);\nINSERT INTO `t` VALUES\n(1);\n');
+    check.update(sql);
+    check.finish('f', 'zstd');
+    expect(seen).toBe(sql.length);
+    expect(sql.length).toBeLessThan(100);
+    expect(check.sidecar!()).toBeUndefined();
+    const kept = withDumpMap(inner, sql.length);
+    kept.update(sql);
+    kept.finish('f', 'zstd');
+    expect(decodeDumpMap(kept.sidecar!()!.data).segments.map((x) => x.kind)).toEqual(['sql', 'rows']);
+    const failing = withDumpMap({ update: () => undefined, finish: () => { throw new Error('no trailer'); } }, 0);
+    failing.update(Buffer.from('x\n'));
+    expect(() => failing.finish('f', 'zstd')).toThrow('no trailer');
+    expect(failing.sidecar!()).toBeUndefined(); // a dump that failed its check gets no map
   });
 });
 

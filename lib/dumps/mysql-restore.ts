@@ -8,6 +8,7 @@ import { isExecutable, whichSystem } from '../run/which.js';
 import { decompressorCommand } from './compress.js';
 import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from './mysql-load.js';
 import type { DumpIndex } from './mysql-dump-index.js';
+import { readDumpMap } from './mysql-dump-map.js';
 import { resolveWireTarget, WireSink } from './mysql-wire.js';
 import type { MysqlSession } from './mysql.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
@@ -33,7 +34,17 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
   const startMap = (dump: DumpFile, signal?: AbortSignal): void => {
     mapped?.stop.abort();
     const stop = new AbortController();
-    const index = mapSqlDump(dump.path, packing(dump), signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+    const stopping = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    // The map written beside the dump at dump time (mysql-dump-map.ts), else a pass over the dump.
+    const index = dump.map
+      ? readDumpMap(dump.map).then((index) => {
+          s.log.debug('restore: the dump-time map of the dump', { dump: dump.path, map: dump.map!.path, tables: index.segments.filter((x) => x.kind === 'rows').length });
+          return index;
+        }, (err: unknown) => {
+          s.log.warn(`restore: the map beside ${dump.path} cannot be used (${err instanceof Error ? err.message : String(err)}); reading the dump for it instead`);
+          return mapSqlDump(dump.path, packing(dump), stopping);
+        })
+      : mapSqlDump(dump.path, packing(dump), stopping);
     index.catch(() => undefined); // seen where it is awaited
     mapped = { path: dump.path, index, stop };
   };

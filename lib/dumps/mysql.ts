@@ -19,6 +19,7 @@ import type { InventoryProbe } from '../model/inventory.js';
 import { InventoryBatcher } from './mysql-inventory-batch.js';
 import { utf8Literal } from './mysql-literal.js';
 import { makeSecretDir } from '../secret-dir.js';
+import { withDumpMap } from './mysql-dump-map.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -364,7 +365,8 @@ class Session implements MysqlSession {
       secrets,
       details,
       verify: (file: string, compression: Compression, signal?: AbortSignal) => verifySqlDump(file, compression, signal),
-      streamCheck: () => tailCheck(checkSqlTrailer),
+      // A database's dump also gets its restore's map, built as it streams by (mysql-dump-map.ts).
+      streamCheck: object === 'database' ? () => withDumpMap(tailCheck(checkSqlTrailer)) : () => tailCheck(checkSqlTrailer),
     };
   }
 }

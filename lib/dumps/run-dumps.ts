@@ -1,4 +1,5 @@
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
 import { tempNameFor } from '../atomic-file.js';
@@ -140,6 +141,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
   };
   let probe: InventoryProbe | undefined;
   let inventoryError: string | undefined;
+  let sidecarFile: string | undefined; // removed again if the dump then fails
   try {
     if (spec.inventory) probe = await spec.inventory(signal).catch((err: Error) => void (inventoryError = err.message));
     const compressor = spec.compressible ? output.compressor : undefined;
@@ -162,6 +164,10 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     if (inventoryWarning) log.warn(inventoryWarning.message, { database: spec.database });
     if (check) check.finish(tmp, applied);
     else await spec.verify(tmp, applied, signal);
+    // Before the dump's rename: a dump under its final name has its map beside it already.
+    const side = check?.sidecar?.();
+    if (side) sidecarFile = file + side.suffix;
+    const map = side ? writeSidecar(file + side.suffix, rel + side.suffix, side.data, output.fsync) : undefined;
     renameSync(tmp, file);
     log.debug('dumped', { kind: spec.kind, database: spec.database, via, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
     // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
@@ -171,6 +177,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
       path: rel,
       bytes: result.bytes,
       sha256: result.sha256,
+      ...(map ? { map } : {}),
       durationMs: Date.now() - startedAt.getTime(),
       status: 'ok',
       ...(lockHeldMs !== undefined ? { lockHeldMs } : {}),
@@ -180,6 +187,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     };
   } catch (err) {
     rmSync(tmp, { force: true });
+    if (sidecarFile) rmSync(sidecarFile, { force: true });
     // Not one of our errors: a bug, reported as such (exit 70 with the stack in the log), not as "dump failed".
     if (!(err instanceof BackupError)) throw err;
     const e = err;
@@ -199,6 +207,31 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
   } finally {
     await probe?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A dump's sidecar (StreamCheck.sidecar) as `file`, written whole under a temporary name first;
+ * made durable by the run's syncfs before the manifest names it, or here with dumps.sync: file.
+ * Failing to write it fails the dump, as failing to write the dump would (a full disk).
+ */
+function writeSidecar(file: string, rel: string, data: Buffer, fsync: boolean): NonNullable<ManifestEntry['map']> {
+  const tmp = tempNameFor(file);
+  try {
+    writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
+    if (fsync) {
+      const fd = openSync(tmp, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new BackupError(`writing ${file}: ${(err as Error).message}`, ExitCode.DUMP_FAILED, { file });
+  }
+  return { path: rel, bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
 /** Compressed bytes of each dump of the newest complete run (empty on a first run or an unreadable manifest). */

@@ -58,6 +58,11 @@ export interface StreamCheck {
   /** A chunk valid only during the call (the relay reads into one reused buffer): copy what is kept. */
   update(chunk: Buffer): void;
   finish(file: string, compression: Compression): void;
+  /**
+   * Bytes to keep beside the dump, asked once finish() passed: written as `<dump><suffix>` and
+   * named in the manifest entry with its sha256 (mysql: the restore's map of the dump).
+   */
+  sidecar?(): { readonly suffix: string; readonly data: Buffer } | undefined;
 }
 
 export interface ServerVersions {
@@ -134,6 +139,8 @@ export interface DumpFile {
   readonly path: string;
   readonly compression: Compression | 'internal';
   readonly format: 'sql' | 'custom';
+  /** The map written beside it at dump time (StreamCheck.sidecar), with the sha256 recorded for it. */
+  readonly map?: { readonly path: string; readonly sha256: string };
 }
 
 export type DatabaseState = 'missing' | 'empty' | 'non-empty';

@@ -16,6 +16,8 @@ export interface ManifestEntry {
   readonly compression: Compression | 'internal';
   readonly bytes?: number;
   readonly sha256?: string;
+  /** A file written beside the dump for its restore (mysql: the loader's map), relative to the run directory. */
+  readonly map?: { readonly path: string; readonly bytes: number; readonly sha256: string };
   readonly lockMode?: string;
   readonly serverVersion?: string;
   readonly clientVersion?: string;

@@ -69,7 +69,12 @@ export function accountsEntry(run: StagedRun, kind: KindName): ManifestEntry | u
 }
 
 export function dumpFile(run: StagedRun, entry: ManifestEntry): DumpFile {
-  return { path: join(run.dir, entry.path!), compression: entry.compression, format: entry.format === 'custom' ? 'custom' : 'sql' };
+  return {
+    path: join(run.dir, entry.path!),
+    compression: entry.compression,
+    format: entry.format === 'custom' ? 'custom' : 'sql',
+    ...(entry.map ? { map: { path: join(run.dir, entry.map.path), sha256: entry.map.sha256 } } : {}),
+  };
 }
 
 export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers: TargetServers, run: StagedRun, entry: ManifestEntry, opts: DbRestoreOptions, signal?: AbortSignal): Promise<DbRestoreResult> {

@@ -110,11 +110,13 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
 export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, run: StagedRun, entries: readonly ManifestEntry[], fetched?: () => void): Promise<void> {
   const wanted = entries.filter((e) => e.path);
   if (source.type === 'engine' && staging) {
-    const need = wanted.reduce((n, e) => n + (e.bytes ?? 0), 0);
+    const need = wanted.reduce((n, e) => n + (e.bytes ?? 0) + (e.map?.bytes ?? 0), 0);
     const free = await freeBytes(staging.dir);
     if (free !== undefined && need > free) throw noSpace(staging.parent, `the dumps need ${bytes(need)}, ${bytes(free)} free`);
-    const toFetch = wanted.filter((e) => !existsSync(join(run.dir, e.path!)));
-    if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((e) => join(loaded.paths.dumpsDir, run.runId, e.path!)));
+    // A dump's map (written beside it at dump time) comes with it: the restore reads it instead of the whole dump.
+    const files = wanted.flatMap((e) => (e.map ? [e.path!, e.map.path] : [e.path!]));
+    const toFetch = files.filter((f) => !existsSync(join(run.dir, f)));
+    if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((f) => join(loaded.paths.dumpsDir, run.runId, f)));
   }
   for (const e of wanted) if (!existsSync(join(run.dir, e.path!))) throw new RestoreError(`${join(run.dir, e.path!)} is missing (run ${run.runId})`);
   fetched?.();
