@@ -1,8 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { EngineName } from '../lib/engine/types.js';
+import type { Manifest } from '../lib/model/manifest.js';
 import { loadDump } from '../lib/sandbox/db-checks.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
@@ -95,6 +96,12 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
     const older = engine === 'none' ? listed.local[1]!.runId : listed.backups[1]!.id;
     const r = await f.cli(['restore', 'db', 'site2_db', '--from', older, '--into', 'site2_db_old']);
     expect(r.code, r.stderr).toBe(0);
+    // Its dump has a map beside it, which came back with it from the engine (a restore that
+    // cannot use one says so).
+    const runs = readdirSync(f.loaded.paths.dumpsDir).filter((d) => /^\d{8}T\d{6}Z$/.test(d));
+    const manifest = JSON.parse(readFileSync(join(f.loaded.paths.dumpsDir, runs.sort()[0]!, 'manifest.json'), 'utf8')) as Manifest;
+    expect(manifest.entries.find((e) => e.database === 'site2_db')?.map?.path).toMatch(/site2_db\.sql\.zst\.map$/);
+    expect(r.stderr).not.toMatch(/map beside/);
     expect(r.stdout).toMatch(/restored mysql database 'site2_db_old' from /);
     expect(await fp('site2_db_old')).toEqual({ ...first });
     expect(await fp('site2_db')).toEqual(second);
