@@ -148,7 +148,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     const command = probe?.command ?? spec.command;
     const stages = compressor ? [command, compressor] : [command];
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
-    const check = spec.streamCheck?.();
+    const check = spec.streamCheck?.({ sidecar: !small });
     const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
     const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
     const spawner = small && stages.every(canRun) ? output.spawner : undefined;

@@ -36,9 +36,10 @@ export interface DumpSpec {
   /**
    * The same check made on the tool's output while it streams (before compression), so the
    * finished file need not be decompressed again. When present, the orchestrator uses it
-   * instead of verify(); verify() stays for files checked later (restore, tests).
+   * instead of verify(); verify() stays for files checked later (restore, tests). `sidecar: false`
+   * when the dump is known to be small (its last one was): no sidecar, and no work for one.
    */
-  streamCheck?(): StreamCheck;
+  streamCheck?(options?: { readonly sidecar: boolean }): StreamCheck;
   /** Strings that must never appear in messages (none when credentials live in files). */
   readonly secrets?: readonly string[];
   /** Extra facts for the manifest (engine of each table, encoding…): copied into the manifest entry. */
