@@ -29,6 +29,8 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Mode of directories created on the way. Default 0700. */
   dirMode?: number;
+  /** false: no fsync here, the caller makes it durable later (a dump run's one syncfs). Default true. */
+  sync?: boolean;
 }
 
 /**
@@ -46,7 +48,7 @@ export function writeFileAtomic(file: string, data: string | Buffer, options: At
     fd = openSync(temp, 'wx', mode);
     fchmodSync(fd, mode);
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
+    if (options.sync !== false) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
     renameSync(temp, file);
@@ -55,5 +57,5 @@ export function writeFileAtomic(file: string, data: string | Buffer, options: At
     rmSync(temp, { force: true });
     throw err;
   }
-  fsyncDir(dir);
+  if (options.sync !== false) fsyncDir(dir);
 }

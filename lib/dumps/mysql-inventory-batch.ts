@@ -21,6 +21,13 @@ interface Waiting {
 /** Tags the rows of the n-th database of a batch; no inventory row starts with it. */
 const MARK = 'asb-db';
 
+/** One dump about to start: it will ask for its inventory (read) or end without it (cancel). */
+export interface InventoryTicket {
+  read(request: InventoryRequest, signal?: AbortSignal): Promise<Inventory>;
+  /** The dump ended without asking (it failed): nobody waits for it any more. Idempotent. */
+  cancel(): void;
+}
+
 /**
  * Reads the inventories of dumps that finished close together with one `mariadb` client. A
  * client per database is a fork of our ~100 MB process (2.7-3.4 ms on the bench's machine) and a
@@ -33,13 +40,6 @@ const MARK = 'asb-db';
  * stops at the first error), each database is read again alone, so one damaged table costs only
  * its own database's inventory.
  */
-/** One dump about to start: it will ask for its inventory (read) or end without it (cancel). */
-export interface InventoryTicket {
-  read(request: InventoryRequest, signal?: AbortSignal): Promise<Inventory>;
-  /** The dump ended without asking (it failed): nobody waits for it any more. Idempotent. */
-  cancel(): void;
-}
-
 export class InventoryBatcher {
   private readonly waiting: Waiting[] = [];
   private busy = false;

@@ -101,9 +101,9 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       }
     },
     async load(database, dump, signal) {
-      // The map of the dump (prefetched, or read by ensureAccounts), for the parallel load; a
+      // The map of the dump (prefetched, or read by ensureAccounts), for the parallel load; one
+      // written at dump time is read now when nothing prefetched it (restore site does not). A
       // safety dump loaded back after a failure is another file.
-      // A map written at dump time is read now when nothing prefetched one (restore site does not).
       if (mapped?.path !== dump.path && dump.map && options.connections > 1) startMap(dump, signal);
       const ready = mapped?.path === dump.path ? mapped : undefined;
       if (!ready) mapped?.stop.abort();

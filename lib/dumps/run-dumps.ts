@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
-import { tempNameFor } from '../atomic-file.js';
+import { tempNameFor, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
 import { BackupError, InterruptedError } from '../errors.js';
@@ -210,25 +210,14 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
 }
 
 /**
- * A dump's sidecar (StreamCheck.sidecar) as `file`, written whole under a temporary name first;
- * made durable by the run's syncfs before the manifest names it, or here with dumps.sync: file.
- * Failing to write it fails the dump, as failing to write the dump would (a full disk).
+ * A dump's sidecar (StreamCheck.sidecar) as `file`, whole or not at all; made durable by the
+ * run's syncfs before the manifest names it, or here with dumps.sync: file. Failing to write it
+ * fails the dump, as failing to write the dump would (a full disk).
  */
 function writeSidecar(file: string, rel: string, data: Buffer, fsync: boolean): NonNullable<ManifestEntry['map']> {
-  const tmp = tempNameFor(file);
   try {
-    writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
-    if (fsync) {
-      const fd = openSync(tmp, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    renameSync(tmp, file);
+    writeFileAtomic(file, data, { sync: fsync });
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw new BackupError(`writing ${file}: ${(err as Error).message}`, ExitCode.DUMP_FAILED, { file });
   }
   return { path: rel, bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
