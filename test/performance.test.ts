@@ -29,6 +29,7 @@ import { autoConcurrency, dumpTuning } from '../lib/dumps/tuning.js';
 import { memoryLogger } from '../lib/log.js';
 import { cmd } from '../lib/run/command.js';
 import { pipeToFile } from '../lib/run/pipeline.js';
+import { RateLimit } from '../lib/run/rate-limit.js';
 import { withPriority } from '../lib/run/priority.js';
 import { run } from '../lib/run/run.js';
 import { mysqlChecksums } from '../lib/sandbox/db-checks.js';
@@ -483,6 +484,32 @@ describe('pacing and priority', () => {
       await s.close();
     }
   }, 60_000);
+
+  it('dumps.max_rate holds every dump together to that much SQL per second, through pipes and through files', async () => {
+    const limit = new RateLimit(4 << 20);
+    const t0 = performance.now();
+    // Two streams at once, 1 MiB each in 64 KiB chunks: 2 MiB at 4 MiB/s together, not each.
+    await Promise.all([0, 1].map(async () => { for (let i = 0; i < 16; i++) await limit.take(64 << 10); }));
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThan(350); // 500 ms, less the 100 ms credited up front
+    expect(took).toBeLessThan(3000);
+
+    const config = { include: ['src', 'small_paced'], dump_users: false };
+    await server.sql('CREATE DATABASE IF NOT EXISTS small_paced; USE small_paced; CREATE TABLE IF NOT EXISTS small_paced.t (id INT PRIMARY KEY, v TEXT); INSERT IGNORE INTO small_paced.t SELECT seq, REPEAT(\'y\', 2000) FROM seq_1_to_1000');
+    const free = await planAndDump({ loaded: loaded({}, config), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    const paced = await planAndDump({ loaded: loaded({ dumps: { max_rate: '2M' } }, config), log: memoryLogger(), kinds: [mysqlKind], siteOf: () => undefined });
+    expect(free.ok && paced.ok).toBe(true);
+    const entry = (r: typeof free, db: string) => r.manifest.entries.find((e) => e.database === db)!;
+    // src streams (its map says how much SQL went by); small_paced (2 MB of SQL, a few KB
+    // compressed) went through files the second time: its slot waited out its share instead.
+    const sql = (await mapSqlDump(join(paced.dir, entry(paced, 'src').path!), 'zstd')).bytes;
+    expect(entry(paced, 'src').durationMs).toBeGreaterThan((0.8 * 1000 * sql) / (2 << 20));
+    expect(entry(paced, 'src').durationMs).toBeGreaterThan(2 * entry(free, 'src').durationMs);
+    expect(entry(paced, 'small_paced').durationMs).toBeGreaterThan(600); // ~2 MB at 2 MiB/s
+    expect(() => configSchema.parse({ dumps: { max_rate: '512K' } })).toThrow(/at least 1M per second/);
+    expect(() => configSchema.parse({ dumps: { max_rate: 'fast' } })).toThrow(/a rate like 10M/);
+    expect(configSchema.parse({}).dumps.max_rate).toBe('0');
+  }, 120_000);
 
   it('starts anyway after max_wait (a late backup beats none)', async () => {
     const s = await session();

@@ -127,6 +127,12 @@ export const configSchema = z
           })
           .strict()
           .default({}),
+        max_rate: z
+          .string()
+          .regex(/^(0|\d+[KMG]?)$/i, 'expected a rate like 10M (bytes of SQL per second) or 0')
+          .refine((v) => v === '0' || !/^\d+[KMG]?$/i.test(v) || sizeBytes(v) >= 1 << 20, 'at least 1M per second (or 0 = no limit)')
+          .default('0')
+          .describe("MySQL/MariaDB dumps: at most this much SQL per second from the dump tools, all dumps together (e.g. 10M); 0 = no limit. Gentler on a busy server's sites, at the price of time (README: Performance); PostgreSQL dumps are not paced"),
         timeout: duration.default('6h').describe('per database'),
         retries: z.number().int().min(0).max(10).default(1).describe('more attempts to reach a database server that does not answer (a server restarting at night is common); a retry that was needed is a warning'),
         retry_wait: duration.default('30s').describe('pause before each retry'),

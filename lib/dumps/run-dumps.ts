@@ -4,7 +4,7 @@ import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
 import { tempNameFor, writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
-import { durationMs } from '../config/schema.js';
+import { durationMs, sizeBytes } from '../config/schema.js';
 import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
@@ -12,6 +12,7 @@ import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
 import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
+import { RateLimit } from '../run/rate-limit.js';
 import { canRun, Spawner } from '../run/spawner.js';
 import { stagedToFile } from '../run/staged.js';
 import { whichSystem } from '../run/which.js';
@@ -64,7 +65,8 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     plan.failures.forEach((f) => runDir.add(f));
     // Users/roles exports take a moment: a lone big database counts as alone beside them.
     const tuning = dumpTuning(config, plan.items.filter((i) => i.spec.object === 'database').length);
-    const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file', spawner };
+    const maxRate = config.dumps.max_rate === '0' ? undefined : new RateLimit(sizeBytes(config.dumps.max_rate));
+    const output: DumpOutput = { compression: tuning.compression, compressor: tuning.compressor, fsync: tuning.sync === 'file', spawner, maxRate };
     const pacer = new ServerPacer(config.dumps.throttle, log);
     const total = plan.items.length + (input.panelExport ? 1 : 0);
     let done = 0;
@@ -149,11 +151,22 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     const stages = compressor ? [command, compressor] : [command];
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.({ sidecar: !small });
-    const tap = check && { after: 0, onData: (chunk: Buffer) => check.update(chunk) };
+    let streamed = 0;
+    const pace = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes));
+    const tap = check && {
+      after: 0,
+      onData: (chunk: Buffer) => {
+        streamed += chunk.length;
+        check.update(chunk);
+      },
+      pace,
+    };
     const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
     const spawner = small && stages.every(canRun) ? output.spawner : undefined;
     const via = spawner ? 'files' : 'pipes';
     const result = spawner ? await stagedToFile(spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
+    // A small dump went to a file at full speed: its slot waits out its share of dumps.max_rate.
+    if (spawner && pace) await pace(streamed);
     written?.();
     // After the slot is free: the inventory's reading overlaps the next dump.
     const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
@@ -259,6 +272,8 @@ interface DumpOutput {
   readonly compressor: Command | undefined;
   /** fsync every file (dumps.sync: file) instead of one syncfs before the manifest. */
   readonly fsync: boolean;
+  /** dumps.max_rate, shared by every dump of the run (undefined: no limit). */
+  readonly maxRate?: RateLimit;
 }
 
 /** Why the run was cut short: our own SIGTERM handler, or the hook's time limit. */

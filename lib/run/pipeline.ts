@@ -25,7 +25,12 @@ export interface PipelineOptions {
    * extra copy through Node (~0.8 s CPU per GB through a pipe, measured; less through the reused
    * buffer now), which is less than the re-read. A chunk is valid only during the onData call.
    */
-  tap?: { readonly after: number; readonly onData: (chunk: Buffer) => void };
+  tap?: {
+    readonly after: number;
+    readonly onData: (chunk: Buffer) => void;
+    /** Paces the tapped stage's output (dumps.max_rate): the relay reads on only once it returns. */
+    readonly pace?: (bytes: number) => Promise<void>;
+  };
   /**
    * false: do not fsync `file` (the caller makes a whole run durable at once with one syncfs,
    * lib/run/sync-fs.ts, before anything claims it is complete). Default true.
@@ -116,7 +121,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       if (relayed && child.stdin) {
         // A reader that died shows as EPIPE here; its own exit status is what gets reported.
         child.stdin?.on('error', () => undefined);
-        relays.push(relay(tapped!, tap.onData, child.stdin).then(() => undefined, (err: Error) => err));
+        relays.push(relay(tapped!, tap.onData, child.stdin, tap.pace).then(() => undefined, (err: Error) => err));
       }
       upstream = child.stdout as NodeJS.ReadableStream;
     }
@@ -124,7 +129,7 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     // one is read by Node until its end).
     for (const [i, c] of children.slice(0, -1).entries()) if (tap?.after !== i) c.stdout?.destroy();
 
-    const writing = out ? relay(tapped!, tap!.onData, out).then(() => undefined, (err: Error) => err) : undefined;
+    const writing = out ? relay(tapped!, tap!.onData, out, tap!.pace).then(() => undefined, (err: Error) => err) : undefined;
     const results = await Promise.all(exits);
     const writeError = await writing;
     // A relay that broke while every stage exited 0 (the tap threw) left the next stage with a

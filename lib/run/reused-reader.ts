@@ -152,13 +152,15 @@ export function streamReader(stream: NodeJS.ReadableStream): ChunkReader {
 /**
  * Every chunk of `source` to `onData`, then into `sink`, the next read only once the write is
  * done (the chunk's memory is read into again), then the end of `sink`. On a failure (onData
- * throws, the sink breaks) both ends are closed, so neither side waits for the other.
+ * throws, the sink breaks) both ends are closed, so neither side waits for the other. `pace`,
+ * awaited after each chunk, slows the source down (lib/run/rate-limit.ts).
  */
-export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void, sink: Writable): Promise<void> {
+export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void, sink: Writable, pace?: (bytes: number) => Promise<void>): Promise<void> {
   try {
     for (let chunk = await source.next(); chunk; chunk = await source.next()) {
       onData(chunk);
       await new Promise<void>((resolve, reject) => sink.write(chunk, (err) => (err ? reject(err) : resolve())));
+      if (pace) await pace(chunk.length);
     }
     await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
   } catch (err) {

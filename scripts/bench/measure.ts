@@ -80,11 +80,13 @@ export interface DumpSettings {
   readonly level?: number;
   /** priority.nice / priority.ionice; absent: the defaults (nice 10, best-effort 7). */
   readonly priority?: { readonly nice: number; readonly ionice: string };
+  /** dumps.max_rate (e.g. '10M'); absent: no limit. */
+  readonly maxRate?: string;
 }
 
 /** A config.yaml (JSON is YAML) for the sandbox: panel and PostgreSQL off, everything else default. */
 export function writeConfig(file: string, root: string, socket: string, include: readonly string[], settings: DumpSettings = {}): void {
-  const dumps = { ...(settings.compression ? { compression: settings.compression } : {}), ...(settings.level ? { level: settings.level } : {}) };
+  const dumps = { ...(settings.compression ? { compression: settings.compression } : {}), ...(settings.level ? { level: settings.level } : {}), ...(settings.maxRate ? { max_rate: settings.maxRate } : {}) };
   const config = {
     ...(settings.engine ? { engine: settings.engine } : {}),
     ...(settings.priority ? { priority: settings.priority } : {}),
