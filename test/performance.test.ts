@@ -493,6 +493,12 @@ describe('pacing and priority', () => {
     const took = performance.now() - t0;
     expect(took).toBeGreaterThan(350); // 500 ms, less the 100 ms credited up front
     expect(took).toBeLessThan(3000);
+    // A run stopped meanwhile (SIGTERM, its time limit) does not sit out the wait: 10 s owed, 0.2 s waited.
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 200);
+    const t1 = performance.now();
+    await new RateLimit(1 << 20).take(10 << 20, stop.signal);
+    expect(performance.now() - t1).toBeLessThan(5000);
 
     const config = { include: ['src', 'small_paced'], dump_users: false };
     await server.sql('CREATE DATABASE IF NOT EXISTS small_paced; USE small_paced; CREATE TABLE IF NOT EXISTS small_paced.t (id INT PRIMARY KEY, v TEXT); INSERT IGNORE INTO small_paced.t SELECT seq, REPEAT(\'y\', 2000) FROM seq_1_to_1000');

@@ -152,7 +152,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.({ sidecar: !small });
     let streamed = 0;
-    const pace = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes));
+    const pace = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes, signal));
     const tap = check && {
       after: 0,
       onData: (chunk: Buffer) => {

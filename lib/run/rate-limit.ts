@@ -17,10 +17,11 @@ export class RateLimit {
     if (!(bytesPerSecond > 0)) throw new Error(`RateLimit: ${bytesPerSecond} bytes per second`);
   }
 
-  async take(bytes: number): Promise<void> {
+  /** Returns early when `signal` aborts: the caller's next step sees the abort and says why. */
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
     const now = performance.now();
     this.caughtUp = Math.max(this.caughtUp, now - this.burstMs) + (bytes * 1000) / this.bytesPerSecond;
     const wait = this.caughtUp - now;
-    if (wait > 1) await sleep(wait);
+    if (wait > 1) await sleep(wait, undefined, { signal }).catch(() => undefined);
   }
 }
