@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { Engine, EngineContext } from '../engine/types.js';
 import { BackupError, RestoreError } from '../errors.js';
 import { bytes } from '../report/status.js';
+import { hashFile } from '../run/pipeline.js';
 import { describeSource, readManifest, type RestoreSource } from './source.js';
 
 /**
@@ -142,8 +141,12 @@ async function freeBytes(dir: string): Promise<number | undefined> {
   }
 }
 
+/** A file's sha256, read as the dumps' own are hashed (one reused buffer, pipeline.ts). */
 export async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), hash);
-  return hash.digest('hex');
+  const handle = await open(file, 'r');
+  try {
+    return (await hashFile(handle)).sha256;
+  } finally {
+    await handle.close();
+  }
 }
