@@ -129,7 +129,7 @@ class Session implements MysqlSession {
     private readonly dir: string,
     readonly optionFile: string,
     readonly secrets: readonly string[],
-    private readonly countMaxBytes: number,
+    countMaxBytes: number,
   ) {
     // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
     this.inventories = new InventoryBatcher((sql, signal) => this.inventoryQuery(sql, signal), countMaxBytes, 50, INVENTORY_LINGER_MS);
