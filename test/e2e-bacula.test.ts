@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
 import { run } from '../lib/run/run.js';
 import { cmd } from '../lib/run/command.js';
+import { isRunning } from './helpers/processes.js';
 import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import { exitClasses } from '../lib/run/exit-status.js';
@@ -152,8 +153,6 @@ async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]>
   return out;
 }
 
-const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-
 /** Every path below `dir` (files and directories), relative. */
 function listAll(dir: string, prefix = ''): string[] {
   if (!existsSync(dir)) return [];
@@ -196,7 +195,7 @@ describe('SIGTERM during pre-backup (a cancelled Bacula job)', () => {
     console.info(`hook exited ${r.code} ${Date.now() - t} ms after SIGTERM`);
     expect(r.code, r.stderr).toBe(143);
     expect(r.stderr).toMatch(/interrupted by SIGTERM/);
-    for (const [pid, what] of seen) expect(alive(pid), `${pid} ${what}`).toBe(false);
+    for (const [pid, what] of seen) expect(isRunning(pid), `${pid} ${what}`).toBe(false);
     // The cut-short run is on record: `status` must not keep showing an older good run as the latest.
     expect(readStatus(sigLoaded)).toMatchObject({ status: 'failed', job: { id: '77' }, problems: ['interrupted by SIGTERM'] });
     // Nothing half-written: no run dir, no .inprogress, no temp file, no `latest`.

@@ -15,6 +15,7 @@ import { EXPORT_SCOPE, ensureScopeDisabled, scopeDisable, scopeRecordPath, scope
 import { mapDatabasesToSites } from '../lib/panel/sites.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
+import { isRunning } from './helpers/processes.js';
 
 // The only stand-in in the suite: ApisCP itself cannot be installed, so these tests run the
 // fake cpcmd and backup_dbs.php as real subprocesses through lib/run.
@@ -268,16 +269,6 @@ describe('runPanelExports (backup_dbs.php stand-in)', () => {
     expect(entry.error?.message).toMatch(/timed out/);
     const hang = calls('backup_dbs.php').find((c) => c.event === 'hang');
     expect(hang?.childPid).toBeGreaterThan(0);
-    for (const pid of [hang!.pid, hang!.childPid!]) await expect.poll(() => alive(pid), { timeout: 8000 }).toBe(false);
+    for (const pid of [hang!.pid, hang!.childPid!]) await expect.poll(() => isRunning(pid), { timeout: 8000 }).toBe(false);
   });
 });
-
-/** A zombie (reaped late by a container's init) counts as gone: it runs nothing. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z/.test(stat);
-  } catch {
-    return false;
-  }
-}

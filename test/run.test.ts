@@ -8,6 +8,7 @@ import { cmd } from '../lib/run/command.js';
 import { exitClasses } from '../lib/run/exit-status.js';
 import { pipeToFile } from '../lib/run/pipeline.js';
 import { run } from '../lib/run/run.js';
+import { isRunning } from './helpers/processes.js';
 
 // lib/run on tiny fixture programs (sh one-liners run as real subprocesses, as execa's own tests
 // do): which stage a pipeline blames, timeouts, cancellation, process-group kills, exit classes.
@@ -22,15 +23,6 @@ async function failure(p: Promise<unknown>): Promise<CommandError> {
   const err = await p.then(() => undefined, (e: unknown) => e);
   expect(err).toBeInstanceOf(CommandError);
   return err as CommandError;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('pipeToFile names the root cause', () => {
@@ -93,8 +85,8 @@ describe('run', () => {
     expect(err).toMatchObject({ timedOut: true, exitCodeOfCommand: undefined });
     expect(err.message).toMatch(/timed out after 0\.30s/);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
-    for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(alive(grandchild)).toBe(false);
+    for (let i = 0; i < 100 && isRunning(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(isRunning(grandchild)).toBe(false);
   });
 
   it('an abort from outside ends it with the signal named', async () => {
@@ -129,7 +121,8 @@ describe('startChild (streams driven by the caller: the parallel loader, sandbox
     const pidFile = join(top, 'child-grandchild.pid');
     const stop = new AbortController();
     const child = startChild(sh(`echo "error: about to wait" >&2; sleep 30 & echo $! > ${pidFile}; wait`), { signal: stop.signal });
-    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 10));
+    // The redirect creates the file before echo writes the pid: wait for the whole line.
+    for (let i = 0; i < 200 && !(existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n')); i++) await new Promise((r) => setTimeout(r, 10));
     stop.abort();
     const end = await child.ended;
     expect(end).toEqual({ exitCode: null, signal: 'SIGTERM' });
@@ -137,8 +130,8 @@ describe('startChild (streams driven by the caller: the parallel loader, sandbox
     expect(err).toBeInstanceOf(CommandError);
     expect(err).toMatchObject({ message: 'loading x.sql: killed by SIGTERM: error: about to wait', signal: 'SIGTERM', exitCodeOfCommand: undefined, stderrTail: 'error: about to wait' });
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
-    for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(alive(grandchild)).toBe(false);
+    for (let i = 0; i < 100 && isRunning(grandchild); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(isRunning(grandchild)).toBe(false);
   });
 
   it('a time limit, stdin and stdout driven by the caller, and a start that fails', async () => {
