@@ -20,7 +20,7 @@ import { binarySafeTables, headerNames } from '../lib/dumps/mysql-dump-charsets.
 import { indexSqlDump, SqlDumpIndexer } from '../lib/dumps/mysql-dump-index.js';
 import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../lib/dumps/mysql-dump-map.js';
 import { StreamTail } from '../lib/dumps/verify.js';
-import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from '../lib/dumps/mysql-load.js';
+import { earlySql, loadSqlDumpParallel, mapSqlDump, partitionRows, type PhaseTable, type RowCharset } from '../lib/dumps/mysql-load.js';
 import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/dumps/mysql-wire.js';
 import { whichSystem } from '../lib/run/which.js';
 import { planAndDump } from '../lib/job/dump-step.js';
@@ -53,6 +53,8 @@ async function session(): Promise<MysqlSession> {
 }
 
 const client = (db: string) => cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', db]);
+
+const wire = (db: string, user = 'root') => (charset: RowCharset) => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30, charset);
 
 async function dumpTo(db: string, file: string): Promise<void> {
   const dumper = cmd('mariadb-dump', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--single-transaction', '--routines', '--events', '--triggers', '--hex-blob', '--', db]);
@@ -116,8 +118,66 @@ describe('loadSqlDumpParallel', () => {
   }, 60_000);
 });
 
+describe('the parallel load: phases and parts (mysql-load.ts)', () => {
+  const ready = Promise.resolve();
+  /** A table of `count` blocks of `size` bytes starting at `at`. */
+  const table = (name: string, at: number, count: number, size: number): PhaseTable => ({
+    seg: { kind: 'rows', table: name, blocks: Array.from({ length: count }, (_, i) => [at + i * size, at + (i + 1) * size] as const), bytes: count * size, statements: count },
+    ready,
+  });
+
+  it('cuts a phase into one contiguous part of the file per connection: a small table whole, a big one split where the halves meet', () => {
+    const MB = 1 << 20;
+    // 1 MB (small), 10 MB, 30 MB: 41 MB, so the parts meet 20.5 MB in, inside the third table.
+    const tables = [table('a', 0, 1, MB), table('b', MB, 10, MB), table('c', 11 * MB, 30, MB)];
+    const parts = partitionRows(tables, 2, 4 * MB);
+    const shape = parts.map((pieces) => pieces.map((p) => `${p.seg.table}:${p.blocks[0]![0] / MB}-${p.blocks.at(-1)![1] / MB}`));
+    expect(shape).toEqual([['a:0-1', 'b:1-11', 'c:11-21'], ['c:21-41']]);
+    // Every block exactly once, each part's blocks in file order (a connection's pass only moves forward).
+    const blocks = parts.flatMap((pieces) => pieces.flatMap((p) => p.blocks));
+    expect(blocks.map(([s]) => s)).toEqual(tables.flatMap((t) => t.seg.blocks.map(([s]) => s)));
+    // A small table is never split, even across the middle; one connection takes everything.
+    expect(partitionRows([table('s', 0, 3, MB)], 2, 4 * MB).map((p) => p.length)).toEqual([1, 0]);
+    expect(partitionRows(tables, 1, 4 * MB)[0]!.map((p) => p.seg.table)).toEqual(['a', 'b', 'c']);
+  });
+
+  it("runs a table's DDL ahead of the rows above it, but not a trigger, a routine or the trailer, and keeps ENABLE KEYS for after the rows", () => {
+    const ddl = Buffer.from('/*!40000 ALTER TABLE `a` ENABLE KEYS */;\n\n--\n-- Table structure for table `b`\n--\n\nDROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (\n  `id` int(11) NOT NULL\n) ENGINE=MyISAM;\n/*!40000 ALTER TABLE `b` DISABLE KEYS */;\n');
+    const early = earlySql(ddl);
+    expect(early?.later.map(String)).toEqual(['/*!40000 ALTER TABLE `a` ENABLE KEYS */;\n']);
+    expect(String(early?.now)).not.toContain('ENABLE KEYS');
+    expect(String(early?.now)).toContain('CREATE TABLE `b`');
+    const trigger = Buffer.from('DELIMITER ;;\n/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER posts_ai AFTER INSERT ON posts FOR EACH ROW INSERT INTO audit (post) VALUES (NEW.id) */;;\nDELIMITER ;\n');
+    expect(earlySql(trigger)).toBeUndefined();
+    expect(earlySql(Buffer.from('/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n'))).toBeUndefined();
+  });
+
+  it('loads two big tables of one phase at once, the MyISAM keys enabled after their rows', async () => {
+    await server.sql(`
+      CREATE DATABASE two; USE two;
+      CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(200), KEY (v)) ENGINE=MyISAM;
+      INSERT INTO a SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) FROM seq_1_to_6000;
+      CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(200), KEY (v)) ENGINE=InnoDB;
+      INSERT INTO b SELECT seq, REPEAT(CHAR(97 + seq % 26), 150) FROM seq_1_to_6000;
+      CREATE DATABASE two_copy;
+    `);
+    const file = join(work, 'two.sql.zst');
+    await dumpTo('two', file);
+    const index = await mapSqlDump(file, 'zstd');
+    // One phase (no trigger between the tables): with 256 KiB splits the parts meet inside one table.
+    const rows = index.segments.filter((s) => s.kind === 'rows');
+    const parts = partitionRows(rows.map((seg) => ({ seg, ready })), 2, 256 << 10);
+    expect(parts.map((p) => p.length).every((len) => len >= 1)).toBe(true);
+    const result = await loadSqlDumpParallel({ file, compression: 'zstd', client: client('two_copy'), connections: 2, openRows: wire('two_copy'), splitBytes: 256 << 10 });
+    expect(result.rowsVia).toBe('protocol');
+    expect(await mysqlChecksums(server, 'two_copy')).toEqual(await mysqlChecksums(server, 'two'));
+    // The MyISAM table comes first: its ENABLE KEYS sits in the DDL run ahead, kept for after its
+    // rows; its keys stay 'disabled' if that never ran.
+    expect(await server.sql("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'two_copy' AND TABLE_NAME = 'a' AND COMMENT = 'disabled'")).toMatch(/^0\s*$/);
+  }, 60_000);
+});
+
 describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => {
-  const wire = (db: string, user = 'root') => (charset: RowCharset) => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30, charset);
 
   it('loads the rows over protocol connections, each its own key range, and the schema through the client', async () => {
     const file = join(work, 'src-wire.sql.zst');

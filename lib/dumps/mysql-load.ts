@@ -72,11 +72,13 @@ const STATEMENT_END = Buffer.from(');\n');
  *   dump's own NAMES;
  * - the schema, triggers, routines, views and the trailer run in order on one client, the
  *   coordinator, and a table's rows only after its CREATE has run (a barrier: the client echoes
- *   a marker back), the next DDL only after every row of the table before it;
- * - a table's rows are cut into one contiguous key range per connection, each read from that
- *   connection's own pass over the file (decompressing is cheap next to loading). Taking 8 MiB
- *   turns, two connections filled neighbouring pages of the same indexes: the server spent 40 s
- *   of CPU on the bench's 1.1 GB against 34.5 s for one connection (a prototype, this machine).
+ *   a marker back). The next table's DDL runs ahead of the rows above it (earlySql); a trigger,
+ *   a routine or the trailer waits for every row before it (it ends a phase);
+ * - a phase's rows are cut into one contiguous part of the file per connection (partitionRows),
+ *   each read from that connection's own pass over the file (decompressing is cheap next to
+ *   loading): different tables at once where the sizes allow, a table split where one is big.
+ *   Taking 8 MiB turns, two connections filled neighbouring pages of the same indexes: the server
+ *   spent 40 s of CPU on the bench's 1.1 GB against 34.5 s for one connection (a prototype).
  *
  * The first failing statement stops the load (no --force): it fails with its error.
  */
@@ -164,40 +166,49 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     }
     // One pass over the file per connection slot, shared by the slot's binary and text sinks.
     if (rowTables.length) for (let i = 0; i < n; i++) readers.push(new RangeReader(await decompress()));
-    let binaryTables = 0;
 
-    let coordinatorBusy = true;
-    for (const seg of index.segments) {
-      if (seg.kind === 'sql') {
-        await guard(coordinator.send(seg.text));
-        coordinatorBusy = true;
-        continue;
-      }
-      // The table's CREATE must have run before another connection inserts into it.
-      if (coordinatorBusy) await guard(coordinator.drain());
-      coordinatorBusy = false;
-      const ranges = splitRanges(seg, n, input.splitBytes ?? SPLIT);
-      const asBinary = binary.has(seg.table) && pools.binary.length > 0;
-      if (asBinary && rowsVia === 'protocol') binaryTables++;
-      const pool = asBinary ? pools.binary : pools.text;
-      await guard(Promise.all(ranges.map(async (range, j) => {
-        const sink = pool[j]!;
-        for (const [start, end] of range) {
-          const run = await readers[j]!.read(start, end).catch((err: unknown) => {
-            throw truncated(err);
-          });
-          for (const statement of sink.whole ? [run] : statementsOf(run)) {
-            if (sink.takes(statement)) await sink.send(statement);
-            else {
+    // Rows wait only for their table's CREATE; DDL that cannot change what rows already loaded
+    // runs ahead (see earlySql), so a phase's rows can be cut over the connections as a whole.
+    let phase: PhaseTable[] = [];
+    let deferred: Buffer[] = [];
+    let created: Promise<void> | undefined;
+    const loadPhase = async (): Promise<void> => {
+      const parts = partitionRows(phase, n, input.splitBytes ?? SPLIT);
+      phase = [];
+      await guard(Promise.all(parts.map(async (pieces, j) => {
+        for (const piece of pieces) {
+          await guard(piece.ready);
+          const asBinary = binary.has(piece.seg.table) && pools.binary.length > 0;
+          const sink = (asBinary ? pools.binary : pools.text)[j]!;
+          for (const [start, end] of piece.blocks) {
+            const run = await readers[j]!.read(start, end).catch((err: unknown) => {
+              throw truncated(err);
+            });
+            for (const statement of sink.whole ? [run] : statementsOf(run)) {
               // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
-              await coordinator.send(statement);
-              coordinatorBusy = true;
+              await (sink.takes(statement) ? sink.send(statement) : coordinator.send(statement));
             }
           }
+          await sink.drain();
         }
-        await sink.drain();
       })));
+      for (const text of deferred.splice(0)) await guard(coordinator.send(text));
+    };
+    for (const [i, seg] of index.segments.entries()) {
+      if (seg.kind === 'rows') {
+        // The table's CREATE must have run before another connection inserts into it.
+        created ??= guard(coordinator.drain());
+        phase.push({ seg, ready: created });
+        continue;
+      }
+      const early = i < index.segments.length - 1 ? earlySql(seg.text) : undefined;
+      if (!early && phase.length) await loadPhase();
+      await guard(coordinator.send(early?.now ?? seg.text));
+      if (early) deferred.push(...early.later);
+      created = undefined;
     }
+    if (phase.length) await loadPhase();
+    const binaryTables = rowsVia === 'protocol' ? rowTables.filter((t) => binary.has(t) && pools.binary.length > 0).length : 0;
     // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.
     if (index.finalDelimiter !== ';') await guard(coordinator.send(Buffer.from('\nDELIMITER ;\n')));
     await guard(coordinator.drain());
@@ -276,20 +287,72 @@ function setsCharset(line: Buffer): boolean {
   return /\bNAMES\b|CHARACTER[ _]SET|COLLATION_CONNECTION/i.test(line.toString('latin1'));
 }
 
+/** A table's rows in the phase being loaded, and when its CREATE has run. */
+export interface PhaseTable {
+  readonly seg: RowsSegment;
+  readonly ready: Promise<void>;
+}
+
+/** A run of one table's blocks that one connection loads. */
+export interface RowPiece extends PhaseTable {
+  readonly blocks: readonly (readonly [number, number])[];
+}
+
 /**
- * One contiguous run of blocks per connection, cut where the bytes before reach j/n of the
- * table; a small table stays whole, on the first connection.
+ * The rows of a phase (the tables between two statements that must wait for rows, such as a
+ * trigger) cut into one contiguous part of the file per connection, of equal bytes: a table
+ * smaller than `splitBytes` stays whole, in the part where it starts. Two connections inserting
+ * into the same table contend for its indexes' latches: the bench's 1.1 GB database (three big
+ * tables) spent 19.0-19.7 s of server CPU loaded as two halves of every table, 16.1-17.6 s with
+ * each table on one connection (myloader's files, this machine). Parts are in file order, so each
+ * connection's pass over the file only moves forward.
  */
-export function splitRanges(seg: RowsSegment, n: number, splitBytes: number): (readonly (readonly [number, number])[])[] {
-  if (n === 1 || seg.bytes < splitBytes || seg.blocks.length < 2) return [seg.blocks];
-  const ranges: (readonly [number, number])[][] = Array.from({ length: n }, () => []);
+export function partitionRows(tables: readonly PhaseTable[], n: number, splitBytes: number): RowPiece[][] {
+  const parts: RowPiece[][] = Array.from({ length: Math.max(1, n) }, () => []);
+  const total = tables.reduce((sum, t) => sum + t.seg.bytes, 0);
+  const partOf = (before: number): number => (total === 0 ? 0 : Math.min(parts.length - 1, Math.floor((before * parts.length) / total)));
   let before = 0;
-  for (const st of seg.blocks) {
-    const j = Math.min(n - 1, Math.floor((before * n) / seg.bytes));
-    ranges[j]!.push(st);
-    before += st[1] - st[0];
+  for (const t of tables) {
+    const whole = parts.length === 1 || t.seg.bytes < splitBytes || t.seg.blocks.length < 2;
+    let current: { j: number; blocks: (readonly [number, number])[] } | undefined;
+    const flush = (): void => {
+      if (current?.blocks.length) parts[current.j]!.push({ ...t, blocks: current.blocks });
+    };
+    const first = partOf(before);
+    for (const block of t.seg.blocks) {
+      const j = whole ? first : partOf(before);
+      if (current?.j !== j) {
+        flush();
+        current = { j, blocks: [] };
+      }
+      current.blocks.push(block);
+      before += block[1] - block[0];
+    }
+    flush();
   }
-  return ranges;
+  return parts;
+}
+
+/** `/*!40000 ALTER TABLE `t` ENABLE KEYS *\/;`: for MyISAM it builds the indexes, after the rows. */
+const ENABLE_KEYS = /^\/\*!40000 ALTER TABLE `(?:[^`]|``)+` ENABLE KEYS \*\/;$/;
+
+/**
+ * The DDL between two tables' rows, when it may run before the rows above it have loaded: the
+ * next table's DROP/CREATE (and DISABLE KEYS), with the ENABLE KEYS of the table above kept for
+ * after its rows (`later`). Not when it holds a trigger (it must not fire on the dumped rows), a
+ * DELIMITER block (routines, events), a statement that writes rows, or the restoring of the
+ * session's settings (the trailer): those wait for every row before them.
+ */
+export function earlySql(text: Buffer): { readonly now: Buffer; readonly later: Buffer[] } | undefined {
+  const s = text.toString('latin1'); // byte for byte
+  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|\b(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
+  const now: string[] = [];
+  const later: Buffer[] = [];
+  for (const line of s.split('\n')) {
+    if (ENABLE_KEYS.test(line)) later.push(Buffer.from(`${line}\n`, 'latin1'));
+    else now.push(line);
+  }
+  return { now: Buffer.from(now.join('\n'), 'latin1'), later };
 }
 
 /**
