@@ -260,7 +260,7 @@ export const configSchema = z
           .min(1)
           .max(16)
           .default(2)
-          .describe("MariaDB/MySQL: connections loading one SQL dump at once, each its own key range of every large table's INSERTs (like myloader -t), over the MariaDB protocol when the client's option files name a socket or host without TLS options (else over client processes; the log says why); 1 streams the dump into one client"),
+          .describe("MariaDB/MySQL: connections loading one SQL dump at once, each its own contiguous part of the dump's rows (whole tables where the sizes allow, a big table split; like myloader -t), over the MariaDB protocol when the client's option files name a socket or host without TLS options (else over client processes; the log says why); 1 streams the dump into one client"),
       })
       .strict()
       .default({}),

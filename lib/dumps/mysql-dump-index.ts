@@ -11,8 +11,8 @@
  *   order on one connection; LOCK TABLES / UNLOCK TABLES are left out: they only speed up a
  *   one-connection load, and a WRITE lock on one connection would block the others;
  * - `rows` segments: where each INSERT statement of a table starts and ends (byte offsets of the
- *   uncompressed stream), so the loader can hand each connection a contiguous key range of its
- *   own, read from its own pass over the file, as myloader does with its per-chunk files.
+ *   uncompressed stream), so the loader can hand each connection a contiguous part of the rows,
+ *   read from its own pass over the file, as myloader does with its per-chunk files.
  */
 export interface SqlSegment {
   readonly kind: 'sql';
