@@ -115,6 +115,11 @@ describe('loadSqlDumpParallel', () => {
     const cut = join(work, 'cut.sql');
     await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nINSERT INTO `u` VALUES\n(1),\n(2');
     expect(String(await loadSqlDumpParallel({ file: cut, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e))).toMatch(/truncated/);
+    // DDL run ahead of the rows above it fails while those rows load: the load fails with it
+    // (the next table's rows never start, and nothing is left unhandled).
+    const badDdl = join(work, 'bad-ddl.sql');
+    await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\nINSERT INTO `v` VALUES\n(1),\n(2);\nCREATE TABLE w (id INT PRIMARY KEY,);\nINSERT INTO `w` VALUES\n(1);\n-- the end\n');
+    expect(String(await loadSqlDumpParallel({ file: badDdl, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e))).toMatch(/ERROR 1064 .*syntax/);
   }, 60_000);
 });
 

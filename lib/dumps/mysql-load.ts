@@ -197,7 +197,10 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     for (const [i, seg] of index.segments.entries()) {
       if (seg.kind === 'rows') {
         // The table's CREATE must have run before another connection inserts into it.
-        created ??= guard(coordinator.drain());
+        if (!created) {
+          created = guard(coordinator.drain());
+          created.catch(() => undefined); // awaited by the table's pieces; a failure ends the load there
+        }
         phase.push({ seg, ready: created });
         continue;
       }
