@@ -155,6 +155,11 @@ describe('the parallel load: phases and parts (mysql-load.ts)', () => {
     const trigger = Buffer.from('DELIMITER ;;\n/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER posts_ai AFTER INSERT ON posts FOR EACH ROW INSERT INTO audit (post) VALUES (NEW.id) */;;\nDELIMITER ;\n');
     expect(earlySql(trigger)).toBeUndefined();
     expect(earlySql(Buffer.from('/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n'))).toBeUndefined();
+    // Words of a column definition are not statements; a statement that writes rows is.
+    const onUpdate = 'CREATE TABLE `c` (\n  `id` int(11) NOT NULL,\n  `at` timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(),\n  CONSTRAINT `f` FOREIGN KEY (`id`) REFERENCES `b` (`id`) ON DELETE CASCADE\n) ENGINE=InnoDB;\n';
+    expect(String(earlySql(Buffer.from(onUpdate))?.now)).toBe(onUpdate);
+    expect(earlySql(Buffer.from('UPDATE `c` SET `at` = NOW();\n'))).toBeUndefined();
+    expect(earlySql(Buffer.from('/*!40000 REPLACE INTO `c` VALUES (1) */;\n'))).toBeUndefined();
   });
 
   it('loads two big tables of one phase at once, the MyISAM keys enabled after their rows', async () => {

@@ -348,7 +348,9 @@ const ENABLE_KEYS = /^\/\*!40000 ALTER TABLE `(?:[^`]|``)+` ENABLE KEYS \*\/;$/;
  */
 export function earlySql(text: Buffer): { readonly now: Buffer; readonly later: Buffer[] } | undefined {
   const s = text.toString('latin1'); // byte for byte
-  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|\b(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
+  // A statement that writes rows starts its line (mariadb-dump's layout); inside a CREATE TABLE,
+  // `ON UPDATE CURRENT_TIMESTAMP` and `ON DELETE CASCADE` are not statements.
+  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|^(?:\/\*!\d+\s*)?(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
   const now: string[] = [];
   const later: Buffer[] = [];
   for (const line of s.split('\n')) {
