@@ -174,6 +174,12 @@ describe('with real director, storage and file daemons', () => {
     return r;
   };
 
+  test("the director schedules nothing by itself (the stock WeeklyCycle would start jobs at 23:05; the tests below run them by hand)", async () => {
+    const status = await h.bconsole('status dir');
+    expect(status).toMatch(/Scheduled Jobs:[\s\S]*No Scheduled Jobs\./);
+    expect(await h.bconsole('show job=BackupClient1')).toMatch(/Schedule: name=WeeklyCycle/i); // it has one, held
+  });
+
   test('Full: hook before and after; restore keeps content, ACLs, xattrs, numeric owners; excludes hold', async () => {
     const r = await job('ApisCP', 'Full');
     expect(r.status, r.log).toBe('T');

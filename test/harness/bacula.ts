@@ -192,6 +192,21 @@ export async function jobOutcome(bconsole: Bconsole, jobId: number): Promise<Job
 }
 
 /** Queue a job and return its id (bconsole answers "Job queued. JobId=N"). */
+/**
+ * Turn off the director's own scheduling of every job: the stock config's WeeklyCycle runs jobs
+ * at 23:05 every day (the add-in's at 05:45 and 23:10), and a test running then found two Full
+ * jobs it had not started in the catalog. `run job=…` still runs a disabled job.
+ */
+export async function holdSchedules(bconsole: Bconsole): Promise<void> {
+  // bconsole echoes the command; the job names follow it, one per line.
+  const lines = (await bconsole('.jobs')).split('\n').map((l) => l.trim());
+  const jobs = lines.slice(lines.indexOf('.jobs') + 1).filter(Boolean);
+  if (!jobs.length) throw new Error('holdSchedules: the director listed no jobs');
+  const out = await bconsole(jobs.map((j) => `disable job=${JSON.stringify(j)}`).join('\n'));
+  const disabled = (out.match(/disabled\.?$/gim) ?? []).length;
+  if (disabled < jobs.length) throw new Error(`holdSchedules: ${disabled} of ${jobs.length} jobs disabled:\n${out}`);
+}
+
 export async function queueJob(bconsole: Bconsole, job: string, level = 'Full'): Promise<number> {
   return parseJobId(await bconsole(`run job=${JSON.stringify(job)} level=${level} yes`));
 }
@@ -254,6 +269,7 @@ export async function startBacula(opts: StartBaculaOptions = {}): Promise<Bacula
     await sleep(50);
   }
 
+  await holdSchedules(bconsole);
   const outcome = (jobId: number): Promise<JobOutcome> => jobOutcome(bconsole, jobId);
 
   return {

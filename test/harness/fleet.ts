@@ -9,7 +9,7 @@ import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.j
 import { CLI, NODE, cli } from '../helpers/e2e.js';
 import { EXPORT_SCOPE, FAKE_CPCMD, REPO } from '../helpers/sandbox.js';
 import {
-  binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
+  binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, holdSchedules, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, testDirectorConfig,
   type Bconsole, type JobOutcome,
 } from './bacula.js';
 import { createNetwork, listensOn, privateRoot, type TestNetwork } from './netns.js';
@@ -233,6 +233,7 @@ export async function startFleet(specs: readonly FleetServerSpec[], opts: { keep
 
     // A labelled volume up front: the first job of an empty pool labels one itself and every other
     // job waits on the storage meanwhile ("is waiting on Storage"), which would serialize them.
+    await holdSchedules(bconsole);
     const label = await bconsole('label storage=File1 pool=File volume=Fleet-0001');
     if (!/successfully created|Volume .* already exists/i.test(label)) throw new Error(`could not label the first volume:\n${label}`);
 
