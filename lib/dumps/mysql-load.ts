@@ -170,7 +170,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     // Rows wait only for their table's CREATE; DDL that cannot change what rows already loaded
     // runs ahead (see earlySql), so a phase's rows can be cut over the connections as a whole.
     let phase: PhaseTable[] = [];
-    let deferred: Buffer[] = [];
+    const deferred: Buffer[] = [];
     let created: Promise<void> | undefined;
     const loadPhase = async (): Promise<void> => {
       const parts = partitionRows(phase, n, input.splitBytes ?? SPLIT);
