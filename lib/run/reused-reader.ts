@@ -159,10 +159,10 @@ export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void
   try {
     for (let chunk = await source.next(); chunk; chunk = await source.next()) {
       onData(chunk);
-      await new Promise<void>((resolve, reject) => sink.write(chunk, (err) => (err ? reject(err) : resolve())));
+      await settled(sink, (done) => sink.write(chunk, done));
       if (pace) await pace(chunk.length);
     }
-    await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await settled(sink, (done) => sink.end(done));
   } catch (err) {
     sink.destroy();
     source.close();
@@ -175,6 +175,28 @@ export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void
  * word, binding outside the private directory (checked: a 140-byte path bound its first 107
  * bytes): so a temp dir whose socket path would be too long is not used.
  */
+/**
+ * A write or end of `sink`, settled by its callback or by the sink closing first. A child's stdin
+ * destroyed while a write was in flight (the child was killed: Node destroys its stdin on exit)
+ * never calls that write's callback: a relay waiting for it hung the whole process after a
+ * SIGTERM, holding the lock, with every child already gone.
+ */
+function settled(sink: Writable, act: (done: (err?: Error | null) => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (sink.destroyed) {
+      reject(new Error('the reader closed its input'));
+      return;
+    }
+    const closed = (): void => reject(new Error('the reader closed its input'));
+    sink.once('close', closed);
+    act((err) => {
+      sink.off('close', closed);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
 function socketParent(): string | undefined {
   const fits = (dir: string): boolean => Buffer.byteLength(join(dir, 'asb-read-XXXXXX', 's')) <= 107;
   return [tmpdir(), '/dev/shm', '/tmp'].find((d) => fits(d) && existsSync(d));
