@@ -1,4 +1,5 @@
-import { statfsSync } from 'node:fs';
+import { rmSync, statfsSync } from 'node:fs';
+import { atLastResort } from './last-resort.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +31,12 @@ export function secretDirParent(temp: string = tmpdir(), shm = '/dev/shm'): stri
   return temp;
 }
 
-/** A fresh 0700 directory for secrets (see secretDirParent); the caller removes it. */
+/**
+ * A fresh 0700 directory for secrets (see secretDirParent); the caller removes it. A process that
+ * must exit before the caller can (a second signal) removes it on its way out.
+ */
 export async function makeSecretDir(prefix: string): Promise<string> {
-  return mkdtemp(join(secretDirParent(), prefix));
+  const dir = await mkdtemp(join(secretDirParent(), prefix));
+  atLastResort(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -2,7 +2,8 @@ import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger, type Logger } from '../log.js';
-import { terminateAll, waitForChildren } from '../run/process-group.js';
+import { runLastResort } from '../last-resort.js';
+import { killAll, terminateAll, waitForChildren } from '../run/process-group.js';
 
 /** Options every command accepts (commander passes them down). */
 export interface GlobalOptions {
@@ -32,14 +33,19 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
   const controller = new AbortController();
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (signalled) return;
+    // A second signal (an impatient admin, a Bacula cancel after a TERM): out now, lock released.
+    if (signalled) return lastResortExit(sig, 'a second signal');
     signalled = sig;
     controller.abort(new InterruptedError(sig));
-    terminateAll(3000);
+    terminateAll(CHILD_GRACE_MS);
+    // The orderly path removes partial files and releases the lock within a second or two; a
+    // step that does not settle after the abort must not keep the lock for the rest of the night.
+    setTimeout(() => lastResortExit(sig, `the job still unwinding ${UNWIND_DEADLINE_MS / 1000} s after it`), UNWIND_DEADLINE_MS).unref();
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onSignal);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.removeAllListeners(sig); // the start-up's (lib/cli/bundled.ts): nothing was done yet
+    process.on(sig, onSignal);
+  }
 
   const interactive = Boolean(process.stderr.isTTY) && !options.quiet;
   let code: number;
@@ -83,6 +89,22 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
   }
   await log?.flush();
   process.exit(code);
+}
+
+/** Children get this long after SIGTERM before SIGKILL. */
+const CHILD_GRACE_MS = 3000;
+/** After the first signal the process exits within this long, however its steps unwind. */
+const UNWIND_DEADLINE_MS = 8000;
+
+/**
+ * Exit at once: every child's process group killed, the lock, secret files and the unfinished run
+ * directory removed (lib/last-resort.ts), one line on stderr saying why.
+ */
+function lastResortExit(sig: NodeJS.Signals, why: string): never {
+  killAll();
+  runLastResort();
+  process.stderr.write(`apiscp-backup: interrupted by ${sig}; exiting at once (${why}): child processes killed, lock released, partial files removed\n`);
+  process.exit(ExitCode.INTERRUPTED);
 }
 
 export function reportError(err: unknown, log: Logger | undefined, signalled?: string, logFile?: string): number {

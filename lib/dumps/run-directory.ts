@@ -3,6 +3,7 @@ import { rename } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
+import { atLastResort } from '../last-resort.js';
 import { BackupError, DumpStorageError } from '../errors.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
@@ -85,6 +86,8 @@ export function openRunDirectory(dumpsDir: string, options: OpenOptions): RunDir
 
   const entries: ManifestEntry[] = [];
   let state: 'open' | 'complete' | 'abandoned' = 'open';
+  // Removed on a last-resort exit too (a second signal): no unfinished run left behind.
+  const forget = atLastResort(() => rmSync(path, { recursive: true, force: true }));
   const expect = (want: typeof state, what: string): void => {
     if (state !== want) throw new Error(`run directory ${runId}: ${what} after it was ${state}`);
   };
@@ -119,6 +122,7 @@ export function openRunDirectory(dumpsDir: string, options: OpenOptions): RunDir
         if (!opts.filesSynced) await syncFilesystem(path, opts.signal);
         writeFileAtomic(join(path, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
         await rename(path, final);
+        forget();
         fsyncDir(dumpsDir);
         if (ok) {
           pointLatest(dumpsDir, runId);
@@ -136,6 +140,7 @@ export function openRunDirectory(dumpsDir: string, options: OpenOptions): RunDir
       if (state === 'complete') return;
       state = 'abandoned';
       rmSync(path, { recursive: true, force: true });
+      forget();
     },
     retain(policy) {
       expect('complete', 'retain()');

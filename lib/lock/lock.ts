@@ -3,6 +3,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { atLastResort } from '../last-resort.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 
@@ -85,9 +86,15 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
       // Atomic (temp + rename): a waiter never reads half a holder file, or an empty one it would
       // take for "unknown holder".
       writeFileAtomic(holderFile(lockPath), JSON.stringify(holder) + '\n', { mode: 0o644 });
+      // A process that must exit before its release() runs (a second signal) still frees the lock.
+      const forget = atLastResort(() => {
+        rmSync(holderFile(lockPath), { force: true });
+        rmSync(lockPath, { recursive: true, force: true });
+      });
       return {
         path: lockPath,
         release: async () => {
+          forget();
           rmSync(holderFile(lockPath), { force: true });
           await release().catch(() => undefined);
         },

@@ -67,6 +67,12 @@ export function terminateAll(graceMs = 5000): number {
   return n;
 }
 
+/** SIGKILL to every tracked child's process group, now (a last-resort exit). */
+export function killAll(): void {
+  for (const child of live) killTree(child, 'SIGKILL');
+  for (const pgid of groups) signalGroup(pgid, 'SIGKILL');
+}
+
 export function liveChildren(): number {
   return live.size + groups.size;
 }
