@@ -1,0 +1,141 @@
+/**
+ * A signal at any moment of a real dump ends it cleanly and soon (issue: the bad night). A database
+ * of a few hundred MB of SQL is dumped once to learn how long a dump takes; then dumps are
+ * interrupted at points spread over that whole time (connecting, rows streaming, the compressor
+ * flushing, the inventory, the manifest), with SIGTERM, SIGINT and SIGHUP in turn. Each time:
+ * exit 143 within 10 s, every process the CLI started gone, no `.inprogress` directory or temp
+ * file, no secret directory, the lock free, the interruption in the log.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Servers } from '../lib/sandbox/servers.js';
+import { isRunning } from './helpers/processes.js';
+import { sandboxPool, type Sandbox } from './helpers/sandbox.js';
+
+const pool = sandboxPool({});
+let servers: Servers;
+let sb: Sandbox;
+const sandbox = (): Sandbox => sb;
+
+beforeAll(async () => {
+  servers = await pool.start();
+  // ~330 MB of SQL in three InnoDB tables (the size the hang was found with).
+  let sql = 'CREATE DATABASE intr; USE intr;';
+  for (const t of ['a', 'b', 'c']) {
+    sql += `CREATE TABLE ${t} (id INT PRIMARY KEY, s TEXT) ENGINE=InnoDB; INSERT INTO ${t} SELECT seq, REPEAT(MD5(seq), 23) FROM seq_1_to_150000;`;
+  }
+  await servers.mariadb.sql(sql);
+  // One database is the subject: the sandbox's PostgreSQL stays out of it.
+  sb = await pool.sandbox({ config: { databases: { postgresql: { enabled: false } } } });
+  // The CLI's TMPDIR on a tmpfs of its own: its secret directories go there (lib/secret-dir.ts),
+  // where no other test's can be mistaken for them.
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', sb.tmpDir]);
+}, 600_000);
+
+afterAll(async () => {
+  if (sb) await execa('umount', [sb.tmpDir]).catch(() => undefined);
+  await pool.destroy();
+});
+
+/** Every descendant of `pid` (children lead their own process groups, but stay descendants). */
+function descendants(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const [child, parent] of parentOf) if (parent === p) (out.push(child), walk(child));
+  };
+  walk(pid);
+  return out;
+}
+
+function secretDirs(): string[] {
+  return readdirSync(sandbox().tmpDir).filter((n) => n.startsWith('asb-mysql-'));
+}
+
+function leftovers(): string[] {
+  const dir = sandbox().dumpsDir;
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.name.endsWith('.inprogress') || e.name.includes('.tmp-')) out.push(join(d, e.name));
+      if (e.isDirectory()) walk(join(d, e.name));
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out;
+}
+
+describe('interrupting a dump of ~330 MB of SQL', () => {
+  let fullMs = 0;
+
+  it('a whole dump, for its duration', async () => {
+    const started = Date.now();
+    const r = await sandbox().cli(['dump']);
+    fullMs = Date.now() - started;
+    expect(r.exitCode, r.stderr).toBe(0);
+    console.log(`whole dump: ${fullMs} ms`);
+  });
+
+  const points = [0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95];
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  for (const [i, at] of points.entries()) {
+    const sig = signals[i % signals.length]!;
+    it(`${sig} at ${Math.round(at * 100)} % of a dump: exit 143 within 10 s, nothing left`, async () => {
+      const sb = sandbox();
+      const child = sb.spawnCli(['dump']);
+      child.catch(() => undefined);
+      const seen = new Set<number>();
+      // The earliest point is the CLI's first child (the panel, the first connection): before
+      // that, Node itself is still starting and a signal ends it by the signal, nothing done.
+      const deadline = Date.now() + at * fullMs;
+      while (Date.now() < deadline || seen.size === 0) {
+        for (const p of descendants(child.pid!)) seen.add(p);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      process.kill(child.pid!, sig);
+      const killedAt = Date.now();
+      const result = await Promise.race([child.then((x) => x, (e: { exitCode?: number; stderr?: string }) => e), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
+      if (result === 'hung') {
+        process.kill(child.pid!, 'SIGKILL');
+        throw new Error(`${sig} at ${at}: still running 10 s after the signal`);
+      }
+      const tookMs = Date.now() - killedAt;
+      console.log(`${sig} at ${Math.round(at * 100)} %: exit ${result.exitCode} after ${tookMs} ms (${seen.size} children seen): ${String(result.stderr).slice(-600)}`);
+      // A dump that finished before the signal reached it exits 0: then the point was too late.
+      expect(result.exitCode, String(result.stderr)).toBe(143);
+      expect(String(result.stderr)).toMatch(new RegExp(`interrupted by ${sig}`));
+      await new Promise((r) => setTimeout(r, 200));
+      expect([...seen].filter(isRunning), 'processes the CLI started').toEqual([]);
+      expect(leftovers()).toEqual([]);
+      expect(secretDirs()).toEqual([]);
+      expect(existsSync(sb.lockPath), 'the lock').toBe(false);
+      expect(readFileSync(sb.logFile, 'utf8')).toMatch(new RegExp(`interrupted by ${sig}`));
+    });
+  }
+
+  it('a second signal ends it at once, lock released; the next dump then succeeds', async () => {
+    const sb = sandbox();
+    const child = sb.spawnCli(['dump']);
+    child.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, fullMs * 0.4));
+    process.kill(child.pid!, 'SIGTERM');
+    process.kill(child.pid!, 'SIGINT');
+    const result = await child.then((x) => x, (e: { exitCode?: number; stderr?: string }) => e);
+    expect(result.exitCode).toBe(143);
+    expect(existsSync(sb.lockPath), 'the lock').toBe(false);
+    expect(leftovers()).toEqual([]);
+    const next = await sb.cli(['dump']);
+    expect(next.exitCode, next.stderr).toBe(0);
+  });
+});
