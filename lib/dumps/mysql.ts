@@ -191,7 +191,7 @@ class Session implements MysqlSession {
 
   private async catalogRows(hex: string, signal?: AbortSignal): Promise<string[][] | undefined> {
     this.catalog ??= this.query(
-      `SELECT HEX(SCHEMA_NAME), '', 'SCHEMA', '' FROM information_schema.SCHEMATA UNION ALL ` +
+      `SELECT HEX(SCHEMA_NAME), DEFAULT_CHARACTER_SET_NAME, 'SCHEMA', DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA UNION ALL ` +
         `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
         `WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') UNION ALL ` +
         `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS`,
@@ -203,7 +203,7 @@ class Session implements MysqlSession {
           const key = (row[0] ?? '').toLowerCase();
           const list = bySchema.get(key) ?? [];
           bySchema.set(key, list);
-          if (row[2] !== 'SCHEMA') list.push(row);
+          list.push(row);
         }
         return bySchema;
       },
@@ -219,7 +219,9 @@ class Session implements MysqlSession {
     const rows =
       (await this.catalogRows(hex, signal)) ??
       (await this.query(
-        `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
+        `SELECT HEX(SCHEMA_NAME), DEFAULT_CHARACTER_SET_NAME, 'SCHEMA', DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA ` +
+          `WHERE SCHEMA_NAME = ${utf8Literal(database)} UNION ALL ` +
+          `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
           `WHERE TABLE_SCHEMA = ${utf8Literal(database)} UNION ALL ` +
           `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
           `WHERE EVENT_SCHEMA = ${utf8Literal(database)}`,
@@ -230,8 +232,15 @@ class Session implements MysqlSession {
     let tables = 0;
     let views = 0;
     let events = 0;
+    // The database's own character set and collation, for the restore's CREATE DATABASE: the
+    // dump (no --databases) has no CREATE DATABASE to carry them.
+    let props: { charset: string; collation: string } | undefined;
     for (const [schemaHex, nameHex, type, engine] of rows) {
       if (schemaHex?.toLowerCase() !== hex) continue;
+      if (type === 'SCHEMA') {
+        if (nameHex && engine) props = { charset: nameHex, collation: engine };
+        continue;
+      }
       if (type === 'EVENT') {
         events++;
         continue;
@@ -270,6 +279,7 @@ class Session implements MysqlSession {
       database,
     ], { env: largeStdoutBuffer() }); // 1 MiB writes: fewer, larger reads for the streaming check
     const spec = this.spec(database, 'database', command, lockMode, {
+      ...props,
       engines,
       tables,
       views,

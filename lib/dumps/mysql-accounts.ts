@@ -1,0 +1,328 @@
+import { RestoreError } from '../errors.js';
+import type { AccountReport, AccountsRequest, AccountWork } from '../model/kind.js';
+import { utf8Literal } from './mysql-literal.js';
+import {
+  accountKey,
+  accountSql,
+  grantCovers,
+  grantOn,
+  parseUsersExport,
+  showAccount,
+  type AccountKey,
+  type ExportStatement,
+} from './mysql-accounts-parse.js';
+
+/**
+ * What a MariaDB restore does to accounts, around the load of one database:
+ *
+ * - before the load (nothing else changed yet): the authentication plugins the accounts to create
+ *   need are loaded (or the restore stops, naming them); then, restoring under the dumped name,
+ *   the accounts the database needs that the server lacks come back from the users export: users
+ *   and roles with grants on it, users holding such a role, DEFINERs. With their password, lock,
+ *   TLS, limits and PASSWORD EXPIRE (their CREATE USER line; the export's `GRANT USAGE …
+ *   IDENTIFIED BY PASSWORD` line would clear the expiry, so global lines are never run), their
+ *   roles, default role and proxy grants. Never their global privileges nor grants elsewhere.
+ * - after the load (the tables and routines exist): those accounts' grants on the database.
+ * - accounts that exist are left as they are and compared with the backup's (drift, reported);
+ *   `accounts: 'backup'` makes them exactly the backup's on this database, and locks accounts the
+ *   backup does not know that hold grants only there.
+ * - `--into` creates no account and changes none; `copyGrants` grants on the new name what the
+ *   accounts hold on the original now.
+ * - a failed restore drops the accounts it created again (undo()).
+ */
+type Query = (sql: string, signal?: AbortSignal) => Promise<string[][]>;
+
+/** Plugins a CREATE USER may name, and the library that provides each (INSTALL SONAME). */
+const PLUGIN_LIBRARY: Record<string, string> = { ed25519: 'auth_ed25519', pam: 'auth_pam', gssapi: 'auth_gssapi', parsec: 'auth_parsec' };
+
+type Grant = Extract<ExportStatement, { type: 'grant' }>;
+
+export async function prepareMysqlAccounts(query: Query, exportText: string | undefined, definers: ReadonlySet<AccountKey>, req: AccountsRequest, unescape: (s: string) => string, signal?: AbortSignal): Promise<AccountWork> {
+  const backup = exportText === undefined ? [] : parseUsersExport(exportText);
+  const { database, into } = req;
+  const sameName = into === database;
+  const existingRows = await query('SELECT HEX(User), HEX(Host) FROM mysql.user', signal);
+  const existing = new Set(existingRows.map(([u, h]) => accountKey(hexText(u), hexText(h))));
+  const inBackup = new Set(backup.filter((s) => s.type === 'create-user' || s.type === 'create-role').map((s) => s.account));
+  const notes: string[] = [];
+  const created: string[] = [];
+  const plugins: string[] = [];
+  const before: string[] = [];
+  const createdKeys = new Set<AccountKey>();
+
+  if (exportText === undefined) notes.push('the backup has no users export: accounts were not compared or created');
+  const missingDefiners = [...definers].filter((d) => !existing.has(d));
+  if (sameName && exportText !== undefined) {
+    const needed = neededAccounts(backup, database, definers);
+    for (const account of needed) if (!existing.has(account) && inBackup.has(account)) createdKeys.add(account);
+    const unknown = missingDefiners.filter((d) => !inBackup.has(d));
+    if (unknown.length) notes.push(`DEFINER account(s) neither on the server nor in the users export: ${unknown.map(showAccount).join(', ')}: the views and routines they define fail at use (error 1449) until they exist`);
+    plugins.push(...(await loadPlugins(query, backup.filter((s) => s.type === 'create-user' && createdKeys.has(s.account)), signal)));
+    const creates = backup.filter((s) => (s.type === 'create-user' || s.type === 'create-role') && createdKeys.has(s.account));
+    before.push(...creates.map((s) => s.sql));
+    const present = (k: AccountKey): boolean => existing.has(k) || createdKeys.has(k);
+    for (const s of backup) {
+      if (!createdKeys.has(s.account)) continue;
+      if (s.type === 'grant-role' && present(s.role)) before.push(s.sql);
+      else if (s.type === 'default-role' && (s.role === undefined || present(s.role))) before.push(s.sql);
+      else if (s.type === 'grant-proxy' && present(s.proxied)) before.push(s.sql);
+    }
+    created.push(...creates.map((s) => showAccount(s.account)));
+  } else if (!sameName && missingDefiners.length) {
+    notes.push(`DEFINER account(s) missing on the server, not created (a restore --into creates no account): ${missingDefiners.map(showAccount).join(', ')}: their views and routines in '${into}' fail at use (error 1449) until they exist`);
+  }
+
+  let done = 0;
+  const runAll = async (statements: readonly string[]): Promise<void> => {
+    if (statements.length) await query(statements.join('\n'), signal);
+  };
+
+  return {
+    created,
+    plugins,
+    async beforeLoad() {
+      // One statement at a time: a failure leaves `done` saying how far it got, for undo().
+      for (const [i, sql] of before.entries()) {
+        await runAll([sql]);
+        done = Math.max(done, i + 1);
+      }
+    },
+    async afterLoad(): Promise<AccountReport> {
+      const granted: string[] = [];
+      const changed: string[] = [];
+      const locked: string[] = [];
+      const after: string[] = [];
+      if (sameName) {
+        for (const s of backup) {
+          if (s.type !== 'grant' || !createdKeys.has(s.account) || !grantCovers(s.target, database)) continue;
+          const sql = grantOn(s, database, into);
+          if (sql) after.push(sql);
+        }
+        granted.push(...[...createdKeys].filter((k) => backup.some((s) => s.type === 'grant' && s.account === k && grantCovers(s.target, database))).map(showAccount));
+      }
+      if (!sameName && req.copyGrants) {
+        const live = await liveAccounts(query, database, unescape, signal);
+        for (const [account, statements] of live) {
+          const mine = statements.filter((s): s is Grant => s.type === 'grant' && s.target.scope !== 'global' && grantCovers(s.target, database));
+          const sqls = mine.map((s) => grantOn(s, database, into)).filter((x): x is string => x !== undefined);
+          if (sqls.length) {
+            after.push(...sqls);
+            granted.push(showAccount(account));
+          }
+          const patterns = mine.filter((s) => s.target.scope === 'database' && grantOn(s, database, into) === undefined);
+          if (patterns.length) notes.push(`${showAccount(account)} holds ${patterns.map((p) => `\`${(p.target as { db: string }).db}\`.*`).join(', ')} (a name pattern): not copied`);
+        }
+      }
+      await runAll(after);
+      let drift: string[] = [];
+      if (sameName && exportText !== undefined) {
+        if (req.accounts === 'backup') {
+          const live = await liveAccounts(query, database, unescape, signal);
+          const fix = makeLikeBackup(backup, live, database, existing, createdKeys);
+          await runAll(fix.statements);
+          changed.push(...fix.changed);
+          locked.push(...fix.locked);
+        }
+        drift = driftOf(backup, await liveAccounts(query, database, unescape, signal), database);
+      }
+      return { created, granted, changed, locked, drift, notes, plugins };
+    },
+    async undo() {
+      const dropped: string[] = [];
+      for (const s of backup) {
+        if ((s.type !== 'create-user' && s.type !== 'create-role') || !createdKeys.has(s.account)) continue;
+        if (done === 0) break;
+        await query(`${s.type === 'create-role' ? 'DROP ROLE IF EXISTS' : 'DROP USER IF EXISTS'} ${accountSql(s.account)}`);
+        dropped.push(showAccount(s.account));
+      }
+      return dropped;
+    },
+  };
+}
+
+/** Accounts the database needs: grants on it (direct or through a role they hold), and DEFINERs. */
+export function neededAccounts(backup: readonly ExportStatement[], database: string, definers: ReadonlySet<AccountKey>): Set<AccountKey> {
+  const needed = new Set<AccountKey>(definers);
+  for (const s of backup) if (s.type === 'grant' && grantCovers(s.target, database)) needed.add(s.account);
+  // Holders of a needed role, and roles those hold in turn (their default role may name one).
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const s of backup) {
+      if (s.type !== 'grant-role') continue;
+      if (needed.has(s.role) && !needed.has(s.account)) (needed.add(s.account), (grew = true));
+    }
+  }
+  return needed;
+}
+
+/**
+ * Load the authentication plugins the accounts to create need, before anything is changed; a
+ * plugin the server cannot load stops the restore, saying which one and how to load it.
+ */
+async function loadPlugins(query: Query, creates: readonly ExportStatement[], signal?: AbortSignal): Promise<string[]> {
+  const wanted = new Map<string, string[]>();
+  for (const s of creates) {
+    for (const m of s.sql.matchAll(/\b(?:IDENTIFIED (?:VIA|WITH)|OR) ([A-Za-z0-9_]+)/g)) {
+      const p = m[1]!.toLowerCase();
+      wanted.set(p, [...(wanted.get(p) ?? []), showAccount(s.account)]);
+    }
+  }
+  if (!wanted.size) return [];
+  const active = new Set((await query("SELECT LOWER(PLUGIN_NAME) FROM information_schema.PLUGINS WHERE PLUGIN_STATUS = 'ACTIVE'", signal)).map((r) => r[0]!));
+  const loaded: string[] = [];
+  for (const [plugin, accounts] of wanted) {
+    if (active.has(plugin)) continue;
+    const library = PLUGIN_LIBRARY[plugin];
+    try {
+      if (!library) throw new Error('no known library provides it');
+      await query(`INSTALL SONAME '${library}'`, signal);
+      loaded.push(`${plugin} (INSTALL SONAME '${library}')`);
+    } catch (err) {
+      const why = err instanceof Error ? err.message.split('\n').find((l) => /ERROR/.test(l)) ?? err.message : String(err);
+      throw new RestoreError(
+        `account(s) ${accounts.join(', ')} need the authentication plugin '${plugin}', which the server has not loaded and could not load (${why}): ` +
+          `load it (${library ? `INSTALL SONAME '${library}'` : `its plugin library`}) and restore again; nothing was changed`,
+        { plugin },
+        { cause: err },
+      );
+    }
+  }
+  return loaded;
+}
+
+/**
+ * The live server's accounts that hold privileges on `database` (db, table, column and routine
+ * grants, also through a name pattern), and the roles, with their SHOW CREATE USER and SHOW
+ * GRANTS read back through the export's parser.
+ */
+async function liveAccounts(query: Query, database: string, unescape: (s: string) => string, signal?: AbortSignal): Promise<Map<AccountKey, ExportStatement[]>> {
+  const d = utf8Literal(database);
+  const rows = await query(
+    `SELECT HEX(u.User), HEX(u.Host), u.is_role FROM mysql.user u WHERE (u.User, u.Host) IN (` +
+      `SELECT User, Host FROM mysql.db WHERE ${d} LIKE CONVERT(Db USING utf8mb4) COLLATE utf8mb4_bin UNION ` +
+      `SELECT User, Host FROM mysql.tables_priv WHERE CONVERT(Db USING utf8mb4) = ${d} COLLATE utf8mb4_bin UNION ` +
+      `SELECT User, Host FROM mysql.columns_priv WHERE CONVERT(Db USING utf8mb4) = ${d} COLLATE utf8mb4_bin UNION ` +
+      `SELECT User, Host FROM mysql.procs_priv WHERE CONVERT(Db USING utf8mb4) = ${d} COLLATE utf8mb4_bin)`,
+    signal,
+  );
+  const out = new Map<AccountKey, ExportStatement[]>();
+  if (!rows.length) return out;
+  const script = rows
+    .map(([u, h, role]) => {
+      const key = accountKey(hexText(u), hexText(h));
+      const who = accountSql(key);
+      return `SELECT 'asb-account', '${u}', '${h}'; ${role === 'Y' ? '' : `SHOW CREATE USER ${who}; `}SHOW GRANTS FOR ${who}`;
+    })
+    .join(';\n');
+  let current: AccountKey | undefined;
+  const lines = new Map<AccountKey, string[]>();
+  for (const r of await query(script, signal)) {
+    if (r[0] === 'asb-account' && r.length === 3) {
+      current = accountKey(hexText(r[1]), hexText(r[2]));
+      lines.set(current, []);
+    } else if (current !== undefined) {
+      lines.get(current)!.push(unescape(r.join('\t')).replace(/;?$/, ';'));
+    }
+  }
+  for (const [k, l] of lines) out.set(k, parseUsersExport(l.join('\n')));
+  return out;
+}
+
+/** An account's state on `database` in one comparable form: its CREATE USER and its grants there. */
+function stateOn(statements: readonly ExportStatement[], database: string): { create?: string; grants: Set<string>; roles: Set<string> } {
+  const grants = new Set<string>();
+  const roles = new Set<string>();
+  let create: string | undefined;
+  for (const s of statements) {
+    if (s.type === 'create-user') create = s.sql.replace(/^CREATE USER (IF NOT EXISTS )?/, '').replace(/;$/, '');
+    else if (s.type === 'grant' && grantCovers(s.target, database)) grants.add(grantOn(s, database, database)!);
+    else if (s.type === 'grant-role') roles.add(showAccount(s.role));
+  }
+  return { create, grants, roles };
+}
+
+function byAccount(statements: readonly ExportStatement[]): Map<AccountKey, ExportStatement[]> {
+  const out = new Map<AccountKey, ExportStatement[]>();
+  for (const s of statements) out.set(s.account, [...(out.get(s.account) ?? []), s]);
+  return out;
+}
+
+/** Differences between the backup's accounts with privileges on `database` and the live ones, one line each. */
+export function driftOf(backup: readonly ExportStatement[], live: ReadonlyMap<AccountKey, ExportStatement[]>, database: string): string[] {
+  const mine = byAccount(backup);
+  const holders = new Set<AccountKey>([...live.keys()]);
+  for (const s of backup) if (s.type === 'grant' && grantCovers(s.target, database)) holders.add(s.account);
+  const out: string[] = [];
+  for (const account of holders) {
+    const name = showAccount(account);
+    const b = mine.get(account);
+    const l = live.get(account);
+    if (!b) {
+      out.push(`${name}: holds privileges on '${database}' but is not in the backup`);
+      continue;
+    }
+    const want = stateOn(b, database);
+    if (!l) {
+      out.push(`${name}: in the backup with ${[...want.grants].length} grant(s) on '${database}', holds none now`);
+      continue;
+    }
+    const have = stateOn(l, database);
+    if (want.create !== undefined && have.create !== undefined && want.create !== have.create) out.push(`${name}: password, lock, TLS or limits differ from the backup's`);
+    const lost = [...want.grants].filter((g) => !have.grants.has(g));
+    const extra = [...have.grants].filter((g) => !want.grants.has(g));
+    if (lost.length) out.push(`${name}: the backup grants what it lacks now: ${lost.join(' ')}`);
+    if (extra.length) out.push(`${name}: holds what the backup did not grant: ${extra.join(' ')}`);
+    const lostRoles = [...want.roles].filter((r) => !have.roles.has(r));
+    if (lostRoles.length) out.push(`${name}: the backup gives it role(s) it lacks now: ${lostRoles.join(', ')}`);
+  }
+  return out;
+}
+
+/**
+ * `--accounts backup`: the accounts holding privileges on `database` become the backup's there:
+ * password, lock, TLS and limits from its CREATE USER, its grants on the database and nothing
+ * more; accounts the backup does not have that hold grants only on this database are locked.
+ */
+function makeLikeBackup(backup: readonly ExportStatement[], live: ReadonlyMap<AccountKey, ExportStatement[]>, database: string, existing: ReadonlySet<AccountKey>, createdKeys: ReadonlySet<AccountKey>): { statements: string[]; changed: string[]; locked: string[] } {
+  const mine = byAccount(backup);
+  const statements: string[] = [];
+  const changed: string[] = [];
+  const locked: string[] = [];
+  const holders = new Set<AccountKey>(live.keys());
+  for (const s of backup) if (s.type === 'grant' && grantCovers(s.target, database)) holders.add(s.account);
+  for (const account of holders) {
+    if (createdKeys.has(account) || !existing.has(account)) continue;
+    const b = mine.get(account);
+    const l = live.get(account) ?? [];
+    const who = accountSql(account);
+    if (!b) {
+      const elsewhere = l.some((s) => s.type === 'grant' && (s.target.scope === 'global' ? s.privileges !== 'USAGE' : !grantCovers(s.target, database)));
+      if (!elsewhere && l.some((s) => s.type === 'create-user')) {
+        statements.push(`ALTER USER ${who} ACCOUNT LOCK;`);
+        locked.push(showAccount(account));
+      }
+      continue;
+    }
+    const want = stateOn(b, database);
+    const have = stateOn(l, database);
+    const same = want.create === have.create && want.grants.size === have.grants.size && [...want.grants].every((g) => have.grants.has(g));
+    if (same) continue;
+    if (want.create !== undefined) statements.push(`ALTER USER ${want.create};`);
+    for (const s of l) if (s.type === 'grant' && grantCovers(s.target, database)) statements.push(revokeOf(s));
+    statements.push(...want.grants);
+    changed.push(showAccount(account));
+  }
+  return { statements, changed, locked };
+}
+
+function revokeOf(s: Grant): string {
+  const db = (s.target as { db: string }).db;
+  const grant = grantOn(s, db, db)!;
+  const who = accountSql(s.account);
+  const on = grant.slice(`GRANT ${s.privileges} ON `.length, grant.lastIndexOf(` TO ${who}`));
+  return `REVOKE ${s.privileges} ON ${on} FROM ${who};${grant.endsWith(' WITH GRANT OPTION;') ? ` REVOKE GRANT OPTION ON ${on} FROM ${who};` : ''}`;
+}
+
+function hexText(hex: string | undefined): string {
+  return Buffer.from(hex ?? '', 'hex').toString('utf8');
+}
