@@ -21,8 +21,10 @@ import {
  *   and roles with grants on it, users holding such a role, DEFINERs. With their password, lock,
  *   TLS, limits and PASSWORD EXPIRE (their CREATE USER line; the export's `GRANT USAGE …
  *   IDENTIFIED BY PASSWORD` line would clear the expiry, so global lines are never run), their
- *   roles, default role and proxy grants. Never their global privileges nor grants elsewhere.
- * - after the load (the tables and routines exist): those accounts' grants on the database.
+ *   roles, default role and proxy grants, and their grants on the database as a whole (a view
+ *   over a view checks its DEFINER's rights while it loads). Never their global privileges nor
+ *   grants elsewhere.
+ * - after the load (the tables and routines exist): their table, column and routine grants.
  * - accounts that exist are left as they are and compared with the backup's (drift, reported);
  *   `accounts: 'backup'` makes them exactly the backup's on this database, and locks accounts the
  *   backup does not know that hold grants only there.
@@ -67,6 +69,13 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
       else if (s.type === 'default-role' && (s.role === undefined || present(s.role))) before.push(s.sql);
       else if (s.type === 'grant-proxy' && present(s.proxied)) before.push(s.sql);
     }
+    // Grants on the database as a whole need no object of it, and a view over a view checks its
+    // DEFINER's rights while the dump loads: these go before the load, the others after.
+    for (const s of backup) {
+      if (s.type !== 'grant' || !createdKeys.has(s.account) || s.target.scope !== 'database' || !grantCovers(s.target, database)) continue;
+      const sql = grantOn(s, database, into);
+      if (sql) before.push(sql);
+    }
     created.push(...creates.map((s) => showAccount(s.account)));
   } else if (!sameName && missingDefiners.length) {
     notes.push(`DEFINER account(s) missing on the server, not created (a restore --into creates no account): ${missingDefiners.map(showAccount).join(', ')}: their views and routines in '${into}' fail at use (error 1449) until they exist`);
@@ -94,7 +103,7 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
       const after: string[] = [];
       if (sameName) {
         for (const s of backup) {
-          if (s.type !== 'grant' || !createdKeys.has(s.account) || !grantCovers(s.target, database)) continue;
+          if (s.type !== 'grant' || !createdKeys.has(s.account) || s.target.scope === 'database' || !grantCovers(s.target, database)) continue;
           const sql = grantOn(s, database, into);
           if (sql) after.push(sql);
         }

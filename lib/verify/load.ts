@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Inventory } from '../model/inventory.js';
+import type { DumpFile } from '../model/kind.js';
+import { mysqlKind } from '../dumps/mysql.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import type { ManifestEntry } from '../model/manifest.js';
+import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
 import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import { loadDump } from '../sandbox/db-checks.js';
@@ -30,14 +34,26 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
   const database = entry.database!;
   const started = Date.now();
   if (entry.kind === 'mysql') {
+    // The way `restore db` loads it (the kind's RestoreSession): the accounts it needs from the
+    // run's users export first (a view's DEFINER), the database with its own character set and
+    // collation, the load, then the grants; only the server differs.
     const server = await servers.mysqlFor(entry.serverVersion ?? '').catch(unavailable);
+    if (!servers.loaded) throw new Error('verify: the throwaway servers were opened without the config');
+    const session = await mysqlKind.openTarget({ loaded: servers.loaded, log: servers.log, signal }, servers.mysqlTarget(server)).catch(unavailable);
     try {
-      await loadDump(entry, runDir, { mysql: server }, database, { signal });
+      const dump = dumpFileOf(runDir, entry);
+      const usersEntry = readManifestOf(runDir)?.entries.find((e) => e.kind === 'mysql' && e.object === 'users' && e.status === 'ok' && e.path);
+      const work = await session.prepareAccounts!({ database, into: database, copyGrants: false, accounts: 'keep' }, dump, usersEntry && dumpFileOf(runDir, usersEntry), signal);
+      await work.beforeLoad();
+      await session.createDatabase(database, dump, signal);
+      await session.load(database, dump, signal);
+      await work.afterLoad();
       const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
       const rows = text.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
       return parseMysqlInventory(rows, { ms: Date.now() - started });
     } finally {
       await server.sql(`DROP DATABASE IF EXISTS ${q(database)}`).catch(() => undefined);
+      await session.close();
     }
   }
   if (entry.kind === 'postgresql') {
@@ -53,4 +69,24 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     }
   }
   throw new Error(`cannot load a ${entry.kind} dump`);
+}
+
+/** A manifest entry's file as the restore sessions take it (the same fields restore db passes). */
+function dumpFileOf(runDir: string, entry: ManifestEntry): DumpFile {
+  return {
+    path: join(runDir, entry.path!),
+    compression: entry.compression,
+    format: entry.format === 'custom' ? 'custom' : 'sql',
+    ...(entry.map ? { map: { path: join(runDir, entry.map.path), sha256: entry.map.sha256 } } : {}),
+    ...(entry.database ? { database: entry.database } : {}),
+    ...(entry.details ? { details: entry.details } : {}),
+  };
+}
+
+function readManifestOf(runDir: string): Manifest | undefined {
+  try {
+    return JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
 }

@@ -54,7 +54,7 @@ export async function verifyRun(input: VerifyInput): Promise<VerifyResult> {
   try {
     for (const entry of chosen) {
       if (signal?.aborted) throw signal.reason;
-      if (entry.object === 'database') servers ??= new ThrowawayServers(loaded.config.verify.work_dir, log);
+      if (entry.object === 'database') servers ??= new ThrowawayServers(loaded.config.verify.work_dir, log, loaded);
       const result = await verifyEntry(entry, dir, runId, servers, signal);
       bytes += entry.bytes ?? 0;
       results.push(result);
