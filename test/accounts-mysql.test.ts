@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Manifest } from '../lib/model/manifest.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -12,6 +13,7 @@ import { assertBuilt, cli, rmrf, writeConfig, type CliResult } from './helpers/e
 // USER, SHOW GRANTS, information_schema), never with what the restore printed.
 
 const base = mkdtempSync(join(tmpdir(), 'acc-'));
+chmodSync(base, 0o755); // verify.work_dir: the throwaway server's OS user must reach its directory below
 let live: MariadbServer;
 let fresh: MariadbServer;
 let toLive: (args: string[]) => Promise<CliResult>;
@@ -65,7 +67,10 @@ beforeAll(async () => {
     writeConfig(join(base, `${name}.yaml`), {
       root,
       engine: 'none',
-      extra: { databases: { mysql: { enabled: true, socket: server.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } } },
+      extra: {
+        databases: { mysql: { enabled: true, socket: server.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } },
+        verify: { schedule: 'off', work_dir: base },
+      },
     });
   const liveConfig = config(live, 'live');
   const freshConfig = config(fresh, 'fresh');
@@ -235,6 +240,51 @@ describe('a restore that fails', () => {
       expect(journal.at(-1)!.detail).toContain("'u7'@'localhost'");
     } finally {
       replaceDump(runDir, 'site1_wp', good, { keepManifestHash: false });
+    }
+  });
+});
+
+describe('verify proves the accounts', () => {
+  const verifyState = (): Record<string, { outcome: string; problems: string[] }> =>
+    (JSON.parse(readFileSync(join(stateDir, 'verify.json'), 'utf8')) as { databases: Record<string, { outcome: string; problems: string[] }> }).databases;
+  const site1wp = (): { outcome: string; problems: string[] } => Object.entries(verifyState()).find(([k]) => k.endsWith(':site1_wp'))![1];
+
+  test('the accounts the throwaway server holds after the load are those recorded at dump time', async () => {
+    const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+    const users = manifest.entries.find((e) => e.object === 'users')!;
+    // The premise: the list was recorded from the server (SHOW CREATE USER / SHOW GRANTS), secrets digested.
+    const recorded = users.details!.accounts as { user: string; host: string; lines: string[] }[];
+    const u1 = recorded.find((a) => a.user === 'u1')!;
+    expect(u1.lines.join('\n')).toContain('GRANT SELECT, UPDATE (`title`) ON `site1_wp`.`wp_posts` TO `u1`@`localhost`;');
+    expect(JSON.stringify(recorded)).not.toContain('*2B602296A79E0A8784ACC5C88D92E46588CCA3C3');
+    const r = await toLive(['verify']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(site1wp()).toMatchObject({ outcome: 'ok', problems: [] });
+  });
+
+  test('a users export that lost a grant fails verify, naming the account', async () => {
+    const entry = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+    const users = entry.entries.find((e) => e.object === 'users')!;
+    const file = join(runDir, users.path!);
+    const good = readFileSync(file);
+    const text = await zstdText(file);
+    const lost = text.split('\n').filter((l) => !l.startsWith('GRANT SELECT, UPDATE (`title`) ON `site1_wp`.`wp_posts` TO `u1`')).join('\n');
+    expect(lost).not.toBe(text);
+    const bytes = await zstdBytes(lost, join(base, 'users.sql'));
+    writeFileSync(file, bytes);
+    const manifest = readFileSync(join(runDir, 'manifest.json'), 'utf8');
+    const { createHash } = await import('node:crypto');
+    const fixed = { ...entry, entries: entry.entries.map((e) => (e === users ? { ...e, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } : e)) };
+    writeFileSync(join(runDir, 'manifest.json'), JSON.stringify(fixed, null, 2));
+    try {
+      const r = await toLive(['verify']);
+      expect(r.code).toBe(9);
+      expect(site1wp().outcome).toBe('failed');
+      // That line was u1's only grant on site1_wp: the export no longer says site1_wp needs u1.
+      expect(site1wp().problems).toEqual(["account 'u1'@'localhost' (privileges on 'site1_wp' at dump time) is missing after the load"]);
+    } finally {
+      writeFileSync(file, good);
+      writeFileSync(join(runDir, 'manifest.json'), manifest);
     }
   });
 });

@@ -215,16 +215,24 @@ async function liveAccounts(query: Query, database: string, unescape: (s: string
     signal,
   );
   const out = new Map<AccountKey, ExportStatement[]>();
-  if (!rows.length) return out;
+  for (const [k, l] of await accountLines(query, rows, unescape, signal)) out.set(k, parseUsersExport(l.join('\n')));
+  return out;
+}
+
+/**
+ * SHOW CREATE USER (not for roles) and SHOW GRANTS of the accounts `rows` name (HEX(User),
+ * HEX(Host), is_role), in one client call, each line ending in ';' as in the users export.
+ */
+export async function accountLines(query: Query, rows: readonly (readonly string[])[], unescape: (s: string) => string, signal?: AbortSignal): Promise<Map<AccountKey, string[]>> {
+  const lines = new Map<AccountKey, string[]>();
+  if (!rows.length) return lines;
   const script = rows
     .map(([u, h, role]) => {
-      const key = accountKey(hexText(u), hexText(h));
-      const who = accountSql(key);
+      const who = accountSql(accountKey(hexText(u), hexText(h)));
       return `SELECT 'asb-account', '${u}', '${h}'; ${role === 'Y' ? '' : `SHOW CREATE USER ${who}; `}SHOW GRANTS FOR ${who}`;
     })
     .join(';\n');
   let current: AccountKey | undefined;
-  const lines = new Map<AccountKey, string[]>();
   for (const r of await query(script, signal)) {
     if (r[0] === 'asb-account' && r.length === 3) {
       current = accountKey(hexText(r[1]), hexText(r[2]));
@@ -233,9 +241,11 @@ async function liveAccounts(query: Query, database: string, unescape: (s: string
       lines.get(current)!.push(unescape(r.join('\t')).replace(/;?$/, ';'));
     }
   }
-  for (const [k, l] of lines) out.set(k, parseUsersExport(l.join('\n')));
-  return out;
+  return lines;
 }
+
+/** Every account and role of the server: HEX(User), HEX(Host), is_role. */
+export const ALL_ACCOUNTS_SQL = 'SELECT HEX(User), HEX(Host), is_role FROM mysql.user ORDER BY User, Host';
 
 /** An account's state on `database` in one comparable form: its CREATE USER and its grants there. */
 function stateOn(statements: readonly ExportStatement[], database: string): { create?: string; grants: Set<string>; roles: Set<string> } {

@@ -20,6 +20,7 @@ import { InventoryBatcher } from './mysql-inventory-batch.js';
 import { utf8Literal } from './mysql-literal.js';
 import { makeSecretDir } from '../secret-dir.js';
 import { withDumpMap } from './mysql-dump-map.js';
+import { recordAccounts } from './mysql-accounts-check.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -307,7 +308,16 @@ class Session implements MysqlSession {
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
     if (!this.cfg.dump_users) return [];
     const mariadb = /mariadb/i.test(this.versions.server) && /mariadb/i.test(this.versions.client);
-    if (!mariadb) return [await this.planUsersWithShowGrants(signal)];
+    // The accounts as the server says them now, for verify to compare a restore's with.
+    // MySQL's mysql.user has no is_role: there the list is not recorded (verify then skips it).
+    const accounts = await recordAccounts((sql, sig) => this.query(sql, sig), unescapeBatch, signal).catch((err: unknown) => {
+      this.log.debug(`mysql: the accounts were not recorded for verify: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    });
+    if (!mariadb) {
+      const spec = await this.planUsersWithShowGrants(signal);
+      return [{ ...spec, details: { ...spec.details, ...(accounts ? { accounts } : {}) } }];
+    }
     // --system=users writes CREATE USER + GRANT + roles from mysql.global_priv; --insert-ignore
     // turns CREATE USER into CREATE USER IF NOT EXISTS so a restore onto a server that already
     // has root@localhost does not stop at the first statement.
@@ -317,7 +327,7 @@ class Session implements MysqlSession {
       '--insert-ignore',
       '--default-character-set=utf8mb4',
     ]);
-    return [this.spec(null, 'users', command, 'none', { method: 'mariadb-dump --system=users' })];
+    return [this.spec(null, 'users', command, 'none', { method: 'mariadb-dump --system=users', ...(accounts ? { accounts } : {}) })];
   }
 
   async planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec> {

@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Inventory } from '../model/inventory.js';
 import type { DumpFile } from '../model/kind.js';
-import { mysqlKind } from '../dumps/mysql.js';
+import { mysqlKind, unescapeBatch } from '../dumps/mysql.js';
+import { accountProblems, recordAccounts, recordedOf } from '../dumps/mysql-accounts-check.js';
+import { accountKey } from '../dumps/mysql-accounts-parse.js';
+import type { MariadbServer } from '../sandbox/mariadb.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
@@ -30,7 +33,7 @@ const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
  * it again (disk space). The one place that knows how a dump is loaded: today the sandbox loader;
  * when every database kind has its own restore, this calls that instead.
  */
-export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal): Promise<Inventory> {
+export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = []): Promise<Inventory> {
   const database = entry.database!;
   const started = Date.now();
   if (entry.kind === 'mysql') {
@@ -39,6 +42,8 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     // collation, the load, then the grants; only the server differs.
     const server = await servers.mysqlFor(entry.serverVersion ?? '').catch(unavailable);
     if (!servers.loaded) throw new Error('verify: the throwaway servers were opened without the config');
+    const bootstrap = ownAccounts(server); // before the first load adds any
+    bootstrap.catch(() => undefined); // seen where it is awaited
     const session = await mysqlKind.openTarget({ loaded: servers.loaded, log: servers.log, signal }, servers.mysqlTarget(server)).catch(unavailable);
     try {
       const dump = dumpFileOf(runDir, entry);
@@ -48,6 +53,12 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
       await session.createDatabase(database, dump, signal);
       await session.load(database, dump, signal);
       await work.afterLoad();
+      // The accounts the load left on the server, against the list recorded at dump time.
+      const recorded = recordedOf(usersEntry?.details);
+      if (recorded) {
+        const query = async (sql: string): Promise<string[][]> => (await server.sql(sql)).split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+        problems.push(...accountProblems(recorded, await recordAccounts(query, unescapeBatch, signal), database, await bootstrap));
+      }
       const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
       const rows = text.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
       return parseMysqlInventory(rows, { ms: Date.now() - started });
@@ -89,4 +100,18 @@ function readManifestOf(runDir: string): Manifest | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The accounts a throwaway MariaDB had before anything was loaded (root, mariadb.sys, its OS user's). */
+const own = new WeakMap<MariadbServer, Promise<Set<string>>>();
+function ownAccounts(server: MariadbServer): Promise<Set<string>> {
+  let p = own.get(server);
+  if (!p) {
+    p = server.sql('SELECT HEX(User), HEX(Host) FROM mysql.user').then((text) => new Set(text.split('\n').filter(Boolean).map((l) => {
+      const [u, h] = l.split('\t');
+      return accountKey(Buffer.from(u ?? '', 'hex').toString('utf8'), Buffer.from(h ?? '', 'hex').toString('utf8'));
+    })));
+    own.set(server, p);
+  }
+  return p;
 }
