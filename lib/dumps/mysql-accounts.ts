@@ -190,7 +190,7 @@ async function loadPlugins(query: Query, creates: readonly ExportStatement[], si
       const why = err instanceof Error ? err.message.split('\n').find((l) => /ERROR/.test(l)) ?? err.message : String(err);
       throw new RestoreError(
         `account(s) ${accounts.join(', ')} need the authentication plugin '${plugin}', which the server has not loaded and could not load (${why}): ` +
-          `load it (${library ? `INSTALL SONAME '${library}'` : `its plugin library`}) and restore again; nothing was changed`,
+          `load it (${library ? `INSTALL SONAME '${library}'` : `its plugin library`}) and restore again; ${loaded.length ? `only the plugin(s) ${loaded.join(', ')} were loaded meanwhile` : 'nothing was changed'}`,
         { plugin },
         { cause: err },
       );
