@@ -7,6 +7,7 @@ import type { Manifest } from '../lib/model/manifest.js';
 import { osUser } from '../lib/os-user.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import { ThrowawayServers, VERIFY_OS_USER } from '../lib/verify/servers.js';
+import { dumpEntry, replaceDump, zstdBytes, zstdText } from './helpers/dump-files.js';
 import { assertBuilt, cli, rmrf, writeConfig, type CliResult } from './helpers/e2e.js';
 
 // A MariaDB database's own properties (character set, collation) through dump, restore and
@@ -144,6 +145,29 @@ describe('verify', () => {
       expect(readFileSync('/etc/passwd', 'utf8')).toMatch(new RegExp(`^${VERIFY_OS_USER}:[^:]*:\\d+:\\d+:[^:]*:/nonexistent:/(usr/)?s?bin/(nologin|false)$`, 'm'));
     } finally {
       await servers.destroy();
+    }
+  });
+});
+
+describe('a --force restore that fails', () => {
+  test('loads the safety dump back into a database with the replaced one\'s own character set and collation', async () => {
+    const before = await schemaOf(live, 'site1_wp');
+    const routine = await routineOf(live, 'site1_wp');
+    const rows = await live.sql('CHECKSUM TABLE site1_wp.t EXTENDED');
+    const entry = dumpEntry(runDir(), 'site1_wp');
+    const file = join(runDir(), entry.path!);
+    const good = readFileSync(file);
+    const damaged = (await zstdText(file)).replace('-- Dump completed', 'THIS IS NOT SQL THE SERVER TAKES;\n-- Dump completed');
+    replaceDump(runDir(), 'site1_wp', await zstdBytes(damaged, join(base, 'damaged.sql')), { keepManifestHash: false });
+    try {
+      const r = await toLive(['restore', 'db', 'site1_wp', '--force']);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toContain('holds its previous content again');
+      expect(await schemaOf(live, 'site1_wp')).toBe(before);
+      expect(await routineOf(live, 'site1_wp')).toBe(routine);
+      expect(await live.sql('CHECKSUM TABLE site1_wp.t EXTENDED')).toBe(rows);
+    } finally {
+      replaceDump(runDir(), 'site1_wp', good, { keepManifestHash: false });
     }
   });
 });

@@ -122,7 +122,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     try {
       await session.dropDatabase(into);
       if (safetyDump) {
-        const safety: DumpFile = { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format };
+        const safety: DumpFile = { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format, ...(safetyDump.details ? { details: safetyDump.details } : {}) };
         await session.createDatabase(into, safety);
         await session.load(into, safety);
         state = `'${into}' holds its previous content again: loaded back from the safety dump ${safetyDump.file}, which is kept`;
@@ -167,6 +167,8 @@ interface SafetyDump {
   readonly file: string;
   readonly compression: Compression | 'internal';
   readonly format: 'sql' | 'custom';
+  /** What the dump planned recorded (MariaDB: the database's character set and collation, for loading it back). */
+  readonly details?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -191,7 +193,7 @@ async function safetyDumpOf(loaded: LoadedConfig, session: RestoreSession, datab
     const why = err instanceof BackupError || err instanceof Error ? err.message : String(err);
     throw new RestoreError(`the safety dump of '${database}' failed, so it was not replaced: ${why}`, { database }, { cause: err });
   }
-  return { file, compression: spec.compressible ? compression : 'internal', format: spec.format };
+  return { file, compression: spec.compressible ? compression : 'internal', format: spec.format, ...(spec.details ? { details: spec.details } : {}) };
 }
 
 /** The manifest entry of one database dump: by name, narrowed by kind and site when given. */
