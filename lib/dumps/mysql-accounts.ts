@@ -51,6 +51,8 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
   const plugins: string[] = [];
   const before: string[] = [];
   const createdKeys = new Set<AccountKey>();
+  /** The CREATE USER / CREATE ROLE statements among `before`, by their place there. */
+  const creating = new Map<number, ExportStatement>();
 
   if (exportText === undefined) notes.push('the backup has no users export: accounts were not compared or created');
   const missingDefiners = [...definers].filter((d) => !existing.has(d));
@@ -61,7 +63,7 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
     if (unknown.length) notes.push(`DEFINER account(s) neither on the server nor in the users export: ${unknown.map(showAccount).join(', ')}: the views and routines they define fail at use (error 1449) until they exist`);
     plugins.push(...(await loadPlugins(query, backup.filter((s) => s.type === 'create-user' && createdKeys.has(s.account)), signal)));
     const creates = backup.filter((s) => (s.type === 'create-user' || s.type === 'create-role') && createdKeys.has(s.account));
-    before.push(...creates.map((s) => s.sql));
+    for (const c of creates) creating.set(before.push(c.sql) - 1, c);
     const present = (k: AccountKey): boolean => existing.has(k) || createdKeys.has(k);
     for (const s of backup) {
       if (!createdKeys.has(s.account)) continue;
@@ -81,7 +83,8 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
     notes.push(`DEFINER account(s) missing on the server, not created (a restore --into creates no account): ${missingDefiners.map(showAccount).join(', ')}: their views and routines in '${into}' fail at use (error 1449) until they exist`);
   }
 
-  let done = 0;
+  /** The accounts beforeLoad() has created so far, in order: what undo() drops. */
+  const made: ExportStatement[] = [];
   const runAll = async (statements: readonly string[]): Promise<void> => {
     if (statements.length) await query(statements.join('\n'), signal);
   };
@@ -90,10 +93,14 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
     created,
     plugins,
     async beforeLoad() {
-      // One statement at a time: a failure leaves `done` saying how far it got, for undo().
-      for (const [i, sql] of before.entries()) {
-        await runAll([sql]);
-        done = Math.max(done, i + 1);
+      try {
+        await runAll(before);
+        made.push(...creating.values());
+      } catch (err) {
+        // Stopped part-way: the accounts that exist now were made by it (they were missing).
+        const now = new Set((await query('SELECT HEX(User), HEX(Host) FROM mysql.user').catch(() => [])).map(([u, h]) => accountKey(hexText(u), hexText(h))));
+        made.push(...[...creating.values()].filter((c) => now.has(c.account)));
+        throw err;
       }
     },
     async afterLoad(): Promise<AccountReport> {
@@ -138,13 +145,11 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
     },
     async undo() {
       const dropped: string[] = [];
-      for (const s of backup) {
-        if ((s.type !== 'create-user' && s.type !== 'create-role') || !createdKeys.has(s.account)) continue;
-        if (done === 0) break;
+      for (const s of made.splice(0).reverse()) {
         await query(`${s.type === 'create-role' ? 'DROP ROLE IF EXISTS' : 'DROP USER IF EXISTS'} ${accountSql(s.account)}`);
         dropped.push(showAccount(s.account));
       }
-      return dropped;
+      return dropped.reverse();
     },
   };
 }
