@@ -244,6 +244,47 @@ describe('a restore that fails', () => {
   });
 });
 
+/** Replace the run's users export (its manifest entry follows: only the restore can tell). */
+async function withUsersExport(edit: (text: string) => string, body: () => Promise<void>): Promise<void> {
+  const manifestText = readFileSync(join(runDir, 'manifest.json'), 'utf8');
+  const manifest = JSON.parse(manifestText) as Manifest;
+  const users = manifest.entries.find((e) => e.object === 'users')!;
+  const file = join(runDir, users.path!);
+  const good = readFileSync(file);
+  const bytes = await zstdBytes(edit(await zstdText(file)), join(base, 'users.sql'));
+  writeFileSync(file, bytes);
+  const { createHash } = await import('node:crypto');
+  const entries = manifest.entries.map((e) => (e === users ? { ...e, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } : e));
+  writeFileSync(join(runDir, 'manifest.json'), JSON.stringify({ ...manifest, entries }, null, 2));
+  try {
+    await body();
+  } finally {
+    writeFileSync(file, good);
+    writeFileSync(join(runDir, 'manifest.json'), manifestText);
+  }
+}
+
+describe('an authentication plugin the server cannot load', () => {
+  test('stops the restore before anything changes, naming the plugin and the account', async () => {
+    // An export from a server with GSSAPI accounts, restored where no auth_gssapi library exists.
+    const gssapi = (text: string): string =>
+      text.replace(
+        /^(CREATE USER IF NOT EXISTS `u1`.*)$/m,
+        "$1\nCREATE USER IF NOT EXISTS `k1`@`localhost` IDENTIFIED VIA gssapi USING 'HTTP/x@EXAMPLE.COM';\nGRANT SELECT ON `site1_wp`.* TO `k1`@`localhost`;",
+      );
+    await withUsersExport(gssapi, async () => {
+      const before = await allAccounts(fresh);
+      const r = await toFresh(['restore', 'db', 'site1_wp']);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toContain("account(s) 'k1'@'localhost' need the authentication plugin 'gssapi'");
+      expect(r.stderr).toContain("INSTALL SONAME 'auth_gssapi'");
+      expect(r.stderr).toMatch(/nothing was changed.*'site1_wp' was not touched/);
+      expect(await allAccounts(fresh)).toEqual(before);
+      expect(await schemaOf(fresh, 'site1_wp')).toBe('');
+    });
+  });
+});
+
 describe('verify proves the accounts', () => {
   const verifyState = (): Record<string, { outcome: string; problems: string[] }> =>
     (JSON.parse(readFileSync(join(stateDir, 'verify.json'), 'utf8')) as { databases: Record<string, { outcome: string; problems: string[] }> }).databases;
@@ -263,28 +304,17 @@ describe('verify proves the accounts', () => {
   });
 
   test('a users export that lost a grant fails verify, naming the account', async () => {
-    const entry = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
-    const users = entry.entries.find((e) => e.object === 'users')!;
-    const file = join(runDir, users.path!);
-    const good = readFileSync(file);
-    const text = await zstdText(file);
-    const lost = text.split('\n').filter((l) => !l.startsWith('GRANT SELECT, UPDATE (`title`) ON `site1_wp`.`wp_posts` TO `u1`')).join('\n');
-    expect(lost).not.toBe(text);
-    const bytes = await zstdBytes(lost, join(base, 'users.sql'));
-    writeFileSync(file, bytes);
-    const manifest = readFileSync(join(runDir, 'manifest.json'), 'utf8');
-    const { createHash } = await import('node:crypto');
-    const fixed = { ...entry, entries: entry.entries.map((e) => (e === users ? { ...e, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } : e)) };
-    writeFileSync(join(runDir, 'manifest.json'), JSON.stringify(fixed, null, 2));
-    try {
+    const lose = (text: string): string => {
+      const lost = text.split('\n').filter((l) => !l.startsWith('GRANT SELECT, UPDATE (`title`) ON `site1_wp`.`wp_posts` TO `u1`')).join('\n');
+      expect(lost).not.toBe(text);
+      return lost;
+    };
+    await withUsersExport(lose, async () => {
       const r = await toLive(['verify']);
       expect(r.code).toBe(9);
       expect(site1wp().outcome).toBe('failed');
       // That line was u1's only grant on site1_wp: the export no longer says site1_wp needs u1.
       expect(site1wp().problems).toEqual(["account 'u1'@'localhost' (privileges on 'site1_wp' at dump time) is missing after the load"]);
-    } finally {
-      writeFileSync(file, good);
-      writeFileSync(join(runDir, 'manifest.json'), manifest);
-    }
+    });
   });
 });
