@@ -128,7 +128,7 @@ describe('verify', () => {
     }
   });
 
-  test('its throwaway MariaDB runs as an unprivileged OS user, in a private directory, files confined there', async () => {
+  test('its throwaway MariaDB runs as an unprivileged OS user, in a private directory, files and plugins confined there', async () => {
     const servers = new ThrowawayServers(base, memoryLogger());
     try {
       const server = await servers.mysqlFor(live.version);
@@ -142,6 +142,9 @@ describe('verify', () => {
       expect((await server.sql('SELECT @@secure_file_priv, @@local_infile, @@event_scheduler')).trim()).toBe(`${join(server.baseDir, 'files')}/\t0\tOFF`);
       // The live server's data and a root-only file are out of its reach.
       expect((await server.sql(`SELECT LOAD_FILE('${join(live.dataDir, 'ibdata1')}') IS NULL, LOAD_FILE('/etc/shadow') IS NULL`)).trim()).toBe('1\t1');
+      // Only authentication plugins can be loaded: not an engine that connects elsewhere.
+      await server.sql("INSTALL SONAME 'auth_ed25519'");
+      await expect(server.sql("INSTALL SONAME 'ha_federatedx'")).rejects.toThrow(/ha_federatedx/);
       expect(readFileSync('/etc/passwd', 'utf8')).toMatch(new RegExp(`^${VERIFY_OS_USER}:[^:]*:\\d+:\\d+:[^:]*:/nonexistent:/(usr/)?s?bin/(nologin|false)$`, 'm'));
     } finally {
       await servers.destroy();

@@ -1,5 +1,5 @@
-import { statSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
@@ -67,6 +67,13 @@ export async function ensureServiceUser(name: string): Promise<OsUser> {
   return made;
 }
 
+/** The server's compiled-in plugin directory (mariadbd --verbose --help), undefined when it does not say. */
+async function pluginDir(mariadbd: string): Promise<string | undefined> {
+  const help = await run(cmd(mariadbd, ['--no-defaults', '--verbose', '--help']), { timeoutMs: 60_000 }).catch(() => undefined);
+  const m = /^plugin-dir\s+(\S+)/m.exec(help?.stdout ?? '');
+  return m?.[1];
+}
+
 function isFile(path: string): boolean {
   try {
     return statSync(path).isFile();
@@ -111,7 +118,13 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     for (const dir of [baseDir, files]) await chown(dir, user.uid, user.gid);
     await chmod(baseDir, 0o700);
     userArgs = [`--user=${opts.runAs}`];
-    confined.push(`--secure-file-priv=${files}`, '--local-infile=0');
+    // Its own plugin directory holding only the authentication plugins accounts may need: no
+    // engine that reaches out (FEDERATED, CONNECT) or plugin that writes files can be loaded.
+    const plugins = join(baseDir, 'plugins');
+    await mkdir(plugins, { mode: 0o755 });
+    const systemPlugins = await pluginDir(mariadbd);
+    for (const f of systemPlugins ? readdirSync(systemPlugins).filter((n) => /^auth_[a-z0-9_]+\.so$/.test(n)) : []) await symlink(join(systemPlugins!, f), join(plugins, f));
+    confined.push(`--secure-file-priv=${files}`, '--local-infile=0', `--plugin-dir=${plugins}`);
   }
   // Small InnoDB files keep install and startup around half a second; the 1G packet lets 20 MB
   // rows (hex-encoded to 40 MB in a dump) travel both ways.
