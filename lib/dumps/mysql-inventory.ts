@@ -2,7 +2,8 @@ import { fromHex, sortedNames, type Inventory } from '../model/inventory.js';
 import { utf8Literal } from './mysql-literal.js';
 
 /**
- * The MySQL/MariaDB inventory of one database: object names from information_schema, then the
+ * The MySQL/MariaDB inventory of one database: object names from information_schema (and, as
+ * category `database`, its character set / collation), then the
  * exact row count of every table (COUNT(*)) inside one consistent snapshot, right after the
  * dump. mariadb-dump's own snapshot cannot be shared, so a table written between the dump's
  * start and our count would compare unequal for no fault of the dump: `UPDATE_TIME`, read after
@@ -24,7 +25,9 @@ export function mysqlInventorySql(database: string, options: { updateTimes: bool
       // opens every database's tables (15 ms per read with 1,000 databases, against 0.2 ms).
       // A trigger lives in its table's schema, so both name the same database.
       `UNION ALL SELECT 'obj', 'triggers', HEX(TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ${schema} AND TRIGGER_SCHEMA = ${schema} ` +
-      `UNION ALL SELECT 'obj', 'events', HEX(EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${schema}`,
+      `UNION ALL SELECT 'obj', 'events', HEX(EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${schema} ` +
+      // The database's own character set and collation (its routines' parameters take them).
+      `UNION ALL SELECT 'obj', 'database', HEX(CONCAT(DEFAULT_CHARACTER_SET_NAME, ' / ', DEFAULT_COLLATION_NAME)) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ${schema}`,
     'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY',
     // One statement counting every table, built in SQL so names never pass through our quoting.
     `SET @asb_q = (SELECT GROUP_CONCAT(CONCAT('SELECT ''rows'', ', QUOTE(HEX(TABLE_NAME)), ', COUNT(*) FROM ', ${ident('TABLE_SCHEMA')}, '.', ${ident('TABLE_NAME')}) SEPARATOR ' UNION ALL ') ` +

@@ -10,8 +10,11 @@ import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from './mysql-load.j
 import type { DumpIndex } from './mysql-dump-index.js';
 import { readDumpMap } from './mysql-dump-map.js';
 import { resolveWireTarget, WireSink } from './mysql-wire.js';
-import type { MysqlSession } from './mysql.js';
-import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+import { unescapeBatch, type MysqlSession } from './mysql.js';
+import type { AccountsRequest, AccountWork, Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+import { prepareMysqlAccounts } from './mysql-accounts.js';
+import { parseAccount, type AccountKey } from './mysql-accounts-parse.js';
+import { propsFromDump, propsOfDetails, retargetIndex } from './mysql-database-props.js';
 
 /**
  * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into
@@ -80,31 +83,45 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       const [exists, objects] = (rows[0] ?? []).map(Number);
       return !exists ? 'missing' : objects ? 'non-empty' : 'empty';
     },
-    async createDatabase(database, signal) {
-      await s.query(`CREATE DATABASE ${ident(database)} CHARACTER SET utf8mb4`, signal);
+    async createDatabase(database, from, signal) {
+      // The dumped database's own character set and collation: its tables say theirs, but its
+      // routines' parameters and new tables take the database's.
+      let props = propsOfDetails(from?.details);
+      let source = 'recorded at dump time';
+      if (!props && from) {
+        props = propsFromDump(await mapOf(from, signal));
+        source = "read from the dump's ALTER DATABASE lines";
+      }
+      if (props) {
+        await s.query(`CREATE DATABASE ${ident(database)} CHARACTER SET ${props.charset} COLLATE ${props.collation}`, signal);
+        s.log.debug(`restore: '${database}' created with ${props.charset} / ${props.collation} (${source})`);
+        return;
+      }
+      await s.query(`CREATE DATABASE ${ident(database)}`, signal);
+      if (from) s.log.warn(`restore: the dump of '${from.database ?? database}' does not say its database's character set and collation (a dump from before they were recorded): '${database}' was created with the server's default`);
     },
     async dropDatabase(database, signal) {
       await s.query(`DROP DATABASE IF EXISTS ${ident(database)}`, signal);
     },
     async ensureAccounts(database, dump, accounts, signal) {
-      if (!accounts) return [];
-      const scratch = await mkdtemp(join(tmpdir(), 'asb-myacc-'));
-      try {
-        const exportText = await decompressText(accounts, join(scratch, 'users.sql'), signal);
-        const definers = definersOf(await mapOf(dump, signal));
-        const existing = new Set((await s.query('SELECT HEX(User), HEX(Host) FROM mysql.user', signal)).map(([u, h]) => accountKey(hexText(u), hexText(h))));
-        const plan = accountStatements(exportText, database, definers, existing);
-        if (plan.statements.length) await s.query(plan.statements.join('\n'), signal);
-        return plan.created;
-      } finally {
-        await rm(scratch, { recursive: true, force: true });
-      }
+      const work = await this.prepareAccounts!({ database, into: database, copyGrants: false, accounts: 'keep' }, dump, accounts, signal);
+      await work.beforeLoad();
+      await work.afterLoad();
+      return [...work.created];
+    },
+    async prepareAccounts(request: AccountsRequest, dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<AccountWork> {
+      const exportText = accounts ? await readExport(accounts, signal) : undefined;
+      const definers = definersOf(await mapOf(dump, signal));
+      return prepareMysqlAccounts((sql, sig) => s.query(sql, sig), exportText, definers, request, unescapeBatch, signal);
     },
     async load(database, dump, signal) {
       // The map of the dump (prefetched, or read by ensureAccounts), for the parallel load; one
       // written at dump time is read now when nothing prefetched it (restore site does not). A
       // safety dump loaded back after a failure is another file.
-      if (mapped?.path !== dump.path && dump.map && options.connections > 1) startMap(dump, signal);
+      // Loaded under another name than dumped: its ALTER DATABASE statements are aimed at the new
+      // name (mysql-database-props.ts), which takes the map, so the mapped path (one connection or more).
+      const renamed = dump.database !== undefined && dump.database !== database ? dump.database : undefined;
+      if (mapped?.path !== dump.path && ((dump.map && options.connections > 1) || renamed !== undefined)) startMap(dump, signal);
       const ready = mapped?.path === dump.path ? mapped : undefined;
       if (!ready) mapped?.stop.abort();
       mapped = undefined;
@@ -118,13 +135,14 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       ];
       // A big dump loads near myloader's speed only over several connections (a 1.1 GB database:
       // 24.8 s with 2, against 37.5 s with one stream and 19.7 s for myloader -t 2; bench:dumps 2026-12-03).
-      if (options.connections > 1) {
+      if (options.connections > 1 || renamed !== undefined) {
         // The rows over protocol connections where they can connect as the client does.
         const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
         const doing = `loading ${dump.path}`;
         const openRows = 'target' in wire ? (charset: RowCharset) => WireSink.open(wire.target, database, doing, packetBytes(s.cfg.max_allowed_packet), charset) : undefined;
-        const index = await ready?.index;
-        const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: options.connections, openRows, signal, secrets: s.secrets, index });
+        const mappedIndex = await ready?.index;
+        const index = mappedIndex && renamed !== undefined ? retargetIndex(mappedIndex, renamed, database) : mappedIndex;
+        const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: Math.max(1, options.connections), openRows, signal, secrets: s.secrets, index });
         const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
         if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
         return;
@@ -159,10 +177,6 @@ export function ident(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
 }
 
-function hexText(hex: string | undefined): string {
-  return Buffer.from(hex ?? '', 'hex').toString('utf8');
-}
-
 function packing(dump: DumpFile): Compression {
   return dump.compression === 'internal' ? 'none' : dump.compression;
 }
@@ -172,109 +186,27 @@ async function decompressText(file: DumpFile, out: string, signal?: AbortSignal)
   return readFile(out, 'utf8');
 }
 
-const ACCOUNT_PART = "(?:`(?:[^`]|``)*`|'(?:[^'\\\\]|\\\\.|'')*')";
-const ACCOUNT = `${ACCOUNT_PART}@${ACCOUNT_PART}`;
+/** The users export's text (small: one line per account and grant). */
+async function readExport(file: DumpFile, signal?: AbortSignal): Promise<string> {
+  const scratch = await mkdtemp(join(tmpdir(), 'asb-myacc-'));
+  try {
+    return await decompressText(file, join(scratch, 'users.sql'), signal);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+const DEFINER = /DEFINER=((?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*')@(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'))/g;
 
 /** DEFINER=`u`@`h` clauses of the dump's views, routines, triggers and events (its statements, not its rows). */
-function definersOf(index: DumpIndex): Set<string> {
-  const found = new Set<string>();
-  const definer = new RegExp(`DEFINER=(${ACCOUNT})`, 'g');
+function definersOf(index: DumpIndex): Set<AccountKey> {
+  const found = new Set<AccountKey>();
   for (const seg of index.segments) {
     if (seg.kind !== 'sql') continue;
-    for (const m of seg.text.toString('utf8').matchAll(definer)) {
+    for (const m of seg.text.toString('utf8').matchAll(DEFINER)) {
       const key = parseAccount(m[1]!);
       if (key) found.add(key);
     }
   }
   return found;
-}
-
-/** "user\0host" for `u`@`h` or 'u'@'h'. */
-function parseAccount(text: string): string | undefined {
-  const m = new RegExp(`^(${ACCOUNT_PART})@(${ACCOUNT_PART})`).exec(text.trim());
-  return m ? accountKey(unquote(m[1]!), unquote(m[2]!)) : undefined;
-}
-
-function accountKey(user: string, host: string): string {
-  return `${user}\0${host}`;
-}
-
-function unquote(q: string): string {
-  if (q.startsWith('`')) return q.slice(1, -1).replace(/``/g, '`');
-  return q.slice(1, -1).replace(/''/g, "'").replace(/\\(.)/g, '$1');
-}
-
-/** `'u'@'h'` for messages. */
-export function showAccount(key: string): string {
-  const [u, h] = key.split('\0');
-  return `'${u}'@'${h}'`;
-}
-
-interface ExportLine {
-  readonly account: string;
-  readonly create: boolean;
-  /** The database (or LIKE pattern) a GRANT line is about; undefined for *.* and CREATE. */
-  readonly on?: string;
-  readonly sql: string;
-}
-
-/** The account lines of a users export (`mariadb-dump --system=users` or our SHOW GRANTS form). */
-function parseExport(text: string): ExportLine[] {
-  const out: ExportLine[] = [];
-  const create = new RegExp(`^CREATE USER (?:IF NOT EXISTS )?(${ACCOUNT})`);
-  const grant = new RegExp(`^GRANT (?!${ACCOUNT_PART} TO|[A-Za-z_]+ TO CURRENT_USER).*? ON (?:(${ACCOUNT_PART}|\\*)\\.(?:${ACCOUNT_PART}|\\*)|PROCEDURE \\S+|FUNCTION \\S+) TO (${ACCOUNT})`);
-  for (const line of text.split('\n')) {
-    let m = create.exec(line);
-    if (m) {
-      const account = parseAccount(m[1]!);
-      if (account) out.push({ account, create: true, sql: line });
-      continue;
-    }
-    m = grant.exec(line);
-    if (m && !/ ON ``@/.test(line)) {
-      const account = parseAccount(m[2]!);
-      const db = m[1] && m[1] !== '*' ? unquote(m[1]) : undefined;
-      if (account) out.push({ account, create: false, on: db, sql: line });
-    }
-  }
-  return out;
-}
-
-/** A grant's database, which may be a LIKE pattern with \_ and \% escapes, covers `database`? */
-function covers(pattern: string, database: string): boolean {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!);
-    else if (c === '_') re += '.';
-    else if (c === '%') re += '.*';
-    else re += escapeRe(c);
-  }
-  return new RegExp(`^${re}$`, 'su').test(database);
-}
-
-const escapeRe = (c: string): string => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-
-/**
- * What to run: for every account the database needs (grants on it, DEFINERs) that the server
- * lacks, its CREATE USER and all its grants; for accounts that exist, only the grants on this
- * database (never their password or global privileges: the admin may have changed those since).
- */
-export function accountStatements(exportText: string, database: string, definers: ReadonlySet<string>, existing: ReadonlySet<string>): { statements: string[]; created: string[] } {
-  const lines = parseExport(exportText);
-  const needed = new Set<string>(definers);
-  for (const l of lines) if (l.on !== undefined && covers(l.on, database)) needed.add(l.account);
-  const statements: string[] = [];
-  const created: string[] = [];
-  for (const account of needed) {
-    const mine = lines.filter((l) => l.account === account);
-    if (!existing.has(account)) {
-      if (!mine.some((l) => l.create)) continue; // not in the export: the load reports what is missing
-      statements.push(...mine.map((l) => l.sql));
-      created.push(showAccount(account));
-    } else {
-      statements.push(...mine.filter((l) => l.on !== undefined && covers(l.on, database)).map((l) => l.sql));
-    }
-  }
-  return { statements, created };
 }

@@ -20,6 +20,7 @@ import { InventoryBatcher } from './mysql-inventory-batch.js';
 import { utf8Literal } from './mysql-literal.js';
 import { makeSecretDir } from '../secret-dir.js';
 import { withDumpMap } from './mysql-dump-map.js';
+import { recordAccounts } from './mysql-accounts-check.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -191,7 +192,7 @@ class Session implements MysqlSession {
 
   private async catalogRows(hex: string, signal?: AbortSignal): Promise<string[][] | undefined> {
     this.catalog ??= this.query(
-      `SELECT HEX(SCHEMA_NAME), '', 'SCHEMA', '' FROM information_schema.SCHEMATA UNION ALL ` +
+      `SELECT HEX(SCHEMA_NAME), DEFAULT_CHARACTER_SET_NAME, 'SCHEMA', DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA UNION ALL ` +
         `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
         `WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') UNION ALL ` +
         `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS`,
@@ -203,7 +204,7 @@ class Session implements MysqlSession {
           const key = (row[0] ?? '').toLowerCase();
           const list = bySchema.get(key) ?? [];
           bySchema.set(key, list);
-          if (row[2] !== 'SCHEMA') list.push(row);
+          list.push(row);
         }
         return bySchema;
       },
@@ -219,7 +220,9 @@ class Session implements MysqlSession {
     const rows =
       (await this.catalogRows(hex, signal)) ??
       (await this.query(
-        `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
+        `SELECT HEX(SCHEMA_NAME), DEFAULT_CHARACTER_SET_NAME, 'SCHEMA', DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA ` +
+          `WHERE SCHEMA_NAME = ${utf8Literal(database)} UNION ALL ` +
+          `SELECT HEX(TABLE_SCHEMA), HEX(TABLE_NAME), TABLE_TYPE, IFNULL(ENGINE, '') FROM information_schema.TABLES ` +
           `WHERE TABLE_SCHEMA = ${utf8Literal(database)} UNION ALL ` +
           `SELECT HEX(EVENT_SCHEMA), HEX(EVENT_NAME), 'EVENT', '' FROM information_schema.EVENTS ` +
           `WHERE EVENT_SCHEMA = ${utf8Literal(database)}`,
@@ -230,8 +233,15 @@ class Session implements MysqlSession {
     let tables = 0;
     let views = 0;
     let events = 0;
+    // The database's own character set and collation, for the restore's CREATE DATABASE: the
+    // dump (no --databases) has no CREATE DATABASE to carry them.
+    let props: { charset: string; collation: string } | undefined;
     for (const [schemaHex, nameHex, type, engine] of rows) {
       if (schemaHex?.toLowerCase() !== hex) continue;
+      if (type === 'SCHEMA') {
+        if (nameHex && engine) props = { charset: nameHex, collation: engine };
+        continue;
+      }
       if (type === 'EVENT') {
         events++;
         continue;
@@ -270,6 +280,7 @@ class Session implements MysqlSession {
       database,
     ], { env: largeStdoutBuffer() }); // 1 MiB writes: fewer, larger reads for the streaming check
     const spec = this.spec(database, 'database', command, lockMode, {
+      ...props,
       engines,
       tables,
       views,
@@ -297,7 +308,16 @@ class Session implements MysqlSession {
   async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
     if (!this.cfg.dump_users) return [];
     const mariadb = /mariadb/i.test(this.versions.server) && /mariadb/i.test(this.versions.client);
-    if (!mariadb) return [await this.planUsersWithShowGrants(signal)];
+    // The accounts as the server says them now, for verify to compare a restore's with.
+    // MySQL's mysql.user has no is_role: there the list is not recorded (verify then skips it).
+    const accounts = await recordAccounts((sql, sig) => this.query(sql, sig), unescapeBatch, signal).catch((err: unknown) => {
+      this.log.debug(`mysql: the accounts were not recorded for verify: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    });
+    if (!mariadb) {
+      const spec = await this.planUsersWithShowGrants(signal);
+      return [{ ...spec, details: { ...spec.details, ...(accounts ? { accounts } : {}) } }];
+    }
     // --system=users writes CREATE USER + GRANT + roles from mysql.global_priv; --insert-ignore
     // turns CREATE USER into CREATE USER IF NOT EXISTS so a restore onto a server that already
     // has root@localhost does not stop at the first statement.
@@ -307,7 +327,7 @@ class Session implements MysqlSession {
       '--insert-ignore',
       '--default-character-set=utf8mb4',
     ]);
-    return [this.spec(null, 'users', command, 'none', { method: 'mariadb-dump --system=users' })];
+    return [this.spec(null, 'users', command, 'none', { method: 'mariadb-dump --system=users', ...(accounts ? { accounts } : {}) })];
   }
 
   async planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec> {

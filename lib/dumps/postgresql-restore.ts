@@ -37,7 +37,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       );
       return Number(objects.trim()) > 0 ? 'non-empty' : 'empty';
     },
-    async createDatabase(database, signal) {
+    async createDatabase(database, _from, signal) {
       await s.sql(maintenance, `CREATE DATABASE ${pgIdent(database)}`, signal);
     },
     async dropDatabase(database, signal) {

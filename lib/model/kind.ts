@@ -142,6 +142,49 @@ export interface DumpFile {
   readonly format: 'sql' | 'custom';
   /** The map written beside it at dump time (StreamCheck.sidecar), with the sha256 recorded for it. */
   readonly map?: { readonly path: string; readonly sha256: string };
+  /** The database it was dumped from (its manifest entry's name): a load under another name retargets the dump's own statements about it. */
+  readonly database?: string;
+  /** Its manifest entry's details (MariaDB: the database's character set and collation at dump time). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** What a restore of `database` under the name `into` may do to accounts (MariaDB: lib/dumps/mysql-accounts.ts). */
+export interface AccountsRequest {
+  readonly database: string;
+  readonly into: string;
+  /** --grants (with --into): grant on `into` what the accounts hold on `database` now. */
+  readonly copyGrants: boolean;
+  /** --accounts: 'keep' leaves existing accounts as they are (and reports how they differ); 'backup' makes them the backup's on the database. */
+  readonly accounts: 'keep' | 'backup';
+}
+
+export interface AccountReport {
+  /** Accounts (and roles) the restore created. */
+  readonly created: readonly string[];
+  /** Accounts that got grants on the restored database. */
+  readonly granted: readonly string[];
+  /** Existing accounts made the backup's (--accounts backup). */
+  readonly changed: readonly string[];
+  /** Accounts not in the backup, holding grants only on this database, locked (--accounts backup). */
+  readonly locked: readonly string[];
+  /** How the accounts with privileges on the database differ from the backup's, after the restore. */
+  readonly drift: readonly string[];
+  readonly notes: readonly string[];
+  /** Authentication plugins loaded for accounts the restore created. */
+  readonly plugins: readonly string[];
+}
+
+/** The account work of one restore, planned (and checked) before anything changes. */
+export interface AccountWork {
+  /** What beforeLoad() creates. */
+  readonly created: readonly string[];
+  readonly plugins: readonly string[];
+  /** Before the load: create the missing accounts the database needs (not their grants on it). */
+  beforeLoad(): Promise<void>;
+  /** After the load: grants on the restored database, --accounts backup, the drift report. */
+  afterLoad(): Promise<AccountReport>;
+  /** A failed restore: drop the accounts beforeLoad() created; returns their names. */
+  undo(): Promise<string[]>;
 }
 
 export type DatabaseState = 'missing' | 'empty' | 'non-empty';
@@ -151,7 +194,12 @@ export interface RestoreSession extends DatabaseSession {
   /** Where the session connects, for messages ("/run/mysqld.sock", "host:5432"). */
   readonly where: string;
   databaseState(database: string, signal?: AbortSignal): Promise<DatabaseState>;
-  createDatabase(database: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Create `database`; with `from`, with the dumped database's own properties (MariaDB: its
+   * character set and collation, recorded at dump time or read from the dump, else the server's
+   * default and a log line saying so).
+   */
+  createDatabase(database: string, from: DumpFile | undefined, signal?: AbortSignal): Promise<void>;
   dropDatabase(database: string, signal?: AbortSignal): Promise<void>;
   /**
    * Create the accounts the dump needs (MariaDB: users with grants on `database` and DEFINER
@@ -160,6 +208,12 @@ export interface RestoreSession extends DatabaseSession {
    * created. Without an export, returns [] (the load may then fail on a missing owner).
    */
   ensureAccounts(database: string, dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * MariaDB: the accounts' part of a restore, split around the load (objects first, then grants)
+   * and undoable; used instead of ensureAccounts when present. Checks (plugins) run here, before
+   * anything changes.
+   */
+  prepareAccounts?(request: AccountsRequest, dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<AccountWork>;
   /**
    * Start reading what ensureAccounts and load need from `dump` (MariaDB: its map) while the
    * caller checks the file's sha256, so the two passes overlap; a failure shows where the result

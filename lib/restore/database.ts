@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
 import type { ManifestEntry } from '../model/manifest.js';
-import type { Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import type { AccountReport, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -22,6 +22,10 @@ export interface DbRestoreOptions {
   readonly into?: string;
   readonly force: boolean;
   readonly dryRun: boolean;
+  /** --grants: with --into, grant on the new name what the accounts hold on the original now. */
+  readonly grants?: boolean;
+  /** --accounts backup: the accounts with privileges on the database become the backup's (default 'keep'). */
+  readonly accounts?: 'keep' | 'backup';
 }
 
 export interface DbRestoreResult {
@@ -31,6 +35,8 @@ export interface DbRestoreResult {
   /** What was there before: 'missing', 'empty' or 'non-empty' (replaced). */
   readonly before: string;
   readonly accountsCreated: readonly string[];
+  /** What the restore did to accounts and how they differ from the backup's (MariaDB). */
+  readonly accounts?: AccountReport;
   readonly safetyDump?: string;
   readonly dryRun: boolean;
 }
@@ -74,6 +80,8 @@ export function dumpFile(run: StagedRun, entry: ManifestEntry): DumpFile {
     compression: entry.compression,
     format: entry.format === 'custom' ? 'custom' : 'sql',
     ...(entry.map ? { map: { path: join(run.dir, entry.map.path), sha256: entry.map.sha256 } } : {}),
+    ...(entry.database !== undefined && entry.database !== null ? { database: entry.database } : {}),
+    ...(entry.details ? { details: entry.details } : {}),
   };
 }
 
@@ -87,30 +95,39 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   if (opts.dryRun) return { ...base, accountsCreated: [] };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
-  let accountsCreated: string[];
+  const exportFile = accounts && dumpFile(run, accounts);
+  let accountsCreated: string[] = [];
+  let work: AccountWork | undefined;
   try {
-    accountsCreated = await session.ensureAccounts(database, dump, accounts && dumpFile(run, accounts), signal);
+    // Planned and checked (authentication plugins) before anything changes; applied around the load.
+    if (session.prepareAccounts) work = await session.prepareAccounts({ database, into, copyGrants: opts.grants ?? false, accounts: opts.accounts ?? 'keep' }, dump, exportFile, signal);
+    else accountsCreated = await session.ensureAccounts(database, dump, exportFile, signal);
   } catch (err) {
     // Reading the dump's accounts is the first look inside it: a damaged dump often fails here.
     const why = err instanceof Error ? err.message : String(err);
     throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
   }
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
+  let report: AccountReport | undefined;
   try {
+    // Accounts first (a DEFINER must exist), then the objects, then the grants on them.
+    await work?.beforeLoad();
     if (before !== 'missing') await session.dropDatabase(into, signal);
-    await session.createDatabase(into, signal);
+    await session.createDatabase(into, dump, signal);
     await session.load(into, dump, signal);
+    report = await work?.afterLoad();
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     let state: string;
     try {
       await session.dropDatabase(into);
       if (safetyDump) {
-        await session.createDatabase(into);
-        await session.load(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format });
+        const safety: DumpFile = { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format, ...(safetyDump.details ? { details: safetyDump.details } : {}) };
+        await session.createDatabase(into, safety);
+        await session.load(into, safety);
         state = `'${into}' holds its previous content again: loaded back from the safety dump ${safetyDump.file}, which is kept`;
       } else if (before === 'empty') {
-        await session.createDatabase(into);
+        await session.createDatabase(into, dump);
         state = `'${into}' is empty again, as it was`;
       } else {
         state = `'${into}' was dropped again: nothing half-restored is left`;
@@ -118,10 +135,17 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     } catch (again) {
       state = `and cleaning up failed too (${again instanceof Error ? again.message : String(again)}): '${into}' may be incomplete${safetyDump ? `; its previous content is in ${safetyDump.file}` : ''}`;
     }
+    let dropped: string[] = [];
+    try {
+      dropped = (await work?.undo()) ?? [];
+      if (dropped.length) state += `; the account(s) it had created were dropped again: ${dropped.join(', ')}`;
+    } catch (again) {
+      state += `; dropping the account(s) it had created failed (${again instanceof Error ? again.message : String(again)}): ${work?.created.join(', ')} may be left`;
+    }
     log.error(`restore of ${kind} '${into}' failed: ${why}`);
-    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}`, { kind, database: into, safetyDump: safetyDump?.file }, { cause: err });
+    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: dropped }, { cause: err });
   }
-  return { ...base, accountsCreated, safetyDump: safetyDump?.file };
+  return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file };
 }
 
 /**
@@ -143,6 +167,8 @@ interface SafetyDump {
   readonly file: string;
   readonly compression: Compression | 'internal';
   readonly format: 'sql' | 'custom';
+  /** What the dump planned recorded (MariaDB: the database's character set and collation, for loading it back). */
+  readonly details?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -167,7 +193,7 @@ async function safetyDumpOf(loaded: LoadedConfig, session: RestoreSession, datab
     const why = err instanceof BackupError || err instanceof Error ? err.message : String(err);
     throw new RestoreError(`the safety dump of '${database}' failed, so it was not replaced: ${why}`, { database }, { cause: err });
   }
-  return { file, compression: spec.compressible ? compression : 'internal', format: spec.format };
+  return { file, compression: spec.compressible ? compression : 'internal', format: spec.format, ...(spec.details ? { details: spec.details } : {}) };
 }
 
 /** The manifest entry of one database dump: by name, narrowed by kind and site when given. */

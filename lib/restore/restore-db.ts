@@ -27,6 +27,10 @@ export interface RestoreDbInput {
   readonly into?: string;
   readonly force: boolean;
   readonly dryRun: boolean;
+  /** --grants: with --into, grant on the new name what the accounts hold on the original now. */
+  readonly grants?: boolean;
+  /** --accounts backup|keep (default keep): see DbRestoreOptions. */
+  readonly accounts?: 'keep' | 'backup';
   /** Bacula/restic/borg: another server's backup (a migration). */
   readonly fromClient?: string;
   /** Another server to load into (verification loads into a throwaway one). */
@@ -45,6 +49,8 @@ export function restoreEngineContext(loaded: LoadedConfig, log: Logger, signal?:
 export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome> {
   const { loaded, log, signal } = input;
   if (input.into !== undefined && input.into === '') throw new UsageError('--into needs a database name');
+  if (input.grants && (input.into === undefined || input.into === input.name)) throw new UsageError('--grants copies the original\'s grants to the --into name: it needs --into');
+  if (input.accounts === 'backup' && input.into !== undefined && input.into !== input.name) throw new UsageError('--accounts backup makes the accounts on the original database the backup\'s: a restore --into changes no account (--grants copies grants to the new name)');
   const engine = getEngine(input.engine);
   const ctx = restoreEngineContext(loaded, log, signal);
   const what = `${input.kind ?? 'database'} '${input.name}'${input.into ? ` into '${input.into}'` : ''}`;
@@ -73,7 +79,7 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
       // The dump's map is read beside its sha256 check; used only once the check has passed.
       const readAhead = input.dryRun ? undefined : () => session.prefetch?.(dumpFile(run, entry), signal);
       await stageDumps(loaded, engine, ctx, source, staging, run, accounts ? [entry, accounts] : [entry], readAhead);
-      const result = await restoreDatabase(loaded, log, servers, run, entry, { into: input.into, force: input.force, dryRun: input.dryRun }, signal);
+      const result = await restoreDatabase(loaded, log, servers, run, entry, { into: input.into, force: input.force, dryRun: input.dryRun, grants: input.grants, accounts: input.accounts }, signal);
       recordRestore(loaded, log, {
         command: 'restore db',
         what: `${result.kind} '${result.database}'${result.into !== result.database ? ` into '${result.into}'` : ''}`,

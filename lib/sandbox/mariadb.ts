@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
@@ -7,6 +8,7 @@ import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
 import { run } from '../run/run.js';
 import { cmd } from '../run/command.js';
 import { whichSystem } from '../run/which.js';
+import { osUser, type OsUser } from '../os-user.js';
 
 /**
  * A throwaway MariaDB server for tests, the demo and benchmarks: own data directory, own socket,
@@ -40,6 +42,44 @@ export interface StartMariadbOptions {
    * network namespace. It must exec mariadbd (keep the pid) for stop() and kill() to reach it.
    */
   launcher?: readonly string[];
+  /**
+   * Run mariadbd as this unprivileged OS user (created on demand: a system user, no login shell,
+   * no home), in a 0700 directory of its own, with file import/export confined to that directory
+   * and no LOCAL INFILE: verify loads customers' dumps into it. Needs root; root still connects
+   * (socket authentication of the OS user root).
+   */
+  runAs?: string;
+}
+
+/** The OS user a confined server runs as, created when missing. */
+export async function ensureServiceUser(name: string): Promise<OsUser> {
+  const have = osUser(name);
+  if (have) return have;
+  const useradd = whichSystem('useradd');
+  if (!useradd) throw new MissingDependencyError('useradd', 'passwd', 'shadow-utils');
+  const nologin = ['/usr/sbin/nologin', '/sbin/nologin'].find((f) => isFile(f)) ?? '/bin/false';
+  await run(cmd(useradd, ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', nologin, '--comment', 'apiscp-backup throwaway servers', '--', name]), { timeoutMs: 60_000 }).catch((err: unknown) => {
+    // Another run created it meanwhile: that is fine.
+    if (!osUser(name)) throw err;
+  });
+  const made = osUser(name);
+  if (!made) throw new BackupError(`cannot create the OS user ${name}`, ExitCode.INTERNAL);
+  return made;
+}
+
+/** The server's compiled-in plugin directory (mariadbd --verbose --help), undefined when it does not say. */
+async function pluginDir(mariadbd: string): Promise<string | undefined> {
+  const help = await run(cmd(mariadbd, ['--no-defaults', '--verbose', '--help']), { timeoutMs: 60_000 }).catch(() => undefined);
+  const m = /^plugin-dir\s+(\S+)/m.exec(help?.stdout ?? '');
+  return m?.[1];
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 const STARTUP_MS = 30_000;
@@ -65,13 +105,37 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
   const asRoot = process.getuid?.() === 0;
   // mariadbd refuses to run as root unless told to; a non-root user runs it as itself. Socket
   // authentication only maps root@localhost when we are root, so non-root installs get 'normal'.
-  const userArgs = asRoot ? ['--user=root'] : [];
+  let userArgs = asRoot ? ['--user=root'] : [];
+  const confined: string[] = [];
+  if (opts.runAs !== undefined) {
+    if (!asRoot) throw new BackupError(`a MariaDB server confined to the OS user ${opts.runAs} needs root`, ExitCode.USAGE);
+    const user = await ensureServiceUser(opts.runAs).catch(async (err: unknown) => {
+      await rm(baseDir, { recursive: true, force: true });
+      throw err;
+    });
+    const files = join(baseDir, 'files');
+    await mkdir(files, { mode: 0o700 });
+    for (const dir of [baseDir, files]) await chown(dir, user.uid, user.gid);
+    await chmod(baseDir, 0o700);
+    userArgs = [`--user=${opts.runAs}`];
+    // Its own plugin directory holding only the authentication plugins accounts may need: no
+    // engine that reaches out (FEDERATED, CONNECT) or plugin that writes files can be loaded.
+    const plugins = join(baseDir, 'plugins');
+    await mkdir(plugins, { mode: 0o755 });
+    const systemPlugins = await pluginDir(mariadbd);
+    for (const f of systemPlugins ? readdirSync(systemPlugins).filter((n) => /^auth_[a-z0-9_]+\.so$/.test(n)) : []) await symlink(join(systemPlugins!, f), join(plugins, f));
+    confined.push(`--secure-file-priv=${files}`, '--local-infile=0', `--plugin-dir=${plugins}`);
+  }
   // Small InnoDB files keep install and startup around half a second; the 1G packet lets 20 MB
   // rows (hex-encoded to 40 MB in a dump) travel both ways.
   // Its own tmpdir: with the shared /tmp, bootstrap failed now and then ("Could not remove
   // temporary table '/tmp/#sql-temptable-…'") while other test suites cleaned up /tmp.
   const tmp = join(baseDir, 'tmp');
   await mkdir(tmp, { mode: 0o700 });
+  if (opts.runAs !== undefined) {
+    const user = osUser(opts.runAs)!;
+    await chown(tmp, user.uid, user.gid);
+  }
   const tuning = ['--innodb-buffer-pool-size=64M', '--innodb-log-file-size=16M', '--max-allowed-packet=1G', '--skip-name-resolve', `--tmpdir=${tmp}`];
 
   try {
@@ -90,7 +154,8 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     await rm(baseDir, { recursive: true, force: true });
     // The last line is only "Aborting": the reason is a few lines up.
     const detail = err instanceof CommandError ? err.stderrTail.split('\n').slice(-10).join('\n') : String(err);
-    throw new BackupError(`mariadb-install-db failed:\n${detail}`, ExitCode.INTERNAL, { baseDir }, { cause: err });
+    const hint = opts.runAs !== undefined && /Permission denied|Errcode: 13/.test(detail) ? `\n(the OS user ${opts.runAs} must be able to reach ${baseDir}: every directory above it needs o+x)` : '';
+    throw new BackupError(`mariadb-install-db failed:\n${detail}${hint}`, ExitCode.INTERNAL, { baseDir }, { cause: err });
   }
 
   const serverArgs = [
@@ -102,6 +167,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     `--pid-file=${join(baseDir, 'mariadbd.pid')}`,
     `--log-error=${errorLog}`,
     ...tuning,
+    ...confined,
     '--character-set-server=utf8mb4',
     '--collation-server=utf8mb4_unicode_ci',
     ...(opts.serverArgs ?? []),

@@ -10,6 +10,7 @@ const NOUN: Record<string, string> = {
   relations: 'relation',
   functions: 'function',
   types: 'type',
+  database: "database's character set / collation",
 };
 const MAX_NAMES = 5;
 

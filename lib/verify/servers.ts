@@ -1,8 +1,10 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError, ConfigError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import type { ServerTarget } from '../model/kind.js';
 import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
 
@@ -19,6 +21,9 @@ export function postgresMajor(version: string): string {
   return Number(m[1]) >= 10 ? m[1]! : `${m[1]}.${m[2] ?? '0'}`;
 }
 
+/** The unprivileged OS user verify's throwaway MariaDB runs as (created on first use). */
+export const VERIFY_OS_USER = 'apiscp-backup-verify';
+
 /**
  * Throwaway servers for verify, started on first use: private data directories and sockets
  * below one directory in `verify.work_dir`, no TCP, thrown away by destroy(). Loads are made
@@ -30,7 +35,11 @@ export class ThrowawayServers {
   private mysql?: Promise<MariadbServer>;
   private readonly postgres = new Map<string, Promise<PostgresServer>>();
 
-  constructor(workDir: string, private readonly log: Logger) {
+  /** The config verify runs with: the restore sessions that load dumps here read it (restore.connections…). */
+  readonly loaded?: LoadedConfig;
+
+  constructor(workDir: string, readonly log: Logger, loaded?: LoadedConfig) {
+    this.loaded = loaded;
     this.workDir = workDir;
     try {
       this.dir = mkdtempSync(join(workDir, 'asb-verify-'));
@@ -42,8 +51,11 @@ export class ThrowawayServers {
 
   /** A MariaDB/MySQL server of the dump server's flavour and major version. */
   async mysqlFor(serverVersion: string): Promise<MariadbServer> {
+    // Customers' dumps run here: as an OS user of its own (root only when we are not root, as in
+    // development), in a private directory, file access confined to it, events off.
     this.mysql ??= startMariadb({
       baseDir: this.dir,
+      ...(process.getuid?.() === 0 ? { runAs: VERIFY_OS_USER } : {}),
       serverArgs: ['--innodb-buffer-pool-size=256M', '--innodb-flush-log-at-trx-commit=0', '--innodb-doublewrite=0', '--event-scheduler=OFF'],
     });
     const server = await this.mysql;
@@ -51,6 +63,16 @@ export class ThrowawayServers {
     const have = mysqlMajor(server.version);
     if (want !== have) throw new BackupError(`the dump comes from ${want} but this machine's server is ${have}: cannot load it the same way`, ExitCode.MISSING_DEPENDENCY);
     return server;
+  }
+
+  /**
+   * Where a restore session reaches the MariaDB server: its socket as root, with an empty password
+   * file, so nothing of the live server's configuration (defaults_file's host, password) applies.
+   */
+  mysqlTarget(server: MariadbServer): ServerTarget {
+    const empty = join(this.dir, 'empty-password');
+    writeFileSync(empty, '', { mode: 0o600 });
+    return { socket: server.socket, user: 'root', password_file: empty };
   }
 
   /** A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). */

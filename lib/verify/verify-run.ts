@@ -54,7 +54,7 @@ export async function verifyRun(input: VerifyInput): Promise<VerifyResult> {
   try {
     for (const entry of chosen) {
       if (signal?.aborted) throw signal.reason;
-      if (entry.object === 'database') servers ??= new ThrowawayServers(loaded.config.verify.work_dir, log);
+      if (entry.object === 'database') servers ??= new ThrowawayServers(loaded.config.verify.work_dir, log, loaded);
       const result = await verifyEntry(entry, dir, runId, servers, signal);
       bytes += entry.bytes ?? 0;
       results.push(result);
@@ -96,8 +96,9 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
     return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) has ${room} bytes free, less than the compressed dump (${entry.bytes})`]);
   }
   let loadedInventory;
+  const accountProblems: string[] = [];
   try {
-    loadedInventory = await loadAndInventory(entry, runDir, servers, signal);
+    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems);
   } catch (err) {
     if (signal?.aborted) throw err;
     if (err instanceof VerifyUnavailableError) return done('error', [`cannot verify: ${err.message}`]);
@@ -106,8 +107,8 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
     if (DISK_FULL.test(why)) return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) ran out of space: ${why}`]);
     return done('failed', [`does not load: ${why}`]);
   }
-  if (!entry.inventory) return done('ok', [], [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
-  const problems = compareInventories(entry.inventory, loadedInventory);
+  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
+  const problems = [...compareInventories(entry.inventory, loadedInventory), ...accountProblems];
   const byReason = new Map<string, string[]>();
   for (const [table, why] of Object.entries(entry.inventory.rowsNotCounted ?? {})) byReason.set(why, [...(byReason.get(why) ?? []), table]);
   const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`);

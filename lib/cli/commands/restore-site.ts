@@ -2,6 +2,7 @@ import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
+import { accountReportLines } from './restore-db.js';
 
 const SHOW = 20;
 
@@ -23,7 +24,8 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
   }
   for (const d of o.databases) {
     const r = d.result;
-    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}${r?.accountsCreated.length ? `; accounts created: ${r.accountsCreated.join(', ')}` : ''}` : 'would be replaced'}`);
+    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : 'would be replaced'}`);
+    if (r) lines.push(...accountReportLines(r, '    '));
   }
   lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
   return lines.join('\n');
