@@ -52,6 +52,9 @@ async function session(): Promise<MysqlSession> {
   return (await mysqlKind.open({ loaded: loaded(), log: memoryLogger() })) as MysqlSession;
 }
 
+/** Rows as mariadb-dump writes them: the markers around them are what lets the loader spread them. */
+const locked = (t: string, inserts: string): string => `LOCK TABLES \`${t}\` WRITE;\n${inserts}UNLOCK TABLES;\n`;
+
 const client = (db: string) => cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', db]);
 
 const wire = (db: string, user = 'root') => (charset: RowCharset) => WireSink.open({ socketPath: server.socket, user }, db, `loading into ${db}`, 1 << 30, charset);
@@ -108,17 +111,17 @@ describe('loadSqlDumpParallel', () => {
     await server.sql('CREATE DATABASE copy2');
     // Two connections, the same key twice: whichever runs second fails, and so does the load.
     const plain = join(work, 'dup.sql');
-    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n'));
     const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e);
     expect(String(err)).toMatch(/Duplicate entry '2'/);
     // A truncated file (cut inside an INSERT) is an error too, not a smaller database.
     const cut = join(work, 'cut.sql');
-    await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nINSERT INTO `u` VALUES\n(1),\n(2');
+    await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nLOCK TABLES `u` WRITE;\nINSERT INTO `u` VALUES\n(1),\n(2');
     expect(String(await loadSqlDumpParallel({ file: cut, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e))).toMatch(/truncated/);
     // DDL run ahead of the rows above it fails while those rows load: the load fails with it
     // (the next table's rows never start, and nothing is left unhandled).
     const badDdl = join(work, 'bad-ddl.sql');
-    await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\nINSERT INTO `v` VALUES\n(1),\n(2);\nCREATE TABLE w (id INT PRIMARY KEY,);\nINSERT INTO `w` VALUES\n(1);\n-- the end\n');
+    await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\n' + locked('v', 'INSERT INTO `v` VALUES\n(1),\n(2);\n') + 'CREATE TABLE w (id INT PRIMARY KEY,);\n' + locked('w', 'INSERT INTO `w` VALUES\n(1);\n') + '-- the end\n');
     expect(String(await loadSqlDumpParallel({ file: badDdl, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e))).toMatch(/ERROR 1064 .*syntax/);
   }, 60_000);
 });
@@ -207,9 +210,9 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     await server.sql('CREATE DATABASE copy4');
     const plain = join(work, 'raw.sql');
     const raw = (table: string, charset: string) => [
-      Buffer.from(`CREATE TABLE \`${table}\` (\n  id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)\n) DEFAULT CHARSET=${charset};\nINSERT INTO \`${table}\` VALUES\n(1,_binary '`),
+      Buffer.from(`CREATE TABLE \`${table}\` (\n  id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)\n) DEFAULT CHARSET=${charset};\nLOCK TABLES \`${table}\` WRITE;\nINSERT INTO \`${table}\` VALUES\n(1,_binary '`),
       Buffer.from([0xff, 0xfe, 0x80]),
-      Buffer.from(`','caf\u00e9');\nINSERT INTO \`${table}\` VALUES\n(2,'ok','plain');\n`),
+      Buffer.from(`','caf\u00e9');\nINSERT INTO \`${table}\` VALUES\n(2,'ok','plain');\nUNLOCK TABLES;\n`),
     ];
     // b loads over a binary connection; l (latin1 text) over a UTF-8 one, which cannot carry
     // the raw bytes: that statement goes through the client.
@@ -223,7 +226,7 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     // The same key twice over the protocol: the server's error, not a smaller table.
     await server.sql('CREATE DATABASE copy5');
     const dup = join(work, 'dup-wire.sql');
-    await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n'));
     expect(String(await loadSqlDumpParallel({ file: dup, compression: 'none', client: client('copy5'), connections: 2, openRows: wire('copy5') }).catch((e: unknown) => e))).toMatch(/ERROR 1062 \(23000\): Duplicate entry '2'/);
   }, 60_000);
 
@@ -274,7 +277,7 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
   it('falls back to client processes, saying why, when the protocol cannot connect', async () => {
     await server.sql('CREATE DATABASE copy6');
     const plain = join(work, 'small.sql');
-    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\n');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\n'));
     const result = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy6'), connections: 2, openRows: wire('copy6', 'no_such_user') });
     expect(result.rowsVia).toBe('client');
     expect(result.protocolRefused).toMatch(/cannot connect to .* as no_such_user: ERROR 1045/);

@@ -5,6 +5,7 @@ import { startChildReading, type ChunkReader } from '../run/reused-reader.js';
 import { decompressorCommand } from './compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
+import { splitStatements } from './mysql-dump-lexer.js';
 import type { Compression } from '../model/kind.js';
 
 export interface ParallelLoadInput {
@@ -40,6 +41,8 @@ export interface ParallelLoadResult {
   readonly protocolRefused?: string;
   /** Tables whose rows went over binary protocol connections. */
   readonly binaryTables: number;
+  /** Why the whole file went through one client as it is (the map could not prove its statements). */
+  readonly serial?: string;
 }
 
 /** A protocol connection's character set: the rows' bytes are sent as they are in it. */
@@ -59,7 +62,6 @@ export interface RowSink {
 }
 
 const SPLIT = 4 << 20;
-const STATEMENT_END = Buffer.from(');\n');
 
 /**
  * Load one consistent mariadb-dump file over several connections, as myloader does with its
@@ -122,13 +124,29 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
     const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
 
-    const header = Buffer.concat(index.header);
     const coordinator = openClient();
+    if (index.serial !== undefined) {
+      // Not provably split: the whole file, as it is, through this one client (a hand load).
+      const whole = new RangeReader(await decompress());
+      readers.push(whole);
+      const step = 4 << 20;
+      for (let at = 0; at < index.bytes; at += step) await guard(coordinator.send(await whole.read(at, Math.min(index.bytes, at + step)).catch((err: unknown) => {
+        throw truncated(err);
+      })));
+      await guard(coordinator.drain());
+      finishing = true;
+      await guard(coordinator.close());
+      return { bytes: index.bytes, inserts: 0, rowsVia: 'client', binaryTables: 0, serial: index.serial };
+    }
+    const header = Buffer.concat(index.header);
     await guard(coordinator.send(header));
 
     let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
     let protocolRefused: string | undefined;
-    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows').map((s) => s.table);
+    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows' && !s.serial).map((s) => s.table);
+    // Rows sent verbatim by the coordinator in their place (a history table's, a column list's).
+    const serialReader = index.segments.some((s) => s.kind === 'rows' && s.serial) ? new RangeReader(await decompress()) : undefined;
+    if (serialReader) readers.push(serialReader);
     const binary = binarySafeTables(index);
     const names = headerNames(index.header);
     if (rowTables.length && input.openRows) {
@@ -184,7 +202,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
             const run = await readers[j]!.read(start, end).catch((err: unknown) => {
               throw truncated(err);
             });
-            for (const statement of sink.whole ? [run] : statementsOf(run)) {
+            for (const statement of sink.whole ? [run] : splitStatements(run, piece.seg.nbe === true)) {
               // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
               await (sink.takes(statement) ? sink.send(statement) : coordinator.send(statement));
             }
@@ -195,6 +213,18 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
       for (const text of deferred.splice(0)) await guard(coordinator.send(text));
     };
     for (const [i, seg] of index.segments.entries()) {
+      if (seg.kind === 'rows' && seg.serial) {
+        // In order, after every row above it (the sql before it did not run early).
+        if (phase.length) await loadPhase();
+        for (const [start, end] of seg.blocks) {
+          const run = await serialReader!.read(start, end).catch((err: unknown) => {
+            throw truncated(err);
+          });
+          await guard(coordinator.send(run));
+        }
+        created = undefined;
+        continue;
+      }
       if (seg.kind === 'rows') {
         // The table's CREATE must have run before another connection inserts into it.
         if (!created) {
@@ -204,7 +234,8 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
         phase.push({ seg, ready: created });
         continue;
       }
-      const early = i < index.segments.length - 1 ? earlySql(seg.text) : undefined;
+      const next = index.segments[i + 1];
+      const early = next && !(next.kind === 'rows' && next.serial) ? earlySql(seg.text) : undefined;
       if (!early && phase.length) await loadPhase();
       await guard(coordinator.send(early?.now ?? seg.text));
       if (early) deferred.push(...early.later);
@@ -255,19 +286,6 @@ export async function mapSqlDump(file: string, compression: Compression, signal?
   }
 }
 
-/** The INSERT statements of a run of whole ones: each ends at a ");\n" (values escape newlines). */
-function statementsOf(run: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let from = 0;
-  while (from < run.length) {
-    const at = run.indexOf(STATEMENT_END, from);
-    const to = at === -1 ? run.length : at + STATEMENT_END.length;
-    out.push(run.subarray(from, to));
-    from = to;
-  }
-  return out;
-}
-
 /**
  * Batch mode: barrier markers come back one per line, without a table around them, and at once
  * (--unbuffered: into a pipe the client holds its output until it exits; the barrier hung).
@@ -276,7 +294,7 @@ function statementsOf(run: Buffer): Buffer[] {
 function batchClient(c: Command): Command {
   const args = [...c.args];
   const first = args.findIndex((a) => !/^--(no-defaults|defaults-file|defaults-extra-file|defaults-group-suffix)/.test(a));
-  args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered');
+  args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered', '--comments');
   return { ...c, args };
 }
 
@@ -350,7 +368,8 @@ export function earlySql(text: Buffer): { readonly now: Buffer; readonly later: 
   const s = text.toString('latin1'); // byte for byte
   // A statement that writes rows starts its line (mariadb-dump's layout); inside a CREATE TABLE,
   // `ON UPDATE CURRENT_TIMESTAMP` and `ON DELETE CASCADE` are not statements.
-  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|^(?:\/\*!\d+\s*)?(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
+  // LOCK TABLES would hold the coordinator to one table while ENABLE KEYS of another waits.
+  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|^LOCK TABLES\b|system_versioning|^(?:\/\*!\d+\s*)?(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
   const now: string[] = [];
   const later: Buffer[] = [];
   for (const line of s.split('\n')) {
