@@ -208,6 +208,11 @@ export class DumpLexer {
         this.state = S.Line;
         continue;
       }
+      if ((c === 68 || c === 100) && !(i > 0 && isWord(buf[i - 1]!))) {
+        // The client may take "delimiter " inside a statement as its command: not followed here.
+        if (i + 10 > n && !last) return this.keep(buf, base, i);
+        if (/^delimiter\s/i.test(buf.toString('latin1', i, i + 10))) this.uncertain ??= `a DELIMITER word inside a statement at byte ${base + i}`;
+      }
       this.touch(base + i);
       this.addPrefix(buf, i, i + 1);
       i++;
@@ -326,6 +331,8 @@ export class DumpLexer {
   private readSqlMode(prefix: Buffer): void {
     if (!/sql_mode/i.test(prefix.toString('latin1'))) return;
     const text = codeOf(prefix).toString('latin1');
+    // Only a SET changes the session's mode (a routine body that sets it does so when it runs).
+    if (!/^(?:\/\*M?!\d*\s*)?SET\b/i.test(text)) return;
     const body = /^\s*(?:\/\*M?!\d*\s*)?SET\s+([^]*?)\s*(?:\*\/\s*)?(?:;|$)/i.exec(text.replace(/\s*\*\/\s*;*\s*$/, ''));
     if (!body || prefix.length >= PREFIX) {
       this.uncertain ??= `a statement that sets sql_mode in a way the lexer does not follow`;
@@ -378,6 +385,10 @@ function codeOf(prefix: Buffer): Buffer {
     }
     return prefix.subarray(i);
   }
+}
+
+function isWord(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36 || c >= 128;
 }
 
 function isSpace(c: number): boolean {
