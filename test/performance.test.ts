@@ -33,6 +33,7 @@ import { RateLimit } from '../lib/run/rate-limit.js';
 import { withPriority } from '../lib/run/priority.js';
 import { run } from '../lib/run/run.js';
 import { mysqlChecksums } from '../lib/sandbox/db-checks.js';
+import { RestoreError } from '../lib/errors.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 
 let server: MariadbServer;
@@ -123,6 +124,48 @@ describe('loadSqlDumpParallel', () => {
     const badDdl = join(work, 'bad-ddl.sql');
     await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\n' + locked('v', 'INSERT INTO `v` VALUES\n(1),\n(2);\n') + 'CREATE TABLE w (id INT PRIMARY KEY,);\n' + locked('w', 'INSERT INTO `w` VALUES\n(1);\n') + '-- the end\n');
     expect(String(await loadSqlDumpParallel({ file: badDdl, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e))).toMatch(/ERROR 1064 .*syntax/);
+  }, 60_000);
+});
+
+describe('a restore never waits forever (mysql-load-watch.ts)', () => {
+  const ours = async (db: string): Promise<number> => Number((await server.sql(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '${db}'`)).trim());
+
+  it('a statement that never ends (a file cut inside a string): exit 8 naming it, our connections gone', async () => {
+    await server.sql('CREATE DATABASE stall1');
+    const file = join(work, 'never-ends.sql');
+    await writeFile(file, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\n') + "CREATE PROCEDURE p() SELECT 'never ends;\n");
+    const started = Date.now();
+    const err = await loadSqlDumpParallel({ file, compression: 'none', client: client('stall1'), connections: 2, openRows: wire('stall1'), stallMs: 1500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreError);
+    expect((err as RestoreError).exitCode).toBe(8);
+    expect(String(err)).toMatch(/no progress for \d+ s, stopped: the client that runs the schema is idle on the server while it reads on .*after: .*CREATE PROCEDURE p\(\) SELECT 'never ends;/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await ours('stall1')).toBe(0);
+  }, 60_000);
+
+  it('a connection waiting for a lock that is never released: exit 8 naming the statement it waits in', async () => {
+    await server.sql('CREATE DATABASE stall2; CREATE TABLE stall2.t (id INT PRIMARY KEY)');
+    const { createConnection } = await import('mariadb');
+    const holder = await createConnection({ socketPath: server.socket, user: 'root', database: 'stall2' });
+    try {
+      await holder.query('LOCK TABLES t WRITE');
+      const file = join(work, 'locked-out.sql');
+      await writeFile(file, 'DROP TABLE IF EXISTS `t`;\nCREATE TABLE `t` (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1);\n'));
+      const err = await loadSqlDumpParallel({ file, compression: 'none', client: client('stall2'), connections: 2, stallMs: 1500 }).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/waits \(Waiting for table metadata lock\) in: DROP TABLE IF EXISTS `t`/);
+      expect((err as RestoreError).exitCode).toBe(8);
+    } finally {
+      await holder.end();
+    }
+    expect(await ours('stall2')).toBe(0);
+  }, 60_000);
+
+  it('a long statement is not a stall: the server is executing it', async () => {
+    await server.sql('CREATE DATABASE stall3');
+    const file = join(work, 'slow.sql');
+    await writeFile(file, 'CREATE TABLE t (id INT PRIMARY KEY);\nDO SLEEP(4);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1);\n'));
+    await loadSqlDumpParallel({ file, compression: 'none', client: client('stall3'), connections: 2, stallMs: 1000 });
+    expect((await server.sql('SELECT COUNT(*) FROM stall3.t')).trim()).toBe('1');
   }, 60_000);
 });
 

@@ -6,6 +6,7 @@ import { decompressorCommand } from './compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
 import { splitStatements } from './mysql-dump-lexer.js';
+import { LoadWatch } from './mysql-load-watch.js';
 import type { Compression } from '../model/kind.js';
 
 export interface ParallelLoadInput {
@@ -29,6 +30,8 @@ export interface ParallelLoadInput {
   readonly splitBytes?: number;
   /** The file's map when it was already read (mapSqlDump: the restore reads its DEFINERs from it). */
   readonly index?: DumpIndex;
+  /** No progress for this long, none of our connections executing: the load fails (default 60 s). */
+  readonly stallMs?: number;
 }
 
 export interface ParallelLoadResult {
@@ -59,6 +62,8 @@ export interface RowSink {
   drain(): Promise<void>;
   close(): Promise<void>;
   destroy(): void;
+  /** The server's id of its connection, once known (the watchdog asks the server about it). */
+  connectionId?(): number | undefined;
 }
 
 const SPLIT = 4 << 20;
@@ -117,14 +122,51 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     return reader;
   };
   const client = batchClient(input.client);
-  const openClient = (): ClientSink => new ClientSink(spawnOne(client, 'pipe', doing, () => finishing));
+  let stall: (err: Error) => void = () => undefined;
+  const stalled = new Promise<never>((_, reject) => (stall = reject));
+  stalled.catch(() => undefined);
+  failures.push(stalled);
+  let monitor: ClientSink | undefined;
+  const watch = new LoadWatch({
+    doing,
+    stallMs: input.stallMs ?? 60_000,
+    everyMs: Math.max(200, Math.min(5000, (input.stallMs ?? 60_000) / 4)),
+    ask: (sql) => (monitor ??= new ClientSink(spawnOne(client, 'pipe', `watching ${input.file}`, () => true))).ask(sql),
+    onStall: (err) => stall(err),
+  });
+  /** Every sink the load waits on, as the watchdog sees it. */
+  const tracked = <T extends RowSink>(sink: T, name: string): T => {
+    let outstanding = 0;
+    let last: Buffer | undefined;
+    const around = async <R>(p: () => Promise<R>): Promise<R> => {
+      outstanding++;
+      try {
+        const r = await p();
+        watch.progress();
+        return r;
+      } finally {
+        outstanding--;
+      }
+    };
+    watch.add({ name, id: () => sink.connectionId?.(), pending: () => outstanding > 0, lastSent: () => last });
+    const send = sink.send.bind(sink);
+    const drain = sink.drain.bind(sink);
+    sink.send = (statement: Buffer) => {
+      last = Buffer.from(statement.subarray(0, 200));
+      return around(() => send(statement));
+    };
+    sink.drain = () => around(() => drain());
+    return sink;
+  };
+  const openClient = (name = 'client'): ClientSink => tracked(new ClientSink(spawnOne(client, 'pipe', doing, () => finishing), () => watch.progress()), name);
   const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
 
   try {
     // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
     const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
 
-    const coordinator = openClient();
+    watch.start();
+    const coordinator = openClient('client that runs the schema');
     if (index.serial !== undefined) {
       // Not provably split: the whole file, as it is, through this one client (a hand load).
       const whole = new RangeReader(await decompress());
@@ -157,7 +199,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
         const text: RowCharset = names === 'utf8mb3' || names === 'utf8' ? 'utf8mb3' : 'utf8mb4';
         const open = async (charset: RowCharset, into: RowSink[]): Promise<void> => {
           for (let i = 0; i < n; i++) {
-            const sink = await input.openRows!(charset);
+            const sink = tracked(await input.openRows!(charset), `${charset} protocol connection ${i + 1}`);
             sinks.push(sink);
             into.push(sink);
             for (const line of index.header) if (isSessionSetting(line) && !setsCharset(line)) await sink.send(line);
@@ -176,7 +218,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     }
     if (rowTables.length && rowsVia === 'client') {
       for (let i = 0; i < n; i++) {
-        const sink = openClient();
+        const sink = openClient(`rows client ${i + 1}`);
         await guard(sink.send(header));
         sinks.push(sink);
       }
@@ -251,6 +293,9 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     await guard(coordinator.close());
     return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused, binaryTables };
   } finally {
+    watch.stop();
+    await watch.settled();
+    monitor?.destroy();
     for (const s of sinks) s.destroy();
     // Readers whose last range ended before the file did are still running: stopped here, their
     // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
@@ -437,8 +482,14 @@ class ClientSink implements RowSink {
   private seq = 0;
   private readonly waiting = new Map<string, () => void>();
   private readonly maxQueued = 16 << 20;
+  private id: number | undefined;
+  private collecting: { readonly end: string; readonly lines: string[]; readonly done: (lines: string[]) => void } | undefined;
+  private readonly tag = `asb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
-  constructor(private readonly child: StartedChild) {
+  constructor(
+    private readonly child: StartedChild,
+    private readonly progress: () => void = () => undefined,
+  ) {
     child.stdin!.on('error', () => undefined); // its exit status says why
     let rest = '';
     child.stdout!.setEncoding('utf8');
@@ -446,6 +497,14 @@ class ClientSink implements RowSink {
       const lines = (rest + d).split('\n');
       rest = lines.pop() ?? '';
       for (const l of lines) {
+        if (this.collecting) {
+          if (l === this.collecting.end) {
+            this.collecting.done(this.collecting.lines);
+            this.collecting = undefined;
+          } else this.collecting.lines.push(l);
+          continue;
+        }
+        if (l.startsWith(`${this.tag}-conn-`)) this.id = Number(l.slice(this.tag.length + 6));
         const done = this.waiting.get(l);
         if (done) {
           this.waiting.delete(l);
@@ -453,6 +512,12 @@ class ClientSink implements RowSink {
         }
       }
     });
+    // Which connection it is, for the watchdog; before anything else it is given.
+    child.stdin!.write(`SELECT CONCAT('${this.tag}-conn-', CONNECTION_ID());\n`);
+  }
+
+  connectionId(): number | undefined {
+    return this.id;
   }
 
   takes(): boolean {
@@ -464,16 +529,24 @@ class ClientSink implements RowSink {
    * others. A copy: the stream writes later, and a range reader reuses its buffer.
    */
   async send(statement: Buffer): Promise<void> {
-    this.child.stdin!.write(Buffer.from(statement));
+    this.child.stdin!.write(Buffer.from(statement), () => this.progress());
     while (this.child.stdin!.writableLength > this.maxQueued && !this.child.stdin!.destroyed) await new Promise<void>((r) => this.child.stdin!.once('drain', () => r()));
   }
 
   /** Resolves once the server has executed everything written so far on this connection. */
   async drain(): Promise<void> {
-    const marker = `asb-barrier-${process.pid}-${++this.seq}`;
+    const marker = `${this.tag}-barrier-${++this.seq}`;
     const seen = new Promise<void>((r) => this.waiting.set(marker, r));
-    await this.send(Buffer.from(`SELECT '${marker}';\n`));
+    this.child.stdin!.write(`SELECT '${marker}';\n`);
     await seen;
+  }
+
+  /** The rows of one query (tab-separated columns), between two markers. */
+  async ask(sql: string): Promise<string[][]> {
+    const marker = `${this.tag}-ask-${++this.seq}`;
+    const rows = new Promise<string[]>((resolve) => this.waiting.set(`${marker}-b`, () => (this.collecting = { end: `${marker}-e`, lines: [], done: resolve })));
+    this.child.stdin!.write(`SELECT '${marker}-b';\n${sql};\nSELECT '${marker}-e';\n`);
+    return (await rows).map((l) => l.split('\t'));
   }
 
   async close(): Promise<void> {
