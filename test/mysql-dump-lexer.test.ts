@@ -96,7 +96,7 @@ function check(pieces: Piece[], expectSerial?: RegExp, sizes = [1, 2, 3, 7, 64, 
   const spread = whole.segments.filter((s) => s.kind === 'rows' && !s.serial);
   expect(new Set(spread.map((s) => (s.kind === 'rows' ? s.table : '')))).toEqual(new Set(rows.keys()));
   for (const [name, statements] of rows) {
-    const got = spread.flatMap((s) => (s.kind === 'rows' && s.table === name ? s.blocks.flatMap(([a, b]) => splitStatements(file.subarray(a, b), s.nbe === true)) : []));
+    const got = spread.flatMap((s) => (s.kind === 'rows' && s.table === name ? s.blocks.flatMap(([a, b], k) => (s.multi?.includes(k) ? splitStatements(file.subarray(a, b), s.nbe === true) : [file.subarray(a, b)])) : []));
     expect(got.map((b) => b.toString('hex'))).toEqual(statements.map((b) => b.toString('hex')));
   }
   return whole;

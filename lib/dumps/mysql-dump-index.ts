@@ -43,6 +43,8 @@ export interface RowsSegment {
   readonly serial?: boolean;
   /** The session's sql_mode had NO_BACKSLASH_ESCAPES where these statements are. */
   readonly nbe?: boolean;
+  /** Indexes of the blocks that hold more than one statement (the others are one each). */
+  readonly multi?: readonly number[];
 }
 
 export type DumpSegment = SqlSegment | RowsSegment;
@@ -79,6 +81,7 @@ interface OpenRows {
   statements: number;
   serial: boolean;
   nbe: boolean;
+  multi: number[];
 }
 
 /** Table data between LOCK TABLES and UNLOCK TABLES, before its first INSERT decided its kind. */
@@ -193,10 +196,10 @@ export class SqlDumpIndexer {
   /** Drops held bytes before what may still be needed (the cursor, a pending block's LOCK). */
   private release(): void {
     const keep = Math.min(this.cursor, this.block ? this.block.lockStart : Infinity);
-    while (this.held.length && this.heldAt + this.held[0]!.length <= keep) {
-      this.heldAt += this.held[0]!.length;
-      this.held.shift();
-    }
+    let drop = 0;
+    while (drop < this.held.length && this.heldAt + this.held[drop]!.length <= keep) this.heldAt += this.held[drop++]!.length;
+    // One splice, not a shift per piece: small chunks make thousands of pieces of one statement.
+    if (drop) this.held.splice(0, drop);
   }
 
   private closeHeader(upTo: number): void {
@@ -223,7 +226,7 @@ export class SqlDumpIndexer {
 
   private closeRows(): void {
     const rows = this.rows;
-    if (rows) this.segments.push({ kind: 'rows', table: rows.table, blocks: rows.blocks, bytes: rows.bytes, statements: rows.statements, ...(rows.serial ? { serial: true } : {}), ...(rows.nbe ? { nbe: true } : {}) });
+    if (rows) this.segments.push({ kind: 'rows', table: rows.table, blocks: rows.blocks, bytes: rows.bytes, statements: rows.statements, ...(rows.serial ? { serial: true } : {}), ...(rows.nbe ? { nbe: true } : {}), ...(rows.multi.length ? { multi: rows.multi } : {}) });
     this.rows = undefined;
   }
 
@@ -237,12 +240,16 @@ export class SqlDumpIndexer {
     if (!this.rows || this.rows.table !== table || this.rows.serial !== serial || this.rows.nbe !== this.lexer.nbe) {
       this.closeRows();
       this.closeSql();
-      this.rows = { table, blocks: [], bytes: 0, statements: 0, serial, nbe: this.lexer.nbe };
+      this.rows = { table, blocks: [], bytes: 0, statements: 0, serial, nbe: this.lexer.nbe, multi: [] };
     }
     const rows = this.rows;
     const run = rows.blocks.at(-1);
-    if (run && run[1] === start && run[1] - run[0] < BLOCK) run[1] = end;
-    else rows.blocks.push([start, end]);
+    // Small statements that follow each other share a block; a big one (mariadb-dump's extended
+    // INSERTs) is a block of its own, sent as it is without splitting it again.
+    if (run && run[1] === start && run[1] - run[0] < BLOCK && end - start < BLOCK) {
+      run[1] = end;
+      if (rows.multi.at(-1) !== rows.blocks.length - 1) rows.multi.push(rows.blocks.length - 1);
+    } else rows.blocks.push([start, end]);
     rows.bytes += end - start;
     rows.statements++;
     this.inserts++;

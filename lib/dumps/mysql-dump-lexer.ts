@@ -434,7 +434,13 @@ function oddRun(buf: Buffer, at: number, floor: number): boolean {
 /** The first byte from `i` that table marks interesting (0), or `n`. */
 function skipBoring(buf: Uint8Array, i: number, boring: Uint8Array): number {
   const n = buf.length;
-  while (i < n && boring[buf[i]!] === 1) i++;
+  for (; i < n; i++) {
+    const c = buf[i]!;
+    if (boring[c] === 1) continue;
+    // A D inside a word (hex digits of a blob) cannot start the word "delimiter".
+    if ((c === 68 || c === 100) && i > 0 && isWord(buf[i - 1]!)) continue;
+    break;
+  }
   return i;
 }
 

@@ -60,7 +60,7 @@ const mapSchema = z.object({
     z.union([
       z.object({ kind: z.literal('sql'), text: z.string() }),
       // blocks as [start0, end0, start1, end1, …]: a 1 GB dump has ~17,000 of them.
-      z.object({ kind: z.literal('rows'), table: z.string(), blocks: z.array(z.number().int().nonnegative()), bytes: z.number().int().nonnegative(), statements: z.number().int().nonnegative(), serial: z.boolean().optional(), nbe: z.boolean().optional() }),
+      z.object({ kind: z.literal('rows'), table: z.string(), blocks: z.array(z.number().int().nonnegative()), bytes: z.number().int().nonnegative(), statements: z.number().int().nonnegative(), serial: z.boolean().optional(), nbe: z.boolean().optional(), multi: z.array(z.number().int().nonnegative()).optional() }),
     ]),
   ),
 });
@@ -76,7 +76,7 @@ export function encodeDumpMap(index: DumpIndex): Buffer {
     finalDelimiter: index.finalDelimiter,
     header: index.header.map((b) => b.toString('base64')),
     segments: index.segments.map((s) =>
-      s.kind === 'sql' ? { kind: 'sql' as const, text: s.text.toString('base64') } : { kind: 'rows' as const, table: s.table, blocks: s.blocks.flat(), bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}) },
+      s.kind === 'sql' ? { kind: 'sql' as const, text: s.text.toString('base64') } : { kind: 'rows' as const, table: s.table, blocks: s.blocks.flat(), bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}), ...(s.multi?.length ? { multi: [...s.multi] } : {}) },
     ),
   };
   return Buffer.from(JSON.stringify(doc));
@@ -93,7 +93,8 @@ export function decodeDumpMap(data: Buffer): DumpIndex {
       if (end <= start || end > doc.bytes || (blocks.length && start < blocks.at(-1)![1])) throw new Error(`the map of table ${s.table} has a block [${start}, ${end}) out of order or past the dump's ${doc.bytes} bytes`);
       blocks.push([start, end]);
     }
-    return { kind: 'rows', table: s.table, blocks, bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}) };
+    if (s.multi?.some((k) => k >= blocks.length)) throw new Error(`the map of table ${s.table} names a block it does not have`);
+    return { kind: 'rows', table: s.table, blocks, bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}), ...(s.multi?.length ? { multi: s.multi } : {}) };
   });
   return { header: doc.header.map((h) => Buffer.from(h, 'base64')), segments, bytes: doc.bytes, inserts: doc.inserts, finalDelimiter: doc.finalDelimiter, ...(doc.serial !== undefined ? { serial: doc.serial } : {}) };
 }

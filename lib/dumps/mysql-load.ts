@@ -240,11 +240,13 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
           await guard(piece.ready);
           const asBinary = binary.has(piece.seg.table) && pools.binary.length > 0;
           const sink = (asBinary ? pools.binary : pools.text)[j]!;
-          for (const [start, end] of piece.blocks) {
+          const multi = new Set((piece.seg.multi ?? []).map((k) => piece.seg.blocks[k]));
+          for (const block of piece.blocks) {
+            const [start, end] = block;
             const run = await readers[j]!.read(start, end).catch((err: unknown) => {
               throw truncated(err);
             });
-            for (const statement of sink.whole ? [run] : splitStatements(run, piece.seg.nbe === true)) {
+            for (const statement of sink.whole || !multi.has(block) ? [run] : splitStatements(run, piece.seg.nbe === true)) {
               // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
               await (sink.takes(statement) ? sink.send(statement) : coordinator.send(statement));
             }
