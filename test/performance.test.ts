@@ -127,6 +127,20 @@ describe('loadSqlDumpParallel', () => {
   }, 60_000);
 });
 
+describe('what the map cannot prove goes through one client as it is', () => {
+  it('an sql_mode the lexer does not follow: the whole file through one client, the same rows as a hand load', async () => {
+    const file = join(work, 'unproven.sql');
+    await writeFile(file, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT);\nSET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');\n" + locked('t', "INSERT INTO `t` VALUES (1,'a\\'),(2,'DELIMITER ;\nUNLOCK TABLES;');\n"));
+    await server.sql('CREATE DATABASE unproven_hand; CREATE DATABASE unproven_par');
+    await run(cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--comments', '--database=unproven_hand']), { input: readFileSync(file, 'utf8') });
+    const result = await loadSqlDumpParallel({ file, compression: 'none', client: client('unproven_par'), connections: 2, openRows: wire('unproven_par') });
+    expect(result.serial).toMatch(/sql_mode/);
+    const rows = (db: string) => server.sql(`SELECT id, HEX(v) FROM ${db}.t ORDER BY id`);
+    expect(await rows('unproven_par')).toBe(await rows('unproven_hand'));
+    expect((await rows('unproven_par')).trim().split('\n').length).toBe(2);
+  }, 60_000);
+});
+
 describe('a restore never waits forever (mysql-load-watch.ts)', () => {
   const ours = async (db: string): Promise<number> => Number((await server.sql(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '${db}'`)).trim());
 
@@ -385,6 +399,8 @@ describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
     expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 20, 60])))).toThrow(/past the dump/);
     expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 30])))).toThrow(/odd number/);
     expect(() => decodeDumpMap(Buffer.from('{"format": "apiscp-backup mysql dump map", "version": 1'))).toThrow();
+    // A map written before the lexer (version 1) is refused: the restore reads the dump instead.
+    expect(() => decodeDumpMap(broken((d) => (d.version = 1)))).toThrow(/older format \(version 1\)/);
   });
 
   it('a dump of 4 MiB or more gets its map beside it, named in the manifest; a restore reads it, and reads the dump instead when the map does not match its sha256', async () => {

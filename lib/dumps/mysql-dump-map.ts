@@ -83,7 +83,10 @@ export function encodeDumpMap(index: DumpIndex): Buffer {
 }
 
 export function decodeDumpMap(data: Buffer): DumpIndex {
-  const doc = mapSchema.parse(JSON.parse(data.toString('utf8')));
+  const raw: unknown = JSON.parse(data.toString('utf8'));
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version < VERSION) throw new Error(`it is a map of an older format (version ${version}), whose statement places are not trusted`);
+  const doc = mapSchema.parse(raw);
   const segments: DumpSegment[] = doc.segments.map((s) => {
     if (s.kind === 'sql') return { kind: 'sql', text: Buffer.from(s.text, 'base64') };
     if (s.blocks.length % 2) throw new Error(`the map of table ${s.table} has an odd number of block offsets`);
