@@ -33,6 +33,7 @@ import { RateLimit } from '../lib/run/rate-limit.js';
 import { withPriority } from '../lib/run/priority.js';
 import { run } from '../lib/run/run.js';
 import { mysqlChecksums } from '../lib/sandbox/db-checks.js';
+import { RestoreError } from '../lib/errors.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 
 let server: MariadbServer;
@@ -51,6 +52,9 @@ function loaded(extra: Record<string, unknown> = {}, mysql: Record<string, unkno
 async function session(): Promise<MysqlSession> {
   return (await mysqlKind.open({ loaded: loaded(), log: memoryLogger() })) as MysqlSession;
 }
+
+/** Rows as mariadb-dump writes them: the markers around them are what lets the loader spread them. */
+const locked = (t: string, inserts: string): string => `LOCK TABLES \`${t}\` WRITE;\n${inserts}UNLOCK TABLES;\n`;
 
 const client = (db: string) => cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', db]);
 
@@ -108,18 +112,74 @@ describe('loadSqlDumpParallel', () => {
     await server.sql('CREATE DATABASE copy2');
     // Two connections, the same key twice: whichever runs second fails, and so does the load.
     const plain = join(work, 'dup.sql');
-    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n'));
     const err = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e);
     expect(String(err)).toMatch(/Duplicate entry '2'/);
     // A truncated file (cut inside an INSERT) is an error too, not a smaller database.
     const cut = join(work, 'cut.sql');
-    await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nINSERT INTO `u` VALUES\n(1),\n(2');
+    await writeFile(cut, 'CREATE TABLE u (id INT PRIMARY KEY);\nLOCK TABLES `u` WRITE;\nINSERT INTO `u` VALUES\n(1),\n(2');
     expect(String(await loadSqlDumpParallel({ file: cut, compression: 'none', client: client('copy2'), connections: 2 }).catch((e: unknown) => e))).toMatch(/truncated/);
     // DDL run ahead of the rows above it fails while those rows load: the load fails with it
     // (the next table's rows never start, and nothing is left unhandled).
     const badDdl = join(work, 'bad-ddl.sql');
-    await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\nINSERT INTO `v` VALUES\n(1),\n(2);\nCREATE TABLE w (id INT PRIMARY KEY,);\nINSERT INTO `w` VALUES\n(1);\n-- the end\n');
+    await writeFile(badDdl, 'CREATE TABLE v (id INT PRIMARY KEY);\n' + locked('v', 'INSERT INTO `v` VALUES\n(1),\n(2);\n') + 'CREATE TABLE w (id INT PRIMARY KEY,);\n' + locked('w', 'INSERT INTO `w` VALUES\n(1);\n') + '-- the end\n');
     expect(String(await loadSqlDumpParallel({ file: badDdl, compression: 'none', client: client('copy2'), connections: 2, splitBytes: 1 }).catch((e: unknown) => e))).toMatch(/ERROR 1064 .*syntax/);
+  }, 60_000);
+});
+
+describe('what the map cannot prove goes through one client as it is', () => {
+  it('an sql_mode the lexer does not follow: the whole file through one client, the same rows as a hand load', async () => {
+    const file = join(work, 'unproven.sql');
+    await writeFile(file, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT);\nSET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');\n" + locked('t', "INSERT INTO `t` VALUES (1,'a\\'),(2,'DELIMITER ;\nUNLOCK TABLES;');\n"));
+    await server.sql('CREATE DATABASE unproven_hand; CREATE DATABASE unproven_par');
+    await run(cmd('mariadb', ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--comments', '--database=unproven_hand']), { input: readFileSync(file, 'utf8') });
+    const result = await loadSqlDumpParallel({ file, compression: 'none', client: client('unproven_par'), connections: 2, openRows: wire('unproven_par') });
+    expect(result.serial).toMatch(/sql_mode/);
+    const rows = (db: string) => server.sql(`SELECT id, HEX(v) FROM ${db}.t ORDER BY id`);
+    expect(await rows('unproven_par')).toBe(await rows('unproven_hand'));
+    expect((await rows('unproven_par')).trim().split('\n').length).toBe(2);
+  }, 60_000);
+});
+
+describe('a restore never waits forever (mysql-load-watch.ts)', () => {
+  const ours = async (db: string): Promise<number> => Number((await server.sql(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '${db}'`)).trim());
+
+  it('a statement that never ends (a file cut inside a string): exit 8 naming it, our connections gone', async () => {
+    await server.sql('CREATE DATABASE stall1');
+    const file = join(work, 'never-ends.sql');
+    await writeFile(file, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\n') + "CREATE PROCEDURE p() SELECT 'never ends;\n");
+    const started = Date.now();
+    const err = await loadSqlDumpParallel({ file, compression: 'none', client: client('stall1'), connections: 2, openRows: wire('stall1'), stallMs: 1500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreError);
+    expect((err as RestoreError).exitCode).toBe(8);
+    expect(String(err)).toMatch(/no progress for \d+ s, stopped: the client that runs the schema is idle on the server while it reads on .*after: .*CREATE PROCEDURE p\(\) SELECT 'never ends;/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await ours('stall1')).toBe(0);
+  }, 60_000);
+
+  it('a connection waiting for a lock that is never released: exit 8 naming the statement it waits in', async () => {
+    await server.sql('CREATE DATABASE stall2; CREATE TABLE stall2.t (id INT PRIMARY KEY)');
+    const { createConnection } = await import('mariadb');
+    const holder = await createConnection({ socketPath: server.socket, user: 'root', database: 'stall2' });
+    try {
+      await holder.query('LOCK TABLES t WRITE');
+      const file = join(work, 'locked-out.sql');
+      await writeFile(file, 'DROP TABLE IF EXISTS `t`;\nCREATE TABLE `t` (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1);\n'));
+      const err = await loadSqlDumpParallel({ file, compression: 'none', client: client('stall2'), connections: 2, stallMs: 1500 }).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/waits \(Waiting for table metadata lock\) in: DROP TABLE IF EXISTS `t`/);
+      expect((err as RestoreError).exitCode).toBe(8);
+    } finally {
+      await holder.end();
+    }
+    expect(await ours('stall2')).toBe(0);
+  }, 60_000);
+
+  it('a long statement is not a stall: the server is executing it', async () => {
+    await server.sql('CREATE DATABASE stall3');
+    const file = join(work, 'slow.sql');
+    await writeFile(file, 'CREATE TABLE t (id INT PRIMARY KEY);\nDO SLEEP(4);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1);\n'));
+    await loadSqlDumpParallel({ file, compression: 'none', client: client('stall3'), connections: 2, stallMs: 1000 });
+    expect((await server.sql('SELECT COUNT(*) FROM stall3.t')).trim()).toBe('1');
   }, 60_000);
 });
 
@@ -207,9 +267,9 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     await server.sql('CREATE DATABASE copy4');
     const plain = join(work, 'raw.sql');
     const raw = (table: string, charset: string) => [
-      Buffer.from(`CREATE TABLE \`${table}\` (\n  id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)\n) DEFAULT CHARSET=${charset};\nINSERT INTO \`${table}\` VALUES\n(1,_binary '`),
+      Buffer.from(`CREATE TABLE \`${table}\` (\n  id INT PRIMARY KEY, v VARBINARY(16), t VARCHAR(20)\n) DEFAULT CHARSET=${charset};\nLOCK TABLES \`${table}\` WRITE;\nINSERT INTO \`${table}\` VALUES\n(1,_binary '`),
       Buffer.from([0xff, 0xfe, 0x80]),
-      Buffer.from(`','caf\u00e9');\nINSERT INTO \`${table}\` VALUES\n(2,'ok','plain');\n`),
+      Buffer.from(`','caf\u00e9');\nINSERT INTO \`${table}\` VALUES\n(2,'ok','plain');\nUNLOCK TABLES;\n`),
     ];
     // b loads over a binary connection; l (latin1 text) over a UTF-8 one, which cannot carry
     // the raw bytes: that statement goes through the client.
@@ -223,7 +283,7 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
     // The same key twice over the protocol: the server's error, not a smaller table.
     await server.sql('CREATE DATABASE copy5');
     const dup = join(work, 'dup-wire.sql');
-    await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n');
+    await writeFile(dup, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\nINSERT INTO `t` VALUES\n(2);\n'));
     expect(String(await loadSqlDumpParallel({ file: dup, compression: 'none', client: client('copy5'), connections: 2, openRows: wire('copy5') }).catch((e: unknown) => e))).toMatch(/ERROR 1062 \(23000\): Duplicate entry '2'/);
   }, 60_000);
 
@@ -274,7 +334,7 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
   it('falls back to client processes, saying why, when the protocol cannot connect', async () => {
     await server.sql('CREATE DATABASE copy6');
     const plain = join(work, 'small.sql');
-    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO `t` VALUES\n(1),\n(2);\n');
+    await writeFile(plain, 'CREATE TABLE t (id INT PRIMARY KEY);\n' + locked('t', 'INSERT INTO `t` VALUES\n(1),\n(2);\n'));
     const result = await loadSqlDumpParallel({ file: plain, compression: 'none', client: client('copy6'), connections: 2, openRows: wire('copy6', 'no_such_user') });
     expect(result.rowsVia).toBe('client');
     expect(result.protocolRefused).toMatch(/cannot connect to .* as no_such_user: ERROR 1045/);
@@ -339,6 +399,8 @@ describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
     expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 20, 60])))).toThrow(/past the dump/);
     expect(() => decodeDumpMap(broken((d) => (d.segments[0]!.blocks = [10, 20, 30])))).toThrow(/odd number/);
     expect(() => decodeDumpMap(Buffer.from('{"format": "apiscp-backup mysql dump map", "version": 1'))).toThrow();
+    // A map written before the lexer (version 1) is refused: the restore reads the dump instead.
+    expect(() => decodeDumpMap(broken((d) => (d.version = 1)))).toThrow(/older format \(version 1\)/);
   });
 
   it('a dump of 4 MiB or more gets its map beside it, named in the manifest; a restore reads it, and reads the dump instead when the map does not match its sha256', async () => {

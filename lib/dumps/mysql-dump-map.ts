@@ -42,10 +42,16 @@ export function withDumpMap(check: StreamCheck, minBytes = MAP_MIN_BYTES): Strea
 }
 
 const FORMAT = 'apiscp-backup mysql dump map';
+/**
+ * 2: statements found by the lexer (version 1 split at line ends, and could take text inside a
+ * routine body or a string for a statement): a version 1 map is refused, the dump re-read.
+ */
+const VERSION = 2;
 
 const mapSchema = z.object({
   format: z.literal(FORMAT),
-  version: z.literal(1),
+  version: z.literal(VERSION),
+  serial: z.string().optional(),
   bytes: z.number().int().nonnegative(),
   inserts: z.number().int().nonnegative(),
   finalDelimiter: z.string().min(1),
@@ -54,7 +60,7 @@ const mapSchema = z.object({
     z.union([
       z.object({ kind: z.literal('sql'), text: z.string() }),
       // blocks as [start0, end0, start1, end1, …]: a 1 GB dump has ~17,000 of them.
-      z.object({ kind: z.literal('rows'), table: z.string(), blocks: z.array(z.number().int().nonnegative()), bytes: z.number().int().nonnegative(), statements: z.number().int().nonnegative() }),
+      z.object({ kind: z.literal('rows'), table: z.string(), blocks: z.array(z.number().int().nonnegative()), bytes: z.number().int().nonnegative(), statements: z.number().int().nonnegative(), serial: z.boolean().optional(), nbe: z.boolean().optional(), multi: z.array(z.number().int().nonnegative()).optional() }),
     ]),
   ),
 });
@@ -63,20 +69,24 @@ const mapSchema = z.object({
 export function encodeDumpMap(index: DumpIndex): Buffer {
   const doc: z.infer<typeof mapSchema> = {
     format: FORMAT,
-    version: 1,
+    version: VERSION,
+    ...(index.serial !== undefined ? { serial: index.serial } : {}),
     bytes: index.bytes,
     inserts: index.inserts,
     finalDelimiter: index.finalDelimiter,
     header: index.header.map((b) => b.toString('base64')),
     segments: index.segments.map((s) =>
-      s.kind === 'sql' ? { kind: 'sql' as const, text: s.text.toString('base64') } : { kind: 'rows' as const, table: s.table, blocks: s.blocks.flat(), bytes: s.bytes, statements: s.statements },
+      s.kind === 'sql' ? { kind: 'sql' as const, text: s.text.toString('base64') } : { kind: 'rows' as const, table: s.table, blocks: s.blocks.flat(), bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}), ...(s.multi?.length ? { multi: [...s.multi] } : {}) },
     ),
   };
   return Buffer.from(JSON.stringify(doc));
 }
 
 export function decodeDumpMap(data: Buffer): DumpIndex {
-  const doc = mapSchema.parse(JSON.parse(data.toString('utf8')));
+  const raw: unknown = JSON.parse(data.toString('utf8'));
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version < VERSION) throw new Error(`it is a map of an older format (version ${version}), whose statement places are not trusted`);
+  const doc = mapSchema.parse(raw);
   const segments: DumpSegment[] = doc.segments.map((s) => {
     if (s.kind === 'sql') return { kind: 'sql', text: Buffer.from(s.text, 'base64') };
     if (s.blocks.length % 2) throw new Error(`the map of table ${s.table} has an odd number of block offsets`);
@@ -86,9 +96,10 @@ export function decodeDumpMap(data: Buffer): DumpIndex {
       if (end <= start || end > doc.bytes || (blocks.length && start < blocks.at(-1)![1])) throw new Error(`the map of table ${s.table} has a block [${start}, ${end}) out of order or past the dump's ${doc.bytes} bytes`);
       blocks.push([start, end]);
     }
-    return { kind: 'rows', table: s.table, blocks, bytes: s.bytes, statements: s.statements };
+    if (s.multi?.some((k) => k >= blocks.length)) throw new Error(`the map of table ${s.table} names a block it does not have`);
+    return { kind: 'rows', table: s.table, blocks, bytes: s.bytes, statements: s.statements, ...(s.serial ? { serial: true } : {}), ...(s.nbe ? { nbe: true } : {}), ...(s.multi?.length ? { multi: s.multi } : {}) };
   });
-  return { header: doc.header.map((h) => Buffer.from(h, 'base64')), segments, bytes: doc.bytes, inserts: doc.inserts, finalDelimiter: doc.finalDelimiter };
+  return { header: doc.header.map((h) => Buffer.from(h, 'base64')), segments, bytes: doc.bytes, inserts: doc.inserts, finalDelimiter: doc.finalDelimiter, ...(doc.serial !== undefined ? { serial: doc.serial } : {}) };
 }
 
 /** The map file of a dump, checked against the sha256 its manifest recorded. */

@@ -5,6 +5,8 @@ import { startChildReading, type ChunkReader } from '../run/reused-reader.js';
 import { decompressorCommand } from './compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
+import { splitStatements } from './mysql-dump-lexer.js';
+import { LoadWatch } from './mysql-load-watch.js';
 import type { Compression } from '../model/kind.js';
 
 export interface ParallelLoadInput {
@@ -28,6 +30,8 @@ export interface ParallelLoadInput {
   readonly splitBytes?: number;
   /** The file's map when it was already read (mapSqlDump: the restore reads its DEFINERs from it). */
   readonly index?: DumpIndex;
+  /** No progress for this long, none of our connections executing: the load fails (default 60 s). */
+  readonly stallMs?: number;
 }
 
 export interface ParallelLoadResult {
@@ -40,6 +44,8 @@ export interface ParallelLoadResult {
   readonly protocolRefused?: string;
   /** Tables whose rows went over binary protocol connections. */
   readonly binaryTables: number;
+  /** Why the whole file went through one client as it is (the map could not prove its statements). */
+  readonly serial?: string;
 }
 
 /** A protocol connection's character set: the rows' bytes are sent as they are in it. */
@@ -56,10 +62,11 @@ export interface RowSink {
   drain(): Promise<void>;
   close(): Promise<void>;
   destroy(): void;
+  /** The server's id of its connection, once known (the watchdog asks the server about it). */
+  connectionId?(): number | undefined;
 }
 
 const SPLIT = 4 << 20;
-const STATEMENT_END = Buffer.from(');\n');
 
 /**
  * Load one consistent mariadb-dump file over several connections, as myloader does with its
@@ -115,20 +122,73 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     return reader;
   };
   const client = batchClient(input.client);
-  const openClient = (): ClientSink => new ClientSink(spawnOne(client, 'pipe', doing, () => finishing));
+  let stall: (err: Error) => void = () => undefined;
+  const stalled = new Promise<never>((_, reject) => (stall = reject));
+  stalled.catch(() => undefined);
+  failures.push(stalled);
+  let monitor: ClientSink | undefined;
+  const watch = new LoadWatch({
+    doing,
+    stallMs: input.stallMs ?? 60_000,
+    everyMs: Math.max(200, Math.min(5000, (input.stallMs ?? 60_000) / 4)),
+    ask: (sql) => (monitor ??= new ClientSink(spawnOne(client, 'pipe', `watching ${input.file}`, () => true))).ask(sql),
+    onStall: (err) => stall(err),
+  });
+  /** Every sink the load waits on, as the watchdog sees it. */
+  const tracked = <T extends RowSink>(sink: T, name: string): T => {
+    let outstanding = 0;
+    let last: Buffer | undefined;
+    const around = async <R>(p: () => Promise<R>): Promise<R> => {
+      outstanding++;
+      try {
+        const r = await p();
+        watch.progress();
+        return r;
+      } finally {
+        outstanding--;
+      }
+    };
+    watch.add({ name, id: () => sink.connectionId?.(), pending: () => outstanding > 0, lastSent: () => last });
+    const send = sink.send.bind(sink);
+    const drain = sink.drain.bind(sink);
+    sink.send = (statement: Buffer) => {
+      last = Buffer.from(statement.subarray(0, 200));
+      return around(() => send(statement));
+    };
+    sink.drain = () => around(() => drain());
+    return sink;
+  };
+  const openClient = (name = 'client'): ClientSink => tracked(new ClientSink(spawnOne(client, 'pipe', doing, () => finishing), () => watch.progress()), name);
   const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
 
   try {
     // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
     const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
 
+    watch.start();
+    const coordinator = openClient('client that runs the schema');
+    if (index.serial !== undefined) {
+      // Not provably split: the whole file, as it is, through this one client (a hand load).
+      const whole = new RangeReader(await decompress());
+      readers.push(whole);
+      const step = 4 << 20;
+      for (let at = 0; at < index.bytes; at += step) await guard(coordinator.send(await whole.read(at, Math.min(index.bytes, at + step)).catch((err: unknown) => {
+        throw truncated(err);
+      })));
+      await guard(coordinator.drain());
+      finishing = true;
+      await guard(coordinator.close());
+      return { bytes: index.bytes, inserts: 0, rowsVia: 'client', binaryTables: 0, serial: index.serial };
+    }
     const header = Buffer.concat(index.header);
-    const coordinator = openClient();
     await guard(coordinator.send(header));
 
     let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
     let protocolRefused: string | undefined;
-    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows').map((s) => s.table);
+    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows' && !s.serial).map((s) => s.table);
+    // Rows sent verbatim by the coordinator in their place (a history table's, a column list's).
+    const serialReader = index.segments.some((s) => s.kind === 'rows' && s.serial) ? new RangeReader(await decompress()) : undefined;
+    if (serialReader) readers.push(serialReader);
     const binary = binarySafeTables(index);
     const names = headerNames(index.header);
     if (rowTables.length && input.openRows) {
@@ -139,7 +199,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
         const text: RowCharset = names === 'utf8mb3' || names === 'utf8' ? 'utf8mb3' : 'utf8mb4';
         const open = async (charset: RowCharset, into: RowSink[]): Promise<void> => {
           for (let i = 0; i < n; i++) {
-            const sink = await input.openRows!(charset);
+            const sink = tracked(await input.openRows!(charset), `${charset} protocol connection ${i + 1}`);
             sinks.push(sink);
             into.push(sink);
             for (const line of index.header) if (isSessionSetting(line) && !setsCharset(line)) await sink.send(line);
@@ -158,7 +218,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     }
     if (rowTables.length && rowsVia === 'client') {
       for (let i = 0; i < n; i++) {
-        const sink = openClient();
+        const sink = openClient(`rows client ${i + 1}`);
         await guard(sink.send(header));
         sinks.push(sink);
       }
@@ -180,11 +240,13 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
           await guard(piece.ready);
           const asBinary = binary.has(piece.seg.table) && pools.binary.length > 0;
           const sink = (asBinary ? pools.binary : pools.text)[j]!;
-          for (const [start, end] of piece.blocks) {
+          const multi = new Set((piece.seg.multi ?? []).map((k) => piece.seg.blocks[k]));
+          for (const block of piece.blocks) {
+            const [start, end] = block;
             const run = await readers[j]!.read(start, end).catch((err: unknown) => {
               throw truncated(err);
             });
-            for (const statement of sink.whole ? [run] : statementsOf(run)) {
+            for (const statement of sink.whole || !multi.has(block) ? [run] : splitStatements(run, piece.seg.nbe === true)) {
               // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
               await (sink.takes(statement) ? sink.send(statement) : coordinator.send(statement));
             }
@@ -195,6 +257,18 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
       for (const text of deferred.splice(0)) await guard(coordinator.send(text));
     };
     for (const [i, seg] of index.segments.entries()) {
+      if (seg.kind === 'rows' && seg.serial) {
+        // In order, after every row above it (the sql before it did not run early).
+        if (phase.length) await loadPhase();
+        for (const [start, end] of seg.blocks) {
+          const run = await serialReader!.read(start, end).catch((err: unknown) => {
+            throw truncated(err);
+          });
+          await guard(coordinator.send(run));
+        }
+        created = undefined;
+        continue;
+      }
       if (seg.kind === 'rows') {
         // The table's CREATE must have run before another connection inserts into it.
         if (!created) {
@@ -204,7 +278,8 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
         phase.push({ seg, ready: created });
         continue;
       }
-      const early = i < index.segments.length - 1 ? earlySql(seg.text) : undefined;
+      const next = index.segments[i + 1];
+      const early = next && !(next.kind === 'rows' && next.serial) ? earlySql(seg.text) : undefined;
       if (!early && phase.length) await loadPhase();
       await guard(coordinator.send(early?.now ?? seg.text));
       if (early) deferred.push(...early.later);
@@ -220,6 +295,9 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     await guard(coordinator.close());
     return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused, binaryTables };
   } finally {
+    watch.stop();
+    await watch.settled();
+    monitor?.destroy();
     for (const s of sinks) s.destroy();
     // Readers whose last range ended before the file did are still running: stopped here, their
     // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
@@ -255,19 +333,6 @@ export async function mapSqlDump(file: string, compression: Compression, signal?
   }
 }
 
-/** The INSERT statements of a run of whole ones: each ends at a ");\n" (values escape newlines). */
-function statementsOf(run: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let from = 0;
-  while (from < run.length) {
-    const at = run.indexOf(STATEMENT_END, from);
-    const to = at === -1 ? run.length : at + STATEMENT_END.length;
-    out.push(run.subarray(from, to));
-    from = to;
-  }
-  return out;
-}
-
 /**
  * Batch mode: barrier markers come back one per line, without a table around them, and at once
  * (--unbuffered: into a pipe the client holds its output until it exits; the barrier hung).
@@ -276,7 +341,7 @@ function statementsOf(run: Buffer): Buffer[] {
 function batchClient(c: Command): Command {
   const args = [...c.args];
   const first = args.findIndex((a) => !/^--(no-defaults|defaults-file|defaults-extra-file|defaults-group-suffix)/.test(a));
-  args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered');
+  args.splice(first === -1 ? args.length : first, 0, '--batch', '--skip-column-names', '--unbuffered', '--comments');
   return { ...c, args };
 }
 
@@ -350,7 +415,8 @@ export function earlySql(text: Buffer): { readonly now: Buffer; readonly later: 
   const s = text.toString('latin1'); // byte for byte
   // A statement that writes rows starts its line (mariadb-dump's layout); inside a CREATE TABLE,
   // `ON UPDATE CURRENT_TIMESTAMP` and `ON DELETE CASCADE` are not statements.
-  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|^(?:\/\*!\d+\s*)?(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
+  // LOCK TABLES would hold the coordinator to one table while ENABLE KEYS of another waits.
+  if (/^DELIMITER\b|\bTRIGGER\b|@OLD_|^LOCK TABLES\b|system_versioning|^(?:\/\*!\d+\s*)?(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL)\b/im.test(s)) return undefined;
   const now: string[] = [];
   const later: Buffer[] = [];
   for (const line of s.split('\n')) {
@@ -418,8 +484,14 @@ class ClientSink implements RowSink {
   private seq = 0;
   private readonly waiting = new Map<string, () => void>();
   private readonly maxQueued = 16 << 20;
+  private id: number | undefined;
+  private collecting: { readonly end: string; readonly lines: string[]; readonly done: (lines: string[]) => void } | undefined;
+  private readonly tag = `asb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
-  constructor(private readonly child: StartedChild) {
+  constructor(
+    private readonly child: StartedChild,
+    private readonly progress: () => void = () => undefined,
+  ) {
     child.stdin!.on('error', () => undefined); // its exit status says why
     let rest = '';
     child.stdout!.setEncoding('utf8');
@@ -427,6 +499,14 @@ class ClientSink implements RowSink {
       const lines = (rest + d).split('\n');
       rest = lines.pop() ?? '';
       for (const l of lines) {
+        if (this.collecting) {
+          if (l === this.collecting.end) {
+            this.collecting.done(this.collecting.lines);
+            this.collecting = undefined;
+          } else this.collecting.lines.push(l);
+          continue;
+        }
+        if (l.startsWith(`${this.tag}-conn-`)) this.id = Number(l.slice(this.tag.length + 6));
         const done = this.waiting.get(l);
         if (done) {
           this.waiting.delete(l);
@@ -434,6 +514,12 @@ class ClientSink implements RowSink {
         }
       }
     });
+    // Which connection it is, for the watchdog; before anything else it is given.
+    child.stdin!.write(`SELECT CONCAT('${this.tag}-conn-', CONNECTION_ID());\n`);
+  }
+
+  connectionId(): number | undefined {
+    return this.id;
   }
 
   takes(): boolean {
@@ -445,16 +531,24 @@ class ClientSink implements RowSink {
    * others. A copy: the stream writes later, and a range reader reuses its buffer.
    */
   async send(statement: Buffer): Promise<void> {
-    this.child.stdin!.write(Buffer.from(statement));
+    this.child.stdin!.write(Buffer.from(statement), () => this.progress());
     while (this.child.stdin!.writableLength > this.maxQueued && !this.child.stdin!.destroyed) await new Promise<void>((r) => this.child.stdin!.once('drain', () => r()));
   }
 
   /** Resolves once the server has executed everything written so far on this connection. */
   async drain(): Promise<void> {
-    const marker = `asb-barrier-${process.pid}-${++this.seq}`;
+    const marker = `${this.tag}-barrier-${++this.seq}`;
     const seen = new Promise<void>((r) => this.waiting.set(marker, r));
-    await this.send(Buffer.from(`SELECT '${marker}';\n`));
+    this.child.stdin!.write(`SELECT '${marker}';\n`);
     await seen;
+  }
+
+  /** The rows of one query (tab-separated columns), between two markers. */
+  async ask(sql: string): Promise<string[][]> {
+    const marker = `${this.tag}-ask-${++this.seq}`;
+    const rows = new Promise<string[]>((resolve) => this.waiting.set(`${marker}-b`, () => (this.collecting = { end: `${marker}-e`, lines: [], done: resolve })));
+    this.child.stdin!.write(`SELECT '${marker}-b';\n${sql};\nSELECT '${marker}-e';\n`);
+    return (await rows).map((l) => l.split('\t'));
   }
 
   async close(): Promise<void> {

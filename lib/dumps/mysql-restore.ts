@@ -129,6 +129,8 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         `--defaults-extra-file=${s.optionFile}`,
         '--batch',
         '--default-character-set=utf8mb4',
+        // The client strips comments by default: those inside routine and trigger bodies too.
+        '--comments',
         `--max-allowed-packet=${s.cfg.max_allowed_packet}`,
         // One argv word: a name like '-x' or 'a b' is a name here, never an option.
         `--database=${database}`,
@@ -144,7 +146,8 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         const index = mappedIndex && renamed !== undefined ? retargetIndex(mappedIndex, renamed, database) : mappedIndex;
         const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: Math.max(1, options.connections), openRows, signal, secrets: s.secrets, index });
         const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
-        if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
+        if (result.serial !== undefined) s.log.info(`restore of '${database}': the dump loaded through one client as it is (${result.serial})`);
+        else if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
         return;
       }
       // One stream needs no map: a prefetch still reading it is stopped.

@@ -102,6 +102,11 @@ export class WireSink {
     readonly charset: RowCharset,
   ) {
     this.encoding = charset === 'binary' ? 'latin1' : 'utf8';
+    // A connection closed under it (killed by the load's watchdog, a server gone) while idle is
+    // an event, not a query's failure: kept for the next send instead of an uncaught error.
+    conn.on('error', (err: unknown) => {
+      this.failure ??= wireError(err, doing, where);
+    });
   }
 
   static async open(target: WireTarget, database: string, doing: string, maxAllowedPacket: number, charset: RowCharset = 'utf8mb4', depth = 2): Promise<WireSink> {
@@ -162,6 +167,10 @@ export class WireSink {
     this.inflight.add(p);
     while (this.inflight.size >= this.depth && !this.failure) await Promise.race(this.inflight);
     if (this.failure) throw this.failure;
+  }
+
+  connectionId(): number | undefined {
+    return this.conn.threadId ?? undefined;
   }
 
   /** Resolves once the server has executed everything sent so far. */

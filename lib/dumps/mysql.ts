@@ -272,6 +272,9 @@ class Session implements MysqlSession {
       eventsSkipped ? '--skip-events' : '--events',
       '--triggers',
       '--hex-blob',
+      // System-versioned tables with their history rows (row_start/row_end kept; the dump sets
+      // system_versioning_insert_history for them): without it only the current rows come back.
+      ...(dumpsHistory(this.versions) ? ['--dump-history'] : []),
       `--max-allowed-packet=${this.cfg.max_allowed_packet}`,
       '--default-character-set=utf8mb4',
       // No --databases: the dump carries no CREATE DATABASE/USE, so it loads into any name.
@@ -452,4 +455,16 @@ export function unescapeBatch(text: string): string {
 /** Tab-separated rows of `mariadb --batch --skip-column-names` output. */
 function rowsOf(stdout: string): string[][] {
   return stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+}
+
+/**
+ * mariadb-dump has --dump-history from 10.11, and a server before 10.11 cannot take history rows
+ * back (no system_versioning_insert_history). Works with --single-transaction (one snapshot).
+ */
+export function dumpsHistory(versions: ServerVersions): boolean {
+  const at = (text: string, re: RegExp): number[] | undefined => re.exec(text)?.slice(1, 3).map(Number);
+  const client = at(versions.client, /Distrib (\d+)\.(\d+)[^,]*MariaDB/i) ?? at(versions.client, /from (\d+)\.(\d+)[^,]*MariaDB/i);
+  const server = at(versions.server, /^(\d+)\.(\d+)\.\d+-MariaDB/i);
+  const atLeast = (v: number[] | undefined): boolean => !!v && (v[0]! > 10 || (v[0] === 10 && v[1]! >= 11));
+  return atLeast(client) && atLeast(server);
 }
