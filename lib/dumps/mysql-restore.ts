@@ -14,7 +14,8 @@ import { unescapeBatch, type MysqlSession } from './mysql.js';
 import type { AccountsRequest, AccountWork, Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 import { prepareMysqlAccounts } from './mysql-accounts.js';
 import { parseAccount, type AccountKey } from './mysql-accounts-parse.js';
-import { propsFromDump, propsOfDetails, retargetIndex } from './mysql-database-props.js';
+import { altersDatabase, propsFromDump, propsOfDetails, retargetIndex } from './mysql-database-props.js';
+import { RestoreError } from '../errors.js';
 
 /**
  * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into
@@ -143,6 +144,14 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         const doing = `loading ${dump.path}`;
         const openRows = 'target' in wire ? (charset: RowCharset) => WireSink.open(wire.target, database, doing, packetBytes(s.cfg.max_allowed_packet), charset) : undefined;
         const mappedIndex = await ready?.index;
+        // A file the lexer cannot prove goes through one client as it is: its ALTER DATABASE lines
+        // cannot be aimed at the new name, and loaded as they are they would alter the original.
+        if (mappedIndex?.serial !== undefined && renamed !== undefined && altersDatabase(mappedIndex, renamed)) {
+          throw new RestoreError(
+            `cannot load the dump of '${renamed}' under the name '${database}': it sets the database's collation around its routines (ALTER DATABASE \`${renamed}\`), and its statements cannot be proven apart (${mappedIndex.serial}) to aim those at '${database}'; restore it under its own name, or load it by hand`,
+            { database },
+          );
+        }
         const index = mappedIndex && renamed !== undefined ? retargetIndex(mappedIndex, renamed, database) : mappedIndex;
         const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: Math.max(1, options.connections), openRows, signal, secrets: s.secrets, index });
         const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
