@@ -363,7 +363,7 @@ describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
       try {
         const dump = { path: join(result.dir, src.path!), compression: src.compression, format: 'sql' as const, map: { path: mapFile, sha256: src.map!.sha256 } };
         target.prefetch?.(dump);
-        await target.createDatabase(db);
+        await target.createDatabase(db, undefined);
         await target.load(db, dump);
       } finally {
         await target.close();

@@ -80,7 +80,7 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       const [exists, objects] = (rows[0] ?? []).map(Number);
       return !exists ? 'missing' : objects ? 'non-empty' : 'empty';
     },
-    async createDatabase(database, signal) {
+    async createDatabase(database, _from, signal) {
       await s.query(`CREATE DATABASE ${ident(database)} CHARACTER SET utf8mb4`, signal);
     },
     async dropDatabase(database, signal) {

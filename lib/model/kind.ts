@@ -151,7 +151,11 @@ export interface RestoreSession extends DatabaseSession {
   /** Where the session connects, for messages ("/run/mysqld.sock", "host:5432"). */
   readonly where: string;
   databaseState(database: string, signal?: AbortSignal): Promise<DatabaseState>;
-  createDatabase(database: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Create `database`; with `from`, as the dumped database was (PostgreSQL: encoding, locale,
+   * owner from the archive; its settings, privileges and comment follow in load()).
+   */
+  createDatabase(database: string, from: DumpFile | undefined, signal?: AbortSignal): Promise<void>;
   dropDatabase(database: string, signal?: AbortSignal): Promise<void>;
   /**
    * Create the accounts the dump needs (MariaDB: users with grants on `database` and DEFINER

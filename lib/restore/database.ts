@@ -98,7 +98,14 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
   try {
     if (before !== 'missing') await session.dropDatabase(into, signal);
-    await session.createDatabase(into, signal);
+  } catch (err) {
+    // Nothing was dropped: the database is as it was (the safety dump is kept all the same).
+    const why = err instanceof Error ? err.message : String(err);
+    log.error(`restore of ${kind} '${into}' failed: ${why}`);
+    throw new RestoreError(`${kind} restore of '${into}' failed: it could not be dropped to be replaced: ${why}; '${into}' was not replaced${safetyDump ? ` (a safety dump of it is in ${safetyDump.file})` : ''}`, { kind, database: into, safetyDump: safetyDump?.file }, { cause: err });
+  }
+  try {
+    await session.createDatabase(into, dump, signal);
     await session.load(into, dump, signal);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
@@ -106,11 +113,12 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     try {
       await session.dropDatabase(into);
       if (safetyDump) {
-        await session.createDatabase(into);
-        await session.load(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format });
+        const previous: DumpFile = { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format };
+        await session.createDatabase(into, previous);
+        await session.load(into, previous);
         state = `'${into}' holds its previous content again: loaded back from the safety dump ${safetyDump.file}, which is kept`;
       } else if (before === 'empty') {
-        await session.createDatabase(into);
+        await session.createDatabase(into, undefined);
         state = `'${into}' is empty again, as it was`;
       } else {
         state = `'${into}' was dropped again: nothing half-restored is left`;
