@@ -10,6 +10,7 @@ const NOUN: Record<string, string> = {
   relations: 'relation',
   functions: 'function',
   types: 'type',
+  database: 'database property',
 };
 const MAX_NAMES = 5;
 

@@ -1,10 +1,14 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackupError, ConfigError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
+import { osUser } from '../os-user.js';
+import { cmd, type Command } from '../run/command.js';
+import { run } from '../run/run.js';
+import { resolveTool } from '../run/which.js';
 
 /** "MariaDB 10.11" from "10.11.6-MariaDB-0+deb12u1"; "MySQL 8.0" from "8.0.36". */
 export function mysqlMajor(version: string): string {
@@ -19,6 +23,46 @@ export function postgresMajor(version: string): string {
   return Number(m[1]) >= 10 ? m[1]! : `${m[1]}.${m[2] ?? '0'}`;
 }
 
+/** The OS user verify's PostgreSQL servers run as, made on first use: a system user, no login. */
+export const VERIFY_OS_USER = 'apiscp-backup-verify';
+
+async function ensureVerifyUser(): Promise<string> {
+  if (osUser(VERIFY_OS_USER)) return VERIFY_OS_USER;
+  const useradd = resolveTool('useradd', 'passwd', 'shadow-utils');
+  const nologin = ['/usr/sbin/nologin', '/sbin/nologin'].find((p) => existsSync(p)) ?? '/bin/false';
+  try {
+    await run(cmd(useradd, ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', nologin, '--comment', 'apiscp-backup verify servers', VERIFY_OS_USER]));
+  } catch (err) {
+    // Another verify made it at the same moment.
+    if (!osUser(VERIFY_OS_USER)) throw err;
+  }
+  return VERIFY_OS_USER;
+}
+
+/** Where live servers keep their sockets and data: covered (empty, mode 000) inside the namespace. */
+const LIVE_DIRS = ['/run/postgresql', '/var/run/postgresql', '/run/mysqld', '/var/run/mysqld', '/var/lib/mysql', '/var/lib/pgsql', '/var/lib/postgresql', '/home/virtual'];
+
+/**
+ * `command` (pg_ctl start, carrying its uid/gid) in new mount and network namespaces: no TCP to
+ * anything (only a loopback that is down), the live servers' directories covered, then the
+ * switch to the command's user. The postmaster pg_ctl leaves behind stays in them.
+ */
+function isolated(command: Command): Command {
+  const unshare = resolveTool('unshare', 'util-linux', 'util-linux');
+  const setpriv = resolveTool('setpriv', 'util-linux', 'util-linux');
+  const script = [
+    'for d in ' + LIVE_DIRS.map((d) => `'${d}'`).join(' ') + '; do',
+    '  if [ -d "$d" ] && [ ! -L "$d" ]; then mount -t tmpfs -o size=4k,mode=000 asb-verify-hidden "$d" || exit 1; fi',
+    'done',
+    'exec "$@"',
+  ].join('\n');
+  const user = ['--reuid', String(command.uid), '--regid', String(command.gid), '--clear-groups'];
+  return cmd(unshare, ['--mount', '--net', '--fork', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'asb-verify', setpriv, ...user, '--', command.file, ...command.args], {
+    env: command.env,
+    cwd: command.cwd,
+  });
+}
+
 /**
  * Throwaway servers for verify, started on first use: private data directories and sockets
  * below one directory in `verify.work_dir`, no TCP, thrown away by destroy(). Loads are made
@@ -30,7 +74,7 @@ export class ThrowawayServers {
   private mysql?: Promise<MariadbServer>;
   private readonly postgres = new Map<string, Promise<PostgresServer>>();
 
-  constructor(workDir: string, private readonly log: Logger) {
+  constructor(workDir: string, readonly log: Logger) {
     this.workDir = workDir;
     try {
       this.dir = mkdtempSync(join(workDir, 'asb-verify-'));
@@ -53,12 +97,18 @@ export class ThrowawayServers {
     return server;
   }
 
-  /** A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). */
+  /**
+   * A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). It
+   * runs as an OS user of its own, not `postgres` (who owns the live cluster's files): what a
+   * dump gets to run as the superuser there (COPY … TO PROGRAM) runs as nobody of importance,
+   * in a network namespace of its own and with the live servers' socket and data directories
+   * covered by empty mounts.
+   */
   async postgresFor(serverVersion: string): Promise<PostgresServer> {
     const major = postgresMajor(serverVersion);
     let server = this.postgres.get(major);
     if (!server) {
-      server = startPostgres({ baseDir: join(this.dir, `pg${major}`), major });
+      server = ensureVerifyUser().then((user) => startPostgres({ baseDir: join(this.dir, `pg${major}`), major, osUser: user, wrapStart: (c) => isolated(c) }));
       this.postgres.set(major, server);
     }
     return server;
