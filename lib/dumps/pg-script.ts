@@ -12,7 +12,7 @@ export interface ScriptPart {
 }
 
 /** Where the literal or comment that starts at `i` ends (the index after it), or -1 when none starts there. */
-function skipLiteral(s: string, i: number): number {
+export function skipLiteral(s: string, i: number): number {
   const c = s[i]!;
   if (c === "'" || ((c === 'E' || c === 'e') && s[i + 1] === "'" && !isWordChar(s[i - 1]))) {
     // E'…' honours backslash escapes; a plain literal under standard_conforming_strings does not.

@@ -1,7 +1,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MissingDependencyError } from '../errors.js';
+import { MissingDependencyError, RestoreError } from '../errors.js';
+import { codeRunDuringLoad } from './pg-load-guard.js';
 import { cmd, type Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { run } from '../run/run.js';
@@ -65,16 +66,16 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       await s.sql(maintenance, `DROP DATABASE IF EXISTS ${pgIdent(database)}${major >= 13 ? ' WITH (FORCE)' : ''}`, signal);
     },
     async ensureAccounts(_database, dump, accounts, signal) {
-      if (!accounts) return [];
       const scratch = await mkdtemp(join(tmpdir(), 'asb-pgacc-'));
       try {
-        await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
-        const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
         // Everything but the data, the database's own entries included (owner, grantees, role
         // settings, large objects' owners): read by pg_restore from the file itself, which it
         // can seek in, so it never reads the data and no feeder is cut off.
-        const file = await archiveFile(dump, scratch, signal);
-        const schema = (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
+        const schema = await schemaOf(s, dump, scratch, signal);
+        refuseCodeRunDuringLoad(schema);
+        if (!accounts) return [];
+        await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
+        const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
         const existing = new Set(
           (await s.sql(maintenance, `SELECT encode(convert_to(rolname, 'UTF8'), 'hex') FROM pg_roles`, signal))
             .split('\n')
@@ -96,6 +97,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       try {
         // Owners as dumped (never --no-owner): PostgreSQL then builds indexes and refreshes
         // materialized views as their owner, not as the superuser pg_restore connects as.
+        refuseCodeRunDuringLoad(await schemaOf(s, dump, scratch, signal));
         const args = ['--no-password', '--exit-on-error', '--single-transaction', `--dbname=${conninfoDbname(database)}`];
         await pipeToFile([decompressorCommand(packing(dump), dump.path), s.tool('pgRestore', args)], join(scratch, 'out'), { signal });
         // Settings, limits, privileges and the comment of the database itself: after the content,
@@ -116,6 +118,21 @@ async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: str
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** The archive's SQL without its data (pg_restore as us, on the file: no server, no pipe). */
+async function schemaOf(s: PostgresSession, dump: DumpFile, scratch: string, signal?: AbortSignal): Promise<string> {
+  const file = await archiveFile(dump, scratch, signal);
+  return (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
+}
+
+function refuseCodeRunDuringLoad(schema: string): void {
+  const found = codeRunDuringLoad(schema);
+  if (found.length === 0) return;
+  const shown = found.slice(0, 3).join('; ') + (found.length > 3 ? `; and ${found.length - 3} more` : '');
+  throw new RestoreError(
+    `refusing to load it: its rows would be checked by functions of the dump's own, which pg_restore would run as the superuser (${shown}); load it as the owning role yourself if you trust it`,
+  );
 }
 
 function catBin(): string {
