@@ -24,7 +24,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   const maintenance = s.maintenanceDb;
   const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
-  const maintenancePsql = (): Command => s.tool('psql', ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'], maintenance);
+  const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
   return {
     kind: 'postgresql',
     versions: s.versions,
@@ -59,7 +59,9 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
           .filter(Boolean)
           .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8'));
         for (const sub of subs) {
-          await s.sql(database, `ALTER SUBSCRIPTION ${pgIdent(sub)} DISABLE; ALTER SUBSCRIPTION ${pgIdent(sub)} SET (slot_name = NONE); DROP SUBSCRIPTION ${pgIdent(sub)}`, signal);
+          // One statement per call: DROP SUBSCRIPTION refuses to run inside a transaction block.
+          for (const step of ['DISABLE', 'SET (slot_name = NONE)']) await s.sql(database, `ALTER SUBSCRIPTION ${pgIdent(sub)} ${step}`, signal);
+          await s.sql(database, `DROP SUBSCRIPTION ${pgIdent(sub)}`, signal);
         }
       }
       // FORCE (13+): a restore must not wait for the site's open connections.
@@ -71,7 +73,8 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
         // Everything but the data, the database's own entries included (owner, grantees, role
         // settings, large objects' owners): read by pg_restore from the file itself, which it
         // can seek in, so it never reads the data and no feeder is cut off.
-        const schema = await schemaOf(s, dump, scratch, signal);
+        const file = await archiveFile(dump, scratch, signal);
+        const schema = await schemaOf(s, file, signal);
         refuseCodeRunDuringLoad(schema);
         if (!accounts) return [];
         await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
@@ -97,13 +100,15 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       try {
         // Owners as dumped (never --no-owner): PostgreSQL then builds indexes and refreshes
         // materialized views as their owner, not as the superuser pg_restore connects as.
-        refuseCodeRunDuringLoad(await schemaOf(s, dump, scratch, signal));
+        refuseCodeRunDuringLoad(await schemaOf(s, await archiveFile(dump, scratch, signal), signal));
         const args = ['--no-password', '--exit-on-error', '--single-transaction', `--dbname=${conninfoDbname(database)}`];
         await pipeToFile([decompressorCommand(packing(dump), dump.path), s.tool('pgRestore', args)], join(scratch, 'out'), { signal });
         // Settings, limits, privileges and the comment of the database itself: after the content,
         // so a dumped default_transaction_read_only or CONNECTION LIMIT cannot get in its way.
+        // Connected to the database itself, as pg_restore -C would be: the comment (a shared
+        // catalog's text, kept as the bytes pg_dump read) then arrives unconverted.
         const scripts = await readDatabaseScripts(s, dump, database, signal);
-        if (scripts.after) await runScript(maintenancePsql(), catBin(), scripts.after, signal);
+        if (scripts.after) await runScript(s.tool('psql', PSQL_SCRIPT, database), catBin(), scripts.after, signal);
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
@@ -121,8 +126,7 @@ async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: str
 }
 
 /** The archive's SQL without its data (pg_restore as us, on the file: no server, no pipe). */
-async function schemaOf(s: PostgresSession, dump: DumpFile, scratch: string, signal?: AbortSignal): Promise<string> {
-  const file = await archiveFile(dump, scratch, signal);
+async function schemaOf(s: PostgresSession, file: string, signal?: AbortSignal): Promise<string> {
   return (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
 }
 
@@ -140,6 +144,8 @@ function catBin(): string {
   if (!bin) throw new MissingDependencyError('cat', 'coreutils', 'coreutils');
   return bin;
 }
+
+const PSQL_SCRIPT = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'];
 
 const USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
