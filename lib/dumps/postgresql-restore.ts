@@ -86,9 +86,10 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
             .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
         );
         const plan = roleStatements(globals, referencedRoles(schema), existing);
-        // Password hashes: on stdin, never on argv.
+        // Password hashes: on stdin, never on argv. One transaction: every role or none, so a
+        // failure here leaves the server as it was.
         if (plan.statements.length) {
-          await run(s.tool('psql', ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'], maintenance), { input: plan.statements.join('\n') + '\n', signal });
+          await run(s.tool('psql', [...PSQL_SCRIPT, '--single-transaction'], maintenance), { input: plan.statements.join('\n') + '\n', signal });
         }
         return plan.created;
       } finally {
