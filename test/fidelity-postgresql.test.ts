@@ -7,10 +7,14 @@
  * original and without it, after DROP DATABASE (and DROP ROLE), and --force over a changed
  * copy. Then a tenant's database that tries to run code as the superuser during the load.
  */
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { osUser } from '../lib/os-user.js';
+import { cmd } from '../lib/run/command.js';
+import { run } from '../lib/run/run.js';
 import type { Servers } from '../lib/sandbox/servers.js';
+import { replaceDump } from './helpers/dump-files.js';
 import { assertBuilt } from './helpers/e2e.js';
 import { pgDatabaseFingerprint, pgRoles, type PgFingerprint } from './helpers/pg-fidelity.js';
 import { sandboxPool, type Sandbox } from './helpers/sandbox.js';
@@ -224,13 +228,43 @@ describe('PostgreSQL restore fidelity', () => {
   });
 });
 
-describe("a tenant's database that tries to run code as the superuser", () => {
-  // Where the tenant's functions write (world-writable: whoever runs them can, if it gets to).
-  const marks = mkdtempSync('/var/tmp/asb-pwn-');
-  chmodSync(marks, 0o1777);
-  let tenant: Sandbox;
+describe('an archive made before dumps had --create', () => {
+  it('still restores: the content identical, the database itself with the server defaults', async () => {
+    const scratch = mkdtempSync('/var/tmp/asb-olddump-');
+    chmodSync(scratch, 0o777);
+    try {
+      const pg = osUser('postgres')!;
+      const env = { PGHOST: servers.postgres.socketDir, PGPORT: String(servers.postgres.port), PGUSER: 'postgres', PGDATABASE: 'fid_objects', HOME: pg.home };
+      await run(cmd(join(servers.postgres.binDir, 'pg_dump'), ['--format=custom', '--no-password', `--file=${join(scratch, 'old.dump')}`], { env, uid: pg.uid, gid: pg.gid, cwd: '/' }));
+      const runDir = join(sb.dumpsDir, sb.latest()!);
+      replaceDump(runDir, 'fid_objects', readFileSync(join(scratch, 'old.dump')), { keepManifestHash: false, kind: 'postgresql' });
+      const r = await sb.cli(['restore', 'db', 'fid_objects', '--into', 'fid_objects_old']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const { database, ...content } = await fp('fid_objects_old');
+      const { database: dumped, ...originalContent } = original.fid_objects!;
+      expect(content).toEqual(originalContent);
+      expect(dumped).toContain('owner fid_owner');
+      expect(database).toContain('owner postgres');
+      expect(database).toContain('acl default');
+      await sql('DROP DATABASE fid_objects_old');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
 
-  afterAll(() => rmSync(marks, { recursive: true, force: true }));
+describe("a tenant's database that tries to run code as the superuser", () => {
+  let tenant: Sandbox;
+  // Where the tenant's functions write (world-writable: whoever runs them can, if it gets to).
+  let marks: string;
+
+  beforeAll(() => {
+    marks = mkdtempSync('/var/tmp/asb-pwn-');
+    chmodSync(marks, 0o1777);
+  });
+  afterAll(() => {
+    if (marks) rmSync(marks, { recursive: true, force: true });
+  });
 
   it('index, trigger, default, matview: run + verify + restore db write nothing; CHECK and generated columns are refused by both', async () => {
     await sql(`CREATE ROLE evil_tenant LOGIN PASSWORD 'pw'; CREATE DATABASE tenant_evil OWNER evil_tenant; CREATE DATABASE tenant_check OWNER evil_tenant`);
