@@ -229,7 +229,9 @@ describe('PostgreSQL restore fidelity', () => {
 });
 
 describe('an archive made before dumps had --create', () => {
-  it('still restores: the content identical, the database itself with the server defaults', async () => {
+  // pg_dump 15 writes the DATABASE entries into every custom-format archive; --create only makes
+  // pg_dump itself say so. A dump from before is restored as completely.
+  it('restores identical too', async () => {
     const scratch = mkdtempSync('/var/tmp/asb-olddump-');
     chmodSync(scratch, 0o777);
     try {
@@ -240,12 +242,7 @@ describe('an archive made before dumps had --create', () => {
       replaceDump(runDir, 'fid_objects', readFileSync(join(scratch, 'old.dump')), { keepManifestHash: false, kind: 'postgresql' });
       const r = await sb.cli(['restore', 'db', 'fid_objects', '--into', 'fid_objects_old']);
       expect(r.exitCode, r.stderr).toBe(0);
-      const { database, ...content } = await fp('fid_objects_old');
-      const { database: dumped, ...originalContent } = original.fid_objects!;
-      expect(content).toEqual(originalContent);
-      expect(dumped).toContain('owner fid_owner');
-      expect(database).toContain('owner postgres');
-      expect(database).toContain('acl default');
+      expect(await fp('fid_objects_old')).toEqual(original.fid_objects);
       await sql('DROP DATABASE fid_objects_old');
     } finally {
       rmSync(scratch, { recursive: true, force: true });

@@ -144,9 +144,10 @@ export class PostgresSession implements DatabaseSession {
   async planDatabase(database: string): Promise<DumpSpec> {
     const pgRestore = this.tools.pgRestore;
     // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
-    // --create: the archive then holds the database itself (encoding, locale, owner, its
-    // privileges, comment and settings); a restore under any name applies them (pg_restore
-    // without -C skips those entries, so the content loads the same either way).
+    // --create: the archive holds the database itself (encoding, locale, owner, its privileges,
+    // comment and settings; pg_dump 15 writes these entries into custom archives anyway, --create
+    // makes sure of it). A restore under any name applies them; pg_restore without -C skips
+    // them, so the content loads the same either way.
     const command = toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--create', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database);
     return {
       kind: 'postgresql',
