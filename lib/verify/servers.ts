@@ -50,8 +50,11 @@ const LIVE_DIRS = ['/run/postgresql', '/var/run/postgresql', '/run/mysqld', '/va
 function isolated(command: Command): Command {
   const unshare = resolveTool('unshare', 'util-linux', 'util-linux');
   const setpriv = resolveTool('setpriv', 'util-linux', 'util-linux');
+  // A verify.work_dir below one of them (unusual) keeps that one visible: the data must be.
+  const dataDir = command.args[command.args.indexOf('-D') + 1] ?? '';
+  const hidden = LIVE_DIRS.filter((d) => dataDir !== d && !dataDir.startsWith(`${d}/`));
   const script = [
-    'for d in ' + LIVE_DIRS.map((d) => `'${d}'`).join(' ') + '; do',
+    'for d in ' + hidden.map((d) => `'${d}'`).join(' ') + '; do',
     '  if [ -d "$d" ] && [ ! -L "$d" ]; then mount -t tmpfs -o size=4k,mode=000 asb-verify-hidden "$d" || exit 1; fi',
     'done',
     'exec "$@"',
