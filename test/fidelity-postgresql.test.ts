@@ -322,6 +322,11 @@ describe("a tenant's database that tries to run code as the superuser", () => {
     expect(refused.exitCode).toBe(8);
     expect(refused.stderr).toMatch(/failed before anything was loaded: refusing to load it: .*CHECK calls public\.wrap\(\).*'tenant_check' was not touched/);
     expect(await fp('tenant_check')).toEqual(before.check);
+    // A clean dump over it: its safety dump could not be loaded back, so it is not dropped.
+    const over = await tenant.cli(['restore', 'db', 'tenant_evil', '--into', 'tenant_check', '--force']);
+    expect(over.exitCode).toBe(8);
+    expect(over.stderr).toMatch(/its safety dump \S+ could not be loaded back if the restore failed \(refusing to load it: .*\); 'tenant_check' was not replaced/);
+    expect(await fp('tenant_check')).toEqual(before.check);
     await sql('DROP DATABASE tenant_check');
     const fresh = await tenant.cli(['restore', 'db', 'tenant_check']);
     expect(fresh.exitCode).toBe(8);

@@ -96,6 +96,16 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
   }
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
+  if (safetyDump) {
+    // The first look inside the safety dump too (PostgreSQL refuses a dump whose rows its own
+    // functions check): what could not be loaded back is not dropped.
+    try {
+      await session.ensureAccounts(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format }, undefined, signal);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new RestoreError(`${kind} restore of '${into}' failed: its safety dump ${safetyDump.file} could not be loaded back if the restore failed (${why}); '${into}' was not replaced`, { kind, database: into, safetyDump: safetyDump.file }, { cause: err });
+    }
+  }
   try {
     if (before !== 'missing') await session.dropDatabase(into, signal);
   } catch (err) {
