@@ -6,11 +6,33 @@ import { fromHex, sortedNames, type Inventory, type InventoryProbe } from '../mo
  * The PostgreSQL inventory of one database: relations (relkind first: r table, p partitioned,
  * v view, m materialized view, S sequence, f foreign table), functions with their argument
  * types, types (enums, domains, ranges, composite and base types; not the array and row types
- * PostgreSQL makes by itself), the number of large objects, and count(*) of every table.
+ * PostgreSQL makes by itself), the number of large objects, the database's own properties
+ * (encoding, locale, owner, privileges, comment, settings), and count(*) of every table.
  * query_to_xml runs each count inside this statement, so all of it sees one snapshot. One
  * tab-separated column per line, whatever psql's field separator.
  */
 const HEX = (expr: string): string => `encode(convert_to(${expr}, 'UTF8'), 'hex')`;
+
+/**
+ * The database itself, one "name value" per property: what a restore under another name must
+ * bring back too. to_jsonb reads the locale columns of every major version (daticulocale in
+ * 15-16, datlocale from 17) without naming one that does not exist.
+ */
+const DATABASE_PROPERTIES = `
+SELECT 'encoding ' || pg_encoding_to_char(d.encoding) AS p FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'collate ' || d.datcollate FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'ctype ' || d.datctype FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'locale provider ' || coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'locale ' || coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') FROM pg_database d WHERE d.datname = current_database() AND coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') IS NOT NULL
+UNION ALL SELECT 'icu rules ' || (to_jsonb(d) ->> 'daticurules') FROM pg_database d WHERE d.datname = current_database() AND to_jsonb(d) ->> 'daticurules' IS NOT NULL
+UNION ALL SELECT 'owner ' || pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'connection limit ' || d.datconnlimit FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'template ' || d.datistemplate FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'privileges ' || coalesce((SELECT string_agg(a::text, ' ' ORDER BY a::text) FROM unnest(d.datacl) a), 'default') FROM pg_database d WHERE d.datname = current_database()
+UNION ALL SELECT 'comment ' || c.description FROM pg_database d JOIN pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass WHERE d.datname = current_database()
+UNION ALL SELECT CASE WHEN s.setrole = 0 THEN 'setting ' ELSE 'setting of role ' || pg_get_userbyid(s.setrole) || ': ' END || c
+  FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase CROSS JOIN unnest(s.setconfig) c WHERE d.datname = current_database()
+`;
 
 /** `countMaxBytes`: tables larger than this (pg_relation_size) are listed but not counted (-1 in `rows`). */
 export const pgInventorySql = (countMaxBytes?: number): string => `
@@ -33,13 +55,15 @@ SELECT 'types', ${HEX("t.typtype::text || ' ' || ns.nspname || '.' || t.typname"
 UNION ALL
 SELECT 'lo', '', count(*)::text FROM pg_largeobject_metadata
 UNION ALL
+SELECT 'database', ${HEX('p')}, '' FROM (${DATABASE_PROPERTIES}) props
+UNION ALL
 SELECT 'rows', ${HEX("nspname || '.' || relname")},
   ${countMaxBytes === undefined ? '' : `CASE WHEN pg_relation_size(oid) > ${Math.floor(countMaxBytes)} THEN '-1' ELSE `}(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', nspname, relname), false, true, '')))[1]::text${countMaxBytes === undefined ? '' : ' END'}
   FROM rel WHERE relkind = 'r'
 ) inventory`;
 
 export function parsePgInventory(text: string, rowsFrom: Inventory['rowsFrom'], ms: number): Inventory {
-  const objects: Record<string, string[]> = { relations: [], functions: [], types: [] };
+  const objects: Record<string, string[]> = { relations: [], functions: [], types: [], database: [] };
   const rows: Record<string, number> = {};
   const rowsNotCounted: Record<string, string> = {};
   let largeObjects = 0;

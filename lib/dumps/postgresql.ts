@@ -121,6 +121,11 @@ export class PostgresSession implements DatabaseSession {
     return query(this.conn, this.tools.psql, database, sql, signal);
   }
 
+  /** The absolute path of one of the server major version's own tools (for work without a server). */
+  toolPath(tool: PgTool): string {
+    return this.tools[tool];
+  }
+
   /** One of the server major version's own tools, connected through the environment. */
   tool(tool: PgTool, args: string[], database?: string): Command {
     return toolCommand(this.conn, this.tools[tool], args, database);
@@ -139,7 +144,11 @@ export class PostgresSession implements DatabaseSession {
   async planDatabase(database: string): Promise<DumpSpec> {
     const pgRestore = this.tools.pgRestore;
     // -Fc: compressed, restorable selectively and in parallel; one snapshot for the whole dump.
-    const command = toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database);
+    // --create: the archive holds the database itself (encoding, locale, owner, its privileges,
+    // comment and settings; pg_dump 15 writes these entries into custom archives anyway, --create
+    // makes sure of it). A restore under any name applies them; pg_restore without -C skips
+    // them, so the content loads the same either way.
+    const command = toolCommand(this.conn, this.tools.pgDump, ['--format=custom', '--create', '--no-password', `--lock-wait-timeout=${durationMs(this.cfg.lock_wait_timeout)}`], database);
     return {
       kind: 'postgresql',
       database,

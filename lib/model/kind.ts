@@ -195,9 +195,10 @@ export interface RestoreSession extends DatabaseSession {
   readonly where: string;
   databaseState(database: string, signal?: AbortSignal): Promise<DatabaseState>;
   /**
-   * Create `database`; with `from`, with the dumped database's own properties (MariaDB: its
-   * character set and collation, recorded at dump time or read from the dump, else the server's
-   * default and a log line saying so).
+   * Create `database`; with `from`, as the dumped database was (MariaDB: its character set and
+   * collation, recorded at dump time or read from the dump, else the server's default and a log
+   * line saying so; PostgreSQL: encoding, locale and owner from the archive, its settings,
+   * privileges and comment following in load()).
    */
   createDatabase(database: string, from: DumpFile | undefined, signal?: AbortSignal): Promise<void>;
   dropDatabase(database: string, signal?: AbortSignal): Promise<void>;

@@ -108,11 +108,29 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
   }
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
+  if (safetyDump) {
+    // The first look inside the safety dump too (PostgreSQL refuses a dump whose rows its own
+    // functions check): what could not be loaded back is not dropped.
+    try {
+      await session.ensureAccounts(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format }, undefined, signal);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new RestoreError(`${kind} restore of '${into}' failed: its safety dump ${safetyDump.file} could not be loaded back if the restore failed (${why}); '${into}' was not replaced`, { kind, database: into, safetyDump: safetyDump.file }, { cause: err });
+    }
+  }
   let report: AccountReport | undefined;
   try {
     // Accounts first (a DEFINER must exist), then the objects, then the grants on them.
     await work?.beforeLoad();
     if (before !== 'missing') await session.dropDatabase(into, signal);
+  } catch (err) {
+    // Nothing was dropped: the database is as it was (the safety dump is kept all the same).
+    const why = err instanceof Error ? err.message : String(err);
+    const undone = await undoAccounts(work);
+    log.error(`restore of ${kind} '${into}' failed: ${why}`);
+    throw new RestoreError(`${kind} restore of '${into}' failed before it was replaced: ${why}; '${into}' was not replaced${safetyDump ? ` (a safety dump of it is in ${safetyDump.file})` : ''}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped }, { cause: err });
+  }
+  try {
     await session.createDatabase(into, dump, signal);
     await session.load(into, dump, signal);
     report = await work?.afterLoad();
@@ -135,17 +153,21 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     } catch (again) {
       state = `and cleaning up failed too (${again instanceof Error ? again.message : String(again)}): '${into}' may be incomplete${safetyDump ? `; its previous content is in ${safetyDump.file}` : ''}`;
     }
-    let dropped: string[] = [];
-    try {
-      dropped = (await work?.undo()) ?? [];
-      if (dropped.length) state += `; the account(s) it had created were dropped again: ${dropped.join(', ')}`;
-    } catch (again) {
-      state += `; dropping the account(s) it had created failed (${again instanceof Error ? again.message : String(again)}): ${work?.created.join(', ')} may be left`;
-    }
+    const undone = await undoAccounts(work);
     log.error(`restore of ${kind} '${into}' failed: ${why}`);
-    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: dropped }, { cause: err });
+    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped }, { cause: err });
   }
   return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file };
+}
+
+/** Drop the accounts a failed restore created; what to add to its message. */
+async function undoAccounts(work: AccountWork | undefined): Promise<{ dropped: string[]; text: string }> {
+  try {
+    const dropped = (await work?.undo()) ?? [];
+    return { dropped, text: dropped.length ? `; the account(s) it had created were dropped again: ${dropped.join(', ')}` : '' };
+  } catch (again) {
+    return { dropped: [], text: `; dropping the account(s) it had created failed (${again instanceof Error ? again.message : String(again)}): ${work?.created.join(', ')} may be left` };
+  }
 }
 
 /**

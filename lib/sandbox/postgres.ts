@@ -36,6 +36,13 @@ export interface StartPostgresOptions {
   wrapStart?: (command: Command) => Command;
   /** Server major version ("15"): its own binaries, as a restore or verify of a dump needs. Default: the newest installed. */
   major?: string;
+  /**
+   * The OS user the cluster runs as (default `postgres`). Another user (verify's) gets a private
+   * base directory (0711: only the socket directory below is reachable), and its superuser role
+   * `postgres` answers to that OS user and to OS `postgres` (peer, through a map); every other
+   * role is refused (nothing but our own tools has business there).
+   */
+  osUser?: string;
 }
 
 // sockaddr_un.sun_path is 108 bytes; ".s.PGSQL.65535" plus a slash needs 15 of them.
@@ -48,8 +55,10 @@ const MAX_SOCKET_DIR = 107 - 15;
  * Authentication mirrors a typical server: `postgres` by peer, every other role by password.
  */
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresServer> {
-  const pg = osUser('postgres');
-  if (!pg) throw new MissingDependencyError('user postgres', 'postgresql', 'postgresql-server');
+  const runAs = opts.osUser ?? 'postgres';
+  const own = runAs !== 'postgres';
+  const pg = osUser(runAs);
+  if (!pg) throw new MissingDependencyError(`user ${runAs}`, 'postgresql', 'postgresql-server');
   const initdb = opts.major === undefined ? findPgTool('initdb') : pgBinDirs(opts.major).map((d) => join(d, 'initdb')).find(isExecutable);
   if (!initdb) throw new MissingDependencyError(`initdb${opts.major ? ` (PostgreSQL ${opts.major})` : ''}`, `postgresql${opts.major ? `-${opts.major}` : ''}`, `postgresql${opts.major ?? ''}-server`);
   const binDir = dirname(initdb);
@@ -67,13 +76,13 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
   const socketDir = join(baseDir, 'sock');
   const logFile = join(baseDir, 'server.log');
   if (socketDir.length > MAX_SOCKET_DIR) throw new Error(`socket directory path too long for a Unix socket: ${socketDir}`);
-  await assertTraversable(baseDir, pg.uid, pg.gid);
+  await assertTraversable(baseDir, pg.uid, pg.gid, runAs);
   await mkdir(socketDir, { recursive: true });
   for (const d of [baseDir, socketDir]) {
     await chown(d, pg.uid, pg.gid);
-    await chmod(d, 0o755);
+    await chmod(d, own && d === baseDir ? 0o711 : 0o755);
   }
-  await writeFile(logFile, '', { mode: 0o640 });
+  await writeFile(logFile, '', { mode: own ? 0o600 : 0o640 });
   await chown(logFile, pg.uid, pg.gid);
 
   const asPostgres = { uid: pg.uid, gid: pg.gid, cwd: baseDir, env: { HOME: pg.home, LC_ALL: 'C.UTF-8' } };
@@ -128,7 +137,12 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         '',
       ].join('\n'),
     );
-    await writeFile(join(dataDir, 'pg_hba.conf'), ['local all postgres peer', 'local all all scram-sha-256', ''].join('\n'));
+    if (own) {
+      await writeFile(join(dataDir, 'pg_ident.conf'), [`own ${runAs} postgres`, 'own postgres postgres', ''].join('\n'));
+      await writeFile(join(dataDir, 'pg_hba.conf'), ['local all postgres peer map=own', 'local all all reject', ''].join('\n'));
+    } else {
+      await writeFile(join(dataDir, 'pg_hba.conf'), ['local all postgres peer', 'local all all scram-sha-256', ''].join('\n'));
+    }
     await start();
   } catch (err) {
     // The server log says why it would not start (shared memory, permissions, a bad setting).
@@ -196,12 +210,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** `postgres` must reach the data dir through every parent; say which one blocks it. */
-async function assertTraversable(dir: string, uid: number, gid: number): Promise<void> {
+/** The server's OS user must reach the data dir through every parent; say which one blocks it. */
+async function assertTraversable(dir: string, uid: number, gid: number, name: string): Promise<void> {
   for (let d = dirname(dir); ; d = dirname(d)) {
     const s = await stat(d);
     const bit = s.uid === uid ? 0o100 : s.gid === gid ? 0o010 : 0o001;
-    if ((s.mode & bit) === 0) throw new Error(`${d} is not traversable by the postgres user (mode ${(s.mode & 0o777).toString(8)}): choose another baseDir`);
+    if ((s.mode & bit) === 0) throw new Error(`${d} is not traversable by the ${name} user (mode ${(s.mode & 0o777).toString(8)}): choose another baseDir`);
     if (d === '/') return;
   }
 }

@@ -10,7 +10,7 @@ const NOUN: Record<string, string> = {
   relations: 'relation',
   functions: 'function',
   types: 'type',
-  database: "database's character set / collation",
+  database: 'database property',
 };
 const MAX_NAMES = 5;
 

@@ -8,10 +8,13 @@ import { accountKey } from '../dumps/mysql-accounts-parse.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
+import { parseConfigText, type LoadedConfig } from '../config/load.js';
+import { resolvePaths } from '../config/paths.js';
+import { MANIFEST } from '../dumps/layout.js';
+import { postgresqlKind } from '../dumps/postgresql.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
 import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
-import { loadDump } from '../sandbox/db-checks.js';
 import type { ThrowawayServers } from './servers.js';
 
 /** No throwaway server to load into (none of that major version, it would not start, no room): the dump is not proven bad. */
@@ -26,12 +29,17 @@ const unavailable = (err: unknown): never => {
 };
 
 const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
-const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
+
+/** The sessions' defaults (timeouts, limits): the target's connection comes from the throwaway server. */
+function defaultConfig(): LoadedConfig {
+  const config = parseConfigText('', undefined);
+  return { config, file: undefined, paths: resolvePaths(config) };
+}
 
 /**
  * Load one dump into a throwaway server and read back the inventory of what arrived, then drop
- * it again (disk space). The one place that knows how a dump is loaded: today the sandbox loader;
- * when every database kind has its own restore, this calls that instead.
+ * it again (disk space). It loads through the kind's RestoreSession, the code `restore db` runs:
+ * a dump that verifies also restores, and every nightly verify exercises the restore's loader.
  */
 export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = []): Promise<Inventory> {
   const database = entry.database!;
@@ -68,15 +76,25 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     }
   }
   if (entry.kind === 'postgresql') {
-    // pg_dump -Fc names no database (without --create): any name loads the same, and the
-    // throwaway cluster's own `postgres` database must not collide with a dump of one.
+    // The same path as `restore db`: the kind's RestoreSession on the throwaway server, the
+    // accounts from the run's globals export, the database created as it was dumped, then the
+    // load with owners as dumped. Any name loads the same (the throwaway cluster's own
+    // `postgres` database must not collide with a dump of one).
     const server = await servers.postgresFor(entry.serverVersion ?? '').catch(unavailable);
     const target = 'asb_verify';
+    const session = await postgresqlKind
+      .openTarget({ loaded: defaultConfig(), log: servers.log, signal }, { host: server.socketDir, port: server.port, user: 'postgres', bin_dir: server.binDir })
+      .catch(unavailable);
     try {
-      await loadDump(entry, runDir, { postgresql: server }, target, { signal, noPrivileges: true });
+      const dump = dumpFileOf(runDir, entry);
+      const globals = readManifestOf(runDir)?.entries.find((e) => e.kind === 'postgresql' && e.object === 'globals' && e.status === 'ok' && e.path);
+      await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
+      await session.createDatabase(target, dump, signal);
+      await session.load(target, dump, signal);
       return parsePgInventory(await server.sql(pgInventorySql(), target), 'snapshot', Date.now() - started);
     } finally {
-      await server.sql(`DROP DATABASE IF EXISTS ${pgIdent(target)}`).catch(() => undefined);
+      await session.dropDatabase(target).catch(() => undefined);
+      await session.close();
     }
   }
   throw new Error(`cannot load a ${entry.kind} dump`);
@@ -96,7 +114,7 @@ function dumpFileOf(runDir: string, entry: ManifestEntry): DumpFile {
 
 function readManifestOf(runDir: string): Manifest | undefined {
   try {
-    return JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+    return JSON.parse(readFileSync(join(runDir, MANIFEST), 'utf8')) as Manifest;
   } catch {
     return undefined;
   }

@@ -5,8 +5,10 @@ import { ExitCode } from '../exit-codes.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { ServerTarget } from '../model/kind.js';
-import { startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
+import { ensureServiceUser, startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
+import { cmd, type Command } from '../run/command.js';
+import { resolveTool } from '../run/which.js';
 
 /** "MariaDB 10.11" from "10.11.6-MariaDB-0+deb12u1"; "MySQL 8.0" from "8.0.36". */
 export function mysqlMajor(version: string): string {
@@ -21,8 +23,35 @@ export function postgresMajor(version: string): string {
   return Number(m[1]) >= 10 ? m[1]! : `${m[1]}.${m[2] ?? '0'}`;
 }
 
-/** The unprivileged OS user verify's throwaway MariaDB runs as (created on first use). */
+/** The unprivileged OS user verify's throwaway servers run as (created on first use: a system user, no login). */
 export const VERIFY_OS_USER = 'apiscp-backup-verify';
+
+/** Where live servers keep their sockets and data: covered (empty, mode 000) inside the namespace. */
+const LIVE_DIRS = ['/run/postgresql', '/var/run/postgresql', '/run/mysqld', '/var/run/mysqld', '/var/lib/mysql', '/var/lib/pgsql', '/var/lib/postgresql', '/home/virtual'];
+
+/**
+ * `command` (pg_ctl start, carrying its uid/gid) in new mount and network namespaces: no TCP to
+ * anything (only a loopback that is down), the live servers' directories covered, then the
+ * switch to the command's user. The postmaster pg_ctl leaves behind stays in them.
+ */
+function isolated(command: Command): Command {
+  const unshare = resolveTool('unshare', 'util-linux', 'util-linux');
+  const setpriv = resolveTool('setpriv', 'util-linux', 'util-linux');
+  // A verify.work_dir below one of them (unusual) keeps that one visible: the data must be.
+  const dataDir = command.args[command.args.indexOf('-D') + 1] ?? '';
+  const hidden = LIVE_DIRS.filter((d) => dataDir !== d && !dataDir.startsWith(`${d}/`));
+  const script = [
+    'for d in ' + hidden.map((d) => `'${d}'`).join(' ') + '; do',
+    '  if [ -d "$d" ] && [ ! -L "$d" ]; then mount -t tmpfs -o size=4k,mode=000 asb-verify-hidden "$d" || exit 1; fi',
+    'done',
+    'exec "$@"',
+  ].join('\n');
+  const user = ['--reuid', String(command.uid), '--regid', String(command.gid), '--clear-groups'];
+  return cmd(unshare, ['--mount', '--net', '--fork', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'asb-verify', setpriv, ...user, '--', command.file, ...command.args], {
+    env: command.env,
+    cwd: command.cwd,
+  });
+}
 
 /**
  * Throwaway servers for verify, started on first use: private data directories and sockets
@@ -75,12 +104,18 @@ export class ThrowawayServers {
     return { socket: server.socket, user: 'root', password_file: empty };
   }
 
-  /** A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). */
+  /**
+   * A PostgreSQL server of the dump server's major version (its own initdb and pg_restore). It
+   * runs as an OS user of its own, not `postgres` (who owns the live cluster's files): what a
+   * dump gets to run as the superuser there (COPY … TO PROGRAM) runs as nobody of importance,
+   * in a network namespace of its own and with the live servers' socket and data directories
+   * covered by empty mounts.
+   */
   async postgresFor(serverVersion: string): Promise<PostgresServer> {
     const major = postgresMajor(serverVersion);
     let server = this.postgres.get(major);
     if (!server) {
-      server = startPostgres({ baseDir: join(this.dir, `pg${major}`), major });
+      server = ensureServiceUser(VERIFY_OS_USER).then(() => startPostgres({ baseDir: join(this.dir, `pg${major}`), major, osUser: VERIFY_OS_USER, wrapStart: (c) => isolated(c) }));
       this.postgres.set(major, server);
     }
     return server;
