@@ -1,11 +1,13 @@
 import { existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, statfs } from 'node:fs/promises';
+import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { Engine, EngineContext } from '../engine/types.js';
 import { BackupError, RestoreError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { makePrivateDir } from '../private-dir.js';
 import { bytes } from '../report/status.js';
 import { hashFile } from '../run/pipeline.js';
 import { describeSource, readManifest, type RestoreSource } from './source.js';
@@ -27,8 +29,8 @@ export interface Staging {
 export async function openStaging(loaded: LoadedConfig): Promise<Staging> {
   const parent = loaded.paths.stagingDir;
   try {
-    await mkdir(parent, { recursive: true, mode: 0o700 });
-    const dir = await mkdtemp(join(parent, 'restore-'));
+    // Never reused by name: a fresh 0700 directory under a parent only root can write (private-dir.ts).
+    const dir = await makePrivateDir(parent, 'restore-', ExitCode.RESTORE_FAILED);
     return { dir, parent, dispose: () => rm(dir, { recursive: true, force: true }) };
   } catch (err) {
     if (isNoSpace(err)) throw noSpace(parent, 'it has no room for the private directory of this restore', err);
@@ -142,7 +144,7 @@ async function freeBytes(dir: string): Promise<number | undefined> {
 }
 
 /** A file's sha256, read as the dumps' own are hashed (one reused buffer, pipeline.ts). */
-export async function sha256(file: string): Promise<string> {
+export async function sha256(file: string | Buffer): Promise<string> {
   const handle = await open(file, 'r');
   try {
     return (await hashFile(handle)).sha256;
