@@ -22,7 +22,7 @@ import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
 import { makeFreshDir, pinDir, type PinnedDir } from './pinned.js';
 import { fetchPaths, openStaging, stageDumps, stageRun } from './stage.js';
-import { diffTrees, display, fromUtf8, readXattrs, walkTree } from './tree.js';
+import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
 /**
  * `restore site siteN` and `restore files siteN PATH…`: plan (which backup, which paths) →
@@ -64,6 +64,8 @@ interface RawPlan {
   readonly missing: string[];
   readonly changed: string[];
   readonly removed: string[];
+  /** Unchanged files hard-linked to a missing or changed one: handed to rsync too, to be linked again. */
+  readonly links: string[];
 }
 
 export interface SiteRestoreOutcome {
@@ -187,7 +189,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         const rawExcludes = excludes.map(fromUtf8);
         const rawUpper = fromUtf8(upper);
         const skip = (rel: string): boolean => rawExcludes.some((x) => `${rawUpper}/${rel}` === x || `${rawUpper}/${rel}`.startsWith(x + '/'));
-        const plan: RawPlan = { missing: [], changed: [], removed: [] };
+        const plan: RawPlan = { missing: [], changed: [], removed: [], links: [] };
         for (const top of scope) {
           const backupDir = join(staging.dir + upper, top);
           const liveDir = join(into, top);
@@ -205,6 +207,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
           const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
           plan.missing.push(...d.missing.map(prefix));
           plan.changed.push(...d.changed.map(prefix));
+          plan.links.push(...linkPartners(backup, new Set([...d.missing, ...d.changed])).map(prefix));
           // A whiteout in the backup, a file in the merged view: it goes (through fst).
           plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
         }
@@ -234,7 +237,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
         done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
         const back = [...r.missing, ...r.changed].sort();
-        await copyEntries(backupRoot, plan.into, back, { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
+        await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
         done.push(`${plan.part}: ${back.length} put back`);
         if (await restoreContexts(jail, back, staging.dir)) selinux = true;
       } finally {

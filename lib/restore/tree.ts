@@ -25,6 +25,9 @@ export interface TreeEntry {
   readonly size: number;
   readonly rdev: number;
   readonly link?: string;
+  /** Inode and link count: files hard-linked together in the backup are put back linked. */
+  readonly ino: number;
+  readonly nlink: number;
 }
 
 export type Tree = Map<string, TreeEntry>;
@@ -65,13 +68,13 @@ export async function walkTree(dir: string, skip: (rel: string) => boolean = () 
         if (link === undefined) continue;
       }
       if (type !== 'dir') {
-        out.set(rel, { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, rdev: st.rdev, link });
+        out.set(rel, { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, rdev: st.rdev, link, ino: st.ino, nlink: st.nlink });
         return;
       }
       const handle = await open(path, DIR_NOFOLLOW).catch(() => undefined);
       if (!handle) continue;
       try {
-        out.set(rel, { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, rdev: st.rdev });
+        out.set(rel, { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: st.size, rdev: st.rdev, ino: st.ino, nlink: st.nlink });
         for (const name of (await readdir(`/proc/self/fd/${handle.fd}`, { encoding: 'buffer' })).sort(Buffer.compare)) {
           const child = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1');
           if (!skip(child)) await visit(at(handle.fd, name), child);
@@ -85,6 +88,16 @@ export async function walkTree(dir: string, skip: (rel: string) => boolean = () 
   };
   await visit(Buffer.from(dir), '');
   return out;
+}
+
+/**
+ * The files hard-linked (in the backup) to one of `back` that `back` lacks: rsync -H links only
+ * files it is given, so a missing link of an unchanged file would come back as a copy.
+ */
+export function linkPartners(backup: Tree, back: ReadonlySet<string>): string[] {
+  const groups = new Map<number, string[]>();
+  for (const [rel, e] of backup) if (e.type === 'file' && e.nlink > 1) groups.set(e.ino, [...(groups.get(e.ino) ?? []), rel]);
+  return [...groups.values()].filter((rels) => rels.some((r) => back.has(r))).flatMap((rels) => rels.filter((r) => !back.has(r)));
 }
 
 export function isWhiteout(e: TreeEntry | undefined): boolean {
