@@ -20,8 +20,9 @@ import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } f
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
-import { makeFreshDir, pinDir, type PinnedDir } from './pinned.js';
+import { pinDir } from './pinned.js';
 import { fetchPaths, openStaging, stageDumps, stageRun } from './stage.js';
+import { copyToTarget } from './target.js';
 import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
 /**
@@ -147,28 +148,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     if (input.target) {
       // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
       const dest = join(input.target, site);
-      await copyToTarget(input.target, site, async (into) => {
-        if (input.files) {
-          // Each wanted path with the directories above it (rsync's implied directories): a file comes back as a file.
-          const rels: string[] = [];
-          for (const w of wanted) {
-            const top = fromUtf8(w.slice(home.length + 1));
-            for (const r of (await walkTree(staging.dir + w)).keys()) rels.push(r ? `${top}/${r}` : top);
-          }
-          await copyEntries(staging.dir + home, into.forChild(), rels, { viaOverlay: false, scratch: staging.dir, signal });
-        }
-        if (run && dbEntries.length) {
-          const only = [...dbEntries.map((e) => e.path!), 'manifest.json'];
-          // '.' is the run directory itself: its owner, mode, ACLs and xattrs too.
-          const rels = [...(await walkTree(run.dir)).keys()].filter((r) => r === '' || only.some((o) => o === r || o.startsWith(r + '/'))).map((r) => r || '.');
-          const dumps = await makeFreshDir(into, 'dumps');
-          try {
-            await copyEntries(run.dir, dumps.forChild(), rels, { viaOverlay: false, scratch: staging.dir, signal });
-          } finally {
-            await dumps.close();
-          }
-        }
-      });
+      await copyToTarget({ target: input.target, site, home, wanted: input.files ? wanted : [], run, dumps: dbEntries, staging: staging.dir, signal });
       const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, selinux: false };
       recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
       return outcome;
@@ -294,26 +274,4 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
     c[`${p.part}.removed`] = p.removed.length;
   }
   return c;
-}
-
-/**
- * `--target DIR`: DIR is opened from / without following a symlink anyone but root could have
- * planted (pinned.ts; missing parts made 0700), and the copy goes into DIR/siteN, a directory made
- * new (0700, root's) and held open: rsync writes through our handle, never through the path, and
- * nobody else can enter it while it fills. DIR may lie in a tenant's tree: the tenant can rename
- * siteN, not enter it or redirect it.
- */
-async function copyToTarget(target: string, site: string, fill: (into: PinnedDir) => Promise<void>): Promise<void> {
-  const parent = await pinDir(target, { create: 0o700, what: `--target ${target}` });
-  let into: PinnedDir;
-  try {
-    into = await makeFreshDir(parent, site);
-  } finally {
-    await parent.close();
-  }
-  try {
-    await fill(into);
-  } finally {
-    await into.close();
-  }
 }
