@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
@@ -7,7 +7,7 @@ import { whichSystem } from '../run/which.js';
 import { exitClasses } from '../run/exit-status.js';
 import { runConfined, type Jail } from './confine.js';
 import { removeBelow, type PinnedDir } from './pinned.js';
-import { display, fromUtf8, raw } from './tree.js';
+import { display, fromUtf8, raw, under, walkTree } from './tree.js';
 
 /**
  * Step 4 for files: put entries back and take extra ones away. rsync copies exactly the listed
@@ -67,4 +67,32 @@ export async function restoreContexts(jail: Jail, rels: readonly string[], scrat
   await writeFile(list, Buffer.concat([...lines].flatMap((l) => [raw(l), Buffer.from('\n')])), { mode: 0o600 });
   await runConfined(jail, cmd(restorecon, ['-F', '-f', list]));
   return true;
+}
+
+/**
+ * Run `fn` (the duplicity ACL sidecar applied to a staged tree, by path) with every symlink of the
+ * staged `roots` moved aside, then put back. The sidecar and the files are two walks of a live
+ * site at two moments: a tenant who had `x/etc/passwd` (a file with an ACL for itself) during one
+ * and `x` as a symlink to / during the other gets a sidecar entry `x/etc/passwd` and a staged
+ * symlink `x`; acl-restore.ts checks only the entry's own directory (`x/etc`, a directory through
+ * the symlink), so root's setfacl would follow it to /etc/passwd. With the symlinks parked such a
+ * path leads nowhere (counted as missing); symlinks carry no ACLs of their own. Staging is
+ * private: nobody else can change it meanwhile.
+ */
+export async function withSymlinksParked<T>(roots: readonly string[], parking: string, fn: () => Promise<T>): Promise<T> {
+  const parked: [Buffer, string][] = [];
+  await mkdir(parking, { mode: 0o700 });
+  try {
+    for (const root of roots) {
+      for (const [rel, e] of await walkTree(root)) {
+        if (e.type !== 'symlink') continue;
+        const aside = join(parking, String(parked.length));
+        await rename(under(root, rel), aside);
+        parked.push([under(root, rel), aside]);
+      }
+    }
+    return await fn();
+  } finally {
+    for (const [home, aside] of parked.reverse()) await rename(aside, home);
+  }
 }

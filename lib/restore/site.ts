@@ -15,7 +15,7 @@ import { openPanel } from '../panel/cpcmd.js';
 import { SITE_ID } from '../model/site.js';
 import { listSites } from '../panel/sites.js';
 import { expandBackupPaths } from '../plan/paths.js';
-import { copyEntries, removeEntries, restoreContexts } from './apply.js';
+import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from './apply.js';
 import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
@@ -134,7 +134,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
       const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
-      if (sidecar[0]) await restoreAcls(staging.dir, staging.dir + sidecar[0]);
+      if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
     }
     const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined) : undefined;
     runId = run?.runId;
