@@ -54,7 +54,7 @@ function unsafeBecause(path: string, st: Stats, asAncestor: boolean): string | u
  * Refuse `dir` unless it and every directory above it belong to us and nobody else can write them
  * (sticky ancestors excepted, see above). A missing part is fine: the caller creates it (0700).
  */
-export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.USAGE): void {
+export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.USAGE, what = 'a private working directory'): void {
   const abs = resolve(dir);
   const chain: string[] = [];
   for (let p = abs; ; p = dirname(p)) {
@@ -65,7 +65,7 @@ export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.US
     const st = lstatOrUndefined(p);
     if (!st) return; // the rest is created by us (0700)
     const why = unsafeBecause(p, st, p !== abs);
-    if (why) throw new UnsafeDirectoryError(`refusing ${abs} as a private working directory: ${why}; only root may own and write it and the directories above it (remove it, or point the setting elsewhere)`, abs, exitCode);
+    if (why) throw new UnsafeDirectoryError(`refusing ${abs} as ${what}: ${why}; only root may own and write it and the directories above it (remove it, or point the setting elsewhere)`, abs, exitCode);
   }
 }
 

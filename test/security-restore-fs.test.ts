@@ -219,6 +219,22 @@ describe('restore.staging_dir planted by a local user', () => {
   });
 });
 
+describe('dumps.dir others can write', () => {
+  test('a restore from a local run is refused: a planted manifest and its dumps would match each other', async () => {
+    const dumps = f.loaded.paths.dumpsDir;
+    const mode = statSync(dumps).mode & 0o7777;
+    chmodSync(dumps, 0o777);
+    try {
+      const r = await f.cli(['restore', 'db', 'postgres', '--into', 'planted']);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toContain(`refusing ${dumps} as the directory of local runs (dumps.dir): ${dumps} is writable by its group or by others (mode 777)`);
+      expect((await servers.postgres.sql(`SELECT count(*) FROM pg_database WHERE datname = 'planted'`)).trim()).toBe('0');
+    } finally {
+      chmodSync(dumps, mode);
+    }
+  });
+});
+
 describe('--target inside a tenant tree', () => {
   test('the tenant planted <target>/site1 as a symlink to a root directory: nothing is written there', async () => {
     const victim = makeVictim('VICTIM3', ['secret.txt']);

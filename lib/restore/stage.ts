@@ -7,7 +7,7 @@ import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { Engine, EngineContext } from '../engine/types.js';
 import { BackupError, RestoreError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { makePrivateDir } from '../private-dir.js';
+import { checkPrivateParent, makePrivateDir } from '../private-dir.js';
 import { bytes } from '../report/status.js';
 import { hashFile } from '../run/pipeline.js';
 import { describeSource, readManifest, type RestoreSource } from './source.js';
@@ -87,6 +87,9 @@ function exists(path: string): boolean {
 /** The dumps run a source holds: a local run as it is, or the backup's `latest` run, fetched. */
 export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined): Promise<StagedRun> {
   if (source.type === 'local') {
+    // A local run is read where it lies: dumps.dir must be root's alone, or whoever can write it
+    // could plant a manifest and dumps that match it (a dump is SQL fed to a client as root).
+    checkPrivateParent(loaded.paths.dumpsDir, ExitCode.RESTORE_FAILED, 'the directory of local runs (dumps.dir)');
     const manifest = readManifest(source.dir);
     if (!manifest) throw new RestoreError(`${source.dir}/${MANIFEST} is missing or unreadable`);
     return { runId: source.runId, dir: source.dir, manifest };
