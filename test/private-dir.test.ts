@@ -2,7 +2,10 @@ import { chmodSync, chownSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { RestoreError } from '../lib/errors.js';
 import { makePrivateDir, UnsafeDirectoryError } from '../lib/private-dir.js';
+import { cmd } from '../lib/run/command.js';
+import { run } from '../lib/run/run.js';
 import { makeFreshDir, pinDir, removeBelow } from '../lib/restore/pinned.js';
 
 // The two building blocks of docs/security.md on real directories, as root: private working
@@ -89,5 +92,19 @@ describe('pinDir, makeFreshDir, removeBelow', () => {
     }
     expect(readdirSync(victim)).toEqual(['secret']);
     expect(readdirSync(join(tenant, 'd'))).toEqual([]);
+  });
+
+  test('an entry that cannot be removed (immutable) is a restore error naming it, not a crash', async () => {
+    const dir = join(base, 'immutable');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'f'), 'x');
+    await run(cmd('chattr', ['+i', join(dir, 'f')]));
+    const root = await pinDir(dir);
+    try {
+      await expect(removeBelow(root, [Buffer.from('f')])).rejects.toThrow(new RestoreError(`${dir}/f: cannot be removed (EPERM: operation not permitted, unlink '/proc/self/fd/${root.fd}/f')`, { path: `${dir}/f` }));
+    } finally {
+      await root.close();
+      await run(cmd('chattr', ['-i', join(dir, 'f')]));
+    }
   });
 });

@@ -141,6 +141,10 @@ export async function removeBelow(root: PinnedDir, rels: readonly Buffer[]): Pro
         fd = h.fd;
       }
       if (!reachable || !(await removeEntry(fd, parts.at(-1)!))) left.push(rel);
+    } catch (err) {
+      // EBUSY (a mount point), EPERM (immutable), EIO…: a restore error naming the entry, not a crash.
+      if (err instanceof RestoreError || !codeOf(err)) throw err;
+      throw new RestoreError(`${root.path}/${rel.toString()}: cannot be removed (${(err as Error).message})`, { path: `${root.path}/${rel.toString()}` }, { cause: err });
     } finally {
       for (const h of opened.reverse()) await h.close();
     }
@@ -172,7 +176,7 @@ async function removeEntry(dirFd: number, name: Buffer): Promise<boolean> {
     if (!st.isDirectory()) {
       const r = await unlink(p).then(
         () => 'done',
-        (err: unknown) => (codeOf(err) === 'ENOENT' ? 'done' : codeOf(err) === 'EISDIR' || codeOf(err) === 'EPERM' ? 'retry' : Promise.reject(err)),
+        (err: unknown) => (codeOf(err) === 'ENOENT' ? 'done' : codeOf(err) === 'EISDIR' ? 'retry' : Promise.reject(err)),
       );
       if (r === 'done') return true;
       continue;
