@@ -90,7 +90,7 @@ describe('the staging directory runs out of space (a real tmpfs)', () => {
     const bulkSum = (): Promise<string> => servers.mariadb.sql(`CHECKSUM TABLE ${BULK}.b EXTENDED; SELECT COUNT(*) FROM ${BULK}.b`);
     const before = await bulkSum();
     const safety = safetyFiles();
-    await withStagingTmpfs('size=256k', async (dir) => {
+    await withStagingTmpfs('mode=0700,size=256k', async (dir) => {
       const r = await f.cli(['restore', 'db', BULK, '--from', snapshot, '--force']);
       expect(r.code, r.stderr).toBe(8);
       expect(r.stderr).toContain(`not enough space in the staging directory ${dir} (restore.staging_dir)`);
@@ -106,7 +106,7 @@ describe('the staging directory runs out of space (a real tmpfs)', () => {
   test('not even the manifest fits: the engine hits ENOSPC; the same clean error, staging empty, the database untouched', async () => {
     expect(statSync(join(runDir, 'manifest.json')).size).toBeGreaterThan(4096); // the premise: one page is too small
     const before = await mysqlContent('site2_db');
-    await withStagingTmpfs('size=4k', async (dir) => {
+    await withStagingTmpfs('mode=0700,size=4k', async (dir) => {
       const r = await f.cli(['restore', 'db', 'site2_db', '--from', snapshot, '--force']);
       expect(r.code, r.stderr).toBe(8);
       expect(r.stderr).toContain(`not enough space in the staging directory ${dir} (restore.staging_dir)`);
@@ -117,7 +117,7 @@ describe('the staging directory runs out of space (a real tmpfs)', () => {
   });
 
   test('no inode left for the private directory itself: the same clean error, not an internal one', async () => {
-    await withStagingTmpfs('size=1m,nr_inodes=1', async (dir) => {
+    await withStagingTmpfs('mode=0700,size=1m,nr_inodes=1', async (dir) => {
       const r = await f.cli(['restore', 'db', 'site2_db', '--from', snapshot, '--into', 'never_made']);
       expect(r.code, r.stderr).toBe(8);
       expect(r.stderr).toContain(`not enough space in the staging directory ${dir} (restore.staging_dir)`);

@@ -253,7 +253,7 @@ export const configSchema = z
       .default({}),
     restore: z
       .object({
-        staging_dir: z.string().default('/var/tmp/apiscp-backup-restore').describe('where backups are fetched before they are compared and applied (under paths.root)'),
+        staging_dir: z.string().default('/var/lib/apiscp-backup/restore').describe('where backups are fetched before they are compared and applied: each restore gets a fresh 0700 directory in it; it and the directories above it must belong to root and be writable by nobody else (under paths.root)'),
         connections: z
           .number()
           .int()

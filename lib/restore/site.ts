@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST } from '../dumps/layout.js';
@@ -16,13 +15,15 @@ import { openPanel } from '../panel/cpcmd.js';
 import { SITE_ID } from '../model/site.js';
 import { listSites } from '../panel/sites.js';
 import { expandBackupPaths } from '../plan/paths.js';
-import { copyEntries, removeEntries, restoreContexts } from './apply.js';
+import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from './apply.js';
 import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
+import { pinDir } from './pinned.js';
 import { fetchPaths, openStaging, stageDumps, stageRun } from './stage.js';
-import { diffTrees, readXattrs, walkTree } from './tree.js';
+import { copyToTarget } from './target.js';
+import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
 /**
  * `restore site siteN` and `restore files siteN PATH…`: plan (which backup, which paths) →
@@ -53,9 +54,19 @@ export interface PartPlan {
   /** Where the files go: the site's fst (overlay mounted) or shadow/info itself. */
   readonly into: string;
   readonly viaOverlay: boolean;
+  /** Paths relative to `into`, readable (a name that is not UTF-8 shows U+FFFD here; the restore uses its bytes). */
   readonly missing: string[];
   readonly changed: string[];
   readonly removed: string[];
+}
+
+/** The same lists as raw relative paths (tree.ts): what the restore works with. */
+interface RawPlan {
+  readonly missing: string[];
+  readonly changed: string[];
+  readonly removed: string[];
+  /** Unchanged files hard-linked to a missing or changed one: handed to rsync too, to be linked again. */
+  readonly links: string[];
 }
 
 export interface SiteRestoreOutcome {
@@ -123,7 +134,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
       const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
-      if (sidecar[0]) await restoreAcls(staging.dir, staging.dir + sidecar[0]);
+      if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
     }
     const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined) : undefined;
     runId = run?.runId;
@@ -137,14 +148,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     if (input.target) {
       // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
       const dest = join(input.target, site);
-      await mkdir(dest, { recursive: true, mode: 0o700 });
-      if (input.files) {
-        for (const w of wanted) {
-          const rel = w.slice(home.length + 1);
-          await copyTree(staging.dir + w, join(dest, rel), staging.dir, signal);
-        }
-      }
-      if (run && dbEntries.length) await copyTree(run.dir, join(dest, 'dumps'), staging.dir, signal, [...dbEntries.map((e) => e.path!), 'manifest.json']);
+      await copyToTarget({ target: input.target, site, home, wanted: input.files ? wanted : [], run, dumps: dbEntries, staging: staging.dir, signal });
       const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, selinux: false };
       recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
       return outcome;
@@ -153,6 +157,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     // Compare.
     const { excludes } = await expandBackupPaths(loaded.paths);
     const plans: PartPlan[] = [];
+    const raws = new Map<PartPlan, RawPlan>();
     if (input.files) {
       for (const part of parts) {
         const fst = join(home, 'fst');
@@ -161,28 +166,34 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         const into = viaOverlay ? fst : upper;
         const scope = input.paths ? input.paths.map(sitePath) : [''];
         // Never compared, never removed: what the backup leaves out (shadow/var/lib: raw database files).
-        const skip = (rel: string): boolean => excludes.some((x) => join(upper, rel) === x || join(upper, rel).startsWith(x + '/'));
-        const plan: PartPlan = { part, into, viaOverlay, missing: [], changed: [], removed: [] };
+        const rawExcludes = excludes.map(fromUtf8);
+        const rawUpper = fromUtf8(upper);
+        const skip = (rel: string): boolean => rawExcludes.some((x) => `${rawUpper}/${rel}` === x || `${rawUpper}/${rel}`.startsWith(x + '/'));
+        const plan: RawPlan = { missing: [], changed: [], removed: [], links: [] };
         for (const top of scope) {
           const backupDir = join(staging.dir + upper, top);
           const liveDir = join(into, top);
-          const prefix = (r: string): string => (top ? (r ? `${top}/${r}` : top) : r);
+          const rawTop = fromUtf8(top);
+          const prefix = (r: string): string => (rawTop ? (r ? `${rawTop}/${r}` : rawTop) : r);
           const scopedSkip = (r: string): boolean => skip(prefix(r));
           const ignore = (n: string): boolean => n === 'security.selinux' || (viaOverlay && n.startsWith('trusted.overlay.'));
           const [backup, live, liveUpper, bx, lx] = await Promise.all([
             walkTree(backupDir, scopedSkip),
             walkTree(liveDir, scopedSkip),
             viaOverlay ? walkTree(join(upper, top), scopedSkip) : Promise.resolve(undefined),
-            readXattrs(backupDir, ignore),
-            existsSync(liveDir) ? readXattrs(liveDir, ignore) : Promise.resolve(new Map<string, string>()),
+            readXattrs(backupDir, ignore, staging.dir),
+            existsSync(liveDir) ? readXattrs(liveDir, ignore, staging.dir) : Promise.resolve(new Map<string, string>()),
           ]);
           const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
           plan.missing.push(...d.missing.map(prefix));
           plan.changed.push(...d.changed.map(prefix));
+          plan.links.push(...linkPartners(backup, new Set([...d.missing, ...d.changed])).map(prefix));
           // A whiteout in the backup, a file in the merged view: it goes (through fst).
           plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
         }
-        plans.push(plan);
+        const shown: PartPlan = { part, into, viaOverlay, missing: plan.missing.map(display), changed: plan.changed.map(display), removed: plan.removed.map(display) };
+        plans.push(shown);
+        raws.set(shown, plan);
       }
     }
     const databases = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
@@ -192,16 +203,27 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     }
 
     // Apply: removals first (a file that became a directory), then missing and changed entries.
-    const restored: string[] = [];
+    // The site's directory is held open (pinned.ts) and everything below it is reached from that
+    // handle: removals without following a symlink, rsync and restorecon in the jail (confine.ts).
+    let selinux = false;
+    const leftAlone: string[] = [];
     for (const plan of plans) {
+      const r = raws.get(plan)!;
       const backupRoot = staging.dir + join(home, plan.part);
-      await removeEntries(plan.into, plan.removed);
-      done.push(`${plan.part}: ${plan.removed.length} removed`);
-      await copyEntries(backupRoot, plan.into, [...plan.missing, ...plan.changed].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal });
-      done.push(`${plan.part}: ${plan.missing.length + plan.changed.length} put back`);
-      restored.push(...[...plan.missing, ...plan.changed].map((r) => join(plan.into, r)));
+      const live = await pinDir(plan.into, { what: `${site}'s ${plan.part}` });
+      try {
+        const jail = { base: staging.dir, live, at: plan.into, readOnly: staging.dir };
+        const left = await removeEntries(live, r.removed);
+        leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
+        done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
+        const back = [...r.missing, ...r.changed].sort();
+        await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
+        done.push(`${plan.part}: ${back.length} put back`);
+        if (await restoreContexts(jail, back, staging.dir)) selinux = true;
+      } finally {
+        await live.close();
+      }
     }
-    const selinux = await restoreContexts(restored, staging.dir);
     const results: SiteRestoreOutcome['databases'] = [];
     if (run && dbEntries.length) {
       const servers = new TargetServers(ALL_KINDS, { loaded, log, signal });
@@ -215,6 +237,10 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       } finally {
         await servers.close();
       }
+    }
+    if (leftAlone.length) {
+      // Only a race does this: a directory on the way swapped for a symlink while we removed. Nothing was followed.
+      throw new RestoreError(`${leftAlone.length} entr${leftAlone.length === 1 ? 'y' : 'ies'} changed while they were removed and were left alone (no symlink was followed): ${leftAlone.slice(0, 5).map((l) => JSON.stringify(l)).join(', ')}${leftAlone.length > 5 ? ', …' : ''}`, { leftAlone });
     }
     const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: plans, databases: results, applied: true, selinux };
     recordRestore(loaded, log, {
@@ -248,13 +274,4 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
     c[`${p.part}.removed`] = p.removed.length;
   }
   return c;
-}
-
-/** A staged tree (or some entries of it) copied whole into `dest`, attributes kept. */
-async function copyTree(from: string, dest: string, scratch: string, signal?: AbortSignal, only?: readonly string[]): Promise<void> {
-  const tree = await walkTree(from);
-  // '.' is the copied directory itself: its owner, mode, ACLs and xattrs too.
-  const rels = [...tree.keys()].filter((r) => (!only || r === '' || only.some((o) => o === r || o.startsWith(r + '/')))).map((r) => r || '.');
-  await mkdir(dest, { recursive: true, mode: 0o700 });
-  await copyEntries(from, dest, rels, { viaOverlay: false, scratch, signal });
 }

@@ -1,11 +1,13 @@
 import { existsSync, lstatSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open, rm, statfs } from 'node:fs/promises';
+import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { Engine, EngineContext } from '../engine/types.js';
 import { BackupError, RestoreError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { checkPrivateParent, makePrivateDir } from '../private-dir.js';
 import { bytes } from '../report/status.js';
 import { hashFile } from '../run/pipeline.js';
 import { describeSource, readManifest, type RestoreSource } from './source.js';
@@ -27,8 +29,8 @@ export interface Staging {
 export async function openStaging(loaded: LoadedConfig): Promise<Staging> {
   const parent = loaded.paths.stagingDir;
   try {
-    await mkdir(parent, { recursive: true, mode: 0o700 });
-    const dir = await mkdtemp(join(parent, 'restore-'));
+    // Never reused by name: a fresh 0700 directory under a parent only root can write (private-dir.ts).
+    const dir = await makePrivateDir(parent, 'restore-', ExitCode.RESTORE_FAILED);
     return { dir, parent, dispose: () => rm(dir, { recursive: true, force: true }) };
   } catch (err) {
     if (isNoSpace(err)) throw noSpace(parent, 'it has no room for the private directory of this restore', err);
@@ -85,6 +87,9 @@ function exists(path: string): boolean {
 /** The dumps run a source holds: a local run as it is, or the backup's `latest` run, fetched. */
 export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined): Promise<StagedRun> {
   if (source.type === 'local') {
+    // A local run is read where it lies: dumps.dir must be root's alone, or whoever can write it
+    // could plant a manifest and dumps that match it (a dump is SQL fed to a client as root).
+    checkPrivateParent(loaded.paths.dumpsDir, ExitCode.RESTORE_FAILED, 'the directory of local runs (dumps.dir)');
     const manifest = readManifest(source.dir);
     if (!manifest) throw new RestoreError(`${source.dir}/${MANIFEST} is missing or unreadable`);
     return { runId: source.runId, dir: source.dir, manifest };
@@ -142,7 +147,7 @@ async function freeBytes(dir: string): Promise<number | undefined> {
 }
 
 /** A file's sha256, read as the dumps' own are hashed (one reused buffer, pipeline.ts). */
-export async function sha256(file: string): Promise<string> {
+export async function sha256(file: string | Buffer): Promise<string> {
   const handle = await open(file, 'r');
   try {
     return (await hashFile(handle)).sha256;

@@ -1,0 +1,59 @@
+import type { ManifestEntry } from '../model/manifest.js';
+import { copyEntries } from './apply.js';
+import { makeFreshDir, pinDir, type PinnedDir } from './pinned.js';
+import type { StagedRun } from './stage.js';
+import { fromUtf8, walkTree } from './tree.js';
+
+/**
+ * `restore site|files … --target DIR`: the staged files (and dumps) copied into DIR/siteN.
+ * DIR is opened from / without following a symlink anyone but root could have planted (pinned.ts;
+ * missing parts made 0700), and DIR/siteN is made new (0700, root's) and held open: rsync writes
+ * through our handle, never through the path, and nobody else can enter it while it fills. So
+ * DIR may lie in a tenant's tree: the tenant can rename siteN, not enter or redirect it.
+ */
+export interface TargetCopy {
+  readonly target: string;
+  readonly site: string;
+  /** The site's directory (/home/virtual/siteN) and the paths under it to copy, as staged. */
+  readonly home: string;
+  readonly wanted: readonly string[];
+  readonly run?: StagedRun;
+  readonly dumps: readonly ManifestEntry[];
+  /** This restore's staging directory. */
+  readonly staging: string;
+  readonly signal?: AbortSignal;
+}
+
+export async function copyToTarget(c: TargetCopy): Promise<void> {
+  const parent = await pinDir(c.target, { create: 0o700, what: `--target ${c.target}` });
+  let into: PinnedDir;
+  try {
+    into = await makeFreshDir(parent, c.site);
+  } finally {
+    await parent.close();
+  }
+  try {
+    if (c.wanted.length) {
+      // Each wanted path with the directories above it (rsync's implied directories): a file comes back as a file.
+      const rels: string[] = [];
+      for (const w of c.wanted) {
+        const top = fromUtf8(w.slice(c.home.length + 1));
+        for (const r of (await walkTree(c.staging + w)).keys()) rels.push(r ? `${top}/${r}` : top);
+      }
+      await copyEntries(c.staging + c.home, into.forChild(), rels, { viaOverlay: false, scratch: c.staging, signal: c.signal });
+    }
+    if (c.run && c.dumps.length) {
+      const only = [...c.dumps.map((e) => e.path!), 'manifest.json'];
+      // '.' is the run directory itself: its owner, mode, ACLs and xattrs too.
+      const rels = [...(await walkTree(c.run.dir)).keys()].filter((r) => r === '' || only.some((o) => o === r || o.startsWith(r + '/'))).map((r) => r || '.');
+      const dumps = await makeFreshDir(into, 'dumps');
+      try {
+        await copyEntries(c.run.dir, dumps.forChild(), rels, { viaOverlay: false, scratch: c.staging, signal: c.signal });
+      } finally {
+        await dumps.close();
+      }
+    }
+  } finally {
+    await into.close();
+  }
+}
