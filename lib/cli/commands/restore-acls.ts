@@ -1,4 +1,7 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { restoreAcls } from '../../engine/acl-restore.js';
+import { withSymlinksParked } from '../../restore/apply.js';
 import type { CommandContext } from '../context.js';
 
 /**
@@ -8,7 +11,10 @@ import type { CommandContext } from '../context.js';
  */
 export default async function restoreAclsCommand(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
   const from = opts.from as string;
-  const result = await restoreAcls(from, opts.sidecar as string | undefined);
+  // setfacl/setfattr go by path: a symlink in the tree (a tenant's, restored as it was) would take
+  // them elsewhere, so every symlink is parked aside while they run (docs/security.md).
+  const parking = join(from, `.apiscp-backup-parked-${process.pid}`);
+  const result = await withSymlinksParked([from], parking, () => restoreAcls(from, opts.sidecar as string | undefined)).finally(() => rm(parking, { recursive: true, force: true }));
   for (const w of result.warnings) ctx.log.warn(w);
   const missing = result.missingAcl + result.missingXattr;
   ctx.out(
