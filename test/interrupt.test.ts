@@ -80,12 +80,41 @@ describe('interrupting a dump of ~330 MB of SQL', () => {
   let fullMs = 0;
 
   it('a whole dump, for its duration', async () => {
-    const started = Date.now();
-    const r = await sandbox().cli(['dump']);
-    fullMs = Date.now() - started;
-    expect(r.exitCode, r.stderr).toBe(0);
-    console.log(`whole dump: ${fullMs} ms`);
+    // The shorter of two: the first one also warms the server's buffer pool.
+    const times: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const started = Date.now();
+      const r = await sandbox().cli(['dump']);
+      times.push(Date.now() - started);
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+    fullMs = Math.min(...times);
+    console.log(`whole dump: ${times.join(' ms, ')} ms`);
   });
+
+  /** The CLI running `dump`, stopped right after `ms` with `sig`; undefined when it had finished already (the point was too late). */
+  async function interruptAfter(ms: number, signals: readonly NodeJS.Signals[], seen: Set<number>): Promise<{ exitCode?: number; stderr?: string } | 'hung' | undefined> {
+    const child = sandbox().spawnCli(['dump']);
+    child.catch(() => undefined);
+    // The earliest point is the CLI's first child (the panel, the first connection): before
+    // that, Node itself is still starting and a signal ends it by the signal, nothing done.
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline || seen.size === 0) {
+      for (const p of descendants(child.pid!)) seen.add(p);
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    try {
+      for (const sig of signals) process.kill(child.pid!, sig);
+    } catch {
+      await child;
+      return undefined;
+    }
+    const result = await Promise.race([child.then((x) => ({ exitCode: x.exitCode, stderr: String(x.stderr) }), (e: { exitCode?: number; stderr?: string }) => e), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
+    if (result === 'hung') process.kill(child.pid!, 'SIGKILL');
+    // Exit 0: the dump was done before the signal reached it.
+    return result !== 'hung' && result.exitCode === 0 ? undefined : result;
+  }
 
   const points = [0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95];
   const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
@@ -93,26 +122,14 @@ describe('interrupting a dump of ~330 MB of SQL', () => {
     const sig = signals[i % signals.length]!;
     it(`${sig} at ${Math.round(at * 100)} % of a dump: exit 143 within 10 s, nothing left`, async () => {
       const sb = sandbox();
-      const child = sb.spawnCli(['dump']);
-      child.catch(() => undefined);
       const seen = new Set<number>();
-      // The earliest point is the CLI's first child (the panel, the first connection): before
-      // that, Node itself is still starting and a signal ends it by the signal, nothing done.
-      const deadline = Date.now() + at * fullMs;
-      while (Date.now() < deadline || seen.size === 0) {
-        for (const p of descendants(child.pid!)) seen.add(p);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      process.kill(child.pid!, sig);
-      const killedAt = Date.now();
-      const result = await Promise.race([child.then((x) => x, (e: { exitCode?: number; stderr?: string }) => e), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
-      if (result === 'hung') {
-        process.kill(child.pid!, 'SIGKILL');
-        throw new Error(`${sig} at ${at}: still running 10 s after the signal`);
-      }
-      const tookMs = Date.now() - killedAt;
-      console.log(`${sig} at ${Math.round(at * 100)} %: exit ${result.exitCode} after ${tookMs} ms (${seen.size} children seen): ${String(result.stderr).slice(-600)}`);
-      // A dump that finished before the signal reached it exits 0: then the point was too late.
+      // A dump that finished before the signal (this machine's speed varies) is tried again earlier.
+      let result: Awaited<ReturnType<typeof interruptAfter>>;
+      let point = at;
+      for (let tries = 0; (result = await interruptAfter(point * fullMs, [sig], seen)) === undefined && tries < 4; tries++) point *= 0.6;
+      if (result === undefined) throw new Error(`${sig}: every dump finished before the signal`);
+      if (result === 'hung') throw new Error(`${sig} at ${point}: still running 10 s after the signal`);
+      console.log(`${sig} at ${Math.round(point * 100)} %: exit ${result.exitCode} (${seen.size} children seen): ${String(result.stderr).slice(-300)}`);
       expect(result.exitCode, String(result.stderr)).toBe(143);
       expect(String(result.stderr)).toMatch(new RegExp(`interrupted by ${sig}`));
       await new Promise((r) => setTimeout(r, 200));
@@ -126,12 +143,10 @@ describe('interrupting a dump of ~330 MB of SQL', () => {
 
   it('a second signal ends it at once, lock released; the next dump then succeeds', async () => {
     const sb = sandbox();
-    const child = sb.spawnCli(['dump']);
-    child.catch(() => undefined);
-    await new Promise((r) => setTimeout(r, fullMs * 0.4));
-    process.kill(child.pid!, 'SIGTERM');
-    process.kill(child.pid!, 'SIGINT');
-    const result = await child.then((x) => x, (e: { exitCode?: number; stderr?: string }) => e);
+    let result: Awaited<ReturnType<typeof interruptAfter>>;
+    let point = 0.4;
+    for (let tries = 0; (result = await interruptAfter(point * fullMs, ['SIGTERM', 'SIGINT'], new Set())) === undefined && tries < 4; tries++) point *= 0.6;
+    if (result === undefined || result === 'hung') throw new Error(`two signals: ${result ?? 'every dump finished first'}`);
     expect(result.exitCode).toBe(143);
     expect(existsSync(sb.lockPath), 'the lock').toBe(false);
     expect(leftovers()).toEqual([]);

@@ -423,7 +423,8 @@ describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
       const log = memoryLogger();
       const target = await mysqlKind.openTarget!({ loaded: loaded({ restore: { connections: 2 } }), log });
       try {
-        const dump = { path: join(result.dir, src.path!), compression: src.compression, format: 'sql' as const, map: { path: mapFile, sha256: src.map!.sha256 } };
+        // As restore db hands it over (restore/database.ts dumpFile): the manifest's name and details too.
+        const dump = { path: join(result.dir, src.path!), compression: src.compression, format: 'sql' as const, map: { path: mapFile, sha256: src.map!.sha256 }, database: 'src', ...(src.details ? { details: src.details } : {}) };
         target.prefetch?.(dump);
         await target.createDatabase(db, dump);
         await target.load(db, dump);
