@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { makeTempDir } from '../private-dir.js';
 import { join } from 'node:path';
 import { MissingDependencyError, RestoreError } from '../errors.js';
 import { codeRunDuringLoad } from './pg-load-guard.js';
@@ -27,7 +27,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
   /** The roles the dump needs that the server lacks (from the run's globals), after the dump's first look. */
   const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<{ statements: string[]; created: string[] }> => {
-    const scratch = await mkdtemp(join(tmpdir(), 'asb-pgacc-'));
+    const scratch = await makeTempDir('asb-pgacc-');
     try {
       // Everything but the data, the database's own entries included (owner, grantees, role
       // settings, large objects' owners): read by pg_restore from the file itself, which it
@@ -128,7 +128,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       };
     },
     async load(database, dump, signal) {
-      const scratch = await mkdtemp(join(tmpdir(), 'asb-pgload-'));
+      const scratch = await makeTempDir('asb-pgload-');
       try {
         // Owners as dumped (never --no-owner): PostgreSQL then builds indexes and refreshes
         // materialized views as their owner, not as the superuser pg_restore connects as.
@@ -149,7 +149,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
 }
 
 async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
-  const scratch = await mkdtemp(join(tmpdir(), 'asb-pgarc-'));
+  const scratch = await makeTempDir('asb-pgarc-');
   try {
     return await databaseScripts(s.toolPath('pgRestore'), await archiveFile(dump, scratch, signal), into, signal);
   } finally {
