@@ -1,4 +1,5 @@
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync, mkdtempSync, type Stats } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { BackupError } from './errors.js';
@@ -54,7 +55,7 @@ function unsafeBecause(path: string, st: Stats, asAncestor: boolean): string | u
  * Refuse `dir` unless it and every directory above it belong to us and nobody else can write them
  * (sticky ancestors excepted, see above). A missing part is fine: the caller creates it (0700).
  */
-export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.USAGE, what = 'a private working directory'): void {
+export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.USAGE, what = 'a private working directory', stickyOk = false): void {
   const abs = resolve(dir);
   const chain: string[] = [];
   for (let p = abs; ; p = dirname(p)) {
@@ -64,7 +65,7 @@ export function checkPrivateParent(dir: string, exitCode: ExitCode = ExitCode.US
   for (const p of chain) {
     const st = lstatOrUndefined(p);
     if (!st) return; // the rest is created by us (0700)
-    const why = unsafeBecause(p, st, p !== abs);
+    const why = unsafeBecause(p, st, stickyOk || p !== abs);
     if (why) throw new UnsafeDirectoryError(`refusing ${abs} as ${what}: ${why}; only root may own and write it and the directories above it (remove it, or point the setting elsewhere)`, abs, exitCode);
   }
 }
@@ -83,4 +84,22 @@ export async function ensurePrivateParent(dir: string, exitCode: ExitCode = Exit
 export async function makePrivateDir(parent: string, prefix: string, exitCode: ExitCode = ExitCode.USAGE): Promise<string> {
   const abs = await ensurePrivateParent(parent, exitCode);
   return mkdtemp(join(abs, prefix));
+}
+
+/**
+ * A fresh temp directory (0700, random name) in `parent` (default the temp dir), for scratch files
+ * and secrets. `parent` may be a sticky world-writable directory (/tmp, /dev/shm): mkdtemp makes a
+ * name nobody can have made first, and the sticky bit keeps others from renaming or removing it.
+ * A parent (or a directory above it) that another user owns, or that others can write without
+ * the sticky bit, is refused: its owner could swap what we make there.
+ */
+export async function makeTempDir(prefix: string, parent: string = tmpdir()): Promise<string> {
+  checkPrivateParent(parent, ExitCode.USAGE, 'a temporary directory', true);
+  return mkdtemp(join(parent, prefix));
+}
+
+/** makeTempDir, synchronous. */
+export function makeTempDirSync(prefix: string, parent: string = tmpdir()): string {
+  checkPrivateParent(parent, ExitCode.USAGE, 'a temporary directory', true);
+  return mkdtempSync(join(parent, prefix));
 }

@@ -1,8 +1,7 @@
 import { rmSync, statfsSync } from 'node:fs';
 import { atLastResort } from './last-resort.js';
-import { mkdtemp } from 'node:fs/promises';
+import { makeTempDir } from './private-dir.js';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 /** statfs(2) f_type of tmpfs (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
@@ -36,7 +35,7 @@ export function secretDirParent(temp: string = tmpdir(), shm = '/dev/shm'): stri
  * must exit before the caller can (a second signal) removes it on its way out.
  */
 export async function makeSecretDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(secretDirParent(), prefix));
+  const dir = await makeTempDir(prefix, secretDirParent());
   atLastResort(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -197,9 +197,35 @@ describe('PostgreSQL restore fidelity', () => {
     expect(await fp('fid_latin')).toEqual(original.fid_latin);
   });
 
-  it('after DROP DATABASE and DROP ROLE of the role only it used: roles come back with their comments, the database identical', async () => {
+  it('a restore that fails after creating a role drops the role again and names it; the message does not say "not touched"', async () => {
     await sql('DROP DATABASE fid_objects');
     await sql('DROP ROLE fid_lo_owner');
+    const runDir = join(sb.dumpsDir, sb.latest()!);
+    const entry = sb.manifest(sb.latest()!).entries.find((e) => e.database === 'fid_objects')!;
+    const good = readFileSync(join(runDir, entry.path!));
+    // A data block damaged past the archive's table of contents: the first look passes, the
+    // roles are created, the load fails.
+    const damaged = Buffer.from(good);
+    const block = damaged.lastIndexOf(Buffer.from([0x78, 0x9c]));
+    expect(block).toBeGreaterThan(damaged.length / 2);
+    damaged.fill(0xff, block + 2, Math.min(block + 26, damaged.length - 8));
+    replaceDump(runDir, 'fid_objects', damaged, { keepManifestHash: false, kind: 'postgresql' });
+    try {
+      const r = await sb.cli(['restore', 'db', 'fid_objects']);
+      expect(r.exitCode, r.stderr).toBe(8);
+      expect(r.stderr).toMatch(/the account\(s\) it had created were dropped again: .*fid_lo_owner/);
+      expect(r.stderr).not.toMatch(/not touched/);
+      expect(await has('fid_objects')).toBe(false);
+      expect(await sql(`SELECT count(*) FROM pg_roles WHERE rolname = 'fid_lo_owner'`)).toBe('0');
+    } finally {
+      replaceDump(runDir, 'fid_objects', good, { keepManifestHash: false, kind: 'postgresql' });
+    }
+  });
+
+  it('after DROP DATABASE and DROP ROLE of the role only it used: roles come back with their comments, the database identical', async () => {
+    // (the failed restore before left both dropped)
+    await sql('DROP DATABASE IF EXISTS fid_objects');
+    await sql('DROP ROLE IF EXISTS fid_lo_owner');
     const r = await sb.cli(['restore', 'db', 'fid_objects']);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/fid_lo_owner/);

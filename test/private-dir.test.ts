@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { RestoreError } from '../lib/errors.js';
-import { makePrivateDir, UnsafeDirectoryError } from '../lib/private-dir.js';
+import { makePrivateDir, makeTempDir, UnsafeDirectoryError } from '../lib/private-dir.js';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import { makeFreshDir, pinDir, removeBelow } from '../lib/restore/pinned.js';
@@ -15,6 +15,27 @@ const base = mkdtempSync(join(tmpdir(), 'private-dir-'));
 const OTHER = 1003;
 
 afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+describe('makeTempDir (scratch files and secrets)', () => {
+  test('a sticky world-writable parent (/tmp, /dev/shm) is accepted; one another user owns, or open without the sticky bit, is refused', async () => {
+    const sticky = join(base, 'tmp-sticky');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const made = await makeTempDir('asb-x-', sticky);
+    expect(statSync(made).mode & 0o777).toBe(0o700);
+    expect(statSync(made).uid).toBe(0);
+    const open = join(base, 'tmp-open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    await expect(makeTempDir('asb-x-', open)).rejects.toThrow(/refusing .*tmp-open as a temporary directory: .* writable by its group or by others \(mode 777\)/);
+    const owned = join(base, 'tmp-owned');
+    mkdirSync(owned, { mode: 0o700 });
+    chownSync(owned, OTHER, OTHER);
+    await expect(makeTempDir('asb-x-', owned)).rejects.toThrow(`belongs to uid ${OTHER}`);
+    expect(readdirSync(open)).toEqual([]);
+    expect(readdirSync(owned)).toEqual([]);
+  });
+});
 
 describe('makePrivateDir', () => {
   test('a missing parent is made 0700; each call gets a new 0700 directory', async () => {

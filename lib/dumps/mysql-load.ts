@@ -1,5 +1,5 @@
 import { CommandError } from '../errors.js';
-import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
+import { startChild, type StartedChild } from '../run/child.js';
 import { describe, type Command } from '../run/command.js';
 import { startChildReading, type ChunkReader } from '../run/reused-reader.js';
 import { decompressorCommand } from './compress.js';

@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { makeTempDir } from '../private-dir.js';
 import { dirname, join } from 'node:path';
 import { utf8Literal } from './mysql-literal.js';
 import { cmd } from '../run/command.js';
@@ -162,7 +162,7 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       // One stream needs no map: a prefetch still reading it is stopped.
       ready?.stop.abort();
       await ready?.index.catch(() => undefined);
-      const scratch = await mkdtemp(join(tmpdir(), 'asb-myload-'));
+      const scratch = await makeTempDir('asb-myload-');
       try {
         await pipeToFile([decompressorCommand(packing(dump), dump.path), cmd(s.client, args)], join(scratch, 'out'), { signal, secrets: s.secrets });
       } finally {
@@ -200,7 +200,7 @@ async function decompressText(file: DumpFile, out: string, signal?: AbortSignal)
 
 /** The users export's text (small: one line per account and grant). */
 async function readExport(file: DumpFile, signal?: AbortSignal): Promise<string> {
-  const scratch = await mkdtemp(join(tmpdir(), 'asb-myacc-'));
+  const scratch = await makeTempDir('asb-myacc-');
   try {
     return await decompressText(file, join(scratch, 'users.sql'), signal);
   } finally {

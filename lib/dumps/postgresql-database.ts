@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { makeTempDir } from '../private-dir.js';
 import { join } from 'node:path';
 import { cmd, type Command } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -54,7 +54,7 @@ export async function databaseScripts(pgRestore: string, file: string, into: str
     else if (m[1] === 'DATABASE PROPERTIES' || m[2]!.startsWith('DATABASE ')) afters.push(line);
   }
   if (creates.length === 0) return {};
-  const scratch = await mkdtemp(join(tmpdir(), 'asb-pgdb-'));
+  const scratch = await makeTempDir('asb-pgdb-');
   try {
     // One pass: pg_restore -C prints the database's properties with its DATABASE entry anyway.
     const listFile = join(scratch, 'database.list');
@@ -120,7 +120,7 @@ function split(script: string, from: string, to: string): DatabaseScripts {
  * the script's bytes go through a file and `cat`, so an encoding other than UTF-8 stays intact.
  */
 export async function runScript(psql: Command, catBin: string, script: string, signal?: AbortSignal): Promise<void> {
-  const scratch = await mkdtemp(join(tmpdir(), 'asb-pgdbrun-'));
+  const scratch = await makeTempDir('asb-pgdbrun-');
   try {
     const file = join(scratch, 'script.sql');
     await writeFile(file, Buffer.from(script, 'latin1'), { mode: 0o600 });

@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { makeTempDir } from '../private-dir.js';
 import { join } from 'node:path';
 import { MissingDependencyError, RestoreError } from '../errors.js';
 import { codeRunDuringLoad } from './pg-load-guard.js';
@@ -25,6 +25,34 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
   const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
+  /** The roles the dump needs that the server lacks (from the run's globals), after the dump's first look. */
+  const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<{ statements: string[]; created: string[] }> => {
+    const scratch = await makeTempDir('asb-pgacc-');
+    try {
+      // Everything but the data, the database's own entries included (owner, grantees, role
+      // settings, large objects' owners): read by pg_restore from the file itself, which it
+      // can seek in, so it never reads the data and no feeder is cut off.
+      const file = await archiveFile(dump, scratch, signal);
+      const schema = await schemaOf(s, file, signal);
+      refuseCodeRunDuringLoad(schema);
+      if (!accounts) return { statements: [], created: [] };
+      await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
+      const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
+      const existing = new Set(
+        (await s.sql(maintenance, `SELECT encode(convert_to(rolname, 'UTF8'), 'hex') FROM pg_roles`, signal))
+          .split('\n')
+          .filter(Boolean)
+          .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
+      );
+      return roleStatements(globals, referencedRoles(schema), existing);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  };
+  /** Password hashes on stdin, never on argv; one transaction: every role or none. */
+  const createRoles = async (statements: readonly string[], signal?: AbortSignal): Promise<void> => {
+    if (statements.length) await run(s.tool('psql', [...PSQL_SCRIPT, '--single-transaction'], maintenance), { input: statements.join('\n') + '\n', signal });
+  };
   return {
     kind: 'postgresql',
     versions: s.versions,
@@ -68,36 +96,39 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       await s.sql(maintenance, `DROP DATABASE IF EXISTS ${pgIdent(database)}${major >= 13 ? ' WITH (FORCE)' : ''}`, signal);
     },
     async ensureAccounts(_database, dump, accounts, signal) {
-      const scratch = await mkdtemp(join(tmpdir(), 'asb-pgacc-'));
-      try {
-        // Everything but the data, the database's own entries included (owner, grantees, role
-        // settings, large objects' owners): read by pg_restore from the file itself, which it
-        // can seek in, so it never reads the data and no feeder is cut off.
-        const file = await archiveFile(dump, scratch, signal);
-        const schema = await schemaOf(s, file, signal);
-        refuseCodeRunDuringLoad(schema);
-        if (!accounts) return [];
-        await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
-        const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
-        const existing = new Set(
-          (await s.sql(maintenance, `SELECT encode(convert_to(rolname, 'UTF8'), 'hex') FROM pg_roles`, signal))
-            .split('\n')
-            .filter(Boolean)
-            .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
-        );
-        const plan = roleStatements(globals, referencedRoles(schema), existing);
-        // Password hashes: on stdin, never on argv. One transaction: every role or none, so a
-        // failure here leaves the server as it was.
-        if (plan.statements.length) {
-          await run(s.tool('psql', [...PSQL_SCRIPT, '--single-transaction'], maintenance), { input: plan.statements.join('\n') + '\n', signal });
-        }
-        return plan.created;
-      } finally {
-        await rm(scratch, { recursive: true, force: true });
-      }
+      const plan = await planRoles(dump, accounts, signal);
+      await createRoles(plan.statements, signal);
+      return plan.created;
+    },
+    async prepareAccounts(_request, dump, accounts, signal) {
+      // The first look inside the dump (and the refusal of code COPY would run as superuser) now,
+      // before anything changes; the roles are created right before the load, and dropped again
+      // when the restore fails (they were missing before, so nothing else can depend on them).
+      const plan = await planRoles(dump, accounts, signal);
+      let made: readonly string[] = [];
+      return {
+        created: plan.created,
+        plugins: [],
+        async beforeLoad() {
+          await createRoles(plan.statements, signal);
+          made = plan.created;
+        },
+        async afterLoad() {
+          return { created: made, granted: [], changed: [], locked: [], drift: [], notes: [], plugins: [] };
+        },
+        async undo() {
+          if (!made.length) return [];
+          // Reverse order: a role created for its membership goes after its members.
+          const drops = [...made].reverse().map((r) => `DROP ROLE IF EXISTS ${pgIdent(r)};`);
+          await createRoles(drops);
+          const dropped = [...made];
+          made = [];
+          return dropped;
+        },
+      };
     },
     async load(database, dump, signal) {
-      const scratch = await mkdtemp(join(tmpdir(), 'asb-pgload-'));
+      const scratch = await makeTempDir('asb-pgload-');
       try {
         // Owners as dumped (never --no-owner): PostgreSQL then builds indexes and refreshes
         // materialized views as their owner, not as the superuser pg_restore connects as.
@@ -118,7 +149,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
 }
 
 async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
-  const scratch = await mkdtemp(join(tmpdir(), 'asb-pgarc-'));
+  const scratch = await makeTempDir('asb-pgarc-');
   try {
     return await databaseScripts(s.toolPath('pgRestore'), await archiveFile(dump, scratch, signal), into, signal);
   } finally {

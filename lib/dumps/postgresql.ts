@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { makeTempDir } from '../private-dir.js';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { durationMs, sizeBytes, type PostgresqlConfig } from '../config/schema.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
@@ -82,7 +82,7 @@ function corrupt(file: string, why: string, cause?: unknown): BackupError {
 async function verifyCustom(pgRestore: string, file: string, compression: Compression, signal?: AbortSignal): Promise<void> {
   const passes = [['--list'], ['--file=/dev/null']];
   const packed = compression === 'none' ? undefined : compression;
-  const scratch = packed && (await mkdtemp(join(tmpdir(), 'apiscp-pgverify-')));
+  const scratch = packed && (await makeTempDir('apiscp-pgverify-'));
   try {
     for (const [i, args] of passes.entries()) {
       // pg_restore reads a compressed dump from stdin; its (empty or TOC) output goes to scratch.

@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import { makeTempDir } from '../private-dir.js';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import { readFileTail } from '../file-tail.js';
@@ -59,7 +59,7 @@ export async function readTail(file: string, compression: Compression, bytes = 4
   const decompress = decompressorCommand(compression, file);
   const tailBin = whichSystem('tail');
   if (!tailBin) throw new MissingDependencyError('tail', 'coreutils', 'coreutils');
-  const dir = await mkdtemp(join(tmpdir(), 'asb-tail-'));
+  const dir = await makeTempDir('asb-tail-');
   try {
     const out = join(dir, 'tail');
     await pipeToFile([decompress, cmd(tailBin, ['-c', String(bytes)])], out, { signal });
