@@ -19,6 +19,8 @@ import { addPin, PinsError, removePin } from './pins.js';
 import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 import { withPriority } from '../run/priority.js';
+import { ProgressFile } from './run-progress.js';
+import { clearDeadRun } from './takeover.js';
 
 export interface JobInput {
   readonly loaded: LoadedConfig;
@@ -33,6 +35,8 @@ export interface JobInput {
   readonly ping?: boolean;
   /** The engine and the dumps (default: the real ones). Tests give stand-ins to drive each outcome. */
   readonly steps?: Partial<JobSteps>;
+  /** Databases done of total as dumps finish (set by the job itself for its progress file). */
+  readonly onDumpProgress?: (done: number, total: number, current: string) => void;
 }
 
 /** The two steps a job delegates: everything else (lock, hooks, record) is the job's own. */
@@ -64,6 +68,43 @@ export async function takeLock(input: Pick<JobInput, 'loaded' | 'log'>, command:
     command,
     onWait: (h) => input.log.info(`waiting for the lock held by ${h ? `pid ${h.pid} (${h.command})` : 'another run'}`),
   });
+}
+
+/** A job under way: its lock, its progress file, and the warning about a dead run it took over from. */
+interface Started {
+  readonly lock: HeldLock;
+  readonly progress: ProgressFile;
+  readonly died?: Warning;
+  /** The job's input with the dumps reporting to the progress file. */
+  readonly input: JobInput;
+  end(): Promise<void>;
+}
+
+async function startJob(input: JobInput, command: string): Promise<Started> {
+  const lock = await takeLock(input, command);
+  try {
+    // Before our progress file replaces the dead run's: it names the dead run's pid and phase.
+    const died = await clearDeadRun(input.loaded, input.log, lock);
+    const progress = new ProgressFile(input.loaded, input.log, { command, trigger: input.trigger, engine: input.engine });
+    return {
+      lock,
+      progress,
+      died,
+      input: { ...input, onDumpProgress: (done, total, current) => progress.dumps(done, total, current) },
+      end: async () => {
+        progress.end();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+function withWarning(state: RunState, w: Warning | undefined): RunState {
+  if (!w) return state;
+  return { ...state, warnings: [...(state.warnings ?? []), w], status: state.status === 'ok' ? 'warning' : state.status };
 }
 
 export async function engineContext(input: JobInput): Promise<EngineContext> {
@@ -208,12 +249,17 @@ export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' 
 }
 
 /** `hook pre-backup`: dumps for a backup that someone else (Bacula, a wrapper script) makes. */
-export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
-  const engine = stepsOf(input).engine(input.engine);
-  const lock = await takeLock(input, `apiscp-backup hook pre-backup${input.job?.id ? ` (job ${input.job.id})` : ''}`);
+export async function hookPreBackup(jobInput: JobInput): Promise<JobOutcome> {
+  const engine = stepsOf(jobInput).engine(jobInput.engine);
+  const job = await startJob(jobInput, `apiscp-backup hook pre-backup${jobInput.job?.id ? ` (job ${jobInput.job.id})` : ''}`);
+  const { input } = job;
   const startedAt = new Date().toISOString();
   try {
-    const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
+    job.progress.phase('dumps');
+    const pre = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
+    const { proceed } = pre;
+    const state = withWarning(pre.state, job.died);
+    job.progress.phase('recording');
     if (proceed) await addPin(input.loaded, { runId: state.runId!, job: input.job?.name, jobId: input.job?.id, since: state.startedAt });
     const finished = { ...state, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(state.startedAt) };
     // Not final for engines that back up afterwards: post-backup records the outcome.
@@ -221,7 +267,7 @@ export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
     const recorded = await recordRun(input.loaded, input.log, final, { ping: !proceed });
     return { exitCode: proceed ? ExitCode.OK : ExitCode.DUMP_FAILED, state: proceed ? { ...recorded, status: state.status } : recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }
 
@@ -262,24 +308,27 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
 }
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
-export async function runJob(input: JobInput): Promise<JobOutcome> {
-  const engine = stepsOf(input).engine(input.engine);
-  const lock = await takeLock(input, `apiscp-backup ${input.trigger === 'cron' ? 'nightly' : 'run'} (${input.engine})`);
+export async function runJob(jobInput: JobInput): Promise<JobOutcome> {
+  const engine = stepsOf(jobInput).engine(jobInput.engine);
+  const job = await startJob(jobInput, `apiscp-backup ${jobInput.trigger === 'cron' ? 'nightly' : 'run'} (${jobInput.engine})`);
+  const { input } = job;
   const startedAt = new Date().toISOString();
   try {
     const ctx0 = await engineContext(input);
     await engine.check(ctx0).catch((err: unknown) => recordAbort(input, startedAt, err));
+    job.progress.phase('dumps');
     const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
     let backup: RunState['backup'] = state.backup;
     let level: RunState['level'] = state.level;
     const problems = [...state.problems];
-    const warnings = [...(state.warnings ?? [])];
+    const warnings = [...(state.warnings ?? []), ...(job.died ? [job.died] : [])];
     let exitCode: number = (state.dumps && state.dumps.failed > 0) || !proceed ? ExitCode.DUMP_FAILED : ExitCode.OK;
     if (proceed && engine.drivesBackup) {
       let ctx: EngineContext | undefined;
       try {
         ctx = await engineContext(input);
         const engineCtx = ctx;
+        job.progress.phase('backup');
         // At the configured priority, like the dumps (priority.nice / priority.ionice).
         const result: EngineResult = await withPriority(input.loaded.config.priority, input.log, () => engine.backup(engineCtx));
         level = result.level;
@@ -296,6 +345,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       // The backup exists: a prune that fails costs repository space, not this backup.
       if (ctx && backup?.status !== 'failed' && engine.prune) {
         try {
+          job.progress.phase('prune');
           await engine.prune(ctx);
         } catch (err) {
           if (!(err instanceof BackupError)) return await recordAbort(input, state.startedAt, err);
@@ -310,28 +360,32 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     // Interrupted during the backup or the prune: like an interruption anywhere else (exit 143,
     // a failed record, no hooks, no heartbeat), not an engine failure reported through on_failure.
     if (input.signal?.aborted) return await recordAbort(input, state.startedAt, input.signal.reason);
+    job.progress.phase('recording');
     const finished = runState({ ...state, level, backup, problems, warnings, failed: backup?.status === 'failed' || !proceed });
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }), { ping: input.ping });
     return { exitCode, state: recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }
 
 /** `dump`: the dumps alone, now (also what admins of other backup software schedule). */
-export async function dumpJob(input: JobInput): Promise<JobOutcome> {
-  const lock = await takeLock(input, 'apiscp-backup dump');
+export async function dumpJob(jobInput: JobInput): Promise<JobOutcome> {
+  const job = await startJob(jobInput, 'apiscp-backup dump');
+  const { input } = job;
   try {
     const startedAt = new Date().toISOString();
+    job.progress.phase('dumps');
     // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
     const hooked = await dumpsWithHooks(input).catch((err: unknown) => recordAbort(input, startedAt, err));
     if (!hooked.result) {
-      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], failed: true });
+      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], warnings: job.died ? [job.died] : [], failed: true });
       return { exitCode: ExitCode.DUMP_FAILED, state: await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false })) };
     }
     const { result } = hooked;
     const problems = [...dumpProblems(result), ...(hooked.failure ? [hooked.failure] : [])];
-    const warnings = dumpWarnings(result);
+    const warnings = [...dumpWarnings(result), ...(job.died ? [job.died] : [])];
+    job.progress.phase('recording');
     const ok = result.ok && !hooked.failure;
     const state = runState({
       runId: result.runId,
@@ -348,6 +402,6 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false }));
     return { exitCode: ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }
