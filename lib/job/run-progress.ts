@@ -32,21 +32,41 @@ export class ProgressFile {
   }
 
   phase(phase: string): void {
+    if (this.ended) return;
     this.state = { ...this.state, phase };
     this.write();
   }
 
   /** From the dumps' onProgress: throttled, except the last one. */
   dumps(done: number, total: number, current: string): void {
-    if (this.state.phase !== 'dumps') this.state = { ...this.state, phase: 'dumps' };
-    const now = Date.now();
-    if (now - this.lastWrite < MIN_INTERVAL_MS && done < total) return;
-    this.state = { ...this.state, dumps: { done, total, current: current || undefined, bytes: this.dumpedBytes() } };
+    this.state = { ...this.state, phase: 'dumps', dumps: { done, total, current: current || undefined, bytes: this.state.dumps?.bytes } };
+    const wait = MIN_INTERVAL_MS - (Date.now() - this.lastWrite);
+    if (wait <= 0 || done >= total) {
+      this.flushDumps();
+      return;
+    }
+    // Throttled: the newest counts still reach the file within the second (the last small dumps
+    // may finish just before one long dump that reports nothing for minutes).
+    this.trailing ??= setTimeout(() => this.flushDumps(), wait);
+    this.trailing.unref();
+  }
+
+  private trailing: NodeJS.Timeout | undefined;
+
+  private flushDumps(): void {
+    if (this.trailing) clearTimeout(this.trailing);
+    this.trailing = undefined;
+    if (this.ended || !this.state.dumps) return;
+    this.state = { ...this.state, dumps: { ...this.state.dumps, bytes: this.dumpedBytes() } };
     this.write();
   }
 
+  private ended = false;
+
   /** The job ended (whatever the outcome): nothing is running any more. */
   end(): void {
+    this.ended = true;
+    if (this.trailing) clearTimeout(this.trailing);
     this.forget();
     rmSync(this.file, { force: true });
   }

@@ -80,8 +80,8 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The start time of a live process, /proc/<pid>/stat field 22 (undefined: no such process). */
-export function processStartTime(pid: number): string | undefined {
+/** /proc/<pid>/stat from field 3 on (undefined: no such process). */
+function statFields(pid: number): string[] | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -89,8 +89,12 @@ export function processStartTime(pid: number): string | undefined {
     return undefined;
   }
   // Field 2 (comm) is in parentheses and may itself hold spaces and ')': count from the last one.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return rest[22 - 3];
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The start time of a live process, /proc/<pid>/stat field 22 (undefined: no such process). */
+export function processStartTime(pid: number): string | undefined {
+  return statFields(pid)?.[22 - 3];
 }
 
 export function bootId(): string | undefined {
@@ -115,9 +119,11 @@ export function processGone(who: ProcessIdentity): boolean {
   const boot = bootId();
   if (who.bootId && boot && who.bootId !== boot) return true;
   if (!isAlive(who.pid)) return true;
-  if (who.startTime === undefined) return false;
-  const now = processStartTime(who.pid);
-  return now !== undefined && now !== who.startTime;
+  const fields = statFields(who.pid);
+  // A zombie (killed, not yet reaped by its parent) runs nothing any more.
+  if (fields?.[0] === 'Z') return true;
+  if (who.startTime === undefined || fields === undefined) return false;
+  return fields[22 - 3] !== who.startTime;
 }
 
 export async function acquireLock(lockPath: string, options: LockOptions): Promise<HeldLock> {
