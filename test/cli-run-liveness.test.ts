@@ -26,11 +26,11 @@ let sb: Sandbox;
 
 beforeAll(async () => {
   const servers = await pool.start();
-  // ~96 MB of random bytes: the big dump (hex, zstd) takes seconds, long enough to watch.
+  // ~160 MB of random bytes: the big dump (hex, zstd) takes seconds, long enough to watch.
   await servers.mariadb.sql(`
     CREATE DATABASE big; USE big;
     CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB;
-    INSERT INTO t(b) SELECT CONCAT(${Array(64).fill('RANDOM_BYTES(1024)').join(',')}) FROM seq_1_to_1500;
+    INSERT INTO t(b) SELECT CONCAT(${Array(64).fill('RANDOM_BYTES(1024)').join(',')}) FROM seq_1_to_2500;
     CREATE DATABASE small1; CREATE TABLE small1.t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO small1.t VALUES (1);
     CREATE DATABASE small2; CREATE TABLE small2.t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO small2.t VALUES (2);
   `);
@@ -67,8 +67,7 @@ function leftoversOf(pid: number): string[] {
 }
 
 const status = async (): Promise<{ exitCode: number; json: Record<string, unknown>; text: string }> => {
-  const j = await sb.cli(['status', '--json']);
-  const t = await sb.cli(['status']);
+  const [j, t] = await Promise.all([sb.cli(['status', '--json']), sb.cli(['status'])]);
   return { exitCode: t.exitCode, json: JSON.parse(String(j.stdout)) as Record<string, unknown>, text: String(t.stdout) };
 };
 
@@ -105,6 +104,8 @@ describe('status sees runs at work and runs that died', () => {
 
     // SIGKILL: no handler runs. Its orphans (the dumper and compressor of the big database)
     // are killed too: what they do after their parent died is not what this test is about.
+    // Still dumping the big database when killed (else this would test another phase).
+    expect(readdirSync(sb.dumpsDir).filter((n) => n.endsWith('.inprogress'))).toHaveLength(1);
     const below = await descendants(child.pid!);
     process.kill(child.pid!, 'SIGKILL');
     for (const pid of below) {
@@ -168,5 +169,37 @@ describe('status sees runs at work and runs that died', () => {
     expect(String(r.stderr)).toContain('died (pid 1, last phase unknown)');
     expect(existsSync(sb.lockPath)).toBe(false);
     expect(existsSync(`${sb.lockPath}.holder.json`)).toBe(false);
+  });
+});
+
+describe('a job that found the lock busy', () => {
+  it('pre-backup exits 3; status and the post-backup hook name the busy lock and its holder, not an engine error nor the holder\'s dumps', async () => {
+    // The stand-in panel answers slowly: the first run holds the lock for a few seconds.
+    const busySb = await pool.sandbox({ quirks: { delayMs: 1500 }, config: { lock: { wait: '1s' } } });
+    const first = busySb.spawnCli(['dump']);
+    await waitFor('the first run to take the lock', () => existsSync(`${busySb.lockPath}.holder.json`), 20_000);
+    const pre = await busySb.cli(['hook', 'pre-backup', '--engine', 'bacula', '--level', 'Full', '--jobid', '8', '--job', 'ApisCP']);
+    expect(pre.exitCode, String(pre.stderr)).toBe(3);
+    const r1 = await first;
+    expect(r1.exitCode, String(r1.stderr)).toBe(0);
+    const holderRun = busySb.latest();
+
+    const s = await busySb.cli(['status']);
+    expect(s.exitCode, String(s.stdout)).toBe(2);
+    expect(String(s.stdout).split('\n')[0]).toMatch(new RegExp(`^CRITICAL: apiscp-backup hook pre-backup \\(job 8\\) at \\S+ did not run: another run holds ${busySb.lockPath}: pid ${first.pid} \\(apiscp-backup dump`));
+
+    // Bacula runs the after-job script anyway, with the job's failure.
+    const post = await busySb.cli(['hook', 'post-backup', '--engine', 'bacula', '--status', 'Error', '--jobid', '8', '--job', 'ApisCP']);
+    expect(post.exitCode, String(post.stderr)).toBe(3);
+    expect(String(post.stderr)).toContain(`did not run: another run holds ${busySb.lockPath}: pid ${first.pid}`);
+    const state = JSON.parse(readFileSync(busySb.statusFile, 'utf8')) as RunState;
+    expect(state.status).toBe('failed');
+    expect(state.job?.id).toBe('8');
+    expect(state.runId).toBeUndefined(); // not the holder's run
+    expect(state.dumps).toBeUndefined();
+    expect(holderRun).toBeDefined();
+    const after = await busySb.cli(['status']);
+    expect(after.exitCode).toBe(2);
+    expect(String(after.stdout)).toContain(`did not run: another run holds ${busySb.lockPath}: pid ${first.pid}`);
   });
 });

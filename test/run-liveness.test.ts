@@ -192,3 +192,33 @@ describe('computeStatus: a run under way, a run that died', () => {
     expect(computeStatus({ state: after, now: NOW, maxAgeMs: MAX_AGE, lock: {} }).nagiosCode).toBe(0);
   });
 });
+
+describe('computeStatus: a job that found the lock busy', () => {
+  const holder: LockHolder = { pid: 4242, host: 'h', command: 'apiscp-backup nightly (bacula)', started: hoursAgo(3) };
+  const busy = {
+    version: 1 as const,
+    at: hoursAgo(2),
+    trigger: 'hook',
+    command: 'apiscp-backup hook pre-backup (job 7)',
+    job: { id: '7' },
+    holder,
+    message: `another run holds /run/apiscp-backup.lock: pid 4242 (apiscp-backup nightly (bacula), since ${hoursAgo(3)}); waited 600s`,
+  };
+
+  it('CRITICAL naming the job and the holder, even after the holder\'s own run (started before it) is recorded as good', () => {
+    const holderRun = finished({ startedAt: hoursAgo(3), finishedAt: hoursAgo(1) });
+    const r = computeStatus({ state: holderRun, now: NOW, maxAgeMs: MAX_AGE, lock: {}, busy });
+    expect(r.nagiosCode).toBe(2);
+    expect(r.lines[0]).toMatch(new RegExp(`^CRITICAL: apiscp-backup hook pre-backup \\(job 7\\) at ${busy.at} did not run: another run holds /run/apiscp-backup.lock: pid 4242`));
+    expect(r.json.busy).toEqual({ at: busy.at, command: busy.command, job: { id: '7' }, holder });
+  });
+
+  it('cleared by a good run that started after it; not by a failed one', () => {
+    const later = finished({ startedAt: hoursAgo(1), finishedAt: hoursAgo(0.5) });
+    const ok = computeStatus({ state: later, now: NOW, maxAgeMs: MAX_AGE, lock: {}, busy });
+    expect(ok.nagiosCode).toBe(0);
+    expect(ok.json.busy).toBeNull();
+    const failed = computeStatus({ state: finished({ startedAt: hoursAgo(1), status: 'failed', problems: ['x'] }), now: NOW, maxAgeMs: MAX_AGE, lock: {}, busy });
+    expect(failed.json.problems).toEqual(expect.arrayContaining([expect.stringMatching(/did not run: another run holds/), 'last run failed: x']));
+  });
+});

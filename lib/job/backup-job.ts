@@ -6,7 +6,8 @@ import { getEngine } from '../engine/index.js';
 import type { BackupLevel, Engine, EngineContext, EngineName, EngineResult } from '../engine/types.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { acquireLock, type HeldLock } from '../lock/lock.js';
+import { acquireLock, LockBusyError, type HeldLock } from '../lock/lock.js';
+import { busyFile, busyText, readBusyFailure, writeBusyFailure } from '../report/busy-file.js';
 import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
 import { ensureScopeDisabled } from '../panel/scope.js';
@@ -81,7 +82,10 @@ interface Started {
 }
 
 async function startJob(input: JobInput, command: string): Promise<Started> {
-  const lock = await takeLock(input, command);
+  const lock = await takeLock(input, command).catch((err: unknown) => {
+    if (err instanceof LockBusyError) recordBusy(input, command, err);
+    throw err;
+  });
   try {
     // Before our progress file replaces the dead run's: it names the dead run's pid and phase.
     const died = await clearDeadRun(input.loaded, input.log, lock);
@@ -99,6 +103,26 @@ async function startJob(input: JobInput, command: string): Promise<Started> {
   } catch (err) {
     await lock.release();
     throw err;
+  }
+}
+
+/**
+ * A job that could not run because another held the lock is a failure `status` and the
+ * post-backup hook must name, with the holder (report/busy-file.ts: why not status.json).
+ */
+function recordBusy(input: JobInput, command: string, err: LockBusyError): void {
+  try {
+    writeBusyFailure(busyFile(input.loaded.paths.stateDir), {
+      version: 1,
+      at: new Date().toISOString(),
+      trigger: input.trigger,
+      command,
+      job: input.job && { name: input.job.name, id: input.job.id },
+      holder: err.holder,
+      message: err.message,
+    });
+  } catch (e) {
+    input.log.warn(`cannot write the busy record: ${(e as Error).message}`);
   }
 }
 
@@ -274,7 +298,13 @@ export async function hookPreBackup(jobInput: JobInput): Promise<JobOutcome> {
 /** `hook post-backup`: record the engine's outcome, apply retention, unpin the dumps. */
 export async function hookPostBackup(input: JobInput & { status?: string }): Promise<JobOutcome> {
   const { loaded, log } = input;
-  const previous = previousState(loaded);
+  const recorded0 = previousState(loaded);
+  // The record is this job's pre-backup only when the job ids agree: a pre-backup that found the
+  // lock busy recorded nothing there, and the record is another job's (the holder's, or older).
+  const mine = input.job?.id === undefined || recorded0?.job?.id === input.job.id;
+  const previous = mine ? recorded0 : undefined;
+  const busy = readBusyFailure(busyFile(loaded.paths.stateDir));
+  const busyMine = busy && input.job?.id !== undefined && busy.job?.id === input.job.id ? busy : undefined;
   const outcome = parseBackupStatus(input.status);
   // The job's outcome is recorded even when pins.json is unreadable; that is said as an error.
   const pinError = await removePin(loaded, input.job?.id).then(
@@ -298,13 +328,20 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
     startedAt: previous?.startedAt ?? new Date().toISOString(),
     dumps: previous?.dumps,
     backup: { status: outcome, detail: input.status },
-    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []), ...(pinError ? [pinError.message] : [])],
+    problems: [
+      ...(busyMine ? [busyText(busyMine)] : []),
+      ...(previous?.problems ?? []),
+      ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []),
+      ...(pinError ? [pinError.message] : []),
+    ],
     warnings,
-    failed: outcome === 'failed',
+    failed: outcome === 'failed' || busyMine !== undefined,
     degraded: dumpsFailed,
   });
   const recorded = await recordRun(loaded, log, await endHooks(input, state, { afterBackup: true }));
-  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
+  // The lock was busy: that is what failed (exit 3, like the pre-backup), not the engine.
+  if (busyMine) log.error(busyText(busyMine));
+  return { exitCode: busyMine ? ExitCode.BUSY : outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
 import { EXPORT_SCOPE, scopeStatus } from '../panel/scope.js';
 import { readRunProgress, runProgressFile, type RunProgress } from '../report/run-progress.js';
+import { busyFile, readBusyFailure } from '../report/busy-file.js';
 import { readRunStateWithReason } from '../report/state-file.js';
 import { computeStatus, type StatusInput, type StatusResult } from '../report/status.js';
 import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
@@ -36,6 +37,7 @@ export async function checkStatus(loaded: LoadedConfig, log: Logger, signal?: Ab
     maxAgeMs: durationMs(loaded.config.monitor.max_age),
     scope,
     lock: { holder: holder && !processGone(holder) ? holder : undefined },
+    busy: readBusyFailure(busyFile(loaded.paths.stateDir)),
     progress: progressOf(readRunProgress(runProgressFile(loaded.paths.stateDir)), holder),
     verify: { state: readVerifyState(verifyStateFile(loaded.paths.stateDir)), schedule: loaded.config.verify.schedule, sample: loaded.config.verify.sample },
     warnings: [addinTemplateDrift(underRoot(loaded.paths.root, loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),

@@ -2,7 +2,8 @@ import { ExitCode } from '../exit-codes.js';
 import type { LockHolder } from '../lock/lock.js';
 import type { RunState } from './run-state.js';
 import { diedText, type RunProgress } from './run-progress.js';
-import { restoreChainLength } from './state-file.js';
+import { busyText, type BusyFailure } from './busy-file.js';
+import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
 
 export interface StatusInput {
@@ -29,6 +30,8 @@ export interface StatusInput {
    * reboot): then the run died. Omitted: no job is under way.
    */
   readonly progress?: { readonly run: RunProgress; readonly gone: boolean };
+  /** The last job that did not run because the lock was busy (busy.json). */
+  readonly busy?: BusyFailure;
   /** Verification results and settings (verify.json); omitted: not shown. */
   readonly verify?: Omit<VerifyStatusInput, 'databases'>;
 }
@@ -72,6 +75,10 @@ export function computeStatus(input: StatusInput): StatusResult {
   const died = state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending && !progress;
   // Said before anything else: a dead run is the first thing the admin must hear about.
   if (deadRun) critical.push(diedText(deadRun));
+  // A job that found the lock busy stays CRITICAL until a run that started after it succeeds
+  // (the holder finishing does not count: it was the one in the way).
+  const busy = input.busy && !(state && Date.parse(state.startedAt) > Date.parse(input.busy.at) && state.status !== 'running' && isSuccessfulRun(state)) ? input.busy : undefined;
+  if (busy) critical.push(busyText(busy));
 
   if (!state) {
     critical.push(input.stateError && !/does not exist/.test(input.stateError) ? `cannot read run state: ${input.stateError}` : 'no backup has run yet');
@@ -177,6 +184,7 @@ export function computeStatus(input: StatusInput): StatusResult {
         : state?.status === 'running' && !died
         ? { since: state.startedAt, holder: holder ?? null }
         : null,
+      busy: busy ? { at: busy.at, command: busy.command, job: busy.job ?? null, holder: busy.holder ?? null } : null,
       died: deadRun ? { since: deadRun.startedAt, pid: deadRun.process.pid, phase: deadRun.phase, command: deadRun.command } : null,
       restoreChainLength: chainLength ?? null,
       scope: input.scope
