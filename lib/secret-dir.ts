@@ -1,7 +1,8 @@
-import { rmSync, statfsSync } from 'node:fs';
+import { readdirSync, rmSync, statfsSync } from 'node:fs';
 import { atLastResort } from './last-resort.js';
 import { makeTempDir } from './private-dir.js';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** statfs(2) f_type of tmpfs (linux/magic.h). */
 const TMPFS_MAGIC = 0x01021994;
@@ -35,7 +36,29 @@ export function secretDirParent(temp: string = tmpdir(), shm = '/dev/shm'): stri
  * must exit before the caller can (a second signal) removes it on its way out.
  */
 export async function makeSecretDir(prefix: string): Promise<string> {
-  const dir = await makeTempDir(prefix, secretDirParent());
+  // The pid in the name lets the run that takes over from a killed one find its directories.
+  const dir = await makeTempDir(`${prefix}${process.pid}-`, secretDirParent());
   atLastResort(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/**
+ * Remove the secret directories a dead process left (SIGKILL leaves no chance to clean up): those
+ * named `<prefix><pid>-…` by makeSecretDir. Returns how many were removed.
+ */
+export function removeSecretDirsOf(pid: number, prefix = 'asb-', parent: string = secretDirParent()): number {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return 0;
+  }
+  const mine = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[a-z0-9]+-${pid}-[^/]+$`);
+  let removed = 0;
+  for (const name of names) {
+    if (!mine.test(name)) continue;
+    rmSync(join(parent, name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
 }

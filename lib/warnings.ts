@@ -42,6 +42,8 @@ export const WarningCodes = {
   OWNER_EXPORTS: 'owner-exports',
   /** A user hook after the backup (after_backup, on_failure) failed. */
   HOOK_FAILED: 'hook-failed',
+  /** This run took over from one that died (killed, OOM, a reboot) and cleared what it left. */
+  RUN_DIED: 'run-died',
   /** The panel's nightly export is switched off but 10backup_dbs would still run. */
   PANEL_EXPORT_RUNNING: 'panel-export-running',
 } as const;

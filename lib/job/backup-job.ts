@@ -6,7 +6,8 @@ import { getEngine } from '../engine/index.js';
 import type { BackupLevel, Engine, EngineContext, EngineName, EngineResult } from '../engine/types.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { acquireLock, type HeldLock } from '../lock/lock.js';
+import { acquireLock, LockBusyError, type HeldLock } from '../lock/lock.js';
+import { busyFile, busyText, readBusyFailure, writeBusyFailure } from '../report/busy-file.js';
 import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
 import { ensureScopeDisabled } from '../panel/scope.js';
@@ -19,6 +20,8 @@ import { addPin, PinsError, removePin } from './pins.js';
 import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 import { withPriority } from '../run/priority.js';
+import { ProgressFile } from './run-progress.js';
+import { clearDeadRun } from './takeover.js';
 
 export interface JobInput {
   readonly loaded: LoadedConfig;
@@ -33,6 +36,8 @@ export interface JobInput {
   readonly ping?: boolean;
   /** The engine and the dumps (default: the real ones). Tests give stand-ins to drive each outcome. */
   readonly steps?: Partial<JobSteps>;
+  /** Databases done of total as dumps finish (set by the job itself for its progress file). */
+  readonly onDumpProgress?: (done: number, total: number, current: string) => void;
 }
 
 /** The two steps a job delegates: everything else (lock, hooks, record) is the job's own. */
@@ -64,6 +69,66 @@ export async function takeLock(input: Pick<JobInput, 'loaded' | 'log'>, command:
     command,
     onWait: (h) => input.log.info(`waiting for the lock held by ${h ? `pid ${h.pid} (${h.command})` : 'another run'}`),
   });
+}
+
+/** A job under way: its lock, its progress file, and the warning about a dead run it took over from. */
+interface Started {
+  readonly lock: HeldLock;
+  readonly progress: ProgressFile;
+  readonly died?: Warning;
+  /** The job's input with the dumps reporting to the progress file. */
+  readonly input: JobInput;
+  end(): Promise<void>;
+}
+
+async function startJob(input: JobInput, command: string): Promise<Started> {
+  const lock = await takeLock(input, command).catch((err: unknown) => {
+    if (err instanceof LockBusyError) recordBusy(input, command, err);
+    throw err;
+  });
+  try {
+    // Before our progress file replaces the dead run's: it names the dead run's pid and phase.
+    const died = await clearDeadRun(input.loaded, input.log, lock);
+    const progress = new ProgressFile(input.loaded, input.log, { command, trigger: input.trigger, engine: input.engine });
+    return {
+      lock,
+      progress,
+      died,
+      input: { ...input, onDumpProgress: (done, total, current) => progress.dumps(done, total, current) },
+      end: async () => {
+        progress.end();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+/**
+ * A job that could not run because another held the lock is a failure `status` and the
+ * post-backup hook must name, with the holder (report/busy-file.ts: why not status.json).
+ */
+function recordBusy(input: JobInput, command: string, err: LockBusyError): void {
+  try {
+    writeBusyFailure(busyFile(input.loaded.paths.stateDir), {
+      version: 1,
+      at: new Date().toISOString(),
+      trigger: input.trigger,
+      command,
+      job: input.job && { name: input.job.name, id: input.job.id },
+      holder: err.holder,
+      message: err.message,
+    });
+  } catch (e) {
+    input.log.warn(`cannot write the busy record: ${(e as Error).message}`);
+  }
+}
+
+function withWarning(state: RunState, w: Warning | undefined): RunState {
+  if (!w) return state;
+  return { ...state, warnings: [...(state.warnings ?? []), w], status: state.status === 'ok' ? 'warning' : state.status };
 }
 
 export async function engineContext(input: JobInput): Promise<EngineContext> {
@@ -208,12 +273,17 @@ export function parseBackupStatus(status: string | undefined): 'ok' | 'warning' 
 }
 
 /** `hook pre-backup`: dumps for a backup that someone else (Bacula, a wrapper script) makes. */
-export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
-  const engine = stepsOf(input).engine(input.engine);
-  const lock = await takeLock(input, `apiscp-backup hook pre-backup${input.job?.id ? ` (job ${input.job.id})` : ''}`);
+export async function hookPreBackup(jobInput: JobInput): Promise<JobOutcome> {
+  const engine = stepsOf(jobInput).engine(jobInput.engine);
+  const job = await startJob(jobInput, `apiscp-backup hook pre-backup${jobInput.job?.id ? ` (job ${jobInput.job.id})` : ''}`);
+  const { input } = job;
   const startedAt = new Date().toISOString();
   try {
-    const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
+    job.progress.phase('dumps');
+    const pre = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
+    const { proceed } = pre;
+    const state = withWarning(pre.state, job.died);
+    job.progress.phase('recording');
     if (proceed) await addPin(input.loaded, { runId: state.runId!, job: input.job?.name, jobId: input.job?.id, since: state.startedAt });
     const finished = { ...state, finishedAt: new Date().toISOString(), durationMs: Date.now() - Date.parse(state.startedAt) };
     // Not final for engines that back up afterwards: post-backup records the outcome.
@@ -221,14 +291,20 @@ export async function hookPreBackup(input: JobInput): Promise<JobOutcome> {
     const recorded = await recordRun(input.loaded, input.log, final, { ping: !proceed });
     return { exitCode: proceed ? ExitCode.OK : ExitCode.DUMP_FAILED, state: proceed ? { ...recorded, status: state.status } : recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }
 
 /** `hook post-backup`: record the engine's outcome, apply retention, unpin the dumps. */
 export async function hookPostBackup(input: JobInput & { status?: string }): Promise<JobOutcome> {
   const { loaded, log } = input;
-  const previous = previousState(loaded);
+  const recorded0 = previousState(loaded);
+  // The record is this job's pre-backup only when the job ids agree: a pre-backup that found the
+  // lock busy recorded nothing there, and the record is another job's (the holder's, or older).
+  const mine = input.job?.id === undefined || recorded0?.job?.id === input.job.id;
+  const previous = mine ? recorded0 : undefined;
+  const busy = readBusyFailure(busyFile(loaded.paths.stateDir));
+  const busyMine = busy && input.job?.id !== undefined && busy.job?.id === input.job.id ? busy : undefined;
   const outcome = parseBackupStatus(input.status);
   // The job's outcome is recorded even when pins.json is unreadable; that is said as an error.
   const pinError = await removePin(loaded, input.job?.id).then(
@@ -252,34 +328,44 @@ export async function hookPostBackup(input: JobInput & { status?: string }): Pro
     startedAt: previous?.startedAt ?? new Date().toISOString(),
     dumps: previous?.dumps,
     backup: { status: outcome, detail: input.status },
-    problems: [...(previous?.problems ?? []), ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []), ...(pinError ? [pinError.message] : [])],
+    problems: [
+      ...(busyMine ? [busyText(busyMine)] : []),
+      ...(previous?.problems ?? []),
+      ...(outcome === 'failed' ? [`${input.engine} backup failed: ${input.status}`] : []),
+      ...(pinError ? [pinError.message] : []),
+    ],
     warnings,
-    failed: outcome === 'failed',
+    failed: outcome === 'failed' || busyMine !== undefined,
     degraded: dumpsFailed,
   });
   const recorded = await recordRun(loaded, log, await endHooks(input, state, { afterBackup: true }));
-  return { exitCode: outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
+  // The lock was busy: that is what failed (exit 3, like the pre-backup), not the engine.
+  if (busyMine) log.error(busyText(busyMine));
+  return { exitCode: busyMine ? ExitCode.BUSY : outcome === 'failed' ? ExitCode.ENGINE : pinError ? pinError.exitCode : ExitCode.OK, state: recorded };
 }
 
 /** `run`: lock → pre-backup → engine backup (gated on the dumps) → retention → report. */
-export async function runJob(input: JobInput): Promise<JobOutcome> {
-  const engine = stepsOf(input).engine(input.engine);
-  const lock = await takeLock(input, `apiscp-backup ${input.trigger === 'cron' ? 'nightly' : 'run'} (${input.engine})`);
+export async function runJob(jobInput: JobInput): Promise<JobOutcome> {
+  const engine = stepsOf(jobInput).engine(jobInput.engine);
+  const job = await startJob(jobInput, `apiscp-backup ${jobInput.trigger === 'cron' ? 'nightly' : 'run'} (${jobInput.engine})`);
+  const { input } = job;
   const startedAt = new Date().toISOString();
   try {
     const ctx0 = await engineContext(input);
     await engine.check(ctx0).catch((err: unknown) => recordAbort(input, startedAt, err));
+    job.progress.phase('dumps');
     const { state, proceed } = await preBackup(input, engine).catch((err: unknown) => recordAbort(input, startedAt, err));
     let backup: RunState['backup'] = state.backup;
     let level: RunState['level'] = state.level;
     const problems = [...state.problems];
-    const warnings = [...(state.warnings ?? [])];
+    const warnings = [...(state.warnings ?? []), ...(job.died ? [job.died] : [])];
     let exitCode: number = (state.dumps && state.dumps.failed > 0) || !proceed ? ExitCode.DUMP_FAILED : ExitCode.OK;
     if (proceed && engine.drivesBackup) {
       let ctx: EngineContext | undefined;
       try {
         ctx = await engineContext(input);
         const engineCtx = ctx;
+        job.progress.phase('backup');
         // At the configured priority, like the dumps (priority.nice / priority.ionice).
         const result: EngineResult = await withPriority(input.loaded.config.priority, input.log, () => engine.backup(engineCtx));
         level = result.level;
@@ -296,6 +382,7 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
       // The backup exists: a prune that fails costs repository space, not this backup.
       if (ctx && backup?.status !== 'failed' && engine.prune) {
         try {
+          job.progress.phase('prune');
           await engine.prune(ctx);
         } catch (err) {
           if (!(err instanceof BackupError)) return await recordAbort(input, state.startedAt, err);
@@ -310,28 +397,32 @@ export async function runJob(input: JobInput): Promise<JobOutcome> {
     // Interrupted during the backup or the prune: like an interruption anywhere else (exit 143,
     // a failed record, no hooks, no heartbeat), not an engine failure reported through on_failure.
     if (input.signal?.aborted) return await recordAbort(input, state.startedAt, input.signal.reason);
+    job.progress.phase('recording');
     const finished = runState({ ...state, level, backup, problems, warnings, failed: backup?.status === 'failed' || !proceed });
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, finished, { afterBackup: true }), { ping: input.ping });
     return { exitCode, state: recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }
 
 /** `dump`: the dumps alone, now (also what admins of other backup software schedule). */
-export async function dumpJob(input: JobInput): Promise<JobOutcome> {
-  const lock = await takeLock(input, 'apiscp-backup dump');
+export async function dumpJob(jobInput: JobInput): Promise<JobOutcome> {
+  const job = await startJob(jobInput, 'apiscp-backup dump');
+  const { input } = job;
   try {
     const startedAt = new Date().toISOString();
+    job.progress.phase('dumps');
     // A dump dir that is full or read-only, or a SIGTERM, must show in status.json too.
     const hooked = await dumpsWithHooks(input).catch((err: unknown) => recordAbort(input, startedAt, err));
     if (!hooked.result) {
-      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], failed: true });
+      const state = runState({ engine: input.engine, trigger: 'dump', startedAt, backup: { status: 'skipped', detail: hooked.failure }, problems: [hooked.failure!], warnings: job.died ? [job.died] : [], failed: true });
       return { exitCode: ExitCode.DUMP_FAILED, state: await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false })) };
     }
     const { result } = hooked;
     const problems = [...dumpProblems(result), ...(hooked.failure ? [hooked.failure] : [])];
-    const warnings = dumpWarnings(result);
+    const warnings = [...dumpWarnings(result), ...(job.died ? [job.died] : [])];
+    job.progress.phase('recording');
     const ok = result.ok && !hooked.failure;
     const state = runState({
       runId: result.runId,
@@ -348,6 +439,6 @@ export async function dumpJob(input: JobInput): Promise<JobOutcome> {
     const recorded = await recordRun(input.loaded, input.log, await endHooks(input, state, { afterBackup: false }));
     return { exitCode: ok ? ExitCode.OK : ExitCode.DUMP_FAILED, state: recorded };
   } finally {
-    await lock.release();
+    await job.end();
   }
 }

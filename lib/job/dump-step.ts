@@ -21,6 +21,8 @@ export interface DumpStepInput {
   readonly log: Logger;
   readonly signal?: AbortSignal;
   readonly interactive: boolean;
+  /** Databases done of total as dumps finish (the job's progress file). */
+  readonly onDumpProgress?: (done: number, total: number, current: string) => void;
 }
 
 /** Every database kind we know. Adding a kind = adding its module here. */
@@ -64,7 +66,10 @@ async function ourDumps(input: DumpStepInput): Promise<CompletedRun> {
         siteOf,
         panelExport,
         pinned: new Set(readPins(loaded).map((p) => p.runId)),
-        onProgress: progress && ((done, total, current) => progress.update(done, total, current)),
+        onProgress: (done, total, current) => {
+          progress?.update(done, total, current);
+          input.onDumpProgress?.(done, total, current);
+        },
       }),
     );
   } finally {

@@ -7,9 +7,20 @@ import { atLastResort } from '../last-resort.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 
-export interface LockHolder {
+/**
+ * Which process this is, enough to tell it from a later one with the same pid: the pid alone is
+ * reused after an exit or a reboot; the start time (in clock ticks since boot) and the boot id are not.
+ */
+export interface ProcessIdentity {
   pid: number;
   host: string;
+  /** /proc/<pid>/stat field 22; absent in holder files written before it was recorded. */
+  startTime?: string;
+  /** /proc/sys/kernel/random/boot_id. */
+  bootId?: string;
+}
+
+export interface LockHolder extends ProcessIdentity {
   command: string;
   started: string;
 }
@@ -34,6 +45,8 @@ const POLL_MS = 500;
 
 export interface HeldLock {
   readonly path: string;
+  /** The dead holder whose lock this one took over (killed, OOM, a reboot): its leftovers are the job's to clear. */
+  readonly tookOver?: LockHolder;
   release(): Promise<void>;
 }
 
@@ -67,10 +80,57 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** /proc/<pid>/stat from field 3 on (undefined: no such process). */
+function statFields(pid: number): string[] | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Field 2 (comm) is in parentheses and may itself hold spaces and ')': count from the last one.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The start time of a live process, /proc/<pid>/stat field 22 (undefined: no such process). */
+export function processStartTime(pid: number): string | undefined {
+  return statFields(pid)?.[22 - 3];
+}
+
+export function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function thisProcess(): ProcessIdentity {
+  return { pid: process.pid, host: hostname(), startTime: processStartTime(process.pid), bootId: bootId() };
+}
+
+/**
+ * Is the process this identity names gone? Only answerable on its own host. Gone: another boot
+ * (a reboot since), no such pid, or the pid now belongs to a process that started at another time
+ * (the pid was reused). Without a recorded start time (an older holder file) a live pid counts as it.
+ */
+export function processGone(who: ProcessIdentity): boolean {
+  if (who.host !== hostname()) return false;
+  const boot = bootId();
+  if (who.bootId && boot && who.bootId !== boot) return true;
+  if (!isAlive(who.pid)) return true;
+  const fields = statFields(who.pid);
+  // A zombie (killed, not yet reaped by its parent) runs nothing any more.
+  if (fields?.[0] === 'Z') return true;
+  if (who.startTime === undefined || fields === undefined) return false;
+  return fields[22 - 3] !== who.startTime;
+}
+
 export async function acquireLock(lockPath: string, options: LockOptions): Promise<HeldLock> {
   mkdirSync(dirname(lockPath), { recursive: true });
   const started = Date.now();
   let announced = false;
+  let tookOver: LockHolder | undefined;
   for (;;) {
     try {
       const release = await lockfile.lock(lockPath, {
@@ -82,7 +142,7 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
         // run will see the holder file and the state and report it.
         onCompromised: () => undefined,
       });
-      const holder: LockHolder = { pid: process.pid, host: hostname(), command: options.command, started: new Date().toISOString() };
+      const holder: LockHolder = { ...thisProcess(), command: options.command, started: new Date().toISOString() };
       // Atomic (temp + rename): a waiter never reads half a holder file, or an empty one it would
       // take for "unknown holder".
       writeFileAtomic(holderFile(lockPath), JSON.stringify(holder) + '\n', { mode: 0o644 });
@@ -93,6 +153,7 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
       });
       return {
         path: lockPath,
+        tookOver,
         release: async () => {
           forget();
           rmSync(holderFile(lockPath), { force: true });
@@ -105,7 +166,7 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
     const holder = readHolder(lockPath);
     if (isDead(holder)) {
       // The holder died (kill -9, OOM, reboot without tmpfs /run): take the lock over now.
-      await takeOver(lockPath, holder!);
+      if (await takeOver(lockPath, holder!)) tookOver = holder;
       continue;
     }
     const waited = Date.now() - started;
@@ -119,7 +180,7 @@ export async function acquireLock(lockPath: string, options: LockOptions): Promi
 }
 
 function isDead(holder: LockHolder | undefined): boolean {
-  return holder !== undefined && holder.host === hostname() && holder.pid !== process.pid && !isAlive(holder.pid);
+  return holder !== undefined && processGone(holder);
 }
 
 const TAKEOVER_STALE_MS = 10_000;
@@ -129,10 +190,10 @@ const TAKEOVER_STALE_MS = 10_000;
  * dead holder; without care the slower one would then remove the lock the faster one just took,
  * and both would run. So the takeover itself is serialised by a second lock (mkdir is atomic),
  * and under it the holder is read again: only if the very same dead holder is still recorded is
- * anything removed (holder file first, so nobody reads it after the lock is gone). A waiter that
+ * anything removed (true: this caller removed it) (holder file first, so nobody reads it after the lock is gone). A waiter that
  * comes second finds the new holder (alive) or none, and goes back to waiting.
  */
-export async function takeOver(lockPath: string, seen: LockHolder): Promise<void> {
+export async function takeOver(lockPath: string, seen: LockHolder): Promise<boolean> {
   const mutex = `${lockPath}.takeover`;
   try {
     mkdirSync(mutex);
@@ -141,14 +202,16 @@ export async function takeOver(lockPath: string, seen: LockHolder): Promise<void
     // Another waiter is taking over; a mutex left by a waiter that died meanwhile goes stale.
     if (Date.now() - (statSafe(mutex) ?? Date.now()) > TAKEOVER_STALE_MS) rmSync(mutex, { recursive: true, force: true });
     await new Promise((r) => setTimeout(r, 50));
-    return;
+    return false;
   }
   try {
     const now = readHolder(lockPath);
     if (now && isDead(now) && now.pid === seen.pid && now.started === seen.started) {
       rmSync(holderFile(lockPath), { force: true });
       rmSync(lockPath, { recursive: true, force: true });
+      return true;
     }
+    return false;
   } finally {
     rmSync(mutex, { recursive: true, force: true });
   }

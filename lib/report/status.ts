@@ -1,7 +1,9 @@
 import { ExitCode } from '../exit-codes.js';
 import type { LockHolder } from '../lock/lock.js';
 import type { RunState } from './run-state.js';
-import { restoreChainLength } from './state-file.js';
+import { diedText, type RunProgress } from './run-progress.js';
+import { busyText, type BusyFailure } from './busy-file.js';
+import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
 
 export interface StatusInput {
@@ -23,6 +25,13 @@ export interface StatusInput {
   readonly warnings?: readonly string[];
   /** Who holds the run lock right now; `{}` = nobody. Omit when not checked. */
   readonly lock?: { readonly holder?: LockHolder };
+  /**
+   * The job under way (running.json), and whether the process it names is gone (killed, a
+   * reboot): then the run died. Omitted: no job is under way.
+   */
+  readonly progress?: { readonly run: RunProgress; readonly gone: boolean };
+  /** The last job that did not run because the lock was busy (busy.json). */
+  readonly busy?: BusyFailure;
   /** Verification results and settings (verify.json); omitted: not shown. */
   readonly verify?: Omit<VerifyStatusInput, 'databases'>;
 }
@@ -61,7 +70,15 @@ export function computeStatus(input: StatusInput): StatusResult {
   // held: the director is backing up and post-backup will finish the record. Otherwise a
   // "running" state nobody holds the lock for means the run was killed (-9, reboot, OOM).
   const pending = state?.status === 'running' && state.backup?.status === 'pending' && holder === undefined;
-  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending;
+  const progress = input.progress && !input.progress.gone ? input.progress.run : undefined;
+  const deadRun = input.progress?.gone ? input.progress.run : undefined;
+  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending && !progress;
+  // Said before anything else: a dead run is the first thing the admin must hear about.
+  if (deadRun) critical.push(diedText(deadRun));
+  // A job that found the lock busy stays CRITICAL until a run that started after it succeeds
+  // (the holder finishing does not count: it was the one in the way).
+  const busy = input.busy && !(state && Date.parse(state.startedAt) > Date.parse(input.busy.at) && state.status !== 'running' && isSuccessfulRun(state)) ? input.busy : undefined;
+  if (busy) critical.push(busyText(busy));
 
   if (!state) {
     critical.push(input.stateError && !/does not exist/.test(input.stateError) ? `cannot read run state: ${input.stateError}` : 'no backup has run yet');
@@ -69,7 +86,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     if (ageMs === undefined) critical.push('no successful backup recorded');
     else if (ageMs > maxAgeMs) critical.push(`last successful backup ${ago(ageMs)} ago, older than max_age ${ago(maxAgeMs)}`);
     if (state.status === 'failed') critical.push(`last run failed${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
-    if (died) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
+    if (died && !deadRun) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
     const warnings = state.warnings ?? [];
     if (state.status === 'warning' || warnings.length) {
       // Each warning by name (events skipped in 'it''s', database b_shop missing…): the plugin
@@ -97,10 +114,11 @@ export function computeStatus(input: StatusInput): StatusResult {
   const warningCount = state?.warnings?.length ?? 0;
   // WARNING lists every warning on the plugin line (monitoring shows only that line); CRITICAL
   // names the first critical problem and the rest follow as `also:` lines.
-  const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!));
+  const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!, progress !== undefined));
 
+  if (progress) details.push(progressText(progress, nowMs));
   if (state) {
-    const running = state.status === 'running' && !died;
+    const running = state.status === 'running' && !died && !progress;
     details.push(
       pending
         ? `running: dumps done ${state.finishedAt ?? state.startedAt}, waiting for the ${state.engine} job to finish (post-backup records it)`
@@ -151,7 +169,23 @@ export function computeStatus(input: StatusInput): StatusResult {
       lastSuccessAt: state?.lastSuccessAt ?? null,
       ageSeconds: ageMs === undefined ? null : Math.round(ageMs / 1000),
       maxAgeSeconds: Math.round(maxAgeMs / 1000),
-      running: state?.status === 'running' && !died ? { since: state.startedAt, holder: holder ?? null } : null,
+      running: progress
+        ? {
+            since: progress.startedAt,
+            pid: progress.process.pid,
+            command: progress.command,
+            trigger: progress.trigger,
+            phase: progress.phase,
+            updatedAt: progress.updatedAt,
+            databases: progress.dumps ? { done: progress.dumps.done, total: progress.dumps.total, current: progress.dumps.current ?? null } : null,
+            bytes: progress.dumps?.bytes ?? null,
+            holder: holder ?? null,
+          }
+        : state?.status === 'running' && !died
+        ? { since: state.startedAt, holder: holder ?? null }
+        : null,
+      busy: busy ? { at: busy.at, command: busy.command, job: busy.job ?? null, holder: busy.holder ?? null } : null,
+      died: deadRun ? { since: deadRun.startedAt, pid: deadRun.process.pid, phase: deadRun.phase, command: deadRun.command } : null,
       restoreChainLength: chainLength ?? null,
       scope: input.scope
         ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
@@ -163,11 +197,16 @@ export function computeStatus(input: StatusInput): StatusResult {
   };
 }
 
-function okHeadline(state: RunState, ageMs: number): string {
+function okHeadline(state: RunState, ageMs: number, working: boolean): string {
   const what = state.engine === 'none' ? 'dumps' : 'backup';
   const dbs = state.dumps ? `, ${state.dumps.ok} database dump${state.dumps.ok === 1 ? '' : 's'}` : '';
-  const running = state.status === 'running' ? ', a run is in progress' : '';
+  const running = state.status === 'running' || working ? ', a run is in progress' : '';
   return `last ${what} ${ago(ageMs)} ago (engine ${state.engine}${dbs})${running}`;
+}
+
+function progressText(p: RunProgress, nowMs: number): string {
+  const dumps = p.dumps ? `, databases ${p.dumps.done}/${p.dumps.total}${p.dumps.bytes !== undefined ? `, ${bytes(p.dumps.bytes)} written` : ''}` : '';
+  return `running: ${p.command} since ${p.startedAt} (${ago(nowMs - Date.parse(p.startedAt))}), pid ${p.process.pid}, phase ${p.phase}${dumps}`;
 }
 
 function chainText(chain: RunState['chain']): string | undefined {

@@ -1,0 +1,104 @@
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
+import type { LoadedConfig } from '../config/load.js';
+import { thisProcess } from '../lock/lock.js';
+import { atLastResort } from '../last-resort.js';
+import type { Logger } from '../log.js';
+import { IN_PROGRESS } from '../model/dump-dir.js';
+import { runProgressFile, type RunProgress } from '../report/run-progress.js';
+
+/** Dumps finishing by the hundred must not rewrite the file by the hundred: at most once a second. */
+const MIN_INTERVAL_MS = 1000;
+
+/**
+ * The job's side of `<state.dir>/running.json` (report/run-progress.ts): what `status` shows
+ * while the job works, and what names the job if it dies. Writing it never fails the job.
+ */
+export class ProgressFile {
+  private state: RunProgress;
+  private lastWrite = 0;
+  private readonly forget: () => void;
+
+  constructor(private readonly loaded: LoadedConfig, private readonly log: Logger, info: { command: string; trigger: string; engine: string }) {
+    const now = new Date().toISOString();
+    this.state = { version: 1, process: thisProcess(), ...info, startedAt: now, updatedAt: now, phase: 'starting' };
+    this.forget = atLastResort(() => rmSync(this.file, { force: true }));
+    this.write();
+  }
+
+  get file(): string {
+    return runProgressFile(this.loaded.paths.stateDir);
+  }
+
+  phase(phase: string): void {
+    if (this.ended) return;
+    this.state = { ...this.state, phase };
+    this.write();
+  }
+
+  /** From the dumps' onProgress: throttled, except the last one. */
+  dumps(done: number, total: number, current: string): void {
+    this.state = { ...this.state, phase: 'dumps', dumps: { done, total, current: current || undefined, bytes: this.state.dumps?.bytes } };
+    const wait = MIN_INTERVAL_MS - (Date.now() - this.lastWrite);
+    if (wait <= 0 || done >= total) {
+      this.flushDumps();
+      return;
+    }
+    // Throttled: the newest counts still reach the file within the second (the last small dumps
+    // may finish just before one long dump that reports nothing for minutes).
+    this.trailing ??= setTimeout(() => this.flushDumps(), wait);
+    this.trailing.unref();
+  }
+
+  private trailing: NodeJS.Timeout | undefined;
+
+  private flushDumps(): void {
+    if (this.trailing) clearTimeout(this.trailing);
+    this.trailing = undefined;
+    if (this.ended || !this.state.dumps) return;
+    this.state = { ...this.state, dumps: { ...this.state.dumps, bytes: this.dumpedBytes() } };
+    this.write();
+  }
+
+  private ended = false;
+
+  /** The job ended (whatever the outcome): nothing is running any more. */
+  end(): void {
+    this.ended = true;
+    if (this.trailing) clearTimeout(this.trailing);
+    this.forget();
+    rmSync(this.file, { force: true });
+  }
+
+  private write(): void {
+    this.lastWrite = Date.now();
+    try {
+      writeFileAtomic(this.file, JSON.stringify({ ...this.state, updatedAt: new Date().toISOString() }) + '\n', { mode: 0o644, dirMode: 0o755 });
+    } catch (err) {
+      this.log.debug(`cannot write the progress file ${this.file}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Bytes written so far into the unfinished run directory (only ours exists: we hold the lock). */
+  private dumpedBytes(): number | undefined {
+    const dir = this.loaded.paths.dumpsDir;
+    try {
+      let total = 0;
+      for (const name of readdirSync(dir)) {
+        if (!name.endsWith(IN_PROGRESS)) continue;
+        for (const f of readdirSync(join(dir, name), { recursive: true }) as string[]) {
+          try {
+            const st = statSync(join(dir, name, f));
+            if (st.isFile()) total += st.size;
+          } catch {
+            // A temp file renamed or removed meanwhile: counted next time.
+          }
+        }
+      }
+      return total;
+    } catch {
+      return undefined;
+    }
+  }
+}
