@@ -3,9 +3,9 @@ import type { Manifest } from '../lib/model/manifest.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../lib/sandbox/mariadb.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from './helpers/dump-files.js';
-import { assertBuilt, cli, rmrf, writeConfig, type CliResult } from './helpers/e2e.js';
+import { assertBuilt, liveAndFresh, rmrf, type LiveAndFresh } from './helpers/e2e.js';
 
 // What `restore db` does to a MariaDB database's own properties and to accounts, through the
 // BUILT CLI against real servers: `live` is the dumped server, `fresh` a new one (the disaster).
@@ -16,8 +16,9 @@ const base = mkdtempSync(join(tmpdir(), 'acc-'));
 chmodSync(base, 0o755); // verify.work_dir: the throwaway server's OS user must reach its directory below
 let live: MariadbServer;
 let fresh: MariadbServer;
-let toLive: (args: string[]) => Promise<CliResult>;
-let toFresh: (args: string[]) => Promise<CliResult>;
+let toLive: LiveAndFresh['toLive'];
+let toFresh: LiveAndFresh['toFresh'];
+let servers: LiveAndFresh | undefined;
 let runDir: string;
 let stateDir: string;
 
@@ -59,31 +60,13 @@ ALTER DATABASE site1_alt COLLATE latin1_swedish_ci;
 
 beforeAll(async () => {
   assertBuilt();
-  [live, fresh] = await Promise.all([startMariadb(), startMariadb()]);
-  await live.sql("INSTALL SONAME 'auth_ed25519'");
-  await live.sql(SEED);
-  const root = join(base, 'root');
-  const config = (server: MariadbServer, name: string): string =>
-    writeConfig(join(base, `${name}.yaml`), {
-      root,
-      engine: 'none',
-      extra: {
-        databases: { mysql: { enabled: true, socket: server.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } },
-        verify: { schedule: 'off', work_dir: base },
-      },
-    });
-  const liveConfig = config(live, 'live');
-  const freshConfig = config(fresh, 'fresh');
-  toLive = (args) => cli(['--config', liveConfig, ...args]);
-  toFresh = (args) => cli(['--config', freshConfig, ...args]);
-  const r = await toLive(['dump']);
-  expect(r.code, r.stderr).toBe(0);
-  runDir = join(root, 'var/backup/apiscp-backup/latest');
-  stateDir = join(root, 'var/lib/apiscp-backup');
+  servers = await liveAndFresh(base, SEED, ["INSTALL SONAME 'auth_ed25519'"]);
+  ({ live, fresh, toLive, toFresh, stateDir } = servers);
+  runDir = join(servers.dumpsDir, 'latest');
 });
 
 afterAll(async () => {
-  await Promise.allSettled([live?.destroy(), fresh?.destroy()]);
+  await servers?.destroy();
   rmrf(base);
 });
 

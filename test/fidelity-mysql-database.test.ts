@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { memoryLogger } from '../lib/log.js';
 import type { Manifest } from '../lib/model/manifest.js';
 import { osUser } from '../lib/os-user.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../lib/sandbox/mariadb.js';
 import { ThrowawayServers, VERIFY_OS_USER } from '../lib/verify/servers.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from './helpers/dump-files.js';
-import { assertBuilt, cli, rmrf, writeConfig, type CliResult } from './helpers/e2e.js';
+import { assertBuilt, liveAndFresh, rmrf, type LiveAndFresh } from './helpers/e2e.js';
 
 // A MariaDB database's own properties (character set, collation) through dump, restore and
 // verify, and `verify` loading the way `restore db` does (DEFINER accounts from the users export
@@ -18,8 +18,9 @@ const base = mkdtempSync(join(tmpdir(), 'fid-'));
 chmodSync(base, 0o755); // verify.work_dir: the throwaway server's OS user must reach its directory below
 let live: MariadbServer;
 let fresh: MariadbServer;
-let toLive: (args: string[]) => Promise<CliResult>;
-let toFresh: (args: string[]) => Promise<CliResult>;
+let toLive: LiveAndFresh['toLive'];
+let toFresh: LiveAndFresh['toFresh'];
+let servers: LiveAndFresh | undefined;
 let dumpsDir: string;
 let stateDir: string;
 
@@ -42,30 +43,12 @@ ALTER DATABASE site1_alt COLLATE latin1_swedish_ci;
 
 beforeAll(async () => {
   assertBuilt();
-  [live, fresh] = await Promise.all([startMariadb(), startMariadb()]);
-  await live.sql(SEED);
-  const root = join(base, 'root');
-  const config = (server: MariadbServer, name: string): string =>
-    writeConfig(join(base, `${name}.yaml`), {
-      root,
-      engine: 'none',
-      extra: {
-        databases: { mysql: { enabled: true, socket: server.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } },
-        verify: { schedule: 'off', work_dir: base },
-      },
-    });
-  const liveConfig = config(live, 'live');
-  const freshConfig = config(fresh, 'fresh');
-  toLive = (args) => cli(['--config', liveConfig, ...args]);
-  toFresh = (args) => cli(['--config', freshConfig, ...args]);
-  const r = await toLive(['dump']);
-  expect(r.code, r.stderr).toBe(0);
-  dumpsDir = join(root, 'var/backup/apiscp-backup');
-  stateDir = join(root, 'var/lib/apiscp-backup');
+  servers = await liveAndFresh(base, SEED);
+  ({ live, fresh, toLive, toFresh, dumpsDir, stateDir } = servers);
 });
 
 afterAll(async () => {
-  await Promise.allSettled([live?.destroy(), fresh?.destroy()]);
+  await servers?.destroy();
   rmrf(base);
 });
 

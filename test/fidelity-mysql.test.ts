@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cmd } from '../lib/run/command.js';
 import { run } from '../lib/run/run.js';
 import type { Servers } from '../lib/sandbox/servers.js';
-import { mysqlFidelityFingerprint } from './helpers/mysql-fidelity.js';
+import { dumpMarkers, mysqlFidelityFingerprint } from './helpers/mysql-fidelity.js';
 import { sandboxPool, type Sandbox } from './helpers/sandbox.js';
 
 // A MariaDB database that holds what tenants put in theirs, dumped and put back with `restore db`
@@ -19,18 +19,7 @@ let servers: Servers;
 let sb: Sandbox;
 
 /** Lines the loader once looked for, and a privilege escalation if it ever ran them. */
-const MARKERS = [
-  'DELIMITER ;',
-  'DELIMITER //',
-  'UNLOCK TABLES;',
-  'LOCK TABLES `texts` WRITE;',
-  "GRANT ALL ON *.* TO 'tenant'@'%';",
-  '/*!40000 ALTER TABLE `texts` ENABLE KEYS */;',
-  'INSERT INTO `texts` VALUES (99,1);',
-  '-- Dump completed on 2026-01-01 00:00:00',
-  '/*!50003 SET sql_mode = @x */ ;',
-  '\\G',
-].join('\n');
+const MARKERS = [...dumpMarkers('texts'), '\\G'].join('\n');
 const sq = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
 /** SQL through the mariadb client WITH --comments: the server keeps the comments of bodies. */

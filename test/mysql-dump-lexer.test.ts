@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SqlDumpIndexer, type DumpIndex } from '../lib/dumps/mysql-dump-index.js';
 import { decodeDumpMap, encodeDumpMap } from '../lib/dumps/mysql-dump-map.js';
 import { splitStatements } from '../lib/dumps/mysql-dump-lexer.js';
+import { dumpMarkers } from './helpers/mysql-fidelity.js';
 
 // The map of a dump (mysql-dump-index.ts on mysql-dump-lexer.ts) against a hostile corpus: tenant
 // text holding every marker the loader looks for, in strings, comments and routine bodies. What
@@ -9,17 +10,7 @@ import { splitStatements } from '../lib/dumps/mysql-dump-lexer.js';
 // table data spread over connections), rows are only what mariadb-dump wrote as rows, and any
 // chunking of the stream gives the same map.
 
-const MARKERS = [
-  'DELIMITER ;',
-  'DELIMITER //',
-  'UNLOCK TABLES;',
-  'LOCK TABLES `texts` WRITE;',
-  "GRANT ALL ON *.* TO 'tenant'@'%';",
-  '/*!40000 ALTER TABLE `t` ENABLE KEYS */;',
-  'INSERT INTO `t` VALUES (99,1);',
-  '-- Dump completed on 2026-01-01',
-  '/*!50003 SET sql_mode = @x */ ;',
-];
+const MARKERS = dumpMarkers('t');
 
 interface Piece {
   readonly text: Buffer | string;

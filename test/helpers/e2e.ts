@@ -11,7 +11,7 @@ import { memoryLogger } from '../../lib/log.js';
 import { cmd } from '../../lib/run/command.js';
 import { run } from '../../lib/run/run.js';
 import type { TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
+import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
 import type { PostgresServer } from '../../lib/sandbox/postgres.js';
 import { startServers, type Servers } from '../../lib/sandbox/servers.js';
 import { databaseEntries, loadDump } from '../../lib/sandbox/db-checks.js';
@@ -289,4 +289,52 @@ export async function seededServers(): Promise<{ servers: Servers; fresh: Server
 export async function expectSameDatabases(loaded: Awaited<ReturnType<typeof loadRun>>, fresh: Servers, original: Record<string, Record<string, string>>, expectEqual: (a: unknown, b: unknown, what: string) => void): Promise<void> {
   for (const db of MY_DBS) expectEqual(await mysqlFingerprint(fresh.mariadb, loaded.mysql.get(db)!), original[`mysql:${db}`], db);
   for (const db of PG_DBS) expectEqual(await pgFingerprint(fresh.postgres, loaded.postgresql.get(db)!), original[`postgresql:${db}`], db);
+}
+
+/** A live MariaDB (seeded, dumped once through the CLI) and a fresh one, each with a config of its own. */
+export interface LiveAndFresh {
+  readonly live: MariadbServer;
+  readonly fresh: MariadbServer;
+  /** The built CLI against the live server, or the fresh one (same paths.root: the same dumps). */
+  readonly toLive: (args: readonly string[]) => Promise<CliResult>;
+  readonly toFresh: (args: readonly string[]) => Promise<CliResult>;
+  readonly dumpsDir: string;
+  readonly stateDir: string;
+  destroy(): Promise<void>;
+}
+
+/**
+ * Restores on the server a dump came from and on a server that never had it (a new machine),
+ * compared with the live one: start both, run `before` then `seed` on the live one, dump it.
+ * `base` holds the sandbox root and the configs (verify.work_dir too).
+ */
+export async function liveAndFresh(base: string, seed: string, before: readonly string[] = []): Promise<LiveAndFresh> {
+  const [live, fresh] = await Promise.all([startMariadb(), startMariadb()]);
+  for (const sql of [...before, seed]) await live.sql(sql);
+  const root = join(base, 'root');
+  const config = (server: MariadbServer, name: string): string =>
+    writeConfig(join(base, `${name}.yaml`), {
+      root,
+      engine: 'none',
+      extra: {
+        databases: { mysql: { enabled: true, socket: server.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } },
+        verify: { schedule: 'off', work_dir: base },
+      },
+    });
+  const liveConfig = config(live, 'live');
+  const freshConfig = config(fresh, 'fresh');
+  const toLive = (args: readonly string[]): Promise<CliResult> => cli(['--config', liveConfig, ...args]);
+  const r = await toLive(['dump']);
+  if (r.code !== 0) throw new Error(`the first dump failed (exit ${r.code}): ${r.stderr}`);
+  return {
+    live,
+    fresh,
+    toLive,
+    toFresh: (args) => cli(['--config', freshConfig, ...args]),
+    dumpsDir: join(root, 'var/backup/apiscp-backup'),
+    stateDir: join(root, 'var/lib/apiscp-backup'),
+    destroy: async () => {
+      await Promise.allSettled([live.destroy(), fresh.destroy()]);
+    },
+  };
 }

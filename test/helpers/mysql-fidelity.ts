@@ -59,3 +59,21 @@ export async function mysqlFidelityFingerprint(my: MariadbServer, db: string): P
   }
   return out;
 }
+
+/**
+ * Lines shaped like mariadb-dump's own markers and statements (and a privilege escalation if a
+ * loader ever ran one as a statement): tenant text that holds them must load as text.
+ */
+export function dumpMarkers(table: string): string[] {
+  return [
+    'DELIMITER ;',
+    'DELIMITER //',
+    'UNLOCK TABLES;',
+    `LOCK TABLES \`${table}\` WRITE;`,
+    "GRANT ALL ON *.* TO 'tenant'@'%';",
+    `/*!40000 ALTER TABLE \`${table}\` ENABLE KEYS */;`,
+    `INSERT INTO \`${table}\` VALUES (99,1);`,
+    '-- Dump completed on 2026-01-01 00:00:00',
+    '/*!50003 SET sql_mode = @x */ ;',
+  ];
+}
