@@ -17,6 +17,7 @@ packages=(
   mydumper sysbench                 # bench:dumps compares with mydumper/myloader, measures site latency
   rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
   util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay; the fleet test's mount namespaces
+  gcc libc6-dev passwd              # the restore attack test compiles its renameat2 racer; useradd for test tenants and verify's OS user
 )
 
 missing=()

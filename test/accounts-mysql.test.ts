@@ -182,6 +182,7 @@ describe('the live server', () => {
     await live.sql("ALTER USER 'u5'@'localhost' IDENTIFIED BY 'changed'; CREATE USER 'intruder'@'%' IDENTIFIED BY 'x'; GRANT ALL ON site1_wp.* TO 'intruder'@'%'");
     const snapshot = await allAccounts(live);
     const keep = await toLive(['restore', 'db', 'site1_wp', '--force']);
+    console.log(`restore db site1_wp --force after the break-in:\n${keep.stdout}${keep.stderr}`);
     expect(keep.code, keep.stderr).toBe(0);
     expect(keep.stdout).toMatch(/'r1' \(role\): the backup grants what it lacks now/);
     expect(keep.stdout).toMatch(/'u5'@'localhost': password, lock, TLS or limits differ/);
@@ -191,6 +192,7 @@ describe('the live server', () => {
     const expected = { ...snapshot, "'u1'@'localhost'": (await accounts(fresh, ["'u1'@'localhost'"]))["'u1'@'localhost'"]! };
     expect(afterKeep).toEqual(expected);
     const exact = await toLive(['restore', 'db', 'site1_wp', '--force', '--accounts', 'backup']);
+    console.log(`restore db site1_wp --force --accounts backup:\n${exact.stdout}${exact.stderr}`);
     expect(exact.code, exact.stderr).toBe(0);
     // The fresh server holds the backup's accounts; the live ones also hold the copies' grants
     // (other databases: not touched).

@@ -193,9 +193,18 @@ export class SqlDumpIndexer {
     return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
 
-  /** Drops held bytes before what may still be needed (the cursor, a pending block's LOCK). */
+  /** Bytes held for statements not placed yet: stays at about one statement while rows stream. */
+  get heldBytes(): number {
+    return this.heldEnd - this.heldAt;
+  }
+
+  /**
+   * Drops held bytes before what may still be needed: the cursor, and a pending block's LOCK
+   * (until its first INSERT says whether the LOCK is left out or runs as it is; after that the
+   * LOCK is placed, and holding from it kept a whole table's rows in memory).
+   */
   private release(): void {
-    const keep = Math.min(this.cursor, this.block ? this.block.lockStart : Infinity);
+    const keep = Math.min(this.cursor, this.block?.mode === 'pending' ? this.block.lockStart : Infinity);
     let drop = 0;
     while (drop < this.held.length && this.heldAt + this.held[drop]!.length <= keep) this.heldAt += this.held[drop++]!.length;
     // One splice, not a shift per piece: small chunks make thousands of pieces of one statement.
