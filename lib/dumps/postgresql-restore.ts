@@ -100,6 +100,9 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       await createRoles(plan.statements, signal);
       return plan.created;
     },
+    async checkLoadable(dump, signal) {
+      await planRoles(dump, undefined, signal);
+    },
     async prepareAccounts(_request, dump, accounts, signal) {
       // The first look inside the dump (and the refusal of code COPY would run as superuser) now,
       // before anything changes; the roles are created right before the load, and dropped again

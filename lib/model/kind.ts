@@ -221,6 +221,12 @@ export interface RestoreSession extends DatabaseSession {
    * is used. Nothing read is used unless they are called afterwards; close() stops the reading.
    */
   prefetch?(dump: DumpFile, signal?: AbortSignal): void;
+  /**
+   * The first look inside a dump that is not loaded yet (the --force safety dump): throws when it
+   * could not be loaded back (PostgreSQL: code COPY would run as the superuser). Kinds without
+   * such a refusal leave it out.
+   */
+  checkLoadable?(dump: DumpFile, signal?: AbortSignal): Promise<void>;
   /** Stream `dump` into `database` (which exists and is empty). */
   load(database: string, dump: DumpFile, signal?: AbortSignal): Promise<void>;
 }

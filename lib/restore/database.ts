@@ -112,7 +112,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     // The first look inside the safety dump too (PostgreSQL refuses a dump whose rows its own
     // functions check): what could not be loaded back is not dropped.
     try {
-      await session.ensureAccounts(into, { path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format }, undefined, signal);
+      await session.checkLoadable?.({ path: safetyDump.file, compression: safetyDump.compression, format: safetyDump.format }, signal);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       throw new RestoreError(`${kind} restore of '${into}' failed: its safety dump ${safetyDump.file} could not be loaded back if the restore failed (${why}); '${into}' was not replaced`, { kind, database: into, safetyDump: safetyDump.file }, { cause: err });
