@@ -16,6 +16,7 @@ import { prepareMysqlAccounts } from './mysql-accounts.js';
 import { parseAccount, type AccountKey } from './mysql-accounts-parse.js';
 import { altersDatabase, propsFromDump, propsOfDetails, retargetIndex } from './mysql-database-props.js';
 import { RestoreError } from '../errors.js';
+import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
 
 /**
  * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into
@@ -104,6 +105,12 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     async dropDatabase(database, signal) {
       await s.query(`DROP DATABASE IF EXISTS ${ident(database)}`, signal);
     },
+    async inventory(database, signal) {
+      const started = Date.now();
+      // COUNT(*) of every table: a large database takes minutes, not the catalog queries' limit.
+      const rows = await s.query(mysqlInventorySql(database, { updateTimes: false }), signal, INVENTORY_TIMEOUT_MS);
+      return parseMysqlInventory(rows, { ms: Date.now() - started });
+    },
     async ensureAccounts(database, dump, accounts, signal) {
       const work = await this.prepareAccounts!({ database, into: database, copyGrants: false, accounts: 'keep' }, dump, accounts, signal);
       await work.beforeLoad();
@@ -171,6 +178,9 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     },
   };
 }
+
+/** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 /** "1G", "512M", "65536" → bytes (validated when the session opened). */
 export function packetBytes(size: string): number {

@@ -57,8 +57,8 @@ export interface MysqlSession extends DatabaseSession {
   readonly secrets: readonly string[];
   readonly cfg: MysqlConfig;
   readonly log: Logger;
-  /** Rows of tab-separated batch output; HEX() every free-text column. */
-  query(sql: string, signal?: AbortSignal): Promise<string[][]>;
+  /** Rows of tab-separated batch output; HEX() every free-text column. `timeoutMs`: for a query that may scan (COUNT(*)). */
+  query(sql: string, signal?: AbortSignal, timeoutMs?: number): Promise<string[][]>;
   /** Users and grants via SHOW CREATE USER / SHOW GRANTS (MySQL servers; callable on MariaDB for tests). */
   planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec>;
 }

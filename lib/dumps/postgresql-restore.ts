@@ -12,6 +12,7 @@ import { archiveFile, databaseScripts, runScript, type DatabaseScripts } from '.
 import { decompressorCommand } from './compress.js';
 import type { PostgresSession } from './postgresql.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-inventory.js';
 
 /**
  * The restore half of the PostgreSQL kind: pg_restore of the server's own major version (the
@@ -94,6 +95,12 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       }
       // FORCE (13+): a restore must not wait for the site's open connections.
       await s.sql(maintenance, `DROP DATABASE IF EXISTS ${pgIdent(database)}${major >= 13 ? ' WITH (FORCE)' : ''}`, signal);
+    },
+    async inventory(database, signal) {
+      const started = Date.now();
+      // One statement, so one snapshot; count(*) of every table may take minutes.
+      const out = await run(s.tool('psql', PSQL_ARGS, database), { input: pgInventorySql() + ';\n', signal, timeoutMs: INVENTORY_TIMEOUT_MS });
+      return parsePgInventory(out.stdout, 'snapshot', Date.now() - started);
     },
     async ensureAccounts(_database, dump, accounts, signal) {
       const plan = await planRoles(dump, accounts, signal);
@@ -179,6 +186,9 @@ function catBin(): string {
   if (!bin) throw new MissingDependencyError('cat', 'coreutils', 'coreutils');
   return bin;
 }
+
+/** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 const PSQL_SCRIPT = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'];
 
