@@ -25,6 +25,8 @@ let runDir: string;
 
 const MY = 'site1_shop';
 const PG = 'site3_app';
+const DEFINER = "'proof_def'@'localhost'";
+const accountExists = async (): Promise<boolean> => (await servers.mariadb.sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'proof_def'")).trim() === '1';
 /** What the ORIGINAL servers hold at dump time, read from their own catalogs. */
 let myAtDump: { tables: number; views: number; triggers: number; rows: number; items: number };
 let pgAtDump: { relations: number; tables: number; rows: number; items: number };
@@ -33,6 +35,10 @@ beforeAll(async () => {
   assertBuilt();
   servers = await startServers();
   await seedSiteDatabases(servers);
+  // A view whose DEFINER is an account of its own: a restore that needs it creates it, and one
+  // that fails must drop it again.
+  await servers.mariadb.sql(`CREATE USER ${DEFINER} IDENTIFIED BY 'pw'; GRANT SELECT ON ${MY}.* TO ${DEFINER};
+    CREATE DEFINER=${DEFINER} SQL SECURITY DEFINER VIEW ${MY}.def_view AS SELECT id FROM ${MY}.items;`);
   f = await createRestoreFixture(base, 'none', servers);
   const r = await f.cli(['run']);
   expect(r.code, r.stderr).toBe(0);
@@ -94,8 +100,8 @@ describe('a restore that agrees with the backup says what it compared', () => {
     expect(r.stdout).toContain(
       `compared with the backup's inventory (recorded at dump time): as dumped: ${plural(myAtDump.tables, 'table', 'tables')}, ${plural(myAtDump.views, 'view', 'views')}, ${plural(myAtDump.triggers, 'trigger', 'triggers')}, 1 database property; exact rows of ${plural(myAtDump.tables, 'table', 'tables')} (${myAtDump.rows} rows)`,
     );
-    // The premise: the counts are real (two tables filled, a view, a trigger).
-    expect(myAtDump).toMatchObject({ tables: 2, views: 1, triggers: 1 });
+    // The premise: the counts are real (two tables filled, two views, a trigger).
+    expect(myAtDump).toMatchObject({ tables: 2, views: 2, triggers: 1 });
     expect(myAtDump.rows).toBeGreaterThan(40);
     // What the restore compared is what the copy holds: the same catalog numbers.
     expect(await mysqlCatalog('proof_my_copy')).toEqual(myAtDump);
@@ -234,13 +240,17 @@ describe('a restore that comes back different from the dump-time inventory', () 
     expect(j.comparisons['mysql:site1_shop'].problems.join()).toMatch(myRows());
   });
 
-  test('a same-name restore into a database that did not exist: exit 8 and the database it created is dropped again', async () => {
-    await servers.mariadb.sql(`DROP DATABASE ${MY}`);
+  test('a same-name restore into a database that did not exist: exit 8, the database and the account it created are dropped again', async () => {
+    // The site's database and its view's DEFINER account are gone: the restore creates both.
+    await servers.mariadb.sql(`DROP DATABASE ${MY}; DROP USER ${DEFINER}`);
     const my = await f.cli(['restore', 'db', MY, '--from', runA]);
     expect(my.code, my.stderr).toBe(8);
     expect(my.stderr).toMatch(myRows());
     expect(my.stderr).toMatch(/'site1_shop' was dropped again/);
+    expect(my.stderr).toMatch(/the account\(s\) it had created were dropped again: .*proof_def/);
     expect(await mysqlHas(MY)).toBe(false);
+    expect(await accountExists()).toBe(false);
+    expect(lastJournal().comparisons['mysql:site1_shop'].problems.join()).toMatch(myRows());
     await servers.postgres.sql(`DROP DATABASE ${PG}`);
     const pg = await f.cli(['restore', 'db', PG, '--from', runA]);
     expect(pg.code, pg.stderr).toBe(8);
