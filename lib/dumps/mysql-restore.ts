@@ -10,7 +10,7 @@ import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from './mysql-load.j
 import type { DumpIndex } from './mysql-dump-index.js';
 import { readDumpMap } from './mysql-dump-map.js';
 import { resolveWireTarget, WireSink } from './mysql-wire.js';
-import { unescapeBatch, type MysqlSession } from './mysql.js';
+import { unescapeBatch, type MysqlSession } from './mysql-session.js';
 import type { AccountsRequest, AccountWork, Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 import { prepareMysqlAccounts } from './mysql-accounts.js';
 import { parseAccount, type AccountKey } from './mysql-accounts-parse.js';

@@ -10,7 +10,7 @@ import { whichSystem } from '../run/which.js';
 import { leadingWords, splitScript, unquoteIdent } from './pg-script.js';
 import { archiveFile, databaseScripts, runScript, type DatabaseScripts } from './postgresql-database.js';
 import { decompressorCommand } from './compress.js';
-import type { PostgresSession } from './postgresql.js';
+import type { PgSession } from './postgresql-session.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-inventory.js';
 
@@ -21,7 +21,7 @@ import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-invent
  * Every tool runs as `postgres` over a local socket (peer authentication) and reads the dump on
  * stdin: the dumps stay root's 0600 files.
  */
-export function withPostgresRestore(s: PostgresSession): RestoreSession {
+export function withPostgresRestore(s: PgSession): RestoreSession {
   const maintenance = s.maintenanceDb;
   const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
@@ -158,7 +158,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   };
 }
 
-async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
+async function readDatabaseScripts(s: PgSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
   const scratch = await makeTempDir('asb-pgarc-');
   try {
     return await databaseScripts(s.toolPath('pgRestore'), await archiveFile(dump, scratch, signal), into, signal);
@@ -168,7 +168,7 @@ async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: str
 }
 
 /** The archive's SQL without its data (pg_restore as us, on the file: no server, no pipe). */
-async function schemaOf(s: PostgresSession, file: string, signal?: AbortSignal): Promise<string> {
+async function schemaOf(s: PgSession, file: string, signal?: AbortSignal): Promise<string> {
   return (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
 }
 

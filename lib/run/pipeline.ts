@@ -62,7 +62,7 @@ const STDERR_KEEP = 8192;
  * to run out of memory on multi-GB dumps). The last stage writes `file` itself (created 0600,
  * fsynced): its stdout is the file's descriptor, as with a shell's `> file`. Node then hashes
  * the finished file from the page cache: for 128 MB of zstd output 0.44 s of Node CPU, where
- * relaying it through Node to hash it on its way took 1.2-1.4 s (README, performance).
+ * relaying it through Node to hash it on its way took 1.2-1.4 s (docs/performance.md).
  * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */
