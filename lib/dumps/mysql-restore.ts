@@ -143,8 +143,8 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         // One argv word: a name like '-x' or 'a b' is a name here, never an option.
         `--database=${database}`,
       ];
-      // A big dump loads near myloader's speed only over several connections (a 1.1 GB database:
-      // 24.8 s with 2, against 37.5 s with one stream and 19.7 s for myloader -t 2; bench:dumps 2026-12-03).
+      // A big dump loads near myloader's speed only over several connections (one stream is far
+      // slower: docs/performance.md, restore_vs_myloader).
       if (options.connections > 1 || renamed !== undefined) {
         // The rows over protocol connections where they can connect as the client does.
         const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
