@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
 import type { ManifestEntry } from '../model/manifest.js';
-import type { AccountReport, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import type { AccountReport, AccountsRequest, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -92,10 +92,10 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const session = await servers.get(kind);
   const before = await replaceable(session, kind, into, opts.force, signal);
   const base = { kind, database, into, before, dryRun: opts.dryRun };
-  if (opts.dryRun) return { ...base, accountsCreated: [] };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
   const exportFile = accounts && dumpFile(run, accounts);
+  if (opts.dryRun) return { ...base, ...(await previewAccounts(session, { database, into, copyGrants: opts.grants ?? false, accounts: opts.accounts ?? 'keep', dryRun: true }, dump, exportFile, signal)) };
   let accountsCreated: string[] = [];
   let work: AccountWork | undefined;
   try {
@@ -158,6 +158,13 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped }, { cause: err });
   }
   return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file };
+}
+
+/** --dry-run: the account plan (what it would create, grant, change, lock) and the drift found now; changes nothing. */
+async function previewAccounts(session: RestoreSession, req: AccountsRequest, dump: DumpFile, exportFile: DumpFile | undefined, signal?: AbortSignal): Promise<{ accountsCreated: readonly string[]; accounts?: AccountReport }> {
+  const work = await session.prepareAccounts?.(req, dump, exportFile, signal);
+  const report = await work?.preview?.();
+  return report ? { accountsCreated: report.created, accounts: report } : { accountsCreated: [] };
 }
 
 /** Drop the accounts a failed restore created; what to add to its message. */

@@ -2,7 +2,7 @@ import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
-import { accountReportLines } from './restore-db.js';
+import { accountReportLines, fromRun } from './restore-db.js';
 
 const SHOW = 20;
 
@@ -12,7 +12,7 @@ function list(label: string, items: readonly string[]): string[] {
 }
 
 export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
-  const lines = [`${what} ${o.site} from ${o.source}${o.runId ? `, dumps of run ${o.runId}` : ''}:`];
+  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}:`];
   if (o.target) {
     lines.push(`  copied into ${o.target} (nothing in the live site was touched)`);
     return lines.join('\n');
