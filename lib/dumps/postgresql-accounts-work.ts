@@ -83,8 +83,9 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
       const h = havePrivs.get(r) ?? new Set<string>();
       const lost = [...w].filter((x) => !h.has(x));
       const extra = [...h].filter((x) => !w.has(x));
-      if (lost.length) out.push(`${r}: the backup grants what it lacks now: ${lost.join(' ')}`);
-      if (extra.length) out.push(`${r}: holds what the backup did not grant: ${extra.join(' ')}`);
+      const show = (x: string[]): string => x.map((t) => t.replace(/;$/, '')).join('; ');
+      if (lost.length) out.push(`${r}: the backup grants what it lacks now: ${show(lost)}`);
+      if (extra.length) out.push(`${r}: holds what the backup did not grant: ${show(extra)}`);
     }
     return out;
   };
@@ -130,7 +131,6 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
     }
     return { statements, changed, locked };
   };
-  const leftNotes = (): string[] => [...strangers].filter((r) => elsewhere(r).length).sort().map((r) => `${r}: not in the backup, left: also used by ${elsewhere(r).join(', ')}`);
 
   return {
     created: plan.created,
@@ -138,7 +138,7 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
     beforeLoad,
     async afterLoad(): Promise<AccountReport> {
       const grants = grantLines();
-      if (existsNow && grants.length) notes.push(`privileges on '${database}' differed from the dump's before the restore; the load gave back the dump's: ${grants.join('; ')}`);
+      if (existsNow) for (const g of grants) notes.push(`before the restore (the load gave back the dump's privileges): ${g}`);
       let live = await liveRoles(s, signal);
       const settled = new Set<string>();
       let changed: string[] = [];
@@ -148,7 +148,6 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
         await runSql(fix.statements, signal);
         ({ changed, locked } = fix);
         for (const r of [...changed, ...locked]) settled.add(r);
-        notes.push(...leftNotes());
         live = await liveRoles(s, signal);
       }
       return { ...base(), changed, locked, drift: roleLines(live, settled, true) };
@@ -157,7 +156,7 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
     async preview(): Promise<AccountReport> {
       const drift = [...roleLines(before, new Set(), false), ...grantLines()];
       const fix = req.accounts === 'backup' ? fixes(before, new Set(plan.created)) : { changed: [], locked: [] };
-      return { created: plan.created, granted: [], changed: fix.changed, locked: fix.locked, drift, notes: req.accounts === 'backup' ? [...notes, ...leftNotes()] : notes, plugins: [] };
+      return { created: plan.created, granted: [], changed: fix.changed, locked: fix.locked, drift, notes, plugins: [] };
     },
   };
 }

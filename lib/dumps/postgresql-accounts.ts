@@ -49,6 +49,8 @@ export function parseRoles(script: string): Map<string, PgRole> {
     if (m) {
       const r = role(unquoteIdent(m[1]!));
       let rest = m[2]!;
+      // pg_dumpall leaves out what is the default: no limit.
+      r.attrs.set('CONNECTION LIMIT', '-1');
       const pw = /(?:^| )PASSWORD ('(?:[^']|'')*'|NULL)/.exec(rest);
       if (pw) {
         if (pw[1] !== 'NULL') r.password = pw[1]!;
@@ -115,7 +117,7 @@ export function privilegesByRole(script: string): Map<string, Set<string>> {
 export function roleDifferences(want: PgRole, have: PgRole): string[] {
   const out: string[] = [];
   if (want.password !== have.password) out.push(want.password === undefined ? 'a password was set (the backup has none)' : have.password === undefined ? 'its password was removed' : 'password changed');
-  const keys = new Set([...want.attrs.keys(), ...have.attrs.keys()]);
+  const keys = [...FLAGS, 'CONNECTION LIMIT', 'VALID UNTIL'];
   for (const k of keys) {
     const w = want.attrs.get(k);
     const h = have.attrs.get(k);

@@ -35,8 +35,10 @@ export interface DbRestoreResult {
   /** What was there before: 'missing', 'empty' or 'non-empty' (replaced). */
   readonly before: string;
   readonly accountsCreated: readonly string[];
-  /** What the restore did to accounts and how they differ from the backup's (MariaDB). */
+  /** What the restore did to accounts and how they differ from the backup's. */
   readonly accounts?: AccountReport;
+  /** --accounts as asked ('keep' when not). */
+  readonly accountsMode?: 'keep' | 'backup';
   readonly safetyDump?: string;
   readonly dryRun: boolean;
 }
@@ -91,7 +93,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const into = opts.into ?? database;
   const session = await servers.get(kind);
   const before = await replaceable(session, kind, into, opts.force, signal);
-  const base = { kind, database, into, before, dryRun: opts.dryRun };
+  const base = { kind, database, into, before, dryRun: opts.dryRun, accountsMode: opts.accounts ?? 'keep' };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
   const exportFile = accounts && dumpFile(run, accounts);

@@ -56,7 +56,8 @@ export function accountReportLines(r: DbRestoreResult, pad: string): string[] {
     if (a.locked.length) lines.push(`${accounts} not in the backup, holding ${pg ? 'privileges' : 'grants'} only on '${r.into}', ${pg ? `${would('set', 'it would set')} NOLOGIN` : would('locked', 'it would lock')}: ${a.locked.join(', ')}`);
     for (const n of a.notes) lines.push(`note: ${n}`);
     if (a.drift.length) {
-      const left = r.dryRun ? (a.changed.length || a.locked.length ? 'found now' : 'found now; it would leave them: --accounts backup makes them the backup\'s') : 'left as they are; --accounts backup makes them the backup\'s';
+      const mode = r.accountsMode === 'backup' ? 'left as they are: --accounts backup does not change these' : 'left as they are; --accounts backup makes them the backup\'s';
+      const left = r.dryRun ? `found now; ${r.accountsMode === 'backup' ? 'those not named above would be ' : 'they would be '}${mode}` : mode;
       lines.push(`${accounts} with privileges on '${r.into}' differ from the backup's (${left}):`);
       for (const d of a.drift) lines.push(`  ${d}`);
     } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup`);
