@@ -7,7 +7,11 @@
  * break-in (pg_authid rows, pg_auth_members, aclexplode of every relation), never with what the
  * restore printed.
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ManifestEntry } from '../lib/model/manifest.js';
+import { readRunManifest, zstdBytes, zstdText } from './helpers/dump-files.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Servers } from '../lib/sandbox/servers.js';
 import { assertBuilt } from './helpers/e2e.js';
@@ -151,4 +155,56 @@ describe('PostgreSQL accounts after a break-in', () => {
   });
 });
 
+describe('verify proves the roles', () => {
+  type Results = { results: { kind: string; database: string; outcome: string; problems: string[]; notes?: string[] }[] };
+  const site = (r: { stdout: string }) => (JSON.parse(r.stdout) as Results).results.find((x) => x.database === 'acc_site')!;
+  const runDir = (): string => join(sb.dumpsDir, sb.latest()!);
+  const globalsEntry = (): ManifestEntry => readRunManifest(runDir()).entries.find((e) => e.kind === 'postgresql' && e.object === 'globals')!;
+  /** Rewrite the run's manifest (its entries' sha256 follow the files). */
+  const rewrite = (edit: (e: ManifestEntry) => ManifestEntry): void => {
+    const m = readRunManifest(runDir());
+    writeFileSync(join(runDir(), 'manifest.json'), JSON.stringify({ ...m, entries: m.entries.map(edit) }, null, 2));
+  };
+
+  it('the dump recorded every role with a digest of its password hash, never the hash; verify of the run passes comparing them', async () => {
+    const roles = globalsEntry().details?.roles as { name: string; lines: string[] }[];
+    const owner = roles.find((r) => r.name === 'acc_owner')!;
+    expect(owner.lines).toEqual(expect.arrayContaining(['attribute CONNECTION LIMIT 5', 'attribute LOGIN true', "comment the site's owner", expect.stringMatching(/^password sha256:[0-9a-f]{16}$/)]));
+    expect(roles.find((r) => r.name === 'acc_app')!.lines).toEqual(expect.arrayContaining(['member of acc_ro', 'setting statement_timeout=30s']));
+    expect(JSON.stringify(readRunManifest(runDir()))).not.toContain('SCRAM-SHA-256');
+    const r = await sb.cli(['verify', '--json']);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(site(r)).toMatchObject({ outcome: 'ok', problems: [] });
+  });
+
+  it('a globals export that does not bring a role back as it was fails verify (exit 9), naming the role and what differs', async () => {
+    const entry = globalsEntry();
+    const file = join(runDir(), entry.path!);
+    const good = readFileSync(file);
+    const text = await zstdText(file);
+    expect(text).toMatch(/CONNECTION LIMIT 5/);
+    const bad = await zstdBytes(text.replace('CONNECTION LIMIT 5', 'CONNECTION LIMIT 50'), join(workDir, 'globals.sql'));
+    writeFileSync(file, bad);
+    rewrite((e) => (e.path === entry.path ? { ...e, sha256: sha256(bad), bytes: bad.length } : e));
+    try {
+      const r = await sb.cli(['verify', '--json']);
+      expect(r.exitCode, r.stdout + r.stderr).toBe(9);
+      expect(site(r).outcome).toBe('failed');
+      expect(site(r).problems.join('\n')).toMatch(/role acc_owner lacks after the load what it had at dump time: attribute CONNECTION LIMIT 5/);
+    } finally {
+      writeFileSync(file, good);
+      rewrite((e) => (e.path === entry.path ? { ...e, sha256: sha256(good), bytes: good.length } : e));
+    }
+  });
+
+  it('a run from before the role list: verify passes and says the roles were not compared', async () => {
+    const entry = globalsEntry();
+    rewrite((e) => (e.path === entry.path ? { ...e, details: { ...e.details, roles: undefined } } : e));
+    const r = await sb.cli(['verify', '--json']);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(site(r).notes?.join('\n')).toMatch(/roles not compared: run older than the role list/);
+  });
+});
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const fp = (db: string): Promise<Record<string, string>> => pgDatabaseFingerprint(servers.postgres, db);

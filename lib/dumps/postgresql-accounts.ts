@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { leadingWords, splitScript, unquoteIdent } from './pg-script.js';
 
 /**
@@ -153,32 +152,55 @@ export function makeRoleLikeBackup(want: PgRole, have: PgRole, exists: (role: st
 
 /**
  * The recorded form of a role, for the manifest and verify: attributes, a digest of the password
- * hash (never the hash itself), memberships with their admin option, comment and settings.
+ * hash (never the hash itself), memberships with their admin option, comment and settings. Read
+ * by one query (ROLES_SQL) at dump time and on verify's throwaway server, so both compare as text.
  */
 export interface RecordedRole {
   readonly name: string;
   readonly lines: readonly string[];
 }
 
-export function recordRoles(roles: ReadonlyMap<string, PgRole>): RecordedRole[] {
-  return [...roles.values()]
-    .filter((r) => !r.name.startsWith('pg_'))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map((r) => ({
-      name: r.name,
-      lines: [
-        ...[...r.attrs].map(([k, v]) => `attribute ${k} ${v}`).sort(),
-        `password ${r.password === undefined ? 'none' : 'sha256:' + createHash('sha256').update(r.password).digest('hex').slice(0, 16)}`,
-        ...[...r.memberOf].map(([g, how]) => `member of ${g}${how === 'admin' ? ' with admin option' : ''}`).sort(),
-        ...(r.comment !== undefined ? [`comment ${r.comment}`] : []),
-        ...r.settings.map((s) => `setting ${s}`),
-      ],
-    }));
+const line = (e: string): string => `encode(convert_to(${e}, 'UTF8'), 'hex')`;
+
+/** One row per role: the hex of its name, a space, the hex of its sorted lines. Needs pg_authid (a superuser). */
+export const ROLES_SQL = `SELECT ${line('r.rolname')} || ' ' || ${line(`array_to_string(ARRAY(SELECT x FROM unnest(ARRAY[
+    'attribute SUPERUSER ' || r.rolsuper, 'attribute INHERIT ' || r.rolinherit, 'attribute CREATEROLE ' || r.rolcreaterole,
+    'attribute CREATEDB ' || r.rolcreatedb, 'attribute LOGIN ' || r.rolcanlogin, 'attribute REPLICATION ' || r.rolreplication,
+    'attribute BYPASSRLS ' || r.rolbypassrls, 'attribute CONNECTION LIMIT ' || r.rolconnlimit,
+    'attribute VALID UNTIL ' || coalesce(extract(epoch FROM r.rolvaliduntil)::text, 'none'),
+    'password ' || coalesce('sha256:' || left(encode(sha256(convert_to(r.rolpassword, 'UTF8')), 'hex'), 16), 'none'),
+    'comment ' || shobj_description(r.oid, 'pg_authid')]
+    || ARRAY(SELECT 'member of ' || g.rolname || CASE WHEN m.admin_option THEN ' with admin option' ELSE '' END FROM pg_auth_members m JOIN pg_authid g ON g.oid = m.roleid WHERE m.member = r.oid)
+    || ARRAY(SELECT 'setting ' || c FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setrole = r.oid AND s.setdatabase = 0)) x
+    WHERE x IS NOT NULL ORDER BY x), E'\\n')`)} FROM pg_authid r WHERE r.rolname NOT LIKE 'pg\\_%' ORDER BY r.rolname`;
+
+/** ROLES_SQL's psql -At output as records. */
+export function parseRecordedRoles(text: string): RecordedRole[] {
+  const hex = (h: string | undefined): string => Buffer.from(h ?? '', 'hex').toString('utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const [name, lines] = l.trim().split(' ');
+      return { name: hex(name), lines: hex(lines).split('\n').filter(Boolean) };
+    });
 }
 
-/** How the roles a server holds after a load differ from the recorded list (roles of the server's own, `own`, left out). */
-export function roleProblems(recorded: readonly RecordedRole[], now: readonly RecordedRole[], needed: ReadonlySet<string>, own: ReadonlySet<string>): string[] {
+/** The list a globals export's manifest entry holds (undefined for runs from before it was recorded). */
+export function recordedRolesOf(details: Readonly<Record<string, unknown>> | undefined): RecordedRole[] | undefined {
+  const r = details?.roles;
+  return Array.isArray(r) ? (r as RecordedRole[]) : undefined;
+}
+
+/**
+ * How the roles a server holds after a load differ from the recorded list (roles of the server's
+ * own, `own`, left out): every role there must be in the list with the same attributes, password
+ * digest, comment and settings and no membership the list lacks; a role this load created
+ * (`created`) must also have each recorded membership in a role the server has.
+ */
+export function roleProblems(recorded: readonly RecordedRole[], now: readonly RecordedRole[], created: ReadonlySet<string>, own: ReadonlySet<string>): string[] {
   const want = new Map(recorded.map((r) => [r.name, r]));
+  const present = new Set(now.map((r) => r.name));
   const problems: string[] = [];
   for (const h of now) {
     if (own.has(h.name)) continue;
@@ -187,16 +209,13 @@ export function roleProblems(recorded: readonly RecordedRole[], now: readonly Re
       problems.push(`role ${h.name} is on the verify server but not in the dump-time list`);
       continue;
     }
-    const ws = new Set(w.lines);
     const hs = new Set(h.lines);
-    const lost = w.lines.filter((l) => !hs.has(l) && !/^member of /.test(l));
+    const ws = new Set(w.lines);
+    const member = (l: string): string | undefined => /^member of (.*?)(?: with admin option)?$/.exec(l)?.[1];
+    const lost = w.lines.filter((l) => !hs.has(l) && (member(l) === undefined || (created.has(h.name) && present.has(member(l)!))));
     const extra = h.lines.filter((l) => !ws.has(l));
-    // A membership in a role the load did not need is not the load's to bring.
-    const lostMember = w.lines.filter((l) => /^member of /.test(l) && !hs.has(l) && needed.has(l.replace(/^member of /, '').replace(/ with admin option$/, '')));
-    if (lost.length || lostMember.length) problems.push(`role ${h.name} differs from the dump-time list: lacks ${[...lost, ...lostMember].join('; ')}`);
+    if (lost.length) problems.push(`role ${h.name} lacks after the load what it had at dump time: ${lost.join('; ')}`);
     if (extra.length) problems.push(`role ${h.name} holds after the load what it did not at dump time: ${extra.join('; ')}`);
   }
-  const have = new Set(now.map((r) => r.name));
-  for (const n of needed) if (want.has(n) && !have.has(n) && !own.has(n)) problems.push(`role ${n} (named by the dump) is missing after the load`);
   return problems;
 }

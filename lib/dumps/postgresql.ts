@@ -17,6 +17,7 @@ import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
+import { parseRecordedRoles, ROLES_SQL } from './postgresql-accounts.js';
 
 /** "15" for 150004; "9.6" for 90624 (before 10 the major had two parts). */
 export function majorOf(versionNum: number): string {
@@ -164,8 +165,11 @@ export class PostgresSession implements DatabaseSession {
     };
   }
 
-  async planServerWide(): Promise<DumpSpec[]> {
+  async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
     if (!this.cfg.dump_globals) return [];
+    // The roles as the server says them now, for verify to compare a restore's with (pg_authid:
+    // a superuser reads it; without one the list is not recorded and verify says so).
+    const roles = await query(this.conn, this.tools.psql, this.maintenanceDb, ROLES_SQL, signal).then(parseRecordedRoles, () => undefined);
     return [
       {
         kind: 'postgresql',
@@ -186,7 +190,7 @@ export class PostgresSession implements DatabaseSession {
           }
           if (!text.includes(TRAILER)) throw corrupt(file, `the '${TRAILER}' trailer is missing (truncated?)`);
         },
-        details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+        details: { serverVersion: this.versions.server, clientVersion: this.versions.client, ...(roles ? { roles } : {}) },
       },
     ];
   }

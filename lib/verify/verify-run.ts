@@ -97,8 +97,9 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   }
   let loadedInventory;
   const accountProblems: string[] = [];
+  const accountNotes: string[] = [];
   try {
-    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems);
+    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems, accountNotes);
   } catch (err) {
     if (signal?.aborted) throw err;
     if (err instanceof VerifyUnavailableError) return done('error', [`cannot verify: ${err.message}`]);
@@ -107,11 +108,11 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
     if (DISK_FULL.test(why)) return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) ran out of space: ${why}`]);
     return done('failed', [`does not load: ${why}`]);
   }
-  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
+  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`, ...accountNotes]);
   const problems = [...compareInventories(entry.inventory, loadedInventory), ...accountProblems];
   const byReason = new Map<string, string[]>();
   for (const [table, why] of Object.entries(entry.inventory.rowsNotCounted ?? {})) byReason.set(why, [...(byReason.get(why) ?? []), table]);
-  const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`);
+  const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`).concat(accountNotes);
   return done(problems.length ? 'failed' : 'ok', problems, notes);
 }
 
