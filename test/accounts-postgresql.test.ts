@@ -57,6 +57,7 @@ async function breakIn(): Promise<void> {
     ALTER ROLE acc_owner CREATEROLE CONNECTION LIMIT -1;
     DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'intruder') THEN CREATE ROLE intruder LOGIN PASSWORD 'x'; END IF; END $$;
     DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'intruder_wide') THEN CREATE ROLE intruder_wide LOGIN PASSWORD 'y'; END IF; END $$;
+    ALTER ROLE intruder LOGIN;
     GRANT acc_owner TO intruder;`);
   await sql(`GRANT ALL ON ALL TABLES IN SCHEMA public TO intruder; GRANT SELECT ON posts TO intruder_wide; REVOKE INSERT ON posts FROM acc_app`, 'acc_site');
   // The second intruder holds privileges on another database too: not the site's to change.
@@ -152,6 +153,29 @@ describe('PostgreSQL accounts after a break-in', () => {
     // Made the backup's or locked: not listed again as differing.
     const drift = r.stdout.split(/differ from the backup's[^\n]*\n/)[1] ?? '';
     expect(drift).not.toMatch(/^\s+(acc_app|acc_owner|intruder):/m);
+  });
+});
+
+describe('restore site passes --accounts to its databases', () => {
+  it('--in-place --dry-run --accounts backup shows each database\'s account plan and changes nothing; then --in-place --accounts backup does it', async () => {
+    await breakIn();
+    const roles = await authid();
+    const site = await fp('acc_site');
+    const dry = await sb.cli(['restore', 'site', 'site1', '--databases', '--in-place', '--dry-run', '--accounts', 'backup']);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/postgresql database 'acc_site': would be replaced\n.*it would make the backup's \(--accounts backup\): acc_app, acc_owner/);
+    expect(dry.stdout).not.toMatch(/from local run (\S+), dumps of run \1/);
+    expect(await authid()).toEqual(roles);
+    expect(await fp('acc_site')).toEqual(site);
+    const r = await sb.cli(['restore', 'site', 'site1', '--databases', '--in-place', '--accounts', 'backup']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const now = await authid();
+    for (const role of ['acc_owner', 'acc_app', 'acc_ro']) expect(now[role], role).toBe(original.authid[role]);
+    expect(now.intruder).toMatch(/^\S+ \S+ \S+ \S+ f /);
+    expect(await members()).toBe(original.members);
+    const refused = await sb.cli(['restore', 'site', 'site1', '--databases', '--in-place', '--grants']);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/--grants copies the accounts' grants to a database restored --into a new name/);
   });
 });
 

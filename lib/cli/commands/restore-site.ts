@@ -24,7 +24,7 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
   }
   for (const d of o.databases) {
     const r = d.result;
-    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : 'would be replaced'}`);
+    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : r?.before === 'missing' ? 'would be created' : 'would be replaced'}`);
     if (r) lines.push(...accountReportLines(r, '    '));
   }
   lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
@@ -41,6 +41,8 @@ export async function restoreSiteCommand(ctx: CommandContext, opts: Record<strin
     inPlace: Boolean(opts.inPlace),
     exact: Boolean(opts.exact),
     target: opts.target as string | undefined,
+    accounts: opts.accounts as 'keep' | 'backup' | undefined,
+    grants: Boolean(opts.grants),
   });
   ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site'));
   return 0;
