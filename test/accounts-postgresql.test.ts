@@ -79,7 +79,10 @@ beforeAll(async () => {
   await sql(`SET ROLE acc_owner; CREATE TABLE posts (id int PRIMARY KEY, title text); INSERT INTO posts VALUES (1, 'a'), (2, 'b');
     GRANT SELECT, INSERT, UPDATE ON posts TO acc_app; GRANT SELECT ON posts TO acc_ro;`, 'acc_site');
   await sql(`CREATE TABLE other_t (id int)`, 'acc_other');
-  sb = await pool.sandbox({ sites: { site1: { pgsql: ['acc_site'] }, site2: { pgsql: ['acc_other'] } } });
+  // A MariaDB site database too: --dry-run shows the account plan for both kinds.
+  await servers.mariadb.sql(`CREATE DATABASE acc_my; CREATE TABLE acc_my.t (id INT PRIMARY KEY);
+    CREATE USER 'acc_my_u'@'localhost' IDENTIFIED BY 'pw'; GRANT SELECT ON acc_my.* TO 'acc_my_u'@'localhost';`);
+  sb = await pool.sandbox({ sites: { site1: { pgsql: ['acc_site'], mysql: ['acc_my'] }, site2: { pgsql: ['acc_other'] } } });
   const r = await sb.cli(['run']);
   expect(r.exitCode, r.stderr).toBe(0);
   original = { authid: await authid(), members: await members(), site: await privileges('acc_site'), other: await privileges('acc_other') };
@@ -153,6 +156,33 @@ describe('PostgreSQL accounts after a break-in', () => {
     // Made the backup's or locked: not listed again as differing.
     const drift = r.stdout.split(/differ from the backup's[^\n]*\n/)[1] ?? '';
     expect(drift).not.toMatch(/^\s+(acc_app|acc_owner|intruder):/m);
+  });
+});
+
+describe('--dry-run on MariaDB', () => {
+  it('shows the drift and what --accounts backup would change and lock, and changes no account; --accounts backup then names each account once', async () => {
+    const my = servers.mariadb;
+    const original = await my.sql(`SHOW CREATE USER 'acc_my_u'@'localhost'; SHOW GRANTS FOR 'acc_my_u'@'localhost'`);
+    await my.sql(`ALTER USER 'acc_my_u'@'localhost' IDENTIFIED BY 'stolen'; CREATE USER IF NOT EXISTS 'acc_my_x'@'localhost' IDENTIFIED BY 'x'; GRANT ALL ON acc_my.* TO 'acc_my_x'@'localhost'`);
+    const state = async (): Promise<string> => my.sql(`SHOW CREATE USER 'acc_my_u'@'localhost'; SHOW GRANTS FOR 'acc_my_u'@'localhost'; SHOW CREATE USER 'acc_my_x'@'localhost'; SHOW GRANTS FOR 'acc_my_x'@'localhost'; CHECKSUM TABLE acc_my.t EXTENDED`);
+    const before = await state();
+    const r = await sb.cli(['restore', 'db', 'acc_my', '--kind', 'mysql', '--force', '--accounts', 'backup', '--dry-run']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    console.log(`--- restore db acc_my --force --accounts backup --dry-run (MariaDB):\n${r.stdout}`);
+    expect(r.stdout).toMatch(/accounts it would make the backup's \(--accounts backup\): 'acc_my_u'@'localhost'/);
+    expect(r.stdout).toMatch(/it would lock: 'acc_my_x'@'localhost'/);
+    expect(r.stdout).toMatch(/'acc_my_u'@'localhost': password, lock, TLS or limits differ/);
+    expect(r.stdout).toContain('nothing was changed');
+    expect(await state()).toBe(before);
+    const done = await sb.cli(['restore', 'db', 'acc_my', '--kind', 'mysql', '--force', '--accounts', 'backup']);
+    expect(done.exitCode, done.stderr).toBe(0);
+    expect(await my.sql(`SHOW CREATE USER 'acc_my_u'@'localhost'; SHOW GRANTS FOR 'acc_my_u'@'localhost'`)).toBe(original);
+    expect(await my.sql(`SHOW CREATE USER 'acc_my_x'@'localhost'`)).toMatch(/ACCOUNT LOCK/);
+    expect(done.stdout).toMatch(/locked: 'acc_my_x'@'localhost'/);
+    // Made the backup's or locked: named once, not again as differing.
+    expect(done.stdout).not.toMatch(/differ from the backup's/);
+    expect(done.stdout).toMatch(/as in the backup, but for the locked one\(s\) above/);
+    expect(done.stdout).not.toMatch(/from local run (\S+), run \1/);
   });
 });
 

@@ -60,7 +60,7 @@ export function accountReportLines(r: DbRestoreResult, pad: string): string[] {
       const left = r.dryRun ? `found now; ${r.accountsMode === 'backup' ? 'those not named above would be ' : 'they would be '}${mode}` : mode;
       lines.push(`${accounts} with privileges on '${r.into}' differ from the backup's (${left}):`);
       for (const d of a.drift) lines.push(`  ${d}`);
-    } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup`);
+    } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup${a.locked.length ? `, but for the ${pg ? 'NOLOGIN' : 'locked'} one(s) above` : ''}`);
     if (!a.created.length && !a.granted.length && !a.changed.length && !a.locked.length && !a.plugins.length) lines.push(`no ${accounts === 'roles' ? 'role' : 'account'} ${would('was', 'would be')} created or changed`);
   }
   return lines.map((l) => pad + l);
