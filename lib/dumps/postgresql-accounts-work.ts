@@ -26,6 +26,8 @@ export interface PgAccountPlan {
   readonly created: readonly string[];
 }
 
+const LOCK_WAIT_MS = 60_000;
+
 type RunSql = (statements: readonly string[], signal?: AbortSignal) => Promise<void>;
 
 export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest, plan: PgAccountPlan, runSql: RunSql, signal?: AbortSignal): Promise<AccountWork> {
@@ -54,7 +56,10 @@ export async function preparePgAccounts(s: PostgresSession, req: AccountsRequest
   const backup = parseRoles(plan.globals);
   const wantPrivs = privilegesByRole(plan.schema);
   const existsNow = (await s.sql(s.maintenanceDb, `SELECT count(*) FROM pg_database WHERE datname = ${hexText(database)}`, signal)).trim() !== '0';
-  const havePrivs = existsNow ? privilegesByRole((await run(s.tool('pgDump', ['--create', '--section=pre-data', '--section=post-data', '--no-password'], database), { signal })).stdout) : new Map<string, Set<string>>();
+  // The live database's own script without data: its owners and ACLs in the dump's words. A lock
+  // a tenant holds must not keep the restore waiting at its first look.
+  const liveScript = existsNow ? (await run(s.tool('pgDump', ['--create', '--section=pre-data', '--section=post-data', '--no-password', `--lock-wait-timeout=${LOCK_WAIT_MS}`], database), { signal })).stdout : '';
+  const havePrivs = privilegesByRole(liveScript);
   const places = await rolePlaces(s, signal);
   const before = await liveRoles(s, signal);
   // The backup's roles that matter here: those its dump names, and the roles they are members of.
