@@ -11,6 +11,7 @@ import { leadingWords, splitScript, unquoteIdent } from './pg-script.js';
 import { archiveFile, databaseScripts, runScript, type DatabaseScripts } from './postgresql-database.js';
 import { decompressorCommand } from './compress.js';
 import type { PgSession } from './postgresql-session.js';
+import { preparePgAccounts, type PgAccountPlan } from './postgresql-accounts-work.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-inventory.js';
 
@@ -27,7 +28,7 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
   const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
   /** The roles the dump needs that the server lacks (from the run's globals), after the dump's first look. */
-  const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<{ statements: string[]; created: string[] }> => {
+  const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<PgAccountPlan> => {
     const scratch = await makeTempDir('asb-pgacc-');
     try {
       // Everything but the data, the database's own entries included (owner, grantees, role
@@ -36,7 +37,7 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
       const file = await archiveFile(dump, scratch, signal);
       const schema = await schemaOf(s, file, signal);
       refuseCodeRunDuringLoad(schema);
-      if (!accounts) return { statements: [], created: [] };
+      if (!accounts) return { schema, statements: [], created: [] };
       await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
       const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
       const existing = new Set(
@@ -45,7 +46,7 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
           .filter(Boolean)
           .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
       );
-      return roleStatements(globals, referencedRoles(schema), existing);
+      return { schema, globals, ...roleStatements(globals, referencedRoles(schema), existing) };
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -105,37 +106,18 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
     async ensureAccounts(_database, dump, accounts, signal) {
       const plan = await planRoles(dump, accounts, signal);
       await createRoles(plan.statements, signal);
-      return plan.created;
+      return [...plan.created];
     },
     async checkLoadable(dump, signal) {
       await planRoles(dump, undefined, signal);
     },
-    async prepareAccounts(_request, dump, accounts, signal) {
+    async prepareAccounts(request, dump, accounts, signal) {
       // The first look inside the dump (and the refusal of code COPY would run as superuser) now,
       // before anything changes; the roles are created right before the load, and dropped again
       // when the restore fails (they were missing before, so nothing else can depend on them).
+      // Under the dumped name the roles there are compared with the backup's (postgresql-accounts-work.ts).
       const plan = await planRoles(dump, accounts, signal);
-      let made: readonly string[] = [];
-      return {
-        created: plan.created,
-        plugins: [],
-        async beforeLoad() {
-          await createRoles(plan.statements, signal);
-          made = plan.created;
-        },
-        async afterLoad() {
-          return { created: made, granted: [], changed: [], locked: [], drift: [], notes: [], plugins: [] };
-        },
-        async undo() {
-          if (!made.length) return [];
-          // Reverse order: a role created for its membership goes after its members.
-          const drops = [...made].reverse().map((r) => `DROP ROLE IF EXISTS ${pgIdent(r)};`);
-          await createRoles(drops);
-          const dropped = [...made];
-          made = [];
-          return dropped;
-        },
-      };
+      return preparePgAccounts(s, request, plan, createRoles, signal);
     },
     async load(database, dump, signal) {
       const scratch = await makeTempDir('asb-pgload-');

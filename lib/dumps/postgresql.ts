@@ -18,6 +18,7 @@ import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
+import { parseRecordedRoles, ROLES_SQL } from './postgresql-accounts.js';
 
 export type { PgSession, PgTool } from './postgresql-session.js';
 
@@ -166,8 +167,11 @@ export class PostgresSession implements PgSession {
     };
   }
 
-  async planServerWide(): Promise<DumpSpec[]> {
+  async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
     if (!this.cfg.dump_globals) return [];
+    // The roles as the server says them now, for verify to compare a restore's with (pg_authid:
+    // a superuser reads it; without one the list is not recorded and verify says so).
+    const roles = await query(this.conn, this.tools.psql, this.maintenanceDb, ROLES_SQL, signal).then(parseRecordedRoles, () => undefined);
     return [
       {
         kind: 'postgresql',
@@ -188,7 +192,7 @@ export class PostgresSession implements PgSession {
           }
           if (!text.includes(TRAILER)) throw corrupt(file, `the '${TRAILER}' trailer is missing (truncated?)`);
         },
-        details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+        details: { serverVersion: this.versions.server, clientVersion: this.versions.client, ...(roles ? { roles } : {}) },
       },
     ];
   }

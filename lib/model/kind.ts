@@ -156,6 +156,8 @@ export interface AccountsRequest {
   readonly copyGrants: boolean;
   /** --accounts: 'keep' leaves existing accounts as they are (and reports how they differ); 'backup' makes them the backup's on the database. */
   readonly accounts: 'keep' | 'backup';
+  /** --dry-run: plan and compare only (no plugin is loaded); AccountWork.preview() says what it would do. */
+  readonly dryRun?: boolean;
 }
 
 export interface AccountReport {
@@ -185,6 +187,8 @@ export interface AccountWork {
   afterLoad(): Promise<AccountReport>;
   /** A failed restore: drop the accounts beforeLoad() created; returns their names. */
   undo(): Promise<string[]>;
+  /** --dry-run: what it would create, change and lock, and the drift found now; changes nothing. */
+  preview?(): Promise<AccountReport>;
 }
 
 export type DatabaseState = 'missing' | 'empty' | 'non-empty';

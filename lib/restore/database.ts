@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
 import type { ManifestEntry } from '../model/manifest.js';
-import type { AccountReport, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import type { AccountReport, AccountsRequest, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../run/pipeline.js';
@@ -36,8 +36,10 @@ export interface DbRestoreResult {
   /** What was there before: 'missing', 'empty' or 'non-empty' (replaced). */
   readonly before: string;
   readonly accountsCreated: readonly string[];
-  /** What the restore did to accounts and how they differ from the backup's (MariaDB). */
+  /** What the restore did to accounts and how they differ from the backup's. */
   readonly accounts?: AccountReport;
+  /** --accounts as asked ('keep' when not). */
+  readonly accountsMode?: 'keep' | 'backup';
   readonly safetyDump?: string;
   readonly dryRun: boolean;
   /** What the restored database was compared with before success was reported (not on a dry run). */
@@ -107,11 +109,11 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const into = opts.into ?? database;
   const session = await servers.get(kind);
   const before = await replaceable(session, kind, into, opts.force, signal);
-  const base = { kind, database, into, before, dryRun: opts.dryRun };
-  if (opts.dryRun) return { ...base, accountsCreated: [] };
+  const base = { kind, database, into, before, dryRun: opts.dryRun, accountsMode: opts.accounts ?? 'keep' };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
   const exportFile = accounts && dumpFile(run, accounts);
+  if (opts.dryRun) return { ...base, ...(await previewAccounts(session, { database, into, copyGrants: opts.grants ?? false, accounts: opts.accounts ?? 'keep', dryRun: true }, dump, exportFile, signal)) };
   let accountsCreated: string[] = [];
   let work: AccountWork | undefined;
   try {
@@ -212,6 +214,13 @@ export function proofOfFailure(err: unknown): Record<string, RestoreProof> | und
 export function describeProof(proof: RestoreProof): string {
   if (!proof.compared) return `not compared: ${proof.reason}`;
   return `compared with the backup's inventory (recorded at dump time): as dumped: ${describeComparison(proof)}${proof.notes.length ? `; ${proof.notes.join('; ')}` : ''}`;
+}
+
+/** --dry-run: the account plan (what it would create, grant, change, lock) and the drift found now; changes nothing. */
+async function previewAccounts(session: RestoreSession, req: AccountsRequest, dump: DumpFile, exportFile: DumpFile | undefined, signal?: AbortSignal): Promise<{ accountsCreated: readonly string[]; accounts?: AccountReport }> {
+  const work = await session.prepareAccounts?.(req, dump, exportFile, signal);
+  const report = await work?.preview?.();
+  return report ? { accountsCreated: report.created, accounts: report } : { accountsCreated: [] };
 }
 
 /** Drop the accounts a failed restore created; what to add to its message. */

@@ -47,6 +47,10 @@ export interface SiteRestoreInput {
   readonly exact: boolean;
   readonly dryRun: boolean;
   readonly target?: string;
+  /** --accounts backup|keep for its database restores (see DbRestoreOptions). */
+  readonly accounts?: 'keep' | 'backup';
+  /** --grants: refused (it copies grants to an --into name; a site's databases keep their names). */
+  readonly grants?: boolean;
 }
 
 export interface PartPlan {
@@ -112,6 +116,8 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   const { loaded, log, signal, site } = input;
   if (!SITE_ID.test(site)) throw new UsageError(`${JSON.stringify(site)} is not a site id (siteN)`);
   if (input.inPlace && input.target) throw new UsageError('--in-place and --target exclude each other');
+  if (input.grants) throw new UsageError('--grants copies the accounts\' grants to a database restored --into a new name; restore site restores each database under its own name (restore db NAME --into NEW --grants for a copy)');
+  if (input.accounts === 'backup' && !input.inPlace) throw new UsageError('--accounts backup changes accounts when the databases are put back: it needs --in-place');
   const engine = getEngine(input.engine);
   const ctx = restoreEngineContext(loaded, log, signal);
   const command = input.paths ? 'restore files' : 'restore site';
@@ -196,7 +202,16 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         raws.set(shown, plan);
       }
     }
-    const databases = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
+    const databases: SiteRestoreOutcome['databases'] = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
+    if (input.inPlace && input.dryRun && run && dbEntries.length) {
+      // The account plan of each database restore, and the drift found now: nothing changes.
+      const servers = new TargetServers(ALL_KINDS, { loaded, log, signal });
+      try {
+        for (const [i, e] of dbEntries.entries()) databases[i] = { ...databases[i]!, result: await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: true, accounts: input.accounts }, signal) };
+      } finally {
+        await servers.close();
+      }
+    }
     if (!input.inPlace || input.dryRun) {
       recordRestore(loaded, log, { command, what: site, from, runId, result: 'dry-run', changes: counts(plans) });
       return { site, source: from, runId, parts: plans, databases, applied: false, selinux: false };
@@ -230,7 +245,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       try {
         for (const e of dbEntries) {
           // --in-place on a site is the admin's "put it back": databases are replaced, after a safety dump.
-          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false }, signal);
+          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false, accounts: input.accounts }, signal);
           results.push({ kind: e.kind, database: e.database!, before: result.before, result });
           done.push(`${e.kind} '${e.database}' restored`);
         }

@@ -6,6 +6,8 @@ import { mysqlKind, unescapeBatch } from '../dumps/mysql.js';
 import { accountProblems, recordAccounts, recordedOf } from '../dumps/mysql-accounts-check.js';
 import { accountKey } from '../dumps/mysql-accounts-parse.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
+import type { PostgresServer } from '../sandbox/postgres.js';
+import { parseRecordedRoles, recordedRolesOf, roleProblems, ROLES_SQL } from '../dumps/postgresql-accounts.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { parseConfigText, type LoadedConfig } from '../config/load.js';
@@ -39,7 +41,7 @@ function defaultConfig(): LoadedConfig {
  * it again (disk space). It loads through the kind's RestoreSession, the code `restore db` runs:
  * a dump that verifies also restores, and every nightly verify exercises the restore's loader.
  */
-export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = []): Promise<Inventory> {
+export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = [], notes: string[] = []): Promise<Inventory> {
   const database = entry.database!;
   if (entry.kind === 'mysql') {
     // The way `restore db` loads it (the kind's RestoreSession): the accounts it needs from the
@@ -77,6 +79,8 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     // load with owners as dumped. Any name loads the same (the throwaway cluster's own
     // `postgres` database must not collide with a dump of one).
     const server = await servers.postgresFor(entry.serverVersion ?? '').catch(unavailable);
+    const own = ownRoles(server); // before the first load adds any
+    own.catch(() => undefined); // seen where it is awaited
     const target = 'asb_verify';
     const session = await postgresqlKind
       .openTarget({ loaded: defaultConfig(), log: servers.log, signal }, { host: server.socketDir, port: server.port, user: 'postgres', bin_dir: server.binDir })
@@ -84,9 +88,16 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     try {
       const dump = dumpFileOf(runDir, entry);
       const globals = readManifestOf(runDir)?.entries.find((e) => e.kind === 'postgresql' && e.object === 'globals' && e.status === 'ok' && e.path);
-      await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
+      const created = await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
       await session.createDatabase(target, dump, signal);
       await session.load(target, dump, signal);
+      // The roles the globals and the load left on the server, against the list recorded at dump time.
+      const recorded = recordedRolesOf(globals?.details);
+      if (!recorded) notes.push(`roles not compared: run older than the role list in its manifest (or dumped without a superuser): ${globals ? 'its globals export records none' : 'it has no globals export'}`);
+      else {
+        const now = parseRecordedRoles(await server.sql(ROLES_SQL));
+        problems.push(...roleProblems(recorded, now, new Set(created), await own));
+      }
       return await session.inventory(target, signal);
     } finally {
       await session.dropDatabase(target).catch(() => undefined);
@@ -114,6 +125,17 @@ function readManifestOf(runDir: string): Manifest | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The roles a throwaway PostgreSQL had before anything was loaded (its bootstrap superuser). */
+const ownPg = new WeakMap<PostgresServer, Promise<Set<string>>>();
+function ownRoles(server: PostgresServer): Promise<Set<string>> {
+  let p = ownPg.get(server);
+  if (!p) {
+    p = server.sql(ROLES_SQL).then((text) => new Set(parseRecordedRoles(text).map((r) => r.name)));
+    ownPg.set(server, p);
+  }
+  return p;
 }
 
 /** The accounts a throwaway MariaDB had before anything was loaded (root, mariadb.sys, its OS user's). */

@@ -97,8 +97,9 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   }
   let loadedInventory;
   const accountProblems: string[] = [];
+  const accountNotes: string[] = [];
   try {
-    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems);
+    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems, accountNotes);
   } catch (err) {
     if (signal?.aborted) throw err;
     if (err instanceof VerifyUnavailableError) return done('error', [`cannot verify: ${err.message}`]);
@@ -107,11 +108,11 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
     if (DISK_FULL.test(why)) return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) ran out of space: ${why}`]);
     return done('failed', [`does not load: ${why}`]);
   }
-  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
+  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`, ...accountNotes]);
   // The comparison `restore db` makes too (model/inventory-compare.ts).
   const comparison = compareWithInventory(entry.inventory, loadedInventory);
   const problems = [...comparison.problems, ...accountProblems];
-  return done(problems.length ? 'failed' : 'ok', problems, comparison.notes);
+  return done(problems.length ? 'failed' : 'ok', problems, [...comparison.notes, ...accountNotes]);
 }
 
 /** MariaDB 1114/1021/28, PostgreSQL "could not extend file … No space left on device". */
