@@ -6,6 +6,7 @@
  * leave no process, lock, secret or partial dump, and the next job must run at once.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, chmodSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -85,6 +86,18 @@ async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]>
   return out;
 }
 
+/** The pre-backup hook of job `jobId` once it writes the big database (its dumper runs, its run directory is unfinished). */
+async function hookDumping(jobId: number): Promise<{ pid: number; cmd: string; below: { pid: number; cmd: string }[] }> {
+  const marker = `--jobid ${jobId} --job`;
+  return waitFor('the hook to dump', async () => {
+    const [p] = (await processes(`${CLI} .*hook pre-backup .*${marker}`)).filter((x) => x.cmd.startsWith(NODE));
+    if (!p) return undefined;
+    const below = await descendants(p.pid);
+    const writing = existsSync(loaded.paths.dumpsDir) && readdirSync(loaded.paths.dumpsDir).some((n) => n.endsWith('.inprogress'));
+    return writing && below.some((d) => /mariadb-dump|mysqldump/.test(d.cmd)) ? { ...p, below } : undefined;
+  }, 60_000, 200);
+}
+
 const secretDirsOf = (pid: number): string[] =>
   ['/dev/shm', tmpdir()].flatMap((d) => (existsSync(d) ? readdirSync(d).filter((n) => n.startsWith(`asb-mysql-${pid}-`)) : []));
 
@@ -92,14 +105,7 @@ describe('cancel jobid=N while the hook dumps', () => {
   test('the hook stops within 10 s: no process, lock, secret or partial dump left; state and log say "cancelled by Bacula (job N)"; the next job runs at once', async () => {
     const jobId = await queueJob(h.bconsole, 'ApisCP', 'Full');
     const marker = `--jobid ${jobId} --job`;
-    // The hook writes the big database: its dumper runs, its run directory is unfinished.
-    const hook = await waitFor('the hook to dump', async () => {
-      const [p] = (await processes(`${CLI} .*hook pre-backup .*${marker}`)).filter((x) => x.cmd.startsWith(NODE));
-      if (!p) return undefined;
-      const below = await descendants(p.pid);
-      const writing = existsSync(loaded.paths.dumpsDir) && readdirSync(loaded.paths.dumpsDir).some((n) => n.endsWith('.inprogress'));
-      return writing && below.some((d) => /mariadb-dump|mysqldump/.test(d.cmd)) ? { ...p, below } : undefined;
-    }, 60_000, 200);
+    const hook = await hookDumping(jobId);
     // Parent: the file daemon, which started it by execvp.
     const ppid = Number(readFileSync(`/proc/${hook.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
     expect(readFileSync(`/proc/${ppid}/comm`, 'utf8').trim()).toBe('bacula-fd');
@@ -138,5 +144,21 @@ describe('cancel jobid=N while the hook dumps', () => {
     expect(next.status, next.log).toBe('T');
     expect(readStatus(loaded)).toMatchObject({ status: 'ok', job: { id: String(next.jobId) } });
     expect(readFileSync(loaded.paths.logFile, 'utf8').slice(log.length)).not.toMatch(/waiting for the lock|died \(pid/);
+  });
+
+  test('a connection that only knocked at the file daemon\'s port, closed while the hook dumps, does not stop it', async () => {
+    // A TCP monitor's probe: open before the job, so the hook sees it established, then closed
+    // mid-dump (the daemon keeps it half-closed a while after a hello that never came).
+    configure(['big'], '16M');
+    const port = Number(/FDport = (\d+)/.exec(readFileSync(join(h.baseDir, 'etc/bacula-fd.conf'), 'utf8'))![1]);
+    const knock = connect({ host: '127.0.0.1', port });
+    await new Promise((resolve, reject) => knock.once('connect', resolve).once('error', reject));
+    const jobId = await queueJob(h.bconsole, 'ApisCP', 'Full');
+    await hookDumping(jobId);
+    knock.destroy();
+    const done = await jobOutcome(h.bconsole, jobId);
+    expect(done.status, done.log).toBe('T');
+    expect(readStatus(loaded)).toMatchObject({ status: 'ok', job: { id: String(jobId) } });
+    expect(readFileSync(loaded.paths.logFile, 'utf8')).not.toContain(`cancelled by Bacula (job ${jobId})`);
   });
 });

@@ -52,12 +52,12 @@ export function watchBaculaCancel(opts: CancelWatchOptions): CancelWatch | undef
   const first = snapshot(pid);
   if (!first) return undefined;
   const listening = new Set([...first.tcp.values()].filter((s) => s.state === LISTEN).map((s) => s.localPort));
-  // Connections accepted on the daemon's own port: the directors' (this job's among them).
-  const watched = new Set([...first.held].filter((ino) => {
-    const s = first.tcp.get(ino);
-    return s?.state === ESTABLISHED && listening.has(s.localPort);
-  }));
-  if (!watched.size) return undefined;
+  const established = [...first.held].filter((ino) => first.tcp.get(ino)?.state === ESTABLISHED);
+  // Connections accepted on the daemon's own port: the directors' (this job's among them). The
+  // daemon's own connections out: to storage daemons (this job's among them).
+  const director = new Set(established.filter((ino) => listening.has(first.tcp.get(ino)!.localPort)));
+  const storage = new Set(established.filter((ino) => !listening.has(first.tcp.get(ino)!.localPort)));
+  if (!director.size) return undefined;
   const interval = opts.intervalMs ?? 1000;
   const grace = opts.graceMs ?? 2000;
   let closedSince: number | undefined;
@@ -72,15 +72,20 @@ export function watchBaculaCancel(opts: CancelWatchOptions): CancelWatch | undef
     const now = snapshot(pid);
     if (!now) return;
     // A connection the daemon closed itself belonged to another job that ended: not ours.
-    for (const ino of watched) if (!now.held.has(ino)) watched.delete(ino);
-    if (!watched.size) return cancel(`the director's connection of the job was closed (pid ${pid})`);
-    const closed = [...watched].filter((ino) => now.tcp.get(ino)?.state !== ESTABLISHED);
-    if (!closed.length) {
+    for (const set of [director, storage]) for (const ino of set) if (!now.held.has(ino)) set.delete(ino);
+    if (!director.size) return cancel(`the director's connection of the job was closed (bacula-fd pid ${pid})`);
+    const closed = (set: Set<string>): string[] => [...set].filter((ino) => now.tcp.get(ino)?.state !== ESTABLISHED);
+    // Held by the daemon but closed by the other side. A connection that only knocked at the
+    // daemon's port (a TCP monitor) lingers like that too, for the daemon's few seconds of delay
+    // after a failed hello: the job's storage connection, closed with it, tells the two apart.
+    const dir = closed(director);
+    const sd = closed(storage);
+    if (!dir.length || (storage.size > 0 && !sd.length)) {
       closedSince = undefined;
       return;
     }
     closedSince ??= Date.now();
-    if (Date.now() - closedSince >= grace) cancel(`the director closed the job's connection to bacula-fd (pid ${pid}, socket ${closed.join(', ')})`);
+    if (Date.now() - closedSince >= grace) cancel(`the director and storage daemon closed the job's connections to bacula-fd (pid ${pid}, sockets ${[...dir, ...sd].join(', ')})`);
   };
   const timer = setInterval(check, interval);
   timer.unref();
@@ -88,7 +93,7 @@ export function watchBaculaCancel(opts: CancelWatchOptions): CancelWatch | undef
     stopped = true;
     clearInterval(timer);
   }
-  const describe = `Bacula daemon pid ${pid}, director connection socket(s) ${[...watched].join(', ')}`;
+  const describe = `Bacula daemon pid ${pid}, director connection socket(s) ${[...director].join(', ')}, storage ${[...storage].join(', ') || 'none'}`;
   opts.log.debug(`watching for a cancel of the Bacula job: ${describe}`);
   return { describe, stop };
 }
