@@ -1,8 +1,9 @@
 import { readdirSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { EngineName } from '../engine/types.js';
-import { processGone, type HeldLock } from '../lock/lock.js';
+import { bootId, processGone, type HeldLock } from '../lock/lock.js';
 import type { Logger } from '../log.js';
 import { diedText, readRunProgress, runProgressFile, type RunProgress } from '../report/run-progress.js';
 import { runState } from '../report/run-state.js';
@@ -31,7 +32,9 @@ export async function clearDeadRun(loaded: LoadedConfig, log: Logger, lock: Held
   if (!dead) return undefined;
   const pid = dead.process.pid;
   // First: orphaned dumpers and compressors would go on writing into what is removed next.
-  const killed = killOrphans(dead.groups);
+  // Only in the boot they were recorded in: after a reboot the numbers name other processes.
+  const sameBoot = dead.process.host === hostname() && dead.process.bootId !== undefined && dead.process.bootId === bootId();
+  const killed = sameBoot ? killOrphans(dead.groups) : [];
   removeSecretDirsOf(pid);
   removeTempFilesOf(loaded.paths.stateDir, pid);
   rmSync(file, { force: true });
