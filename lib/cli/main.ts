@@ -93,7 +93,9 @@ export function buildProgram(): Command {
     .command('repo-init')
     .description('create the restic or borg repository (once, before the first backup)')
     .addOption(engine())
+    .option('--remote <url>', 'print what the backup host needs for an append-only remote (borg ssh://user@host/path, restic rest:https://host:port/path/)').option('--write <file>', 'with --remote: also write the authorized_keys line (borg) or the set-up (restic) to FILE')
     .action(action(() => import('./commands/repo-init.js')));
+  program.command('prune').description('retention of append-only repositories, on the backup host (--print: its cron line)').addOption(engine()).option('--print', 'print the backup host\'s prune commands for this server').option('--repository <path>', 'the repository as the backup host sees it').option('--client <name>', 'whose backups (default: this host name)').action(action(() => import('./commands/prune.js')));
 
   program
     .command('verify')
