@@ -213,10 +213,9 @@ describe.each(['borg', 'restic'] as const)('%s to an append-only backup host', (
       const env = resticEnv(loaded);
       const restic = (args: string[]) => run(offsite.onServer(cmd('restic', [...resticTlsArgs(loaded), ...args], { env })), { exitClass: ok });
       const ids = listed.backups.map((b) => b.id);
+      // (restic retries the refused DELETE with back-off before it gives up: one attempt is enough.)
       const forget = await restic(['forget', '--prune', ...ids]);
       expect(forget.exitCode, forget.stderr).not.toBe(0);
-      const forgetOnly = await restic(['forget', ids[0]!]);
-      expect(forgetOnly.exitCode, forgetOnly.stderr).not.toBe(0);
       // Straight at the REST server with our own certificate: delete and overwrite a pack, a snapshot.
       const pack = [...before.keys()].find((k) => k.startsWith('data/'))!.split('/').pop()!;
       const snap = [...before.keys()].find((k) => k.startsWith('snapshots/'))!.split('/').pop()!;
