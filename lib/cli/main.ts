@@ -148,6 +148,7 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/restore-acls.js'), { logFile: false }));
 
   const bacula = program.command('bacula').description('Bacula integration');
+  bacula.command('tls').description('TLS and PKI data encryption for Bacula (docs/offsite.md)').command('init').description('a CA, a certificate per daemon, PKI keypairs (existing files kept)').option('--dir <dir>', 'where tls/ and pki/ go').option('--daemon <name[@address]>', 'a daemon certificate (repeat)', (v: string, a: string[] = []) => [...a, v]).option('--pki <name>', 'a PKI keypair: a client\'s name, or master (repeat)', (v: string, a: string[] = []) => [...a, v]).action(action(() => import('./commands/bacula-tls.js'), { logFile: false }));
   bacula
     .command('config')
     .description('the director side: the ApisCP add-in template with our hooks, or a FileSet + Job fragment')
