@@ -88,9 +88,15 @@ beforeAll(async () => {
     directorName: 'tls-dir', dirPort: DIR_PORT, consolePassword: pw.console, workDir: join(base, 'work'), clientName: 'srv-fd', fdPort: FD_PORT, fdPassword: pw.fd,
     sdPort: SD_PORT, sdPassword: pw.sd, logFile: join(base, 'bacula.log'), dataDir: data, address: dirAddr,
   });
-  dirConf = dirConf.replace(/(Client \{\n  Name = srv-fd\n  Address = )[^\n]+/, `$1${srvAddr}`);
+  // The ApisCP server's Client resource as `bacula config --address … --tls-dir` prints it on that server.
+  writeFileSync(join(base, 'fd.password'), pw.fd + '\n', { mode: 0o600 });
+  const printed = await cli(['bacula', 'config', '--layout', 'stock', '--client', 'srv-fd', '--address', srvAddr, '--password-file', join(base, 'fd.password'), '--tls-dir', pkiDir, '--tls-name', 'tls-dir']);
+  expect(printed.code, printed.stderr).toBe(0);
+  const clientResource = /Client \{\n[^{}]*\n\}/.exec(printed.stdout)?.[0];
+  expect(clientResource).toMatch(/TLS Require = yes/);
+  dirConf = dirConf.replace(/Client \{\n  Name = srv-fd\n[^{}]*\n\}/, clientResource!);
   dirConf += `Client {\n  Name = new-fd\n  Address = ${srvAddr}\n  FDPort = ${NEW_FD_PORT}\n  Catalog = MyCatalog\n  Password = ${JSON.stringify(pw.newFd)}\n}\n`;
-  for (const client of ['srv-fd', 'new-fd']) dirConf = addToResource(dirConf, 'Client', tlsDirectives(dirTls, { server: false }), client);
+  dirConf = addToResource(dirConf, 'Client', tlsDirectives(dirTls, { server: false }), 'new-fd');
   dirConf = addToResource(dirConf, 'Storage', tlsDirectives(dirTls, { server: false }), 'File1');
   let sdConf = sdConfig('tls-dir', SD_PORT, pw.sd, join(base, 'sd'), volumes, undefined, dirAddr);
   const sdTls = tlsFiles('harness-sd');

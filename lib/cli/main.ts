@@ -165,6 +165,7 @@ export function buildProgram(): Command {
     .option('--address <host>', 'also print the Client resource: where the director reaches this server\'s file daemon')
     .option('--fd-port <port>', 'the file daemon\'s port (default 9102)')
     .option('--password-file <file>', 'with --address: file holding the file daemon\'s Director password')
+    .option('--tls-dir <dir>', 'require TLS in the Client resource with the director\'s certificate from `bacula tls init --dir DIR`').option('--tls-name <name>', 'the director\'s certificate name (default bacula-dir)')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
   const fleet = program.command('fleet').description('on a Bacula director host: every client\'s backups, from the catalog');

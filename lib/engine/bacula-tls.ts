@@ -110,8 +110,27 @@ export function addToResource(text: string, type: string, lines: readonly string
     if (done) return all;
     if (name !== undefined && !new RegExp(`\\n\\s*Name\\s*=\\s*"?${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"?\\s*\\n`).test(`${body}\n`)) return all;
     done = true;
-    return `${lead}${open}${body}\n${lines.map((l) => `  ${l}`).join('\n')}${close}`;
+    // Idempotent: a line the resource already has (a re-run over our own output) is not repeated.
+    const have = new Set(body.split('\n').map((l) => l.trim()));
+    const missing = lines.filter((l) => !have.has(l));
+    return `${lead}${open}${body}${missing.map((l) => `\n  ${l}`).join('')}${close}`;
   });
   if (!done) throw new UsageError(`no ${type} resource${name ? ` named ${name}` : ''} to add TLS to`);
   return out;
+}
+
+/** The files `bacula tls init --dir DIR` made for daemon `name`. */
+export function tlsFilesIn(dir: string, name: string): TlsFiles {
+  return { ca: join(dir, 'tls/ca.crt'), cert: join(dir, `tls/${name}.crt`), key: join(dir, `tls/${name}.key`) };
+}
+
+/**
+ * The director's side of its connection to a client (the Client resource `bacula config`
+ * writes): present the director's certificate, require TLS, check the file daemon's against the CA
+ * and its address.
+ */
+export function directorClientTls(dir: string, directorName: string): string[] {
+  const files = tlsFilesIn(dir, directorName);
+  for (const f of Object.values(files)) if (!existsSync(f)) throw new UsageError(`${f} is missing: run \`apiscp-backup bacula tls init --dir ${dir} --daemon ${directorName}\` first`);
+  return tlsDirectives(files, { server: false });
 }
