@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -106,7 +106,21 @@ beforeAll(async () => {
   writeFileSync(files.dir, dirConf, { mode: 0o600 });
   writeFileSync(files.sd, sdConf, { mode: 0o600 });
   writeFileSync(files.con, bconsoleConfig('tls-dir', DIR_PORT, pw.console, dirAddr), { mode: 0o600 });
-  const fd = fileDaemon('srv-fd', FD_PORT, join(base, 'fd'), { tls: tlsFiles('srv-fd'), keypair: join(pkiDir, 'pki/srv-fd.pem') });
+  // The ApisCP server's file daemon: the admin copies its own files (and only the master key's
+  // public half) from the director host, then `bacula tls fd --write` adds TLS and PKI.
+  const clientDir = join(base, 'on-client');
+  for (const f of ['tls/ca.crt', 'tls/srv-fd.crt', 'tls/srv-fd.key', 'pki/srv-fd.pem', 'pki/master.cert']) {
+    mkdirSync(join(clientDir, f, '..'), { recursive: true, mode: 0o700 });
+    copyFileSync(join(pkiDir, f), join(clientDir, f));
+  }
+  const fd = fileDaemon('srv-fd', FD_PORT, join(base, 'fd'), {});
+  const tlsFd = ['bacula', 'tls', 'fd', '--fd-config', fd, '--client', 'srv-fd', '--director', 'tls-dir', '--write'];
+  const refused = await cli([...tlsFd, '--dir', pkiDir]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/master key's private half must not be on a client/);
+  const wrote = await cli([...tlsFd, '--dir', clientDir]);
+  expect(wrote.code, wrote.stderr).toBe(0);
+  expect(readFileSync(fd, 'utf8')).toMatch(/PKI Encryption = Yes[\s\S]*PKI Master Key = .*master\.cert/);
   await testConfig('bacula-dir', files.dir);
   await testConfig('bacula-sd', files.sd);
   await testConfig('bacula-fd', fd);

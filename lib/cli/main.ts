@@ -148,7 +148,9 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/restore-acls.js'), { logFile: false }));
 
   const bacula = program.command('bacula').description('Bacula integration');
-  bacula.command('tls').description('TLS and PKI data encryption for Bacula (docs/offsite.md)').command('init').description('a CA, a certificate per daemon, PKI keypairs (existing files kept)').option('--dir <dir>', 'where tls/ and pki/ go').option('--daemon <name[@address]>', 'a daemon certificate (repeat)', (v: string, a: string[] = []) => [...a, v]).option('--pki <name>', 'a PKI keypair: a client\'s name, or master (repeat)', (v: string, a: string[] = []) => [...a, v]).action(action(() => import('./commands/bacula-tls.js'), { logFile: false }));
+  const baculaTls = bacula.command('tls').description('TLS and PKI data encryption for Bacula (docs/offsite.md)');
+  baculaTls.command('fd').description('on a client: add TLS and PKI encryption to bacula-fd.conf').option('--fd-config <file>', 'default /etc/bacula/bacula-fd.conf').option('--dir <dir>', 'the files copied from the director host').option('--client <name>').option('--director <name>').option('--write').action(action(async () => ({ default: (await import('./commands/bacula-tls.js')).fd }), { logFile: false }));
+  baculaTls.command('init').description('a CA, a certificate per daemon, PKI keypairs (existing files kept)').option('--dir <dir>', 'where tls/ and pki/ go').option('--daemon <name[@address]>', 'a daemon certificate (repeat)', (v: string, a: string[] = []) => [...a, v]).option('--pki <name>', 'a PKI keypair: a client\'s name, or master (repeat)', (v: string, a: string[] = []) => [...a, v]).action(action(() => import('./commands/bacula-tls.js'), { logFile: false }));
   bacula
     .command('config')
     .description('the director side: the ApisCP add-in template with our hooks, or a FileSet + Job fragment')

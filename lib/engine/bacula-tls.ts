@@ -134,3 +134,21 @@ export function directorClientTls(dir: string, directorName: string): string[] {
   for (const f of Object.values(files)) if (!existsSync(f)) throw new UsageError(`${f} is missing: run \`apiscp-backup bacula tls init --dir ${dir} --daemon ${directorName}\` first`);
   return tlsDirectives(files, { server: false });
 }
+
+/**
+ * A client's bacula-fd.conf with TLS and PKI added, from the files `bacula tls init` made and
+ * the admin copied to this client's `dir`: the director must present `directorName`'s
+ * certificate; the fd presents its own to the director and the storage daemon; data is signed and
+ * encrypted with its keypair and for the master key, whose private half must not be here.
+ */
+export function fileDaemonTls(fdConf: string, opts: { dir: string; client: string; directorName: string }): string {
+  const files = tlsFilesIn(opts.dir, opts.client);
+  const keypair = join(opts.dir, `pki/${opts.client}.pem`);
+  const master = join(opts.dir, 'pki/master.cert');
+  for (const f of [...Object.values(files), keypair, master]) if (!existsSync(f)) throw new UsageError(`${f} is missing: copy it from the director host (bacula tls init --daemon ${opts.client} --pki ${opts.client} --pki master)`);
+  if (existsSync(join(opts.dir, 'pki/master.pem'))) {
+    throw new UsageError(`${join(opts.dir, 'pki/master.pem')}: the master key's private half must not be on a client (a hacked client could read every server's backups); keep only master.cert here`);
+  }
+  const withDirector = addToResource(fdConf, 'Director', tlsDirectives(files, { server: true, allowedCns: [opts.directorName] }));
+  return addToResource(withDirector, 'FileDaemon', [...tlsDirectives(files, { server: false }), ...pkiDirectives(keypair, master)]);
+}

@@ -1,5 +1,7 @@
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureCa, ensureDaemonCert, ensurePkiKeypair } from '../../engine/bacula-tls.js';
+import { writeFileAtomic } from '../../atomic-file.js';
+import { ensureCa, ensureDaemonCert, ensurePkiKeypair, fileDaemonTls } from '../../engine/bacula-tls.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 
@@ -32,5 +34,23 @@ export default async function baculaTlsInit(ctx: CommandContext, opts: Record<st
     );
   }
   ctx.out(lines.join('\n'));
+  return 0;
+}
+
+/**
+ * `bacula tls fd` on a client: its bacula-fd.conf with TLS and PKI data encryption added
+ * (printed, or written in place with --write, kept 0600). A separate step from `install`,
+ * which never writes in /etc/bacula.
+ */
+export async function fd(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  const file = (opts.fdConfig as string | undefined) ?? '/etc/bacula/bacula-fd.conf';
+  for (const k of ['dir', 'client', 'director'] as const) if (typeof opts[k] !== 'string') throw new UsageError(`bacula tls fd: --${k} is required`);
+  const text = fileDaemonTls(readFileSync(file, 'utf8'), { dir: opts.dir as string, client: opts.client as string, directorName: opts.director as string });
+  if (!opts.write) {
+    ctx.out(text);
+    return 0;
+  }
+  writeFileAtomic(file, text, { mode: statSync(file).mode & 0o777 & ~0o077 });
+  ctx.out(`wrote ${file}: TLS required, PKI signatures and encryption on; then bacula-fd -t -c ${file} && systemctl restart bacula-fd`);
   return 0;
 }
