@@ -18,7 +18,11 @@ packages=(
   rsync tar perl                    # the rsync custom method and the dumps hand-off (hooks/), the add-in fixture's generator; restore site/files
   util-linux                        # unshare/nsenter/mount: restore tests mount a real overlay; the fleet test's mount namespaces
   gcc libc6-dev passwd              # the restore attack test compiles its renameat2 racer; useradd for test tenants and verify's OS user
+  openssh-server openssh-client     # offsite tests: the backup host's sshd (forced borg serve --append-only), the client's ssh
+  rclone curl openssl               # offsite tests: rclone serve restic --append-only over TLS, raw REST requests, the test CA
 )
+# tc (iproute2) shapes the offsite test's link with tbf; netem (loss/delay) needs the sch_netem
+# kernel module, which the development kernel lacks: the tests do not use it.
 
 missing=()
 for p in "${packages[@]}"; do

@@ -93,7 +93,9 @@ export function buildProgram(): Command {
     .command('repo-init')
     .description('create the restic or borg repository (once, before the first backup)')
     .addOption(engine())
+    .option('--remote <url>', 'print what the backup host needs for an append-only remote (borg ssh://user@host/path, restic rest:https://host:port/path/)').option('--write <file>', 'with --remote: also write the authorized_keys line (borg) or the set-up (restic) to FILE')
     .action(action(() => import('./commands/repo-init.js')));
+  program.command('prune').description('retention of append-only repositories, on the backup host (--print: its cron line)').addOption(engine()).option('--print', 'print the backup host\'s prune commands for this server').option('--repository <path>', 'the repository as the backup host sees it').option('--client <name>', 'whose backups (default: this host name)').action(action(() => import('./commands/prune.js')));
 
   program
     .command('verify')
@@ -148,6 +150,9 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/restore-acls.js'), { logFile: false }));
 
   const bacula = program.command('bacula').description('Bacula integration');
+  const baculaTls = bacula.command('tls').description('TLS and PKI data encryption for Bacula (docs/offsite.md)');
+  baculaTls.command('fd').description('on a client: add TLS and PKI encryption to bacula-fd.conf').option('--fd-config <file>', 'default /etc/bacula/bacula-fd.conf').option('--dir <dir>', 'the files copied from the director host').option('--client <name>').option('--director <name>').option('--write').action(action(async () => ({ default: (await import('./commands/bacula-tls.js')).fd }), { logFile: false }));
+  baculaTls.command('init').description('a CA, a certificate per daemon, PKI keypairs (existing files kept)').option('--dir <dir>', 'where tls/ and pki/ go').option('--daemon <name[@address]>', 'a daemon certificate (repeat)', (v: string, a: string[] = []) => [...a, v]).option('--pki <name>', 'a PKI keypair: a client\'s name, or master (repeat)', (v: string, a: string[] = []) => [...a, v]).action(action(() => import('./commands/bacula-tls.js'), { logFile: false }));
   bacula
     .command('config')
     .description('the director side: the ApisCP add-in template with our hooks, or a FileSet + Job fragment')
@@ -164,6 +169,7 @@ export function buildProgram(): Command {
     .option('--address <host>', 'also print the Client resource: where the director reaches this server\'s file daemon')
     .option('--fd-port <port>', 'the file daemon\'s port (default 9102)')
     .option('--password-file <file>', 'with --address: file holding the file daemon\'s Director password')
+    .option('--tls-dir <dir>', 'require TLS in the Client resource with the director\'s certificate from `bacula tls init --dir DIR`').option('--tls-name <name>', 'the director\'s certificate name (default bacula-dir)')
     .action(action(() => import('./commands/bacula-config.js'), { logFile: false }));
 
   const fleet = program.command('fleet').description('on a Bacula director host: every client\'s backups, from the catalog');

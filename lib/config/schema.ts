@@ -219,6 +219,9 @@ export const configSchema = z
         repository: z.string().optional(),
         password_file: z.string().optional(),
         keep: keep.describe('after each backup: restic forget --prune with these --keep-* (only our tagged snapshots)'),
+        append_only: z.boolean().default(false).describe('the repository refuses deletes (rclone serve restic --append-only): retention runs on the backup host (`apiscp-backup prune --print`), never from here (docs/offsite.md)'),
+        cacert: z.string().optional().describe('rest:https:// repositories: the CA certificate that signed the REST server\'s certificate'),
+        tls_client_cert: z.string().optional().describe('rest:https:// repositories: this server\'s client certificate and its private key in one PEM file (0600 root)'),
         extra_args: z.array(z.string()).default([]),
       })
       .strict()
@@ -229,6 +232,11 @@ export const configSchema = z
         passphrase_file: z.string().optional(),
         compression: z.string().default('zstd,3'),
         keep: keep.describe('after each backup: borg prune (our archives only) with these --keep-*, then borg compact'),
+        append_only: z.boolean().default(false).describe('the repository is served with `borg serve --append-only`: retention runs on the backup host (`apiscp-backup prune --print`), never from here (docs/offsite.md)'),
+        ssh_key: z.string().optional().describe('ssh:// repositories: this server\'s private key (0600 root; `repo-init --remote` creates it)'),
+        ssh_known_hosts: z.string().optional().describe('ssh:// repositories: known_hosts file holding the backup host\'s key (default: root\'s ~/.ssh/known_hosts); unknown hosts are refused'),
+        ssh_timeout: z.number().int().min(1).default(60).describe('ssh:// repositories: seconds without an answer from the backup host before the run fails (a cut link)'),
+        checkpoint_interval: z.number().int().min(1).optional().describe('seconds between borg checkpoints (default borg\'s 1800): a cut link resumes from the last one'),
         extra_args: z.array(z.string()).default([]),
       })
       .strict()

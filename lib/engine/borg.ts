@@ -6,6 +6,7 @@ import { cmd, quote } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
+import { borgRsh, remoteContext } from './remote.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -28,13 +29,15 @@ export function borgEnv(loaded: LoadedConfig): Record<string, string> {
   // Never wait for an answer on a terminal nobody watches (cron, Bacula): fail instead.
   const env: Record<string, string> = { BORG_REPO: b.repository, BORG_RELOCATED_REPO_ACCESS_IS_OK: 'no' };
   if (b.passphrase_file) env.BORG_PASSCOMMAND = `cat ${quote(b.passphrase_file)}`;
+  const rsh = borgRsh(loaded);
+  if (rsh) env.BORG_RSH = rsh;
   return env;
 }
 
 /** Concrete paths as `pp:` (no glob surprises with `[` in a name), patterns as `sh:`. */
 /** Only archives this tool made on this host; borg 1.2 frees the space only with compact. */
-export function borgPruneArgs(loaded: LoadedConfig): string[] {
-  return ['prune', '--glob-archives', '{hostname}-*', ...keepArgs(loaded.config.borg.keep)];
+export function borgPruneArgs(loaded: LoadedConfig, client?: string): string[] {
+  return ['prune', '--glob-archives', `${client ?? '{hostname}'}-*`, ...keepArgs(loaded.config.borg.keep)];
 }
 
 export function borgPattern(exclude: string): string {
@@ -49,6 +52,7 @@ export function borgCreateArgs(loaded: LoadedConfig, sources: readonly string[],
     '--numeric-ids',
     '--compression',
     b.compression,
+    ...(b.checkpoint_interval ? ['--checkpoint-interval', String(b.checkpoint_interval)] : []),
     ...b.extra_args,
     ...excludes.flatMap((e) => ['--exclude', borgPattern(e)]),
     `::${BORG_ARCHIVE}`,
@@ -73,7 +77,9 @@ export function borgListArgs(client?: string): string[] {
 export function parseBorgList(stdout: string): BackupPoint[] {
   const j = JSON.parse(stdout) as { archives?: { name: string; start?: string; time?: string }[] };
   // borg 1.2 prints local time without a zone: JavaScript reads such a string as local time too.
+  // A `.checkpoint` archive is what a broken run left: never a backup to restore from.
   return (j.archives ?? [])
+    .filter((a) => !/\.checkpoint(\.\d+)?$/.test(a.name))
     .map((a) => ({ engine: 'borg' as const, id: a.name, time: new Date(a.start ?? a.time ?? 0).toISOString(), level: 'Snapshot' as const, chain: 1 }))
     .sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
 }
@@ -97,7 +103,9 @@ export function borgExitMessage(code: number | undefined, stderr = ''): string {
 const BORG_EXIT = exitClasses({ warning: [1] });
 
 async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string): Promise<RunResult> {
-  return runEngineTool('borg', action, cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), args, { env: borgEnv(ctx.loaded), cwd }), borgExitMessage, { signal: ctx.signal, exitClass: BORG_EXIT });
+  const repository = ctx.loaded.config.borg.repository;
+  const explain = (code: number | undefined, stderr: string): string => borgExitMessage(code, stderr) + remoteContext(repository, stderr);
+  return runEngineTool('borg', action, cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), args, { env: borgEnv(ctx.loaded), cwd }), explain, { signal: ctx.signal, exitClass: BORG_EXIT });
 }
 
 export function parseBorgCreate(stdout: string): { name?: string; id?: string; bytes?: number } {
@@ -107,6 +115,12 @@ export function parseBorgCreate(stdout: string): { name?: string; id?: string; b
   } catch {
     return {};
   }
+}
+
+/** Retention on a repository we may delete from: this server's, or `client`'s on the backup host. */
+export async function borgPrune(ctx: EngineContext, client?: string): Promise<void> {
+  await runBorg(ctx, 'prune', borgPruneArgs(ctx.loaded, client));
+  await runBorg(ctx, 'compact', ['compact']);
 }
 
 export const borgEngine: Engine = {
@@ -128,8 +142,13 @@ export const borgEngine: Engine = {
     return { level: 'Snapshot', durationMs: Date.now() - started, id: created.name, bytes: created.bytes, warnings };
   },
   async prune(ctx) {
-    await runBorg(ctx, 'prune', borgPruneArgs(ctx.loaded));
-    await runBorg(ctx, 'compact', ['compact']);
+    // An append-only repository keeps what we delete anyway, and a client that may delete is what
+    // the append-only set-up takes away: retention runs on the backup host (prune --print).
+    if (ctx.loaded.config.borg.append_only) {
+      ctx.log.info('borg.append_only: retention runs on the backup host (apiscp-backup prune --print), not here');
+      return;
+    }
+    await borgPrune(ctx);
   },
   async init(ctx) {
     // repokey: the key lives in the repository, protected by the passphrase; without a

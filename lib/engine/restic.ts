@@ -5,6 +5,7 @@ import { cmd } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
+import { remoteContext, resticTlsArgs } from './remote.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -27,8 +28,8 @@ export function resticBackupArgs(loaded: LoadedConfig, sources: readonly string[
 }
 
 /** Only our snapshots (tag), grouped by host and tag: a new site changes the paths, not the group. */
-export function resticForgetArgs(loaded: LoadedConfig): string[] {
-  return ['forget', '--prune', '--tag', 'apiscp-backup', '--group-by', 'host,tags', ...keepArgs(loaded.config.restic.keep)];
+export function resticForgetArgs(loaded: LoadedConfig, host?: string): string[] {
+  return ['forget', '--prune', '--tag', 'apiscp-backup', ...(host ? ['--host', host] : []), '--group-by', 'host,tags', ...keepArgs(loaded.config.restic.keep)];
 }
 
 export function resticRestoreArgs(loaded: LoadedConfig, dir: string): string[] {
@@ -78,7 +79,10 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 const RESTIC_EXIT = exitClasses({ warning: [3] });
 
 async function runRestic(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), args, { env: resticEnv(ctx.loaded) }), resticExitMessage, { signal: ctx.signal, exitClass: RESTIC_EXIT });
+  const repository = ctx.loaded.config.restic.repository;
+  const explain = (code: number | undefined, stderr: string): string => resticExitMessage(code, stderr) + remoteContext(repository, stderr);
+  const argv = [...resticTlsArgs(ctx.loaded), ...args];
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal: ctx.signal, exitClass: RESTIC_EXIT });
 }
 
 export interface ResticSummary {
@@ -98,6 +102,11 @@ export function parseResticSummary(stdout: string): ResticSummary {
     }
   }
   return {};
+}
+
+/** Retention on a repository we may delete from: every host's group, or only `host`'s. */
+export async function resticPrune(ctx: EngineContext, host?: string): Promise<void> {
+  await runRestic(ctx, 'forget', resticForgetArgs(ctx.loaded, host));
 }
 
 export const resticEngine: Engine = {
@@ -124,7 +133,12 @@ export const resticEngine: Engine = {
     return { level: 'Snapshot', durationMs: Date.now() - started, id: summary.snapshotId, bytes: summary.bytes, warnings };
   },
   async prune(ctx) {
-    await runRestic(ctx, 'forget', resticForgetArgs(ctx.loaded));
+    // The REST server refuses deletes (rclone serve restic --append-only): retention runs there.
+    if (ctx.loaded.config.restic.append_only) {
+      ctx.log.info('restic.append_only: retention runs on the backup host (apiscp-backup prune --print), not here');
+      return;
+    }
+    await resticPrune(ctx);
   },
   async init(ctx) {
     await runRestic(ctx, 'init', ['init']);

@@ -3,6 +3,9 @@ import type { Command } from '../run/command.js';
 import { run, type RunResult, type RunOptions } from '../run/run.js';
 import type { EngineName } from './types.js';
 
+/** borg's report after a traceback (versions, pid, argv): the error is the line before it. */
+const DEBUG_TRAILER = /^(Platform: |Linux: |Borg: \d|Borg server: |PID: \d|sys\.argv: |SSH_ORIGINAL_COMMAND: )/;
+
 /**
  * Run an engine's own tool; a failure becomes an EngineError that says what its exit code means
  * (duplicity 23, restic 11, borg 2…) and quotes the tool's last stderr lines.
@@ -19,7 +22,7 @@ export async function runEngineTool(
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     const code = err.exitCodeOfCommand;
-    const detail = err.stderrTail.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join(' / ');
+    const detail = err.stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !DEBUG_TRAILER.test(l)).slice(-2).join(' / ');
     throw new EngineError(`${engine} ${action} failed (exit ${code ?? '-'}: ${explain(code, err.stderrTail)})${detail ? `: ${detail}` : ''}`, engine, {
       exitCode: code,
       command: err.command,

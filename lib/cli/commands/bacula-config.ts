@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { underRoot } from '../../config/paths.js';
 import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
+import { addToResource, directorClientTls } from '../../engine/bacula-tls.js';
 import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
 import { ConfigError, UsageError } from '../../errors.js';
 import { backupGlobs } from '../../plan/paths.js';
@@ -23,7 +24,10 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
   const etc = (opts.etc as string | undefined) ?? underRoot(paths.root, b.etc);
   const wanted = (opts.layout as string | undefined) ?? 'auto';
   const layout = wanted === 'auto' ? detectBaculaLayout(etc) : wanted;
-  if (layout === 'addin') return addin(ctx, etc, opts);
+  // --tls-dir: the Client resource requires TLS with the director's certificate (docs/offsite.md).
+  const tls = typeof opts.tlsDir === 'string' ? directorClientTls(opts.tlsDir, (opts.tlsName as string | undefined) ?? 'bacula-dir') : undefined;
+  const withTls = (text: string): string => (tls ? addToResource(text, 'Client', tls) : text);
+  if (layout === 'addin') return addin(ctx, etc, opts, withTls);
 
   // A fleet director in the stock layout: with --address the fragment starts with this server's
   // Client resource (one such fragment per ApisCP server).
@@ -34,7 +38,7 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
   const clientResource =
     address === undefined
       ? ''
-      : renderBaculaClient({ client, address, fdPort: opts.fdPort === undefined ? undefined : Number(opts.fdPort), password: readPassword(passwordFile!) }) + '\n';
+      : withTls(renderBaculaClient({ client, address, fdPort: opts.fdPort === undefined ? undefined : Number(opts.fdPort), password: readPassword(passwordFile!) })) + '\n';
   const text = clientResource + renderBaculaConfig({
     client,
     fileset: (opts.fileset as string | undefined) ?? b.fileset,
@@ -64,13 +68,13 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
   return 0;
 }
 
-async function addin(ctx: CommandContext, etc: string, opts: Record<string, unknown>): Promise<number> {
+async function addin(ctx: CommandContext, etc: string, opts: Record<string, unknown>, withTls: (text: string) => string): Promise<number> {
   const p = addinPaths(etc);
   const installed = readOrUndefined(p.installedTemplate);
   if (installed === undefined) throw new UsageError(`${p.installedTemplate} is missing: is the ApisCP Bacula add-in (apnscp-bacula) installed in ${etc}?`);
   const local = readOrUndefined(p.localTemplate);
   const wrapper = (opts.wrapper as string | undefined) ?? underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.wrapper);
-  const text = renderAddinBaseConf({ installedTemplate: installed, localTemplate: local, hooks: addinHookCommands({ wrapper }) });
+  const text = withTls(renderAddinBaseConf({ installedTemplate: installed, localTemplate: local, hooks: addinHookCommands({ wrapper }) }));
   const { panelExportRunScript } = inspectAddinTemplate(text);
   const notes = panelExportRunScript
     ? [`note: ${p.localTemplate} also runs backup_dbs.php (the add-in's documented RunScript): remove that RunScript, our hook exports the databases and it would export every database a second time`]

@@ -5,11 +5,13 @@ import { configFileFor, loadConfig } from '../../config/load.js';
 import { sampleConfig } from '../../config/sample.js';
 import { redactConfig } from '../../config/redact.js';
 import { UsageError } from '../../errors.js';
+import { checkSecretFiles } from '../../engine/secret-checks.js';
 import type { CommandContext } from '../context.js';
 
 export async function validate(ctx: CommandContext, _opts: Record<string, unknown>, args: string[]): Promise<number> {
   // The context already loaded --config/$APISCP_BACKUP_CONFIG; an explicit argument is checked here.
   const loaded = args[0] ? loadConfig({ file: args[0], root: ctx.options.root }) : ctx.loaded;
+  checkSecretFiles(loaded);
   if (!ctx.interactive && !ctx.options.json) return 0;
   ctx.out(ctx.options.json ? JSON.stringify({ valid: true, file: loaded.file ?? null }) : `${loaded.file ?? 'defaults (no file)'}: valid`);
   return 0;

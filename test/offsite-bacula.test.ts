@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { addToResource, pkiDirectives, tlsDirectives, type TlsFiles } from '../lib/engine/bacula-tls.js';
+import { cmd, type Command } from '../lib/run/command.js';
+import { exitClasses } from '../lib/run/exit-status.js';
+import { run } from '../lib/run/run.js';
+import { assertBuilt, cli, rmrf } from './helpers/e2e.js';
+import { binary, bconsoleConfig, bconsoleRunner, daemonSet, fdConfig, holdSchedules, jobOutcome, password, prepareCatalog, sdConfig, stockDirectorConfig, type Bconsole, type DaemonSet } from './harness/bacula.js';
+import { createNetwork, listensOn, type TestNetwork } from './harness/netns.js';
+
+// Issue 30 item 2 (first part): Bacula between two hosts (network namespaces) with TLS required
+// on every connection, certificates from `apiscp-backup bacula tls init`, and PKI data
+// encryption on the file daemon (its own keypair + the master key's public half). The volume on
+// the storage host holds no plaintext of a site file; the client restores with its key; a new
+// client restores with the master key; a file daemon with no certificate or one from another CA
+// is refused. (Wiring these directives into `bacula config` / `install` is not done yet.)
+
+const base = mkdtempSync(join(tmpdir(), 'offsite-bacula-'));
+const MARKER = `site file plaintext ${randomBytes(8).toString('hex')} `;
+const DIR_PORT = 9101;
+const FD_PORT = 9102;
+const SD_PORT = 9103;
+const NEW_FD_PORT = 9104;
+let net: TestNetwork;
+let daemons: DaemonSet;
+let bconsole: Bconsole;
+const data = join(base, 'data');
+const pkiDir = join(base, 'keys');
+const volumes = join(base, 'volumes');
+const tlsFiles = (name: string): TlsFiles => ({ ca: join(pkiDir, 'tls/ca.crt'), cert: join(pkiDir, `tls/${name}.crt`), key: join(pkiDir, `tls/${name}.key`) });
+const pw = { console: password(), sd: password(), fd: password(), newFd: password() };
+
+/** A file daemon config for `name` on the ApisCP host; `tls`: its certificate (or none), `keypair`: PKI. */
+function fileDaemon(name: string, port: number, work: string, opts: { tls?: TlsFiles; keypair?: string }): string {
+  mkdirSync(work, { recursive: true, mode: 0o700 });
+  let text = fdConfig('tls-dir', name, port, name === 'new-fd' ? pw.newFd : pw.fd, work, net.host('srv').address);
+  if (opts.tls) {
+    text = addToResource(text, 'Director', tlsDirectives(opts.tls, { server: true, allowedCns: ['tls-dir'] }));
+    text = addToResource(text, 'FileDaemon', [...tlsDirectives(opts.tls, { server: false }), ...(opts.keypair ? pkiDirectives(opts.keypair, join(pkiDir, 'pki/master.cert')) : [])]);
+  }
+  const file = join(base, `${name}-${port}-${Date.now()}.conf`);
+  writeFileSync(file, text, { mode: 0o600 });
+  return file;
+}
+
+async function startAndWait(where: string, c: Command, name: string, port: number): Promise<number> {
+  const child = daemons.start(net.inside(where, c), name);
+  for (const until = Date.now() + 30_000; !listensOn(child.pid!, port); ) {
+    if (child.exitCode !== null) throw new Error(`${name} exited: see ${base}/${name}.out`);
+    if (Date.now() > until) throw new Error(`${name} did not listen`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return child.pid!;
+}
+
+async function testConfig(bin: string, file: string): Promise<void> {
+  const r = await run(cmd(binary(bin), ['-t', '-c', file]), { exitClass: exitClasses({ ok: [1] }) });
+  expect(r.exitCode, `${bin} -t ${file}: ${r.stdout}${r.stderr}`).toBe(0);
+}
+
+beforeAll(async () => {
+  assertBuilt();
+  net = await createNetwork({ hub: 'dir', hosts: ['srv'], subnet: '10.213.79' });
+  daemons = daemonSet(base);
+  const dirAddr = net.hub.address;
+  const srvAddr = net.host('srv').address;
+  // What the admin runs on the director host.
+  const init = await cli(['bacula', 'tls', 'init', '--dir', pkiDir, '--daemon', `tls-dir@${dirAddr}`, '--daemon', `harness-sd@${dirAddr}`, '--daemon', `srv-fd@${srvAddr}`, '--daemon', `new-fd@${srvAddr}`, '--pki', 'srv-fd', '--pki', 'new-fd', '--pki', 'master']);
+  expect(init.code, init.stderr).toBe(0);
+  for (const d of ['tls', 'pki']) {
+    for (const n of readdirSync(join(pkiDir, d)).filter((x) => /\.(key|pem|pkikey)$/.test(x))) {
+      const st = statSync(join(pkiDir, d, n));
+      expect([n, st.mode & 0o777, st.uid]).toEqual([n, 0o600, 0]);
+    }
+  }
+  mkdirSync(data, { recursive: true });
+  writeFileSync(join(data, 'index.php'), MARKER.repeat(2000));
+  for (const d of ['work', 'sd', 'new-fd']) mkdirSync(join(base, d), { recursive: true, mode: 0o700 });
+  mkdirSync(volumes, { recursive: true, mode: 0o700 });
+  writeFileSync(join(base, 'work/query.sql'), '');
+  await prepareCatalog(join(base, 'work'));
+
+  const dirTls = tlsFiles('tls-dir');
+  let dirConf = stockDirectorConfig({
+    directorName: 'tls-dir', dirPort: DIR_PORT, consolePassword: pw.console, workDir: join(base, 'work'), clientName: 'srv-fd', fdPort: FD_PORT, fdPassword: pw.fd,
+    sdPort: SD_PORT, sdPassword: pw.sd, logFile: join(base, 'bacula.log'), dataDir: data, address: dirAddr,
+  });
+  // The ApisCP server's Client resource as `bacula config --address … --tls-dir` prints it on that server.
+  writeFileSync(join(base, 'fd.password'), pw.fd + '\n', { mode: 0o600 });
+  const printed = await cli(['bacula', 'config', '--layout', 'stock', '--client', 'srv-fd', '--address', srvAddr, '--password-file', join(base, 'fd.password'), '--tls-dir', pkiDir, '--tls-name', 'tls-dir']);
+  expect(printed.code, printed.stderr).toBe(0);
+  const clientResource = /Client \{\n[^{}]*\n\}/.exec(printed.stdout)?.[0];
+  expect(clientResource).toMatch(/TLS Require = yes/);
+  dirConf = dirConf.replace(/Client \{\n  Name = srv-fd\n[^{}]*\n\}/, clientResource!);
+  dirConf += `Client {\n  Name = new-fd\n  Address = ${srvAddr}\n  FDPort = ${NEW_FD_PORT}\n  Catalog = MyCatalog\n  Password = ${JSON.stringify(pw.newFd)}\n}\n`;
+  dirConf = addToResource(dirConf, 'Client', tlsDirectives(dirTls, { server: false }), 'new-fd');
+  dirConf = addToResource(dirConf, 'Storage', tlsDirectives(dirTls, { server: false }), 'File1');
+  let sdConf = sdConfig('tls-dir', SD_PORT, pw.sd, join(base, 'sd'), volumes, undefined, dirAddr);
+  const sdTls = tlsFiles('harness-sd');
+  sdConf = addToResource(sdConf, 'Director', tlsDirectives(sdTls, { server: true, allowedCns: ['tls-dir'] }));
+  sdConf = addToResource(sdConf, 'Storage', tlsDirectives(sdTls, { server: true, allowedCns: ['srv-fd', 'new-fd'] }));
+  const files = { dir: join(base, 'dir.conf'), sd: join(base, 'sd.conf'), con: join(base, 'bconsole.conf') };
+  writeFileSync(files.dir, dirConf, { mode: 0o600 });
+  writeFileSync(files.sd, sdConf, { mode: 0o600 });
+  writeFileSync(files.con, bconsoleConfig('tls-dir', DIR_PORT, pw.console, dirAddr), { mode: 0o600 });
+  // The ApisCP server's file daemon: the admin copies its own files (and only the master key's
+  // public half) from the director host, then `bacula tls fd --write` adds TLS and PKI.
+  const clientDir = join(base, 'on-client');
+  for (const f of ['tls/ca.crt', 'tls/srv-fd.crt', 'tls/srv-fd.key', 'pki/srv-fd.pem', 'pki/master.cert']) {
+    mkdirSync(join(clientDir, f, '..'), { recursive: true, mode: 0o700 });
+    copyFileSync(join(pkiDir, f), join(clientDir, f));
+  }
+  const fd = fileDaemon('srv-fd', FD_PORT, join(base, 'fd'), {});
+  const tlsFd = ['bacula', 'tls', 'fd', '--fd-config', fd, '--client', 'srv-fd', '--director', 'tls-dir', '--write'];
+  const refused = await cli([...tlsFd, '--dir', pkiDir]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/master key's private half must not be on a client/);
+  const wrote = await cli([...tlsFd, '--dir', clientDir]);
+  expect(wrote.code, wrote.stderr).toBe(0);
+  expect(readFileSync(fd, 'utf8')).toMatch(/PKI Encryption = Yes[\s\S]*PKI Master Key = .*master\.cert/);
+  await testConfig('bacula-dir', files.dir);
+  await testConfig('bacula-sd', files.sd);
+  await testConfig('bacula-fd', fd);
+
+  await startAndWait('dir', cmd(binary('bacula-sd'), ['-f', '-c', files.sd]), 'sd', SD_PORT);
+  await startAndWait('srv', cmd(binary('bacula-fd'), ['-f', '-c', fd]), 'srv-fd', FD_PORT);
+  await startAndWait('dir', cmd(binary('bacula-dir'), ['-f', '-c', files.dir]), 'dir', DIR_PORT);
+  bconsole = bconsoleRunner(files.con, (c) => net.inside('dir', c));
+  await holdSchedules(bconsole);
+  const label = await bconsole('label storage=File1 pool=File volume=Tls-0001');
+  expect(label, /successfully created/i.test(label) ? '' : await bconsole('messages')).toMatch(/successfully created/i);
+}, 180_000);
+
+afterAll(async () => {
+  await daemons?.stop();
+  await net?.destroy();
+  rmrf(base);
+});
+
+async function runJob(): Promise<{ status: string; log: string }> {
+  const out = await bconsole('run job=BackupClient1 level=Full yes');
+  const id = Number(/JobId=(\d+)/.exec(out)?.[1]);
+  expect(id, out).toBeGreaterThan(0);
+  return jobOutcome(bconsole, id);
+}
+
+async function restore(client: string, where: string, restoreClient = client): Promise<{ status: string; log: string }> {
+  const out = await bconsole(`restore client=${client} restoreclient=${restoreClient} fileset="Full Set" where=${JSON.stringify(where)} select current all done yes`);
+  const id = Number(/JobId=(\d+)/.exec(out)?.[1]);
+  expect(id, out).toBeGreaterThan(0);
+  return jobOutcome(bconsole, id);
+}
+
+let backedUp = false;
+
+test('a job over TLS with PKI encryption: the volume holds no plaintext, the client restores with its own key', async () => {
+  const job = await runJob();
+  expect(job.status, job.log).toBe('T');
+  expect(job.log).toMatch(/Encryption:\s+yes/);
+  backedUp = true;
+  const volume = readFileSync(join(volumes, 'Tls-0001'));
+  expect(volume.length).toBeGreaterThan(MARKER.length * 2000 * 0.5);
+  expect(volume.includes(Buffer.from(MARKER.trim()))).toBe(false);
+  const where = join(base, 'restore-own');
+  const r = await restore('srv-fd', where);
+  expect(r.status, r.log).toBe('T');
+  expect(readFileSync(join(where, data, 'index.php'), 'utf8')).toBe(MARKER.repeat(2000));
+}, 180_000);
+
+test('disaster: a new client with only the master keypair restores the encrypted backup', async () => {
+  expect(backedUp).toBe(true);
+  const conf = fileDaemon('new-fd', NEW_FD_PORT, join(base, 'new-fd'), { tls: tlsFiles('new-fd'), keypair: join(pkiDir, 'pki/master.pem') });
+  await startAndWait('srv', cmd(binary('bacula-fd'), ['-f', '-c', conf]), 'new-fd', NEW_FD_PORT);
+  const where = join(base, 'restore-master');
+  const r = await restore('srv-fd', where, 'new-fd');
+  expect(r.status, r.log).toBe('T');
+  expect(readFileSync(join(where, data, 'index.php'), 'utf8')).toBe(MARKER.repeat(2000));
+}, 180_000);
+
+test('a file daemon with no certificate, or one from another CA, is refused', async () => {
+  // Replace srv-fd by an impostor without TLS, then by one with a certificate of its own CA.
+  await daemons.stop();
+  daemons = daemonSet(base);
+  await startAndWait('dir', cmd(binary('bacula-sd'), ['-f', '-c', join(base, 'sd.conf')]), 'sd2', SD_PORT);
+  await startAndWait('dir', cmd(binary('bacula-dir'), ['-f', '-c', join(base, 'dir.conf')]), 'dir2', DIR_PORT);
+  const plain = fileDaemon('srv-fd', FD_PORT, join(base, 'fd-plain'), {});
+  const pid = await startAndWait('srv', cmd(binary('bacula-fd'), ['-f', '-c', plain]), 'fd-plain', FD_PORT);
+  const noCert = await runJob();
+  expect(noCert.status, noCert.log).not.toBe('T');
+  expect(noCert.log).toMatch(/TLS|certificate|authenticat/i);
+  process.kill(pid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
+
+  const other = join(base, 'other-ca');
+  mkdirSync(other, { recursive: true, mode: 0o700 });
+  await run(cmd('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(other, 'srv-fd.key'), '-out', join(other, 'srv-fd.crt'), '-subj', '/CN=srv-fd', '-days', '2']));
+  const forged = fileDaemon('srv-fd', FD_PORT, join(base, 'fd-forged'), { tls: { ca: join(other, 'srv-fd.crt'), cert: join(other, 'srv-fd.crt'), key: join(other, 'srv-fd.key') } });
+  await startAndWait('srv', cmd(binary('bacula-fd'), ['-f', '-c', forged]), 'fd-forged', FD_PORT);
+  const wrong = await runJob();
+  expect(wrong.status, wrong.log).not.toBe('T');
+}, 240_000);
