@@ -6,7 +6,7 @@
  * nothing). A new mariadb-dump lists the tables again under a new snapshot.
  */
 const CHANGED: readonly { readonly re: RegExp; readonly why: string }[] = [
-  { re: /Table definition has changed, please retry transaction \(1412\)/, why: 'its definition changed under the dump (1412: TRUNCATE or a rebuilding ALTER)' },
+  { re: /Table definition has changed, please retry transaction|Error 1412:|\(1412\)/, why: 'its definition changed under the dump (1412: TRUNCATE or a rebuilding ALTER)' },
   { re: /Couldn't read status information for table/, why: 'it vanished during the dump (RENAME or DROP)' },
   { re: /doesn't exist(?: \(1146\)|" when using LOCK TABLES)/, why: 'it vanished during the dump (1146: RENAME or DROP)' },
   { re: /: 1146: /, why: 'it vanished during the dump (1146: RENAME or DROP)' },
@@ -16,6 +16,7 @@ const CHANGED: readonly { readonly re: RegExp; readonly why: string }[] = [
 function tableOf(line: string): string | undefined {
   return (
     /FROM (`(?:[^`]|``)+`)'/.exec(line)?.[1] ??
+    /when dumping table (`(?:[^`]|``)+`)/.exec(line)?.[1] ??
     /status information for table (\S+)/.exec(line)?.[1] ??
     /Table '([^']+)' doesn't exist/.exec(line)?.[1]
   );

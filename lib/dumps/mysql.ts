@@ -316,7 +316,7 @@ class Session implements MysqlSession {
       query: async (sql) => {
         client ??= openClientSession({ ...command, args: [...command.args, '--unbuffered'] }, (token) => `SELECT '${token}';`, { secrets: this.secrets });
         try {
-          return rowsOf(await client.request(sql, AbortSignal.timeout(QUERY_TIMEOUT_MS)));
+          return rowsOf(await client.request(`${sql};\n`, AbortSignal.timeout(QUERY_TIMEOUT_MS)));
         } catch (err) {
           await client.close().catch(() => undefined);
           client = undefined;

@@ -82,8 +82,9 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
       const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
-      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, { onWait: (w) => input.onLockWait?.(what, w) }, signal, release), signal);
-      runDir.add(await dumpWithRetries(what, attempt, log, signal));
+      const named = `${item.spec.kind} ${item.spec.database === null ? item.spec.object : `'${item.spec.database}'`}`;
+      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, { onWait: (w) => input.onLockWait?.(named, w) }, signal, release), signal);
+      runDir.add(await dumpWithRetries(named, attempt, log, signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
