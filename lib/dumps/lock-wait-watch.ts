@@ -58,15 +58,18 @@ export function watchLockWaits(options: LockWaitWatchOptions): DumpWatch {
     timer.unref();
   };
 
+  function ended(): void {
+    if (!current) return;
+    log.info(`mysql '${database}': the lock wait${current.wait.table ? ` on table ${current.wait.table}` : ''} ended after ${seconds(Date.now() - Date.parse(current.wait.since))}`);
+    current = undefined;
+    options.report(undefined);
+  }
+
   async function poll(): Promise<number> {
     const waiter = await findWaiter(options);
     if (stopped) return POLL_MS;
     if (!waiter || waiter.ms < Math.min(WAIT_NOTICE_MS, limitMs)) {
-      if (current) {
-        log.info(`mysql '${database}': the lock wait${current.wait.table ? ` on table ${current.wait.table}` : ''} ended after ${seconds(Date.now() - Date.parse(current.wait.since))}`);
-        current = undefined;
-        options.report(undefined);
-      }
+      ended();
       // Ask again when a wait seen now would have lasted long enough to be said (or to pass the limit).
       return waiter ? Math.min(WAITING_POLL_MS, Math.min(WAIT_NOTICE_MS, limitMs) - waiter.ms + 50) : POLL_MS;
     }
@@ -98,7 +101,9 @@ export function watchLockWaits(options: LockWaitWatchOptions): DumpWatch {
       stopped = true;
       if (timer) clearTimeout(timer);
       await polling?.catch(() => undefined);
-      if (current) options.report(undefined);
+      // A dump that ran on once its lock was free may end before the next look.
+      if (verdict === undefined) ended();
+      else if (current) options.report(undefined);
       await options.close().catch(() => undefined);
     },
   };
