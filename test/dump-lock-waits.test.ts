@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ManifestEntry } from '../lib/model/manifest.js';
 import type { Servers } from '../lib/sandbox/servers.js';
+import { TABLE_CHANGED_ATTEMPTS } from '../lib/dumps/run-dumps.js';
 import { sandboxPool, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const pool = sandboxPool({ config: { databases: { postgresql: { include: ['lwpg'] } } } });
@@ -213,6 +214,35 @@ describe('a table changed under the dump is dumped again from a new snapshot', (
       expect(loaded).toEqual(original);
     }, 120_000);
   }
+});
+
+describe('a table that keeps changing', () => {
+  it(`fails its database after ${TABLE_CHANGED_ATTEMPTS} attempts, the message naming each attempt's cause; the other databases are dumped`, async () => {
+    const sbx = await pool.sandbox({ config: { dumps: { max_rate: '3M' }, databases: { mysql: { include: ['lw_ddl', 'lw_other'] }, postgresql: { enabled: false } } } });
+    const child = sbx.spawnCli(['dump']);
+    // A cache table emptied every half second: every attempt's snapshot sees it change.
+    let stop = false;
+    const churn = (async () => {
+      while (!stop) {
+        await servers.mariadb.sql('TRUNCATE TABLE z_trunc', 'lw_ddl');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const r = await child.catch((e: { exitCode: number; stderr: string }) => e);
+    stop = true;
+    await churn;
+    expect(r.exitCode).toBe(1);
+    const run = newestRun(sbx);
+    const e = entry(sbx, run, 'mysql', 'lw_ddl');
+    expect(e.status).toBe('failed');
+    expect(e.details?.attempts).toBe(TABLE_CHANGED_ATTEMPTS);
+    expect(e.error?.message).toMatch(/^failed 3 times, each time because a table changed under the dump \(attempt 1: table `z_trunc`: .*1412.*; 2: table `z_trunc`: .*; 3: table `z_trunc`: .*\); last error: mariadb-dump/);
+    expect(entry(sbx, run, 'mysql', 'lw_other').status).toBe('ok');
+    const log = readFileSync(sbx.logFile, 'utf8');
+    expect(log).toContain(`mysql 'lw_ddl': attempt 1 of 3 failed`);
+    expect(log).toContain(`mysql 'lw_ddl': attempt 2 of 3 failed`);
+    expect(log).toContain(`mysql 'lw_ddl' failed: failed 3 times`);
+  }, 120_000);
 });
 
 describe('PostgreSQL lock timeout', () => {
