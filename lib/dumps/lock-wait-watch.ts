@@ -19,7 +19,7 @@ export const WAIT_NOTICE_MS = 5_000;
 const POLL_MS = 5_000;
 const WAITING_POLL_MS = 2_000;
 
-export type RowsQuery = (sql: string) => Promise<string[][]>;
+export type RowsQuery = (sql: string, signal?: AbortSignal) => Promise<string[][]>;
 
 export interface LockWaitWatchOptions {
   readonly database: string;
@@ -36,8 +36,11 @@ export interface LockWaitWatchOptions {
 // mariadb-dump's own statements, byte for byte as it writes them (client/mysqldump.c).
 const DUMP_STATEMENTS = ['SELECT /*!40001 SQL\\_NO\\_CACHE */ %', 'LOCK TABLES %READ /*!32311 LOCAL */%', 'SHOW CREATE TABLE %', 'show table status like %', 'SHOW FIELDS FROM %', 'SHOW TRIGGERS LIKE %'];
 
-export function watchLockWaits(options: LockWaitWatchOptions): DumpWatch {
-  const { database, limitMs, log } = options;
+export function watchLockWaits(given: LockWaitWatchOptions): DumpWatch {
+  const { database, limitMs, log } = given;
+  // stop() must not wait for a look the server is slow to answer: it ends the look's client.
+  const cancel = new AbortController();
+  const options: LockWaitWatchOptions = { ...given, query: (sql) => given.query(sql, cancel.signal) };
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let polling: Promise<void> | undefined;
@@ -100,6 +103,7 @@ export function watchLockWaits(options: LockWaitWatchOptions): DumpWatch {
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      cancel.abort();
       await polling?.catch(() => undefined);
       // A dump that ran on once its lock was free may end before the next look.
       if (verdict === undefined) ended();

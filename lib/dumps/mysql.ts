@@ -313,10 +313,10 @@ class Session implements MysqlSession {
       setting: 'databases.mysql.lock_wait_timeout',
       log: this.log,
       report,
-      query: async (sql) => {
+      query: async (sql, signal) => {
         client ??= openClientSession({ ...command, args: [...command.args, '--unbuffered'] }, (token) => `SELECT '${token}';`, { secrets: this.secrets });
         try {
-          return rowsOf(await client.request(`${sql};\n`, AbortSignal.timeout(QUERY_TIMEOUT_MS)));
+          return rowsOf(await client.request(`${sql};\n`, signal ? AbortSignal.any([signal, AbortSignal.timeout(QUERY_TIMEOUT_MS)]) : AbortSignal.timeout(QUERY_TIMEOUT_MS)));
         } catch (err) {
           await client.close().catch(() => undefined);
           client = undefined;
