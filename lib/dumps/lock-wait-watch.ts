@@ -117,8 +117,9 @@ export function watchLockWaits(given: LockWaitWatchOptions): DumpWatch {
 export function lockWaitText(wait: LockWait, waiting = true): string {
   const what = `a lock on ${wait.table ? `table ${wait.table}` : 'a table'}`;
   const h = wait.holder;
+  // The caveat last: a summary line cut at 200 characters keeps the table and the session.
   const by = h
-    ? `${h.proven ? 'held by' : 'probably held by (not proven: the server lists no metadata locks without the metadata_lock_info plugin)'} session ${h.id} (${h.user}@${h.host}, ${h.command} for ${h.seconds} s${h.info ? `: ${h.info.slice(0, 120)}` : ''})`
+    ? `${h.proven ? 'held by' : 'probably held by'} session ${h.id} (${h.user}@${h.host}, ${h.command} for ${h.seconds} s${h.info ? `: ${h.info.slice(0, 120)}` : ''})${h.proven ? '' : ' [a guess: without the metadata_lock_info plugin the server does not say who holds a lock]'}`
     : 'held by a session the server does not name';
   return `${waiting ? `waiting since ${wait.since} for ` : ''}${what} ${by}`;
 }
