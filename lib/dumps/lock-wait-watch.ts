@@ -134,7 +134,7 @@ interface Waiter {
 async function findWaiter(o: LockWaitWatchOptions): Promise<Waiter | undefined> {
   const rows = await o.query(
     `SELECT ID, TIME_MS, HEX(STATE), HEX(INFO) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() ` +
-      `AND USER = SUBSTRING_INDEX(USER(), '@', 1) AND DB = ${utf8Literal(o.database)} AND STATE LIKE 'Waiting for table%' ` +
+      `AND USER = SUBSTRING_INDEX(USER(), '@', 1) AND HEX(DB) = '${hexOf(o.database)}' AND STATE LIKE 'Waiting for table%' ` +
       `AND (${DUMP_STATEMENTS.map((p) => `INFO LIKE BINARY '${p}'`).join(' OR ')}) ORDER BY TIME_MS DESC LIMIT 1`,
   );
   const row = rows[0];
@@ -191,6 +191,11 @@ async function findHolder(o: LockWaitWatchOptions, waiterId: number, table: stri
 
 function seconds(ms: number): string {
   return `${Math.round(ms / 1000)} s`;
+}
+
+/** Exact, case and all: the server compares names case-insensitively, databases may differ only by case. */
+function hexOf(name: string): string {
+  return Buffer.from(name, 'utf8').toString('hex').toUpperCase();
 }
 
 function fromHex(hex: string): string {
