@@ -110,7 +110,7 @@ export function buildProgram(): Command {
     .option('--from-client <name>', 'another server\'s backups (restic host, borg prefix, Bacula client)')
     .action(action(() => import('./commands/list.js'), { logFile: false }));
 
-  const restore = program.command('restore').description('get databases, sites and files back (README "Restoring")');
+  const restore = program.command('restore').description('get databases, sites and files back (docs/restore.md)');
   restore
     .command('db <name>')
     .description('restore one database from a local run or a backup; refuses to replace a non-empty one without --force')

@@ -10,8 +10,9 @@ import { whichSystem } from '../run/which.js';
 import { leadingWords, splitScript, unquoteIdent } from './pg-script.js';
 import { archiveFile, databaseScripts, runScript, type DatabaseScripts } from './postgresql-database.js';
 import { decompressorCommand } from './compress.js';
-import type { PostgresSession } from './postgresql.js';
+import type { PgSession } from './postgresql-session.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-inventory.js';
 
 /**
  * The restore half of the PostgreSQL kind: pg_restore of the server's own major version (the
@@ -20,7 +21,7 @@ import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../mo
  * Every tool runs as `postgres` over a local socket (peer authentication) and reads the dump on
  * stdin: the dumps stay root's 0600 files.
  */
-export function withPostgresRestore(s: PostgresSession): RestoreSession {
+export function withPostgresRestore(s: PgSession): RestoreSession {
   const maintenance = s.maintenanceDb;
   const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
@@ -95,6 +96,12 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       // FORCE (13+): a restore must not wait for the site's open connections.
       await s.sql(maintenance, `DROP DATABASE IF EXISTS ${pgIdent(database)}${major >= 13 ? ' WITH (FORCE)' : ''}`, signal);
     },
+    async inventory(database, signal) {
+      const started = Date.now();
+      // One statement, so one snapshot; count(*) of every table may take minutes.
+      const out = await run(s.tool('psql', PSQL_ARGS, database), { input: pgInventorySql() + ';\n', signal, timeoutMs: INVENTORY_TIMEOUT_MS });
+      return parsePgInventory(out.stdout, 'snapshot', Date.now() - started);
+    },
     async ensureAccounts(_database, dump, accounts, signal) {
       const plan = await planRoles(dump, accounts, signal);
       await createRoles(plan.statements, signal);
@@ -151,7 +158,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   };
 }
 
-async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
+async function readDatabaseScripts(s: PgSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
   const scratch = await makeTempDir('asb-pgarc-');
   try {
     return await databaseScripts(s.toolPath('pgRestore'), await archiveFile(dump, scratch, signal), into, signal);
@@ -161,7 +168,7 @@ async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: str
 }
 
 /** The archive's SQL without its data (pg_restore as us, on the file: no server, no pipe). */
-async function schemaOf(s: PostgresSession, file: string, signal?: AbortSignal): Promise<string> {
+async function schemaOf(s: PgSession, file: string, signal?: AbortSignal): Promise<string> {
   return (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
 }
 
@@ -179,6 +186,9 @@ function catBin(): string {
   if (!bin) throw new MissingDependencyError('cat', 'coreutils', 'coreutils');
   return bin;
 }
+
+/** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 const PSQL_SCRIPT = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'];
 

@@ -13,10 +13,13 @@ import { osUser } from '../os-user.js';
 import { findPgTool } from './pg-bin.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../model/kind.js';
 import { withPostgresRestore } from './postgresql-restore.js';
+import type { PgSession, PgTool } from './postgresql-session.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
+
+export type { PgSession, PgTool } from './postgresql-session.js';
 
 /** "15" for 150004; "9.6" for 90624 (before 10 the major had two parts). */
 export function majorOf(versionNum: number): string {
@@ -113,9 +116,7 @@ export function explainLockTimeout(stderr: string, limit: string | number): { me
   };
 }
 
-export type PgTool = 'psql' | 'pgDump' | 'pgDumpall' | 'pgRestore';
-
-export class PostgresSession implements DatabaseSession {
+export class PostgresSession implements PgSession {
   readonly kind = 'postgresql' as const;
   constructor(
     readonly versions: { server: string; client: string },

@@ -1,5 +1,5 @@
 import type { Command } from '../run/command.js';
-import type { InventoryProbe } from './inventory.js';
+import type { Inventory, InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { Warning } from '../warnings.js';
@@ -256,4 +256,9 @@ export interface RestoreSession extends DatabaseSession {
   checkLoadable?(dump: DumpFile, signal?: AbortSignal): Promise<void>;
   /** Stream `dump` into `database` (which exists and is empty). */
   load(database: string, dump: DumpFile, signal?: AbortSignal): Promise<void>;
+  /**
+   * What `database` holds now, read with the query the dump-time inventory used (every table
+   * counted): what a restore and verify compare with the manifest's inventory.
+   */
+  inventory(database: string, signal?: AbortSignal): Promise<Inventory>;
 }

@@ -16,7 +16,7 @@ import { SITE_ID } from '../model/site.js';
 import { listSites } from '../panel/sites.js';
 import { expandBackupPaths } from '../plan/paths.js';
 import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from './apply.js';
-import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
+import { accountsEntry, proofOfFailure, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
@@ -252,12 +252,14 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       changes: counts(plans),
       safetyDumps: results.map((r) => r.result?.safetyDump).filter((x): x is string => Boolean(x)),
       accountsCreated: results.flatMap((r) => r.result?.accountsCreated ?? []),
+      comparisons: Object.fromEntries(results.flatMap((r) => (r.result?.proof ? [[`${r.kind}:${r.database}`, r.result.proof]] : []))),
     });
     return outcome;
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     const detail = done.length ? `${why}; done before the failure: ${done.join(', ')}; everything after it was NOT put back` : why;
-    recordRestore(loaded, log, { command, what: site, from, runId, result: 'failed', detail });
+    const proof = proofOfFailure(err);
+    recordRestore(loaded, log, { command, what: site, from, runId, result: 'failed', detail, ...(proof ? { comparisons: proof } : {}) });
     if (done.length && err instanceof BackupError) throw new RestoreError(`${command} ${site} failed: ${detail}`, err.context, { cause: err });
     throw err;
   } finally {

@@ -13,8 +13,6 @@ import { resolvePaths } from '../config/paths.js';
 import { MANIFEST } from '../dumps/layout.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
-import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
-import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import type { ThrowawayServers } from './servers.js';
 
 /** No throwaway server to load into (none of that major version, it would not start, no room): the dump is not proven bad. */
@@ -43,7 +41,6 @@ function defaultConfig(): LoadedConfig {
  */
 export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = []): Promise<Inventory> {
   const database = entry.database!;
-  const started = Date.now();
   if (entry.kind === 'mysql') {
     // The way `restore db` loads it (the kind's RestoreSession): the accounts it needs from the
     // run's users export first (a view's DEFINER), the database with its own character set and
@@ -67,9 +64,8 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
         const query = async (sql: string): Promise<string[][]> => (await server.sql(sql)).split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
         problems.push(...accountProblems(recorded, await recordAccounts(query, unescapeBatch, signal), database, await bootstrap));
       }
-      const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
-      const rows = text.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
-      return parseMysqlInventory(rows, { ms: Date.now() - started });
+      // Read as `restore db` reads what it loaded (the session's inventory), compared the same way.
+      return await session.inventory(database, signal);
     } finally {
       await server.sql(`DROP DATABASE IF EXISTS ${q(database)}`).catch(() => undefined);
       await session.close();
@@ -91,7 +87,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
       await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
       await session.createDatabase(target, dump, signal);
       await session.load(target, dump, signal);
-      return parsePgInventory(await server.sql(pgInventorySql(), target), 'snapshot', Date.now() - started);
+      return await session.inventory(target, signal);
     } finally {
       await session.dropDatabase(target).catch(() => undefined);
       await session.close();

@@ -1,5 +1,5 @@
 import type { KindName } from '../../model/kind.js';
-import type { DbRestoreResult } from '../../restore/database.js';
+import { describeProof, type DbRestoreResult } from '../../restore/database.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
@@ -26,6 +26,7 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
     return 0;
   }
   const lines = [`restored ${target} from ${r.source}, run ${r.runId}${r.before === 'non-empty' ? ' (replaced)' : ''}`];
+  if (r.proof) lines.push(`  ${describeProof(r.proof)}`);
   lines.push(...accountReportLines(r, '  '));
   if (r.safetyDump) lines.push(`  safety dump of the previous content (kept; load it to undo): ${r.safetyDump}`);
   ctx.out(lines.join('\n'));

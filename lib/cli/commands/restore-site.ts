@@ -3,6 +3,7 @@ import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
 import { accountReportLines } from './restore-db.js';
+import { describeProof } from '../../restore/database.js';
 
 const SHOW = 20;
 
@@ -25,6 +26,7 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
   for (const d of o.databases) {
     const r = d.result;
     lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : 'would be replaced'}`);
+    if (r?.proof) lines.push(`    ${describeProof(r.proof)}`);
     if (r) lines.push(...accountReportLines(r, '    '));
   }
   lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
