@@ -44,6 +44,9 @@ const mysql = z
     exclude: z.array(glob).default([]).describe('database name globs to skip'),
     max_allowed_packet: z.string().default('1G').describe('client packet size: large rows fail with the 16M default'),
     dump_users: z.boolean().default(true).describe('export users and grants to _server/mysql-users.sql (.zst/.gz as dumps.compression)'),
+    lock_wait_timeout: duration
+      .default('5m')
+      .describe("a database's dump gives up on a table another session holds locked (LOCK TABLES, a long ALTER) after this long instead of the server's default of a day; the database fails, the others are dumped, a wait longer than a few seconds is logged and shown by status with the table and the session holding it"),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sizeBytes, type MysqlConfig } from '../config/schema.js';
+import { durationMs, sizeBytes, type MysqlConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -23,6 +23,8 @@ import { utf8Literal } from './mysql-literal.js';
 import { makeSecretDir } from '../secret-dir.js';
 import { withDumpMap } from './mysql-dump-map.js';
 import { recordAccounts } from './mysql-accounts-check.js';
+import { watchLockWaits } from './lock-wait-watch.js';
+import { explainMysqlFailure } from './mysql-dump-failure.js';
 
 export { unescapeBatch, type MysqlSession } from './mysql-session.js';
 
@@ -282,9 +284,38 @@ class Session implements MysqlSession {
       ...(eventsSkipped ? { eventsSkipped: events } : {}),
       nonTransactionalTables: nonTransactional.slice(0, 50),
     });
-    const withInventory: DumpSpec = { ...spec, inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []) };
+    const withInventory: DumpSpec = {
+      ...spec,
+      inventory: async () => this.inventoryProbe(database, command, eventsSkipped ? ['events'] : []),
+      watch: (report) => this.watchLocks(database, report),
+      explainFailure: explainMysqlFailure,
+    };
     if (!eventsSkipped) return withInventory;
     return { ...withInventory, warnings: [warning(WarningCodes.EVENTS_SKIPPED, eventsMessage, { kind: 'mysql', database })] };
+  }
+
+  /** The dump's lock waits, bounded by lock_wait_timeout (lock-wait-watch.ts); its client opens on the first look. */
+  private watchLocks(database: string, report: Parameters<NonNullable<DumpSpec['watch']>>[0]): ReturnType<NonNullable<DumpSpec['watch']>> {
+    let client: ClientSession | undefined;
+    const command = this.batchClient();
+    return watchLockWaits({
+      database,
+      limitMs: durationMs(this.cfg.lock_wait_timeout),
+      setting: 'databases.mysql.lock_wait_timeout',
+      log: this.log,
+      report,
+      query: async (sql, signal) => {
+        client ??= openClientSession({ ...command, args: [...command.args, '--unbuffered'] }, (token) => `SELECT '${token}';`, { secrets: this.secrets });
+        try {
+          return rowsOf(await client.request(`${sql};\n`, signal ? AbortSignal.any([signal, AbortSignal.timeout(QUERY_TIMEOUT_MS)]) : AbortSignal.timeout(QUERY_TIMEOUT_MS)));
+        } catch (err) {
+          await client.close().catch(() => undefined);
+          client = undefined;
+          throw err;
+        }
+      },
+      close: async () => client?.close(),
+    });
   }
 
   /** Read beside the dump, after it (see mysql-inventory.ts: why not inside its snapshot). */

@@ -103,6 +103,19 @@ async function verifyCustom(pgRestore: string, file: string, compression: Compre
 
 const TRAILER = 'PostgreSQL database cluster dump complete';
 
+/**
+ * pg_dump --lock-wait-timeout sets statement_timeout around its LOCK TABLE statements, so the
+ * server says only "canceling statement due to statement timeout"; pg_dump adds the query
+ * ("Query was: LOCK TABLE public.t IN ACCESS SHARE MODE"), which names the table.
+ */
+export function explainLockTimeout(stderr: string, limit: string | number): { message: string } | undefined {
+  if (!/canceling statement due to (?:statement|lock) timeout/.test(stderr)) return undefined;
+  const table = /Query was: LOCK TABLE (.+?) IN ACCESS SHARE MODE/.exec(stderr)?.[1];
+  if (!table && !/LOCK TABLE/.test(stderr)) return undefined;
+  return {
+    message: `pg_dump gave up after waiting ${limit} (databases.postgresql.lock_wait_timeout) for a lock on ${table ? `table ${table}` : 'a table'}: another session holds it exclusively (an ALTER TABLE, LOCK TABLE, VACUUM FULL or REINDEX)`,
+  };
+}
 
 export class PostgresSession implements PgSession {
   readonly kind = 'postgresql' as const;
@@ -164,6 +177,7 @@ export class PostgresSession implements PgSession {
       lockMode: 'snapshot',
       verify: (file, compression, signal) => verifyCustom(pgRestore, file, compression, signal),
       details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+      explainFailure: (stderr) => explainLockTimeout(stderr, this.cfg.lock_wait_timeout),
     };
   }
 

@@ -24,7 +24,7 @@ import { accountForDatabases } from './accounting.js';
 import { openRunDirectory, type CompletedRun } from './run-directory.js';
 import { ServerPacer } from './throttle.js';
 import { dumpTuning } from './tuning.js';
-import type { Compression } from '../model/kind.js';
+import type { Compression, DumpWatch, LockWait } from '../model/kind.js';
 
 export interface DumpPlanInput {
   readonly loaded: LoadedConfig;
@@ -36,6 +36,8 @@ export interface DumpPlanInput {
   /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
   readonly panelExport?: (signal?: AbortSignal) => Promise<ManifestEntry>;
   readonly onProgress?: (done: number, total: number, current: string) => void;
+  /** A dump (`what`: "mysql 'db'") waits for a lock another session holds; undefined: it no longer waits. */
+  readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
   /** Runs a backup is still reading (Bacula window): retention must not delete them. */
   readonly pinned?: ReadonlySet<string>;
 }
@@ -80,7 +82,9 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
       const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
-      runDir.add(await pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, signal, release), signal));
+      const named = `${item.spec.kind} ${item.spec.database === null ? item.spec.object : `'${item.spec.database}'`}`;
+      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, { onWait: (w) => input.onLockWait?.(named, w) }, signal, release), signal);
+      runDir.add(await dumpWithRetries(named, attempt, log, signal));
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
@@ -117,8 +121,68 @@ function existsNow(listed: ReadonlyMap<string, ReadonlySet<string>>): (key: stri
   };
 }
 
-/** `written` is called once the dump tool has finished and the file is on disk (its slot is free). */
-async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, small: boolean, timeoutMs: number, log: Logger, signal?: AbortSignal, written?: () => void): Promise<ManifestEntry> {
+/**
+ * A dump that failed because a table changed under it (DumpSpec.explainFailure: a TRUNCATE, a
+ * rebuilding ALTER, a RENAME or DROP of a table not yet read) is dumped again from a new
+ * snapshot, this many attempts in all, a short pause between them. Not dumps.retries: that
+ * counts attempts to reach a server that does not answer, dumps.retry_wait (30 s) apart, and an
+ * admin's `retries: 0` (fail fast when the server is down) must not make one TRUNCATE cost the night.
+ */
+export const TABLE_CHANGED_ATTEMPTS = 3;
+const TABLE_CHANGED_PAUSE_MS = 1_000;
+
+interface Attempt {
+  readonly entry: ManifestEntry;
+  /** Why a new attempt can succeed (a table changed under the dump). */
+  readonly retry?: string;
+}
+
+async function dumpWithRetries(what: string, attempt: () => Promise<Attempt>, log: Logger, signal?: AbortSignal): Promise<ManifestEntry> {
+  const reasons: string[] = [];
+  for (let n = 1; ; n++) {
+    const { entry, retry } = await attempt();
+    if (retry === undefined || signal?.aborted) {
+      if (!reasons.length) return entry;
+      if (entry.status === 'ok') log.info(`${what}: dumped at attempt ${n} of ${TABLE_CHANGED_ATTEMPTS}`);
+      return { ...entry, details: { ...entry.details, attempts: n, retriedFor: reasons } };
+    }
+    reasons.push(retry);
+    if (n >= TABLE_CHANGED_ATTEMPTS) {
+      const message = `failed ${n} times, each time because a table changed under the dump (attempt ${reasons.map((r, i) => `${i + 1}: ${r}`).join('; ')}); last error: ${entry.error?.message ?? 'unknown'}`;
+      log.error(`${what} failed: ${message}`);
+      return { ...entry, details: { ...entry.details, attempts: n, retriedFor: reasons }, error: { ...entry.error, message } };
+    }
+    log.warn(`${what}: attempt ${n} of ${TABLE_CHANGED_ATTEMPTS} failed: ${retry}; dumping it again from a new snapshot`);
+    await pause(TABLE_CHANGED_PAUSE_MS * n, signal);
+  }
+}
+
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * `written` is called once the dump tool has finished and the file is on disk (its slot is free).
+ */
+async function dumpOne(
+  item: PlannedDump,
+  work: string,
+  output: DumpOutput,
+  small: boolean,
+  timeoutMs: number,
+  log: Logger,
+  how: { readonly onWait?: (wait: LockWait | undefined) => void },
+  signal?: AbortSignal,
+  written?: () => void,
+): Promise<Attempt> {
   const { spec, site } = item;
   const { compression } = output;
   const startedAt = new Date();
@@ -144,6 +208,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
   let probe: InventoryProbe | undefined;
   let inventoryError: string | undefined;
   let sidecarFile: string | undefined; // removed again if the dump then fails
+  let watch: DumpWatch | undefined;
   try {
     if (spec.inventory) probe = await spec.inventory(signal).catch((err: Error) => void (inventoryError = err.message));
     const compressor = spec.compressible ? output.compressor : undefined;
@@ -164,7 +229,13 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
     const spawner = small && stages.every(canRun) ? output.spawner : undefined;
     const via = spawner ? 'files' : 'pipes';
-    const result = spawner ? await stagedToFile(spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
+    watch = spec.watch?.((wait) => how.onWait?.(wait));
+    let result: Awaited<ReturnType<typeof pipeToFile>>;
+    try {
+      result = spawner ? await stagedToFile(spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
+    } finally {
+      await watch?.stop();
+    }
     // A small dump went to a file at full speed: its slot waits out its share of dumps.max_rate.
     if (spawner && pace) await pace(streamed);
     written?.();
@@ -185,7 +256,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     log.debug('dumped', { kind: spec.kind, database: spec.database, via, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
     // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
     const lockHeldMs = spec.lockMode === 'lock-tables' ? result.stages[0]?.durationMs : undefined;
-    return {
+    const entry: ManifestEntry = {
       ...base,
       path: rel,
       bytes: result.bytes,
@@ -198,6 +269,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
       ...(inventoryError !== undefined ? { inventoryError } : {}),
       ...(inventoryWarning ? { warnings: [...(spec.warnings ?? []), inventoryWarning] } : {}),
     };
+    return { entry };
   } catch (err) {
     rmSync(tmp, { force: true });
     if (sidecarFile) rmSync(sidecarFile, { force: true });
@@ -205,18 +277,26 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     if (!(err instanceof BackupError)) throw err;
     const e = err;
     const what = `${spec.kind} ${spec.database === null ? spec.object : `'${spec.database}'`}`;
-    if (!signal?.aborted) log.error(`${what} failed: ${e.message}`);
-    return {
+    const stderrTail = e.context?.stderrTail as string | undefined;
+    // The kind's reading of its tool's words: a lock wait we ended names the table, the holder and
+    // the setting; a table that changed under the dump is worth a new attempt.
+    const explained = signal?.aborted ? undefined : spec.explainFailure?.(stderrTail ?? e.message);
+    const message = watch?.verdict ?? explained?.message ?? e.message;
+    const retry = watch?.verdict === undefined ? explained?.retry : undefined;
+    // One that can be retried is logged by dumpWithRetries, attempt by attempt.
+    if (!signal?.aborted && retry === undefined) log.error(`${what} failed: ${message}`);
+    const entry: ManifestEntry = {
       ...base,
       durationMs: Date.now() - startedAt.getTime(),
       status: 'failed',
       error: {
-        message: e.message,
+        message,
         command: e.context?.command as string | undefined,
         exitCode: e.context?.exitCode as number | undefined,
-        stderrTail: e.context?.stderrTail as string | undefined,
+        stderrTail,
       },
     };
+    return { entry, ...(retry !== undefined ? { retry } : {}) };
   } finally {
     await probe?.close().catch(() => undefined);
   }

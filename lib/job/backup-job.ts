@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { LockWait } from '../model/kind.js';
 import type { LoadedConfig } from '../config/load.js';
 import { durationMs } from '../config/schema.js';
 import { sidecarFileName, writeAclSidecar } from '../engine/acl-sidecar.js';
@@ -38,6 +39,8 @@ export interface JobInput {
   readonly steps?: Partial<JobSteps>;
   /** Databases done of total as dumps finish (set by the job itself for its progress file). */
   readonly onDumpProgress?: (done: number, total: number, current: string) => void;
+  /** A dump waits for a lock (undefined: no longer): the progress file shows it. */
+  readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
 }
 
 /** The two steps a job delegates: everything else (lock, hooks, record) is the job's own. */
@@ -94,7 +97,7 @@ async function startJob(input: JobInput, command: string): Promise<Started> {
       lock,
       progress,
       died,
-      input: { ...input, onDumpProgress: (done, total, current) => progress.dumps(done, total, current) },
+      input: { ...input, onDumpProgress: (done, total, current) => progress.dumps(done, total, current), onLockWait: (what, wait) => progress.lockWait(what, wait) },
       end: async () => {
         progress.end();
         await lock.release();

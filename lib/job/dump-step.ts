@@ -1,4 +1,5 @@
 import type { LoadedConfig } from '../config/load.js';
+import type { LockWait } from '../model/kind.js';
 import { runPanelExports } from '../dumps/apnscp.js';
 import { mysqlKind } from '../dumps/mysql.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
@@ -23,6 +24,8 @@ export interface DumpStepInput {
   readonly interactive: boolean;
   /** Databases done of total as dumps finish (the job's progress file). */
   readonly onDumpProgress?: (done: number, total: number, current: string) => void;
+  /** A dump waits for a lock (undefined: no longer): the job's progress file. */
+  readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
 }
 
 /** Every database kind we know. Adding a kind = adding its module here. */
@@ -70,6 +73,7 @@ async function ourDumps(input: DumpStepInput): Promise<CompletedRun> {
           progress?.update(done, total, current);
           input.onDumpProgress?.(done, total, current);
         },
+        onLockWait: input.onLockWait,
       }),
     );
   } finally {

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { runProgressFile, type RunProgress } from '../report/run-progress.js';
 import { liveGroups } from '../run/process-group.js';
+import type { LockWait } from '../model/kind.js';
 
 /** Dumps finishing by the hundred must not rewrite the file by the hundred: at most once a second. */
 const MIN_INTERVAL_MS = 1000;
@@ -76,6 +77,15 @@ export class ProgressFile {
   }
 
   private trailing: NodeJS.Timeout | undefined;
+
+  /** A dump waits for a lock (undefined: it no longer does): written at once, status shows it. */
+  lockWait(what: string, wait: LockWait | undefined): void {
+    if (this.ended) return;
+    const { [what]: _, ...others } = this.state.lockWaits ?? {};
+    const lockWaits = wait ? { ...others, [what]: wait } : others;
+    this.state = { ...this.state, lockWaits: Object.keys(lockWaits).length ? lockWaits : undefined };
+    this.write();
+  }
 
   private flushDumps(): void {
     if (this.trailing) clearTimeout(this.trailing);

@@ -52,6 +52,33 @@ export interface DumpSpec {
   readonly inventory?: (signal?: AbortSignal) => Promise<InventoryProbe>;
   /** What this dump will not contain (events skipped…): recorded in the manifest entry and the run state. */
   readonly warnings?: readonly Warning[];
+  /**
+   * Watches the dump while its tool runs, from a connection of its own: a lock wait is reported
+   * (undefined when it ended) and bounded; started right before the tool, stopped after it.
+   */
+  watch?(report: (wait: LockWait | undefined) => void): DumpWatch;
+  /**
+   * The kind's reading of a failed dump: a clearer message (which table, which setting), and
+   * `retry` when a new attempt from a new snapshot can succeed (a table changed under the dump).
+   */
+  explainFailure?(stderr: string): { readonly message?: string; readonly retry?: string } | undefined;
+}
+
+/** A dump waiting for a lock another session holds (DumpSpec.watch). */
+export interface LockWait {
+  readonly table?: string;
+  /** Since when the dump's statement waits. */
+  readonly since: string;
+  /** The waiting statement's state as the server says it ("Waiting for table metadata lock"). */
+  readonly state: string;
+  /** The session holding the lock; `proven` false when it is the likeliest one, not a fact the server gave. */
+  readonly holder?: { readonly id: number; readonly user: string; readonly host: string; readonly command: string; readonly seconds: number; readonly info?: string; readonly proven: boolean };
+}
+
+export interface DumpWatch {
+  stop(): Promise<void>;
+  /** Set when the watch ended the dump (its lock wait passed the limit): the message the failure gets. */
+  readonly verdict: string | undefined;
 }
 
 /** Sees every chunk of a dump tool's output; finish() throws a BackupError when it is incomplete. */

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessIdentity } from '../lock/lock.js';
+import type { LockWait } from '../model/kind.js';
+import { lockWaitText } from '../dumps/lock-wait-watch.js';
 
 /**
  * What a job is doing right now, in `<state.dir>/running.json`: written (atomically) by the job
@@ -22,6 +24,8 @@ export interface RunProgress {
   readonly dumps?: { readonly done: number; readonly total: number; readonly current?: string; readonly bytes?: number };
   /** The process groups the job's children lead (leader pid = group id, its start time): what a SIGKILL orphans. */
   readonly groups?: readonly { readonly pgid: number; readonly startTime: string }[];
+  /** Dumps waiting longer than a few seconds for a lock another session holds, by dump ("mysql 'db'"). */
+  readonly lockWaits?: Readonly<Record<string, LockWait>>;
 }
 
 export function runProgressFile(stateDir: string): string {
@@ -41,4 +45,9 @@ export function readRunProgress(file: string): RunProgress | undefined {
 /** The one line `status` and the takeover warning say about a run that died. */
 export function diedText(p: Pick<RunProgress, 'startedAt' | 'phase' | 'process'>): string {
   return `the run started at ${p.startedAt} died (pid ${p.process.pid}, last phase ${p.phase})`;
+}
+
+/** status's line for each dump that waits for a lock while the run works. */
+export function lockWaitLines(p: Pick<RunProgress, 'lockWaits'>): string[] {
+  return Object.entries(p.lockWaits ?? {}).map(([what, wait]) => `${what}: ${lockWaitText(wait)}`);
 }

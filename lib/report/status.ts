@@ -1,7 +1,7 @@
 import { ExitCode } from '../exit-codes.js';
 import type { LockHolder } from '../lock/lock.js';
 import type { RunState } from './run-state.js';
-import { diedText, type RunProgress } from './run-progress.js';
+import { diedText, lockWaitLines, type RunProgress } from './run-progress.js';
 import { busyText, type BusyFailure } from './busy-file.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
@@ -116,7 +116,7 @@ export function computeStatus(input: StatusInput): StatusResult {
   // names the first critical problem and the rest follow as `also:` lines.
   const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!, progress !== undefined));
 
-  if (progress) details.push(progressText(progress, nowMs));
+  if (progress) details.push(progressText(progress, nowMs), ...lockWaitLines(progress));
   if (state) {
     const running = state.status === 'running' && !died && !progress;
     details.push(
@@ -179,6 +179,7 @@ export function computeStatus(input: StatusInput): StatusResult {
             updatedAt: progress.updatedAt,
             databases: progress.dumps ? { done: progress.dumps.done, total: progress.dumps.total, current: progress.dumps.current ?? null } : null,
             bytes: progress.dumps?.bytes ?? null,
+            lockWaits: progress.lockWaits ?? null,
             holder: holder ?? null,
           }
         : state?.status === 'running' && !died
