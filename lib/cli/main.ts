@@ -58,7 +58,11 @@ export function buildProgram(): Command {
   }
 
   const config = program.command('config').description('configuration file');
-  config.command('validate [file]').description('check a configuration file').action(action(async () => ({ default: (await import('./commands/config.js')).validate }), { logFile: false }));
+  config
+    .command('validate [file]')
+    .description('check a configuration file and what a run will need: engine keys, secret files (root\'s, 0600), directories, tools; every problem at once')
+    .option('--connect', 'also connect to each enabled database server and the engine\'s repository and say what was found')
+    .action(action(async () => ({ default: (await import('./commands/config.js')).validate }), { logFile: false }));
   config.command('print').description('the effective configuration, secrets redacted').action(action(async () => ({ default: (await import('./commands/config.js')).print }), { logFile: false }));
   config
     .command('init [file]')

@@ -1,3 +1,4 @@
+import { requireRunnable } from '../../config/checks.js';
 import { durationMs } from '../../config/schema.js';
 import { hookPreBackup } from '../../job/backup-job.js';
 import type { BackupLevel } from '../../engine/types.js';
@@ -9,6 +10,7 @@ import { engineOf, finish, jobOf } from './outcome.js';
  * and, like on SIGTERM, kills its children and removes partial files when it runs out.
  */
 export default async function hookPre(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  requireRunnable(ctx.loaded, engineOf(ctx, opts));
   const limit = durationMs((opts.timeout as string | undefined) ?? ctx.loaded.config.hooks.timeout);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(limit)]);
   const outcome = await hookPreBackup({
