@@ -4,11 +4,12 @@
  * idempotent and a run without a repository stops before dumping, `list RUN` and `restore db`
  * find things, `--dry-run` changes nothing, help and errors are one line each.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Servers } from '../lib/sandbox/servers.js';
-import { sandboxPool, TWO_SITES, type Sandbox } from './helpers/sandbox.js';
+import { CLI, REPO, sandboxPool, TWO_SITES, type Sandbox } from './helpers/sandbox.js';
 
 const pool = sandboxPool({ sites: TWO_SITES });
 let servers: Servers;
@@ -150,4 +151,135 @@ describe('restic and borg set-up: idempotent, fails fast', () => {
       expect(sb.runDirs()).toHaveLength(1);
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+
+const q = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
+
+/** The CLI on a real pseudo-terminal (script(1)): what an admin sees. Output is stdout and stderr together. */
+async function onTerminal(sb: Sandbox, args: string[]): Promise<{ exitCode: number; text: string }> {
+  const line = [process.execPath, CLI, '--config', sb.configFile, ...args].map(q).join(' ');
+  const r = await execa('script', ['-qec', line, '/dev/null'], { env: { ...sb.env, TERM: 'xterm' } as Record<string, string>, extendEnv: true, reject: false, stdin: 'ignore', timeout: 170_000 });
+  return { exitCode: r.exitCode ?? -1, text: String(r.stdout).replace(/\r/g, '') };
+}
+
+describe('finding things', () => {
+  let sb: Sandbox;
+  let runId: string;
+  beforeAll(async () => {
+    sb = await pool.sandbox();
+    const r = await sb.cli(['dump']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    runId = sb.runDirs()[0]!;
+  });
+
+  it('list RUN and list --run ID: each database with site, kind, size, lock mode, verified or not', async () => {
+    const before = await sb.cli(['--json', 'list', runId]);
+    expect(before.exitCode, before.stderr).toBe(0);
+    const shown = JSON.parse(before.stdout) as { databases: { site: string; kind: string; database: string; bytes?: number; lockMode: string; verified: string }[]; backup: { text: string } };
+    const row = (name: string) => shown.databases.find((d) => d.database === name)!;
+    // Sizes are the files' own; lock modes follow the tables' engines on the server (InnoDB, MyISAM).
+    const m = sb.manifest(runId);
+    for (const e of m.entries.filter((x) => x.object === 'database')) expect(row(e.database!).bytes).toBe(statSync(join(sb.dumpsDir, runId, e.path!)).size);
+    expect((await servers.mariadb.sql("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA='b_shop'")).trim()).toBe('MyISAM');
+    expect(row('a_wp')).toMatchObject({ site: 'site1', kind: 'mysql', lockMode: 'single-transaction', verified: 'not verified' });
+    expect(row('b_shop')).toMatchObject({ site: 'site2', kind: 'mysql', lockMode: 'lock-tables', verified: 'not verified' });
+    expect(row('a_pg')).toMatchObject({ site: 'site1', kind: 'postgresql', verified: 'not verified' });
+    expect(shown.backup.text).toMatch(/^none \(engine none/);
+    const v = await sb.cli(['verify', '--run', runId]);
+    expect(v.exitCode, v.stderr).toBe(0);
+    const after = await sb.cli(['list', '--run', runId]);
+    expect(after.exitCode, after.stderr).toBe(0);
+    expect(after.stdout).toMatch(/^ {2}site1 +mysql +a_wp +[\d.]+ (B|KiB) +single-transaction +verified$/m);
+    expect(after.stdout).toMatch(/^ {2}site2 +mysql +b_shop +[\d.]+ (B|KiB) +lock-tables +verified$/m);
+    expect(after.stdout).toMatch(/^engine backup: none/m);
+  });
+
+  it('restore db of an unknown name: exit 8, the closest names and the runs that hold them', async () => {
+    const r = await sb.cli(['restore', 'db', 'a_shp']);
+    expect(r.exitCode).toBe(8);
+    expect(r.stderr).toContain("no local run holds a database named 'a_shp'");
+    expect(r.stderr).toMatch(new RegExp(`^ {2}b_shop {2}\\(mysql, site2\\): run ${runId}$`, 'm'));
+    expect(r.stdout).toBe('');
+  });
+
+  it('restore db --socket / --host --port: into another MariaDB and PostgreSQL server, same content as the original', async () => {
+    const { startMariadb } = await import('../lib/sandbox/mariadb.js');
+    const { startPostgres } = await import('../lib/sandbox/postgres.js');
+    const [my2, pg2] = await Promise.all([startMariadb(), startPostgres()]);
+    try {
+      const my = await sb.cli(['restore', 'db', 'b_shop', '--socket', my2.socket]);
+      expect(my.exitCode, my.stderr).toBe(0);
+      expect(my.stdout).toContain(`restored mysql database 'b_shop' on ${my2.socket} from local run ${runId}`);
+      const sum = (s: { sql(x: string): Promise<string> }) => s.sql('CHECKSUM TABLE b_shop.items EXTENDED; SHOW CREATE TABLE b_shop.items');
+      expect(await sum(my2)).toBe(await sum(servers.mariadb));
+      const pg = await sb.cli(['restore', 'db', 'a_pg', '--host', pg2.socketDir, '--port', String(pg2.port)]);
+      expect(pg.exitCode, pg.stderr).toBe(0);
+      const rows = (s: { sql(x: string, d?: string): Promise<string> }) => s.sql('SELECT * FROM notes ORDER BY id', 'a_pg');
+      expect(await rows(pg2)).toBe(await rows(servers.postgres));
+      // The configured servers were not touched: still one a_pg, its row as it was.
+      expect(await rows(servers.postgres)).toBe('1|pg note');
+    } finally {
+      await Promise.all([my2.destroy(), pg2.destroy()]);
+    }
+  });
+
+  it('dump --dry-run and run --dry-run print the plan and change nothing', async () => {
+    const before = footprint(sb);
+    for (const verb of ['dump', 'run']) {
+      const r = await sb.cli([verb, '--dry-run']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^${verb} --dry-run: nothing will be written`));
+      expect(r.stdout).toMatch(/^ {2}mysql: server [^\n]*, \d+ database\(s\) on it/m);
+      expect(r.stdout).toMatch(/^ {2}site2:\n {4}mysql +b_shop +lock-tables +~[\d.]+ (B|KiB)$/m);
+      expect(r.stdout).toMatch(/^ {4}mysql +a_wp +single-transaction +~/m);
+      expect(r.stdout).toMatch(new RegExp(`^ {2}dumps: \\d+ into ${sb.dumpsDir.replace(/[.]/g, '\\.')}; about .* \\(\\d+ of \\d+ dumps as big as in run ${runId}.*; .* free$`, 'm'));
+      expect(r.stdout).toMatch(/^ {2}backup: (none|none: dumps only)/m);
+    }
+    expect(footprint(sb)).toEqual(before);
+    expect(sb.runDirs()).toEqual([runId]);
+  });
+});
+
+describe('help and errors: one line each', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await pool.sandbox();
+  });
+
+  it('an unknown option or command: one line and a hint, exit 2', async () => {
+    const opt = await sb.cli(['dump', '--bogus']);
+    expect(opt.exitCode).toBe(2);
+    expect(opt.stderr.trim().split('\n')).toEqual(["error: unknown option '--bogus'", '(run with --help for usage)']);
+    const cmd = await sb.cli(['dumpp']);
+    expect(cmd.exitCode).toBe(2);
+    expect(cmd.stderr.trim().split('\n')).toEqual(["error: unknown command 'dumpp'", '(Did you mean dump?)', '(run with --help for usage)']);
+  });
+
+  it('--help of a subcommand shows the global options; every option of every command is described', async () => {
+    const h = await sb.cli(['dump', '--help']);
+    expect(h.stdout).toMatch(/Global Options:[\s\S]*--config <file> +configuration file/);
+    for (const args of [['bacula', 'config'], ['dump'], ['run'], ['restore', 'db'], ['list'], ['config', 'validate'], ['hook', 'pre-backup']]) {
+      const r = await sb.cli([...args, '--help']);
+      const options = r.stdout.split('\n').filter((l) => /^ {2}-/.test(l));
+      expect(options.length, args.join(' ')).toBeGreaterThan(1);
+      // An option line without a description is the flag alone (commander pads descriptions after two spaces).
+      for (const l of options) expect(l.trim(), `${args.join(' ')}: ${l}`).toMatch(/\S {2,}\S/);
+    }
+  });
+
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    const r = await sb.cli(['--version']);
+    expect(r).toMatchObject({ exitCode: 0, stdout: pkg.version });
+  });
+
+  it('on a terminal a configuration error is printed once', async () => {
+    writeFileSync(sb.configFile, 'dumps:\n  kep: 2\n');
+    const r = await onTerminal(sb, ['dump']);
+    expect(r.exitCode).toBe(2);
+    expect(r.text.trim()).toBe(`apiscp-backup: ${sb.configFile}:2: dumps.kep: unknown key (did you mean 'keep'?)`);
+    sb.writeConfig();
+  });
 });

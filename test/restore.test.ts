@@ -208,7 +208,7 @@ async function siteRestoreCase(f: RestoreFixture, engine: EngineName, dbsBefore:
       const plan = await restoreCli(['restore', 'site', 'site2', '--exact']);
       expect(plan.code, plan.stderr).toBe(0);
       expect(plan.stdout).toMatch(/missing .*index\.html/);
-      expect(plan.stdout).toMatch(/removed .*shell\.php/);
+      expect(plan.stdout).toMatch(/extra .*shell\.php/);
       expect(plan.stdout).toMatch(/nothing changed/);
       if (ov) expect(plan.stdout).toMatch(/fst \(the mounted overlay/);
       expect(existsSync(join(f.tree.home, 'site2/shadow/var/www/html/shell.php'))).toBe(true);

@@ -14,7 +14,7 @@ import type { KindName } from '../model/kind.js';
 import { SERVER_SITE } from '../model/site.js';
 import { buildPlan, closeSessions } from '../plan/plan.js';
 import { expandBackupPaths } from '../plan/paths.js';
-import { bytes } from '../report/status.js';
+import { sizeIn } from '../report/status.js';
 import { readManifest } from '../restore/source.js';
 
 /** One database (or server-wide export) a run would dump, with what its last dump weighed. */
@@ -113,12 +113,12 @@ export function describePlan(view: PlanView, target: string, verb: string): stri
     lines.push(`  ${site}:`);
     for (const r of bySite.get(site)!) {
       const name = r.database ?? `(${r.object})`;
-      lines.push(`    ${r.kind.padEnd(10)} ${name.padEnd(28)} ${(r.lockMode ?? '-').padEnd(18)} ${r.lastBytes === undefined ? 'new' : `~${bytes(r.lastBytes)}`}`);
+      lines.push(`    ${r.kind.padEnd(10)} ${name.padEnd(28)} ${(r.lockMode ?? '-').padEnd(18)} ${r.lastBytes === undefined ? 'new' : `~${sizeIn(r.lastBytes, 1024)}`}`);
     }
   }
   for (const f of view.failures) lines.push(`  problem: ${f}`);
-  const est = view.estimatedBytes === undefined ? 'no earlier run to estimate from' : `about ${bytes(view.estimatedBytes)} (${view.estimateBasis})`;
-  lines.push(`  dumps: ${view.rows.length} into ${view.dumpsDir}; ${est}; ${view.freeBytes === undefined ? 'free space unknown' : `${bytes(view.freeBytes)} free`}`);
+  const est = view.estimatedBytes === undefined ? 'no earlier run to estimate from' : `about ${sizeIn(view.estimatedBytes, 1024)} (${view.estimateBasis})`;
+  lines.push(`  dumps: ${view.rows.length} into ${view.dumpsDir}; ${est}; ${view.freeBytes === undefined ? 'free space unknown' : `${sizeIn(view.freeBytes, 1024)} free`}`);
   lines.push(`  backup: ${target}`);
   return lines;
 }

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -26,8 +26,10 @@ export interface LoadOptions {
 /** Which file to read: --config, then $APISCP_BACKUP_CONFIG, then the default under the root. */
 export function configFileFor(options: LoadOptions): { file: string; explicit: boolean } {
   const env = options.env ?? process.env;
-  if (options.file) return { file: options.file, explicit: true };
-  if (env.APISCP_BACKUP_CONFIG) return { file: env.APISCP_BACKUP_CONFIG, explicit: true };
+  // Absolute from here on: the path is written into other tools' configs (Bacula's RunScript, the
+  // cron entry, the wrapper), which run elsewhere, where a relative path names another file.
+  if (options.file) return { file: resolve(options.file), explicit: true };
+  if (env.APISCP_BACKUP_CONFIG) return { file: resolve(env.APISCP_BACKUP_CONFIG), explicit: true };
   return { file: underRoot(options.root ?? '/', DEFAULT_CONFIG_FILE), explicit: false };
 }
 

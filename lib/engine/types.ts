@@ -84,6 +84,8 @@ export interface BackupPoint {
   readonly files?: number;
   /** The server it belongs to (restic host, Bacula client), when the engine records it. */
   readonly client?: string;
+  /** Bacula: the job's name (a job without our hooks must not look like ours). */
+  readonly name?: string;
 }
 
 export interface FetchRequest {
