@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Servers } from '../lib/sandbox/servers.js';
-import { CLI, REPO, sandboxPool, TWO_SITES, type Sandbox } from './helpers/sandbox.js';
+import { CLI, EXPORT_SCOPE, REPO, sandboxPool, TWO_SITES, type Sandbox } from './helpers/sandbox.js';
 
 const pool = sandboxPool({ sites: TWO_SITES });
 let servers: Servers;
@@ -161,7 +161,13 @@ const q = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
 async function onTerminal(sb: Sandbox, args: string[]): Promise<{ exitCode: number; text: string }> {
   const line = [process.execPath, CLI, '--config', sb.configFile, ...args].map(q).join(' ');
   const r = await execa('script', ['-qec', line, '/dev/null'], { env: { ...sb.env, TERM: 'xterm' } as Record<string, string>, extendEnv: true, reject: false, stdin: 'ignore', timeout: 170_000 });
-  return { exitCode: r.exitCode ?? -1, text: String(r.stdout).replace(/\r/g, '') };
+  // What stays on the screen: a line rewritten in place (\r, erase to the end) shows its last state.
+  const screen = String(r.stdout)
+    .replace(/\r\n/g, '\n')
+    .split('\n')
+    .map((l) => l.split('\r').at(-1)!.replace(/\x1b\[[0-9;]*[A-Za-z]/g, ''))
+    .join('\n');
+  return { exitCode: r.exitCode ?? -1, text: screen };
 }
 
 describe('finding things', () => {
@@ -281,5 +287,76 @@ describe('help and errors: one line each', () => {
     expect(r.exitCode).toBe(2);
     expect(r.text.trim()).toBe(`apiscp-backup: ${sb.configFile}:2: dumps.kep: unknown key (did you mean 'keep'?)`);
     sb.writeConfig();
+  });
+});
+
+describe('counts, units, paths and one line per event', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await pool.sandbox();
+  });
+
+  it('-v shows each database dumped once with its name, site, size, lock mode and time; --stats ends with the table', async () => {
+    const r = await sb.cli(['-v', 'dump', '--stats']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const runId = sb.runDirs().at(-1)!;
+    for (const e of sb.manifest(runId).entries.filter((x) => x.status === 'ok')) {
+      const name = e.database ?? e.object;
+      const said = r.stderr.split('\n').filter((l) => l.startsWith(`debug: dumped ${e.kind} ${name} (`));
+      expect(said, `${e.kind} ${name}`).toHaveLength(1);
+      expect(said[0]).toMatch(new RegExp(`^debug: dumped ${e.kind} ${name} \\(${e.site}\\): \\d+\\.\\d MiB, ${e.lockMode ?? 'no lock mode'}, \\d+\\.\\d s$`));
+    }
+    expect(r.stderr).not.toMatch(/^debug: dumped$/m);
+    // The table: one row per dump, the size its file has.
+    const m = sb.manifest(runId);
+    expect(r.stdout.split('\n')[0]).toMatch(new RegExp(`^run ${runId}: ${m.entries.length} dump\\(s\\), `));
+    expect(r.stdout).toMatch(/^kind +database +site +size +lock mode +time$/m);
+    const shop = m.entries.find((e) => e.database === 'b_shop')!;
+    expect(statSync(join(sb.dumpsDir, runId, shop.path!)).size).toBe(shop.bytes);
+    expect(r.stdout).toMatch(/^mysql +b_shop +site2 +[\d.]+ (B|KiB) +lock-tables +\d+\.\d s$/m);
+  });
+
+  it('status counts databases as list does (not the users/roles exports), as many as the servers have', async () => {
+    const myCount = Number((await servers.mariadb.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys')")).trim());
+    const pgCount = Number((await servers.postgres.sql('SELECT count(*) FROM pg_database WHERE datallowconn AND NOT datistemplate')).trim());
+    // The panel's own exports off, as install leaves them: status is OK and its headline says the count.
+    sb.writePanelState({ ...sb.readPanelState(), scopes: { [EXPORT_SCOPE]: false } });
+    const s = await sb.cli(['status']);
+    expect(s.exitCode, s.stdout).toBe(0);
+    expect(s.stdout).toMatch(new RegExp(`\\(engine none, ${myCount + pgCount} databases\\)`));
+    const l = await sb.cli(['list']);
+    expect(l.stdout).toMatch(new RegExp(` ${myCount + pgCount} database\\(s\\) `));
+  });
+
+  it('list sizes are in the engine\'s own units: Bacula\'s MB is 10^6 bytes, restic\'s MiB 2^20', async () => {
+    const { engineSize } = await import('../lib/cli/commands/list.js');
+    // Bacula's own job report for 471,500,000 bytes says "471.5 MB"; restic's for 447 * 2^20 "447.000 MiB".
+    expect(engineSize('bacula', 471_500_000)).toBe('471.5 MB');
+    expect(engineSize('restic', 447 * 2 ** 20)).toBe('447.0 MiB');
+  });
+
+  it('bacula config with a relative --config writes the absolute path into the RunScripts', async () => {
+    const r = await execa(process.execPath, [CLI, '--config', 'etc/apiscp-backup/config.yaml', 'bacula', 'config', '--layout', 'stock'], { cwd: sb.root, env: sb.env as Record<string, string>, reject: false });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const commands = String(r.stdout).split('\n').filter((l) => /Command = /.test(l));
+    expect(commands.length).toBeGreaterThanOrEqual(2);
+    for (const c of commands) expect(c).toContain(`--config ${sb.configFile}`);
+    expect(String(r.stdout)).not.toMatch(/--config etc\//);
+  });
+
+  it('on a terminal: dump ends with where it went, verify prints each database once and a verdict; under cron (env -i, no terminal) both are silent', async () => {
+    const d = await onTerminal(sb, ['dump']);
+    expect(d.exitCode, d.text).toBe(0);
+    const runId = sb.runDirs().at(-1)!;
+    expect(d.text.trim().split('\n').at(-1)).toBe(`${sb.manifest(runId).entries.filter((e) => e.status === 'ok').length} dump(s) written to ${join(sb.dumpsDir, runId)}`);
+    const v = await onTerminal(sb, ['verify', '--run', runId]);
+    expect(v.exitCode, v.text).toBe(0);
+    for (const db of ['a_wp', 'b_shop', 'a_pg']) expect(v.text.split('\n').filter((l) => l.includes(`/${db}`)), `${db}:\n${v.text}`).toHaveLength(1);
+    expect(v.text.trim().split('\n').at(-1)).toMatch(new RegExp(`^verify of run ${runId}: (\\d+) of \\1 dump\\(s\\) verified, 0 failed`));
+    const cronEnv = ['PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...Object.entries(sb.env).filter(([, val]) => val !== undefined).map(([k, val]) => `${k}=${val}`)];
+    for (const args of [['dump'], ['verify']]) {
+      const r = await execa('env', ['-i', ...cronEnv, process.execPath, CLI, '--config', sb.configFile, ...args], { reject: false, stdin: 'ignore' });
+      expect({ args, code: r.exitCode, out: String(r.stdout), err: String(r.stderr) }).toEqual({ args, code: 0, out: '', err: '' });
+    }
   });
 });
