@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// Regenerates config/config.example.yaml and the README's configuration reference from the
+// Regenerates config/config.example.yaml and the configuration reference (docs/configuration.md, and the README's) from the
 // schema (test/config.test.ts checks both are current). Run: npm run gen:config
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configReference, sampleConfig } from '../lib/config/sample.js';
 
 const root = new URL('../../', import.meta.url);
 writeFileSync(new URL('config/config.example.yaml', root), sampleConfig());
-const readme = new URL('README.md', root);
-writeFileSync(readme, withReference(readFileSync(readme, 'utf8')));
+// docs/configuration.md holds the reference; the README keeps its copy while it has the markers.
+for (const file of ['docs/configuration.md', 'README.md']) {
+  const url = new URL(file, root);
+  writeFileSync(url, withReference(readFileSync(url, 'utf8')));
+}
 
 export function withReference(text: string): string {
   const start = '<!-- config-reference:start -->';
