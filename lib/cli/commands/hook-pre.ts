@@ -10,7 +10,8 @@ import { engineOf, finish, jobOf } from './outcome.js';
  * and, like on SIGTERM, kills its children and removes partial files when it runs out.
  */
 export default async function hookPre(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
-  requireRunnable(ctx.loaded, engineOf(ctx, opts));
+  // Someone else (Bacula, a wrapper) makes the backup: only the dumps' own secrets matter here.
+  requireRunnable(ctx.loaded, 'none');
   const limit = durationMs((opts.timeout as string | undefined) ?? ctx.loaded.config.hooks.timeout);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(limit)]);
   const outcome = await hookPreBackup({
