@@ -208,6 +208,10 @@ describe('finding things', () => {
     expect(r.stderr).toContain("no local run holds a database named 'a_shp'");
     expect(r.stderr).toMatch(new RegExp(`^ {2}b_shop {2}\\(mysql, site2\\): run ${runId}$`, 'm'));
     expect(r.stdout).toBe('');
+    // On a terminal: the same lines, once (the restore journal's log line stays in the log file).
+    const t = await onTerminal(sb, ['restore', 'db', 'a_shp']);
+    expect(t.exitCode).toBe(8);
+    expect(t.text.trim()).toBe(r.stderr.trim());
   });
 
   it('restore db --socket / --host --port: into another MariaDB and PostgreSQL server, same content as the original', async () => {
