@@ -26,6 +26,9 @@ export interface LoggerOptions {
   console?: 'quiet' | 'problems' | 'verbose';
 }
 
+/** A field marking an entry the caller has already printed on the terminal: the console sink skips it. */
+export const SHOWN = 'shownOnTerminal';
+
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 interface Sink {
@@ -62,6 +65,7 @@ export async function createLogger(options: LoggerOptions = {}): Promise<Logger>
     sinks.push({
       write: (l, msg, fields) => {
         if (mode === 'problems' && ORDER[l] < ORDER.warn) return;
+        if (fields[SHOWN]) return;
         const prefix = l === 'info' ? '' : `${l}: `;
         const extra = fields.error ? ` (${String(fields.error)})` : '';
         process.stderr.write(`${prefix}${msg}${extra}\n`);

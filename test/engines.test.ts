@@ -202,7 +202,7 @@ describe('argv builders (exact, no secrets)', () => {
     expect(none).toMatchObject({ drivesBackup: false, keepsAcls: true });
     expect(await none.backup(ctx({}))).toMatchObject({ warnings: [] });
     expect(getEngine('duplicity')).toBe(duplicityEngine);
-    expect(resticExitMessage(10)).toMatch(/restic init/);
+    expect(resticExitMessage(10)).toMatch(/apiscp-backup repo-init/);
     expect(resticExitMessage(11)).toMatch(/locked/);
     expect(borgExitMessage(2, 'Failed to create/acquire the lock /r/lock.exclusive')).toMatch(/break-lock/);
   });
@@ -259,13 +259,13 @@ describe('duplicity', () => {
 });
 
 describe('restic', () => {
-  it('round trip keeps ACLs, xattrs, owners; a missing repository says run restic init', async () => {
+  it('round trip keeps ACLs, xattrs, owners; a missing repository says run apiscp-backup repo-init', async () => {
     const f0 = await fixture({});
     const repo = join(f0.base, 'restic-repo');
     const loaded = loadedFrom({ ...f0.loaded.config, restic: { repository: repo, password_file: join(f0.base, 'secret') } });
     const ctx = { ...f0.ctx, loaded };
     const missing = await engineError(resticEngine.backup(ctx));
-    expect(missing.message).toMatch(/no repository.*restic init/);
+    expect(missing.message).toMatch(/no repository.*apiscp-backup repo-init/);
     await run(cmd('restic', ['init'], { env: resticEnv(loaded) }));
     const { result, before, after, restoredRoot } = await roundTrip(resticEngine, { ...f0, loaded, ctx });
     expect(result.id).toMatch(/^[0-9a-f]{8,64}$/); // 0.14 prints the short id
@@ -288,7 +288,7 @@ describe('borg', () => {
     const loaded = loadedFrom({ ...f0.loaded.config, borg: { repository: repo, passphrase_file: join(f0.base, 'secret') } });
     const ctx = { ...f0.ctx, loaded };
     const missing = await engineError(borgEngine.backup(ctx));
-    expect(missing.message).toMatch(/no repository.*borg init/);
+    expect(missing.message).toMatch(/no repository.*apiscp-backup repo-init/);
     await run(cmd('borg', ['init', '--encryption=repokey'], { env: borgEnv(loaded) }));
     const { result, before, after, restoredRoot } = await roundTrip(borgEngine, { ...f0, loaded, ctx });
     // The archive borg made is named to the microsecond (not {now}'s one second).

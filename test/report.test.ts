@@ -130,7 +130,7 @@ describe('computeStatus', () => {
     const r = computeStatus({ state, now: NOW, maxAgeMs: MAX_AGE, scope: { name: SCOPE, on: false } });
     expect(r.ok).toBe(true);
     expect(r.exitCode).toBe(ExitCode.OK);
-    expect(r.lines[0]).toBe('OK: last backup 8h ago (engine bacula, 3 database dumps) | age=28800s;;93600;0 dumps_failed=0;;1;0 warnings=0;1;;0 restore_chain=1;;;1');
+    expect(r.lines[0]).toBe('OK: last backup 8h ago (engine bacula, 3 databases) | age=28800s;;93600;0 dumps_failed=0;;1;0 warnings=0;1;;0 restore_chain=1;;;1');
     expect(r.lines.join('\n')).toMatch(/restore chain: 1 backup to replay \(full /);
     expect(r.json).toMatchObject({ status: 'ok', ageSeconds: 28800, restoreChainLength: 1, scope: { name: SCOPE, on: false } });
     // JSON form must survive serialization (status --json prints it).

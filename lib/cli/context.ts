@@ -1,7 +1,7 @@
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, SHOWN, type Logger } from '../log.js';
 import { runLastResort } from '../last-resort.js';
 import { killAll, terminateAll, waitForChildren } from '../run/process-group.js';
 
@@ -67,7 +67,9 @@ export async function withContext(options: GlobalOptions, body: (ctx: CommandCon
       // without a usable config there is no log file to write either.
       file: settings.logFile === false ? undefined : loaded?.paths.logFile,
       level: options.verbose ? 'debug' : (loaded?.config.logging.level ?? 'info'),
-      console: options.verbose ? 'verbose' : interactive ? 'verbose' : 'quiet',
+      // On a terminal the commands print their own results; the log adds only problems (its info
+      // lines said the same things a second time), and -v everything.
+      console: options.verbose ? 'verbose' : interactive ? 'problems' : 'quiet',
     });
     code = await body({
       get loaded(): LoadedConfig {
@@ -115,7 +117,8 @@ export function reportError(err: unknown, log: Logger | undefined, signalled?: s
   }
   if (err instanceof BackupError) {
     process.stderr.write(`apiscp-backup: ${err.message}\n`);
-    log?.error(err.message, err.context);
+    // Said on stderr just above: the log file gets it, the terminal not a second time.
+    log?.error(err.message, { ...err.context, [SHOWN]: true });
     return err.exitCode;
   }
   // Not one of our errors: a bug. Exit 70 (never "dump failed"), the stack in the log; stderr

@@ -29,20 +29,25 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'configuration file (default /etc/apiscp-backup/config.yaml, or $APISCP_BACKUP_CONFIG)')
     .option('--root <dir>', 'put every system path (/etc, /var, /run, /home/virtual) under DIR')
     .option('--json', 'machine-readable output')
-    .option('-v, --verbose', 'log everything to the terminal')
+    .option('-v, --verbose', 'every event on the terminal, one line each (each database dumped: name, size, lock mode, time)')
     .option('-q, --quiet', 'no progress or info output even on a terminal')
-    .showHelpAfterError()
+    // One line and a hint, not the whole help after a typo; subcommands inherit these settings.
+    .showHelpAfterError('(run with --help for usage)')
+    .showSuggestionAfterError(true)
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
   const engine = (): Option => new Option('--engine <engine>', 'backup engine (default: config `engine`)').choices(ENGINE_NAMES);
   // Bacula's job facts (%l %n %i %c), passed to both hooks alike.
-  const baculaJob = (c: Command): Command => c.addOption(new Option('--level <level>', 'Bacula %l').choices(LEVELS)).option('--job <name>', 'Bacula %n').option('--jobid <id>', 'Bacula %i').option('--client <name>', 'Bacula %c');
+  const baculaJob = (c: Command): Command => c.addOption(new Option('--level <level>', 'the job\'s level (Bacula %l)').choices(LEVELS)).option('--job <name>', 'the job\'s name (Bacula %n)').option('--jobid <id>', 'the job\'s id (Bacula %i)').option('--client <name>', 'the job\'s client (Bacula %c)');
   // Which backup a site or file restore reads (restore db also takes a local run id).
   const fromBackup = (c: Command): Command => c.option('--from <backup|date>', 'backup id (list shows them) or a date: the newest at or before it').option('--from-client <name>', "another server's backup (migration)");
 
-  program.command('dump').description('dump every database now, consistently').action(action(() => import('./commands/dump.js')));
+  const planned = (c: Command): Command =>
+    c.option('--dry-run', 'print the plan (servers, databases per site with their lock mode and last size, free space, engine target) and change nothing').option('--stats', 'at the end, a table of every database dumped: size, lock mode, time');
+  planned(program.command('dump').description('dump every database now, consistently')).action(action(() => import('./commands/dump.js')));
 
-  program.command('run').description('pre-backup, then the engine backup, then post-backup').addOption(engine()).action(action(() => import('./commands/run.js')));
+  planned(program.command('run').description('pre-backup, then the engine backup, then post-backup').addOption(engine())).action(action(() => import('./commands/run.js')));
 
   const hook = program.command('hook').description('entry points for Bacula RunScript and wrapper scripts');
   baculaJob(hook.command('pre-backup').description('lock, check the scope, dump, write the ACL sidecar; non-zero when dumps failed').addOption(engine()))
@@ -53,12 +58,17 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/hook-post.js')));
 
   const scope = program.command('scope').description('the panel\'s nightly export scope (backups.automatic-database-exports)');
+  const scopeVerbs = { status: 'show whether the panel\'s nightly exports are on, and the value recorded before we turned them off', disable: 'turn the panel\'s nightly exports off (recording the previous value)', restore: 'put the recorded value back (what uninstall does)' } as const;
   for (const verb of ['status', 'disable', 'restore'] as const) {
-    scope.command(verb).description(`${verb} the nightly export scope`).action(action(async () => ({ default: (await import('./commands/scope.js'))[verb] })));
+    scope.command(verb).description(scopeVerbs[verb]).action(action(async () => ({ default: (await import('./commands/scope.js'))[verb] })));
   }
 
   const config = program.command('config').description('configuration file');
-  config.command('validate [file]').description('check a configuration file').action(action(async () => ({ default: (await import('./commands/config.js')).validate }), { logFile: false }));
+  config
+    .command('validate [file]')
+    .description('check a configuration file and what a run will need: engine keys, secret files (root\'s, 0600), directories, tools; every problem at once')
+    .option('--connect', 'also connect to each enabled database server and the engine\'s repository and say what was found')
+    .action(action(async () => ({ default: (await import('./commands/config.js')).validate }), { logFile: false }));
   config.command('print').description('the effective configuration, secrets redacted').action(action(async () => ({ default: (await import('./commands/config.js')).print }), { logFile: false }));
   config
     .command('init [file]')
@@ -106,8 +116,9 @@ export function buildProgram(): Command {
     .action(action(() => import('./commands/verify.js')));
 
   program
-    .command('list')
-    .description('local dump runs and the engine\'s backups of this server, with restore chains')
+    .command('list [run]')
+    .description('local dump runs and the engine\'s backups of this server, with restore chains; with a run id: the databases of that run')
+    .option('--run <id>', 'the databases of this run: site, kind, size, lock mode, verified or not, and the engine backup it went into')
     .addOption(engine())
     .option('--from-client <name>', 'another server\'s backups (restic host, borg prefix, Bacula client)')
     .action(action(() => import('./commands/list.js'), { logFile: false }));
@@ -126,6 +137,9 @@ export function buildProgram(): Command {
     .option('--force', 'replace a non-empty database (a safety dump of it is taken first)')
     .option('--dry-run', 'say what would happen, change nothing')
     .option('--from-client <name>', 'another server\'s backup (migration)')
+    .option('--host <host>', 'restore into the server at HOST instead of the configured one (PostgreSQL: a host name or socket directory)')
+    .option('--port <port>', 'its TCP port (PostgreSQL: also selects the socket file)')
+    .option('--socket <path>', 'restore into the server at this socket (MariaDB: the socket file; PostgreSQL: its directory)')
     .action(action(() => import('./commands/restore-db.js')));
   fromBackup(restore.command('site <siteN>').description('stage a site\'s shadow, info and databases from a backup and show what differs; --in-place puts it back').addOption(engine()))
     .option('--files', 'only the files (shadow, info)')
@@ -156,10 +170,10 @@ export function buildProgram(): Command {
   bacula
     .command('config')
     .description('the director side: the ApisCP add-in template with our hooks, or a FileSet + Job fragment')
-    .option('--client <name>')
-    .option('--fileset <name>')
-    .option('--job <name>')
-    .option('--jobdefs <name>')
+    .option('--client <name>', 'stock: the Client the Job backs up (default bacula.client)')
+    .option('--fileset <name>', 'stock: the FileSet resource\'s name (default bacula.fileset)')
+    .option('--job <name>', 'stock: the Job resource\'s name (default bacula.job)')
+    .option('--jobdefs <name>', 'stock: the JobDefs the Job uses (default bacula.jobdefs; the ApisCP add-in\'s is "Incremental")')
     .option('--node <path>', 'node binary on the client (default: this one)')
     .option('--entry <path>', 'installed apiscp-backup script on the client')
     .addOption(new Option('--layout <layout>', 'director layout (default: detected in bacula.etc)').choices(['auto', 'addin', 'stock']))

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -10,6 +11,8 @@ export interface LoadedConfig {
   /** The file read, or undefined when none existed and defaults apply. */
   readonly file: string | undefined;
   readonly paths: ResolvedPaths;
+  /** The line of a dotted key in the file (`restic.repository`), or of its nearest parent present. */
+  readonly lineOf?: (key: string) => number | undefined;
 }
 
 export interface LoadOptions {
@@ -23,8 +26,10 @@ export interface LoadOptions {
 /** Which file to read: --config, then $APISCP_BACKUP_CONFIG, then the default under the root. */
 export function configFileFor(options: LoadOptions): { file: string; explicit: boolean } {
   const env = options.env ?? process.env;
-  if (options.file) return { file: options.file, explicit: true };
-  if (env.APISCP_BACKUP_CONFIG) return { file: env.APISCP_BACKUP_CONFIG, explicit: true };
+  // Absolute from here on: the path is written into other tools' configs (Bacula's RunScript, the
+  // cron entry, the wrapper), which run elsewhere, where a relative path names another file.
+  if (options.file) return { file: resolve(options.file), explicit: true };
+  if (env.APISCP_BACKUP_CONFIG) return { file: resolve(env.APISCP_BACKUP_CONFIG), explicit: true };
   return { file: underRoot(options.root ?? '/', DEFAULT_CONFIG_FILE), explicit: false };
 }
 
@@ -34,18 +39,43 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (explicit) throw new ConfigError(`${file}: no such file`, file);
     return finish(parseConfigText('', undefined), undefined, options.root);
   }
+  // Node's raw EISDIR says nothing about what was expected instead.
+  if (statSync(file).isDirectory()) throw new ConfigError(`${file}: is a directory; --config takes the configuration file itself (e.g. ${join(file, 'config.yaml')})`, file);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`, file);
   }
-  return finish(parseConfigText(text, file), file, options.root);
+  return finish(parseConfigText(text, file), file, options.root, keyLines(text));
 }
 
-function finish(config: Config, file: string | undefined, root: string | undefined): LoadedConfig {
+function finish(config: Config, file: string | undefined, root: string | undefined, lineOf?: (key: string) => number | undefined): LoadedConfig {
   const effective = root ? { ...config, paths: { ...config.paths, root } } : config;
-  return { config: effective, file, paths: resolvePaths(effective) };
+  return { config: effective, file, paths: resolvePaths(effective), lineOf };
+}
+
+/** Line lookup for a valid file: a key absent from the file gives its nearest parent's line. */
+export function keyLines(text: string): (key: string) => number | undefined {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines });
+  return (key) => {
+    const path = key.split('.');
+    for (let n = path.length; n > 0; n--) {
+      const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+      if (node?.range) {
+        // A mapping's range starts at its first child: the key itself is what an admin looks for.
+        const parent = n > 1 ? doc.getIn(path.slice(0, n - 1), true) : doc.contents;
+        if (isMap(parent)) {
+          const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === path[n - 1]);
+          const range = isScalar(pair?.key) ? pair.key.range : undefined;
+          if (range) return lines.linePos(range[0]).line;
+        }
+        return lines.linePos(node.range[0]).line;
+      }
+    }
+    return undefined;
+  };
 }
 
 /** Parse and validate YAML text; errors name the file, line, key and problem. */
@@ -64,10 +94,10 @@ export function parseConfigText(text: string, file: string | undefined): Config 
   }
   const parsed = configSchema.safeParse(raw);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const { key, line, problem } = describeIssue(issue, doc, lines);
-  const more = parsed.error.issues.length > 1 ? ` (and ${parsed.error.issues.length - 1} more problem${parsed.error.issues.length > 2 ? 's' : ''})` : '';
-  throw new ConfigError(`${where}:${line ?? '?'}: ${key}: ${problem}${more}`, file, key, line);
+  // Every problem at once, one line each, in file order: fixing them one run at a time wastes the admin's hour.
+  const all = parsed.error.issues.flatMap((i): ZodIssue[] => (i.code === 'unrecognized_keys' ? i.keys.map((k) => ({ ...i, keys: [k] })) : [i])).map((i) => describeIssue(i, doc, lines)).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+  const first = all[0]!;
+  throw new ConfigError(all.map((d) => `${where}:${d.line ?? '?'}: ${d.key}: ${d.problem}`).join('\n'), file, first.key, first.line);
 }
 
 function describeIssue(issue: ZodIssue, doc: Document, lines: LineCounter): { key: string; line: number | undefined; problem: string } {

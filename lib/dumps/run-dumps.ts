@@ -253,7 +253,8 @@ async function dumpOne(
     if (side) sidecarFile = file + side.suffix;
     const map = side ? writeSidecar(file + side.suffix, rel + side.suffix, side.data, output.fsync) : undefined;
     renameSync(tmp, file);
-    log.debug('dumped', { kind: spec.kind, database: spec.database, via, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
+    // -v prints this line as it is: the facts an admin watching a run wants, not just the event.
+    log.debug(`dumped ${spec.kind} ${spec.database ?? spec.object} (${site}): ${(result.bytes / 1048576).toFixed(1)} MiB, ${spec.lockMode ?? 'no lock mode'}, ${(result.durationMs / 1000).toFixed(1)} s`, { kind: spec.kind, database: spec.database, via, bytes: result.bytes, ms: result.durationMs, inventoryMs: inventory?.ms });
     // mariadb-dump --lock-tables holds the database's tables from its start to its exit.
     const lockHeldMs = spec.lockMode === 'lock-tables' ? result.stages[0]?.durationMs : undefined;
     const entry: ManifestEntry = {

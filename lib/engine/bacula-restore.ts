@@ -80,6 +80,7 @@ export async function baculaList(ctx: EngineContext, options?: ListOptions): Pro
         bytes: j.JobBytes === undefined ? undefined : Number(j.JobBytes),
         files: j.JobFiles === undefined ? undefined : Number(j.JobFiles),
         client: j.ClientName ?? client,
+        ...(j.Name ? { name: j.Name } : {}),
       };
     })
     .sort((a, b2) => Number(b2.id) - Number(a.id));

@@ -4,7 +4,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, quote } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
-import type { RunResult } from '../run/run.js';
+import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { borgRsh, remoteContext } from './remote.js';
 import { runEngineTool } from './run-tool.js';
@@ -89,9 +89,11 @@ export function borgFetchArgs(loaded: LoadedConfig, archive: string, paths: read
   return ['extract', '--numeric-ids', ...loaded.config.borg.extra_args, `::${archive}`, ...paths.map((p) => `pp:${p.replace(/^\/+/, '')}`)];
 }
 
+const BORG_NO_REPO = /Repository .* does not exist|is not a valid repository/;
+
 export function borgExitMessage(code: number | undefined, stderr = ''): string {
   if (code === undefined) return 'did not run';
-  if (/Repository .* does not exist|is not a valid repository/.test(stderr)) return 'no repository at BORG_REPO: create it once with `borg init --encryption=repokey`';
+  if (BORG_NO_REPO.test(stderr)) return 'no repository at BORG_REPO: create it once with `apiscp-backup repo-init`';
   if (/Failed to create\/acquire the lock|LockTimeout/.test(stderr)) return 'repository is locked by another borg (if none runs, `borg break-lock`)';
   if (/passphrase supplied in BORG_PASSPHRASE.*incorrect|passphrase.*incorrect/i.test(stderr)) return 'wrong passphrase (borg.passphrase_file)';
   if (code === 1) return 'warning (some files changed or could not be read)';
@@ -130,6 +132,16 @@ export const borgEngine: Engine = {
   async check(ctx) {
     if (!whichSystem('borg')) throw new MissingDependencyError('borg', 'borgbackup', 'borgbackup (EPEL)');
     borgEnv(ctx.loaded);
+    // Before any dump: a run without a repository would dump everything and only then fail.
+    if (!(await borgEngine.initialised!(ctx))) throw new EngineError(`no borg repository at ${ctx.loaded.config.borg.repository}: create it once with \`apiscp-backup repo-init\``, 'borg');
+  },
+  async initialised(ctx) {
+    // `borg config --list` reads the repository's config (no key, no passphrase needed); --bypass-lock:
+    // a backup of the admin's own holding the lock must not make it look missing.
+    const r = await run(cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), ['--bypass-lock', 'config', '--list'], { env: borgEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [2] }) });
+    if (r.exitCode === 0) return true;
+    if (BORG_NO_REPO.test(r.stderr)) return false;
+    throw new EngineError(`borg cannot open the repository ${ctx.loaded.config.borg.repository} (${borgExitMessage(r.exitCode, r.stderr)}): ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`, 'borg');
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();

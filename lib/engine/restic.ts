@@ -3,7 +3,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
-import type { RunResult } from '../run/run.js';
+import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { remoteContext, resticTlsArgs } from './remote.js';
 import { runEngineTool } from './run-tool.js';
@@ -64,7 +64,7 @@ export function parseResticSnapshots(stdout: string): BackupPoint[] {
  */
 export function resticExitMessage(code: number | undefined, stderr = ''): string {
   if (code === 10 || /Is there a repository at the following location\?|unable to open config file/.test(stderr)) {
-    return 'no repository at RESTIC_REPOSITORY: create it once with `restic init`';
+    return 'no repository at RESTIC_REPOSITORY: create it once with `apiscp-backup repo-init`';
   }
   if (code === 11 || /unable to create lock|repository is already locked/.test(stderr)) {
     return 'repository is locked by another restic (if none runs, `restic unlock`)';
@@ -116,6 +116,15 @@ export const resticEngine: Engine = {
   async check(ctx) {
     if (!whichSystem('restic')) throw new MissingDependencyError('restic', 'restic', 'restic (EPEL)');
     resticEnv(ctx.loaded);
+    // Before any dump: a run without a repository would dump everything and only then fail.
+    if (!(await resticEngine.initialised!(ctx))) throw new EngineError(`no restic repository at ${ctx.loaded.config.restic.repository}: create it once with \`apiscp-backup repo-init\``, 'restic');
+  },
+  async initialised(ctx) {
+    // `cat config` reads one small file and, with --no-lock, waits for no other restic.
+    const r = await run(cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), ['--no-lock', 'cat', 'config'], { env: resticEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [1, 10] }) });
+    if (r.exitCode === 0) return true;
+    if (r.exitCode === 10 || /Is there a repository at the following location\?|unable to open config file/.test(r.stderr)) return false;
+    throw new EngineError(`restic cannot open the repository ${ctx.loaded.config.restic.repository} (${resticExitMessage(r.exitCode, r.stderr)}): ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`, 'restic');
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();

@@ -44,6 +44,11 @@ export interface Engine {
   backup(ctx: EngineContext): Promise<EngineResult>;
   /** Create the repository once (restic init, borg init); engines that need none omit it. */
   init?(ctx: EngineContext): Promise<string>;
+  /**
+   * With init: whether the repository exists (a wrong key or an unreachable host is an error,
+   * not a "no"). check() calls it, so a run stops before dumping when it is missing.
+   */
+  initialised?(ctx: EngineContext): Promise<boolean>;
   /** Apply retention after a successful backup. */
   prune?(ctx: EngineContext): Promise<void>;
   /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */
@@ -79,6 +84,8 @@ export interface BackupPoint {
   readonly files?: number;
   /** The server it belongs to (restic host, Bacula client), when the engine records it. */
   readonly client?: string;
+  /** Bacula: the job's name (a job without our hooks must not look like ours). */
+  readonly name?: string;
 }
 
 export interface FetchRequest {

@@ -200,7 +200,9 @@ export function computeStatus(input: StatusInput): StatusResult {
 
 function okHeadline(state: RunState, ageMs: number, working: boolean): string {
   const what = state.engine === 'none' ? 'dumps' : 'backup';
-  const dbs = state.dumps ? `, ${state.dumps.ok} database dump${state.dumps.ok === 1 ? '' : 's'}` : '';
+  // Counted as `list` counts them: databases, not the users/roles exports beside them.
+  const n = state.dumps ? (state.dumps.databases.length ? state.dumps.databases.filter((d) => d.database !== null && d.status === 'ok').length : state.dumps.ok) : 0;
+  const dbs = state.dumps ? `, ${n} database${n === 1 ? '' : 's'}` : '';
   const running = state.status === 'running' || working ? ', a run is in progress' : '';
   return `last ${what} ${ago(ageMs)} ago (engine ${state.engine}${dbs})${running}`;
 }
@@ -240,4 +242,19 @@ export function bytes(n: number): string {
     i++;
   }
   return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+/**
+ * A size in the units the engine itself prints, so `list` and the engine's own output agree:
+ * Bacula and borg count in powers of 1000 (MB), restic in powers of 1024 (MiB), as we do.
+ */
+export function sizeIn(n: number, base: 1000 | 1024): string {
+  const units = base === 1000 ? ['B', 'kB', 'MB', 'GB', 'TB'] : ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= base && i < units.length - 1) {
+    v /= base;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }

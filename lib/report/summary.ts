@@ -66,7 +66,9 @@ export function failureSummary(state: RunState, opts: SummaryOptions = {}): stri
 
   const warnings = state.warnings ?? [];
   if (warnings.length) {
-    body.push(`warnings (the backup exists; these need a look):`);
+    // Only a made backup "exists": a run whose backup was skipped or failed says so above.
+    const made = state.status !== 'failed' && state.backup?.status !== 'skipped' && state.backup?.status !== 'failed';
+    body.push(made ? 'warnings (the backup exists; these need a look):' : 'warnings (these need a look too):');
     for (const w of warnings.slice(0, MAX_WARNINGS)) body.push(`  ${clean(w.message)}`);
     if (warnings.length > MAX_WARNINGS) body.push(`  … and ${warnings.length - MAX_WARNINGS} more (apiscp-backup status)`);
   }

@@ -56,7 +56,7 @@ export function verifyVerdict(input: VerifyStatusInput, now: Date): VerifyVerdic
   if (input.schedule !== 'off' || input.state) {
     const last = input.state?.lastRun;
     details.push(
-      `verify: ${input.schedule}, ${input.sample} per verification, every database within ${Number.isFinite(rotation) ? rotation : '∞'} ${input.schedule === 'weekly' ? 'weeks' : 'nights'}; ` +
+      `verify: ${input.schedule}, ${input.sample} per verification, every database within ${Number.isFinite(rotation) ? rotation : '∞'} ${input.schedule === 'weekly' ? 'week' : 'night'}${rotation === 1 ? '' : 's'}; ` +
         `${verified} of ${input.databases.length} verified${last ? `; last ${last.at} (run ${last.runId}: ${last.checked} checked, ${last.failed} failed)` : '; none yet'}`,
     );
   }

@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import type { Logger } from '../log.js';
+import { SHOWN, type Logger } from '../log.js';
 import type { RestoreProof } from './database.js';
 
 /**
@@ -41,7 +41,8 @@ function who(): string {
 export function recordRestore(loaded: LoadedConfig, log: Logger, record: RestoreRecord): void {
   const entry = { at: new Date().toISOString(), who: who(), pid: process.pid, ...record };
   const line = `restore ${record.result}: ${record.what}${record.from ? ` from ${record.from}` : ''}${record.detail ? `: ${record.detail}` : ''}`;
-  if (record.result === 'failed') log.error(line, entry);
+  // A failure is thrown on and printed once by the CLI: the log file keeps this line, the terminal not a second time.
+  if (record.result === 'failed') log.error(line, { ...entry, [SHOWN]: true });
   else log.info(line, entry);
   try {
     mkdirSync(loaded.paths.stateDir, { recursive: true, mode: 0o755 });

@@ -1,11 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
 import { underRoot } from '../../config/paths.js';
 import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
 import { addToResource, directorClientTls } from '../../engine/bacula-tls.js';
 import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
 import { ConfigError, UsageError } from '../../errors.js';
+import { whichSystem } from '../../run/which.js';
 import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 import { packagePaths } from '../../package-paths.js';
@@ -44,8 +45,8 @@ export default async function baculaConfig(ctx: CommandContext, opts: Record<str
     fileset: (opts.fileset as string | undefined) ?? b.fileset,
     job: (opts.job as string | undefined) ?? b.job,
     jobdefs: (opts.jobdefs as string | undefined) ?? b.jobdefs,
-    node: (opts.node as string | undefined) ?? process.execPath,
-    entry: (opts.entry as string | undefined) ?? installedEntry(),
+    node: absoluteProgram(opts.node) ?? process.execPath,
+    entry: absolute(opts.entry) ?? installedEntry(),
     ...backupGlobs(paths),
     configFile: ctx.loaded.file,
   });
@@ -73,7 +74,7 @@ async function addin(ctx: CommandContext, etc: string, opts: Record<string, unkn
   const installed = readOrUndefined(p.installedTemplate);
   if (installed === undefined) throw new UsageError(`${p.installedTemplate} is missing: is the ApisCP Bacula add-in (apnscp-bacula) installed in ${etc}?`);
   const local = readOrUndefined(p.localTemplate);
-  const wrapper = (opts.wrapper as string | undefined) ?? underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.wrapper);
+  const wrapper = absolute(opts.wrapper) ?? underRoot(ctx.loaded.paths.root, ctx.loaded.config.bacula.wrapper);
   const text = withTls(renderAddinBaseConf({ installedTemplate: installed, localTemplate: local, hooks: addinHookCommands({ wrapper }) }));
   const { panelExportRunScript } = inspectAddinTemplate(text);
   const notes = panelExportRunScript
@@ -94,6 +95,20 @@ async function addin(ctx: CommandContext, etc: string, opts: Record<string, unkn
     ].join('\n'),
   );
   return 0;
+}
+
+/** A path given on our command line, made absolute: it is written into the director's config and run on the client, elsewhere. */
+function absolute(value: unknown): string | undefined {
+  return typeof value === 'string' ? resolve(value) : undefined;
+}
+
+/** A program named on our command line: a path made absolute, a bare name looked up on PATH now (cron and Bacula have other PATHs). */
+export function absoluteProgram(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (value.includes('/')) return resolve(value);
+  const found = whichSystem(value);
+  if (!found) throw new UsageError(`${value}: not found on PATH; give its absolute path`);
+  return found;
 }
 
 /** The file daemon's password: the first line of a file (bacula-fd.conf's Director Password). */

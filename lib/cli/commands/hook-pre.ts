@@ -1,3 +1,4 @@
+import { requireRunnable } from '../../config/checks.js';
 import { durationMs } from '../../config/schema.js';
 import { hookPreBackup } from '../../job/backup-job.js';
 import { watchBaculaCancel, type JobCancelledError } from '../../job/bacula-cancel.js';
@@ -19,6 +20,8 @@ const UNWIND_DEADLINE_MS = 8000;
  * its job's director connection (job/bacula-cancel.ts) and stops as on SIGTERM when it closes.
  */
 export default async function hookPre(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  // Someone else (Bacula, a wrapper) makes the backup: only the dumps' own secrets matter here.
+  requireRunnable(ctx.loaded, 'none');
   const limit = durationMs((opts.timeout as string | undefined) ?? ctx.loaded.config.hooks.timeout);
   const engine = engineOf(ctx, opts);
   const job = jobOf(opts);

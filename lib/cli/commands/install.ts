@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { absoluteProgram } from './bacula-config.js';
 import type { EngineName } from '../../engine/types.js';
 import { install as installToolkit, uninstall as uninstallToolkit } from '../../install/install.js';
 import type { CommandContext } from '../context.js';
@@ -14,7 +15,8 @@ export default async function install(ctx: CommandContext, opts: Record<string, 
     root: ctx.options.root,
     config: ctx.options.config,
     engine: opts.engine as EngineName | undefined,
-    node: (opts.node as string | undefined) ?? process.execPath,
+    // Written into the cron entry and the wrapper, which run from another directory.
+    node: absoluteProgram(opts.node) ?? process.execPath,
     entry: nightlyEntry(),
     dryRun: Boolean(opts.dryRun),
     log: ctx.log,

@@ -1,3 +1,4 @@
+import { requireRunnable } from '../../config/checks.js';
 import { ensureScopeDisabled } from '../../panel/scope.js';
 import { getEngine } from '../../engine/index.js';
 import { runJob } from '../../job/backup-job.js';
@@ -21,6 +22,7 @@ import { finish } from './outcome.js';
  */
 export default async function nightly(ctx: CommandContext): Promise<number> {
   const engine = getEngine(ctx.loaded.config.engine);
+  requireRunnable(ctx.loaded, engine.name);
   if (engine.drivesBackup || engine.name === 'none') {
     const run = await runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false });
     const verified: NightlyVerify = isSuccessfulRun(run.state) ? await nightlyVerify(ctx) : {};

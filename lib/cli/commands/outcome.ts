@@ -2,14 +2,18 @@ import type { EngineName } from '../../config/schema.js';
 import type { JobOutcome } from '../../job/backup-job.js';
 import { summaryFor } from '../../job/record.js';
 import type { CommandContext } from '../context.js';
+import { statsTable } from '../run-report.js';
+import { sizeIn } from '../../report/status.js';
 
 /**
  * Cron etiquette: nothing on success; on failure a short summary (cron mails it); a run with
  * warnings prints the same short summary and still exits 0, because an admin must see them
  * (events skipped, a database missing, the scope turned back on) but the backup exists.
  */
-export function finish(ctx: CommandContext, outcome: JobOutcome): number {
+export function finish(ctx: CommandContext, outcome: JobOutcome, options: { stats?: boolean } = {}): number {
   if (ctx.options.json) ctx.out(JSON.stringify(outcome.state, null, 2));
+  // Asked for: printed under cron too.
+  else if (options.stats) ctx.out(statsTable(ctx.loaded, outcome.state.runId));
   const warned = outcome.state.problems.length > 0 || (outcome.state.warnings?.length ?? 0) > 0;
   if (outcome.exitCode !== 0) {
     process.stderr.write(summaryFor(ctx.loaded, outcome.state) + '\n');
@@ -18,7 +22,10 @@ export function finish(ctx: CommandContext, outcome: JobOutcome): number {
     process.stderr.write(summaryFor(ctx.loaded, outcome.state) + '\n');
   } else if (ctx.interactive && !ctx.options.json) {
     const d = outcome.state.dumps;
-    if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}\n`);
+    const b = outcome.state.backup;
+    // The last line says where it all went: the run directory and the engine's own backup id.
+    const made = b?.id ? `; ${outcome.state.engine} backup ${b.id}${b.bytes !== undefined ? ` (${sizeIn(b.bytes, outcome.state.engine === 'borg' || outcome.state.engine === 'bacula' ? 1000 : 1024)} added)` : ''}` : '';
+    if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}${made}\n`);
   }
   return outcome.exitCode;
 }

@@ -3,6 +3,17 @@ import { describeProof, type DbRestoreResult } from '../../restore/database.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
+import { unknownDatabase } from '../find-database.js';
+import { UsageError } from '../../errors.js';
+import type { ServerTarget } from '../../model/kind.js';
+
+/** --host/--port/--socket: restore into another server than the one the config dumps. */
+function serverTarget(opts: Record<string, unknown>): ServerTarget | undefined {
+  if (opts.host === undefined && opts.port === undefined && opts.socket === undefined) return undefined;
+  const port = opts.port === undefined ? undefined : Number(opts.port);
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`--port: expected a TCP port, got '${String(opts.port)}'`);
+  return { host: opts.host as string | undefined, port, socket: opts.socket as string | undefined };
+}
 
 /** `restore db NAME`: one database from a local run or a backup; see lib/restore/restore-db.ts. */
 export default async function restoreDbCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
@@ -15,12 +26,15 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
     force: Boolean(opts.force),
     grants: Boolean(opts.grants),
     accounts: opts.accounts as 'keep' | 'backup' | undefined,
+    target: serverTarget(opts),
+  }).catch((err: unknown) => {
+    throw unknownDatabase(ctx.loaded, args[0]!, err);
   });
   if (ctx.options.json) {
     ctx.out(JSON.stringify(r, null, 2));
     return 0;
   }
-  const target = `${r.kind} database '${r.into}'`;
+  const target = `${r.kind} database '${r.into}'${opts.host !== undefined || opts.socket !== undefined || opts.port !== undefined ? ` on ${[opts.host, opts.port, opts.socket].filter((x) => x !== undefined).join(':')}` : ''}`;
   const from = fromRun(r.source, r.runId);
   if (r.dryRun) {
     const lines = [`dry run: would restore ${target} from ${from}${r.before === 'non-empty' ? ' (replacing its current content, after a safety dump)' : r.before === 'missing' ? ' (created)' : ''}`];

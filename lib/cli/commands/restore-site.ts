@@ -20,7 +20,8 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
   }
   for (const p of o.parts) {
     lines.push(`  ${p.part}: into ${p.into}${p.viaOverlay ? ' (the mounted overlay: removals become whiteouts)' : ''}`);
-    const n = list('missing', p.missing).concat(list('changed', p.changed), list(p.part === 'shadow' && p.viaOverlay ? 'removed' : 'removed', p.removed));
+    // Not yet removed in a plan: extras the backup lacks, which --exact would remove.
+    const n = list('missing', p.missing).concat(list('changed', p.changed), list(o.applied ? 'removed' : 'extra', p.removed));
     lines.push(...(n.length ? n : ['    identical to the backup']));
   }
   for (const d of o.databases) {

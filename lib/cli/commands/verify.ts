@@ -24,6 +24,8 @@ export default async function verify(ctx: CommandContext, opts: Record<string, u
   refreshMetrics(ctx.loaded, ctx.log);
   if (ctx.options.json) ctx.out(JSON.stringify({ runId: result.runId, ok: result.ok, results: result.results }, null, 2));
   if (!result.ok) process.stderr.write(verifySummary(result) + '\n');
+  // On a terminal the run ends with its one-line verdict (the per-database lines came above).
+  else if (ctx.interactive && !ctx.options.json) process.stderr.write(verifySummary(result).split('\n')[0] + '\n');
   else if (result.results.filter((r) => r.database && !r.database.startsWith('(')).length === 0) process.stderr.write(`verify: run ${result.runId} has no database dumps; only the server-wide exports were checked\n`);
   return result.exitCode;
 }
