@@ -181,7 +181,7 @@ export function remoteEngineSuite(engine: 'borg' | 'restic'): void {
         const bad = await onServer(['config', 'validate']);
         chmodSync(file, 0o600);
         expect(bad.code).toBe(2);
-        expect(bad.stderr).toContain(`${file}: mode 0644, readable or writable by others`);
+        expect(bad.stderr).toContain(`${file}: mode 0644: other users can read the secret`);
       }
       expect((await onServer(['config', 'validate'])).code).toBe(0);
     });
