@@ -179,6 +179,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     else await spec.verify(tmp, applied, signal);
     // Before the dump's rename: a dump under its final name has its map beside it already.
     const side = check?.sidecar?.();
+    const facts = await check?.entryFacts?.(signal);
     if (side) sidecarFile = file + side.suffix;
     const map = side ? writeSidecar(file + side.suffix, rel + side.suffix, side.data, output.fsync) : undefined;
     renameSync(tmp, file);
@@ -191,6 +192,7 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
       bytes: result.bytes,
       sha256: result.sha256,
       ...(map ? { map } : {}),
+      ...(facts?.binlog ? { binlog: facts.binlog } : {}),
       durationMs: Date.now() - startedAt.getTime(),
       status: 'ok',
       ...(lockHeldMs !== undefined ? { lockHeldMs } : {}),
