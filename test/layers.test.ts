@@ -16,6 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['lock', 'panel'],
   ['plan'],
   ['dumps'],
+  ['binlog'],
   ['engine'],
   ['report'],
   ['sandbox'],
