@@ -23,7 +23,7 @@ export interface Transaction {
   readonly statements: Statement[];
 }
 
-const HEADER = /^#(\d\d)(\d\d)(\d\d) +(\d+):(\d\d):(\d\d) server id \d+ +end_log_pos \d+.*?\t(\S+)(?: (.*))?$/;
+const HEADER = /^#(\d\d)(\d\d)(\d\d) +(\d+):(\d\d):(\d\d) server id \d+ +end_log_pos \d+.*?\t(\S+)(?:[ \t](.*))?$/;
 const AT = /^# at (\d+)$/;
 const USE = /^use `((?:[^`]|``)*)`\/\*!\*\/;$/;
 const ROW = /^### (INSERT INTO|UPDATE|DELETE FROM) `((?:[^`]|``)*)`\.`((?:[^`]|``)*)`$/;

@@ -171,7 +171,7 @@ export async function replay(plan: ReplayPlan, client: { readonly client: string
   stages.push(
     cmd(
       tool,
-      [`--database=${into}`, ...(into !== database ? [`--rewrite-db=${database}->${into}`] : []), ...rangeArgs(plan.files, plan.dump.entry.binlog.position, 'at' in plan.stop ? plan.stop : { file: last.name, position: plan.stop.position }), '--', ...plan.files.map((f) => join(dir, f.name))],
+      [`--database=${database}`, ...(into !== database ? [`--rewrite-db=${database}->${into}`] : []), ...rangeArgs(plan.files, plan.dump.entry.binlog.position, 'at' in plan.stop ? plan.stop : { file: last.name, position: plan.stop.position }), '--', ...plan.files.map((f) => join(dir, f.name))],
       { env: { TZ: 'UTC' } },
     ),
   );
