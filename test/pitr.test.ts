@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import type { Manifest } from '../lib/model/manifest.js';
 import { assertBuilt, cli, rmrf, type CliResult } from './helpers/e2e.js';
+import { loadConfig } from '../lib/config/load.js';
+import { memoryLogger } from '../lib/log.js';
+import { binlogStep, UNIT_NAME } from '../lib/install/binlog-unit.js';
 
 // Point-in-time restore of one MariaDB database (issue 29), through the built CLI against a real
 // server with binary logs on: a workload over three databases (inserts, updates, deletes, DDL, a
@@ -211,6 +214,8 @@ describe('point-in-time restore of one MariaDB database', () => {
     const line = r.stdout.split('\n').find((l) => /DROP TABLE/i.test(l));
     expect(line, r.stdout).toBeDefined();
     dropEvent = /(bin\.\d{6}:\d+)/.exec(line!)![1]!;
+    const st = await run(['status']);
+    expect(st.stdout, st.stdout).toMatch(/point-in-time \(mysql\): from \S+ to \S+; \d+ binlog file\(s\) kept, follower running/);
     expect(r.stdout).not.toMatch(/while down/);
     const b = await run(['restore', 'db', 'shop', '--before-event', dropEvent, '--into', 'shop_before_drop']);
     expect(b.code, b.stderr + b.stdout).toBe(0);
@@ -258,10 +263,23 @@ describe('point-in-time restore of one MariaDB database', () => {
       expect(r.code).toBe(8);
       expect(r.stderr).toContain(`binlog file ${middle} is missing`);
       expect(r.stderr).toMatch(/points after \d{4}-\d\d-\d\d \d\d:\d\d:\d\d cannot be reached/);
+      const st = await run(['status']);
+      expect(st.stdout).toContain(`binlog file ${middle} is missing`);
+      expect(st.stdout).toMatch(/binlog follow is not running/);
     } finally {
       renameSync(join(base, middle), join(binlogDir(), middle));
     }
   });
 
-});
 
+  test('install puts the follower\'s systemd unit in place when the server has binlogs on', async () => {
+    const target = join(base, 'install-root');
+    const step = await binlogStep(loadConfig({ file: config }), target, { node: process.execPath, cli: '/opt/asb/dist/scripts/apiscp-backup.js', config, dry: false, log: memoryLogger() });
+    expect(step.changed).toBe(true);
+    const unit = readFileSync(join(target, 'etc/systemd/system', UNIT_NAME), 'utf8');
+    expect(unit).toContain(`ExecStart=${process.execPath} /opt/asb/dist/scripts/apiscp-backup.js --config ${config} binlog follow`);
+    expect(unit).toMatch(/^Restart=always$/m);
+    const again = await binlogStep(loadConfig({ file: config }), target, { node: process.execPath, cli: '/opt/asb/dist/scripts/apiscp-backup.js', config, dry: false, log: memoryLogger() });
+    expect(again.changed).toBe(false);
+  });
+});
