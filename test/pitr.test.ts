@@ -9,6 +9,8 @@ import { assertBuilt, cli, rmrf, type CliResult } from './helpers/e2e.js';
 import { loadConfig } from '../lib/config/load.js';
 import { memoryLogger } from '../lib/log.js';
 import { binlogStep, UNIT_NAME } from '../lib/install/binlog-unit.js';
+import { binlogSeq, localBinlogs } from '../lib/binlog/store.js';
+import { binlogRemovals, listRuns } from '../lib/dumps/retention.js';
 
 // Point-in-time restore of one MariaDB database (issue 29), through the built CLI against a real
 // server with binary logs on: a workload over three databases (inserts, updates, deletes, DDL, a
@@ -281,5 +283,39 @@ describe('point-in-time restore of one MariaDB database', () => {
     expect(unit).toMatch(/^Restart=always$/m);
     const again = await binlogStep(loadConfig({ file: config }), target, { node: process.execPath, cli: '/opt/asb/dist/scripts/apiscp-backup.js', config, dry: false, log: memoryLogger() });
     expect(again.changed).toBe(false);
+  });
+
+  test('retention keeps the binlog copies back to the oldest kept dump\'s position and no further', () => {
+    const dumpsDir = join(root, 'var/backup/apiscp-backup');
+    const files = localBinlogs(binlogDir());
+    const runs = listRuns(dumpsDir);
+    expect(binlogRemovals(files, runs, binlogSeq)).toEqual([]);
+    // Were the first run removed, the copies before the second one's position would go with it.
+    const second = runs[0]!.manifest!.entries.find((e) => e.database === 'shop')!.binlog!.file;
+    expect(binlogRemovals(files, runs.slice(0, 1), binlogSeq)).toEqual(files.filter((f) => f.name < second).map((f) => f.name));
+    expect(second).not.toBe(firstDumpPosition!.file);
+  });
+
+  test('binlogs the server purged while the follower was down are a gap: recorded, warned, refused', async () => {
+    await stopFollower();
+    await my.sql("INSERT INTO shop.items (name) VALUES ('lost 1'); FLUSH BINARY LOGS; INSERT INTO shop.items (name) VALUES ('lost 2'); FLUSH BINARY LOGS;");
+    const current = (await my.sql('SHOW MASTER STATUS')).trim().split('\t')[0]!;
+    // The server keeps a file until its binlog checkpoint has moved past it: purge until it went.
+    for (let i = 0; ; i++) {
+      await my.sql(`PURGE BINARY LOGS TO '${current}'`);
+      if ((await my.sql('SHOW BINARY LOGS')).trim().split('\n').length === 1) break;
+      if (i > 50) throw new Error('the server kept its older binlogs');
+      await sleep(200);
+    }
+    startFollower();
+    await caughtUp();
+    const gaps = JSON.parse(readFileSync(join(binlogDir(), 'gaps.json'), 'utf8')) as { resumedAt: string }[];
+    expect(gaps.at(-1)!.resumedAt).toBe(current);
+    await sleep(2500);
+    const st = await run(['status']);
+    expect(st.stdout).toMatch(/binlog gap: the server no longer had the files after bin\.\d{6} \(resumed at bin\.\d{6}\)/);
+    const r = await run(['restore', 'db', 'blog', '--at', local(Date.now() - 1000), '--into', 'blog_gap', '--dry-run']);
+    expect(r.code).toBe(8);
+    expect(r.stderr).toMatch(/binlog file bin\.\d{6} is missing.*points after/);
   });
 });
