@@ -129,7 +129,9 @@ beforeAll(async () => {
     CREATE TABLE other.t (id INT PRIMARY KEY) ENGINE=InnoDB;
     INSERT INTO shop.items (name, price) SELECT CONCAT('item ', seq), seq * 1.5 FROM seq_1_to_200;
     INSERT INTO blog.posts (title) SELECT CONCAT('post ', seq) FROM seq_1_to_50;
-    INSERT INTO other.t SELECT seq FROM seq_1_to_10;`);
+    INSERT INTO other.t SELECT seq FROM seq_1_to_10;
+    CREATE DATABASE legacy; CREATE TABLE legacy.big (id INT PRIMARY KEY, body TEXT) ENGINE=MyISAM;
+    INSERT INTO legacy.big SELECT seq, REPEAT(MD5(seq), 16) FROM seq_1_to_40000;`);
   beforeDump = await nextSecond();
   await nextSecond();
   const [file, position] = (await my.sql('SHOW MASTER STATUS')).trim().split('\t');
@@ -186,6 +188,10 @@ describe('point-in-time restore of one MariaDB database', () => {
     expect(first.binlog).toMatchObject({ file: firstDumpPosition!.file, position: firstDumpPosition!.position, method: 'snapshot' });
     expect(first.binlog!.gtid).toMatch(/^0-1-\d+$/);
     for (const m of runs) for (const e of m.entries.filter((x) => x.object === 'database')) expect(e.binlog, `${m.runId} ${e.database}`).toBeDefined();
+    // A MyISAM database is dumped under LOCK TABLES: its position is read while the locks are held.
+    const legacy = runs[0]!.entries.find((e) => e.database === 'legacy')!;
+    expect(legacy.lockMode).toBe('lock-tables');
+    expect(legacy.binlog).toMatchObject({ file: firstDumpPosition!.file, position: firstDumpPosition!.position, method: 'locked' });
   });
 
   test('--at each recorded moment restores exactly that state of shop, into a new name, and leaves the others alone', async () => {

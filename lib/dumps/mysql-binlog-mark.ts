@@ -25,9 +25,13 @@ const GTID = /^-- SET GLOBAL gtid_slave_pos='([0-9,-]*)';$/gm;
 const FIRST_TABLE = /^-- Table structure for table /m;
 
 export type LockedRead = (signal?: AbortSignal) => Promise<BinlogPosition | undefined>;
+export type PositionRead = () => Promise<Omit<BinlogPosition, 'method'> | undefined>;
 
 /** `check` plus the position: `snapshot` when the dump carries it, `readLocked` for lock-tables dumps. */
-export function withBinlogMark(check: StreamCheck, how: { readonly snapshot: boolean; readonly readLocked?: LockedRead }): StreamCheck {
+export function withBinlogMark(check: StreamCheck, how: { readonly snapshot: boolean; readonly readLocked?: LockedRead; readonly readNow?: PositionRead }): StreamCheck {
+  // lock-tables: the position as the dump starts, for a dump over before its locks could be seen (quiet).
+  const first = how.readLocked && how.readNow ? how.readNow().catch(() => undefined) : undefined;
+  let lockedDone = false;
   let head = '';
   let headDone = false;
   let tail = Buffer.alloc(0);
@@ -37,12 +41,14 @@ export function withBinlogMark(check: StreamCheck, how: { readonly snapshot: boo
       check.update(chunk);
       if (!headDone) {
         head += chunk.subarray(0, HEAD_BYTES - head.length).toString('latin1');
-        if (how.readLocked && !locked && FIRST_TABLE.test(head)) locked = how.readLocked().catch(() => undefined);
+        if (how.readLocked && !locked && FIRST_TABLE.test(head)) locked = how.readLocked().catch(() => undefined).finally(() => (lockedDone = true));
         headDone = head.length >= HEAD_BYTES || (!how.readLocked && FILE_POS.test(head)) || locked !== undefined;
       }
       if (how.snapshot) tail = chunk.length >= TAIL_BYTES ? Buffer.from(chunk.subarray(chunk.length - TAIL_BYTES)) : Buffer.concat([tail.subarray(Math.max(0, tail.length + chunk.length - TAIL_BYTES)), chunk]);
     },
     finish: (file, compression) => check.finish(file, compression),
+    // Until the locked read is back the relay reads no more: the dump blocks on its pipe with its locks held.
+    hold: () => (locked && !lockedDone ? locked : undefined),
     sidecar: check.sidecar ? () => check.sidecar!() : undefined,
     async entryFacts() {
       const inner = await check.entryFacts?.();
@@ -51,7 +57,10 @@ export function withBinlogMark(check: StreamCheck, how: { readonly snapshot: boo
         return binlog ? { ...inner, binlog } : inner;
       }
       const binlog = await locked;
-      return binlog ? { ...inner, binlog } : inner;
+      if (binlog) return { ...inner, binlog };
+      const [start, end] = [await first, await how.readNow?.().catch(() => undefined)];
+      const quiet = start && end && start.file === end.file && start.position === end.position;
+      return quiet ? { ...inner, binlog: { ...start, method: 'quiet' as const } } : inner;
     },
   };
 }

@@ -36,3 +36,12 @@ export async function lockedPosition(query: Query, database: string): Promise<Bi
   const gtid = rows[at]?.[1];
   return { file, position: Number(position), ...(gtid ? { gtid } : {}), method: 'locked' };
 }
+
+/** The server's position now (SHOW MASTER STATUS and the GTID), undefined when it says none. */
+export async function serverPosition(query: Query): Promise<Omit<BinlogPosition, 'method'> | undefined> {
+  const rows = await query("SHOW MASTER STATUS; SELECT 'asb-gtid', @@GLOBAL.gtid_binlog_pos");
+  const [file, position] = rows[0] ?? [];
+  const gtid = rows.find((r) => r[0] === 'asb-gtid')?.[1];
+  if (!file || !/^\d+$/.test(position ?? '')) return undefined;
+  return { file, position: Number(position), ...(gtid ? { gtid } : {}) };
+}

@@ -22,7 +22,7 @@ import { makeSecretDir } from '../secret-dir.js';
 import { withDumpMap } from './mysql-dump-map.js';
 import { recordAccounts } from './mysql-accounts-check.js';
 import { withBinlogMark, type LockedRead } from './mysql-binlog-mark.js';
-import { binlogReadable, lockedPosition } from './mysql-binlog-probe.js';
+import { binlogReadable, lockedPosition, serverPosition } from './mysql-binlog-probe.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -402,7 +402,7 @@ class Session implements MysqlSession {
         const check = object === 'database' && options?.sidecar !== false ? withDumpMap(tailCheck(checkSqlTrailer)) : tailCheck(checkSqlTrailer);
         if (!this.binlog || object !== 'database' || database === null) return check;
         const readLocked: LockedRead | undefined = lockMode === 'lock-tables' ? (signal) => lockedPosition((sql) => this.query(sql, signal), database) : undefined;
-        return withBinlogMark(check, { snapshot: lockMode === 'single-transaction', readLocked });
+        return withBinlogMark(check, { snapshot: lockMode === 'single-transaction', readLocked, readNow: () => serverPosition((sql) => this.query(sql)) });
       },
     };
   }

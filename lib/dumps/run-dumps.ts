@@ -152,7 +152,9 @@ async function dumpOne(item: PlannedDump, work: string, output: DumpOutput, smal
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.({ sidecar: !small });
     let streamed = 0;
-    const pace = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes, signal));
+    const limit = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes, signal));
+    // The check may ask the relay to wait (mysql: reading the binlog position while the dump, blocked on its pipe, holds its locks).
+    const pace = check?.hold ? async (bytes: number) => { await check.hold?.(); if (limit) await limit(bytes); } : limit;
     const tap = check && {
       after: 0,
       onData: (chunk: Buffer) => {

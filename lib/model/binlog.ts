@@ -12,9 +12,11 @@ export interface BinlogPosition {
   /**
    * snapshot: the consistent-snapshot transaction's own position (mariadb-dump --master-data=2
    * with --single-transaction reads Binlog_snapshot_file/position, no global lock);
-   * locked: SHOW MASTER STATUS read while mariadb-dump held the database's table locks.
+   * locked: SHOW MASTER STATUS read while mariadb-dump held the database's table locks;
+   * quiet: the server's position was the same when the dump started and when it ended (nothing
+   * was written anywhere meanwhile), for lock-tables dumps whose locks were gone before we could look.
    */
-  readonly method: 'snapshot' | 'locked';
+  readonly method: 'snapshot' | 'locked' | 'quiet';
 }
 
 /** The directory under dumps.dir where `binlog follow` keeps its copies. */
@@ -22,5 +24,5 @@ export const BINLOG_DIR = 'binlog';
 
 export function isBinlogPosition(value: unknown): value is BinlogPosition {
   const v = value as Partial<BinlogPosition> | null;
-  return !!v && typeof v.file === 'string' && typeof v.position === 'number' && (v.method === 'snapshot' || v.method === 'locked');
+  return !!v && typeof v.file === 'string' && typeof v.position === 'number' && (v.method === 'snapshot' || v.method === 'locked' || v.method === 'quiet');
 }

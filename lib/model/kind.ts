@@ -67,6 +67,8 @@ export interface StreamCheck {
   sidecar?(): { readonly suffix: string; readonly data: Buffer } | undefined;
   /** Facts about the dump learnt while it streamed, for its manifest entry (MariaDB: the binlog position), asked after finish(). */
   entryFacts?(signal?: AbortSignal): Promise<{ readonly binlog?: BinlogPosition } | undefined>;
+  /** While it returns a promise, the relay reads no more of the dump (the tool blocks on its full pipe). */
+  hold?(): Promise<unknown> | undefined;
 }
 
 export interface ServerVersions {
