@@ -21,7 +21,7 @@ export interface Warning {
   readonly site?: string;
 }
 
-/** Codes this tool raises today (others may add their own; see the README "What is reported"). */
+/** Codes this tool raises today (others may add their own; see docs/reporting.md). */
 export const WarningCodes = {
   EVENTS_SKIPPED: 'events-skipped',
   FILES_VANISHED: 'files-vanished',

@@ -30,7 +30,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, 'apiscp-backup.js');
 const PROBE = join(here, 'bench', 'rss-probe.js');
 const CONCURRENCY = 2; // dumps.concurrency's default: what ours runs with, and the floor too
-// dumps.max_rate in the latency section's paced row: ~2× idle p99 by hand (pv -L, 2026-12-04).
+// dumps.max_rate in the latency section's paced row: the rate that brought the sites' p99 near
+// twice idle when tried by hand (pv -L).
 const PACED_RATE = '10M';
 const SECTIONS = ['many', 'big', 'tiny', 'acl', 'restore', 'latency'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -114,9 +115,9 @@ const med = (ss: readonly Sample[]): number => median(ss.map((s) => s.seconds));
 /**
  * Every variant starts with no dirty file pages. With 24 GB of RAM the kernel writes nothing back
  * for 30 s, so the files the previous variant left unsynced (mydumper's, the floor's: ~200 MB
- * each) were written by ours' end-of-run syncfs and counted in ours (ours 4.45-4.94 s against
- * 4.07 s first in a run, 2026-12-04). Untimed; the variants that never sync keep that advantage
- * within their own run.
+ * each) were written by ours' end-of-run syncfs and counted in ours (ours was slower whenever it
+ * did not run first). Untimed; the variants that never sync keep that advantage within their own
+ * run.
  */
 async function writeBackDirtyFiles(): Promise<void> {
   await run(cmd(bin('sync'), []), { timeoutMs: 600_000 });

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// Regenerates config/config.example.yaml and the README's configuration reference from the
+// Regenerates config/config.example.yaml and docs/configuration.md's reference from the
 // schema (test/config.test.ts checks both are current). Run: npm run gen:config
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configReference, sampleConfig } from '../lib/config/sample.js';
 
 const root = new URL('../../', import.meta.url);
 writeFileSync(new URL('config/config.example.yaml', root), sampleConfig());
-const readme = new URL('README.md', root);
-writeFileSync(readme, withReference(readFileSync(readme, 'utf8')));
+const reference = new URL('docs/configuration.md', root);
+writeFileSync(reference, withReference(readFileSync(reference, 'utf8')));
 
 export function withReference(text: string): string {
   const start = '<!-- config-reference:start -->';

@@ -203,3 +203,63 @@ describe('a job that found the lock busy', () => {
     expect(String(after.stdout)).toContain(`did not run: another run holds ${busySb.lockPath}: pid ${first.pid}`);
   });
 });
+
+describe('the dump tools a run killed by SIGKILL left running', () => {
+  /** pid and argv of every process below `pid`. */
+  async function below(pid: number): Promise<{ pid: number; args: string }[]> {
+    const r = await execa('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { reject: false });
+    const kids = String(r.stdout).split('\n').map((l) => l.trim()).filter(Boolean).map((l) => ({ pid: Number(l.split(' ')[0]), args: l.slice(l.indexOf(' ') + 1) }));
+    return [...kids, ...(await Promise.all(kids.map((k) => below(k.pid)))).flat()];
+  }
+
+  it('are killed by the run that takes over, which says so once; a recorded pid now someone else\'s is left alone', async () => {
+    // pg_dump writes its file itself (no pipe through us): after a SIGKILL of the CLI it dumps on
+    // without it. ~250 MB of hex text keep it busy for seconds.
+    const pg = sb.servers.postgres;
+    await pg.sql('CREATE DATABASE site1_pg');
+    await pg.sql('CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) || md5((g * 31)::text) AS v FROM generate_series(1, 2000000) g', 'site1_pg');
+    const osb = await pool.sandbox({
+      sites: { site1: { mysql: ['small1'], pgsql: ['site1_pg'] } },
+      config: { databases: { postgresql: { enabled: true } } },
+    });
+    const file = join(osb.stateDir, 'running.json');
+    const stranger = execa('sleep', ['300'], { detached: true, reject: false });
+    try {
+      const child = osb.spawnCli(['dump']);
+      const stuck = await waitFor('pg_dump at work, recorded in the progress file', async () => {
+        let recorded: RunProgress | undefined;
+        try {
+          recorded = JSON.parse(readFileSync(file, 'utf8')) as RunProgress;
+        } catch {
+          return undefined;
+        }
+        const groups = new Set(recorded.groups?.map((g) => g.pgid));
+        const tools = (await below(child.pid!)).filter((p) => /pg_dump/.test(p.args));
+        return tools.some((t) => groups.has(t.pid)) ? tools : undefined;
+      }, 60_000, 200);
+      process.kill(child.pid!, 'SIGKILL');
+      expect((await child).signal).toBe('SIGKILL');
+      await new Promise((r) => setTimeout(r, 1000));
+      // Orphans now: their parent gone, still dumping.
+      for (const t of stuck) expect(isRunning(t.pid), `${t.pid} ${t.args}`).toBe(true);
+
+      // A recorded group whose leader's pid now runs something else (same pid, another start time).
+      const progress = JSON.parse(readFileSync(file, 'utf8')) as RunProgress;
+      const realStart = readFileSync(`/proc/${stranger.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+      writeFileSync(file, JSON.stringify({ ...progress, groups: [...(progress.groups ?? []), { pgid: stranger.pid, startTime: String(Number(realStart) - 1) }] }));
+
+      // The next run, without PostgreSQL: it must not leave the orphans running.
+      osb.writeConfig({ databases: { postgresql: { enabled: false } }, lock: { wait: '10m' }, verify: { schedule: 'off' } });
+      const r = await osb.cli(['dump']);
+      expect(r.exitCode, String(r.stderr)).toBe(0);
+      for (const t of stuck) expect(isRunning(t.pid), `${t.pid} ${t.args}`).toBe(false);
+      expect(isRunning(stranger.pid!), 'the process that now has a recorded pid').toBe(true);
+      const said = String(r.stderr).match(/killed \d+ process\(es\) it left running \([^)]*\)/g) ?? [];
+      expect(said, String(r.stderr)).toHaveLength(1);
+      expect(said[0]).toMatch(/pg_dump/);
+    } finally {
+      stranger.kill('SIGKILL');
+      await pg.sql('DROP DATABASE site1_pg WITH (FORCE)');
+    }
+  });
+});

@@ -84,11 +84,11 @@ describe('configuration', () => {
     expect(shown).toContain('/etc/p');
   });
 
-  it('the shipped example config and the README reference are generated from the schema', () => {
+  it('the shipped example config and the docs/configuration.md reference are generated from the schema', () => {
     expect(readFileSync('config/config.example.yaml', 'utf8')).toBe(sampleConfig());
     expect(parseConfigText(sampleConfig(), 'example')).toEqual(parseConfigText('', undefined));
-    const readme = readFileSync('README.md', 'utf8');
-    for (const row of configReference()) expect(readme).toContain(row);
+    const reference = readFileSync('docs/configuration.md', 'utf8');
+    for (const row of configReference()) expect(reference).toContain(row);
   });
 });
 

@@ -1,122 +1,68 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, normalize, relative, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 
-// Layers point one way (docs/architecture.md): a module imports only from layers below its own.
-// The files directly in lib/ (errors, log, warnings…) are the foundation and may use each other.
+// Import rules of lib/ (docs/architecture.md, "Layers"): .dependency-cruiser.cjs holds them, this
+// runs dependency-cruiser on lib/ and, so the check is known to bite, on a tree that breaks each.
 
-const LIB = resolve(import.meta.dirname, '../lib');
+const REPO = resolve(import.meta.dirname, '..');
+const CONFIG = join(REPO, '.dependency-cruiser.cjs');
+const BIN = join(REPO, 'node_modules/.bin/depcruise');
 
-/** Lowest first; the same list as in docs/architecture.md. */
-const LAYERS: readonly (readonly string[])[] = [
-  ['(root)'],
-  ['run'],
-  ['config'],
-  ['model'],
-  ['lock', 'panel'],
-  ['plan'],
-  ['dumps'],
-  ['binlog'],
-  ['engine'],
-  ['report'],
-  ['sandbox'],
-  ['verify'],
-  ['job', 'install', 'fleet'],
-  ['demo', 'restore'],
-  ['cli'],
-];
-
-const layerOf = new Map(LAYERS.flatMap((units, i) => units.map((u) => [u, i] as const)));
-
-/** lib/dumps/mysql.ts → dumps; lib/errors.ts → (root). */
-function unitOf(file: string): string {
-  const parts = relative(LIB, file).split('/');
-  return parts.length === 1 ? '(root)' : parts[0]!;
+interface Violation {
+  rule: { name: string };
+  from: string;
+  to: string;
+  cycle?: { name: string }[];
 }
 
-function libFiles(dir = LIB): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? libFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+function violations(cwd: string): { modules: number; found: string[] } {
+  const out = execFileSync(BIN, ['lib', '--config', CONFIG, '--output-type', 'json'], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const result = JSON.parse(out) as { summary: { violations: Violation[]; totalCruised: number } };
+  const found = result.summary.violations.map((v) => `${v.rule.name}: ${v.from} -> ${v.to}`).sort();
+  return { modules: result.summary.totalCruised, found };
 }
 
-/** Relative imports of a module: static, re-exports and dynamic import(). */
-function importsOf(text: string): string[] {
-  return [...text.matchAll(/(?:\bfrom|\bimport\s*\(|^import)\s*['"](\.{1,2}\/[^'"]+)['"]/gm)].map((m) => m[1]!);
-}
+const scratch = mkdtempSync(join(tmpdir(), 'layers-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function violations(files: ReadonlyMap<string, string>): string[] {
-  const out: string[] = [];
-  for (const [file, text] of files) {
-    const from = unitOf(file);
-    const a = layerOf.get(from);
-    if (a === undefined) {
-      out.push(`${relative(LIB, file)}: lib/${from} is in no layer (add it to docs/architecture.md and this test)`);
-      continue;
+describe('import rules of lib/ (dependency-cruiser)', () => {
+  it('lib/ has no cycle, no upward or sibling import, no folder outside the layers, and spawns only in lib/run', () => {
+    const { modules, found } = violations(REPO);
+    expect(modules).toBeGreaterThan(150);
+    expect(found).toEqual([]);
+  });
+
+  it('the rules see a cycle, an upward import, a sibling import, a folder no layer names and a spawn outside lib/run', () => {
+    const files: Record<string, string> = {
+      'lib/errors.js': "import { dumpPlan } from './dumps/run-dumps.js';\nexport const e = 1;\n",
+      'lib/plan/plan.js': "import { dumpPlan } from '../dumps/run-dumps.js';\nimport { k } from '../model/kind.js';\nexport const p = [dumpPlan, k];\n",
+      'lib/model/kind.js': 'export const k = 1;\n',
+      'lib/dumps/run-dumps.js': "import { execa } from 'execa';\nexport const dumpPlan = execa;\n",
+      'lib/dumps/a.js': "import { b } from './b.js';\nexport const a = b;\n",
+      'lib/dumps/b.js': "import { a } from './a.js';\nexport const b = a;\n",
+      'lib/panel/x.js': "export { holder } from '../lock/lock.js';\n",
+      'lib/lock/lock.js': "const cp = await import('node:child_process');\nexport const holder = cp;\n",
+      'lib/run/run.js': "import { spawn } from 'node:child_process';\nexport const run = spawn;\n",
+      'lib/widgets/w.js': "import { run } from '../run/run.js';\nexport const w = run;\n",
+      'node_modules/execa/package.json': '{"name":"execa","main":"index.js"}',
+      'node_modules/execa/index.js': 'exports.execa = 1;\n',
+      'tsconfig.json': '{"compilerOptions":{"allowJs":true},"include":["lib"]}',
+    };
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(scratch, path)), { recursive: true });
+      writeFileSync(join(scratch, path), text);
     }
-    for (const spec of importsOf(text)) {
-      const target = normalize(join(dirname(file), spec));
-      const to = unitOf(target);
-      if (to === from) continue;
-      const b = layerOf.get(to);
-      if (b === undefined || b > a || (b === a && from !== '(root)')) out.push(`${relative(LIB, file)} (${from}) imports ${relative(LIB, target)} (${to})`);
-    }
-  }
-  return out;
-}
-
-/** Modules that start processes: only lib/run may (architecture.md: every subprocess goes through lib/run). */
-const SPAWNERS = /(?:\bfrom|\bimport\s*\(|^import|\brequire\s*\()\s*['"](node:child_process|child_process|execa|zx)['"]/gm;
-
-function spawnViolations(files: ReadonlyMap<string, string>): string[] {
-  return [...files].flatMap(([file, text]) => (unitOf(file) === 'run' ? [] : [...text.matchAll(SPAWNERS)].map((m) => `${relative(LIB, file)} imports ${m[1]} (only lib/run starts processes)`)));
-}
-
-describe('import directions in lib/', () => {
-  it('no module imports from its own layer or above', () => {
-    const files = new Map(libFiles().map((f) => [f, readFileSync(f, 'utf8')]));
-    expect(files.size).toBeGreaterThan(50);
-    expect(violations(files)).toEqual([]);
-  });
-
-  it('only lib/run imports node:child_process or execa', () => {
-    const files = new Map(libFiles().map((f) => [f, readFileSync(f, 'utf8')]));
-    expect(spawnViolations(files)).toEqual([]);
-  });
-
-  it('the subprocess check sees child_process, execa and zx outside lib/run, static or dynamic', () => {
-    const f = (p: string): string => join(LIB, p);
-    expect(
-      spawnViolations(
-        new Map([
-          [f('dumps/x.ts'), "import { spawn, type ChildProcess } from 'node:child_process';"],
-          [f('sandbox/y.ts'), "const { execa } = await import('execa');\nimport { $ } from \"zx\";"],
-          [f('engine/z.ts'), "const cp = require('child_process');"],
-          [f('run/child.ts'), "import { spawn } from 'node:child_process';\nimport { execa } from 'execa';"],
-          [f('plan/w.ts'), "// mentions child_process in a comment, imports nothing"],
-        ]),
-      ),
-    ).toEqual([
-      "dumps/x.ts imports node:child_process (only lib/run starts processes)",
-      'sandbox/y.ts imports execa (only lib/run starts processes)',
-      'sandbox/y.ts imports zx (only lib/run starts processes)',
-      'engine/z.ts imports child_process (only lib/run starts processes)',
-    ]);
-  });
-
-  it('the check sees an upward import, a sibling import and a folder no layer names', () => {
-    const f = (p: string): string => join(LIB, p);
-    expect(
-      violations(
-        new Map([
-          [f('plan/plan.ts'), "import { dumpPlan } from '../dumps/run-dumps.js';\nimport type { X } from '../model/kind.js';"],
-          [f('panel/x.ts'), "export { holder } from '../lock/lock.js';"],
-          [f('cli/main.ts'), "const m = await import('../job/backup-job.js');"],
-          [f('widgets/w.ts'), ''],
-        ]),
-      ),
-    ).toEqual([
-      'plan/plan.ts (plan) imports dumps/run-dumps.js (dumps)',
-      'panel/x.ts (panel) imports lock/lock.js (lock)',
-      'widgets/w.ts: lib/widgets is in no layer (add it to docs/architecture.md and this test)',
+    expect(violations(scratch).found).toEqual([
+      'foundation: lib/errors.js -> lib/dumps/run-dumps.js',
+      'layer-panel: lib/panel/x.js -> lib/lock/lock.js',
+      'layer-plan: lib/plan/plan.js -> lib/dumps/run-dumps.js',
+      'no-circular: lib/dumps/a.js -> lib/dumps/b.js',
+      'no-layer: lib/widgets/w.js -> lib/run/run.js',
+      'only-run-spawns: lib/dumps/run-dumps.js -> node_modules/execa/index.js',
+      'only-run-spawns: lib/lock/lock.js -> child_process',
     ]);
   });
 });

@@ -4,12 +4,13 @@
  * computeStatus says about a run under way or one that died. The CLI end of it, with a real
  * dump killed by SIGKILL, is test/cli-run-liveness.test.ts.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../lib/exit-codes.js';
+import { killOrphans } from '../lib/job/orphans.js';
 import { acquireLock, bootId, holderFile, LockBusyError, processGone, processStartTime, type LockHolder } from '../lib/lock/lock.js';
 import type { RunProgress } from '../lib/report/run-progress.js';
 import type { RunState } from '../lib/report/run-state.js';
@@ -220,5 +221,42 @@ describe('computeStatus: a job that found the lock busy', () => {
     expect(ok.json.busy).toBeNull();
     const failed = computeStatus({ state: finished({ startedAt: hoursAgo(1), status: 'failed', problems: ['x'] }), now: NOW, maxAgeMs: MAX_AGE, lock: {}, busy });
     expect(failed.json.problems).toEqual(expect.arrayContaining([expect.stringMatching(/did not run: another run holds/), 'last run failed: x']));
+  });
+});
+
+describe('killOrphans: the process groups a dead run recorded', () => {
+  const alive = (pid: number): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const pgrpOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  it('kills every member of a group whose leader is the recorded process, and of one whose leader exited; spares a leader with another start time', async () => {
+    // A group whose leader (sh) has exited: its sleep stays, in the group sh led.
+    const led = execa('sh', ['-c', 'sleep 300 >/dev/null 2>&1 & echo $!'], { detached: true, reject: false });
+    const ledStart = processStartTime(led.pid!)!;
+    const orphan = Number(String((await led).stdout).trim());
+    expect(pgrpOf(orphan)).toBe(led.pid);
+    // A group whose leader runs on; a stranger whose pid was "recorded" with another start time.
+    const leader = execa('sleep', ['300'], { detached: true, reject: false });
+    const stranger = execa('sleep', ['300'], { detached: true, reject: false });
+    try {
+      const killed = killOrphans([
+        { pgid: led.pid!, startTime: ledStart },
+        { pgid: leader.pid!, startTime: processStartTime(leader.pid!)! },
+        { pgid: stranger.pid!, startTime: String(Number(processStartTime(stranger.pid!)) + 1) },
+      ]);
+      expect(killed.map((k) => k.pid).sort()).toEqual([orphan, leader.pid!].sort());
+      await until(() => !alive(orphan) && !alive(leader.pid!));
+      expect([alive(orphan), alive(leader.pid!), alive(stranger.pid!)]).toEqual([false, false, true]);
+    } finally {
+      for (const p of [orphan, leader.pid!, stranger.pid!]) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+    }
   });
 });

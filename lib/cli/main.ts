@@ -110,7 +110,7 @@ export function buildProgram(): Command {
     .option('--from-client <name>', 'another server\'s backups (restic host, borg prefix, Bacula client)')
     .action(action(() => import('./commands/list.js'), { logFile: false }));
 
-  const restore = program.command('restore').description('get databases, sites and files back (README "Restoring")');
+  const restore = program.command('restore').description('get databases, sites and files back (docs/restore.md)');
   restore
     .command('db <name>')
     .description('restore one database from a local run or a backup; refuses to replace a non-empty one without --force')
@@ -120,7 +120,7 @@ export function buildProgram(): Command {
     .option('--from <run|backup|date>', 'local run id, backup id (list shows them) or a date: the newest at or before it')
     .option('--into <name>', 'restore into a new database beside the existing one (creates and changes no account)')
     .option('--grants', 'with --into: grant on the new name what the accounts hold on the original now (MariaDB)')
-    .addOption(new Option('--accounts <mode>', 'keep: leave existing accounts, report how they differ from the backup; backup: make the accounts with privileges on the database the backup\'s (MariaDB)').choices(['keep', 'backup']).default('keep'))
+    .addOption(new Option('--accounts <mode>', 'keep: leave existing accounts and roles, report how they differ from the backup; backup: make those with privileges on the database the backup\'s (docs/restore-accounts.md)').choices(['keep', 'backup']).default('keep'))
     .option('--force', 'replace a non-empty database (a safety dump of it is taken first)')
     .option('--dry-run', 'say what would happen, change nothing')
     .option('--from-client <name>', 'another server\'s backup (migration)')
@@ -133,7 +133,9 @@ export function buildProgram(): Command {
     .option('--in-place', 'put back every missing or changed file and replace the databases (safety dumps first)')
     .option('--exact', 'with --in-place: also remove what the backup does not have (listed first)')
     .option('--target <dir>', 'copy into DIR instead (a site the panel no longer has)')
-    .option('--dry-run', 'with --in-place: show, change nothing')
+    .addOption(new Option('--accounts <mode>', 'with --in-place, for its databases: keep (default) or backup, as restore db --accounts').choices(['keep', 'backup']))
+    .option('--grants', 'refused: a site\'s databases keep their names (restore db --into NEW --grants copies grants)')
+    .option('--dry-run', 'with --in-place: show, change nothing (for databases: the account plan and drift too)')
     .action(action(async () => ({ default: (await import('./commands/restore-site.js')).restoreSiteCommand })));
   fromBackup(restore.command('files <siteN> <paths...>').description('one file, directory or mailbox of a site (paths as the site sees them: /var/www/html/x)').addOption(engine()))
     .option('--target <dir>', 'copy into DIR')

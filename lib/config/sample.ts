@@ -35,7 +35,7 @@ export function sampleConfig(): string {
   const lines = [
     '# apiscp-backup configuration (/etc/apiscp-backup/config.yaml).',
     '# Every key is optional: the values shown are the defaults. Unknown keys are errors.',
-    '# Reference: README.md "Configuration". Check a file with: apiscp-backup config validate FILE',
+    '# Reference: docs/configuration.md. Check a file with: apiscp-backup config validate FILE',
     '',
   ];
   walk(configSchema, 0, lines);
@@ -62,7 +62,7 @@ function walk(object: z.AnyZodObject, depth: number, lines: string[]): void {
   }
 }
 
-/** Reference table for the README: key, default, description. */
+/** Reference table for docs/configuration.md: key, default, description. */
 export function configReference(): string[] {
   const rows: string[] = [];
   const visit = (object: z.AnyZodObject, prefix: string): void => {

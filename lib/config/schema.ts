@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * The one schema: it validates config.yaml, supplies every default (an empty file is valid) and
- * documents each key (`config init` and the README's reference are generated from `describe`).
+ * documents each key (`config init` and docs/configuration.md's reference are generated from `describe`).
  * Key names are a contract with admins' files and other tools: rename nothing.
  *
  * Paths marked "(under paths.root)" are placed below `paths.root` (default `/`), so the tests,
@@ -101,7 +101,7 @@ export const configSchema = z
         dir: z.string().default('/var/backup/apiscp-backup').describe('where runs are written (under paths.root)'),
         keep: z.number().int().min(1).default(3).describe('complete runs to keep; older runs are kept too while they hold the newest good dump of a database (see keep_gone); the newest complete run is never deleted'),
         compression: z.enum(['auto', 'zstd', 'gzip', 'none']).default('auto').describe('auto = zstd when installed, else gzip'),
-        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 1, gzip 6; see the README\'s performance section)'),
+        level: z.number().int().min(1).max(19).optional().describe('compression level (default: zstd 1, gzip 6; see docs/performance.md)'),
         rsyncable: tristate
           .default('auto')
           .describe('compress in independent blocks so a small change stays small for deduplicating/delta engines (doubles zstd -1 CPU); auto = on for restic, borg and duplicity'),
@@ -132,7 +132,7 @@ export const configSchema = z
           .regex(/^(0|\d+[KMG]?)$/i, 'expected a rate like 10M (bytes of SQL per second) or 0')
           .refine((v) => v === '0' || !/^\d+[KMG]?$/i.test(v) || sizeBytes(v) >= 1 << 20, 'at least 1M per second (or 0 = no limit)')
           .default('0')
-          .describe("MySQL/MariaDB dumps: at most this much SQL per second from the dump tools, all dumps together (e.g. 10M); 0 = no limit. Gentler on a busy server's sites, at the price of time (README: Performance); PostgreSQL dumps are not paced"),
+          .describe("MySQL/MariaDB dumps: at most this much SQL per second from the dump tools, all dumps together (e.g. 10M); 0 = no limit. Gentler on a busy server's sites, at the price of time (docs/performance.md); PostgreSQL dumps are not paced"),
         timeout: duration.default('6h').describe('per database'),
         retries: z.number().int().min(0).max(10).default(1).describe('more attempts to reach a database server that does not answer (a server restarting at night is common); a retry that was needed is a warning'),
         retry_wait: duration.default('30s').describe('pause before each retry'),
@@ -244,7 +244,7 @@ export const configSchema = z
           .string()
           .default('/usr/local/sbin/apiscp-backup')
           .describe('the fixed path install puts on every client and the RunScripts call, whatever node each server has (under paths.root)'),
-        bconsole: z.string().default('bconsole').describe('bconsole binary for list and restore (needs a Console on the director: README "Restoring")'),
+        bconsole: z.string().default('bconsole').describe('bconsole binary for list and restore (needs a Console on the director: docs/restore.md)'),
         bconsole_config: z.string().default('/etc/bacula/bconsole.conf').describe('bconsole -c FILE (a restricted Console for this client is enough)'),
         restore_job: z.string().optional().describe('the director\'s Restore job (needed when it has more than one)'),
         strip_path: z.number().int().min(0).default(0).describe('components the FileSet strips from site paths (the add-in\'s Client-Layer: strippath=2)'),

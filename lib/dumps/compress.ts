@@ -19,8 +19,8 @@ export function compressionSuffix(c: Compression): string {
 /**
  * The compressor stage. `--rsyncable` keeps a small change in a database from reshuffling the
  * whole compressed file, so restic/borg (deduplicating) and duplicity (librsync deltas) store
- * only what changed between nights. It doubles zstd -1's CPU (measured, README performance
- * section), so `auto` turns it on only for those engines: Bacula stores changed files whole, and
+ * only what changed between nights. It doubles zstd -1's CPU (measured: docs/performance.md),
+ * so `auto` turns it on only for those engines: Bacula stores changed files whole, and
  * with `none` we cannot know what reads the files (set `rsyncable: true` for rsync-based tools).
  */
 export function wantRsyncable(setting: 'auto' | boolean, engine: string): boolean {

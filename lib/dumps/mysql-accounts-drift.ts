@@ -27,14 +27,15 @@ function byAccount(statements: readonly ExportStatement[]): Map<AccountKey, Expo
   return out;
 }
 
-/** Differences between the backup's accounts with privileges on `database` and the live ones, one line each. */
-export function driftOf(backup: readonly ExportStatement[], live: ReadonlyMap<AccountKey, ExportStatement[]>, database: string): string[] {
+/** Differences between the backup's accounts with privileges on `database` and the live ones, one line each (accounts named in `settled` left out). */
+export function driftOf(backup: readonly ExportStatement[], live: ReadonlyMap<AccountKey, ExportStatement[]>, database: string, settled: ReadonlySet<string> = new Set()): string[] {
   const mine = byAccount(backup);
   const holders = new Set<AccountKey>([...live.keys()]);
   for (const s of backup) if (s.type === 'grant' && grantCovers(s.target, database)) holders.add(s.account);
   const out: string[] = [];
   for (const account of holders) {
     const name = showAccount(account);
+    if (settled.has(name)) continue;
     const b = mine.get(account);
     const l = live.get(account);
     if (!b) {

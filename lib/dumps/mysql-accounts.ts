@@ -62,7 +62,7 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
     for (const account of needed) if (!existing.has(account) && inBackup.has(account)) createdKeys.add(account);
     const unknown = missingDefiners.filter((d) => !inBackup.has(d));
     if (unknown.length) notes.push(`DEFINER account(s) neither on the server nor in the users export: ${unknown.map(showAccount).join(', ')}: the views and routines they define fail at use (error 1449) until they exist`);
-    plugins.push(...(await loadPlugins(query, backup.filter((s) => s.type === 'create-user' && createdKeys.has(s.account)), signal)));
+    plugins.push(...(await loadPlugins(query, backup.filter((s) => s.type === 'create-user' && createdKeys.has(s.account)), req.dryRun ?? false, signal)));
     const creates = backup.filter((s) => (s.type === 'create-user' || s.type === 'create-role') && createdKeys.has(s.account));
     for (const c of creates) creating.set(before.push(c.sql) - 1, c);
     const present = (k: AccountKey): boolean => existing.has(k) || createdKeys.has(k);
@@ -140,9 +140,21 @@ export async function prepareMysqlAccounts(query: Query, exportText: string | un
           changed.push(...fix.changed);
           locked.push(...fix.locked);
         }
-        drift = driftOf(backup, await liveAccounts(query, database, unescape, signal), database);
+        // What was just made the backup's or locked is named above, not again as drift.
+        drift = driftOf(backup, await liveAccounts(query, database, unescape, signal), database, new Set([...changed, ...locked]));
       }
       return { created, granted, changed, locked, drift, notes, plugins };
+    },
+    async preview(): Promise<AccountReport> {
+      const live = await liveAccounts(query, database, unescape, signal);
+      const granted = sameName
+        ? [...createdKeys].filter((k) => backup.some((s) => s.type === 'grant' && s.account === k && grantCovers(s.target, database))).map(showAccount)
+        : req.copyGrants
+          ? [...live].filter(([, st]) => st.some((s) => s.type === 'grant' && s.target.scope !== 'global' && grantCovers(s.target, database))).map(([k]) => showAccount(k))
+          : [];
+      const fix = sameName && exportText !== undefined && req.accounts === 'backup' ? makeLikeBackup(backup, live, database, existing, createdKeys) : { changed: [], locked: [] };
+      const drift = sameName && exportText !== undefined ? driftOf(backup, live, database) : [];
+      return { created, granted, changed: fix.changed, locked: fix.locked, drift, notes, plugins };
     },
     async undo() {
       const dropped: string[] = [];
@@ -174,7 +186,7 @@ export function neededAccounts(backup: readonly ExportStatement[], database: str
  * Load the authentication plugins the accounts to create need, before anything is changed; a
  * plugin the server cannot load stops the restore, saying which one and how to load it.
  */
-async function loadPlugins(query: Query, creates: readonly ExportStatement[], signal?: AbortSignal): Promise<string[]> {
+async function loadPlugins(query: Query, creates: readonly ExportStatement[], dryRun: boolean, signal?: AbortSignal): Promise<string[]> {
   const wanted = new Map<string, string[]>();
   for (const s of creates) {
     for (const m of s.sql.matchAll(/\b(?:IDENTIFIED (?:VIA|WITH)|OR) ([A-Za-z0-9_]+)/g)) {
@@ -188,6 +200,10 @@ async function loadPlugins(query: Query, creates: readonly ExportStatement[], si
   for (const [plugin, accounts] of wanted) {
     if (active.has(plugin)) continue;
     const library = PLUGIN_LIBRARY[plugin];
+    if (dryRun) {
+      loaded.push(`${plugin} (${library ? `INSTALL SONAME '${library}'` : 'its plugin library: none known'})`);
+      continue;
+    }
     try {
       if (!library) throw new Error('no known library provides it');
       await query(`INSTALL SONAME '${library}'`, signal);

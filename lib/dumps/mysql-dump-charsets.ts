@@ -3,9 +3,8 @@ import type { DumpIndex } from './mysql-dump-index.js';
 /**
  * Which tables of a mariadb-dump file may have their rows loaded as `SET NAMES binary`, the way
  * mydumper's files load: the server then takes each string literal's bytes as they are instead
- * of checking and counting utf8mb4 characters in every one (mariadbd's `my_numchars_mb` and the
- * utf8mb4 scanners were ~15 % of its CPU loading the bench's 1.1 GB database; as binary the load
- * took 23.3 s against 28.5 s, mariadbd 32.7 s of CPU against 38.6 s, Node 4.7 s against 7.1 s).
+ * of checking and counting utf8mb4 characters in every one (those scanners were a large share of
+ * mariadbd's CPU in a big load: docs/performance.md).
  *
  * The bytes are the same only where the dump's text encoding is the columns' own: the header
  * sets NAMES utf8mb4 (or utf8/utf8mb3), and every character set and collation the table's

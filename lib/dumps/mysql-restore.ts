@@ -10,12 +10,13 @@ import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from './mysql-load.j
 import type { DumpIndex } from './mysql-dump-index.js';
 import { readDumpMap } from './mysql-dump-map.js';
 import { resolveWireTarget, WireSink } from './mysql-wire.js';
-import { unescapeBatch, type MysqlSession } from './mysql.js';
+import { unescapeBatch, type MysqlSession } from './mysql-session.js';
 import type { AccountsRequest, AccountWork, Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
 import { prepareMysqlAccounts } from './mysql-accounts.js';
 import { parseAccount, type AccountKey } from './mysql-accounts-parse.js';
 import { altersDatabase, propsFromDump, propsOfDetails, retargetIndex } from './mysql-database-props.js';
 import { RestoreError } from '../errors.js';
+import { mysqlInventorySql, parseMysqlInventory } from './mysql-inventory.js';
 
 /**
  * The restore half of the MySQL/MariaDB kind. A dump is streamed through the decompressor into
@@ -104,6 +105,12 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     async dropDatabase(database, signal) {
       await s.query(`DROP DATABASE IF EXISTS ${ident(database)}`, signal);
     },
+    async inventory(database, signal) {
+      const started = Date.now();
+      // COUNT(*) of every table: a large database takes minutes, not the catalog queries' limit.
+      const rows = await s.query(mysqlInventorySql(database, { updateTimes: false }), signal, INVENTORY_TIMEOUT_MS);
+      return parseMysqlInventory(rows, { ms: Date.now() - started });
+    },
     async ensureAccounts(database, dump, accounts, signal) {
       const work = await this.prepareAccounts!({ database, into: database, copyGrants: false, accounts: 'keep' }, dump, accounts, signal);
       await work.beforeLoad();
@@ -136,8 +143,8 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         // One argv word: a name like '-x' or 'a b' is a name here, never an option.
         `--database=${database}`,
       ];
-      // A big dump loads near myloader's speed only over several connections (a 1.1 GB database:
-      // 24.8 s with 2, against 37.5 s with one stream and 19.7 s for myloader -t 2; bench:dumps 2026-12-03).
+      // A big dump loads near myloader's speed only over several connections (one stream is far
+      // slower: docs/performance.md, restore_vs_myloader).
       if (options.connections > 1 || renamed !== undefined) {
         // The rows over protocol connections where they can connect as the client does.
         const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
@@ -171,6 +178,9 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     },
   };
 }
+
+/** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 /** "1G", "512M", "65536" → bytes (validated when the session opened). */
 export function packetBytes(size: string): number {

@@ -10,8 +10,10 @@ import { run } from '../run/run.js';
 import { openClientSession, type ClientSession } from '../run/session.js';
 import { largeStdoutBuffer } from '../run/stdout-buffer.js';
 import { whichSystem } from '../run/which.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../model/kind.js';
+import type { Compression, DatabaseKind, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../model/kind.js';
 import { withMysqlRestore } from './mysql-restore.js';
+import type { MysqlSession } from './mysql-session.js';
+import { unescapeBatch } from './mysql-session.js';
 import { warning, WarningCodes } from '../warnings.js';
 import { installedEvidence, MYSQL_SIGNS } from './installed.js';
 import { readTail, tailCheck } from './verify.js';
@@ -23,6 +25,8 @@ import { withDumpMap } from './mysql-dump-map.js';
 import { recordAccounts } from './mysql-accounts-check.js';
 import { withBinlogMark, type LockedRead } from './mysql-binlog-mark.js';
 import { binlogReadable, lockedPosition, serverPosition } from './mysql-binlog-probe.js';
+
+export { unescapeBatch, type MysqlSession } from './mysql-session.js';
 
 /** Schemas that belong to the server, not to a site. */
 const SYSTEM_SCHEMAS = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
@@ -51,19 +55,6 @@ export const mysqlKind: DatabaseKind = {
   },
 };
 
-export interface MysqlSession extends DatabaseSession {
-  /** The 0600 option file every command reads (removed by close()). */
-  readonly optionFile: string;
-  /** The mariadb/mysql client binary. */
-  readonly client: string;
-  readonly secrets: readonly string[];
-  readonly cfg: MysqlConfig;
-  readonly log: Logger;
-  /** Rows of tab-separated batch output; HEX() every free-text column. */
-  query(sql: string, signal?: AbortSignal): Promise<string[][]>;
-  /** Users and grants via SHOW CREATE USER / SHOW GRANTS (MySQL servers; callable on MariaDB for tests). */
-  planUsersWithShowGrants(signal?: AbortSignal): Promise<DumpSpec>;
-}
 
 async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   const cfg = ctx.loaded.config.databases.mysql;
@@ -457,11 +448,6 @@ function fromHex(hex: string): string {
 /** A SQL string literal for sql_mode='' (backslash escapes active). */
 function literal(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\0/g, '\\0')}'`;
-}
-
-/** Undo the mariadb/mysql client's batch-mode escaping of \0, \t, \n and \\ in values. */
-export function unescapeBatch(text: string): string {
-  return text.replace(/\\(.)/g, (_m, c: string) => ({ '0': '\0', t: '\t', n: '\n', r: '\r', b: '\b', '\\': '\\' })[c] ?? `\\${c}`);
 }
 
 /** Tab-separated rows of `mariadb --batch --skip-column-names` output. */

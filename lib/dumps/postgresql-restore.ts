@@ -10,8 +10,10 @@ import { whichSystem } from '../run/which.js';
 import { leadingWords, splitScript, unquoteIdent } from './pg-script.js';
 import { archiveFile, databaseScripts, runScript, type DatabaseScripts } from './postgresql-database.js';
 import { decompressorCommand } from './compress.js';
-import type { PostgresSession } from './postgresql.js';
+import type { PgSession } from './postgresql-session.js';
+import { preparePgAccounts, type PgAccountPlan } from './postgresql-accounts-work.js';
 import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../model/kind.js';
+import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './postgresql-inventory.js';
 
 /**
  * The restore half of the PostgreSQL kind: pg_restore of the server's own major version (the
@@ -20,13 +22,13 @@ import type { Compression, DatabaseState, DumpFile, RestoreSession } from '../mo
  * Every tool runs as `postgres` over a local socket (peer authentication) and reads the dump on
  * stdin: the dumps stay root's 0600 files.
  */
-export function withPostgresRestore(s: PostgresSession): RestoreSession {
+export function withPostgresRestore(s: PgSession): RestoreSession {
   const maintenance = s.maintenanceDb;
   const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
   const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
   /** The roles the dump needs that the server lacks (from the run's globals), after the dump's first look. */
-  const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<{ statements: string[]; created: string[] }> => {
+  const planRoles = async (dump: DumpFile, accounts: DumpFile | undefined, signal?: AbortSignal): Promise<PgAccountPlan> => {
     const scratch = await makeTempDir('asb-pgacc-');
     try {
       // Everything but the data, the database's own entries included (owner, grantees, role
@@ -35,7 +37,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       const file = await archiveFile(dump, scratch, signal);
       const schema = await schemaOf(s, file, signal);
       refuseCodeRunDuringLoad(schema);
-      if (!accounts) return { statements: [], created: [] };
+      if (!accounts) return { schema, statements: [], created: [] };
       await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
       const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
       const existing = new Set(
@@ -44,7 +46,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
           .filter(Boolean)
           .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
       );
-      return roleStatements(globals, referencedRoles(schema), existing);
+      return { schema, globals, ...roleStatements(globals, referencedRoles(schema), existing) };
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
@@ -95,40 +97,27 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
       // FORCE (13+): a restore must not wait for the site's open connections.
       await s.sql(maintenance, `DROP DATABASE IF EXISTS ${pgIdent(database)}${major >= 13 ? ' WITH (FORCE)' : ''}`, signal);
     },
+    async inventory(database, signal) {
+      const started = Date.now();
+      // One statement, so one snapshot; count(*) of every table may take minutes.
+      const out = await run(s.tool('psql', PSQL_ARGS, database), { input: pgInventorySql() + ';\n', signal, timeoutMs: INVENTORY_TIMEOUT_MS });
+      return parsePgInventory(out.stdout, 'snapshot', Date.now() - started);
+    },
     async ensureAccounts(_database, dump, accounts, signal) {
       const plan = await planRoles(dump, accounts, signal);
       await createRoles(plan.statements, signal);
-      return plan.created;
+      return [...plan.created];
     },
     async checkLoadable(dump, signal) {
       await planRoles(dump, undefined, signal);
     },
-    async prepareAccounts(_request, dump, accounts, signal) {
+    async prepareAccounts(request, dump, accounts, signal) {
       // The first look inside the dump (and the refusal of code COPY would run as superuser) now,
       // before anything changes; the roles are created right before the load, and dropped again
       // when the restore fails (they were missing before, so nothing else can depend on them).
+      // Under the dumped name the roles there are compared with the backup's (postgresql-accounts-work.ts).
       const plan = await planRoles(dump, accounts, signal);
-      let made: readonly string[] = [];
-      return {
-        created: plan.created,
-        plugins: [],
-        async beforeLoad() {
-          await createRoles(plan.statements, signal);
-          made = plan.created;
-        },
-        async afterLoad() {
-          return { created: made, granted: [], changed: [], locked: [], drift: [], notes: [], plugins: [] };
-        },
-        async undo() {
-          if (!made.length) return [];
-          // Reverse order: a role created for its membership goes after its members.
-          const drops = [...made].reverse().map((r) => `DROP ROLE IF EXISTS ${pgIdent(r)};`);
-          await createRoles(drops);
-          const dropped = [...made];
-          made = [];
-          return dropped;
-        },
-      };
+      return preparePgAccounts(s, request, plan, createRoles, signal);
     },
     async load(database, dump, signal) {
       const scratch = await makeTempDir('asb-pgload-');
@@ -151,7 +140,7 @@ export function withPostgresRestore(s: PostgresSession): RestoreSession {
   };
 }
 
-async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
+async function readDatabaseScripts(s: PgSession, dump: DumpFile, into: string, signal?: AbortSignal): Promise<DatabaseScripts> {
   const scratch = await makeTempDir('asb-pgarc-');
   try {
     return await databaseScripts(s.toolPath('pgRestore'), await archiveFile(dump, scratch, signal), into, signal);
@@ -161,7 +150,7 @@ async function readDatabaseScripts(s: PostgresSession, dump: DumpFile, into: str
 }
 
 /** The archive's SQL without its data (pg_restore as us, on the file: no server, no pipe). */
-async function schemaOf(s: PostgresSession, file: string, signal?: AbortSignal): Promise<string> {
+async function schemaOf(s: PgSession, file: string, signal?: AbortSignal): Promise<string> {
   return (await run(cmd(s.toolPath('pgRestore'), ['--create', '--section=pre-data', '--section=post-data', '--file=-', '--', file]), { signal })).stdout;
 }
 
@@ -179,6 +168,9 @@ function catBin(): string {
   if (!bin) throw new MissingDependencyError('cat', 'coreutils', 'coreutils');
   return bin;
 }
+
+/** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
+const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 
 const PSQL_SCRIPT = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'];
 

@@ -13,10 +13,14 @@ import { osUser } from '../os-user.js';
 import { findPgTool } from './pg-bin.js';
 import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../model/kind.js';
 import { withPostgresRestore } from './postgresql-restore.js';
+import type { PgSession, PgTool } from './postgresql-session.js';
 import { decompressorCommand } from './compress.js';
 import { installedEvidence, POSTGRESQL_SIGNS } from './installed.js';
 import { readTail } from './verify.js';
 import { openPgProbe, PSQL_ARGS } from './postgresql-inventory.js';
+import { parseRecordedRoles, ROLES_SQL } from './postgresql-accounts.js';
+
+export type { PgSession, PgTool } from './postgresql-session.js';
 
 /** "15" for 150004; "9.6" for 90624 (before 10 the major had two parts). */
 export function majorOf(versionNum: number): string {
@@ -99,9 +103,8 @@ async function verifyCustom(pgRestore: string, file: string, compression: Compre
 
 const TRAILER = 'PostgreSQL database cluster dump complete';
 
-export type PgTool = 'psql' | 'pgDump' | 'pgDumpall' | 'pgRestore';
 
-export class PostgresSession implements DatabaseSession {
+export class PostgresSession implements PgSession {
   readonly kind = 'postgresql' as const;
   constructor(
     readonly versions: { server: string; client: string },
@@ -164,8 +167,11 @@ export class PostgresSession implements DatabaseSession {
     };
   }
 
-  async planServerWide(): Promise<DumpSpec[]> {
+  async planServerWide(signal?: AbortSignal): Promise<DumpSpec[]> {
     if (!this.cfg.dump_globals) return [];
+    // The roles as the server says them now, for verify to compare a restore's with (pg_authid:
+    // a superuser reads it; without one the list is not recorded and verify says so).
+    const roles = await query(this.conn, this.tools.psql, this.maintenanceDb, ROLES_SQL, signal).then(parseRecordedRoles, () => undefined);
     return [
       {
         kind: 'postgresql',
@@ -186,7 +192,7 @@ export class PostgresSession implements DatabaseSession {
           }
           if (!text.includes(TRAILER)) throw corrupt(file, `the '${TRAILER}' trailer is missing (truncated?)`);
         },
-        details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
+        details: { serverVersion: this.versions.server, clientVersion: this.versions.client, ...(roles ? { roles } : {}) },
       },
     ];
   }

@@ -6,7 +6,7 @@ import type { Compression } from '../model/kind.js';
 
 /**
  * How one run dumps, decided once from the config, the machine and the plan: the defaults here
- * were chosen from `npm run bench:dumps` figures (README, performance section).
+ * were chosen from `npm run bench:dumps` figures (docs/performance.md).
  */
 export interface DumpTuning {
   readonly compression: Compression;

@@ -9,7 +9,7 @@ import type { BackupLevel, BackupPoint, EngineContext, FetchRequest, ListOptions
 
 /**
  * Bacula's list and restore go through the director, with bconsole (a Console with access to
- * this client's jobs: README "Restoring"). bconsole exits 0 whatever happened, so every answer
+ * this client's jobs: docs/restore.md). bconsole exits 0 whatever happened, so every answer
  * is read: "Job queued. JobId=N", then `wait jobid=N` for the JobStatus.
  */
 

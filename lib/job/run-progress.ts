@@ -2,11 +2,12 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
-import { thisProcess } from '../lock/lock.js';
+import { processStartTime, thisProcess } from '../lock/lock.js';
 import { atLastResort } from '../last-resort.js';
 import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { runProgressFile, type RunProgress } from '../report/run-progress.js';
+import { liveGroups } from '../run/process-group.js';
 
 /** Dumps finishing by the hundred must not rewrite the file by the hundred: at most once a second. */
 const MIN_INTERVAL_MS = 1000;
@@ -24,6 +25,29 @@ export class ProgressFile {
     const now = new Date().toISOString();
     this.state = { version: 1, process: thisProcess(), ...info, startedAt: now, updatedAt: now, phase: 'starting' };
     this.forget = atLastResort(() => rmSync(this.file, { force: true }));
+    this.write();
+    this.groupsTimer = setInterval(() => this.recordGroups(), MIN_INTERVAL_MS);
+    this.groupsTimer.unref();
+  }
+
+  private readonly groupsTimer: NodeJS.Timeout;
+  private groupsKey = '';
+
+  /**
+   * The process groups our children lead, when they changed: after a SIGKILL of this process
+   * its dump tools run on (orphans), and the run that takes over ends them by this list
+   * (job/orphans.ts). A child that lives less than a second may go unrecorded; those end by themselves.
+   */
+  private recordGroups(): void {
+    if (this.ended) return;
+    const groups = liveGroups().flatMap((pgid) => {
+      const startTime = processStartTime(pgid);
+      return startTime === undefined ? [] : [{ pgid, startTime }];
+    });
+    const key = groups.map((g) => `${g.pgid}:${g.startTime}`).join(',');
+    if (key === this.groupsKey) return;
+    this.groupsKey = key;
+    this.state = { ...this.state, groups };
     this.write();
   }
 
@@ -67,6 +91,7 @@ export class ProgressFile {
   end(): void {
     this.ended = true;
     if (this.trailing) clearTimeout(this.trailing);
+    clearInterval(this.groupsTimer);
     this.forget();
     rmSync(this.file, { force: true });
   }

@@ -1,5 +1,5 @@
 import type { Command } from '../run/command.js';
-import type { InventoryProbe } from './inventory.js';
+import type { Inventory, InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { Warning } from '../warnings.js';
@@ -161,6 +161,8 @@ export interface AccountsRequest {
   readonly copyGrants: boolean;
   /** --accounts: 'keep' leaves existing accounts as they are (and reports how they differ); 'backup' makes them the backup's on the database. */
   readonly accounts: 'keep' | 'backup';
+  /** --dry-run: plan and compare only (no plugin is loaded); AccountWork.preview() says what it would do. */
+  readonly dryRun?: boolean;
 }
 
 export interface AccountReport {
@@ -190,6 +192,8 @@ export interface AccountWork {
   afterLoad(): Promise<AccountReport>;
   /** A failed restore: drop the accounts beforeLoad() created; returns their names. */
   undo(): Promise<string[]>;
+  /** --dry-run: what it would create, change and lock, and the drift found now; changes nothing. */
+  preview?(): Promise<AccountReport>;
 }
 
 export type DatabaseState = 'missing' | 'empty' | 'non-empty';
@@ -234,4 +238,9 @@ export interface RestoreSession extends DatabaseSession {
   checkLoadable?(dump: DumpFile, signal?: AbortSignal): Promise<void>;
   /** Stream `dump` into `database` (which exists and is empty). */
   load(database: string, dump: DumpFile, signal?: AbortSignal): Promise<void>;
+  /**
+   * What `database` holds now, read with the query the dump-time inventory used (every table
+   * counted): what a restore and verify compare with the manifest's inventory.
+   */
+  inventory(database: string, signal?: AbortSignal): Promise<Inventory>;
 }

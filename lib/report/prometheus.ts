@@ -40,7 +40,7 @@ export function renderPrometheus(state: RunState, verify?: VerifyState): string 
     { name: 'apiscp_backup_warnings', help: 'Warnings of the last run (events skipped, a database missing, restic exit 3…): the backup exists but something needs a look.', samples: one(state.warnings?.length ?? 0) },
     {
       name: 'apiscp_backup_warnings_by_code',
-      help: 'Warnings of the last run per code (see the README, What is reported).',
+      help: 'Warnings of the last run per code (see docs/reporting.md).',
       samples: [...countByCode(state.warnings ?? [])].map(([code, n]) => ({ labels: { ...engine, code }, value: n })),
     },
     { name: 'apiscp_backup_last_run_success', help: '1 when the last run left a usable backup (warnings included), else 0; 0 while a run is in progress.', samples: one(state.status !== 'running' && isSuccessfulRun(state) ? 1 : 0) },

@@ -20,6 +20,8 @@ export interface RunProgress {
   readonly phase: string;
   readonly runId?: string;
   readonly dumps?: { readonly done: number; readonly total: number; readonly current?: string; readonly bytes?: number };
+  /** The process groups the job's children lead (leader pid = group id, its start time): what a SIGKILL orphans. */
+  readonly groups?: readonly { readonly pgid: number; readonly startTime: string }[];
 }
 
 export function runProgressFile(stateDir: string): string {

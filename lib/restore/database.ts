@@ -5,11 +5,12 @@ import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
 import type { ManifestEntry } from '../model/manifest.js';
-import type { AccountReport, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
+import type { AccountReport, AccountsRequest, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../run/pipeline.js';
 import type { StagedRun } from './stage.js';
+import { compareWithInventory, describeComparison, type InventoryComparison } from '../model/inventory-compare.js';
 
 /**
  * Step 4 for databases: load one dump into its server. A database that is not empty is only
@@ -35,10 +36,27 @@ export interface DbRestoreResult {
   /** What was there before: 'missing', 'empty' or 'non-empty' (replaced). */
   readonly before: string;
   readonly accountsCreated: readonly string[];
-  /** What the restore did to accounts and how they differ from the backup's (MariaDB). */
+  /** What the restore did to accounts and how they differ from the backup's. */
   readonly accounts?: AccountReport;
+  /** --accounts as asked ('keep' when not). */
+  readonly accountsMode?: 'keep' | 'backup';
   readonly safetyDump?: string;
   readonly dryRun: boolean;
+  /** What the restored database was compared with before success was reported (not on a dry run). */
+  readonly proof?: RestoreProof;
+}
+
+/**
+ * The restored database against the inventory its server had at dump time (the comparison
+ * verify makes), or why there was nothing to compare with (a run from before inventories).
+ */
+export type RestoreProof = ({ readonly compared: true } & InventoryComparison) | { readonly compared: false; readonly reason: string };
+
+/** A load that went through but does not hold what the server had at dump time. */
+class NotAsDumped extends RestoreError {
+  constructor(readonly comparison: InventoryComparison) {
+    super(`what it loaded differs from the backup (the inventory recorded at dump time): ${comparison.problems.join('; ')}`);
+  }
 }
 
 /** Opens each kind's target server once per restore, and closes them all at the end. */
@@ -91,11 +109,11 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   const into = opts.into ?? database;
   const session = await servers.get(kind);
   const before = await replaceable(session, kind, into, opts.force, signal);
-  const base = { kind, database, into, before, dryRun: opts.dryRun };
-  if (opts.dryRun) return { ...base, accountsCreated: [] };
+  const base = { kind, database, into, before, dryRun: opts.dryRun, accountsMode: opts.accounts ?? 'keep' };
   const accounts = accountsEntry(run, kind);
   const dump = dumpFile(run, entry);
   const exportFile = accounts && dumpFile(run, accounts);
+  if (opts.dryRun) return { ...base, ...(await previewAccounts(session, { database, into, copyGrants: opts.grants ?? false, accounts: opts.accounts ?? 'keep', dryRun: true }, dump, exportFile, signal)) };
   let accountsCreated: string[] = [];
   let work: AccountWork | undefined;
   try {
@@ -119,6 +137,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     }
   }
   let report: AccountReport | undefined;
+  let proof: RestoreProof | undefined;
   try {
     // Accounts first (a DEFINER must exist), then the objects, then the grants on them.
     await work?.beforeLoad();
@@ -133,6 +152,8 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   try {
     await session.createDatabase(into, dump, signal);
     await session.load(into, dump, signal);
+    // Proven before the accounts' grants and changes (afterLoad), which the rollback would not undo.
+    proof = await prove(session, entry, into, log, signal);
     report = await work?.afterLoad();
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
@@ -155,9 +176,51 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     }
     const undone = await undoAccounts(work);
     log.error(`restore of ${kind} '${into}' failed: ${why}`);
-    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped }, { cause: err });
+    const comparison = err instanceof NotAsDumped ? { comparison: { compared: true, ...err.comparison } satisfies RestoreProof } : {};
+    throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped, ...comparison }, { cause: err });
   }
-  return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file };
+  return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file, proof };
+}
+
+/** Compare what `into` holds now with the entry's dump-time inventory; throws NotAsDumped on a difference. */
+async function prove(session: RestoreSession, entry: ManifestEntry, into: string, log: Logger, signal?: AbortSignal): Promise<RestoreProof> {
+  if (!entry.inventory) {
+    const reason = `the run has no inventory${entry.inventoryError ? ` (${entry.inventoryError})` : ' (a run from before inventories were recorded)'}`;
+    log.warn(`restore of ${entry.kind} '${into}': not compared: ${reason}`);
+    return { compared: false, reason };
+  }
+  let found;
+  try {
+    found = await session.inventory(into, signal);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    // The load went through; only the reading failed: not proven wrong, so not undone.
+    const reason = `reading what '${into}' holds failed: ${err instanceof Error ? err.message : String(err)}`;
+    log.warn(`restore of ${entry.kind} '${into}': not compared: ${reason}`);
+    return { compared: false, reason };
+  }
+  const comparison = compareWithInventory(entry.inventory, found);
+  if (comparison.problems.length) throw new NotAsDumped(comparison);
+  return { compared: true, ...comparison };
+}
+
+/** The comparison a failed restore of one database made, if that is what failed, keyed as restores.jsonl keys it. */
+export function proofOfFailure(err: unknown): Record<string, RestoreProof> | undefined {
+  const c = err instanceof BackupError ? err.context : undefined;
+  return c?.comparison ? { [`${String(c.kind)}:${String(c.database)}`]: c.comparison as RestoreProof } : undefined;
+}
+
+/** The line a restore prints about its comparison. */
+export function describeProof(proof: RestoreProof): string {
+  if (!proof.compared) return `not compared: ${proof.reason}`;
+  return `compared with the backup's inventory (recorded at dump time): as dumped: ${describeComparison(proof)}${proof.notes.length ? `; ${proof.notes.join('; ')}` : ''}`;
+}
+
+/** --dry-run: the account plan (what it would create, grant, change, lock) and the drift found now; changes nothing. */
+async function previewAccounts(session: RestoreSession, req: AccountsRequest, dump: DumpFile, exportFile: DumpFile | undefined, signal?: AbortSignal): Promise<{ accountsCreated: readonly string[]; accounts?: AccountReport }> {
+  const work = await session.prepareAccounts?.(req, dump, exportFile, signal);
+  const report = await work?.preview?.();
+  return report ? { accountsCreated: report.created, accounts: report } : { accountsCreated: [] };
 }
 
 /** Drop the accounts a failed restore created; what to add to its message. */

@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import type { RestoreProof } from './database.js';
 
 /**
  * Every restore leaves a record (who, what, from which backup, result) in the log and in
@@ -18,6 +19,8 @@ export interface RestoreRecord {
   readonly safetyDumps?: readonly string[];
   readonly accountsCreated?: readonly string[];
   readonly changes?: Readonly<Record<string, number>>;
+  /** Per restored database (`kind:name`): its comparison with the dump-time inventory, or why none was made. */
+  readonly comparisons?: Readonly<Record<string, RestoreProof>>;
 }
 
 export function journalFile(loaded: LoadedConfig): string {

@@ -6,7 +6,7 @@ import { RestoreError, UsageError } from '../errors.js';
 import { takeLock } from '../job/backup-job.js';
 import { ALL_KINDS } from '../job/dump-step.js';
 import type { Logger } from '../log.js';
-import { accountsEntry, dumpFile, findDatabaseEntry, replaceable, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
+import { accountsEntry, dumpFile, findDatabaseEntry, proofOfFailure, replaceable, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { describeSource, readManifest, resolveSource } from './source.js';
 import { openStaging, stageDumps, stageRun, type Staging } from './stage.js';
@@ -88,6 +88,7 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
         result: input.dryRun ? 'dry-run' : 'ok',
         safetyDumps: result.safetyDump ? [result.safetyDump] : [],
         accountsCreated: result.accountsCreated,
+        ...(result.proof ? { comparisons: { [`${result.kind}:${result.into}`]: result.proof } } : {}),
       });
       return { ...result, source: from, runId };
     } finally {
@@ -95,7 +96,8 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
     }
   } catch (err) {
     const refused = err instanceof RestoreError && /^refusing/.test(err.message);
-    recordRestore(loaded, log, { command: 'restore db', what, from, runId, result: refused ? 'refused' : 'failed', detail: err instanceof Error ? err.message : String(err) });
+    const proof = proofOfFailure(err);
+    recordRestore(loaded, log, { command: 'restore db', what, from, runId, result: refused ? 'refused' : 'failed', detail: err instanceof Error ? err.message : String(err), ...(proof ? { comparisons: proof } : {}) });
     throw err;
   } finally {
     await staging?.dispose();

@@ -16,7 +16,7 @@ import { SITE_ID } from '../model/site.js';
 import { listSites } from '../panel/sites.js';
 import { expandBackupPaths } from '../plan/paths.js';
 import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from './apply.js';
-import { accountsEntry, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
+import { accountsEntry, proofOfFailure, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
@@ -47,6 +47,10 @@ export interface SiteRestoreInput {
   readonly exact: boolean;
   readonly dryRun: boolean;
   readonly target?: string;
+  /** --accounts backup|keep for its database restores (see DbRestoreOptions). */
+  readonly accounts?: 'keep' | 'backup';
+  /** --grants: refused (it copies grants to an --into name; a site's databases keep their names). */
+  readonly grants?: boolean;
 }
 
 export interface PartPlan {
@@ -112,6 +116,8 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   const { loaded, log, signal, site } = input;
   if (!SITE_ID.test(site)) throw new UsageError(`${JSON.stringify(site)} is not a site id (siteN)`);
   if (input.inPlace && input.target) throw new UsageError('--in-place and --target exclude each other');
+  if (input.grants) throw new UsageError('--grants copies the accounts\' grants to a database restored --into a new name; restore site restores each database under its own name (restore db NAME --into NEW --grants for a copy)');
+  if (input.accounts === 'backup' && !input.inPlace) throw new UsageError('--accounts backup changes accounts when the databases are put back: it needs --in-place');
   const engine = getEngine(input.engine);
   const ctx = restoreEngineContext(loaded, log, signal);
   const command = input.paths ? 'restore files' : 'restore site';
@@ -196,7 +202,16 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         raws.set(shown, plan);
       }
     }
-    const databases = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
+    const databases: SiteRestoreOutcome['databases'] = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
+    if (input.inPlace && input.dryRun && run && dbEntries.length) {
+      // The account plan of each database restore, and the drift found now: nothing changes.
+      const servers = new TargetServers(ALL_KINDS, { loaded, log, signal });
+      try {
+        for (const [i, e] of dbEntries.entries()) databases[i] = { ...databases[i]!, result: await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: true, accounts: input.accounts }, signal) };
+      } finally {
+        await servers.close();
+      }
+    }
     if (!input.inPlace || input.dryRun) {
       recordRestore(loaded, log, { command, what: site, from, runId, result: 'dry-run', changes: counts(plans) });
       return { site, source: from, runId, parts: plans, databases, applied: false, selinux: false };
@@ -230,7 +245,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       try {
         for (const e of dbEntries) {
           // --in-place on a site is the admin's "put it back": databases are replaced, after a safety dump.
-          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false }, signal);
+          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false, accounts: input.accounts }, signal);
           results.push({ kind: e.kind, database: e.database!, before: result.before, result });
           done.push(`${e.kind} '${e.database}' restored`);
         }
@@ -252,12 +267,14 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       changes: counts(plans),
       safetyDumps: results.map((r) => r.result?.safetyDump).filter((x): x is string => Boolean(x)),
       accountsCreated: results.flatMap((r) => r.result?.accountsCreated ?? []),
+      comparisons: Object.fromEntries(results.flatMap((r) => (r.result?.proof ? [[`${r.kind}:${r.database}`, r.result.proof]] : []))),
     });
     return outcome;
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     const detail = done.length ? `${why}; done before the failure: ${done.join(', ')}; everything after it was NOT put back` : why;
-    recordRestore(loaded, log, { command, what: site, from, runId, result: 'failed', detail });
+    const proof = proofOfFailure(err);
+    recordRestore(loaded, log, { command, what: site, from, runId, result: 'failed', detail, ...(proof ? { comparisons: proof } : {}) });
     if (done.length && err instanceof BackupError) throw new RestoreError(`${command} ${site} failed: ${detail}`, err.context, { cause: err });
     throw err;
   } finally {

@@ -22,8 +22,8 @@ export interface PipelineOptions {
    * See the output of stage `after` on its way: Node relays it into the next stage (or, for the
    * last stage, into the file) and hands every chunk to `onData`. This is how a dump is checked
    * while it streams (its trailer) instead of decompressing the finished file again; it costs one
-   * extra copy through Node (~0.8 s CPU per GB through a pipe, measured; less through the reused
-   * buffer now), which is less than the re-read. A chunk is valid only during the onData call.
+   * extra copy through Node, which is less than the re-read. A chunk is valid only during the
+   * onData call.
    */
   tap?: {
     readonly after: number;
@@ -61,8 +61,8 @@ const STDERR_KEEP = 8192;
  * through JavaScript: execa routes piped streams through Node, which we measured to be slow and
  * to run out of memory on multi-GB dumps). The last stage writes `file` itself (created 0600,
  * fsynced): its stdout is the file's descriptor, as with a shell's `> file`. Node then hashes
- * the finished file from the page cache: for 128 MB of zstd output 0.44 s of Node CPU, where
- * relaying it through Node to hash it on its way took 1.2-1.4 s (README, performance).
+ * the finished file from the page cache, which costs a fraction of relaying it through Node to
+ * hash it on its way (docs/performance.md).
  * Every stage's exit status is checked: a dump tool that dies mid-way behind a compressor that
  * exits 0 is still a failure. The caller owns `file` (a temporary name) and removes it on error.
  */

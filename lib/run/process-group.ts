@@ -73,6 +73,11 @@ export function killAll(): void {
   for (const pgid of groups) signalGroup(pgid, 'SIGKILL');
 }
 
+/** The process groups our children lead now (each leads its own): a run records them so that the one taking over after a SIGKILL can end them. */
+export function liveGroups(): number[] {
+  return [...[...live].map((c) => c.pid!), ...groups];
+}
+
 export function liveChildren(): number {
   return live.size + groups.size;
 }

@@ -10,10 +10,9 @@ import type { Writable } from 'node:stream';
 /**
  * A child's stdout read into one buffer that every read fills again, for the restore's passes
  * over a decompressed dump (gigabytes each). A child's stdout pipe allocates a new 64 KiB Buffer
- * per read: 3.4 GB of them for the 1.1 GB bench database (the map and two loading passes), and
- * V8 answers that much new off-heap memory with a full mark of its heap every ~64 MB: 146 of
- * them, ~4 s of CPU beside the load on 2 cores (perf, 2026-12-03). Reading 1.1 GB this way cost
- * 0.05 s of user CPU against 0.35 s through the pipe (the same machine, zstd -dc of the dump).
+ * per read: several times the dump's size for a restore (the map and one pass per connection),
+ * and V8 answers that much new off-heap memory with frequent full marks of its heap, seconds of
+ * CPU beside the load. One reused buffer costs a small fraction of that.
  *
  * Node only reads into a caller's buffer on a socket it connects itself (net's `onread`), so the
  * child writes into a Unix socket: the listening end lives for the one connection, in a 0700

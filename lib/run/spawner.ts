@@ -9,11 +9,9 @@ import { forgetGroup, track, trackGroup } from './process-group.js';
 
 /**
  * Starts short commands for us from small bash processes, so that Node does not fork itself for
- * each one. A spawn from Node forks its whole address space (~100 MB while it dumps): 1.3-2 ms
- * of our main thread per child on an idle 2-core machine, 5 ms under a dump's load, which was 45 %
- * of the main thread's time over 1,000 tiny databases (README, performance). A bash of 4 MB forks
- * in a fraction of that, on its own thread of execution; measured here, 2,000 children cost Node
- * 2.5 s of CPU by spawn() and 0.2 s through two of these.
+ * each one. A spawn from Node forks its whole address space, on our main thread: over a thousand
+ * tiny databases that was most of the main thread's time (docs/performance.md, tiny_vs_loop). A
+ * small bash forks in a fraction of that, on its own thread of execution.
  *
  * Each worker runs one job at a time: stdin, stdout and stderr are files (stdout and stderr are
  * created new, 0600, never over an existing file: bash's noclobber opens them O_EXCL), the job

@@ -7,8 +7,8 @@ const LIBSTDBUF = ['/usr/libexec/coreutils/libstdbuf.so', '/usr/lib/coreutils/li
  * Environment that makes a stdio-based tool write its stdout in 1 MiB blocks, what
  * `stdbuf -o1M tool` does, without putting stdbuf in front of the command (error messages and
  * process lists keep naming the tool). mariadb-dump writes a pipe 10 KiB at a time; relayed
- * through Node (the streaming trailer check) that was ~57,000 reads per 600 MB and most of our
- * own CPU; in 1 MiB blocks it is a sixth of that (measured, bench:dumps). Nothing when the
+ * through Node (the streaming trailer check) that is tens of thousands of reads per dump and was
+ * most of our own CPU; 1 MiB blocks need far fewer (bench:dumps). Nothing when the
  * library is not installed: the tool then writes as it always did.
  */
 export function largeStdoutBuffer(env: NodeJS.ProcessEnv = process.env): Record<string, string> {

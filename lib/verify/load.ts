@@ -6,6 +6,8 @@ import { mysqlKind, unescapeBatch } from '../dumps/mysql.js';
 import { accountProblems, recordAccounts, recordedOf } from '../dumps/mysql-accounts-check.js';
 import { accountKey } from '../dumps/mysql-accounts-parse.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
+import type { PostgresServer } from '../sandbox/postgres.js';
+import { parseRecordedRoles, recordedRolesOf, roleProblems, ROLES_SQL } from '../dumps/postgresql-accounts.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { parseConfigText, type LoadedConfig } from '../config/load.js';
@@ -13,8 +15,6 @@ import { resolvePaths } from '../config/paths.js';
 import { MANIFEST } from '../dumps/layout.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
-import { mysqlInventorySql, parseMysqlInventory } from '../dumps/mysql-inventory.js';
-import { parsePgInventory, pgInventorySql } from '../dumps/postgresql-inventory.js';
 import type { ThrowawayServers } from './servers.js';
 
 /** No throwaway server to load into (none of that major version, it would not start, no room): the dump is not proven bad. */
@@ -41,9 +41,8 @@ function defaultConfig(): LoadedConfig {
  * it again (disk space). It loads through the kind's RestoreSession, the code `restore db` runs:
  * a dump that verifies also restores, and every nightly verify exercises the restore's loader.
  */
-export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = []): Promise<Inventory> {
+export async function loadAndInventory(entry: ManifestEntry, runDir: string, servers: ThrowawayServers, signal?: AbortSignal, problems: string[] = [], notes: string[] = []): Promise<Inventory> {
   const database = entry.database!;
-  const started = Date.now();
   if (entry.kind === 'mysql') {
     // The way `restore db` loads it (the kind's RestoreSession): the accounts it needs from the
     // run's users export first (a view's DEFINER), the database with its own character set and
@@ -67,9 +66,8 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
         const query = async (sql: string): Promise<string[][]> => (await server.sql(sql)).split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
         problems.push(...accountProblems(recorded, await recordAccounts(query, unescapeBatch, signal), database, await bootstrap));
       }
-      const text = await server.sql(mysqlInventorySql(database, { updateTimes: false }));
-      const rows = text.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
-      return parseMysqlInventory(rows, { ms: Date.now() - started });
+      // Read as `restore db` reads what it loaded (the session's inventory), compared the same way.
+      return await session.inventory(database, signal);
     } finally {
       await server.sql(`DROP DATABASE IF EXISTS ${q(database)}`).catch(() => undefined);
       await session.close();
@@ -81,6 +79,8 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     // load with owners as dumped. Any name loads the same (the throwaway cluster's own
     // `postgres` database must not collide with a dump of one).
     const server = await servers.postgresFor(entry.serverVersion ?? '').catch(unavailable);
+    const own = ownRoles(server); // before the first load adds any
+    own.catch(() => undefined); // seen where it is awaited
     const target = 'asb_verify';
     const session = await postgresqlKind
       .openTarget({ loaded: defaultConfig(), log: servers.log, signal }, { host: server.socketDir, port: server.port, user: 'postgres', bin_dir: server.binDir })
@@ -88,10 +88,17 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
     try {
       const dump = dumpFileOf(runDir, entry);
       const globals = readManifestOf(runDir)?.entries.find((e) => e.kind === 'postgresql' && e.object === 'globals' && e.status === 'ok' && e.path);
-      await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
+      const created = await session.ensureAccounts(target, dump, globals && dumpFileOf(runDir, globals), signal);
       await session.createDatabase(target, dump, signal);
       await session.load(target, dump, signal);
-      return parsePgInventory(await server.sql(pgInventorySql(), target), 'snapshot', Date.now() - started);
+      // The roles the globals and the load left on the server, against the list recorded at dump time.
+      const recorded = recordedRolesOf(globals?.details);
+      if (!recorded) notes.push(`roles not compared: run older than the role list in its manifest (or dumped without a superuser): ${globals ? 'its globals export records none' : 'it has no globals export'}`);
+      else {
+        const now = parseRecordedRoles(await server.sql(ROLES_SQL));
+        problems.push(...roleProblems(recorded, now, new Set(created), await own));
+      }
+      return await session.inventory(target, signal);
     } finally {
       await session.dropDatabase(target).catch(() => undefined);
       await session.close();
@@ -118,6 +125,17 @@ function readManifestOf(runDir: string): Manifest | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The roles a throwaway PostgreSQL had before anything was loaded (its bootstrap superuser). */
+const ownPg = new WeakMap<PostgresServer, Promise<Set<string>>>();
+function ownRoles(server: PostgresServer): Promise<Set<string>> {
+  let p = ownPg.get(server);
+  if (!p) {
+    p = server.sql(ROLES_SQL).then((text) => new Set(parseRecordedRoles(text).map((r) => r.name)));
+    ownPg.set(server, p);
+  }
+  return p;
 }
 
 /** The accounts a throwaway MariaDB had before anything was loaded (root, mariadb.sys, its OS user's). */

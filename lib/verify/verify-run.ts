@@ -9,7 +9,7 @@ import { BackupError, CommandError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { errorLine } from '../run/command.js';
-import { compareInventories } from './compare.js';
+import { compareWithInventory } from '../model/inventory-compare.js';
 import { loadAndInventory, VerifyUnavailableError } from './load.js';
 import { chooseEntries } from '../model/verify-rotation.js';
 import { ThrowawayServers } from './servers.js';
@@ -97,8 +97,9 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
   }
   let loadedInventory;
   const accountProblems: string[] = [];
+  const accountNotes: string[] = [];
   try {
-    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems);
+    loadedInventory = await loadAndInventory(entry, runDir, servers, signal, accountProblems, accountNotes);
   } catch (err) {
     if (signal?.aborted) throw err;
     if (err instanceof VerifyUnavailableError) return done('error', [`cannot verify: ${err.message}`]);
@@ -107,12 +108,11 @@ async function verifyEntry(entry: ManifestEntry, runDir: string, runId: string, 
     if (DISK_FULL.test(why)) return done('error', [`cannot verify: ${servers.workDir} (verify.work_dir) ran out of space: ${why}`]);
     return done('failed', [`does not load: ${why}`]);
   }
-  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`]);
-  const problems = [...compareInventories(entry.inventory, loadedInventory), ...accountProblems];
-  const byReason = new Map<string, string[]>();
-  for (const [table, why] of Object.entries(entry.inventory.rowsNotCounted ?? {})) byReason.set(why, [...(byReason.get(why) ?? []), table]);
-  const notes = [...byReason].map(([why, tables]) => `rows not compared for ${tables.length} table(s), ${why}: ${tables.sort().slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}`);
-  return done(problems.length ? 'failed' : 'ok', problems, notes);
+  if (!entry.inventory) return done(accountProblems.length ? 'failed' : 'ok', accountProblems, [`loaded, but the manifest has no inventory to compare with${entry.inventoryError ? ` (${entry.inventoryError})` : ''}`, ...accountNotes]);
+  // The comparison `restore db` makes too (model/inventory-compare.ts).
+  const comparison = compareWithInventory(entry.inventory, loadedInventory);
+  const problems = [...comparison.problems, ...accountProblems];
+  return done(problems.length ? 'failed' : 'ok', problems, [...comparison.notes, ...accountNotes]);
 }
 
 /** MariaDB 1114/1021/28, PostgreSQL "could not extend file … No space left on device". */

@@ -53,7 +53,7 @@ export async function p99While(socket: string, expectS: number, work: () => Prom
  * The floor of gentleness on this machine: one busy loop at SCHED_IDLE (`chrt --idle 0`, below
  * every nice level: it runs only on a core nothing else wants) for `seconds`. Whatever the
  * sites' p99 is while it runs, no dump at any CPU priority can do better: a dump keeps at
- * least one core as busy (here: 1.4-2.1 ms idle, 4.7-4.8 ms beside it, hand-run on 2026-12-03).
+ * least one core as busy.
  */
 export async function idleCpuHog(seconds: number): Promise<void> {
   // timeout ends the loop with exit code 124: the expected end.

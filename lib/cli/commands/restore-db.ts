@@ -1,5 +1,5 @@
 import type { KindName } from '../../model/kind.js';
-import type { DbRestoreResult } from '../../restore/database.js';
+import { describeProof, type DbRestoreResult } from '../../restore/database.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
@@ -23,33 +23,48 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
     return 0;
   }
   const target = `${r.kind} database '${r.into}'`;
+  const from = fromRun(r.source, r.runId);
   if (r.dryRun) {
-    ctx.out(`dry run: would restore ${target} from ${r.source}, run ${r.runId}${r.before === 'non-empty' ? ' (replacing its current content, after a safety dump)' : r.before === 'missing' ? ' (created)' : ''}`);
+    const lines = [`dry run: would restore ${target} from ${from}${r.before === 'non-empty' ? ' (replacing its current content, after a safety dump)' : r.before === 'missing' ? ' (created)' : ''}`];
+    lines.push(...accountReportLines(r, '  '));
+    lines.push('  nothing was changed');
+    ctx.out(lines.join('\n'));
     return 0;
   }
-  const lines = [`restored ${target} from ${r.source}, run ${r.runId}${r.before === 'non-empty' ? ' (replaced)' : ''}`];
+  const lines = [`restored ${target} from ${from}${r.before === 'non-empty' ? ' (replaced)' : ''}`];
+  if (r.proof) lines.push(`  ${describeProof(r.proof)}`);
   lines.push(...accountReportLines(r, '  '));
   if (r.safetyDump) lines.push(`  safety dump of the previous content (kept; load it to undo): ${r.safetyDump}`);
   ctx.out(lines.join('\n'));
   return 0;
 }
 
-/** What a restore did to accounts and how they differ from the backup's, indented by `pad`. */
+/** "local run X" names its run already: ", run X" only for a backup. */
+export function fromRun(source: string, runId: string | undefined): string {
+  return runId === undefined || source.includes(runId) ? source : `${source}, run ${runId}`;
+}
+
+/** What a restore did (or, dry run, would do) to accounts and how they differ from the backup's, indented by `pad`. */
 export function accountReportLines(r: DbRestoreResult, pad: string): string[] {
   const lines: string[] = [];
-  if (r.accountsCreated.length) lines.push(`accounts created from the backup's users export: ${r.accountsCreated.join(', ')}`);
+  const pg = r.kind === 'postgresql';
+  const accounts = pg ? 'roles' : 'accounts';
+  const would = (done: string, planned: string): string => (r.dryRun ? planned : done);
+  if (r.accountsCreated.length) lines.push(`${accounts} ${would('created', 'it would create')} from the backup's ${pg ? 'globals' : 'users'} export: ${r.accountsCreated.join(', ')}`);
   const a = r.accounts;
   if (a) {
-    if (a.plugins.length) lines.push(`authentication plugins loaded for them: ${a.plugins.join(', ')}`);
-    if (a.granted.length) lines.push(`granted on '${r.into}': ${a.granted.join(', ')}`);
-    if (a.changed.length) lines.push(`accounts made the backup's (--accounts backup): ${a.changed.join(', ')}`);
-    if (a.locked.length) lines.push(`accounts not in the backup, holding grants only on '${r.into}', locked: ${a.locked.join(', ')}`);
+    if (a.plugins.length) lines.push(`authentication plugins ${would('loaded for them', 'it would load for them')}: ${a.plugins.join(', ')}`);
+    if (a.granted.length) lines.push(`${would('granted', 'it would grant')} on '${r.into}': ${a.granted.join(', ')}`);
+    if (a.changed.length) lines.push(`${accounts} ${would('made', 'it would make')} the backup's (--accounts backup): ${a.changed.join(', ')}`);
+    if (a.locked.length) lines.push(`${accounts} not in the backup, holding ${pg ? 'privileges' : 'grants'} only on '${r.into}', ${pg ? `${would('set', 'it would set')} NOLOGIN` : would('locked', 'it would lock')}: ${a.locked.join(', ')}`);
     for (const n of a.notes) lines.push(`note: ${n}`);
     if (a.drift.length) {
-      lines.push(`accounts with privileges on '${r.into}' differ from the backup's (left as they are; --accounts backup makes them the backup's):`);
+      const mode = r.accountsMode === 'backup' ? 'left as they are: --accounts backup does not change these' : 'left as they are; --accounts backup makes them the backup\'s';
+      const left = r.dryRun ? `found now; ${r.accountsMode === 'backup' ? 'those not named above would be ' : 'they would be '}${mode}` : mode;
+      lines.push(`${accounts} with privileges on '${r.into}' differ from the backup's (${left}):`);
       for (const d of a.drift) lines.push(`  ${d}`);
-    } else if (r.into === r.database) lines.push(`accounts with privileges on '${r.into}': as in the backup`);
-    if (!a.created.length && !a.granted.length && !a.changed.length && !a.locked.length && !a.plugins.length) lines.push('no account was created or changed');
+    } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup${a.locked.length ? `, but for the ${pg ? 'NOLOGIN' : 'locked'} one(s) above` : ''}`);
+    if (!a.created.length && !a.granted.length && !a.changed.length && !a.locked.length && !a.plugins.length) lines.push(`no ${accounts === 'roles' ? 'role' : 'account'} ${would('was', 'would be')} created or changed`);
   }
   return lines.map((l) => pad + l);
 }

@@ -2,7 +2,8 @@ import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { restoreBase } from './outcome.js';
-import { accountReportLines } from './restore-db.js';
+import { accountReportLines, fromRun } from './restore-db.js';
+import { describeProof } from '../../restore/database.js';
 
 const SHOW = 20;
 
@@ -12,7 +13,7 @@ function list(label: string, items: readonly string[]): string[] {
 }
 
 export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
-  const lines = [`${what} ${o.site} from ${o.source}${o.runId ? `, dumps of run ${o.runId}` : ''}:`];
+  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}:`];
   if (o.target) {
     lines.push(`  copied into ${o.target} (nothing in the live site was touched)`);
     return lines.join('\n');
@@ -24,7 +25,8 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
   }
   for (const d of o.databases) {
     const r = d.result;
-    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : 'would be replaced'}`);
+    lines.push(`  ${d.kind} database '${d.database}': ${o.applied ? `restored${r?.before === 'non-empty' ? ` (replaced; safety dump ${r.safetyDump})` : ''}` : r?.before === 'missing' ? 'would be created' : 'would be replaced'}`);
+    if (r?.proof) lines.push(`    ${describeProof(r.proof)}`);
     if (r) lines.push(...accountReportLines(r, '    '));
   }
   lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
@@ -41,6 +43,8 @@ export async function restoreSiteCommand(ctx: CommandContext, opts: Record<strin
     inPlace: Boolean(opts.inPlace),
     exact: Boolean(opts.exact),
     target: opts.target as string | undefined,
+    accounts: opts.accounts as 'keep' | 'backup' | undefined,
+    grants: Boolean(opts.grants),
   });
   ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site'));
   return 0;

@@ -1,0 +1,69 @@
+// Import rules for lib/ (docs/architecture.md, "Layers"), checked by test/layers.test.ts with
+// dependency-cruiser: no cycles anywhere; a module imports only from layers below its own (units
+// of one layer do not import each other; the files directly in lib/ are the foundation and may use
+// each other); only lib/run starts processes.
+
+/** Lowest first. A folder of lib/ that is in no layer is an error too. */
+const LAYERS = [
+  ['run'],
+  ['config'],
+  ['model'],
+  ['lock', 'panel'],
+  ['plan'],
+  ['dumps'],
+  ['binlog'],
+  ['engine'],
+  ['report'],
+  ['sandbox'],
+  ['verify'],
+  ['job', 'install', 'fleet'],
+  ['demo', 'restore'],
+  ['cli'],
+];
+
+const all = LAYERS.flat();
+const layerRules = LAYERS.flatMap((units, i) =>
+  units.map((unit) => {
+    const notBelow = [...LAYERS.slice(i).flat()].filter((u) => u !== unit);
+    return {
+      name: `layer-${unit}`,
+      comment: `lib/${unit} imports only from layers below it`,
+      severity: 'error',
+      from: { path: `^lib/${unit}/` },
+      to: { path: `^lib/(${notBelow.join('|')})/` },
+    };
+  }),
+).filter((r) => !r.to.path.startsWith('^lib/()/'));
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'foundation',
+      comment: 'the files directly in lib/ use only each other',
+      severity: 'error',
+      from: { path: '^lib/[^/]+\\.[jt]s$' },
+      to: { path: '^lib/[^/]+/' },
+    },
+    {
+      name: 'no-layer',
+      comment: 'a folder of lib/ no layer names (add it to docs/architecture.md and .dependency-cruiser.cjs)',
+      severity: 'error',
+      from: { path: `^lib/(?!(${all.join('|')})/)[^/]+/` },
+      to: {},
+    },
+    {
+      name: 'only-run-spawns',
+      comment: 'only lib/run starts processes (node:child_process, execa, zx)',
+      severity: 'error',
+      from: { path: '^lib/', pathNot: '^lib/run/' },
+      to: { path: '^(node:)?child_process$|(^|/)node_modules/(execa|zx)/' },
+    },
+    ...layerRules,
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};

@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run test:unit`: the tests that need neither a build nor a database server, in seconds.
+// `npm test` runs them too, with everything else.
+export default defineConfig({
+  test: {
+    include: [
+      'test/config.test.ts',
+      'test/mysql-dump-lexer.test.ts',
+      'test/pg-script.test.ts',
+      'test/report.test.ts',
+      'test/retention-pins.test.ts',
+      'test/run-state.test.ts',
+      'test/verify-select.test.ts',
+      'test/fleet-verdict.test.ts',
+      'test/pins.test.ts',
+      'test/run-directory.test.ts',
+    ],
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
