@@ -234,6 +234,7 @@ describe('point-in-time restore of one MariaDB database', () => {
     await my.sql('USE blog; ALTER TABLE shop.items ADD COLUMN sneaky INT');
     const m = await nextSecond();
     await caughtUp();
+    await sleep(2500); // a tick of the follower: it says it has copied up to m
     const r = await run(['restore', 'db', 'shop', '--at', local(m), '--into', 'shop_unsafe']);
     expect(r.code).toBe(8);
     expect(r.stderr, r.stderr).toMatch(/default database 'blog'.*--before-event bin\.\d{6}:\d+/);
