@@ -11,6 +11,7 @@ const LAYERS = [
   ['lock', 'panel'],
   ['plan'],
   ['dumps'],
+  ['binlog'],
   ['engine'],
   ['report'],
   ['sandbox'],

@@ -140,6 +140,8 @@ export function buildProgram(): Command {
     .option('--host <host>', 'restore into the server at HOST instead of the configured one (PostgreSQL: a host name or socket directory)')
     .option('--port <port>', 'its TCP port (PostgreSQL: also selects the socket file)')
     .option('--socket <path>', 'restore into the server at this socket (MariaDB: the socket file; PostgreSQL: its directory)')
+    .option('--at <time>', 'MariaDB: the database as it was at this moment (local time, to the second): the newest dump before it plus its binlog events up to it')
+    .option('--before-event <file:pos>', 'MariaDB: as --at, up to just before the event at this binlog position (binlog events shows them)')
     .action(action(() => import('./commands/restore-db.js')));
   fromBackup(restore.command('site <siteN>').description('stage a site\'s shadow, info and databases from a backup and show what differs; --in-place puts it back').addOption(engine()))
     .option('--files', 'only the files (shadow, info)')
@@ -162,6 +164,20 @@ export function buildProgram(): Command {
     .requiredOption('--from <dir>', 'the restore directory')
     .option('--sidecar <file>', 'the sidecar file (default: found inside the restored dumps dir)')
     .action(action(() => import('./commands/restore-acls.js'), { logFile: false }));
+
+  const binlog = program.command('binlog').description('MariaDB binary logs for point-in-time restores (docs/point-in-time.md)');
+  binlog
+    .command('follow')
+    .description('copy the server\'s binlogs into <dumps.dir>/binlog as they are written; runs until stopped (the systemd unit runs it)')
+    .option('--tick <seconds>', 'how often the state is written and closed files are summed (default 5)')
+    .option('--server-id <n>', 'replication server id to announce (default 65042; unique per server and follower)')
+    .action(action(() => import('./commands/binlog-follow.js')));
+  binlog
+    .command('events <database>')
+    .description('one database\'s transactions in the kept binlogs: time, position, statement kinds, tables, rows (pick a moment for restore db --at / --before-event)')
+    .option('--from <time>', 'from this moment (default: the oldest kept)')
+    .option('--to <time>', 'up to this moment (default: the newest)')
+    .action(action(() => import('./commands/binlog-events.js'), { logFile: false }));
 
   const bacula = program.command('bacula').description('Bacula integration');
   const baculaTls = bacula.command('tls').description('TLS and PKI data encryption for Bacula (docs/offsite.md)');

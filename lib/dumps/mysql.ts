@@ -25,6 +25,8 @@ import { withDumpMap } from './mysql-dump-map.js';
 import { recordAccounts } from './mysql-accounts-check.js';
 import { watchLockWaits } from './lock-wait-watch.js';
 import { explainMysqlFailure } from './mysql-dump-failure.js';
+import { withBinlogMark, type LockedRead } from './mysql-binlog-mark.js';
+import { binlogReadable, lockedPosition, serverPosition } from './mysql-binlog-probe.js';
 
 export { unescapeBatch, type MysqlSession } from './mysql-session.js';
 
@@ -99,6 +101,7 @@ async function connect(ctx: KindContext, cfg: MysqlConfig): Promise<MysqlSession
     const server = (await session.query('SELECT VERSION()', ctx.signal))[0]?.[0] ?? '';
     const clientVersion = (await run(cmd(dumper, ['--version']), { timeoutMs: QUERY_TIMEOUT_MS, signal: ctx.signal })).stdout.trim();
     session.versions = { server, client: clientVersion };
+    session.binlog = await binlogReadable((sql) => session.query(sql, ctx.signal), log);
     log.debug('mysql: connected', { server, client: clientVersion });
     return session;
   } catch (err) {
@@ -114,6 +117,8 @@ async function connect(ctx: KindContext, cfg: MysqlConfig): Promise<MysqlSession
 class Session implements MysqlSession {
   readonly kind = 'mysql' as const;
   versions: ServerVersions = { server: '', client: '' };
+  /** log_bin is on and we may read the position: each dump records where it stands (lib/binlog/). */
+  binlog = false;
 
   constructor(
     readonly cfg: MysqlConfig,
@@ -253,6 +258,8 @@ class Session implements MysqlSession {
     // LOCK TABLES (per database) is the only way to keep MyISAM/Aria tables still while dumping.
     const lockMode = nonTransactional.length === 0 ? 'single-transaction' : 'lock-tables';
     const lockArgs = lockMode === 'single-transaction' ? ['--single-transaction', '--skip-lock-tables'] : ['--lock-tables'];
+    // The snapshot's binlog position as a comment in the dump (mysql-binlog-mark.ts: no global lock with --single-transaction).
+    if (this.binlog && lockMode === 'single-transaction') lockArgs.push('--master-data=2');
     const eventsSkipped = events > 0 && EVENTS_UNSAFE_NAME.test(database);
     const eventsMessage = `mysql ${JSON.stringify(database)}: ${events} event(s) not in the dump (mariadb-dump cannot dump events of a database whose name holds quotes, backslashes or line breaks): recreate them by hand after a restore`;
     // Losing the events beats losing the whole database; the warning goes into the manifest
@@ -413,7 +420,12 @@ class Session implements MysqlSession {
       // A database's dump also gets its restore's map, built as it streams by (mysql-dump-map.ts).
       // Not for one known small: its map would be under MAP_MIN_BYTES, and indexing 1,000 tiny
       // dumps cost 0.3 s of Node's main thread.
-      streamCheck: (options) => (object === 'database' && options?.sidecar !== false ? withDumpMap(tailCheck(checkSqlTrailer)) : tailCheck(checkSqlTrailer)),
+      streamCheck: (options) => {
+        const check = object === 'database' && options?.sidecar !== false ? withDumpMap(tailCheck(checkSqlTrailer)) : tailCheck(checkSqlTrailer);
+        if (!this.binlog || object !== 'database' || database === null) return check;
+        const readLocked: LockedRead | undefined = lockMode === 'lock-tables' ? (signal) => lockedPosition((sql) => this.query(sql, signal), database) : undefined;
+        return withBinlogMark(check, { snapshot: lockMode === 'single-transaction', readLocked, readNow: () => serverPosition((sql) => this.query(sql)) });
+      },
     };
   }
 }

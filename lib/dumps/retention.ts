@@ -188,3 +188,21 @@ function safeReaddir(dir: string): string[] {
     return [];
   }
 }
+
+/**
+ * Binlog copies (`binlog follow`) no kept dump needs: those before the file of the oldest binlog
+ * position a kept run's dumps recorded. They go with the dumps they served; with no position
+ * recorded yet, none goes (the first dump with one may come tonight). Names, oldest first.
+ */
+export function binlogRemovals(files: readonly { readonly name: string; readonly seq: number }[], runs: readonly StoredRun[], seqOf: (name: string) => number | undefined): string[] {
+  let oldest: number | undefined;
+  for (const run of runs) {
+    for (const e of run.manifest?.entries ?? []) {
+      const seq = e.status === 'ok' && e.binlog ? seqOf(e.binlog.file) : undefined;
+      if (seq !== undefined && (oldest === undefined || seq < oldest)) oldest = seq;
+    }
+  }
+  if (oldest === undefined) return [];
+  const newest = files.at(-1)?.seq;
+  return files.filter((f) => f.seq < oldest! && f.seq !== newest).map((f) => f.name);
+}

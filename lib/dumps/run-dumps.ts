@@ -217,7 +217,9 @@ async function dumpOne(
     // Checked while it streams when the kind can (the trailer), else by reading the file back.
     const check = spec.streamCheck?.({ sidecar: !small });
     let streamed = 0;
-    const pace = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes, signal));
+    const limit = output.maxRate && ((bytes: number) => output.maxRate!.take(bytes, signal));
+    // The check may ask the relay to wait (mysql: reading the binlog position while the dump, blocked on its pipe, holds its locks).
+    const pace = check?.hold ? async (bytes: number) => { await check.hold?.(); if (limit) await limit(bytes); } : limit;
     const tap = check && {
       after: 0,
       onData: (chunk: Buffer) => {
@@ -250,6 +252,7 @@ async function dumpOne(
     else await spec.verify(tmp, applied, signal);
     // Before the dump's rename: a dump under its final name has its map beside it already.
     const side = check?.sidecar?.();
+    const facts = await check?.entryFacts?.(signal);
     if (side) sidecarFile = file + side.suffix;
     const map = side ? writeSidecar(file + side.suffix, rel + side.suffix, side.data, output.fsync) : undefined;
     renameSync(tmp, file);
@@ -263,6 +266,7 @@ async function dumpOne(
       bytes: result.bytes,
       sha256: result.sha256,
       ...(map ? { map } : {}),
+      ...(facts?.binlog ? { binlog: facts.binlog } : {}),
       durationMs: Date.now() - startedAt.getTime(),
       status: 'ok',
       ...(lockHeldMs !== undefined ? { lockHeldMs } : {}),

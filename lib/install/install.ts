@@ -16,6 +16,7 @@ import { packagePaths } from '../package-paths.js';
 import { checkCronName, isOurCronEntry, renderCronEntry } from './cron-entry.js';
 import { isOurWrapper, renderWrapper } from './wrapper.js';
 import { baculaSteps } from './bacula-steps.js';
+import { binlogStep } from './binlog-unit.js';
 
 export interface InstallOptions {
   /** --root: every system path goes below it (default /). */
@@ -112,6 +113,12 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     actions.push(would(`${existingWrapper === undefined ? 'install' : 'update'} wrapper ${wrapperFile} (0755): ${lastLine(wrapperText)}`));
     changed = true;
   }
+
+  // 2c. Point in time (docs/point-in-time.md): the binlog follower's unit, or how to turn binlogs on.
+  const pitr = await binlogStep(loaded, root, { node: options.node, cli: cliScript(options), config: configFile, dry, log: options.log });
+  actions.push(...pitr.actions);
+  notes.push(...pitr.notes);
+  changed ||= pitr.changed;
 
   // 3. The panel's own nightly exports race our dumps: switch them off, remembering the old value.
   const panel = openPanel(config, { env: options.env, log: options.log });

@@ -10,6 +10,7 @@ import { EXPORT_SCOPE, scopeStatus } from '../panel/scope.js';
 import { readRunProgress, runProgressFile, type RunProgress } from '../report/run-progress.js';
 import { busyFile, readBusyFailure } from '../report/busy-file.js';
 import { readRunStateWithReason } from '../report/state-file.js';
+import { readWindow } from '../binlog/window.js';
 import { computeStatus, type StatusInput, type StatusResult } from '../report/status.js';
 import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
 
@@ -40,6 +41,7 @@ export async function checkStatus(loaded: LoadedConfig, log: Logger, signal?: Ab
     busy: readBusyFailure(busyFile(loaded.paths.stateDir)),
     progress: progressOf(readRunProgress(runProgressFile(loaded.paths.stateDir)), holder),
     verify: { state: readVerifyState(verifyStateFile(loaded.paths.stateDir)), schedule: loaded.config.verify.schedule, sample: loaded.config.verify.sample },
+    pitr: readWindow(loaded.paths.dumpsDir, now.getTime()),
     warnings: [addinTemplateDrift(underRoot(loaded.paths.root, loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),
   });
 }

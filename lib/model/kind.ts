@@ -3,6 +3,7 @@ import type { Inventory, InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { Warning } from '../warnings.js';
+import type { BinlogPosition } from './binlog.js';
 
 /**
  * One typed interface for every database kind. Adding a kind means adding one module in this
@@ -91,6 +92,10 @@ export interface StreamCheck {
    * named in the manifest entry with its sha256 (mysql: the restore's map of the dump).
    */
   sidecar?(): { readonly suffix: string; readonly data: Buffer } | undefined;
+  /** Facts about the dump learnt while it streamed, for its manifest entry (MariaDB: the binlog position), asked after finish(). */
+  entryFacts?(signal?: AbortSignal): Promise<{ readonly binlog?: BinlogPosition } | undefined>;
+  /** While it returns a promise, the relay reads no more of the dump (the tool blocks on its full pipe). */
+  hold?(): Promise<unknown> | undefined;
 }
 
 export interface ServerVersions {

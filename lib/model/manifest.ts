@@ -1,6 +1,7 @@
 import type { Inventory } from './inventory.js';
 import type { Warning } from '../warnings.js';
 import type { Compression, KindName } from './kind.js';
+import type { BinlogPosition } from './binlog.js';
 
 /** manifest.json in every finished run directory: the contract with restore tools and admins. */
 export interface ManifestEntry {
@@ -29,6 +30,8 @@ export interface ManifestEntry {
    */
   readonly lockHeldMs?: number;
   readonly status: 'ok' | 'failed';
+  /** MariaDB with log_bin on: the binlog position matching this dump (absent in older manifests, or with binlogs off). */
+  readonly binlog?: BinlogPosition;
   /** The server's own inventory of the database at dump time (what `verify` compares a load with). */
   readonly inventory?: Inventory;
   /** Why a database dump has no inventory (the probe failed; the dump itself is fine). */

@@ -5,6 +5,8 @@ import { diedText, lockWaitLines, type RunProgress } from './run-progress.js';
 import { busyText, type BusyFailure } from './busy-file.js';
 import { isSuccessfulRun, restoreChainLength } from './state-file.js';
 import { verifyVerdict, type VerifyStatusInput } from './verify-status.js';
+import { pitrStatus } from './pitr-status.js';
+import type { Window } from '../binlog/window.js';
 
 export interface StatusInput {
   /** undefined: no status file (never ran) or unreadable (then `stateError` says why). */
@@ -34,6 +36,8 @@ export interface StatusInput {
   readonly busy?: BusyFailure;
   /** Verification results and settings (verify.json); omitted: not shown. */
   readonly verify?: Omit<VerifyStatusInput, 'databases'>;
+  /** MariaDB point-in-time: the binlog window (lib/binlog/window.ts); omitted: not shown. */
+  readonly pitr?: Window;
 }
 
 export type Severity = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -108,6 +112,8 @@ export function computeStatus(input: StatusInput): StatusResult {
   else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);
 
   warning.push(...(input.warnings ?? []));
+  const pitr = pitrStatus(input.pitr, nowMs);
+  warning.push(...pitr.warnings);
 
   const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
   const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
@@ -138,6 +144,7 @@ export function computeStatus(input: StatusInput): StatusResult {
     if (chain) details.push(`restore chain: ${chain}`);
   }
   if (verify) details.push(...verify.details);
+  details.push(...pitr.details);
   if (input.scope && input.scope.on === false) {
     details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
   }

@@ -17,6 +17,8 @@ function serverTarget(opts: Record<string, unknown>): ServerTarget | undefined {
 
 /** `restore db NAME`: one database from a local run or a backup; see lib/restore/restore-db.ts. */
 export default async function restoreDbCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
+  // Point in time (issue 29): its own path, lib/cli/commands/binlog-restore.ts.
+  if (opts.at !== undefined || opts.beforeEvent !== undefined) return (await import('./binlog-restore.js')).restoreAt(ctx, opts, args[0]!);
   const r = await restoreDb({
     ...restoreBase(ctx, opts),
     name: args[0]!,
