@@ -181,7 +181,7 @@ afterAll(async () => {
 });
 
 describe('point-in-time restore of one MariaDB database', () => {
-  test('each dump records the binlog position of its snapshot, as the server reported it', () => {
+  test('each dump records the binlog position of its snapshot, as the server reported it; list RUN shows it', async () => {
     const runs = runManifests();
     expect(runs).toHaveLength(2);
     const first = runs[0]!.entries.find((e) => e.database === 'shop')!;
@@ -192,6 +192,10 @@ describe('point-in-time restore of one MariaDB database', () => {
     const legacy = runs[0]!.entries.find((e) => e.database === 'legacy')!;
     expect(legacy.lockMode).toBe('lock-tables');
     expect(legacy.binlog).toMatchObject({ file: firstDumpPosition!.file, position: firstDumpPosition!.position, method: 'locked' });
+    const listed = await run(['list', runs[0]!.runId]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/\bbinlog\b/);
+    expect(listed.stdout).toMatch(new RegExp(`\\bshop\\b.*\\b${firstDumpPosition!.file.replace('.', '\\.')}:${firstDumpPosition!.position}\\b`));
   });
 
   test('--at each recorded moment restores exactly that state of shop, into a new name, and leaves the others alone', async () => {

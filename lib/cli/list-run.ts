@@ -10,7 +10,7 @@ import { restoreEngineContext } from '../restore/restore-db.js';
 import { readManifest, runTime } from '../restore/source.js';
 import type { CommandContext } from './context.js';
 
-/** `list RUN`: the databases of one run (site, kind, size, lock mode, verified or not) and the engine backup that holds it. */
+/** `list RUN`: the databases of one run (site, kind, size, lock mode, verified or not, binlog position) and the engine backup that holds it. */
 export async function listRun(ctx: CommandContext, engineName: EngineName, runId: string): Promise<number> {
   const { loaded } = ctx;
   const runs = listRuns(loaded.paths.dumpsDir);
@@ -22,15 +22,17 @@ export async function listRun(ctx: CommandContext, engineName: EngineName, runId
   const rows = m.entries.map((e) => {
     const v = e.database === null ? undefined : verified[databaseKey(e.kind, e.database)];
     const check = e.object !== 'database' ? '' : !v ? 'not verified' : v.runId === runId ? (v.outcome === 'ok' ? 'verified' : `verify ${v.outcome.toUpperCase()}`) : v.lastVerifiedAt ? `verified in run ${v.runId}` : 'not verified';
-    return { site: e.site, kind: e.kind, database: e.database ?? `(${e.object})`, bytes: e.bytes, size: e.status === 'ok' ? sizeIn(e.bytes ?? 0, 1024) : 'FAILED', lockMode: e.lockMode ?? '-', verified: check, status: e.status };
+    return { site: e.site, kind: e.kind, database: e.database ?? `(${e.object})`, bytes: e.bytes, size: e.status === 'ok' ? sizeIn(e.bytes ?? 0, 1024) : 'FAILED', lockMode: e.lockMode ?? '-', verified: check, status: e.status, binlog: e.binlog ? `${e.binlog.file}:${e.binlog.position}` : '' };
   });
   const backup = await backupOf(ctx, engineName, runId, m.finishedAt, runs.map((r) => r.runId));
   if (ctx.options.json) {
     ctx.out(JSON.stringify({ runId, status: run.status, startedAt: m.startedAt, finishedAt: m.finishedAt, dir: run.dir, databases: rows, backup }, null, 2));
     return 0;
   }
-  const head = ['site', 'kind', 'database', 'size', 'lock mode', 'verified'];
-  const cells = rows.map((r) => [r.site, r.kind, r.database, r.size, r.lockMode, r.verified]);
+  // The binlog position a point-in-time restore replays from (MariaDB with log_bin on only).
+  const withBinlog = rows.some((r) => r.binlog !== '');
+  const head = ['site', 'kind', 'database', 'size', 'lock mode', 'verified', ...(withBinlog ? ['binlog'] : [])];
+  const cells = rows.map((r) => [r.site, r.kind, r.database, r.size, r.lockMode, r.verified, ...(withBinlog ? [r.binlog] : [])]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]): string => '  ' + c.map((x, i) => (i === 3 ? x.padStart(widths[i]!) : x.padEnd(widths[i]!))).join('  ').trimEnd();
   const dbs = m.entries.filter((e) => e.object === 'database' && e.status === 'ok').length;
