@@ -154,3 +154,53 @@ describe('interrupting a dump of ~330 MB of SQL', () => {
     expect(next.exitCode, next.stderr).toBe(0);
   });
 });
+
+describe('interrupting restore db --force of that database', () => {
+  const checksums = (): Promise<string> => servers.mariadb.sql('CHECKSUM TABLE intr.a, intr.b, intr.c EXTENDED');
+  const commandOf = (pid: number): string => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      return '';
+    }
+  };
+
+  it('SIGTERM while the dump loads: exit 143 within 10 s, nothing running, the lock free; the previous content is back, or in the safety dump the message names', async () => {
+    const sb = sandbox();
+    const before = await checksums();
+    const child = sb.spawnCli(['restore', 'db', 'intr', '--force']);
+    child.catch(() => undefined);
+    const seen = new Set<number>();
+    // The load has begun when a client that is not the safety dump's mariadb-dump runs.
+    const loading = (): boolean => [...seen].some((p) => / (zstd -dc|mariadb )/.test(commandOf(p)) && isRunning(p));
+    const started = Date.now();
+    while (!loading() && child.exitCode === null && Date.now() - started < 120_000) {
+      for (const p of descendants(child.pid!)) seen.add(p);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(child.exitCode, 'the restore ended before its load began').toBeNull();
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const p of descendants(child.pid!)) seen.add(p);
+    const signalled = Date.now();
+    process.kill(child.pid!, 'SIGTERM');
+    const result = await Promise.race([child.then((x) => ({ exitCode: x.exitCode, stderr: String(x.stderr) }), (e: { exitCode?: number; stderr?: string }) => ({ exitCode: e.exitCode, stderr: String(e.stderr) })), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
+    if (result === 'hung') process.kill(child.pid!, 'SIGKILL');
+    expect(result, 'still running 10 s after SIGTERM').not.toBe('hung');
+    const { exitCode, stderr } = result as { exitCode?: number; stderr: string };
+    console.log(`restore --force, SIGTERM 1.5 s into the load: exit ${exitCode} after ${Date.now() - signalled} ms: ${stderr.slice(-400)}`);
+    expect(exitCode, stderr).toBe(143);
+    await new Promise((r) => setTimeout(r, 200));
+    expect([...seen].filter(isRunning), 'processes the CLI started').toEqual([]);
+    expect(existsSync(sb.lockPath), 'the lock').toBe(false);
+    if ((await checksums().catch(() => 'gone')) !== before) {
+      // Cut off while it loaded the previous content back: the message names the safety dump,
+      // and loading that by hand gives the database back as it was.
+      const file = /safety dump (\S+\.sql\.zst)/.exec(stderr)?.[1];
+      expect(file, stderr).toBeDefined();
+      expect(existsSync(file!)).toBe(true);
+      await servers.mariadb.sql('DROP DATABASE IF EXISTS intr; CREATE DATABASE intr');
+      await execa('sh', ['-c', `zstd -dc "$1" | mariadb --no-defaults --socket="$2" --user=root intr`, 'sh', file!, servers.mariadb.socket]);
+    }
+    expect(await checksums()).toBe(before);
+  });
+});

@@ -1,6 +1,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, tempNameFor } from '../atomic-file.js';
+import { atLastResort } from '../last-resort.js';
 import type { LoadedConfig } from '../config/load.js';
 import { compressionSuffix, compressorCommand, resolveCompression, wantRsyncable } from '../dumps/compress.js';
 import { encodeName, newRunId } from '../dumps/layout.js';
@@ -138,6 +139,11 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   }
   let report: AccountReport | undefined;
   let proof: RestoreProof | undefined;
+  // From the drop until the database holds a whole content again, an exit that cannot wait (a
+  // second signal, the first one's deadline) still says where the previous content is.
+  const lastWords = safetyDump
+    ? atLastResort(() => process.stderr.write(`apiscp-backup: interrupted while ${kind} database '${into}' was being replaced: it may be incomplete; its previous content is in the safety dump ${safetyDump.file} (kept: load it back by hand, docs/restore.md)\n`))
+    : () => undefined;
   try {
     // Accounts first (a DEFINER must exist), then the objects, then the grants on them.
     await work?.beforeLoad();
@@ -145,6 +151,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   } catch (err) {
     // Nothing was dropped: the database is as it was (the safety dump is kept all the same).
     const why = err instanceof Error ? err.message : String(err);
+    lastWords();
     const undone = await undoAccounts(work);
     log.error(`restore of ${kind} '${into}' failed: ${why}`);
     throw new RestoreError(`${kind} restore of '${into}' failed before it was replaced: ${why}; '${into}' was not replaced${safetyDump ? ` (a safety dump of it is in ${safetyDump.file})` : ''}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped }, { cause: err });
@@ -174,11 +181,13 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     } catch (again) {
       state = `and cleaning up failed too (${again instanceof Error ? again.message : String(again)}): '${into}' may be incomplete${safetyDump ? `; its previous content is in ${safetyDump.file}` : ''}`;
     }
+    lastWords();
     const undone = await undoAccounts(work);
     log.error(`restore of ${kind} '${into}' failed: ${why}`);
     const comparison = err instanceof NotAsDumped ? { comparison: { compared: true, ...err.comparison } satisfies RestoreProof } : {};
     throw new RestoreError(`${kind} restore of '${into}' failed: ${why}; ${state}${undone.text}`, { kind, database: into, safetyDump: safetyDump?.file, accountsDropped: undone.dropped, ...comparison }, { cause: err });
   }
+  lastWords();
   return { ...base, accountsCreated: report ? [...report.created] : accountsCreated, ...(report ? { accounts: report } : {}), safetyDump: safetyDump?.file, proof };
 }
 
