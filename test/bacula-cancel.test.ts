@@ -5,7 +5,7 @@
  * the hook no signal (docs/bacula-cancel.md): the hook must notice by itself, stop within 10 s,
  * leave no process, lock, secret or partial dump, and the next job must run at once.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, chmodSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

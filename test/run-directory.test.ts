@@ -12,6 +12,7 @@ import { DumpStorageError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';
 import type { Manifest, ManifestEntry } from '../lib/model/manifest.js';
 import { openRunDirectory } from '../lib/dumps/run-directory.js';
+import { readManifestFile, readManifestIfAny } from '../lib/dumps/manifest-file.js';
 import { NotEnoughSpaceError } from '../lib/dumps/space.js';
 
 function entry(database: string, status: 'ok' | 'failed'): ManifestEntry {
@@ -179,5 +180,27 @@ describe('run directory', () => {
     // keep 1 and `shop` dumped again: the older run goes, the new one stays.
     expect(run.retain(policy)).toEqual([OLD]);
     expect(readdirSync(dumpsDir).sort()).toEqual([run.runId, 'latest']);
+  });
+});
+
+describe('reading a manifest (lib/dumps/manifest-file.ts)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'asb-manifest-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string): string => {
+    mkdirSync(join(dir, name), { recursive: true });
+    writeFileSync(join(dir, name, 'manifest.json'), text);
+    return join(dir, name);
+  };
+
+  it('reads a run an older commit wrote (test/fixtures/compat), refuses a newer format by name, and a file that is no manifest', () => {
+    const fixture = join(import.meta.dirname, 'fixtures/compat/run');
+    const old = readManifestFile(join(fixture, readdirSync(fixture)[0]!));
+    expect(old.version).toBe(1);
+    expect(old.entries.length).toBeGreaterThan(3);
+    const newer = write('newer', JSON.stringify({ version: 2, runId: 'x', entries: [] }));
+    expect(() => readManifestFile(newer)).toThrow(/written by a newer apiscp-backup \(manifest version 2; this one reads up to 1\)/);
+    expect(readManifestIfAny(newer)).toBeUndefined();
+    expect(() => readManifestFile(write('foreign', '{"name":"something else"}'))).toThrow(/is not a manifest of apiscp-backup/);
+    expect(readManifestIfAny(join(dir, 'missing'))).toBeUndefined();
   });
 });

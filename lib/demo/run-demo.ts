@@ -1,10 +1,10 @@
+import { readManifestFile } from '../dumps/manifest-file.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { readVerifyState, verifyStateFile } from '../model/verify-state.js';
-import type { Manifest } from '../model/manifest.js';
 import { getEngine } from '../engine/index.js';
 import type { EngineName } from '../engine/types.js';
 import { BackupError } from '../errors.js';
@@ -96,7 +96,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
 
     // Every other dump loads too: into fresh databases, compared row for row.
     const runDir = join(loaded.paths.dumpsDir, 'latest');
-    const manifest = JSON.parse(readFileSync(join(runDir, 'manifest.json'), 'utf8')) as Manifest;
+    const manifest = readManifestFile(runDir);
     let same = 0;
     const entries = databaseEntries(manifest);
     for (const entry of entries) {

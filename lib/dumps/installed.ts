@@ -1,11 +1,11 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readManifestIfAny } from './manifest-file.js';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
 import { whichSystem } from '../run/which.js';
-import { LATEST, MANIFEST } from './layout.js';
+import { LATEST } from './layout.js';
 import { pgBinDirs } from './pg-bin.js';
-import type { Manifest } from '../model/manifest.js';
 import type { KindName } from '../model/kind.js';
 
 /**
@@ -65,12 +65,7 @@ export function installedEvidence(kind: KindName, signs: InstallSigns, loaded: L
 }
 
 function dumpedBefore(dumpsDir: string, kind: KindName): boolean {
-  try {
-    const m = JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
-    return m.entries.some((e) => e.kind === kind && e.status === 'ok');
-  } catch {
-    return false;
-  }
+  return readManifestIfAny(join(dumpsDir, LATEST))?.entries.some((e) => e.kind === kind && e.status === 'ok') ?? false;
 }
 
 function versionDirs(parent: string): string[] {

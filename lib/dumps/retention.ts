@@ -1,9 +1,10 @@
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
-import { compareRunIds, LATEST, MANIFEST, RUN_ID } from './layout.js';
+import { compareRunIds, LATEST, RUN_ID } from './layout.js';
 import type { Manifest } from '../model/manifest.js';
+import { readManifestFile } from './manifest-file.js';
 
 export interface StoredRun {
   readonly runId: string;
@@ -28,7 +29,7 @@ export function listRuns(dumpsDir: string): StoredRun[] {
     .map((runId) => {
       const dir = join(dumpsDir, runId);
       try {
-        const m = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
+        const m = readManifestFile(dir);
         return { runId, dir, status: m.status === 'complete' ? 'complete' : 'failed', manifest: m } as StoredRun;
       } catch {
         return { runId, dir, status: 'unreadable' } as StoredRun;

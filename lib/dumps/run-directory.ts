@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,8 @@ import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import { atLastResort } from '../last-resort.js';
 import { BackupError, DumpStorageError } from '../errors.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
-import type { Manifest, ManifestEntry } from '../model/manifest.js';
+import { MANIFEST_VERSION, type Manifest, type ManifestEntry } from '../model/manifest.js';
+import { readManifestIfAny } from './manifest-file.js';
 import { syncFilesystem } from '../run/sync-fs.js';
 import { LATEST, MANIFEST, newRunId } from './layout.js';
 import { applyRetention, removeCrashedRuns, type ApplyRetentionOptions } from './retention.js';
@@ -104,7 +105,7 @@ export function openRunDirectory(dumpsDir: string, options: OpenOptions): RunDir
       expect('open', 'complete()');
       const ok = entries.every((e) => e.status === 'ok');
       const manifest: Manifest = {
-        version: 1,
+        version: MANIFEST_VERSION,
         runId,
         host: hostname(),
         tool: 'apiscp-backup',
@@ -151,11 +152,7 @@ export function openRunDirectory(dumpsDir: string, options: OpenOptions): RunDir
 
 /** The newest complete run's manifest (undefined on a first run or when it cannot be read). */
 export function readLatestManifest(dumpsDir: string): Manifest | undefined {
-  try {
-    return JSON.parse(readFileSync(join(dumpsDir, LATEST, MANIFEST), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
+  return readManifestIfAny(join(dumpsDir, LATEST));
 }
 
 /** `latest` flips atomically: a new symlink under a temporary name renamed over the old one. */

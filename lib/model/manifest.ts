@@ -44,8 +44,11 @@ export interface ManifestEntry {
   readonly error?: { readonly message: string; readonly command?: string; readonly exitCode?: number; readonly stderrTail?: string };
 }
 
+/** The manifest format this code writes; lib/dumps/manifest-file.ts reads it and every older one. */
+export const MANIFEST_VERSION = 1;
+
 export interface Manifest {
-  readonly version: 1;
+  readonly version: typeof MANIFEST_VERSION;
   readonly runId: string;
   readonly host: string;
   readonly tool: string;

@@ -1,7 +1,6 @@
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readManifestIfAny } from '../dumps/manifest-file.js';
+import { statSync } from 'node:fs';
 import type { LoadedConfig } from '../config/load.js';
-import { MANIFEST } from '../dumps/layout.js';
 import type { Manifest } from '../model/manifest.js';
 import { latestRunId, listRuns } from '../dumps/retention.js';
 import type { BackupPoint, Engine, EngineContext } from '../engine/types.js';
@@ -60,11 +59,7 @@ function readPinsSafe(loaded: LoadedConfig): string[] {
 }
 
 export function readManifest(runDir: string): Manifest | undefined {
-  try {
-    return JSON.parse(readFileSync(join(runDir, MANIFEST), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
+  return readManifestIfAny(runDir);
 }
 
 /**

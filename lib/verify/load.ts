@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readManifestIfAny } from '../dumps/manifest-file.js';
 import { join } from 'node:path';
 import type { Inventory } from '../model/inventory.js';
 import type { DumpFile } from '../model/kind.js';
@@ -12,7 +12,6 @@ import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { parseConfigText, type LoadedConfig } from '../config/load.js';
 import { resolvePaths } from '../config/paths.js';
-import { MANIFEST } from '../dumps/layout.js';
 import { postgresqlKind } from '../dumps/postgresql.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { ThrowawayServers } from './servers.js';
@@ -120,11 +119,7 @@ function dumpFileOf(runDir: string, entry: ManifestEntry): DumpFile {
 }
 
 function readManifestOf(runDir: string): Manifest | undefined {
-  try {
-    return JSON.parse(readFileSync(join(runDir, MANIFEST), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
+  return readManifestIfAny(runDir);
 }
 
 /** The roles a throwaway PostgreSQL had before anything was loaded (its bootstrap superuser). */

@@ -1,10 +1,11 @@
+import { readManifestFile } from '../dumps/manifest-file.js';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
+import { createReadStream, existsSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST, RUN_ID } from '../dumps/layout.js';
-import type { Manifest, ManifestEntry } from '../model/manifest.js';
+import type { ManifestEntry } from '../model/manifest.js';
 import { BackupError, CommandError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
@@ -44,7 +45,7 @@ export interface VerifyResult {
 export async function verifyRun(input: VerifyInput): Promise<VerifyResult> {
   const { loaded, log, signal } = input;
   const { runId, dir } = resolveRun(loaded.paths.dumpsDir, input.runId);
-  const manifest = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
+  const manifest = readManifestFile(dir);
   const stateFile = verifyStateFile(loaded.paths.stateDir);
   const chosen = [...manifest.entries.filter((e) => e.object !== 'database' && e.status === 'ok' && e.path), ...chooseEntries(manifest.entries, readVerifyState(stateFile), input.sample)];
   const started = Date.now();
