@@ -5,6 +5,7 @@
  * Query events their statement and the default database in force (`use \`db\``, printed only
  * when it changes, so it carries over from one event to the next within one run of the tool).
  */
+import { mysqlIdent } from '../dumps/mysql-literal.js';
 export interface Statement {
   /** The default database the statement ran in ('' when none). */
   readonly db: string;
@@ -114,8 +115,7 @@ export class EventReader {
 }
 
 function quotedMention(text: string, name: string): boolean {
-  const bq = '`' + name.replace(/`/g, '``') + '`';
-  if (text.includes(bq)) return true;
+  if (text.includes(mysqlIdent(name))) return true;
   const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`(^|[^\\w$\`])${esc}\\s*\\.`, 'i').test(text);
 }

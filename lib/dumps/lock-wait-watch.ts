@@ -1,3 +1,5 @@
+import { mysqlIdent } from './mysql-literal.js';
+import { fromHex } from '../model/inventory.js';
 import type { Logger } from '../log.js';
 import type { DumpWatch, LockWait } from '../model/kind.js';
 import { utf8Literal } from './mysql-literal.js';
@@ -147,7 +149,7 @@ async function findWaiter(o: LockWaitWatchOptions): Promise<Waiter | undefined> 
 
 /** LOCK TABLES names every table: the one in use by another session is the one waited for. */
 async function lockedTable(o: LockWaitWatchOptions): Promise<string | undefined> {
-  const rows = await o.query(`SHOW OPEN TABLES FROM \`${o.database.replace(/`/g, '``')}\` WHERE In_use > 0`);
+  const rows = await o.query(`SHOW OPEN TABLES FROM ${mysqlIdent(o.database)} WHERE In_use > 0`);
   const names = rows.map((r) => r[1]).filter((n): n is string => !!n);
   return names.length ? names.map((n) => `\`${n}\``).join(', ') : undefined;
 }
@@ -198,6 +200,3 @@ function hexOf(name: string): string {
   return Buffer.from(name, 'utf8').toString('hex').toUpperCase();
 }
 
-function fromHex(hex: string): string {
-  return Buffer.from(hex, 'hex').toString('utf8');
-}

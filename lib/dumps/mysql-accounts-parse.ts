@@ -1,3 +1,5 @@
+import { mysqlIdent } from './mysql-literal.js';
+
 /**
  * The account statements of a MariaDB/MySQL users export (`mariadb-dump --system=users`, or our
  * SHOW CREATE USER + SHOW GRANTS form), one statement a line, read into what a restore needs to
@@ -143,9 +145,6 @@ export function grantCovers(target: GrantTarget, database: string): boolean {
   return target.db === database;
 }
 
-export function quoteIdent(name: string): string {
-  return '`' + name.replace(/`/g, '``') + '`';
-}
 
 /**
  * The GRANT again, for `into` when it is not the dumped name `from` (a database grant only when it
@@ -157,12 +156,12 @@ export function grantOn(s: Extract<ExportStatement, { type: 'grant' }>, from: st
   let on: string;
   if (t.scope === 'global') return undefined;
   if (t.scope === 'database') {
-    if (from === into) on = `${quoteIdent(t.db)}.*`;
-    else if (isExactName(t.db, from)) on = `${quoteIdent(likeEscape(into))}.*`;
+    if (from === into) on = `${mysqlIdent(t.db)}.*`;
+    else if (isExactName(t.db, from)) on = `${mysqlIdent(likeEscape(into))}.*`;
     else return undefined;
   } else {
     const name = from === into ? t.db : into;
-    on = `${t.scope === 'routine' ? `${t.type} ` : ''}${quoteIdent(name)}.${quoteIdent(t.object)}`;
+    on = `${t.scope === 'routine' ? `${t.type} ` : ''}${mysqlIdent(name)}.${mysqlIdent(t.object)}`;
   }
   const grantOption = /\bGRANT OPTION\b/.test(s.tail) ? ' WITH GRANT OPTION' : '';
   return `GRANT ${s.privileges} ON ${on} TO ${accountSql(s.account)}${grantOption};`;

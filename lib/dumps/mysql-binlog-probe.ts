@@ -1,3 +1,4 @@
+import { mysqlIdent } from './mysql-literal.js';
 import type { Logger } from '../log.js';
 import type { BinlogPosition } from '../model/binlog.js';
 
@@ -17,17 +18,13 @@ export async function binlogReadable(query: Query, log: Logger): Promise<boolean
   }
 }
 
-/** `name` as a quoted identifier. */
-function ident(name: string): string {
-  return '`' + name.replace(/`/g, '``') + '`';
-}
 
 /**
  * The server's position read while mariadb-dump holds `database`'s table locks: kept only if
  * some of its tables are still in use after the read (the dump may be over already).
  */
 export async function lockedPosition(query: Query, database: string): Promise<BinlogPosition | undefined> {
-  const rows = await query(`SHOW MASTER STATUS; SELECT 'asb-gtid', @@GLOBAL.gtid_binlog_pos; SHOW OPEN TABLES FROM ${ident(database)} WHERE In_use > 0`);
+  const rows = await query(`SHOW MASTER STATUS; SELECT 'asb-gtid', @@GLOBAL.gtid_binlog_pos; SHOW OPEN TABLES FROM ${mysqlIdent(database)} WHERE In_use > 0`);
   const [file, position] = rows[0] ?? [];
   const at = rows.findIndex((r) => r[0] === 'asb-gtid');
   if (!file || at !== 1 || !/^\d+$/.test(position ?? '')) return undefined;

@@ -1,3 +1,4 @@
+import { mysqlIdent } from './mysql-literal.js';
 import type { DumpIndex } from './mysql-dump-index.js';
 
 /**
@@ -23,7 +24,6 @@ export function propsOfDetails(details: Readonly<Record<string, unknown>> | unde
 const NAME = /^[A-Za-z0-9_]+$/;
 const ALTER = /^ALTER DATABASE (`(?:[^`]|``)*`) CHARACTER SET ([A-Za-z0-9_]+) COLLATE ([A-Za-z0-9_]+) (;;?)$/;
 
-const ident = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 
 /**
  * One statement of a dump, aimed at `into` when it is mariadb-dump's own `ALTER DATABASE` about
@@ -32,8 +32,8 @@ const ident = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
  */
 export function retargetStatement(statement: string, from: string, into: string): string {
   const m = ALTER.exec(statement.replace(/\n$/, ''));
-  if (!m || m[1] !== ident(from)) return statement;
-  return `ALTER DATABASE ${ident(into)} CHARACTER SET ${m[2]} COLLATE ${m[3]} ${m[4]}${statement.endsWith('\n') ? '\n' : ''}`;
+  if (!m || m[1] !== mysqlIdent(from)) return statement;
+  return `ALTER DATABASE ${mysqlIdent(into)} CHARACTER SET ${m[2]} COLLATE ${m[3]} ${m[4]}${statement.endsWith('\n') ? '\n' : ''}`;
 }
 
 /**
@@ -43,7 +43,7 @@ export function retargetStatement(statement: string, from: string, into: string)
  */
 export function retargetIndex(index: DumpIndex, from: string, into: string): DumpIndex {
   if (from === into) return index;
-  const marker = Buffer.from(`ALTER DATABASE ${ident(from)} `);
+  const marker = Buffer.from(`ALTER DATABASE ${mysqlIdent(from)} `);
   return {
     ...index,
     segments: index.segments.map((seg) => {
@@ -56,7 +56,7 @@ export function retargetIndex(index: DumpIndex, from: string, into: string): Dum
 
 /** Does the dump hold ALTER DATABASE statements about `from` (a load under another name must retarget them)? */
 export function altersDatabase(index: DumpIndex, from: string): boolean {
-  const marker = Buffer.from(`ALTER DATABASE ${ident(from)} `);
+  const marker = Buffer.from(`ALTER DATABASE ${mysqlIdent(from)} `);
   return index.segments.some((seg) => seg.kind === 'sql' && seg.text.includes(marker));
 }
 

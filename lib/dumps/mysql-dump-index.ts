@@ -1,3 +1,4 @@
+import { mysqlIdent } from './mysql-literal.js';
 import { codeOf, DumpLexer, type LexedStatement } from './mysql-dump-lexer.js';
 
 /**
@@ -281,7 +282,7 @@ export class SqlDumpIndexer {
     const top = !s.command && s.delimiter === ';';
     const block = this.block;
     if (block) {
-      const table = quoteName(block.table);
+      const table = mysqlIdent(block.table);
       if (top && text.startsWith(`INSERT INTO ${table} `) && codeStart === s.start) {
         if (block.mode === 'pending') {
           block.mode = /^INSERT INTO `(?:[^`]|``)+` VALUES[ \n]/.test(text) ? 'parallel' : 'serial';
@@ -328,10 +329,6 @@ export class SqlDumpIndexer {
   }
 }
 
-/** `name` as mariadb-dump quotes it. */
-function quoteName(name: string): string {
-  return '`' + name.replace(/`/g, '``') + '`';
-}
 
 /** `t` of "INSERT INTO `t` VALUES" (a backtick inside the name is doubled). */
 function tableOf(line: Buffer): string {

@@ -7,3 +7,8 @@
 export function utf8Literal(name: string): string {
   return `_utf8mb4 X'${Buffer.from(name, 'utf8').toString('hex')}'`;
 }
+
+/** A MariaDB identifier in backquotes (a backquote inside doubled): any name, quoted once, here. */
+export function mysqlIdent(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}

@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir } from '../private-dir.js';
 import { dirname, join } from 'node:path';
-import { utf8Literal } from './mysql-literal.js';
+import { utf8Literal, mysqlIdent } from './mysql-literal.js';
 import { cmd } from '../run/command.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { isExecutable, whichSystem } from '../run/which.js';
@@ -95,15 +95,15 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
         source = "read from the dump's ALTER DATABASE lines";
       }
       if (props) {
-        await s.query(`CREATE DATABASE ${ident(database)} CHARACTER SET ${props.charset} COLLATE ${props.collation}`, signal);
+        await s.query(`CREATE DATABASE ${mysqlIdent(database)} CHARACTER SET ${props.charset} COLLATE ${props.collation}`, signal);
         s.log.debug(`restore: '${database}' created with ${props.charset} / ${props.collation} (${source})`);
         return;
       }
-      await s.query(`CREATE DATABASE ${ident(database)}`, signal);
+      await s.query(`CREATE DATABASE ${mysqlIdent(database)}`, signal);
       if (from) s.log.warn(`restore: the dump of '${from.database ?? database}' does not say its database's character set and collation (a dump from before they were recorded): '${database}' was created with the server's default`);
     },
     async dropDatabase(database, signal) {
-      await s.query(`DROP DATABASE IF EXISTS ${ident(database)}`, signal);
+      await s.query(`DROP DATABASE IF EXISTS ${mysqlIdent(database)}`, signal);
     },
     async inventory(database, signal) {
       const started = Date.now();
@@ -195,9 +195,6 @@ function sibling(client: string, name: string): string | undefined {
   return isExecutable(file) ? file : undefined;
 }
 
-export function ident(name: string): string {
-  return '`' + name.replace(/`/g, '``') + '`';
-}
 
 function packing(dump: DumpFile): Compression {
   return dump.compression === 'internal' ? 'none' : dump.compression;

@@ -1,3 +1,4 @@
+import { fromHex } from '../model/inventory.js';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -472,9 +473,6 @@ async function readPassword(file: string, configFile: string | undefined): Promi
   }
 }
 
-function fromHex(hex: string): string {
-  return Buffer.from(hex, 'hex').toString('utf8');
-}
 
 /** A SQL string literal for sql_mode='' (backslash escapes active). */
 function literal(value: string): string {

@@ -1,3 +1,4 @@
+import { mysqlIdent } from '../dumps/mysql-literal.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,6 @@ import type { PostgresServer } from './postgres.js';
  */
 export type Checksums = Record<string, string>;
 
-const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 const lit = (s: string): string => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 const pgIdent = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
 
@@ -28,7 +28,7 @@ export async function mysqlChecksums(server: MariadbServer, database: string): P
     .filter(Boolean);
   const out: Checksums = {};
   for (const t of tables) {
-    const row = await server.sql(`CHECKSUM TABLE ${q(database)}.${q(t)} EXTENDED`);
+    const row = await server.sql(`CHECKSUM TABLE ${mysqlIdent(database)}.${mysqlIdent(t)} EXTENDED`);
     out[t] = row.trim().split('\t').pop() ?? '';
   }
   return out;
@@ -60,7 +60,7 @@ export async function loadDump(entry: ManifestEntry, runDir: string, target: { m
   const file = join(runDir, entry.path);
   if (entry.kind === 'mysql') {
     const server = target.mysql!;
-    await server.sql(`CREATE DATABASE ${q(database)} CHARACTER SET utf8mb4`);
+    await server.sql(`CREATE DATABASE ${mysqlIdent(database)} CHARACTER SET utf8mb4`);
     const mariadb = whichSystem('mariadb') ?? whichSystem('mysql') ?? 'mariadb';
     const client = cmd(mariadb, ['--no-defaults', `--socket=${server.socket}`, '--user=root', '--default-character-set=utf8mb4', '--max-allowed-packet=1G', `--database=${database}`]);
     // Streamed: decompressor | client, nothing of the dump held in memory.

@@ -1,3 +1,4 @@
+import { mysqlIdent } from '../dumps/mysql-literal.js';
 import { readManifestIfAny } from '../dumps/manifest-file.js';
 import { join } from 'node:path';
 import type { Inventory } from '../model/inventory.js';
@@ -27,7 +28,6 @@ const unavailable = (err: unknown): never => {
   throw err instanceof VerifyUnavailableError ? err : new VerifyUnavailableError(`no throwaway server: ${(err as Error).message}`, err);
 };
 
-const q = (name: string): string => '`' + name.replace(/`/g, '``') + '`';
 
 /** The sessions' defaults (timeouts, limits): the target's connection comes from the throwaway server. */
 function defaultConfig(): LoadedConfig {
@@ -68,7 +68,7 @@ export async function loadAndInventory(entry: ManifestEntry, runDir: string, ser
       // Read as `restore db` reads what it loaded (the session's inventory), compared the same way.
       return await session.inventory(database, signal);
     } finally {
-      await server.sql(`DROP DATABASE IF EXISTS ${q(database)}`).catch(() => undefined);
+      await server.sql(`DROP DATABASE IF EXISTS ${mysqlIdent(database)}`).catch(() => undefined);
       await session.close();
     }
   }
