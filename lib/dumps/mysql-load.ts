@@ -235,12 +235,23 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     const loadPhase = async (): Promise<void> => {
       const parts = partitionRows(phase, n, input.splitBytes ?? SPLIT);
       phase = [];
+      // A table split over connections gets its first rows from one of them alone: two first
+      // INSERTs into the same empty InnoDB table deadlock now and then (1213, seen in the suite),
+      // which a client process cannot retry (a protocol connection does: mysql-wire.ts).
+      const split = tablesInSeveralParts(parts);
+      const opened = new Map<string, Promise<void>>();
       await guard(Promise.all(parts.map(async (pieces, j) => {
         for (const piece of pieces) {
           await guard(piece.ready);
           const asBinary = binary.has(piece.seg.table) && pools.binary.length > 0;
           const sink = (asBinary ? pools.binary : pools.text)[j]!;
           const multi = new Set((piece.seg.multi ?? []).map((k) => piece.seg.blocks[k]));
+          let opening: (() => void) | undefined;
+          if (split.has(piece.seg.table)) {
+            const first = opened.get(piece.seg.table);
+            if (first) await guard(first);
+            else opened.set(piece.seg.table, new Promise<void>((resolve) => (opening = resolve)));
+          }
           for (const block of piece.blocks) {
             const [start, end] = block;
             const run = await readers[j]!.read(start, end).catch((err: unknown) => {
@@ -248,9 +259,16 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
             });
             for (const statement of sink.whole || !multi.has(block) ? [run] : splitStatements(run, piece.seg.nbe === true)) {
               // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
-              await (sink.takes(statement) ? sink.send(statement) : coordinator.send(statement));
+              const via = sink.takes(statement) ? sink : coordinator;
+              await via.send(statement);
+              if (opening) {
+                await guard(via.drain());
+                opening();
+                opening = undefined;
+              }
             }
           }
+          opening?.();
           await sink.drain();
         }
       })));
@@ -375,6 +393,20 @@ export interface RowPiece extends PhaseTable {
  * each table on one connection (myloader's files, this machine). Parts are in file order, so each
  * connection's pass over the file only moves forward.
  */
+/** Tables whose rows more than one connection loads in the same phase. */
+export function tablesInSeveralParts(parts: readonly (readonly RowPiece[])[]): Set<string> {
+  const first = new Map<string, number>();
+  const several = new Set<string>();
+  parts.forEach((pieces, j) => {
+    for (const piece of pieces) {
+      const at = first.get(piece.seg.table);
+      if (at === undefined) first.set(piece.seg.table, j);
+      else if (at !== j) several.add(piece.seg.table);
+    }
+  });
+  return several;
+}
+
 export function partitionRows(tables: readonly PhaseTable[], n: number, splitBytes: number): RowPiece[][] {
   const parts: RowPiece[][] = Array.from({ length: Math.max(1, n) }, () => []);
   const total = tables.reduce((sum, t) => sum + t.seg.bytes, 0);

@@ -80,6 +80,9 @@ export class StatementError extends BackupError {
   }
 }
 
+const ER_LOCK_DEADLOCK = 1213;
+const DEADLOCK_ATTEMPTS = 5;
+
 /**
  * One loading connection: statements pipelined, at most `depth` waiting for their result.
  *
@@ -88,11 +91,17 @@ export class StatementError extends BackupError {
  * connection (any bytes), UTF-8 for a utf8mb4/utf8mb3 one (valid UTF-8 only, see takes()). It
  * also switches that encoding when the server reports a new character_set_client, so nothing
  * here runs SET NAMES, and open() checks what the server says.
+ *
+ * Two connections loading rows of one table can deadlock (1213): InnoDB then rolls back one
+ * statement, and under autocommit that statement is all it rolled back, so it is sent again
+ * (a few times at most). A session that is not in autocommit never retries: there the deadlock
+ * undid more than the one statement.
  */
 export class WireSink {
   private readonly inflight = new Set<Promise<unknown>>();
   private failure: StatementError | undefined;
   private readonly encoding: 'latin1' | 'utf8';
+  private autocommit = false;
 
   private constructor(
     private readonly conn: Connection,
@@ -130,7 +139,7 @@ export class WireSink {
     } catch (err) {
       throw wireError(err, `${doing}: cannot connect to ${where} as ${target.user}`, where);
     }
-    const rows: unknown = await conn.query('SELECT @@character_set_client AS cs').catch((err: unknown) => {
+    const rows: unknown = await conn.query('SELECT @@character_set_client AS cs, @@autocommit AS ac').catch((err: unknown) => {
       conn.destroy();
       throw wireError(err, doing, where);
     });
@@ -140,7 +149,9 @@ export class WireSink {
       conn.destroy();
       throw new StatementError(`${doing}: the connection to ${where} has character set ${got ?? 'unknown'}, not ${charset}`, where, undefined, undefined);
     }
-    return new WireSink(conn, doing, where, depth, charset);
+    const sink = new WireSink(conn, doing, where, depth, charset);
+    sink.autocommit = Number((rows as { ac?: unknown }[])[0]?.ac) === 1;
+    return sink;
   }
 
   /**
@@ -157,7 +168,9 @@ export class WireSink {
     if (this.failure) throw this.failure;
     let end = statement.length;
     while (end > 0 && (statement[end - 1] === 10 || statement[end - 1] === 13)) end--;
-    const p: Promise<unknown> = this.conn.query(statement.toString(this.encoding, 0, end)).then(
+    const sql = statement.toString(this.encoding, 0, end);
+    if (/\bautocommit\b/i.test(sql.slice(0, 200))) this.autocommit = false;
+    const p: Promise<unknown> = this.query(sql, 1).then(
       () => this.inflight.delete(p),
       (err: unknown) => {
         this.inflight.delete(p);
@@ -167,6 +180,13 @@ export class WireSink {
     this.inflight.add(p);
     while (this.inflight.size >= this.depth && !this.failure) await Promise.race(this.inflight);
     if (this.failure) throw this.failure;
+  }
+
+  private query(sql: string, attempt: number): Promise<unknown> {
+    return this.conn.query(sql).catch((err: unknown) => {
+      if ((err as { errno?: number }).errno !== ER_LOCK_DEADLOCK || !this.autocommit || attempt >= DEADLOCK_ATTEMPTS) throw err;
+      return this.query(sql, attempt + 1);
+    });
   }
 
   connectionId(): number | undefined {

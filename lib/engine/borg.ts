@@ -6,7 +6,7 @@ import { cmd, quote } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
 import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
-import { borgRsh, remoteContext } from './remote.js';
+import { borgRsh, remoteContext, isRemoteRepository } from './remote.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -136,9 +136,11 @@ export const borgEngine: Engine = {
     if (!(await borgEngine.initialised!(ctx))) throw new EngineError(`no borg repository at ${ctx.loaded.config.borg.repository}: create it once with \`apiscp-backup repo-init\``, 'borg');
   },
   async initialised(ctx) {
-    // `borg config --list` reads the repository's config (no key, no passphrase needed); --bypass-lock:
-    // a backup of the admin's own holding the lock must not make it look missing.
-    const r = await run(cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), ['--bypass-lock', 'config', '--list'], { env: borgEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [2] }) });
+    // `borg config --list` reads the repository's config (no key, no passphrase needed), but only
+    // of a local repository; a remote one (borg serve) answers `borg info`. --bypass-lock: a backup
+    // of the admin's own holding the lock must not make it look missing.
+    const probe = isRemoteRepository(ctx.loaded.config.borg.repository) ? ['--bypass-lock', 'info'] : ['--bypass-lock', 'config', '--list'];
+    const r = await run(cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), probe, { env: borgEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [2] }) });
     if (r.exitCode === 0) return true;
     if (BORG_NO_REPO.test(r.stderr)) return false;
     throw new EngineError(`borg cannot open the repository ${ctx.loaded.config.borg.repository} (${borgExitMessage(r.exitCode, r.stderr)}): ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`, 'borg');

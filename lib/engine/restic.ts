@@ -121,7 +121,7 @@ export const resticEngine: Engine = {
   },
   async initialised(ctx) {
     // `cat config` reads one small file and, with --no-lock, waits for no other restic.
-    const r = await run(cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), ['--no-lock', 'cat', 'config'], { env: resticEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [1, 10] }) });
+    const r = await run(cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), [...resticTlsArgs(ctx.loaded), '--no-lock', 'cat', 'config'], { env: resticEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [1, 10] }) });
     if (r.exitCode === 0) return true;
     if (r.exitCode === 10 || /Is there a repository at the following location\?|unable to open config file/.test(r.stderr)) return false;
     throw new EngineError(`restic cannot open the repository ${ctx.loaded.config.restic.repository} (${resticExitMessage(r.exitCode, r.stderr)}): ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`, 'restic');
