@@ -237,10 +237,13 @@ describe('the dump tools a run killed by SIGKILL left running', () => {
         const tools = (await below(child.pid!)).filter((p) => /pg_dump/.test(p.args));
         return tools.some((t) => groups.has(t.pid)) ? tools : undefined;
       }, 60_000, 200);
+      // Stopped, so that none finishes its dump before the takeover on a fast machine: a stopped
+      // process is as alive (and as much an orphan) as a running one.
+      for (const t of stuck) process.kill(t.pid, 'SIGSTOP');
       process.kill(child.pid!, 'SIGKILL');
       expect((await child).signal).toBe('SIGKILL');
       await new Promise((r) => setTimeout(r, 1000));
-      // Orphans now: their parent gone, still dumping.
+      // Orphans now: their parent gone, still there.
       for (const t of stuck) expect(isRunning(t.pid), `${t.pid} ${t.args}`).toBe(true);
 
       // A recorded group whose leader's pid now runs something else (same pid, another start time).

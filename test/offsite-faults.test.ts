@@ -115,7 +115,10 @@ test('the link cut mid-transfer: a clean failure naming the remote, no archive c
   // The backup host kept what arrived, checkpoints included; we count none of it as a backup.
   const env = { ...borgEnv(loaded), HOME: offsite.clientHome };
   const all = await run(offsite.onServer(cmd('borg', ['list', '--short', '--consider-checkpoints', '--lock-wait', '30'], { env })), { exitClass: exitClasses({ ok: [1] }) });
-  expect(all.stdout).toMatch(/\.checkpoint/);
+  // Whether borg wrote a checkpoint before the cut depends on the machine's pace; when it did, it
+  // is there and still not counted (below).
+  console.log(`archives on the backup host after the cut: ${all.stdout.trim().split('\n').filter(Boolean).join(', ') || 'none'}`);
+  expect(all.stdout.split('\n').filter((l) => l && !l.includes('.checkpoint')), 'a complete archive from the cut run').toEqual([]);
   const listed = await offsite.cli(config, ['--json', 'list']);
   expect(listed.code, listed.stderr).toBe(0);
   expect((JSON.parse(listed.stdout) as { backups: unknown[] }).backups).toEqual([]);

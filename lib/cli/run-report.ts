@@ -24,7 +24,8 @@ async function repositoryState(ctx: CommandContext, name: EngineName): Promise<s
   if (!engine.initialised) return '';
   try {
     const { sources, excludes } = await expandBackupPaths(ctx.loaded.paths);
-    return (await engine.initialised({ loaded: ctx.loaded, log: ctx.log, signal: ctx.signal, sources, excludes })) ? ' (initialised)' : ' (MISSING: create it once with `apiscp-backup repo-init`)';
+    const known = await engine.initialised({ loaded: ctx.loaded, log: ctx.log, signal: ctx.signal, sources, excludes });
+    return known === undefined ? '' : known ? ' (initialised)' : ' (MISSING: create it once with `apiscp-backup repo-init`)';
   } catch (err) {
     if (!(err instanceof BackupError)) throw err;
     return ` (cannot be checked: ${err.message})`;

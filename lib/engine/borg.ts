@@ -133,14 +133,17 @@ export const borgEngine: Engine = {
     if (!whichSystem('borg')) throw new MissingDependencyError('borg', 'borgbackup', 'borgbackup (EPEL)');
     borgEnv(ctx.loaded);
     // Before any dump: a run without a repository would dump everything and only then fail.
-    if (!(await borgEngine.initialised!(ctx))) throw new EngineError(`no borg repository at ${ctx.loaded.config.borg.repository}: create it once with \`apiscp-backup repo-init\``, 'borg');
+    if ((await borgEngine.initialised!(ctx)) === false) throw new EngineError(`no borg repository at ${ctx.loaded.config.borg.repository}: create it once with \`apiscp-backup repo-init\``, 'borg');
   },
   async initialised(ctx) {
     // `borg config --list` reads the repository's config (no key, no passphrase needed), but only
-    // of a local repository; a remote one (borg serve) answers `borg info`. --bypass-lock: a backup
-    // of the admin's own holding the lock must not make it look missing.
-    const probe = isRemoteRepository(ctx.loaded.config.borg.repository) ? ['--bypass-lock', 'info'] : ['--bypass-lock', 'config', '--list'];
-    const r = await run(cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), probe, { env: borgEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [2] }) });
+    // of a local repository. A remote one is not probed: every command that reads its manifest
+    // records it in the client's security directory, which after an append-only rollback on the
+    // backup host (docs/offsite.md) makes borg refuse the repository; the backup's own error
+    // names a missing one (undefined: cannot tell). --bypass-lock: a backup of the admin's own
+    // holding the lock must not make it look missing.
+    if (isRemoteRepository(ctx.loaded.config.borg.repository)) return undefined;
+    const r = await run(cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), ['--bypass-lock', 'config', '--list'], { env: borgEnv(ctx.loaded) }), { signal: ctx.signal, exitClass: exitClasses({ warning: [2] }) });
     if (r.exitCode === 0) return true;
     if (BORG_NO_REPO.test(r.stderr)) return false;
     throw new EngineError(`borg cannot open the repository ${ctx.loaded.config.borg.repository} (${borgExitMessage(r.exitCode, r.stderr)}): ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`, 'borg');
@@ -171,7 +174,13 @@ export const borgEngine: Engine = {
     const repo = ctx.loaded.config.borg.repository ?? '';
     // borg creates the repository directory but not its parents (restic creates both).
     if (repo.startsWith('/')) mkdirSync(dirname(repo), { recursive: true, mode: 0o700 });
-    await runBorg(ctx, 'init', ['init', `--encryption=${mode}`]);
+    try {
+      await runBorg(ctx, 'init', ['init', `--encryption=${mode}`]);
+    } catch (err) {
+      // A remote repository is not probed first (initialised()): borg says it exists.
+      if (err instanceof EngineError && /already exists/i.test(err.message)) return `borg repository ${ctx.loaded.config.borg.repository} is already initialised: nothing to do`;
+      throw err;
+    }
     return `created borg repository ${ctx.loaded.config.borg.repository} (encryption ${mode})`;
   },
   async restore(ctx, dir) {

@@ -117,7 +117,7 @@ export const resticEngine: Engine = {
     if (!whichSystem('restic')) throw new MissingDependencyError('restic', 'restic', 'restic (EPEL)');
     resticEnv(ctx.loaded);
     // Before any dump: a run without a repository would dump everything and only then fail.
-    if (!(await resticEngine.initialised!(ctx))) throw new EngineError(`no restic repository at ${ctx.loaded.config.restic.repository}: create it once with \`apiscp-backup repo-init\``, 'restic');
+    if ((await resticEngine.initialised!(ctx)) === false) throw new EngineError(`no restic repository at ${ctx.loaded.config.restic.repository}: create it once with \`apiscp-backup repo-init\``, 'restic');
   },
   async initialised(ctx) {
     // `cat config` reads one small file and, with --no-lock, waits for no other restic.

@@ -46,9 +46,10 @@ export interface Engine {
   init?(ctx: EngineContext): Promise<string>;
   /**
    * With init: whether the repository exists (a wrong key or an unreachable host is an error,
-   * not a "no"). check() calls it, so a run stops before dumping when it is missing.
+   * not a "no"; undefined when it cannot tell without side effects, e.g. a remote borg
+   * repository). check() calls it, so a run stops before dumping when it is missing.
    */
-  initialised?(ctx: EngineContext): Promise<boolean>;
+  initialised?(ctx: EngineContext): Promise<boolean | undefined>;
   /** Apply retention after a successful backup. */
   prune?(ctx: EngineContext): Promise<void>;
   /** Restore the latest backup into `target` (an empty directory): for admins, tests and the demo. */

@@ -20,7 +20,7 @@ export default async function repoInit(ctx: CommandContext, opts: Record<string,
   const { sources, excludes } = await expandBackupPaths(ctx.loaded.paths);
   const ctx2 = { loaded: ctx.loaded, log: ctx.log, signal: ctx.signal, sources, excludes };
   // Not engine.check(): it fails on the very thing this command creates.
-  if (engine.initialised && (await engine.initialised(ctx2))) {
+  if (engine.initialised && (await engine.initialised(ctx2)) === true) {
     ctx.out(`${engineTarget(ctx.loaded, engine.name)} is already initialised: nothing to do`);
     return 0;
   }
