@@ -13,8 +13,8 @@ import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import { assertBuilt, MY_DBS, readStatus, rmrf, seedMysql, writeConfig } from './helpers/e2e.js';
 import { startOffsite, type Offsite } from './harness/offsite.js';
 
-// Issue 30 item 3: borg to an append-only backup host over a slow link (tc tbf: this kernel has
-// no sch_netem, so no loss/delay emulation here), cut in the middle of the transfer
+// Issue 30 item 3: borg to an append-only backup host over a slow link (tc tbf; loss and delay
+// without sch_netem are in test/offsite-restic-faults.test.ts), cut in the middle of the transfer
 // (`ip link set eth0 down` on the ApisCP server's side). The run fails cleanly: no archive counted
 // (borg's .checkpoint archives are not backups), the lock released, status CRITICAL naming the
 // remote; the dumps had finished before the transfer began; the next run succeeds.
