@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -16,8 +16,8 @@ import { REST_PORT, startOffsite, type Offsite } from './harness/offsite.js';
 
 // Issue 30 item 3 for restic over REST (rclone serve restic --append-only, TLS, client
 // certificate): a lossy, delayed link (nftables drops a share of the packets, a relay on the
-// backup host holds each direction; test/harness/offsite-link.ts: no sch_netem needed). The run
-// either succeeds or fails cleanly (exit 5 naming the backup host, no
+// backup host holds each direction; test/harness/offsite-link.ts: no sch_netem needed), then the
+// link cut mid-backup. Each run either succeeds or fails cleanly (exit 5 naming the backup host, no
 // snapshot counted, the lock released, status CRITICAL naming the remote); the next run succeeds;
 // the dumps were complete before restic started (running.json's phases, the manifest and restic's
 // own snapshot time).
@@ -25,6 +25,8 @@ import { REST_PORT, startOffsite, type Offsite } from './harness/offsite.js';
 const base = mkdtempSync(join(tmpdir(), 'offsite-restic-faults-'));
 const RELAY_PORT = 8001;
 const DELAY_MS = 25;
+/** restic.stall_timeout: the cut run must end this long after restic stops moving (not restic's half hour). */
+const STALL_S = 15;
 let my: MariadbServer;
 let offsite: Offsite;
 let relay: Relay;
@@ -33,6 +35,9 @@ let loaded: LoadedConfig;
 let root: string;
 let html: string;
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const ip = (args: string[]) => run(cmd('ip', args));
+const tc = (args: string[]) => run(offsite.onServer(cmd('tc', args)));
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 beforeAll(async () => {
@@ -50,7 +55,12 @@ beforeAll(async () => {
     extra: {
       databases: { mysql: { enabled: true, socket: my.socket, defaults_file: join(root, 'no-my.cnf') }, postgresql: { enabled: false } },
       // Through the relay: every byte between restic and the REST server is held DELAY_MS each way.
-      restic: { repository: `rest:https://${offsite.address}:${RELAY_PORT}/srv/`, password_file: join(base, 'secret'), cacert: offsite.tls.ca, tls_client_cert: offsite.tls.clientPem, append_only: true },
+      // 4 MiB packs (restic's smallest): on the 8 Mbit/s link the archiver waits seconds, not
+      // half a minute, for a pack upload, well inside STALL_S.
+      restic: {
+        repository: `rest:https://${offsite.address}:${RELAY_PORT}/srv/`, password_file: join(base, 'secret'), cacert: offsite.tls.ca, tls_client_cert: offsite.tls.clientPem,
+        append_only: true, stall_timeout: STALL_S, extra_args: ['--pack-size', '4'],
+      },
     },
   });
   loaded = loadConfig({ file: config });
@@ -142,3 +152,54 @@ test('a lossy, delayed link: the run succeeds or fails cleanly, the next run suc
   expect(Date.parse(newest.time)).toBeGreaterThanOrEqual(Date.parse(manifestTimes(join(loaded.paths.dumpsDir, 'latest/manifest.json')).finishedAt));
   expect((await offsite.cli(config, ['status'])).stdout).toMatch(/^OK/);
 }, 240_000);
+
+/** pid of our `restic backup` (its argv names our tree), once it runs. */
+async function resticBackupPid(): Promise<number | undefined> {
+  const r = await run(cmd('ps', ['-eo', 'pid=,args=']));
+  const line = r.stdout.split('\n').find((l) => /\brestic\b.*\bbackup\b/.test(l) && l.includes(root));
+  return line ? Number(line.trim().split(/\s+/)[0]) : undefined;
+}
+
+function repoBytes(): number {
+  const data = join(offsite.resticDir, 'srv/data');
+  if (!existsSync(data)) return 0;
+  let n = 0;
+  for (const d of readdirSync(data)) for (const f of readdirSync(join(data, d))) n += statSync(join(data, d, f)).size;
+  return n;
+}
+
+test('the link cut mid-backup: a clean failure naming the remote, no snapshot counted, lock released; the next run succeeds', async () => {
+  // Incompressible and new, so the slow link has something to carry for a while.
+  writeFileSync(join(html, 'big.bin'), randomBytes(24 * 1024 * 1024));
+  const before = (await snapshots()).map((s) => s.id).sort();
+  await tc(['qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '8mbit', 'burst', '32kbit', 'latency', '400ms']);
+  const startBytes = repoBytes();
+  const watch = watchPhases(loaded.paths.stateDir);
+  const running = offsite.cli(config, ['run']);
+  let pid: number | undefined;
+  for (const until = Date.now() + 120_000; !pid && Date.now() < until; await sleep(100)) pid = await resticBackupPid();
+  expect(pid, 'restic backup never started').toBeDefined();
+  // Some packs reached the backup host, then the cable is pulled.
+  for (const until = Date.now() + 60_000; repoBytes() - startBytes < 4 * 1024 * 1024 && Date.now() < until; ) await sleep(200);
+  expect(repoBytes() - startBytes).toBeGreaterThanOrEqual(4 * 1024 * 1024);
+  await ip(['-n', offsite.net.host('srv').netns, 'link', 'set', 'eth0', 'down']);
+  const cutAt = Date.now();
+  const failed = await running;
+  const phases = await watch.stop();
+  const afterCut = Date.now() - cutAt;
+  console.log(`restic after the cut: exit ${failed.code} ${afterCut} ms after it`);
+  await ip(['-n', offsite.net.host('srv').netns, 'link', 'set', 'eth0', 'up']);
+  await tc(['qdisc', 'del', 'dev', 'eth0', 'root']);
+
+  dumpsBeforeTransfer(phases);
+  await expectCleanFailure(failed, before);
+  // Ended by restic.stall_timeout (plus the watchdog's quarter-period and restic's exit), not by restic.
+  expect(failed.stderr).toContain(`no progress for ${STALL_S} s, restic.stall_timeout`);
+  expect(afterCut).toBeLessThan((STALL_S * 1.25 + 10) * 1000);
+
+  const next = await runWatched();
+  expect(next.r.code, next.r.stderr).toBe(0);
+  dumpsBeforeTransfer(next.phases);
+  expect(await snapshots()).toHaveLength(before.length + 1);
+  expect((await offsite.cli(config, ['status'])).stdout).toMatch(/^OK/);
+}, 150_000);
