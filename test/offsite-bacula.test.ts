@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { addToResource, pkiDirectives, tlsDirectives, type TlsFiles } from '../lib/engine/bacula-tls.js';
 import { cmd, type Command } from '../lib/run/command.js';
@@ -16,7 +17,8 @@ import { createNetwork, listensOn, type TestNetwork } from './harness/netns.js';
 // encryption on the file daemon (its own keypair + the master key's public half). The volume on
 // the storage host holds no plaintext of a site file; the client restores with its key; a new
 // client restores with the master key; a file daemon with no certificate or one from another CA
-// is refused. (Wiring these directives into `bacula config` / `install` is not done yet.)
+// is refused; a new client without the master key gets nothing readable. The director's TLS
+// toward client and storage comes from `bacula config --tls-dir` (both layouts).
 
 const base = mkdtempSync(join(tmpdir(), 'offsite-bacula-'));
 const MARKER = `site file plaintext ${randomBytes(8).toString('hex')} `;
@@ -97,7 +99,18 @@ beforeAll(async () => {
   dirConf = dirConf.replace(/Client \{\n  Name = srv-fd\n[^{}]*\n\}/, clientResource!);
   dirConf += `Client {\n  Name = new-fd\n  Address = ${srvAddr}\n  FDPort = ${NEW_FD_PORT}\n  Catalog = MyCatalog\n  Password = ${JSON.stringify(pw.newFd)}\n}\n`;
   dirConf = addToResource(dirConf, 'Client', tlsDirectives(dirTls, { server: false }), 'new-fd');
-  dirConf = addToResource(dirConf, 'Storage', tlsDirectives(dirTls, { server: false }), 'File1');
+  // The director's side toward the storage daemon: `bacula config --tls-dir --write` writes its
+  // TLS lines into a file of ours, which the (admin's) Storage resource includes.
+  const dirEtc = join(base, 'dir-etc');
+  mkdirSync(dirEtc, { recursive: true });
+  writeFileSync(join(dirEtc, 'bacula-dir.conf'), '# the admin\'s (stands for the package\'s conffile)\n');
+  const wroteDir = await cli(['bacula', 'config', '--layout', 'stock', '--etc', dirEtc, '--client', 'srv-fd', '--tls-dir', pkiDir, '--tls-name', 'tls-dir', '--write']);
+  expect(wroteDir.code, wroteDir.stderr).toBe(0);
+  const storageTls = join(dirEtc, 'apiscp-backup-dir-tls.conf');
+  expect(wroteDir.stdout).toContain(`inside each Storage resource of ${join(dirEtc, 'bacula-dir.conf')} add the line:  @${storageTls}`);
+  expect(readFileSync(storageTls, 'utf8')).toMatch(/TLS Require = yes[\s\S]*TLS Certificate = ".*tls-dir\.crt"/);
+  dirConf = dirConf.replace(/(\nStorage \{\n  Name = File1\n)/, `$1  @${storageTls}\n`);
+  expect(dirConf).toContain(`@${storageTls}`);
   let sdConf = sdConfig('tls-dir', SD_PORT, pw.sd, join(base, 'sd'), volumes, undefined, dirAddr);
   const sdTls = tlsFiles('harness-sd');
   sdConf = addToResource(sdConf, 'Director', tlsDirectives(sdTls, { server: true, allowedCns: ['tls-dir'] }));
@@ -180,6 +193,26 @@ test('disaster: a new client with only the master keypair restores the encrypted
   expect(readFileSync(join(where, data, 'index.php'), 'utf8')).toBe(MARKER.repeat(2000));
 }, 180_000);
 
+test('disaster without the master key: a new client with only its own keypair cannot read the files', async () => {
+  expect(backedUp).toBe(true);
+  // The same new client, but its PKI keypair is its own (new-fd.pem), not the master's: Bacula
+  // has no session key it can open, so the file must not come back in the clear.
+  await daemons.stop();
+  daemons = daemonSet(base);
+  await startAndWait('dir', cmd(binary('bacula-sd'), ['-f', '-c', join(base, 'sd.conf')]), 'sd-nokey', SD_PORT);
+  await startAndWait('dir', cmd(binary('bacula-dir'), ['-f', '-c', join(base, 'dir.conf')]), 'dir-nokey', DIR_PORT);
+  const conf = fileDaemon('new-fd', NEW_FD_PORT, join(base, 'new-fd-nokey'), { tls: tlsFiles('new-fd'), keypair: join(pkiDir, 'pki/new-fd.pem') });
+  await startAndWait('srv', cmd(binary('bacula-fd'), ['-f', '-c', conf]), 'new-fd-nokey', NEW_FD_PORT);
+  const where = join(base, 'restore-nokey');
+  const r = await restore('srv-fd', where, 'new-fd');
+  const restored = join(where, data, 'index.php');
+  const content = existsSync(restored) ? readFileSync(restored) : Buffer.alloc(0);
+  console.log(`restore without the master key: job ${r.status}, ${content.length} bytes written`);
+  expect(r.status, r.log).not.toBe('T');
+  expect(r.log).toMatch(/decrypt|session key|encrypt/i);
+  expect(content.includes(Buffer.from(MARKER.trim()))).toBe(false);
+}, 180_000);
+
 test('a file daemon with no certificate, or one from another CA, is refused', async () => {
   // Replace srv-fd by an impostor without TLS, then by one with a certificate of its own CA.
   await daemons.stop();
@@ -202,3 +235,35 @@ test('a file daemon with no certificate, or one from another CA, is refused', as
   const wrong = await runJob();
   expect(wrong.status, wrong.log).not.toBe('T');
 }, 240_000);
+
+test('bacula config --tls-dir on the add-in\'s director: the template\'s Client and every Storage resource of the slot files require TLS; RPM files untouched', async () => {
+  const etc = join(base, 'addin-etc');
+  cpSync(fileURLToPath(new URL('./fixtures/bacula-addin', import.meta.url)), etc, { recursive: true });
+  for (const rel of readdirSync(etc, { recursive: true, encoding: 'utf8' })) {
+    const file = join(etc, rel);
+    if (statSync(file).isFile()) writeFileSync(file, readFileSync(file, 'utf8').replaceAll('@@ETC@@', etc).replaceAll('@@ROOT@@', base).replaceAll('@@WORK@@', join(base, 'work')).replaceAll('@@FDPORT@@', String(FD_PORT)));
+  }
+  writeFileSync(join(etc, 'bacula-vars'), 'DIR_PORT=9101\nWORK_DIR=/tmp\nDIR_PASSWORD=d\nLOG_FILE=/tmp/l\nMONITOR_PASSWORD=m\nDB_NAME=bacula\nSD_HOSTNAME=sd.example\nSD_PORT=9103\nSD_PASSWORD=s\nCONSOLE_PASSWORD=c\n', { mode: 0o600 });
+  mkdirSync(join(etc, 'local.d/servers/1'), { recursive: true, mode: 0o700 });
+  writeFileSync(join(etc, 'local.d/servers/1/web1.conf'), 'Client {\n\tName = web1\n\tPassword = "p"\n\tAddress = "web1.example"\n}\n');
+  const rpm = ['conf.d/servers/base.conf', 'conf.d/servers/slot-base.conf', 'conf.d/servers/storage.conf'].map((f) => readFileSync(join(etc, f), 'utf8'));
+  const config = ['bacula', 'config', '--layout', 'addin', '--etc', etc, '--tls-dir', pkiDir, '--tls-name', 'tls-dir', '--write'];
+  const w = await cli(config);
+  expect(w.code, w.stderr).toBe(0);
+  expect(w.stdout).toContain(`wrote ${join(etc, 'local.d/servers/slot-base.conf')} (TLS in its Storage resources, from ${join(etc, 'conf.d/servers/slot-base.conf')})`);
+  expect(w.stdout).toContain(`wrote ${join(etc, 'local.d/servers/storage.conf')} (TLS in its Storage resources, from ${join(etc, 'conf.d/servers/storage.conf')})`);
+  expect(['conf.d/servers/base.conf', 'conf.d/servers/slot-base.conf', 'conf.d/servers/storage.conf'].map((f) => readFileSync(join(etc, f), 'utf8'))).toEqual(rpm);
+  // Idempotent: a second run changes nothing.
+  const again = await cli(config);
+  expect(again.stdout).toContain(`${join(etc, 'local.d/servers/storage.conf')}: unchanged`);
+  // What the add-in's generator makes of it: every Storage and the server's Client resource with
+  // TLS required and the director's certificate.
+  const generated = (await run(cmd(join(etc, 'conf.d/bacula-dir.sh'), []), { timeoutMs: 30_000 })).stdout;
+  const resources = [...generated.matchAll(/\n?(Storage|Client) \{\n([^{}]*)\n\}/g)];
+  expect(resources.map((m) => `${m[1]} ${/Name = "?([^"\n]+)/.exec(m[2]!)?.[1]}`).sort()).toEqual(['Client web1', 'Storage File-1', 'Storage FileStorage-1', 'Storage Virt-1']);
+  for (const m of resources) {
+    expect(m[2], m[0]).toMatch(/TLS Require = yes/);
+    expect(m[2], m[0]).toContain(`TLS Certificate = "${join(pkiDir, 'tls/tls-dir.crt')}"`);
+    expect(m[2], m[0]).toContain(`TLS Key = "${join(pkiDir, 'tls/tls-dir.key')}"`);
+  }
+});
