@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { loadConfig } from '../lib/config/load.js';
 import { addToResource, pkiDirectives, tlsDirectives, type TlsFiles } from '../lib/engine/bacula-tls.js';
 import { cmd, type Command } from '../lib/run/command.js';
 import { exitClasses } from '../lib/run/exit-status.js';
@@ -126,14 +127,46 @@ beforeAll(async () => {
     mkdirSync(join(clientDir, f, '..'), { recursive: true, mode: 0o700 });
     copyFileSync(join(pkiDir, f), join(clientDir, f));
   }
-  const fd = fileDaemon('srv-fd', FD_PORT, join(base, 'fd'), {});
-  const tlsFd = ['bacula', 'tls', 'fd', '--fd-config', fd, '--client', 'srv-fd', '--director', 'tls-dir', '--write'];
-  const refused = await cli([...tlsFd, '--dir', pkiDir]);
+  // `install --engine bacula --tls-dir` on the ApisCP server writes its bacula-fd.conf (under --root).
+  const clientRoot = join(base, 'client-root');
+  const fd = join(clientRoot, 'etc/bacula/bacula-fd.conf');
+  mkdirSync(join(fd, '..'), { recursive: true });
+  copyFileSync(fileDaemon('srv-fd', FD_PORT, join(base, 'fd'), {}), fd);
+  chmodSync(fd, 0o640);
+  const clientConfig = join(clientRoot, 'etc/apiscp-backup/config.yaml');
+  mkdirSync(join(clientConfig, '..'), { recursive: true });
+  writeFileSync(clientConfig, JSON.stringify({ engine: 'bacula', paths: { root: clientRoot }, panel: { enabled: false }, databases: { mysql: { enabled: false }, postgresql: { enabled: false } } }), { mode: 0o600 });
+  const install = (dir: string) => cli(['--root', clientRoot, '--config', clientConfig, 'install', '--engine', 'bacula', '--tls-dir', dir, '--client', 'srv-fd', '--director', 'tls-dir']);
+  const plainFd = readFileSync(fd, 'utf8');
+  // The director host's directory holds master.pem: refused, nothing written.
+  const refused = await install(pkiDir);
   expect(refused.code).toBe(2);
   expect(refused.stderr).toMatch(/master key's private half must not be on a client/);
-  const wrote = await cli([...tlsFd, '--dir', clientDir]);
+  // A private key other users can read: refused, nothing written.
+  chmodSync(join(clientDir, 'pki/srv-fd.pem'), 0o644);
+  const readable = await install(clientDir);
+  chmodSync(join(clientDir, 'pki/srv-fd.pem'), 0o600);
+  expect(readable.code).toBe(2);
+  expect(readable.stderr).toContain(`${join(clientDir, 'pki/srv-fd.pem')}: mode 0644: other users can read the secret`);
+  expect(readFileSync(fd, 'utf8')).toBe(plainFd);
+  const wrote = await install(clientDir);
   expect(wrote.code, wrote.stderr).toBe(0);
+  expect(wrote.stdout).toContain(`added TLS (required, director tls-dir only) and PKI data encryption (keypair srv-fd, master key's public half) to ${fd}`);
   expect(readFileSync(fd, 'utf8')).toMatch(/PKI Encryption = Yes[\s\S]*PKI Master Key = .*master\.cert/);
+  expect(statSync(fd).mode & 0o777).toBe(0o600);
+  const again = await install(clientDir);
+  expect(again.stdout).toContain(`${fd}: TLS and PKI encryption already set`);
+  // Only paths travel: no piece of a private key in what install printed or logged.
+  const keyBody = (f: string): string[] => {
+    const b = readFileSync(f, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----')).join('');
+    return Array.from({ length: Math.floor(b.length / 24) }, (_, i) => b.slice(i * 24, i * 24 + 24));
+  };
+  const pieces = [...keyBody(join(clientDir, 'tls/srv-fd.key')), ...keyBody(join(pkiDir, 'pki/srv-fd.pkikey'))];
+  const logFile = loadConfig({ file: clientConfig }).paths.logFile;
+  expect(existsSync(logFile), logFile).toBe(true);
+  const said = [refused, readable, wrote, again].map((r) => r.stdout + r.stderr).join('\n') + (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  expect(pieces.length).toBeGreaterThan(10);
+  expect(pieces.filter((p) => said.includes(p))).toEqual([]);
   await testConfig('bacula-dir', files.dir);
   await testConfig('bacula-sd', files.sd);
   await testConfig('bacula-fd', fd);
