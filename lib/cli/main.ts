@@ -92,6 +92,9 @@ export function buildProgram(): Command {
     .addOption(engine())
     .option('--node <path>', 'node binary the cron entry calls (default: this one)')
     .option('--dry-run', 'show what would change')
+    .option('--tls-dir <dir>', 'bacula: add TLS and PKI data encryption to bacula-fd.conf from the files copied from the director host (with --client, --director)')
+    .option('--client <name>', 'bacula --tls-dir: this file daemon\'s name (its certificate and keypair)')
+    .option('--director <name>', 'bacula --tls-dir: the director\'s name (the only certificate the fd accepts)')
     .action(action(() => import('./commands/install.js')));
   program
     .command('uninstall')

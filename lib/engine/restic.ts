@@ -5,7 +5,8 @@ import { cmd } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
 import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
-import { remoteContext, resticTlsArgs } from './remote.js';
+import { isRemoteRepository, remoteContext, remoteLabel, resticTlsArgs } from './remote.js';
+import { resticStallWatch, type StallWatch } from './restic-stall.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -78,11 +79,30 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 /** restic's 3: the snapshot was made but some source files could not be read. */
 const RESTIC_EXIT = exitClasses({ warning: [3] });
 
-async function runRestic(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
+async function runRestic(ctx: EngineContext, action: string, args: string[], watch?: StallWatch): Promise<RunResult> {
   const repository = ctx.loaded.config.restic.repository;
   const explain = (code: number | undefined, stderr: string): string => resticExitMessage(code, stderr) + remoteContext(repository, stderr);
   const argv = [...resticTlsArgs(ctx.loaded), ...args];
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal: ctx.signal, exitClass: RESTIC_EXIT });
+  const signal = watch ? (ctx.signal ? AbortSignal.any([ctx.signal, watch.signal]) : watch.signal) : ctx.signal;
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal, exitClass: RESTIC_EXIT, onStdout: watch?.onStdout });
+}
+
+/** restic backup, bounded by restic.stall_timeout when the repository is remote (./restic-stall.ts). */
+async function runResticBackup(ctx: EngineContext, args: string[]): Promise<RunResult> {
+  const r = ctx.loaded.config.restic;
+  if (!isRemoteRepository(r.repository)) return runRestic(ctx, 'backup', args);
+  const watch = resticStallWatch(r.stall_timeout * 1000);
+  try {
+    return await runRestic(ctx, 'backup', args, watch);
+  } catch (err) {
+    if (!watch.stalled() || ctx.signal?.aborted) throw err;
+    throw new EngineError(
+      `restic backup failed (no progress for ${r.stall_timeout} s, restic.stall_timeout; the link to the backup host ${remoteLabel(r.repository!)} broke or it did not answer)`,
+      'restic',
+    );
+  } finally {
+    watch.end();
+  }
 }
 
 export interface ResticSummary {
@@ -128,7 +148,7 @@ export const resticEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const r = await runResticBackup(ctx, resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
     const summary = parseResticSummary(r.stdout);
     const warnings: string[] = [];
     if (r.exitClass === 'warning') {

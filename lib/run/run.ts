@@ -22,6 +22,8 @@ export interface RunOptions {
   stderr?: 'pipe' | 'inherit';
   /** Exit code a failure maps to (engine failures differ from dump failures). */
   failureExitCode?: ExitCode;
+  /** Sees stdout as it comes (a watchdog of the tool's progress); the whole output is still returned. */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -53,6 +55,8 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
     maxBuffer: 256 * 1024 * 1024,
   });
   track(child);
+  const onStdout = options.onStdout;
+  if (onStdout) child.stdout?.on('data', (b: Buffer | string) => onStdout(b.toString()));
   const watch = new Watch(options, () => terminate(child));
   try {
     const result = await child;
