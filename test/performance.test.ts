@@ -15,13 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedConfig } from '../lib/config/load.js';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
-import { mysqlKind, type MysqlSession } from '../lib/dumps/mysql.js';
-import { binarySafeTables, headerNames } from '../lib/dumps/mysql-dump-charsets.js';
-import { indexSqlDump, SqlDumpIndexer } from '../lib/dumps/mysql-dump-index.js';
-import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../lib/dumps/mysql-dump-map.js';
+import { mysqlKind, type MysqlSession } from '../lib/kinds/mysql/kind.js';
+import { binarySafeTables, headerNames } from '../lib/kinds/mysql/load/charsets.js';
+import { indexSqlDump, SqlDumpIndexer } from '../lib/kinds/mysql/load/dump-index.js';
+import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../lib/kinds/mysql/load/dump-map.js';
 import { StreamTail } from '../lib/dumps/verify.js';
-import { earlySql, loadSqlDumpParallel, mapSqlDump, partitionRows, type PhaseTable, type RowCharset } from '../lib/dumps/mysql-load.js';
-import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/dumps/mysql-wire.js';
+import { earlySql, loadSqlDumpParallel, mapSqlDump, partitionRows, type PhaseTable, type RowCharset } from '../lib/kinds/mysql/load/parallel.js';
+import { resolveWireTarget, wireTargetOf, WireSink } from '../lib/kinds/mysql/load/wire.js';
 import { whichSystem } from '../lib/run/which.js';
 import { planAndDump } from '../lib/job/dump-step.js';
 import { ServerPacer } from '../lib/dumps/throttle.js';
@@ -171,7 +171,7 @@ describe('what the map cannot prove goes through one client as it is', () => {
   }, 60_000);
 });
 
-describe('a restore never waits forever (mysql-load-watch.ts)', () => {
+describe('a restore never waits forever (load/watch.ts)', () => {
   const ours = async (db: string): Promise<number> => Number((await server.sql(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '${db}'`)).trim());
 
   it('a statement that never ends (a file cut inside a string): exit 8 naming it, our connections gone', async () => {
@@ -213,7 +213,7 @@ describe('a restore never waits forever (mysql-load-watch.ts)', () => {
   }, 60_000);
 });
 
-describe('the parallel load: phases and parts (mysql-load.ts)', () => {
+describe('the parallel load: phases and parts (load/parallel.ts)', () => {
   const ready = Promise.resolve();
   /** A table of `count` blocks of `size` bytes starting at `at`. */
   const table = (name: string, at: number, count: number, size: number): PhaseTable => ({
@@ -388,7 +388,7 @@ describe('loadSqlDumpParallel over protocol connections (mysql-wire.ts)', () => 
   });
 });
 
-describe("the restore's map written at dump time (mysql-dump-map.ts)", () => {
+describe("the restore's map written at dump time (load/dump-map.ts)", () => {
   it('fed in chunks of any size, the indexer maps what one pass over the whole file maps; the map survives its file form', async () => {
     const file = join(work, 'map-src.sql.zst');
     await dumpTo('src', file);

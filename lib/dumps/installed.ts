@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
 import { whichSystem } from '../run/which.js';
 import { LATEST } from './layout.js';
-import { pgBinDirs } from './pg-bin.js';
+import { pgBinDirs } from '../kinds/postgresql/bin.js';
 import type { KindName } from '../model/kind.js';
 
 /**

@@ -1,8 +1,8 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { LockWait } from '../model/kind.js';
 import { runPanelExports } from '../dumps/apnscp.js';
-import { mysqlKind } from '../dumps/mysql.js';
-import { postgresqlKind } from '../dumps/postgresql.js';
+import { mysqlKind } from '../kinds/mysql/kind.js';
+import { postgresqlKind } from '../kinds/postgresql/kind.js';
 import { dumpPlan, type DumpPlanInput } from '../dumps/run-dumps.js';
 import type { CompletedRun } from '../dumps/run-directory.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';

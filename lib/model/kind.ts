@@ -180,7 +180,7 @@ export interface DumpFile {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
-/** What a restore of `database` under the name `into` may do to accounts (MariaDB: lib/dumps/mysql-accounts.ts). */
+/** What a restore of `database` under the name `into` may do to accounts (MariaDB: lib/kinds/mysql/accounts.ts). */
 export interface AccountsRequest {
   readonly database: string;
   readonly into: string;

@@ -1,4 +1,4 @@
-import { mysqlIdent } from '../dumps/mysql-literal.js';
+import { mysqlIdent } from '../kinds/mysql/sql.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, pgBinDirs } from '../dumps/pg-bin.js';
+import { findPgTool, pgBinDirs } from '../kinds/postgresql/bin.js';
 import { osUser } from '../os-user.js';
 import { isExecutable } from '../run/which.js';
 import { MissingDependencyError, tail } from '../errors.js';

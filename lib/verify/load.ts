@@ -1,19 +1,19 @@
-import { mysqlIdent } from '../dumps/mysql-literal.js';
+import { mysqlIdent } from '../kinds/mysql/sql.js';
 import { readManifestIfAny } from '../dumps/manifest-file.js';
 import { join } from 'node:path';
 import type { Inventory } from '../model/inventory.js';
 import type { DumpFile } from '../model/kind.js';
-import { mysqlKind, unescapeBatch } from '../dumps/mysql.js';
-import { accountProblems, recordAccounts, recordedOf } from '../dumps/mysql-accounts-check.js';
-import { accountKey } from '../dumps/mysql-accounts-parse.js';
+import { mysqlKind, unescapeBatch } from '../kinds/mysql/kind.js';
+import { accountProblems, recordAccounts, recordedOf } from '../kinds/mysql/accounts-check.js';
+import { accountKey } from '../kinds/mysql/accounts-parse.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
 import type { PostgresServer } from '../sandbox/postgres.js';
-import { parseRecordedRoles, recordedRolesOf, roleProblems, ROLES_SQL } from '../dumps/postgresql-accounts.js';
+import { parseRecordedRoles, recordedRolesOf, roleProblems, ROLES_SQL } from '../kinds/postgresql/accounts.js';
 import { BackupError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { parseConfigText, type LoadedConfig } from '../config/load.js';
 import { resolvePaths } from '../config/paths.js';
-import { postgresqlKind } from '../dumps/postgresql.js';
+import { postgresqlKind } from '../kinds/postgresql/kind.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { ThrowawayServers } from './servers.js';
 

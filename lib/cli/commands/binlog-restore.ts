@@ -1,5 +1,5 @@
 import { planReplay, replay, shown, type ReplayPlan, type Stop } from '../../binlog/replay.js';
-import { mysqlKind, type MysqlSession } from '../../dumps/mysql.js';
+import { mysqlKind, type MysqlSession } from '../../kinds/mysql/kind.js';
 import { RestoreError, UsageError } from '../../errors.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
