@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedConfig } from '../lib/config/load.js';
 import { resolvePaths } from '../lib/config/paths.js';
 import { configSchema } from '../lib/config/schema.js';
-import { mysqlKind, type MysqlSession } from '../lib/kinds/mysql/kind.js';
+import { mysqlKind, type MysqlSession } from '../lib/kinds/mysql/index.js';
 import { binarySafeTables, headerNames } from '../lib/kinds/mysql/load/charsets.js';
 import { indexSqlDump, SqlDumpIndexer } from '../lib/kinds/mysql/load/dump-index.js';
 import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../lib/kinds/mysql/load/dump-map.js';

@@ -1,3 +1,4 @@
+import { fromHex } from './sql.js';
 import { createHash } from 'node:crypto';
 import { accountLines, ALL_ACCOUNTS_SQL } from './accounts.js';
 import { neededAccounts } from './accounts.js';
@@ -28,8 +29,8 @@ export async function recordAccounts(query: Query, unescape: (s: string) => stri
   const rows = await query(ALL_ACCOUNTS_SQL, signal);
   const lines = await accountLines(query, rows, unescape, signal);
   return rows.map(([u, h, role]) => {
-    const user = Buffer.from(u ?? '', 'hex').toString('utf8');
-    const host = Buffer.from(h ?? '', 'hex').toString('utf8');
+    const user = fromHex(u ?? '');
+    const host = fromHex(h ?? '');
     return { user, host, role: role === 'Y', lines: (lines.get(accountKey(user, host)) ?? []).map(digestSecrets).sort() };
   });
 }

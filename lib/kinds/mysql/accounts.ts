@@ -1,3 +1,4 @@
+import { fromHex } from './sql.js';
 import { RestoreError } from '../../errors.js';
 import type { AccountReport, AccountsRequest, AccountWork } from '../../model/kind.js';
 import { utf8Literal } from './sql.js';
@@ -270,5 +271,5 @@ export async function accountLines(query: Query, rows: readonly (readonly string
 export const ALL_ACCOUNTS_SQL = 'SELECT HEX(User), HEX(Host), is_role FROM mysql.user ORDER BY User, Host';
 
 function hexText(hex: string | undefined): string {
-  return Buffer.from(hex ?? '', 'hex').toString('utf8');
+  return fromHex(hex ?? '');
 }

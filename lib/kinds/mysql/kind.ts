@@ -11,12 +11,16 @@ import { run } from '../../run/run.js';
 import { openClientSession, type ClientSession } from '../../run/session.js';
 import { largeStdoutBuffer } from '../../run/stdout-buffer.js';
 import { whichSystem } from '../../run/which.js';
-import type { Compression, DatabaseKind, DumpSpec, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../../model/kind.js';
+import type { Compression, DumpSpec, InstallSigns, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../../model/kind.js';
 import { withMysqlRestore } from './restore.js';
 import type { MysqlSession } from './session.js';
 import { unescapeBatch } from './session.js';
 import { warning, WarningCodes } from '../../warnings.js';
-import { installedEvidence, MYSQL_SIGNS } from '../../dumps/installed.js';
+import { installedEvidence } from '../../dumps/installed.js';
+import type { LoadedConfig } from '../../config/load.js';
+import { underRoot } from '../../config/paths.js';
+import { siteInPath } from '../../model/site.js';
+import { readlinkSync } from 'node:fs';
 import { readTail, tailCheck } from '../../dumps/verify.js';
 import type { InventoryProbe } from '../../model/inventory.js';
 import { InventoryBatcher } from './inventory-batch.js';
@@ -46,27 +50,41 @@ const INVENTORY_LINGER_MS = 150;
  */
 const EVENTS_UNSAFE_NAME = /['"\\\n\r\0\x1a]/;
 
-export const mysqlKind: DatabaseKind = {
-  name: 'mysql',
-  serverWide: 'users',
-  nameGlobs: (loaded) => loaded.config.databases.mysql,
-  open,
-  openTarget,
-  expected: (ctx) => {
-    const enabled = ctx.loaded.config.databases.mysql.enabled;
-    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('mysql', MYSQL_SIGNS, ctx.loaded);
-  },
+/** Should this run dump MariaDB (DatabaseKind.expected)? */
+export function expected(ctx: KindContext): string | undefined {
+  const enabled = ctx.loaded.config.databases.mysql.enabled;
+  return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('mysql', MYSQL_SIGNS, ctx.loaded);
+}
+
+export const MYSQL_SIGNS: InstallSigns = {
+  binaries: ['mariadbd', 'mysqld'],
+  extraBinaries: () => ['/usr/libexec/mariadbd', '/usr/libexec/mysqld'],
+  units: ['mariadb.service', 'mysql.service', 'mysqld.service'],
+  dataDirs: ['/var/lib/mysql/mysql'],
 };
 
+/**
+ * When the panel cannot say which site owns a database, its data directory can: a symlink into the
+ * site's shadow (/var/lib/mysql/<db> → /home/virtual/siteN/shadow/var/lib/mysql/<db>), free to read.
+ * Only names that are their own directory name (no @XXXX encoding) are looked up.
+ */
+export function siteOnDisk(loaded: LoadedConfig, database: string): string | undefined {
+  if (!/^[A-Za-z0-9_]+$/.test(database)) return undefined;
+  try {
+    return siteInPath(readlinkSync(join(underRoot(loaded.paths.root, '/var/lib/mysql'), database)));
+  } catch {
+    return undefined;
+  }
+}
 
-async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
+export async function open(ctx: KindContext): Promise<MysqlSession | undefined> {
   const cfg = ctx.loaded.config.databases.mysql;
   if (cfg.enabled === false) return undefined;
   return connect(ctx, cfg);
 }
 
 /** The configured server, or `target`'s socket/host instead (its credentials when it names them). */
-async function openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
+export async function openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
   const base = ctx.loaded.config.databases.mysql;
   const where = target && (target.socket !== undefined || target.host !== undefined) ? { socket: undefined, host: undefined, port: undefined } : {};
   const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && k !== 'bin_dir')) : {};

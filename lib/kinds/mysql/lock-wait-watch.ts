@@ -1,4 +1,4 @@
-import { mysqlIdent } from './sql.js';
+import { hexOf, mysqlIdent } from './sql.js';
 import { fromHex } from '../../model/inventory.js';
 import type { Logger } from '../../log.js';
 import type { DumpWatch, LockWait } from '../../model/kind.js';
@@ -195,8 +195,4 @@ function seconds(ms: number): string {
   return `${Math.round(ms / 1000)} s`;
 }
 
-/** Exact, case and all: the server compares names case-insensitively, databases may differ only by case. */
-function hexOf(name: string): string {
-  return Buffer.from(name, 'utf8').toString('hex').toUpperCase();
-}
 

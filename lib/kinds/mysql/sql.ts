@@ -12,3 +12,10 @@ export function utf8Literal(name: string): string {
 export function mysqlIdent(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
 }
+
+/** A name's UTF-8 bytes in hex (upper case, as HEX() prints them): compared exactly, case and all. */
+export function hexOf(name: string): string {
+  return Buffer.from(name, 'utf8').toString('hex').toUpperCase();
+}
+
+export { fromHex } from '../../model/inventory.js';

@@ -1,7 +1,8 @@
+import { fromHex, hexOf, hexText, pgIdent } from './sql.js';
 import type { AccountReport, AccountsRequest, AccountWork } from '../../model/kind.js';
 import { run } from '../../run/run.js';
 import type { PgSession } from './session.js';
-import { makeRoleLikeBackup, parseRoles, privilegesByRole, quoteRole, roleDifferences, type PgRole } from './accounts.js';
+import { makeRoleLikeBackup, parseRoles, privilegesByRole, roleDifferences, type PgRole } from './accounts.js';
 
 /**
  * What a PostgreSQL restore under the dumped name does to roles that exist, around the load:
@@ -39,7 +40,7 @@ export async function preparePgAccounts(s: PgSession, req: AccountsRequest, plan
   const undo = async (): Promise<string[]> => {
     if (!made.length) return [];
     // Reverse order: a role created for its membership goes after its members.
-    await runSql([...made].reverse().map((r) => `DROP ROLE IF EXISTS ${quoteRole(r)};`));
+    await runSql([...made].reverse().map((r) => `DROP ROLE IF EXISTS ${pgIdent(r)};`));
     const dropped = [...made];
     made = [];
     return dropped;
@@ -130,8 +131,8 @@ export async function preparePgAccounts(s: PgSession, req: AccountsRequest, plan
       if (elsewhere(r).length) continue;
       const h = live.get(r);
       if (!h) continue;
-      statements.push(`ALTER ROLE ${quoteRole(r)} NOLOGIN;`);
-      for (const g of h.memberOf.keys()) if (relevant.has(g)) statements.push(`REVOKE ${quoteRole(g)} FROM ${quoteRole(r)};`);
+      statements.push(`ALTER ROLE ${pgIdent(r)} NOLOGIN;`);
+      for (const g of h.memberOf.keys()) if (relevant.has(g)) statements.push(`REVOKE ${pgIdent(g)} FROM ${pgIdent(r)};`);
       locked.push(r);
     }
     return { statements, changed, locked };
@@ -166,10 +167,6 @@ export async function preparePgAccounts(s: PgSession, req: AccountsRequest, plan
   };
 }
 
-function hexText(n: string): string {
-  return `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
-}
-
 /** The server's roles as pg_dumpall --roles-only says them now. */
 export async function liveRoles(s: PgSession, signal?: AbortSignal): Promise<Map<string, PgRole>> {
   return parseRoles((await run(s.tool('pgDumpall', ['--roles-only', '--no-password']), { signal })).stdout);
@@ -185,10 +182,9 @@ function isBootstrap(r: PgRole): boolean {
  * database at once): database names, and "tablespace x" / other server-wide objects.
  */
 async function rolePlaces(s: PgSession, signal?: AbortSignal): Promise<Map<string, Set<string>>> {
-  const hex = (e: string): string => `encode(convert_to(${e}, 'UTF8'), 'hex')`;
   const rows = await s.sql(
     s.maintenanceDb,
-    `SELECT ${hex('r.rolname')} || ' ' || ${hex(
+    `SELECT ${hexOf('r.rolname')} || ' ' || ${hexOf(
       `CASE WHEN s.classid = 'pg_database'::regclass THEN (SELECT datname FROM pg_database WHERE oid = s.objid) ` +
         `WHEN s.classid = 'pg_tablespace'::regclass THEN 'tablespace ' || (SELECT spcname FROM pg_tablespace WHERE oid = s.objid) ` +
         `WHEN s.dbid = 0 THEN 'server-wide ' || s.classid::regclass::text ELSE (SELECT datname FROM pg_database WHERE oid = s.dbid) END`,
@@ -197,7 +193,7 @@ async function rolePlaces(s: PgSession, signal?: AbortSignal): Promise<Map<strin
   );
   const out = new Map<string, Set<string>>();
   for (const line of rows.split('\n').filter(Boolean)) {
-    const [r, p] = line.trim().split(' ').map((h) => Buffer.from(h, 'hex').toString('utf8'));
+    const [r, p] = line.trim().split(' ').map(fromHex);
     if (!out.has(r!)) out.set(r!, new Set());
     out.get(r!)!.add(p!);
   }

@@ -1,3 +1,4 @@
+import { fromHex, hexOf, pgIdent } from './sql.js';
 import { leadingWords, splitScript, unquoteIdent } from './script.js';
 
 /**
@@ -22,10 +23,6 @@ export interface PgRole {
 const IDENT = '(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)';
 const FLAGS = ['SUPERUSER', 'INHERIT', 'CREATEROLE', 'CREATEDB', 'LOGIN', 'REPLICATION', 'BYPASSRLS'] as const;
 const NOT_A_ROLE = new Set(['public', 'current_user', 'session_user', 'current_role']);
-
-export function quoteRole(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
 
 /** Every role a globals or roles-only script creates, with attributes, settings, comment and memberships. */
 export function parseRoles(script: string): Map<string, PgRole> {
@@ -137,7 +134,7 @@ export function roleDifferences(want: PgRole, have: PgRole): string[] {
  * backup's ALTER ROLE … WITH), its settings, and its memberships in roles that exist.
  */
 export function makeRoleLikeBackup(want: PgRole, have: PgRole, exists: (role: string) => boolean): string[] {
-  const who = quoteRole(want.name);
+  const who = pgIdent(want.name);
   const words = FLAGS.filter((f) => want.attrs.has(f)).map((f) => (want.attrs.get(f) === 'true' ? f : `NO${f}`));
   words.push(`CONNECTION LIMIT ${want.attrs.get('CONNECTION LIMIT') ?? '-1'}`);
   words.push(`PASSWORD ${want.password ?? 'NULL'}`);
@@ -145,8 +142,8 @@ export function makeRoleLikeBackup(want: PgRole, have: PgRole, exists: (role: st
   if (want.attrs.has('VALID UNTIL') || have.attrs.has('VALID UNTIL')) words.push(`VALID UNTIL ${want.attrs.get('VALID UNTIL') ?? "'infinity'"}`);
   const out = [`ALTER ROLE ${who} WITH ${words.join(' ')};`];
   if (want.settings.join('\n') !== have.settings.join('\n')) out.push(`ALTER ROLE ${who} RESET ALL;`, ...want.settings);
-  for (const [r, how] of have.memberOf) if (want.memberOf.get(r) !== how) out.push(how === 'admin' && want.memberOf.has(r) ? `REVOKE ADMIN OPTION FOR ${quoteRole(r)} FROM ${who};` : `REVOKE ${quoteRole(r)} FROM ${who};`);
-  for (const [r, how] of want.memberOf) if (have.memberOf.get(r) !== how && exists(r)) out.push(`GRANT ${quoteRole(r)} TO ${who}${how === 'admin' ? ' WITH ADMIN OPTION' : ''};`);
+  for (const [r, how] of have.memberOf) if (want.memberOf.get(r) !== how) out.push(how === 'admin' && want.memberOf.has(r) ? `REVOKE ADMIN OPTION FOR ${pgIdent(r)} FROM ${who};` : `REVOKE ${pgIdent(r)} FROM ${who};`);
+  for (const [r, how] of want.memberOf) if (have.memberOf.get(r) !== how && exists(r)) out.push(`GRANT ${pgIdent(r)} TO ${who}${how === 'admin' ? ' WITH ADMIN OPTION' : ''};`);
   return out;
 }
 
@@ -160,10 +157,8 @@ export interface RecordedRole {
   readonly lines: readonly string[];
 }
 
-const line = (e: string): string => `encode(convert_to(${e}, 'UTF8'), 'hex')`;
-
 /** One row per role: the hex of its name, a space, the hex of its sorted lines. Needs pg_authid (a superuser). */
-export const ROLES_SQL = `SELECT ${line('r.rolname')} || ' ' || ${line(`array_to_string(ARRAY(SELECT x FROM unnest(ARRAY[
+export const ROLES_SQL = `SELECT ${hexOf('r.rolname')} || ' ' || ${hexOf(`array_to_string(ARRAY(SELECT x FROM unnest(ARRAY[
     'attribute SUPERUSER ' || r.rolsuper, 'attribute INHERIT ' || r.rolinherit, 'attribute CREATEROLE ' || r.rolcreaterole,
     'attribute CREATEDB ' || r.rolcreatedb, 'attribute LOGIN ' || r.rolcanlogin, 'attribute REPLICATION ' || r.rolreplication,
     'attribute BYPASSRLS ' || r.rolbypassrls, 'attribute CONNECTION LIMIT ' || r.rolconnlimit,
@@ -176,7 +171,7 @@ export const ROLES_SQL = `SELECT ${line('r.rolname')} || ' ' || ${line(`array_to
 
 /** ROLES_SQL's psql -At output as records. */
 export function parseRecordedRoles(text: string): RecordedRole[] {
-  const hex = (h: string | undefined): string => Buffer.from(h ?? '', 'hex').toString('utf8');
+  const hex = (h: string | undefined): string => fromHex(h ?? '');
   return text
     .split('\n')
     .filter((l) => l.trim() !== '')

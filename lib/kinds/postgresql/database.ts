@@ -6,7 +6,8 @@ import { pipeToFile } from '../../run/pipeline.js';
 import { run } from '../../run/run.js';
 import { decompressorCommand } from '../../dumps/compress.js';
 import type { Compression, DumpFile } from '../../model/kind.js';
-import { asciiIdent, identAt, leadingWords, renameAfterDatabase, splitScript } from './script.js';
+import { asciiIdent } from './sql.js';
+import { identAt, leadingWords, renameAfterDatabase, splitScript } from './script.js';
 
 /**
  * The database itself, as a pg_dump --create archive holds it: the DATABASE entry (encoding,

@@ -1,3 +1,4 @@
+import { hexOf } from './sql.js';
 import type { Command } from '../../run/command.js';
 import { openClientSession } from '../../run/session.js';
 import { fromHex, sortedNames, type Inventory, type InventoryProbe } from '../../model/inventory.js';
@@ -11,7 +12,7 @@ import { fromHex, sortedNames, type Inventory, type InventoryProbe } from '../..
  * query_to_xml runs each count inside this statement, so all of it sees one snapshot. One
  * tab-separated column per line, whatever psql's field separator.
  */
-const HEX = (expr: string): string => `encode(convert_to(${expr}, 'UTF8'), 'hex')`;
+const HEX = hexOf;
 
 /**
  * The database itself, one "name value" per property: what a restore under another name must

@@ -1,3 +1,4 @@
+import { fromHex, hexOf } from './sql.js';
 import { existsSync, statSync } from 'node:fs';
 import { makeTempDir } from '../../private-dir.js';
 import { rm } from 'node:fs/promises';
@@ -10,12 +11,12 @@ import { pipeToFile } from '../../run/pipeline.js';
 import { run } from '../../run/run.js';
 import { isExecutable } from '../../run/which.js';
 import { osUser } from '../../os-user.js';
-import { findPgTool } from './bin.js';
-import type { Compression, DatabaseKind, DatabaseSession, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../../model/kind.js';
+import { findPgTool, pgBinDirs } from './bin.js';
+import type { Compression, DatabaseSession, InstallSigns, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../../model/kind.js';
 import { withPostgresRestore } from './restore.js';
 import type { PgSession, PgTool } from './session.js';
 import { decompressorCommand } from '../../dumps/compress.js';
-import { installedEvidence, POSTGRESQL_SIGNS } from '../../dumps/installed.js';
+import { installedEvidence } from '../../dumps/installed.js';
 import { readTail } from '../../dumps/verify.js';
 import { openPgProbe, PSQL_ARGS } from './inventory.js';
 import { parseRecordedRoles, ROLES_SQL } from './accounts.js';
@@ -149,12 +150,12 @@ export class PostgresSession implements PgSession {
 
   async listDatabases(signal?: AbortSignal): Promise<string[]> {
     // Hex keeps names with newlines, quotes or any encoding intact through psql's text output.
-    const sql = `SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname`;
+    const sql = `SELECT ${hexOf('datname')} FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname`;
     const out = await query(this.conn, this.tools.psql, this.maintenanceDb, sql, signal);
     return out
       .split('\n')
       .filter((l) => l.trim() !== '')
-      .map((hex) => Buffer.from(hex.trim(), 'hex').toString('utf8'));
+      .map((hex) => fromHex(hex.trim()));
   }
 
   async planDatabase(database: string): Promise<DumpSpec> {
@@ -282,26 +283,30 @@ async function openSession(ctx: KindContext, cfg: PostgresqlConfig): Promise<Pos
   return new PostgresSession({ server, client }, conn, tools, maintenanceDb, cfg, sizeBytes(ctx.loaded.config.verify.count_rows_max));
 }
 
-export const postgresqlKind: DatabaseKind = {
-  name: 'postgresql',
-  serverWide: 'globals',
-  nameGlobs: (loaded) => loaded.config.databases.postgresql,
-  expected(ctx: KindContext): string | undefined {
-    const enabled = ctx.loaded.config.databases.postgresql.enabled;
-    return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);
-  },
-  async open(ctx: KindContext): Promise<DatabaseSession | undefined> {
-    const cfg = ctx.loaded.config.databases.postgresql;
-    if (cfg.enabled === false) return undefined;
-    return openSession(ctx, cfg);
-  },
-  async openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
-    const base = ctx.loaded.config.databases.postgresql;
-    const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && ['host', 'port', 'user', 'password_file', 'bin_dir'].includes(k))) : {};
-    // A socket path is a host for libpq.
-    const socketHost = target?.socket !== undefined && target.host === undefined ? { host: target.socket } : {};
-    const session = await openSession(ctx, { ...base, ...picked, ...socketHost, enabled: true });
-    return withPostgresRestore(session!);
-  },
+/** Should this run dump PostgreSQL (DatabaseKind.expected)? */
+export function expected(ctx: KindContext): string | undefined {
+  const enabled = ctx.loaded.config.databases.postgresql.enabled;
+  return enabled === true ? 'enabled: true' : enabled === false ? undefined : installedEvidence('postgresql', POSTGRESQL_SIGNS, ctx.loaded);
+}
+
+export const POSTGRESQL_SIGNS: InstallSigns = {
+  binaries: ['postgres'],
+  extraBinaries: () => pgBinDirs().map((dir) => join(dir, 'postgres')),
+  units: ['postgresql.service', 'postgresql@.service'],
+  dataDirs: ['/var/lib/pgsql/data/PG_VERSION', '/var/lib/pgsql/*/data/PG_VERSION', '/var/lib/postgresql/*/main/PG_VERSION'],
 };
 
+export async function open(ctx: KindContext): Promise<DatabaseSession | undefined> {
+  const cfg = ctx.loaded.config.databases.postgresql;
+  if (cfg.enabled === false) return undefined;
+  return openSession(ctx, cfg);
+}
+
+export async function openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession> {
+  const base = ctx.loaded.config.databases.postgresql;
+  const picked = target ? Object.fromEntries(Object.entries(target).filter(([k, v]) => v !== undefined && ['host', 'port', 'user', 'password_file', 'bin_dir'].includes(k))) : {};
+  // A socket path is a host for libpq.
+  const socketHost = target?.socket !== undefined && target.host === undefined ? { host: target.socket } : {};
+  const session = await openSession(ctx, { ...base, ...picked, ...socketHost, enabled: true });
+  return withPostgresRestore(session!);
+}

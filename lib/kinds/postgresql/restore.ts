@@ -1,3 +1,4 @@
+import { fromHex, hexOf, hexText, pgIdent } from './sql.js';
 import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir } from '../../private-dir.js';
 import { join } from 'node:path';
@@ -24,7 +25,6 @@ import { parsePgInventory, pgInventorySql, PSQL_ARGS } from './inventory.js';
  */
 export function withPostgresRestore(s: PgSession): RestoreSession {
   const maintenance = s.maintenanceDb;
-  const hexName = (n: string): string => `convert_from(decode('${Buffer.from(n, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
   const major = Number(/^(\d+)/.exec(s.versions.server)?.[1] ?? 0);
   const maintenancePsql = (): Command => s.tool('psql', PSQL_SCRIPT, maintenance);
   /** The roles the dump needs that the server lacks (from the run's globals), after the dump's first look. */
@@ -41,10 +41,10 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
       await pipeToFile([decompressorCommand(packing(accounts), accounts.path)], join(scratch, 'globals.sql'), { signal, fsync: false });
       const globals = await readFile(join(scratch, 'globals.sql'), 'utf8');
       const existing = new Set(
-        (await s.sql(maintenance, `SELECT encode(convert_to(rolname, 'UTF8'), 'hex') FROM pg_roles`, signal))
+        (await s.sql(maintenance, `SELECT ${hexOf('rolname')} FROM pg_roles`, signal))
           .split('\n')
           .filter(Boolean)
-          .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8')),
+          .map((h) => fromHex(h.trim())),
       );
       return { schema, globals, ...roleStatements(globals, referencedRoles(schema), existing) };
     } finally {
@@ -64,7 +64,7 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
     planServerWide: () => s.planServerWide(),
     close: () => s.close(),
     async databaseState(database, signal): Promise<DatabaseState> {
-      const exists = (await s.sql(maintenance, `SELECT count(*) FROM pg_database WHERE datname = ${hexName(database)}`, signal)).trim();
+      const exists = (await s.sql(maintenance, `SELECT count(*) FROM pg_database WHERE datname = ${hexText(database)}`, signal)).trim();
       if (exists === '0') return 'missing';
       const objects = await s.sql(
         database,
@@ -82,12 +82,12 @@ export function withPostgresRestore(s: PgSession): RestoreSession {
     async dropDatabase(database, signal) {
       // A logical replication subscription keeps DROP DATABASE from working, even WITH (FORCE):
       // detach it from its slot first (the publisher's slot stays for the restored copy).
-      const exists = (await s.sql(maintenance, `SELECT count(*) FROM pg_database WHERE datname = ${hexName(database)}`, signal)).trim() !== '0';
+      const exists = (await s.sql(maintenance, `SELECT count(*) FROM pg_database WHERE datname = ${hexText(database)}`, signal)).trim() !== '0';
       if (exists) {
-        const subs = (await s.sql(maintenance, `SELECT encode(convert_to(s.subname, 'UTF8'), 'hex') FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = ${hexName(database)}`, signal))
+        const subs = (await s.sql(maintenance, `SELECT ${hexOf('s.subname')} FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = ${hexText(database)}`, signal))
           .split('\n')
           .filter(Boolean)
-          .map((h) => Buffer.from(h.trim(), 'hex').toString('utf8'));
+          .map((h) => fromHex(h.trim()));
         for (const sub of subs) {
           // One statement per call: DROP SUBSCRIPTION refuses to run inside a transaction block.
           for (const step of ['DISABLE', 'SET (slot_name = NONE)']) await s.sql(database, `ALTER SUBSCRIPTION ${pgIdent(sub)} ${step}`, signal);
@@ -175,10 +175,6 @@ const INVENTORY_TIMEOUT_MS = 30 * 60_000;
 const PSQL_SCRIPT = ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1'];
 
 const USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
-
-export function pgIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
 
 /** `dbname='…'` as a conninfo string: a name with `=` or spaces is never parsed as options. */
 export function conninfoDbname(name: string): string {

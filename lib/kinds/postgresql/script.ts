@@ -169,20 +169,3 @@ export function identAt(text: string): string | undefined {
 export function unquoteIdent(token: string): string {
   return token.startsWith('"') ? token.slice(1, -1).replace(/""/g, '"') : token.toLowerCase();
 }
-
-/**
- * A quoted identifier in ASCII whatever the name holds (U&"…" escapes), so it reads the same
- * under any client_encoding a script sets.
- */
-export function asciiIdent(name: string): string {
-  if (/^[\x20-\x7e]*$/.test(name)) return '"' + name.replace(/"/g, '""') + '"';
-  let body = '';
-  for (const ch of name) {
-    const cp = ch.codePointAt(0)!;
-    if (ch === '"') body += '""';
-    else if (ch === '\\') body += '\\\\';
-    else if (cp >= 0x20 && cp <= 0x7e) body += ch;
-    else body += cp > 0xffff ? `\\+${cp.toString(16).padStart(6, '0')}` : `\\${cp.toString(16).padStart(4, '0')}`;
-  }
-  return `U&"${body}"`;
-}

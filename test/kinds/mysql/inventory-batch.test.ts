@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolvePaths } from '../../../lib/config/paths.js';
 import { configSchema } from '../../../lib/config/schema.js';
-import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/kind.js';
+import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/index.js';
 import { InventoryBatcher } from '../../../lib/kinds/mysql/inventory-batch.js';
 import { memoryLogger } from '../../../lib/log.js';
 import { startMariadb, type MariadbServer } from '../../../lib/sandbox/mariadb.js';

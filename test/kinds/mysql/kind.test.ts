@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedConfig } from '../../../lib/config/load.js';
 import { resolvePaths } from '../../../lib/config/paths.js';
 import { configSchema } from '../../../lib/config/schema.js';
-import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/kind.js';
+import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/index.js';
 import type { DumpSpec } from '../../../lib/model/kind.js';
 import { readTail } from '../../../lib/dumps/verify.js';
 import { BackupError, CommandError } from '../../../lib/errors.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { resolvePaths } from '../../../lib/config/paths.js';
 import { configSchema, type PostgresqlConfig } from '../../../lib/config/schema.js';
 import type { LoadedConfig } from '../../../lib/config/load.js';
-import { postgresqlKind } from '../../../lib/kinds/postgresql/kind.js';
+import { postgresqlKind } from '../../../lib/kinds/postgresql/index.js';
 import { osUser } from '../../../lib/os-user.js';
 import type { Compression, DatabaseSession, DumpSpec } from '../../../lib/model/kind.js';
 import { BackupError, CommandError } from '../../../lib/errors.js';

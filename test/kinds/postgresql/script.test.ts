@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { codeRunDuringLoad } from '../../../lib/kinds/postgresql/load-guard.js';
-import { asciiIdent, renameAfterDatabase, splitScript } from '../../../lib/kinds/postgresql/script.js';
+import { renameAfterDatabase, splitScript } from '../../../lib/kinds/postgresql/script.js';
+import { asciiIdent } from '../../../lib/kinds/postgresql/sql.js';
 import { referencedRoles, roleStatements } from '../../../lib/kinds/postgresql/restore.js';
 
 describe('splitScript', () => {
