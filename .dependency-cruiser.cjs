@@ -68,6 +68,13 @@ module.exports = {
       to: { path: '^lib/kinds/[^/]+/.+', pathNot: '^lib/kinds/[^/]+/index\\.[jt]s$' },
     },
     {
+      name: 'kind-module-through-its-index',
+      comment: "a module inside a kind (the MariaDB loader, lib/kinds/mysql/load) is reached through its index.ts from the rest of the kind",
+      severity: 'error',
+      from: { path: '^lib/kinds/[^/]+/[^/]+\\.[jt]s$' },
+      to: { path: '^lib/kinds/[^/]+/[^/]+/', pathNot: '/index\\.[jt]s$' },
+    },
+    {
       name: 'kinds-apart',
       comment: 'one kind does not import another (what they share is in model/ or lib/dumps)',
       severity: 'error',

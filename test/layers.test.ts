@@ -66,10 +66,12 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
     ]);
   });
 
-  it('a kind is reached through lib/kinds/index.ts or its own index.ts, and one kind does not import another', () => {
+  it('a kind is reached through lib/kinds/index.ts or its own index.ts, a module inside a kind through its index, and one kind does not import another', () => {
     const files: Record<string, string> = {
       'lib/kinds/index.js': "import { a } from './a/index.js';\nexport const all = [a];\n",
-      'lib/kinds/a/index.js': "import { q } from './sql.js';\nexport const a = q;\n",
+      'lib/kinds/a/index.js': "import { q } from './sql.js';\nimport { l } from './load/index.js';\nimport { w } from './load/wire.js';\nexport const a = [q, l, w];\n",
+      'lib/kinds/a/load/index.js': "import { w } from './wire.js';\nexport const l = w;\n",
+      'lib/kinds/a/load/wire.js': 'export const w = 1;\n',
       'lib/kinds/a/sql.js': 'export const q = 1;\n',
       'lib/kinds/b/index.js': "import { q } from '../a/sql.js';\nexport const b = q;\n",
       'lib/verify/v.js': "import { all } from '../kinds/index.js';\nimport { a } from '../kinds/a/index.js';\nimport { q } from '../kinds/a/sql.js';\nexport const v = [all, a, q];\n",
@@ -80,7 +82,11 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
       mkdirSync(dirname(join(dir, path)), { recursive: true });
       writeFileSync(join(dir, path), text);
     }
-    expect(violations(dir).found).toEqual(['kind-through-its-index: lib/verify/v.js -> lib/kinds/a/sql.js', 'kinds-apart: lib/kinds/b/index.js -> lib/kinds/a/sql.js']);
+    expect(violations(dir).found).toEqual([
+      'kind-module-through-its-index: lib/kinds/a/index.js -> lib/kinds/a/load/wire.js',
+      'kind-through-its-index: lib/verify/v.js -> lib/kinds/a/sql.js',
+      'kinds-apart: lib/kinds/b/index.js -> lib/kinds/a/sql.js',
+    ]);
   });
 });
 

@@ -26,7 +26,7 @@ import type { InventoryProbe } from '../../model/inventory.js';
 import { InventoryBatcher } from './inventory-batch.js';
 import { utf8Literal } from './sql.js';
 import { makeSecretDir } from '../../secret-dir.js';
-import { withDumpMap } from './load/dump-map.js';
+import { withDumpMap } from './load/index.js';
 import { recordAccounts } from './accounts-check.js';
 import { watchLockWaits } from './lock-wait-watch.js';
 import { explainMysqlFailure } from './dump-failure.js';

@@ -1,21 +1,14 @@
 import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir } from '../../private-dir.js';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { utf8Literal, mysqlIdent } from './sql.js';
-import { cmd } from '../../run/command.js';
 import { pipeToFile } from '../../run/pipeline.js';
-import { isExecutable, whichSystem } from '../../run/which.js';
 import { decompressorCommand } from '../../dumps/compress.js';
-import { loadSqlDumpParallel, mapSqlDump, type RowCharset } from './load/parallel.js';
-import type { DumpIndex } from './load/dump-index.js';
-import { readDumpMap } from './load/dump-map.js';
-import { resolveWireTarget, WireSink } from './load/wire.js';
+import { openLoader, propsFromDump, propsOfDetails, type DumpIndex } from './load/index.js';
 import { unescapeBatch, type MysqlSession } from './session.js';
 import type { AccountsRequest, AccountWork, Compression, DatabaseState, DumpFile, RestoreSession } from '../../model/kind.js';
 import { prepareMysqlAccounts } from './accounts.js';
 import { parseAccount, type AccountKey } from './accounts-parse.js';
-import { altersDatabase, propsFromDump, propsOfDetails, retargetIndex } from './database-props.js';
-import { RestoreError } from '../../errors.js';
 import { mysqlInventorySql, parseMysqlInventory } from './inventory.js';
 
 /**
@@ -30,33 +23,8 @@ export interface MysqlRestoreOptions {
 }
 
 export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions = { connections: 1 }): RestoreSession {
-  // The dump's map (load/dump-index.ts), read once: its DEFINERs for the accounts, and its
-  // statements' places for the parallel load (a grep pass for the DEFINERs alone cost 2.6 s
-  // before loading the bench's 1.1 GB database, and the load's own map 1.1 s more).
-  // prefetch() starts it beside the restore's sha256 check of the file (0.8 s and 0.4 s for that
-  // database, one after the other before).
-  let mapped: { readonly path: string; readonly index: Promise<DumpIndex>; readonly stop: AbortController } | undefined;
-  const startMap = (dump: DumpFile, signal?: AbortSignal): void => {
-    mapped?.stop.abort();
-    const stop = new AbortController();
-    const stopping = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    // The map written beside the dump at dump time (load/dump-map.ts), else a pass over the dump.
-    const index = dump.map
-      ? readDumpMap(dump.map).then((index) => {
-          s.log.debug('restore: the dump-time map of the dump', { dump: dump.path, map: dump.map!.path, tables: index.segments.filter((x) => x.kind === 'rows').length });
-          return index;
-        }, (err: unknown) => {
-          s.log.warn(`restore: the map beside ${dump.path} cannot be used (${err instanceof Error ? err.message : String(err)}); reading the dump for it instead`);
-          return mapSqlDump(dump.path, packing(dump), stopping);
-        })
-      : mapSqlDump(dump.path, packing(dump), stopping);
-    index.catch(() => undefined); // seen where it is awaited
-    mapped = { path: dump.path, index, stop };
-  };
-  const mapOf = (dump: DumpFile, signal?: AbortSignal): Promise<DumpIndex> => {
-    if (mapped?.path !== dump.path) startMap(dump, signal);
-    return mapped!.index;
-  };
+  const loader = openLoader({ connections: options.connections, log: s.log });
+  const mapOf = (dump: DumpFile, signal?: AbortSignal): Promise<DumpIndex> => loader.mapOf(dump, signal);
   return {
     kind: 'mysql',
     versions: s.versions,
@@ -65,14 +33,10 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
     planDatabase: (database, signal) => s.planDatabase(database, signal),
     planServerWide: (signal) => s.planServerWide(signal),
     async close() {
-      if (mapped) {
-        mapped.stop.abort();
-        await mapped.index.catch(() => undefined);
-        mapped = undefined;
-      }
+      await loader.close();
       await s.close();
     },
-    prefetch: (dump, signal) => startMap(dump, signal),
+    prefetch: (dump, signal) => loader.prefetch(dump, signal),
     async databaseState(database, signal): Promise<DatabaseState> {
       const x = utf8Literal(database);
       const rows = await s.query(
@@ -123,78 +87,13 @@ export function withMysqlRestore(s: MysqlSession, options: MysqlRestoreOptions =
       return prepareMysqlAccounts((sql, sig) => s.query(sql, sig), exportText, definers, request, unescapeBatch, signal);
     },
     async load(database, dump, signal) {
-      // The map of the dump (prefetched, or read by ensureAccounts), for the parallel load; one
-      // written at dump time is read now when nothing prefetched it (restore site does not). A
-      // safety dump loaded back after a failure is another file.
-      // Loaded under another name than dumped: its ALTER DATABASE statements are aimed at the new
-      // name (mysql-database-props.ts), which takes the map, so the mapped path (one connection or more).
-      const renamed = dump.database !== undefined && dump.database !== database ? dump.database : undefined;
-      if (mapped?.path !== dump.path && ((dump.map && options.connections > 1) || renamed !== undefined)) startMap(dump, signal);
-      const ready = mapped?.path === dump.path ? mapped : undefined;
-      if (!ready) mapped?.stop.abort();
-      mapped = undefined;
-      const args = [
-        `--defaults-extra-file=${s.optionFile}`,
-        '--batch',
-        '--default-character-set=utf8mb4',
-        // The client strips comments by default: those inside routine and trigger bodies too.
-        '--comments',
-        `--max-allowed-packet=${s.cfg.max_allowed_packet}`,
-        // One argv word: a name like '-x' or 'a b' is a name here, never an option.
-        `--database=${database}`,
-      ];
-      // A big dump loads near myloader's speed only over several connections (one stream is far
-      // slower: docs/performance.md, restore_vs_myloader).
-      if (options.connections > 1 || renamed !== undefined) {
-        // The rows over protocol connections where they can connect as the client does.
-        const wire = await resolveWireTarget(whichSystem('my_print_defaults') ?? sibling(s.client, 'my_print_defaults'), s.optionFile, signal);
-        const doing = `loading ${dump.path}`;
-        const openRows = 'target' in wire ? (charset: RowCharset) => WireSink.open(wire.target, database, doing, packetBytes(s.cfg.max_allowed_packet), charset) : undefined;
-        const mappedIndex = await ready?.index;
-        // A file the lexer cannot prove goes through one client as it is: its ALTER DATABASE lines
-        // cannot be aimed at the new name, and loaded as they are they would alter the original.
-        if (mappedIndex?.serial !== undefined && renamed !== undefined && altersDatabase(mappedIndex, renamed)) {
-          throw new RestoreError(
-            `cannot load the dump of '${renamed}' under the name '${database}': it sets the database's collation around its routines (ALTER DATABASE \`${renamed}\`), and its statements cannot be proven apart (${mappedIndex.serial}) to aim those at '${database}'; restore it under its own name, or load it by hand`,
-            { database },
-          );
-        }
-        const index = mappedIndex && renamed !== undefined ? retargetIndex(mappedIndex, renamed, database) : mappedIndex;
-        const result = await loadSqlDumpParallel({ file: dump.path, compression: packing(dump), client: cmd(s.client, args), connections: Math.max(1, options.connections), openRows, signal, secrets: s.secrets, index });
-        const why = 'unsupported' in wire ? wire.unsupported : result.protocolRefused;
-        if (result.serial !== undefined) s.log.info(`restore of '${database}': the dump loaded through one client as it is (${result.serial})`);
-        else if (why !== undefined) s.log.info(`restore of '${database}': rows loaded by ${options.connections} mariadb clients, not protocol connections (${why}); the same result, more CPU`);
-        return;
-      }
-      // One stream needs no map: a prefetch still reading it is stopped.
-      ready?.stop.abort();
-      await ready?.index.catch(() => undefined);
-      const scratch = await makeTempDir('asb-myload-');
-      try {
-        await pipeToFile([decompressorCommand(packing(dump), dump.path), cmd(s.client, args)], join(scratch, 'out'), { signal, secrets: s.secrets });
-      } finally {
-        await rm(scratch, { recursive: true, force: true });
-      }
+      await loader.load(database, dump, { client: s.client, optionFile: s.optionFile, maxAllowedPacket: s.cfg.max_allowed_packet, secrets: s.secrets }, signal);
     },
   };
 }
 
 /** Reading a restored database's inventory (every table counted), as long as the dump's own may take. */
 const INVENTORY_TIMEOUT_MS = 30 * 60_000;
-
-/** "1G", "512M", "65536" → bytes (validated when the session opened). */
-export function packetBytes(size: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(size);
-  const unit = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return m ? Number(m[1]) * unit : 1 << 30;
-}
-
-/** A tool installed beside the client (a MariaDB under /opt or /usr/local). */
-function sibling(client: string, name: string): string | undefined {
-  const file = join(dirname(client), name);
-  return isExecutable(file) ? file : undefined;
-}
-
 
 function packing(dump: DumpFile): Compression {
   return dump.compression === 'internal' ? 'none' : dump.compression;

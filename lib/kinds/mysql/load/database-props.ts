@@ -1,5 +1,5 @@
-import { mysqlIdent } from './sql.js';
-import type { DumpIndex } from './load/dump-index.js';
+import { mysqlIdent } from '../sql.js';
+import type { DumpIndex } from './dump-index.js';
 
 /**
  * A MariaDB database's own properties (its default character set and collation) and the dump's
