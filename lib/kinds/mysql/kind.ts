@@ -24,7 +24,7 @@ import { readlinkSync } from 'node:fs';
 import { readTail, tailCheck } from '../../dumps/verify.js';
 import type { InventoryProbe } from '../../model/inventory.js';
 import { InventoryBatcher } from './inventory-batch.js';
-import { utf8Literal } from './sql.js';
+import { stringLiteral as literal, utf8Literal } from './sql.js';
 import { makeSecretDir } from '../../secret-dir.js';
 import { withDumpMap } from './load/index.js';
 import { recordAccounts } from './accounts-check.js';
@@ -491,11 +491,6 @@ async function readPassword(file: string, configFile: string | undefined): Promi
   }
 }
 
-
-/** A SQL string literal for sql_mode='' (backslash escapes active). */
-function literal(value: string): string {
-  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\0/g, '\\0')}'`;
-}
 
 /** Tab-separated rows of `mariadb --batch --skip-column-names` output. */
 function rowsOf(stdout: string): string[][] {

@@ -8,6 +8,11 @@ export function utf8Literal(name: string): string {
   return `_utf8mb4 X'${Buffer.from(name, 'utf8').toString('hex')}'`;
 }
 
+/** A SQL string literal for sql_mode='' (backslash escapes active). */
+export function stringLiteral(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\0/g, '\\0')}'`;
+}
+
 /** A MariaDB identifier in backquotes (a backquote inside doubled): any name, quoted once, here. */
 export function mysqlIdent(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
