@@ -15,6 +15,7 @@ export default defineConfig({
       'test/fleet-verdict.test.ts',
       'test/pins.test.ts',
       'test/run-directory.test.ts',
+      'test/engine/bacula-restore-log.test.ts',
     ],
     pool: 'forks',
     reporters: ['default'],

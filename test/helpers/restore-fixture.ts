@@ -54,12 +54,12 @@ export async function siteFingerprints(servers: Servers, site: keyof typeof SITE
   return out;
 }
 
-export async function createRestoreFixture(base: string, engine: EngineName, servers: Servers): Promise<RestoreFixture> {
+export async function createRestoreFixture(base: string, engine: EngineName, servers: Servers, opts: { uidBase?: number } = {}): Promise<RestoreFixture> {
   const dir = join(base, engine);
   const root = join(dir, 'root');
   mkdirSync(dir, { recursive: true });
   chmodSync(base, 0o755);
-  const tree = await buildApiscpTree(root, { sites: 3 });
+  const tree = await buildApiscpTree(root, { sites: 3, uidBase: opts.uidBase });
   const engineConfig = await engineRepository(engine, dir, `restore pass '"$(x)`);
   const panelState = join(dir, 'panel.json');
   const sites = Object.fromEntries(
