@@ -15,7 +15,9 @@ export type { InstallSigns } from '../model/kind.js';
  * retention delete the last good dumps. Evidence, any one is enough:
  * - a server binary or a systemd unit on the system (not under paths.root: it is the machine's);
  * - its data directory, or an earlier run that dumped this kind, under paths.root.
+ * Each kind says what its evidence is (DatabaseKind.installSigns); this reads it.
  */
+
 const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
 
 /** How the machine's own binaries and units are looked up (tests describe a machine without servers). */
