@@ -6,8 +6,8 @@ export default defineConfig({
   test: {
     include: [
       'test/config.test.ts',
-      'test/mysql-dump-lexer.test.ts',
-      'test/pg-script.test.ts',
+      'test/kinds/mysql/load/lexer.test.ts',
+      'test/kinds/postgresql/script.test.ts',
       'test/report.test.ts',
       'test/retention-pins.test.ts',
       'test/run-state.test.ts',
