@@ -319,7 +319,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     for (const s of sinks) s.destroy();
     // Readers whose last range ended before the file did are still running: stopped here, their
     // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
-    children.forEach((c) => c.stop(1000));
+    children.forEach((c) => void c.terminate(1000));
     for (const r of readers) r.close();
     // Not before every client is gone: a failed restore drops the database and loads the safety
     // dump back next, and a connection still sending INSERTs would write into that.
@@ -346,7 +346,7 @@ export async function mapSqlDump(file: string, compression: Compression, signal?
     throw err;
   } finally {
     reader.close();
-    scan.stop(1000);
+    void scan.terminate(1000);
     await scan.ended;
   }
 }
@@ -589,6 +589,6 @@ class ClientSink implements RowSink {
   }
 
   destroy(): void {
-    this.child.stop(1000);
+    void this.child.terminate(1000);
   }
 }

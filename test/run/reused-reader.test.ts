@@ -3,9 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cmd } from '../lib/run/command.js';
-import { startChildReading, type ChunkReader } from '../lib/run/reused-reader.js';
-import { whichSystem } from '../lib/run/which.js';
+import { cmd } from '../../lib/run/command.js';
+import { startChildReading, type ChunkReader } from '../../lib/run/reused-reader.js';
+import { whichSystem } from '../../lib/run/which.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-reader-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
