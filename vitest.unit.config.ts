@@ -15,6 +15,8 @@ export default defineConfig({
       'test/fleet-verdict.test.ts',
       'test/pins.test.ts',
       'test/run-directory.test.ts',
+      // lib/run's primitives: real processes (sh, sleep, gzip), no server, no build.
+      'test/run/**/*.test.ts',
     ],
     pool: 'forks',
     reporters: ['default'],

@@ -1,7 +1,8 @@
 import { CommandError } from '../errors.js';
 import { startChild, type StartedChild } from '../run/child.js';
 import { describe, type Command } from '../run/command.js';
-import { startChildReading, type ChunkReader } from '../run/reused-reader.js';
+import { pipeToReader } from '../run/pipeline.js';
+import type { ChunkReader } from '../run/reused-reader.js';
 import { decompressorCommand } from './compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './mysql-dump-charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './mysql-dump-index.js';
@@ -117,7 +118,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const shown = describe(input.client, input.secrets);
   // A decompressor may end whenever its exit is clean: a reader that got short bytes says so.
   const decompress = async (): Promise<ChunkReader> => {
-    const { child, reader } = await startChildReading(decompressorCommand(input.compression, input.file), { signal: input.signal });
+    const { child, reader } = await pipeToReader(decompressorCommand(input.compression, input.file), { signal: input.signal });
     watchOne(child, `decompressing ${input.file}`, () => true);
     return reader;
   };
@@ -332,7 +333,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
  * decompressor is an error naming the file, before anything was changed.
  */
 export async function mapSqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<DumpIndex> {
-  const { child: scan, reader } = await startChildReading(decompressorCommand(compression, file), { signal });
+  const { child: scan, reader } = await pipeToReader(decompressorCommand(compression, file), { signal });
   const ended = scan.ended.then((r) => {
     if (r.exitCode !== 0) throw scan.failure(r, `decompressing ${file}`);
   });

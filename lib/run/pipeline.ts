@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CommandError } from '../errors.js';
-import { startChild, type StartedChild } from './child.js';
+import { startChild, type ChildOptions, type StartedChild } from './child.js';
 import { errorLine, type Command } from './command.js';
 import { hashFile } from './file-hash.js';
 import { Watch, type Ended, type PipelineOptions, type PipelineResult } from './lifecycle.js';
@@ -12,7 +12,6 @@ import { stagedToFile } from './staged.js';
 
 export { eachChunk, hashFile } from './file-hash.js';
 export type { PipelineOptions, PipelineResult } from './lifecycle.js';
-
 
 /**
  * `a | b | c > file`, without a shell. Stages are joined by kernel pipes (the dump never passes
@@ -122,4 +121,29 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     tapped?.close();
     await handle.close();
   }
+}
+
+export interface ReadingChild {
+  readonly child: StartedChild;
+  readonly reader: ChunkReader;
+}
+
+/**
+ * The pipeline into a consumer: start `command` with its stdout read through a ChunkReader
+ * (reused-reader.ts: one reused buffer, for the restore's passes over a dump of gigabytes). The
+ * socket goes in the temp dir, or /dev/shm or /tmp when the temp dir's path is too long for a
+ * socket's; when none can hold it, or it cannot be set up, the child still starts, with an
+ * ordinary pipe behind the same interface: slower, never a failure of its own.
+ */
+export async function pipeToReader(command: Command, options: Omit<ChildOptions, 'stdout' | 'daemon'> = {}, bufferBytes = 256 << 10): Promise<ReadingChild> {
+  const socket = await openSocketReader(bufferBytes);
+  if (!socket) {
+    const child = startChild(command, { ...options, stdout: 'pipe' });
+    return { child, reader: streamReader(child.stdout!) };
+  }
+  // The child gets its own copy of the descriptor; ours is closed, so the reader sees the end of
+  // the output when the child (and whatever it started) has closed it.
+  const child = startChild(command, { ...options, stdout: socket.theirs });
+  socket.theirs.destroy();
+  return { child, reader: socket.reader };
 }
