@@ -81,6 +81,20 @@ module.exports = {
       from: { path: '^lib/kinds/([^/]+)/' },
       to: { path: '^lib/kinds/', pathNot: '^lib/kinds/$1/' },
     },
+    {
+      name: 'one-spawn-site',
+      comment: 'inside lib/run, child.ts alone spawns (process-group.ts only names the ChildProcess type): the primitives start processes one way',
+      severity: 'error',
+      from: { path: '^lib/run/', pathNot: '^lib/run/(child|process-group)\\.[jt]s$' },
+      to: { path: '^(node:)?child_process$|(^|/)node_modules/zx/' },
+    },
+    {
+      name: 'one-execa-site',
+      comment: 'inside lib/run, run.ts alone uses execa (run a command, capture its output)',
+      severity: 'error',
+      from: { path: '^lib/run/', pathNot: '^lib/run/run\\.[jt]s$' },
+      to: { path: '(^|/)node_modules/execa/' },
+    },
     ...layerRules,
   ],
   options: {

@@ -51,11 +51,13 @@ const { values: flags } = parseArgs({
     engine: { type: 'string' },
     compression: { type: 'string' },
     level: { type: 'string' },
+    against: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log(`usage: node dist/scripts/bench-dumps.js [--only ${SECTIONS.join(',')}] [--quick] [--repeat 3] [--dbs 40] [--mb 600] [--big-mb 1100] [--tiny 1000] [--inodes 200000] [--keep] [--buffer-pool 1G] [--engine bacula] [--compression zstd|gzip|none] [--level N]`);
+  console.log(`usage: node dist/scripts/bench-dumps.js [--only ${SECTIONS.join(',')}] [--quick] [--repeat 3] [--dbs 40] [--mb 600] [--big-mb 1100] [--tiny 1000] [--inodes 200000] [--keep] [--buffer-pool 1G] [--engine bacula] [--compression zstd|gzip|none] [--level N] [--against OTHER/dist/scripts]`);
+  console.log('  --against: the tiny section also times another build\'s CLI (e.g. main\'s) in the same run, interleaved: a before/after above the machine\'s noise');
   process.exit(0);
 }
 const only = new Set((flags.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
@@ -292,11 +294,23 @@ async function main(): Promise<void> {
     const s = sectionRoot('tiny');
     writeConfig(s.config, dirname(dirname(dirname(s.dumpsDir))), srv.socket, ['tiny*'], settings);
     await runOurs(CLI, PROBE, s.config, s.dumpsDir); // warm-up
+    // Another build's CLI on the same databases, its own dumps directory (its own previous run).
+    const other = flags.against ? { cli: join(flags.against, 'apiscp-backup.js'), probe: join(flags.against, 'bench', 'rss-probe.js'), root: sectionRoot('tiny-against') } : undefined;
+    if (other) {
+      writeConfig(other.root.config, dirname(dirname(dirname(other.root.dumpsDir))), srv.socket, ['tiny*'], settings);
+      await runOurs(other.cli, other.probe, other.root.config, other.root.dumpsDir); // warm-up
+    }
     const samples = await compare('tiny', {
       ours: { what: `CLI dump of ${names.length} tiny databases`, run: () => runOurs(CLI, PROBE, s.config, s.dumpsDir, pid) },
       loop: { what: 'xargs -P2: mariadb-dump | zstd > file', run: () => runTinyLoop(srv.socket, names, join(work, 'tiny-loop'), pid) },
+      ...(other ? { against: { what: `--against ${flags.against}`, run: () => runOurs(other.cli, other.probe, other.root.config, other.root.dumpsDir, pid) } } : {}),
     });
     result.tiny_vs_loop = ratio(med(samples.ours!), med(samples.loop!));
+    if (samples.against) {
+      const cpu = (name: string): number => median(samples[name]!.map((x) => x.probe?.selfCpuS ?? 0));
+      console.log(`  --against: tiny_vs_loop ours ${result.tiny_vs_loop}, against ${ratio(med(samples.against), med(samples.loop!))}; node CPU ours ${fmt(cpu('ours'), 2)} s, against ${fmt(cpu('against'), 2)} s`);
+      console.log(`  --against: wall per run ours ${samples.ours!.map((x) => fmt(x.seconds, 2)).join(' ')}, against ${samples.against.map((x) => fmt(x.seconds, 2)).join(' ')}, loop ${samples.loop!.map((x) => fmt(x.seconds, 2)).join(' ')}`);
+    }
     const o = med(samples.ours!);
     const l = med(samples.loop!);
     console.log(`  per database: ours ${fmt((o * 1000) / names.length, 2)} ms, loop ${fmt((l * 1000) / names.length, 2)} ms (wall, 2 at a time)\n`);

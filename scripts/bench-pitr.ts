@@ -111,7 +111,7 @@ try {
   const atMs = await cli(configFile, ['restore', 'db', db.name, '--at', local(moment), '--into', 'bench_at']);
   const plainMs = await cli(configFile, ['restore', 'db', db.name, '--from', manifest.runId, '--into', 'bench_plain']);
   await cli(configFile, ['restore', 'db', db.name, '--from', manifest.runId, '--into', 'bench_hand']);
-  follower.stop();
+  void follower.terminate();
   await follower.ended;
   const dir = join(root, 'var/backup/apiscp-backup/binlog');
   const files = readdirSync(dir).filter((f) => /^bin\.\d{6}$/.test(f)).sort().filter((f) => f >= entry.binlog!.file);

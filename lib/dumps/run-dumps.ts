@@ -13,8 +13,7 @@ import type { Command } from '../run/command.js';
 import { pool } from '../pool.js';
 import { pipeToFile } from '../run/pipeline.js';
 import { RateLimit } from '../run/rate-limit.js';
-import { canRun, Spawner } from '../run/spawner.js';
-import { stagedToFile } from '../run/staged.js';
+import { Spawner } from '../run/spawner.js';
 import { whichSystem } from '../run/which.js';
 import { dumpPath } from './layout.js';
 import type { InventoryProbe } from '../model/inventory.js';
@@ -228,18 +227,17 @@ async function dumpOne(
       },
       pace,
     };
-    const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap };
-    const spawner = small && stages.every(canRun) ? output.spawner : undefined;
-    const via = spawner ? 'files' : 'pipes';
+    const options = { timeoutMs, signal, secrets: spec.secrets, fsync: output.fsync, tap, spawner: small ? output.spawner : undefined };
     watch = spec.watch?.((wait) => how.onWait?.(wait));
     let result: Awaited<ReturnType<typeof pipeToFile>>;
     try {
-      result = spawner ? await stagedToFile(spawner, stages, tmp, options) : await pipeToFile(stages, tmp, options);
+      result = await pipeToFile(stages, tmp, options);
     } finally {
       await watch?.stop();
     }
+    const via = result.via;
     // A small dump went to a file at full speed: its slot waits out its share of dumps.max_rate.
-    if (spawner && pace) await pace(streamed);
+    if (via === 'files' && pace) await pace(streamed);
     written?.();
     // After the slot is free: the inventory's reading overlaps the next dump.
     const inventory = probe ? await probe.read(startedAt, signal).catch((err: Error) => void (inventoryError = err.message)) : undefined;
@@ -342,7 +340,7 @@ function largestFirst(items: readonly PlannedDump[], sizes: ReadonlyMap<string, 
 
 /**
  * A database whose last dump was at most this big (compressed) is dumped to a file and then
- * compressed, both started by a Spawner instead of a fork of our process each (stagedToFile):
+ * compressed, both started by a Spawner instead of a fork of our process each (pipeToFile's `spawner`):
  * on a server of hundreds of small sites the two forks per database were most of our own time,
  * while writing a few MB out once more costs next to nothing. Larger ones, and any without a
  * previous size, stream through kernel pipes (pipeToFile).

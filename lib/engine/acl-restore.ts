@@ -5,7 +5,8 @@ import { decompressorCommand, sniffCompression } from '../dumps/compress.js';
 import { BackupError, EngineError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { cmd, type Command } from '../run/command.js';
-import { spawnFed, type FedChild, type FedExit } from '../run/feed.js';
+import { startChild, type StartedChild } from '../run/child.js';
+import { endedWhy, type Ended } from '../run/lifecycle.js';
 import { resolveTool } from '../run/which.js';
 import { SidecarBlocks, unescapeName, type Tool } from './acl-blocks.js';
 import { SIDECAR_BASENAME } from './acl-sidecar.js';
@@ -56,15 +57,15 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
     acl: new ToolFeed(cmd(resolveTool('setfacl', 'acl'), ['--restore=-'], { cwd: fromDir }), 'setfacl', false),
     xattr: new ToolFeed(cmd(resolveTool('setfattr', 'attr'), ['--restore=-'], { cwd: fromDir }), 'setfattr', true),
   };
-  const unpack = spawnFed(decompressorCommand(packed, sidecar), { stdout: true });
-  let unpacked: FedExit;
+  const unpack = startChild(decompressorCommand(packed, sidecar), { stdout: 'pipe' });
+  let unpacked: Ended;
   try {
     const send = async (out: Record<Tool, Buffer[]>): Promise<void> => void (await Promise.all([tools.acl.write(out.acl), tools.xattr.write(out.xattr)]));
     for await (const chunk of unpack.stdout! as AsyncIterable<Buffer>) await send(blocks.push(chunk));
     await send(blocks.end());
-    unpacked = await unpack.exited;
+    unpacked = await unpack.ended;
   } catch (err) {
-    unpack.kill();
+    void unpack.terminate(1000);
     tools.acl.kill();
     tools.xattr.kill();
     throw err;
@@ -72,8 +73,8 @@ export async function restoreAcls(fromDir: string, sidecarPath?: string): Promis
     await Promise.all([tools.acl.end(), tools.xattr.end()]);
   }
   if (unpacked.exitCode !== 0) {
-    const why = unpacked.spawnError ?? (unpacked.signal ? `killed by ${unpacked.signal}` : `exited with ${unpacked.exitCode}`);
-    throw new EngineError(`${unpack.command}: ${why}: ${sidecar} is damaged or truncated (the ACLs before the damage were applied)`, 'duplicity', { file: sidecar });
+    const why = unpacked.startError ?? endedWhy(unpacked);
+    throw new EngineError(`${unpack.shown}: ${why}: ${sidecar} is damaged or truncated (the ACLs before the damage were applied)`, 'duplicity', { file: sidecar });
   }
   for (const t of Object.values(tools)) t.check();
 
@@ -111,8 +112,8 @@ function directoryUnder(fromDir: string): (escaped: Buffer) => boolean {
 /** One of setfacl / setfattr, started on its first block, reading the blocks from its stdin. */
 class ToolFeed {
   readonly report: ToolReport;
-  #child: FedChild | undefined;
-  #exit: FedExit | undefined;
+  #child: StartedChild | undefined;
+  #exit: Ended | undefined;
   constructor(
     private readonly command: Command,
     tool: string,
@@ -123,19 +124,19 @@ class ToolFeed {
 
   async write(pieces: readonly Buffer[]): Promise<void> {
     if (pieces.length === 0) return;
-    this.#child ??= spawnFed(this.command, { stdin: true, onStderr: (d) => this.report.take(d) });
+    this.#child ??= startChild(this.command, { stdin: 'pipe', stdout: 'ignore', onStderr: (d) => this.report.take(d) });
     await this.#child.write(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
   }
 
   async end(): Promise<void> {
     if (this.#child && !this.#exit) {
-      this.#exit = await this.#child.end();
+      this.#exit = await this.#child.endInput();
       this.report.finish();
     }
   }
 
   kill(): void {
-    this.#child?.kill();
+    void this.#child?.terminate(1000);
   }
 
   /** A file it did not find is counted (the report); anything else it said fails the restore. */
@@ -145,8 +146,8 @@ class ToolFeed {
     const r = this.report;
     // setfacl and setfattr exit 1 when some path failed, and go on with the others.
     if (exit.exitCode === 1 && r.errors.length === 0 && r.missing > 0) return;
-    const why = exit.spawnError ?? (exit.signal ? `killed by ${exit.signal}` : `exited with ${exit.exitCode}`);
-    throw new EngineError(`${this.#child!.command} (in ${this.command.cwd}): ${why}${r.errors.length ? `: ${r.errors.slice(-3).join('; ')}` : ''}`, 'duplicity', { stderr: r.errors.slice(-20) });
+    const why = exit.startError ?? endedWhy(exit);
+    throw new EngineError(`${this.#child!.shown} (in ${this.command.cwd}): ${why}${r.errors.length ? `: ${r.errors.slice(-3).join('; ')}` : ''}`, 'duplicity', { stderr: r.errors.slice(-20) });
   }
 }
 

@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { fsyncDir, tempNameFor } from '../atomic-file.js';
 import { compressionSuffix, compressorCommand, resolveCompression } from '../dumps/compress.js';
 import { cmd, type Command } from '../run/command.js';
-import { pipeToFile, type StageResult } from '../run/pipeline.js';
+import { pipeToFile } from '../run/pipeline.js';
+import type { Ended } from '../run/lifecycle.js';
 import { resolveTool } from '../run/which.js';
 
 /**
@@ -152,7 +153,7 @@ export async function writeAclSidecar(sources: readonly string[], outFile: strin
  * getfacl/getfattr exit 1 when a file disappears mid-walk (a live site); the rest of their output
  * is complete, so that is a warning. Anything else fails the sidecar.
  */
-function vanished(warnings: string[]): (stage: StageResult, index: number) => boolean {
+function vanished(warnings: string[]): (stage: Ended, index: number) => boolean {
   return (stage, index) => {
     const lines = stage.stderrTail.split('\n').filter(Boolean);
     const ok = index === 0 && stage.exitCode === 1 && lines.length > 0 && lines.every((l) => /No such file or directory$/.test(l));

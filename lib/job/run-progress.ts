@@ -33,18 +33,26 @@ export class ProgressFile {
 
   private readonly groupsTimer: NodeJS.Timeout;
   private groupsKey = '';
+  /** The groups of the previous look (pgid:startTime). */
+  private seenGroups = new Set<string>();
 
   /**
    * The process groups our children lead, when they changed: after a SIGKILL of this process
    * its dump tools run on (orphans), and the run that takes over ends them by this list
-   * (job/orphans.ts). A child that lives less than a second may go unrecorded; those end by themselves.
+   * (job/orphans.ts). A group is recorded once two looks in a row saw it (it has run a second or
+   * more): a run of small dumps starts and ends several short jobs between two looks, and
+   * recording each of them rewrote the file every second for nothing. A child that lives less
+   * than two seconds may go unrecorded; those end by themselves.
    */
   private recordGroups(): void {
     if (this.ended) return;
-    const groups = liveGroups().flatMap((pgid) => {
+    const live = liveGroups().flatMap((pgid) => {
       const startTime = processStartTime(pgid);
       return startTime === undefined ? [] : [{ pgid, startTime }];
     });
+    const seen = this.seenGroups;
+    this.seenGroups = new Set(live.map((g) => `${g.pgid}:${g.startTime}`));
+    const groups = live.filter((g) => seen.has(`${g.pgid}:${g.startTime}`));
     const key = groups.map((g) => `${g.pgid}:${g.startTime}`).join(',');
     if (key === this.groupsKey) return;
     this.groupsKey = key;
@@ -109,7 +117,12 @@ export class ProgressFile {
   private write(): void {
     this.lastWrite = Date.now();
     try {
-      writeFileAtomic(this.file, JSON.stringify({ ...this.state, updatedAt: new Date().toISOString() }) + '\n', { mode: 0o644, dirMode: 0o755 });
+      // Not fsynced: the file speaks of live processes, read by status and by the run that takes
+      // over after this one died; both read the page cache, which outlives any death of ours, and
+      // after a machine crash the processes it names are gone too (an unreadable file says
+      // nothing). Its fsyncs (file and directory, up to twice a second) held Node's main thread,
+      // which schedules every dump, each waiting behind the dumps' own dirty pages.
+      writeFileAtomic(this.file, JSON.stringify({ ...this.state, updatedAt: new Date().toISOString() }) + '\n', { mode: 0o644, dirMode: 0o755, sync: false });
     } catch (err) {
       this.log.debug(`cannot write the progress file ${this.file}: ${(err as Error).message}`);
     }

@@ -1,22 +1,27 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { CommandError, tail } from '../errors.js';
 import { describe, errorLine, redact, type Command } from './command.js';
-import { spawnOptions, Watch, type Limits } from './lifecycle.js';
+import { spawnOptions, Watch, type Ended, type Limits } from './lifecycle.js';
 import { terminate, track } from './process-group.js';
 
 /**
- * A child whose streams the caller drives itself, for what run() (all input at once, wait for
- * the exit) and pipeToFile() (a | b > file) cannot express: the parallel loader writing one
- * dump into several clients with barriers, a throwaway server that outlives the call. It gets
- * the same life as theirs (lifecycle.ts): its own process group, the time limit and abort of
- * `Limits` killing that group, and a CommandError from named fields that says how it ended.
+ * The long-lived primitive: a child whose streams the caller drives, for what run() (all input at
+ * once, wait for the exit) cannot express: the parallel loader writing one dump into several
+ * clients with barriers, a client kept open across requests (session.ts), a throwaway server that
+ * outlives the call, a tool Node feeds chunk by chunk (write/endInput). It is also where
+ * pipeToFile() starts its stages and a spawner its bash workers: the one place a process is
+ * spawned outside execa. Its life is lifecycle.ts's: its own process group, the time limit and
+ * abort of `Limits` terminate() that group, and `ended` settles with the one result, Ended.
  */
 export interface ChildOptions extends Limits {
-  readonly stdin?: 'pipe' | 'ignore';
-  /** A socket: the child writes into it (reused-reader.ts), child.stdout is then null. */
-  readonly stdout?: 'pipe' | 'ignore' | Socket;
+  /** 'pipe': written by the caller (or write/endInput); a stream or descriptor: another stage's output, a file. */
+  readonly stdin?: 'pipe' | 'ignore' | Readable | number;
+  /** A socket: the child writes into it (reused-reader.ts); a descriptor: a file; child.stdout is then null. */
+  readonly stdout?: 'pipe' | 'ignore' | Socket | number;
+  /** 'pipe' (default): kept for messages (the tail) and seen by onStderr. */
+  readonly stderr?: 'pipe' | 'ignore';
   readonly secrets?: readonly string[];
   /**
    * Sees every byte of stderr as it comes (a tool that reports one line per skipped file, more
@@ -30,13 +35,6 @@ export interface ChildOptions extends Limits {
   readonly daemon?: boolean;
 }
 
-/** How it ended: an exit code, a signal, or a start that failed (ENOENT, EACCES). */
-export interface ChildEnd {
-  readonly exitCode: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly startError?: string;
-}
-
 export interface StartedChild {
   /** The command line as messages show it (secrets redacted). */
   readonly shown: string;
@@ -44,18 +42,25 @@ export interface StartedChild {
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
   /** Settles once, when the process has ended and its streams are closed; never rejects. */
-  readonly ended: Promise<ChildEnd>;
+  readonly ended: Promise<Ended>;
   readonly running: boolean;
   /**
    * The CommandError for an end that is a failure: `<doing>: <why>: <the stderr line that says
    * what went wrong>`. `why` defaults to the words every CommandError uses (exited with N,
    * killed by SIG, timed out after, could not start).
    */
-  failure(end: ChildEnd, doing?: string, why?: string): CommandError;
-  /** TERM the whole process group, KILL after `graceMs` whatever is left; no-op once ended. */
-  stop(graceMs?: number): void;
+  failure(end: Ended, doing?: string, why?: string): CommandError;
+  /** terminate() its whole process group (TERM, KILL after `graceMs`); settles once it has exited. */
+  terminate(graceMs?: number): Promise<void>;
   /** One signal to the process itself (not its group): a server's own clean shutdown. */
   send(signal: NodeJS.Signals): boolean;
+  /**
+   * With `stdin: 'pipe'`: resolves once the pipe took the bytes (backpressure), or at once when
+   * the child is gone (its end says why).
+   */
+  write(chunk: Buffer): Promise<void>;
+  /** Close stdin (end of input) and wait for the end. */
+  endInput(): Promise<Ended>;
 }
 
 const STDERR_KEEP = 8192;
@@ -63,10 +68,9 @@ const STDERR_KEEP = 8192;
 export function startChild(command: Command, options: ChildOptions = {}): StartedChild {
   const shown = describe(command, options.secrets);
   const daemon = options.daemon === true;
-  const child: ChildProcess = spawn(command.file, [...command.args], {
-    ...spawnOptions(command),
-    stdio: daemon ? 'ignore' : [options.stdin ?? 'ignore', options.stdout ?? 'pipe', 'pipe'],
-  });
+  const started = Date.now();
+  const stdio: StdioOptions = daemon ? 'ignore' : [(options.stdin ?? 'ignore') as never, (options.stdout ?? 'pipe') as never, options.stderr ?? 'pipe'];
+  const child: ChildProcess = spawn(command.file, [...command.args], { ...spawnOptions(command), stdio });
   if (daemon) child.unref();
   else track(child);
   let stderr = '';
@@ -74,36 +78,58 @@ export function startChild(command: Command, options: ChildOptions = {}): Starte
     options.onStderr?.(d);
     stderr = (stderr + d.toString('utf8')).slice(-STDERR_KEEP);
   });
-  const watch = new Watch(options, () => terminate(child));
-  const ended = new Promise<ChildEnd>((resolve) => {
-    child.once('error', (err) => resolve({ exitCode: null, signal: null, startError: err.message }));
-    child.once('close', (exitCode, signal) => resolve({ exitCode, signal }));
+  const stdin = child.stdin;
+  // A reader that died shows as EPIPE on our side; its own exit status is what gets reported.
+  stdin?.on('error', () => undefined);
+  const watch = new Watch(options, () => void terminate(child));
+  let gone = false;
+  const ended = new Promise<Ended>((resolve) => {
+    const end = (exitCode: number | null, signal: NodeJS.Signals | null, startError?: string): void => {
+      gone = true;
+      resolve({
+        command: shown,
+        exitCode,
+        signal,
+        ...(startError !== undefined ? { startError } : {}),
+        stderrTail: redact(tail(startError ?? stderr), options.secrets),
+        durationMs: Date.now() - started,
+        timedOut: watch.timedOut,
+      });
+    };
+    child.once('error', (err) => end(null, null, err.message));
+    child.once('close', (exitCode, signal) => end(exitCode, signal));
   }).finally(() => watch.end());
   const running = (): boolean => child.exitCode === null && child.signalCode === null && child.pid !== undefined;
+  const write = async (chunk: Buffer): Promise<void> => {
+    if (!stdin || gone || stdin.destroyed || chunk.length === 0) return;
+    if (stdin.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => (stdin.off('drain', done), stdin.off('close', done), resolve());
+      stdin.once('drain', done).once('close', done);
+      void ended.then(done);
+    });
+  };
   return {
     shown,
     pid: child.pid,
-    stdin: child.stdin,
+    stdin,
     stdout: child.stdout,
     ended,
     get running() {
       return running();
     },
     failure(end, doing, why) {
-      const stderrTail = redact(tail(end.startError ?? stderr), options.secrets);
-      const line = errorLine(stderrTail);
+      const line = errorLine(end.stderrTail);
       return new CommandError({
         message: `${doing ?? shown}: ${why ?? watch.why(end)}${line ? `: ${line}` : ''}`,
         command: shown,
         exitCode: end.exitCode ?? undefined,
         signal: end.signal ?? undefined,
-        stderrTail,
-        timedOut: watch.timedOut,
+        stderrTail: end.stderrTail,
+        timedOut: end.timedOut,
       });
     },
-    stop(graceMs = 5000) {
-      if (running()) terminate(child, graceMs);
-    },
+    terminate: (graceMs = 5000) => terminate(child, graceMs),
     send(signal) {
       if (!running()) return false;
       try {
@@ -111,6 +137,11 @@ export function startChild(command: Command, options: ChildOptions = {}): Starte
       } catch {
         return false;
       }
+    },
+    write,
+    endInput: async () => {
+      stdin?.end();
+      return ended;
     },
   };
 }

@@ -1,60 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { CommandError, tail } from '../errors.js';
-import { describe, errorLine, redact, type Command } from './command.js';
-import { spawnOptions, Watch } from './lifecycle.js';
-import { terminate, track } from './process-group.js';
+import { CommandError } from '../errors.js';
+import { startChild, type ChildOptions, type StartedChild } from './child.js';
+import { errorLine, type Command } from './command.js';
+import { hashFile } from './file-hash.js';
+import { Watch, type Ended, type PipelineOptions, type PipelineResult } from './lifecycle.js';
 import { openSocketReader, relay, streamReader, type ChunkReader } from './reused-reader.js';
+import { canRun, type Spawner } from './spawner.js';
+import { stagedToFile } from './staged.js';
 
-export interface PipelineOptions {
-  timeoutMs?: number;
-  signal?: AbortSignal;
-  secrets?: readonly string[];
-  /**
-   * Accept a stage that exited non-zero (getfacl exits 1 when a file vanished mid-walk but wrote
-   * everything else). Its StageResult is still returned, so the caller can report it.
-   */
-  tolerate?: (stage: StageResult, index: number) => boolean;
-  /**
-   * See the output of stage `after` on its way: Node relays it into the next stage (or, for the
-   * last stage, into the file) and hands every chunk to `onData`. This is how a dump is checked
-   * while it streams (its trailer) instead of decompressing the finished file again; it costs one
-   * extra copy through Node, which is less than the re-read. A chunk is valid only during the
-   * onData call.
-   */
-  tap?: {
-    readonly after: number;
-    readonly onData: (chunk: Buffer) => void;
-    /** Paces the tapped stage's output (dumps.max_rate): the relay reads on only once it returns. */
-    readonly pace?: (bytes: number) => Promise<void>;
-  };
-  /**
-   * false: do not fsync `file` (the caller makes a whole run durable at once with one syncfs,
-   * lib/run/sync-fs.ts, before anything claims it is complete). Default true.
-   */
-  fsync?: boolean;
-}
-
-export interface StageResult {
-  readonly command: string;
-  readonly exitCode: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stderrTail: string;
-  /** From spawn to exit (for a dump tool holding LOCK TABLES: an upper bound of the lock time). */
-  readonly durationMs: number;
-}
-
-export interface PipelineResult {
-  readonly bytes: number;
-  readonly sha256: string;
-  readonly durationMs: number;
-  readonly stages: readonly StageResult[];
-}
-
-const STDERR_KEEP = 8192;
+export { eachChunk, hashFile } from './file-hash.js';
+export type { PipelineOptions, PipelineResult } from './lifecycle.js';
 
 /**
  * `a | b | c > file`, without a shell. Stages are joined by kernel pipes (the dump never passes
@@ -68,21 +25,22 @@ const STDERR_KEEP = 8192;
  */
 // Node's stdio "pipes" are socketpairs: a writer whose reader died may see ECONNRESET (errno
 // 104) instead of EPIPE (32): mariadb-dump says "Got errno 104 on write", coreutils print the
-// strerror text ("yes: standard output: Connection reset by peer", found by test/run.test.ts).
-function brokenPipe(r: StageResult): boolean {
+// strerror text ("yes: standard output: Connection reset by peer", found by test/run/run.test.ts).
+function brokenPipe(r: Ended): boolean {
   return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE|connection reset by peer/i.test(r.stderrTail);
 }
 
-export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions = {}): Promise<PipelineResult> {
+export async function pipeToFile(stages: readonly Command[], file: string, options: PipelineOptions & { readonly spawner?: Spawner } = {}): Promise<PipelineResult> {
   if (stages.length === 0) throw new Error('pipeToFile needs at least one stage');
+  // Small outputs (the caller knows: last night's size): each stage started by a bash worker,
+  // through files, instead of a fork of our ~100 MB process per stage (staged.ts).
+  if (options.spawner && stages.every(canRun)) return stagedToFile(options.spawner, stages, file, options);
   const started = Date.now();
-  const children: ChildProcess[] = [];
-  const stderrs: string[] = [];
-  const exits: Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error; ms: number }>[] = [];
+  const children: StartedChild[] = [];
   const tap = options.tap;
   if (tap && (tap.after < 0 || tap.after >= stages.length)) throw new Error(`pipeToFile: no stage ${tap.after} to tap`);
   const relays: Promise<Error | undefined>[] = [];
-  const watch = new Watch(options, () => children.forEach((c) => terminate(c)));
+  const watch = new Watch(options, () => children.forEach((c) => void c.terminate()));
 
   // Created exclusively: a leftover temp file of a crashed run is never appended to.
   const handle = await open(file, 'wx+', 0o600);
@@ -95,42 +53,27 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   const socket = tap ? await openSocketReader() : undefined;
   let tapped: ChunkReader | undefined = socket?.reader;
   try {
-    let upstream: NodeJS.ReadableStream | 'ignore' = 'ignore';
+    let upstream: NonNullable<StartedChild['stdout']> | 'ignore' = 'ignore';
     for (const [i, stage] of stages.entries()) {
       // After the tapped stage, Node writes this stage's stdin itself (a relay, below).
       const relayed = tap !== undefined && i === tap.after + 1;
-      const spawnedAt = Date.now();
       const stdout = i === last && !lastTapped ? handle.fd : tap?.after === i && socket ? socket.theirs : 'pipe';
-      const child = spawn(stage.file, [...stage.args], { ...spawnOptions(stage), stdio: [relayed ? 'pipe' : (upstream as never), stdout, 'pipe'] });
-      track(child);
+      const child = startChild(stage, { stdin: relayed ? 'pipe' : upstream, stdout, secrets: options.secrets });
       children.push(child);
       // The child has its own copy: ours closed, the reader sees the end when the child's is.
       if (tap?.after === i) socket?.theirs.destroy();
       if (tap?.after === i) tapped ??= streamReader(child.stdout!);
-      stderrs[i] = '';
-      child.stderr?.setEncoding('utf8');
-      child.stderr?.on('data', (d: string) => {
-        stderrs[i] = (stderrs[i] + d).slice(-STDERR_KEEP);
-      });
-      exits.push(
-        new Promise((resolve) => {
-          child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err, ms: Date.now() - spawnedAt }));
-          child.once('close', (code, signal) => resolve({ code, signal, ms: Date.now() - spawnedAt }));
-        }),
-      );
       if (relayed && child.stdin) {
-        // A reader that died shows as EPIPE here; its own exit status is what gets reported.
-        child.stdin?.on('error', () => undefined);
         relays.push(relay(tapped!, tap.onData, child.stdin, tap.pace).then(() => undefined, (err: Error) => err));
       }
-      upstream = child.stdout as NodeJS.ReadableStream;
+      upstream = child.stdout!;
     }
     // The parent's copy of each intermediate pipe must not keep the reader alive (a relayed
     // one is read by Node until its end).
     for (const [i, c] of children.slice(0, -1).entries()) if (tap?.after !== i) c.stdout?.destroy();
 
     const writing = out ? relay(tapped!, tap!.onData, out, tap!.pace).then(() => undefined, (err: Error) => err) : undefined;
-    const results = await Promise.all(exits);
+    const ends = await Promise.all(children.map((c) => c.ended));
     const writeError = await writing;
     // A relay that broke while every stage exited 0 (the tap threw) left the next stage with a
     // short input it compressed happily: that is a failure too.
@@ -138,13 +81,8 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
     // fsync is per file, not per descriptor: the data is on disk before anyone renames it.
     if (!writeError && options.fsync !== false) await handle.sync();
 
-    const stageResults: StageResult[] = results.map((r, i) => ({
-      command: describe(stages[i]!, options.secrets),
-      exitCode: r.code,
-      signal: r.signal,
-      stderrTail: redact(tail(r.spawnError ? String(r.spawnError.message) : stderrs[i] ?? ''), options.secrets),
-      durationMs: r.ms,
-    }));
+    // The time limit is the pipeline's: every stage it cut short says so.
+    const stageResults: Ended[] = ends.map((r) => ({ ...r, timedOut: watch.timedOut }));
     const failed = stageResults.filter((r, i) => r.exitCode !== 0 && !(r.signal === null && options.tolerate?.(r, i)));
     if (failed.length > 0 || writeError || relayError || watch.timedOut || watch.cancelled) {
       // A stage that failed on a broken pipe only says its reader died: name the root cause
@@ -174,12 +112,10 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
       });
     }
     const { bytes, sha256 } = await hashFile(handle);
-    return { bytes, sha256, durationMs: Date.now() - started, stages: stageResults };
+    return { bytes, sha256, durationMs: Date.now() - started, stages: stageResults, via: 'pipes' };
   } finally {
     watch.end();
-    children.forEach((c) => {
-      if (c.exitCode === null && c.signalCode === null) terminate(c, 1000);
-    });
+    children.forEach((c) => void c.terminate(1000));
     out?.destroy();
     socket?.theirs.destroy();
     tapped?.close();
@@ -187,26 +123,27 @@ export async function pipeToFile(stages: readonly Command[], file: string, optio
   }
 }
 
-/** Size and sha256 of what the stages wrote, read back (from the page cache). */
-export async function hashFile(handle: FileHandle): Promise<{ bytes: number; sha256: string }> {
-  const hash = createHash('sha256');
-  const bytes = await eachChunk(handle, (chunk) => hash.update(chunk));
-  return { bytes, sha256: hash.digest('hex') };
+export interface ReadingChild {
+  readonly child: StartedChild;
+  readonly reader: ChunkReader;
 }
 
 /**
- * Every byte of an open file from its start to its end, in reads of up to 1 MB into one buffer:
- * a chunk is valid only during the onChunk call. The buffer is sized to the file: a 1 MB buffer
- * for each of 1,000 dumps of a few KB kept the GC busy. Returns the bytes read.
+ * The pipeline into a consumer: start `command` with its stdout read through a ChunkReader
+ * (reused-reader.ts: one reused buffer, for the restore's passes over a dump of gigabytes). The
+ * socket goes in the temp dir, or /dev/shm or /tmp when the temp dir's path is too long for a
+ * socket's; when none can hold it, or it cannot be set up, the child still starts, with an
+ * ordinary pipe behind the same interface: slower, never a failure of its own.
  */
-export async function eachChunk(handle: FileHandle, onChunk: (chunk: Buffer) => void): Promise<number> {
-  const { size } = await handle.stat();
-  const buffer = Buffer.allocUnsafe(Math.max(4096, Math.min(1024 * 1024, size + 1)));
-  let bytes = 0;
-  for (;;) {
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes);
-    if (bytesRead === 0) return bytes;
-    onChunk(buffer.subarray(0, bytesRead));
-    bytes += bytesRead;
+export async function pipeToReader(command: Command, options: Omit<ChildOptions, 'stdout' | 'daemon'> = {}, bufferBytes = 256 << 10): Promise<ReadingChild> {
+  const socket = await openSocketReader(bufferBytes);
+  if (!socket) {
+    const child = startChild(command, { ...options, stdout: 'pipe' });
+    return { child, reader: streamReader(child.stdout!) };
   }
+  // The child gets its own copy of the descriptor; ours is closed, so the reader sees the end of
+  // the output when the child (and whatever it started) has closed it.
+  const child = startChild(command, { ...options, stdout: socket.theirs });
+  socket.theirs.destroy();
+  return { child, reader: socket.reader };
 }

@@ -3,8 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startChild, type ChildOptions, type StartedChild } from './child.js';
-import type { Command } from './command.js';
 import type { Writable } from 'node:stream';
 
 /**
@@ -79,30 +77,6 @@ class SocketReader implements ChunkReader {
     this.ended = true;
     this.wake?.();
   }
-}
-
-export interface ReadingChild {
-  readonly child: StartedChild;
-  readonly reader: ChunkReader;
-}
-
-/**
- * Start `command` with its stdout read through a ChunkReader. The socket goes in the temp dir, or
- * /dev/shm or /tmp when the temp dir's path is too long for a socket's; when none can hold it, or
- * it cannot be set up, the child still starts, with an ordinary pipe behind the same interface:
- * slower, never a failure of its own.
- */
-export async function startChildReading(command: Command, options: Omit<ChildOptions, 'stdout' | 'daemon'> = {}, bufferBytes = 256 << 10): Promise<ReadingChild> {
-  const socket = await openSocketReader(bufferBytes);
-  if (!socket) {
-    const child = startChild(command, { ...options, stdout: 'pipe' });
-    return { child, reader: streamReader(child.stdout!) };
-  }
-  // The child gets its own copy of the descriptor; ours is closed, so the reader sees the end of
-  // the output when the child (and whatever it started) has closed it.
-  const child = startChild(command, { ...options, stdout: socket.theirs });
-  socket.theirs.destroy();
-  return { child, reader: socket.reader };
 }
 
 /**

@@ -3,14 +3,10 @@ import { CommandError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { describe, errorLine, redact, type Command } from './command.js';
 import { zeroIsOk, type ExitClassifier } from './exit-status.js';
-import { spawnOptions, Watch } from './lifecycle.js';
+import { spawnOptions, Watch, type Ended, type Limits } from './lifecycle.js';
 import { terminate, track } from './process-group.js';
 
-export interface RunOptions {
-  /** Kill the command's whole process group after this long. */
-  timeoutMs?: number;
-  /** Cancel from outside (SIGTERM of our own process, a sibling failing). */
-  signal?: AbortSignal;
+export interface RunOptions extends Limits {
   /** Text written to stdin (never used for secrets on argv; fine for SQL). */
   input?: string;
   /** Strings to blank out of messages (passwords that a tool might echo). */
@@ -26,14 +22,13 @@ export interface RunOptions {
   onStdout?: (chunk: string) => void;
 }
 
-export interface RunResult {
-  readonly command: string;
+/** How it ended (the one result type, Ended), with the output captured. */
+export interface RunResult extends Ended {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number;
   /** 'warning': the tool did its work but said something is off (borg 1, restic 3). */
   readonly exitClass: 'ok' | 'warning';
-  readonly durationMs: number;
 }
 
 /**
@@ -57,7 +52,8 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
   track(child);
   const onStdout = options.onStdout;
   if (onStdout) child.stdout?.on('data', (b: Buffer | string) => onStdout(b.toString()));
-  const watch = new Watch(options, () => terminate(child));
+  // Our Watch, not execa's timeout/cancelSignal: those signal the pid only (process-group.ts).
+  const watch = new Watch(options, () => void terminate(child));
   try {
     const result = await child;
     const stdout = typeof result.stdout === 'string' ? result.stdout : '';
@@ -78,7 +74,7 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
         failureExitCode: options.failureExitCode,
       });
     }
-    return { command: shown, stdout, stderr, exitCode, exitClass, durationMs };
+    return { command: shown, stdout, stderr, exitCode, signal: null, exitClass, durationMs, stderrTail: redact(tail(stderr), options.secrets), timedOut: false };
   } finally {
     watch.end();
   }

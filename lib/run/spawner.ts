@@ -1,11 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { secretDirParent } from '../secret-dir.js';
-import type { Command } from './command.js';
-import { forgetGroup, track, trackGroup } from './process-group.js';
+import { startChild, type StartedChild } from './child.js';
+import { describe, type Command } from './command.js';
+import type { Ended } from './lifecycle.js';
+import { forgetGroup, terminate, trackGroup } from './process-group.js';
 
 /**
  * Starts short commands for us from small bash processes, so that Node does not fork itself for
@@ -31,18 +32,13 @@ export interface SpawnJob {
 }
 
 export interface SpawnedJob {
-  /** Settles once, with how the job ended; never rejects (a dead worker reads as a failed start). */
-  readonly ended: Promise<JobEnd>;
-  /** Signal the job's process group (once its pid is known; queued until then). */
-  kill(signal: NodeJS.Signals): void;
-}
-
-export interface JobEnd {
-  readonly exitCode: number | null;
-  readonly signal: NodeJS.Signals | null;
-  /** Why it never ran (the worker died, or could not start). */
-  readonly startError?: string;
-  readonly durationMs: number;
+  /**
+   * Settles once, with how the job ended (its stderr is in the job's file: stderrTail is ''); never
+   * rejects (a dead worker reads as a failed start).
+   */
+  readonly ended: Promise<Ended>;
+  /** terminate() the job's process group (once its pid is known; queued until then). */
+  terminate(graceMs?: number): void;
 }
 
 // Job N of a worker is the file DIR/N, sourced: `f=('cwd' 'stdin' 'stdout' 'stderr' 'number of
@@ -78,7 +74,7 @@ export function canRun(command: Command): boolean {
 }
 
 class Worker {
-  readonly process: ChildProcess;
+  readonly process: StartedChild;
   #current: ((line: string) => void) | undefined;
   #dead: string | undefined;
   #jobs = 0;
@@ -90,17 +86,14 @@ class Worker {
     private readonly dir: string,
     onExit: (w: Worker) => void,
   ) {
-    this.process = spawn(bash, ['-c', WORKER, 'asb-spawner', dir], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
-    track(this.process);
-    this.process.stdin!.on('error', () => undefined);
+    this.process = startChild({ file: bash, args: ['-c', WORKER, 'asb-spawner', dir] }, { stdin: 'pipe', stdout: 'pipe', stderr: 'ignore' });
     createInterface({ input: this.process.stdout! }).on('line', (line) => this.#current?.(line));
-    const die = (why: string): void => {
+    void this.process.ended.then((end) => {
+      const why = end.startError !== undefined ? `${bash} could not start: ${end.startError}` : `the spawner (${bash}) ended (${end.signal ?? `exit ${end.exitCode}`})`;
       this.#dead ??= why;
       this.#current?.(`X ${why}`);
       onExit(this);
-    };
-    this.process.once('error', (err) => die(`${bash} could not start: ${err.message}`));
-    this.process.once('exit', (code, signal) => die(`the spawner (${bash}) ended (${signal ?? `exit ${code}`})`));
+    });
   }
 
   get dead(): boolean {
@@ -110,34 +103,30 @@ class Worker {
   start(job: SpawnJob, done: () => void): SpawnedJob {
     const started = Date.now();
     let pid: number | undefined;
-    let pending: NodeJS.Signals | undefined;
-    let resolve!: (end: JobEnd) => void;
-    const ended = new Promise<JobEnd>((r) => (resolve = r));
+    let pending: number | undefined;
+    let resolve!: (end: Ended) => void;
+    const ended = new Promise<Ended>((r) => (resolve = r));
+    const command = describe(job.command);
     // Once over, the job's pid may be anybody's: no signal goes to it any more.
     let over = false;
-    const finish = (end: Omit<JobEnd, 'durationMs'>): void => {
+    const finish = (end: Pick<Ended, 'exitCode' | 'signal' | 'startError'>): void => {
       if (over) return;
       over = true;
       this.#current = undefined;
       if (this.#jobFile) rmSync(this.#jobFile, { force: true });
       this.#jobFile = undefined;
       if (pid !== undefined) forgetGroup(pid);
-      resolve({ ...end, durationMs: Date.now() - started });
+      resolve({ command, ...end, stderrTail: end.startError ?? '', durationMs: Date.now() - started, timedOut: false });
       done();
     };
-    const signalGroup = (signal: NodeJS.Signals): void => {
-      if (over) return;
-      try {
-        process.kill(-pid!, signal);
-      } catch {
-        /* already gone */
-      }
+    const stop = (graceMs: number): void => {
+      if (!over) void terminate(pid!, graceMs);
     };
     this.#current = (line) => {
       if (line.startsWith('S ')) {
         pid = Number(line.slice(2));
         trackGroup(pid);
-        if (pending) signalGroup(pending);
+        if (pending !== undefined) stop(pending);
       } else if (line.startsWith('E ')) {
         const status = Number(line.slice(2));
         const name = status > 128 ? signalName(status - 128) : undefined;
@@ -150,7 +139,7 @@ class Worker {
         const why = { exitCode: null, signal: null, startError: line.slice(2) };
         this.#current = undefined; // the worker's 'error' and 'exit' may both say so
         if (pid === undefined) finish(why);
-        else void stopGroup(pid).then(() => finish(why));
+        else void terminate(pid).then(() => finish(why));
       }
     };
     if (this.#dead) {
@@ -166,43 +155,18 @@ class Worker {
         // A full /dev/shm: the job never ran, which its caller reports like any failed start.
         this.#jobs--; // the worker still waits for job number #jobs + 1
         finish({ exitCode: null, signal: null, startError: `could not write the job file ${file}: ${err instanceof Error ? err.message : String(err)}` });
-        return { ended, kill: () => undefined };
+        return { ended, terminate: () => undefined };
       }
       this.#jobFile = file;
       this.process.stdin!.write('\n');
     }
     return {
       ended,
-      kill: (signal) => {
-        if (pid !== undefined) signalGroup(signal);
-        else pending = signal;
+      terminate: (graceMs = 5000) => {
+        if (pid !== undefined) stop(graceMs);
+        else pending = graceMs;
       },
     };
-  }
-}
-
-/** TERM the group, KILL it after `graceMs`, resolve once it is gone. */
-async function stopGroup(pgid: number, graceMs = 5000): Promise<void> {
-  const alive = (): boolean => {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const send = (signal: NodeJS.Signals): void => {
-    try {
-      process.kill(-pgid, signal);
-    } catch {
-      /* already gone */
-    }
-  };
-  send('SIGTERM');
-  const started = Date.now();
-  while (alive() && Date.now() - started < 2 * graceMs) {
-    if (Date.now() - started > graceMs) send('SIGKILL');
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -256,7 +220,7 @@ export class Spawner {
   /** Workers end when their stdin closes (after the job they run, if any: kill that first). */
   close(): void {
     this.#closed = true;
-    for (const w of this.#all) w.process.stdin!.end();
+    for (const w of this.#all) w.process.stdin?.end();
     this.#idle.length = 0;
     if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
   }

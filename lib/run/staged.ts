@@ -3,15 +3,16 @@ import { basename } from 'node:path';
 import { CommandError, tail } from '../errors.js';
 import { readFileTail } from '../file-tail.js';
 import { describe, errorLine, redact, type Command } from './command.js';
-import { Watch } from './lifecycle.js';
-import { eachChunk, hashFile, type PipelineOptions, type PipelineResult, type StageResult } from './pipeline.js';
+import { eachChunk, hashFile } from './file-hash.js';
+import { Watch, type Ended, type PipelineOptions, type PipelineResult } from './lifecycle.js';
 import type { SpawnedJob, Spawner } from './spawner.js';
 
 const STDERR_KEEP = 8192;
 const KILL_GRACE_MS = 5000;
 
 /**
- * `a > f0; b < f0 > file`: pipeToFile's stages one after the other through files, started by a
+ * Inside pipeToFile (pipeline.ts), when it is given a Spawner and every stage can run from one:
+ * `a > f0; b < f0 > file`: the stages one after the other through files, started by a
  * Spawner (no fork of Node per stage). For small outputs only: each stage's output is written
  * out in full before the next reads it. Same contract as pipeToFile: `file` is created new
  * (0600) and owned by the caller, every stage's exit is checked, a tap sees the tapped stage's
@@ -25,13 +26,9 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
   if (tap && (tap.after < 0 || tap.after >= stages.length)) throw new Error(`stagedToFile: no stage ${tap.after} to tap`);
   const last = stages.length - 1;
   const scratch: string[] = [];
-  const results: StageResult[] = [];
+  const results: Ended[] = [];
   let current: SpawnedJob | undefined;
-  const watch = new Watch(options, () => {
-    const job = current;
-    job?.kill('SIGTERM');
-    setTimeout(() => job?.kill('SIGKILL'), KILL_GRACE_MS).unref();
-  });
+  const watch = new Watch(options, () => current?.terminate(KILL_GRACE_MS));
   try {
     let input = '/dev/null';
     for (const [i, stage] of stages.entries()) {
@@ -45,12 +42,11 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
       current = spawner.start({ command: stage, stdin: input, stdout: out, stderr: err });
       const end = await current.ended;
       current = undefined;
-      const result: StageResult = {
+      const result: Ended = {
+        ...end,
         command: describe(stage, secrets),
-        exitCode: end.exitCode,
-        signal: end.signal,
         stderrTail: redact(tail(end.startError ?? (await readTail(err))), secrets),
-        durationMs: end.durationMs,
+        timedOut: watch.timedOut,
       };
       results.push(result);
       const tolerated = result.exitCode !== 0 && result.signal === null && options.tolerate?.(result, i) === true;
@@ -65,7 +61,7 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
     try {
       if (options.fsync !== false) await handle.sync();
       const { bytes, sha256 } = await hashFile(handle);
-      return { bytes, sha256, durationMs: Date.now() - started, stages: results };
+      return { bytes, sha256, durationMs: Date.now() - started, stages: results, via: 'files' };
     } finally {
       await handle.close();
     }
@@ -75,7 +71,7 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
   }
 }
 
-function failure(stages: readonly Command[], results: readonly StageResult[], watch: Watch, file: string, primary: StageResult | undefined): CommandError {
+function failure(stages: readonly Command[], results: readonly Ended[], watch: Watch, file: string, primary: Ended | undefined): CommandError {
   const why = watch.why({ signal: primary?.signal, exitCode: primary?.exitCode, startError: primary?.exitCode === null && !primary.signal ? primary.stderrTail : undefined }, true);
   const shown = primary ? basename(stages[results.indexOf(primary)]!.file) : stages.map((s) => basename(s.file)).join(' | ');
   const detail = primary && primary.exitCode !== null ? errorLine(primary.stderrTail) : undefined;

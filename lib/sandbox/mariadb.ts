@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { startChild, type ChildEnd, type StartedChild } from '../run/child.js';
+import { startChild, type StartedChild } from '../run/child.js';
+import type { Ended } from '../run/lifecycle.js';
 import { run } from '../run/run.js';
 import { cmd } from '../run/command.js';
 import { whichSystem } from '../run/which.js';
@@ -200,7 +201,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
     const [file, ...args] = [...(opts.launcher ?? []), mariadbd, ...serverArgs];
     const proc = startChild(cmd(file!, args), { daemon: true });
     child = proc;
-    let gone: ChildEnd | undefined;
+    let gone: Ended | undefined;
     exited = proc.ended.then((end) => void (gone = end));
     const deadline = Date.now() + STARTUP_MS;
     for (;;) {

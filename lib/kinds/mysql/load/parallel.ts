@@ -1,7 +1,8 @@
 import { CommandError } from '../../../errors.js';
 import { startChild, type StartedChild } from '../../../run/child.js';
 import { describe, type Command } from '../../../run/command.js';
-import { startChildReading, type ChunkReader } from '../../../run/reused-reader.js';
+import { pipeToReader } from '../../../run/pipeline.js';
+import type { ChunkReader } from '../../../run/reused-reader.js';
 import { decompressorCommand } from '../../../dumps/compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './dump-index.js';
@@ -117,7 +118,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const shown = describe(input.client, input.secrets);
   // A decompressor may end whenever its exit is clean: a reader that got short bytes says so.
   const decompress = async (): Promise<ChunkReader> => {
-    const { child, reader } = await startChildReading(decompressorCommand(input.compression, input.file), { signal: input.signal });
+    const { child, reader } = await pipeToReader(decompressorCommand(input.compression, input.file), { signal: input.signal });
     watchOne(child, `decompressing ${input.file}`, () => true);
     return reader;
   };
@@ -319,7 +320,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     for (const s of sinks) s.destroy();
     // Readers whose last range ended before the file did are still running: stopped here, their
     // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
-    children.forEach((c) => c.stop(1000));
+    children.forEach((c) => void c.terminate(1000));
     for (const r of readers) r.close();
     // Not before every client is gone: a failed restore drops the database and loads the safety
     // dump back next, and a connection still sending INSERTs would write into that.
@@ -332,7 +333,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
  * decompressor is an error naming the file, before anything was changed.
  */
 export async function mapSqlDump(file: string, compression: Compression, signal?: AbortSignal): Promise<DumpIndex> {
-  const { child: scan, reader } = await startChildReading(decompressorCommand(compression, file), { signal });
+  const { child: scan, reader } = await pipeToReader(decompressorCommand(compression, file), { signal });
   const ended = scan.ended.then((r) => {
     if (r.exitCode !== 0) throw scan.failure(r, `decompressing ${file}`);
   });
@@ -346,7 +347,7 @@ export async function mapSqlDump(file: string, compression: Compression, signal?
     throw err;
   } finally {
     reader.close();
-    scan.stop(1000);
+    void scan.terminate(1000);
     await scan.ended;
   }
 }
@@ -589,6 +590,6 @@ class ClientSink implements RowSink {
   }
 
   destroy(): void {
-    this.child.stop(1000);
+    void this.child.terminate(1000);
   }
 }

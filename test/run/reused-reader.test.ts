@@ -3,9 +3,10 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cmd } from '../lib/run/command.js';
-import { startChildReading, type ChunkReader } from '../lib/run/reused-reader.js';
-import { whichSystem } from '../lib/run/which.js';
+import { cmd } from '../../lib/run/command.js';
+import { pipeToReader } from '../../lib/run/pipeline.js';
+import type { ChunkReader } from '../../lib/run/reused-reader.js';
+import { whichSystem } from '../../lib/run/which.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-reader-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -29,10 +30,10 @@ async function drain(reader: ChunkReader): Promise<{ bytes: Buffer; memories: Se
 
 const leftovers = (dir: string) => readdirSync(dir).filter((n) => n.startsWith('asb-read-'));
 
-describe('startChildReading (a child writing into one reused buffer)', () => {
+describe('pipeToReader (a child writing into one reused buffer)', () => {
   it('hands over every byte, each read landing in the same buffer, and leaves no socket behind', async () => {
     const before = leftovers(tmpdir()).length;
-    const { child, reader } = await startChildReading(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
+    const { child, reader } = await pipeToReader(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
     const got = await drain(reader);
     expect((await child.ended).exitCode).toBe(0);
     expect(got.bytes.length).toBe(data.length);
@@ -44,14 +45,14 @@ describe('startChildReading (a child writing into one reused buffer)', () => {
   });
 
   it('a failing child: the bytes it wrote, then the end; its exit status says how it ended', async () => {
-    const { child, reader } = await startChildReading(sh('printf abc; exit 3'));
+    const { child, reader } = await pipeToReader(sh('printf abc; exit 3'));
     expect((await drain(reader)).bytes.toString()).toBe('abc');
     expect((await child.ended).exitCode).toBe(3);
     expect(child.failure(await child.ended, 'reading').message).toMatch(/^reading: exited with 3/);
   });
 
   it('closed early: the child writing forever ends (EPIPE), the reader says end, nothing hangs', async () => {
-    const { child, reader } = await startChildReading(cmd(whichSystem('yes')!, []));
+    const { child, reader } = await pipeToReader(cmd(whichSystem('yes')!, []));
     expect((await reader.next())?.length).toBeGreaterThan(0);
     reader.close();
     expect(await reader.next()).toBeUndefined();
@@ -66,7 +67,7 @@ describe('startChildReading (a child writing into one reused buffer)', () => {
     process.env.TMPDIR = long;
     try {
       const shm = leftovers('/dev/shm').length;
-      const { child, reader } = await startChildReading(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
+      const { child, reader } = await pipeToReader(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
       const got = await drain(reader);
       expect((await child.ended).exitCode).toBe(0);
       expect(sha(got.bytes)).toBe(sha(data));
@@ -87,7 +88,7 @@ describe('startChildReading (a child writing into one reused buffer)', () => {
     const saved = process.env.TMPDIR;
     process.env.TMPDIR = notDir;
     try {
-      const { child, reader } = await startChildReading(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
+      const { child, reader } = await pipeToReader(cmd(whichSystem('cat')!, [file]), {}, 64 << 10);
       const got = await drain(reader);
       expect((await child.ended).exitCode).toBe(0);
       expect(sha(got.bytes)).toBe(sha(data));

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandError } from '../lib/errors.js';
-import { cmd } from '../lib/run/command.js';
-import { liveChildren, terminateAll } from '../lib/run/process-group.js';
-import { canRun, Spawner } from '../lib/run/spawner.js';
-import { stagedToFile } from '../lib/run/staged.js';
+import { CommandError } from '../../lib/errors.js';
+import { cmd } from '../../lib/run/command.js';
+import { liveChildren, terminateAll } from '../../lib/run/process-group.js';
+import { canRun, Spawner } from '../../lib/run/spawner.js';
+import { pipeToFile } from '../../lib/run/pipeline.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-spawner-test-'));
 const spawner = new Spawner();
@@ -80,18 +80,30 @@ describe('Spawner: commands started by a bash worker instead of a fork of Node',
     expect(readFileSync(err, 'utf8')).toMatch(/No such file or directory|not found/);
   });
 
-  it('kill reaches the whole process group, also when sent before the job had started', async () => {
+  it('terminate reaches the whole process group, also when asked before the job had started', async () => {
     const early = spawner.start({ command: cmd('sleep', ['30']), stdin: '/dev/null', stdout: '/dev/null', stderr: fresh('err') });
-    early.kill('SIGTERM');
+    early.terminate();
     expect(await early.ended).toMatchObject({ exitCode: null, signal: 'SIGTERM' });
 
     const out = fresh('out');
     const job = spawner.start({ command: cmd('sh', ['-c', 'sleep 30 & echo $!; wait']), stdin: '/dev/null', stdout: out, stderr: fresh('err') });
     expect(await until(() => lineIn(out))).toBe(true);
     const sleeper = Number(readFileSync(out, 'utf8').trim());
-    job.kill('SIGKILL');
-    expect(await job.ended).toMatchObject({ exitCode: null, signal: 'SIGKILL' });
+    job.terminate();
+    expect(await job.ended).toMatchObject({ exitCode: null, signal: 'SIGTERM' });
     // The shell's child went with it: the signal was for the group, not one process.
+    expect(await until(() => !existsPid(sleeper))).toBe(true);
+  });
+
+  it('terminate escalates to SIGKILL after the grace period for a group that ignores SIGTERM', async () => {
+    const out = fresh('out');
+    const job = spawner.start({ command: cmd('sh', ['-c', 'trap "" TERM; sleep 30 & echo $!; wait']), stdin: '/dev/null', stdout: out, stderr: fresh('err') });
+    expect(await until(() => lineIn(out))).toBe(true);
+    const sleeper = Number(readFileSync(out, 'utf8').trim());
+    const asked = Date.now();
+    job.terminate(300);
+    expect(await job.ended).toMatchObject({ exitCode: null, signal: 'SIGKILL' });
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(300);
     expect(await until(() => !existsPid(sleeper))).toBe(true);
   });
 
@@ -140,26 +152,33 @@ function existsPid(pid: number): boolean {
   }
 }
 
-describe('stagedToFile: a | b > file through files, for small dumps', () => {
+describe('pipeToFile with a spawner: a | b > file through files, for small dumps', () => {
   it('gives the bytes, size and sha256 pipeToFile would, lets the tap see the whole first stage, leaves nothing behind', async () => {
     const file = fresh('dump.gz');
     const seen: Buffer[] = [];
     const text = Array.from({ length: 20000 }, (_, i) => `INSERT INTO t VALUES (${i});`).join('\n') + '\n-- Dump completed\n';
     const source = fresh('source');
     writeFileSync(source, text);
-    const result = await stagedToFile(spawner, [cmd('cat', ['--', source]), cmd('gzip', ['-c'])], file, { tap: { after: 0, onData: (c) => seen.push(Buffer.from(c)) } });
+    const result = await pipeToFile([cmd('cat', ['--', source]), cmd('gzip', ['-c'])], file, { spawner, tap: { after: 0, onData: (c) => seen.push(Buffer.from(c)) } });
     const bytes = readFileSync(file);
     expect(gunzipSync(bytes).toString()).toBe(text);
     expect(result.bytes).toBe(bytes.length);
     expect(result.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(Buffer.concat(seen).toString()).toBe(text);
     expect(result.stages.map((s) => s.exitCode)).toEqual([0, 0]);
+    expect(result.via).toBe('files');
     expect(readdirSync(work).filter((f) => f.startsWith(`dump.gz.${n}.`))).toEqual([]);
+    // The same stages without a spawner stream through kernel pipes, to the same bytes.
+    const piped = await pipeToFile([cmd('cat', ['--', source]), cmd('gzip', ['-c', '-n'])], fresh('dump.gz'), {});
+    const staged = await pipeToFile([cmd('cat', ['--', source]), cmd('gzip', ['-c', '-n'])], fresh('dump.gz'), { spawner });
+    expect([piped.via, staged.via]).toEqual(['pipes', 'files']);
+    expect(staged.sha256).toBe(piped.sha256);
+    expect(staged.bytes).toBe(piped.bytes);
   });
 
   it('a failing first stage: a CommandError naming it and its stderr; the second never runs', async () => {
     const file = fresh('dump');
-    const err = await stagedToFile(spawner, [cmd('sh', ['-c', 'echo partial; echo "mariadb-dump: Got error: 1356: View references invalid table" >&2; exit 2']), cmd('sh', ['-c', `touch ${work}/second-ran; cat`])], file).catch((e: unknown) => e);
+    const err = await pipeToFile([cmd('sh', ['-c', 'echo partial; echo "mariadb-dump: Got error: 1356: View references invalid table" >&2; exit 2']), cmd('sh', ['-c', `touch ${work}/second-ran; cat`])], file, { spawner }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).message).toBe('sh: exited with 2: mariadb-dump: Got error: 1356: View references invalid table');
     expect((err as CommandError).exitCodeOfCommand).toBe(2);
@@ -168,18 +187,18 @@ describe('stagedToFile: a | b > file through files, for small dumps', () => {
 
   it('a time limit and a cancel stop the running stage', async () => {
     const t0 = Date.now();
-    const timedOut = await stagedToFile(spawner, [cmd('sleep', ['30']), cmd('cat')], fresh('dump'), { timeoutMs: 200 }).catch((e: unknown) => e);
+    const timedOut = await pipeToFile([cmd('sleep', ['30']), cmd('cat')], fresh('dump'), { spawner, timeoutMs: 200 }).catch((e: unknown) => e);
     expect(String(timedOut)).toMatch(/sleep: timed out after 0.20s/);
     expect((timedOut as CommandError).timedOut).toBe(true);
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 200);
-    const cancelled = await stagedToFile(spawner, [cmd('sleep', ['30']), cmd('cat')], fresh('dump'), { signal: abort.signal }).catch((e: unknown) => e);
+    const cancelled = await pipeToFile([cmd('sleep', ['30']), cmd('cat')], fresh('dump'), { spawner, signal: abort.signal }).catch((e: unknown) => e);
     expect(String(cancelled)).toMatch(/sleep: cancelled/);
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 
   it('a tap that throws fails the run (a check that rejected the output)', async () => {
-    const err = await stagedToFile(spawner, [cmd('echo', ['x']), cmd('cat')], fresh('dump'), { tap: { after: 0, onData: () => { throw new Error('no trailer'); } } }).catch((e: unknown) => e);
+    const err = await pipeToFile([cmd('echo', ['x']), cmd('cat')], fresh('dump'), { spawner, tap: { after: 0, onData: () => { throw new Error('no trailer'); } } }).catch((e: unknown) => e);
     expect(String(err)).toMatch(/echo \| cat: checking its output failed: no trailer/);
   });
 });

@@ -2,13 +2,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CommandError } from '../lib/errors.js';
-import { startChild } from '../lib/run/child.js';
-import { cmd } from '../lib/run/command.js';
-import { exitClasses } from '../lib/run/exit-status.js';
-import { pipeToFile } from '../lib/run/pipeline.js';
-import { run } from '../lib/run/run.js';
-import { isRunning } from './helpers/processes.js';
+import { CommandError } from '../../lib/errors.js';
+import { startChild } from '../../lib/run/child.js';
+import { cmd } from '../../lib/run/command.js';
+import { exitClasses } from '../../lib/run/exit-status.js';
+import { pipeToFile } from '../../lib/run/pipeline.js';
+import { run } from '../../lib/run/run.js';
+import { isRunning } from '../helpers/processes.js';
 
 // lib/run on tiny fixture programs (sh one-liners run as real subprocesses, as execa's own tests
 // do): which stage a pipeline blames, timeouts, cancellation, process-group kills, exit classes.
@@ -125,7 +125,7 @@ describe('startChild (streams driven by the caller: the parallel loader, sandbox
     for (let i = 0; i < 200 && !(existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n')); i++) await new Promise((r) => setTimeout(r, 10));
     stop.abort();
     const end = await child.ended;
-    expect(end).toEqual({ exitCode: null, signal: 'SIGTERM' });
+    expect(end).toMatchObject({ exitCode: null, signal: 'SIGTERM', stderrTail: 'error: about to wait', timedOut: false });
     const err = child.failure(end, 'loading x.sql');
     expect(err).toBeInstanceOf(CommandError);
     expect(err).toMatchObject({ message: 'loading x.sql: killed by SIGTERM: error: about to wait', signal: 'SIGTERM', exitCodeOfCommand: undefined, stderrTail: 'error: about to wait' });
@@ -139,10 +139,13 @@ describe('startChild (streams driven by the caller: the parallel loader, sandbox
     cat.stdin!.end('through cat\n');
     let seen = '';
     for await (const chunk of cat.stdout!) seen += String(chunk);
-    expect([seen, await cat.ended]).toEqual(['through cat\n', { exitCode: 0, signal: null }]);
+    expect(seen).toBe('through cat\n');
+    expect(await cat.ended).toMatchObject({ command: 'cat', exitCode: 0, signal: null, stderrTail: '', timedOut: false });
 
     const slow = startChild(sh('exec sleep 30'), { timeoutMs: 200 });
     const end = await slow.ended;
+    expect(end).toMatchObject({ exitCode: null, signal: 'SIGTERM', timedOut: true });
+    expect(end.durationMs).toBeGreaterThanOrEqual(200);
     expect(slow.failure(end)).toMatchObject({ timedOut: true, message: "sh -c 'exec sleep 30': timed out after 0.20s" });
 
     const missing = startChild(cmd(join(top, 'no-such-loader'), ['--password=hunter22']), { secrets: ['hunter22'] });
