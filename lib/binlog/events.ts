@@ -49,6 +49,7 @@ export class EventReader {
   private query: { db: string; lines: string[] } | undefined;
   private lastRow: Transaction['rows'][number] | undefined;
   private readonly tables = new Map<number, { db: string; table: string }>();
+  private readonly names = new Map<string, { db: string; table: string }>();
   private carry = '';
 
   /** `keep`: whether to keep a finished transaction (a long window's scan need not hold them all). */
@@ -120,7 +121,12 @@ export class EventReader {
       this.query = { db: this.db, lines: [] };
     } else if (type === 'Table_map:') {
       const t = TABLE_MAP.exec(m[8] ?? '');
-      if (t) this.tables.set(Number(t[3]), { db: t[1]!.replace(/``/g, '`'), table: t[2]!.replace(/``/g, '`') });
+      if (!t) return;
+      // One object per table for the whole run: a long window's kept transactions share its names.
+      const key = `${t[1]}.${t[2]}`;
+      let name = this.names.get(key);
+      if (!name) this.names.set(key, (name = { db: t[1]!.replace(/``/g, '`'), table: t[2]!.replace(/``/g, '`') }));
+      this.tables.set(Number(t[3]), name);
     } else if (this.current) {
       const r = ROWS_EVENT.exec(type);
       const id = r && TABLE_ID.exec(m[8] ?? '');
