@@ -123,7 +123,7 @@ export class EventReader {
       const t = TABLE_MAP.exec(m[8] ?? '');
       if (!t) return;
       // One object per table for the whole run: a long window's kept transactions share its names.
-      const key = `${t[1]}.${t[2]}`;
+      const key = `${t[1]}\0${t[2]}`; // identifiers cannot hold NUL
       let name = this.names.get(key);
       if (!name) this.names.set(key, (name = { db: t[1]!.replace(/``/g, '`'), table: t[2]!.replace(/``/g, '`') }));
       this.tables.set(Number(t[3]), name);
