@@ -13,7 +13,7 @@
 //              from the start until the server leaves recovery
 //   dump       pg_dump -Fc of shop from the throwaway server (what `restore db` would then load)
 // Ends with one line:
-//   RESULT base_s=<n> copy_s=<n> replay_s=<n> dump_s=<n> total_s=<n> base_s_per_gb=<n> replay_s_per_gb_wal=<n> cluster_mb=<n> wal_mb=<n> disk_mb=<n> exact=<bool>
+//   RESULT base_s=<n> copy_s=<n> replay_s=<n> dump_s=<n> total_s=<n> base_s_per_gb=<n> replay_s_per_gb_wal=<n> cluster_mb=<n> wal_mb=<n> archive_mb=<n> disk_mb=<n> exact=<bool>
 import { appendFileSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -171,7 +171,7 @@ try {
   // Disk: the kept base backup and archive, plus the scratch cluster during a restore.
   const diskBytes = baseBytes + archiveBytes + scratchBytes;
   console.log(
-    `RESULT base_s=${seconds(baseMs)} copy_s=${seconds(copyMs)} replay_s=${seconds(replayMs)} dump_s=${seconds(dumpMs)} total_s=${seconds(totalMs)} base_s_per_gb=${(baseMs / 1000 / gb(baseBytes)).toFixed(1)} replay_s_per_gb_wal=${(replayMs / 1000 / gb(walBytes)).toFixed(1)} cluster_mb=${(clusterBytes / 1048576).toFixed(0)} wal_mb=${(walBytes / 1048576).toFixed(0)} disk_mb=${(diskBytes / 1048576).toFixed(0)} exact=${exact}`,
+    `RESULT base_s=${seconds(baseMs)} copy_s=${seconds(copyMs)} replay_s=${seconds(replayMs)} dump_s=${seconds(dumpMs)} total_s=${seconds(totalMs)} base_s_per_gb=${(baseMs / 1000 / gb(baseBytes)).toFixed(1)} replay_s_per_gb_wal=${(replayMs / 1000 / gb(walBytes)).toFixed(1)} cluster_mb=${(clusterBytes / 1048576).toFixed(0)} wal_mb=${(walBytes / 1048576).toFixed(0)} archive_mb=${(archiveBytes / 1048576).toFixed(0)} disk_mb=${(diskBytes / 1048576).toFixed(0)} exact=${exact}`,
   );
 } finally {
   await scratchStarted?.().catch(() => undefined);
