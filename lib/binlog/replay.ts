@@ -27,8 +27,11 @@ export interface ReplayPlan {
   readonly dump: PositionedDump;
   readonly files: readonly LocalBinlog[];
   readonly stop: Stop;
-  /** The transactions that will be replayed (those touching the database). */
-  readonly transactions: readonly Transaction[];
+  /**
+   * How many transactions will be replayed (those touching the database): a count, not the list,
+   * which for a window of a million held hundreds of MB through the whole restore.
+   */
+  readonly transactions: number;
   /** The reachable window for this database (ms). */
   readonly window: { readonly from: number; readonly to: number };
 }
@@ -93,9 +96,20 @@ export async function planReplay(dumpsDir: string, database: string, into: strin
   const chosen = files.filter((f) => f.seq >= seq && ('at' in stop || f.seq <= (binlogSeq(stop.file) ?? 0)));
   if (!('at' in stop) && !chosen.some((f) => f.name === stop.file)) throw new RestoreError(`refusing: no binlog copy ${stop.file} in ${dir}`);
   await checkSums(dir, chosen);
-  // Only what the plan uses is kept: that database's transactions and those that refuse it.
-  const transactions = await scan(dir, chosen, dump.entry.binlog.position, stop, (t) => touches(t, database) || unsafeFor(t, database, into) !== undefined, signal);
-  const unsafe = transactions.map((t) => ({ t, s: unsafeFor(t, database, into) })).find((x) => x.s);
+  // Only what the plan uses is kept: the transactions that refuse it (the first is named); the database's are counted.
+  let count = 0;
+  const refusing = await scan(
+    dir,
+    chosen,
+    dump.entry.binlog.position,
+    stop,
+    (t) => {
+      if (touches(t, database)) count++;
+      return unsafeFor(t, database, into) !== undefined;
+    },
+    signal,
+  );
+  const unsafe = refusing.map((t) => ({ t, s: unsafeFor(t, database, into) })).find((x) => x.s);
   if (unsafe) {
     const { t, s } = unsafe;
     throw new RestoreError(
@@ -103,7 +117,7 @@ export async function planReplay(dumpsDir: string, database: string, into: strin
         `replaying only '${database}' would ${s!.db !== database ? 'leave it out' : `apply it to '${database}' instead of '${into}'`}; possible: a moment before it (--before-event ${t.file}:${t.position}), or a restore of a dump after it`,
     );
   }
-  return { dir, database, into, dump, files: chosen, stop, transactions: transactions.filter((t) => touches(t, database)), window };
+  return { dir, database, into, dump, files: chosen, stop, transactions: count, window };
 }
 
 /** Closed copies must match the sha256 the follower recorded when they closed. */
