@@ -140,7 +140,7 @@ try {
         cmd(bin('mariadb-binlog', 'mysqlbinlog'), [`--database=${db.name}`, `--rewrite-db=${db.name}->bench_hand`, `--start-position=${entry.binlog!.position}`, ...files.map((f) => join(dir, f))]),
         cmd(bin('mariadb', 'mysql'), ['--no-defaults', `--socket=${srv.socket}`, '--user=root', '--binary-mode', '--database=bench_hand']),
       ],
-      join(work, 'hand.out'),
+      join(work, `hand-${step}.out`),
       { timeoutMs: 6 * 3_600_000 },
     );
     const handMs = Date.now() - handStarted;
