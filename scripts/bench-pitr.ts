@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../lib/model/manifest.js';
-import { startChild } from '../lib/run/child.js';
+import { startChild, type StartedChild } from '../lib/run/child.js';
 import { cmd } from '../lib/run/command.js';
 import { pipeToFile } from '../lib/run/pipeline.js';
 import { run } from '../lib/run/run.js';
@@ -38,6 +38,7 @@ const steps = flags.events.split(',').map(Number);
 if (steps.some((n, i) => !Number.isInteger(n) || n <= (steps[i - 1] ?? 0))) throw new Error(`--events: increasing counts, comma-separated (got ${flags.events})`);
 const work = mkdtempSync(join(tmpdir(), 'asb-bench-pitr-'));
 let server: MariadbServer | undefined;
+let follower: StartedChild | undefined;
 const seconds = (ms: number): number => Math.round(ms / 100) / 10;
 
 async function cli(configFile: string, args: string[]): Promise<number> {
@@ -99,14 +100,15 @@ try {
   const entry = manifest.entries.find((e) => e.database === db.name)!;
   console.log(`generated and dumped ${dataMb.toFixed(0)} MB (${((entry.bytes ?? 0) / 1024 / 1024).toFixed(0)} MB compressed dump), position ${entry.binlog?.file}:${entry.binlog?.position}`);
 
-  const follower = startChild(cmd(process.execPath, [CLI, '-c', configFile, 'binlog', 'follow', '--tick', '2']));
+  const followed = startChild(cmd(process.execPath, [CLI, '-c', configFile, 'binlog', 'follow', '--tick', '2']));
+  follower = followed;
   await new Promise((r) => setTimeout(r, 2000));
   const dir = join(root, 'var/backup/apiscp-backup/binlog');
   let written = 0;
   for (const [step, events] of steps.entries()) {
-    const before = usage(follower.pid!);
+    const before = usage(followed.pid!);
     let peakRss = 0;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, usage(follower.pid!).rssKb)), 500);
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, usage(followed.pid!).rssKb)), 500);
     const workloadStarted = Date.now();
     await workload(srv, db.name, written + 1, events);
     written = events;
@@ -123,7 +125,7 @@ try {
     }
     const caughtUpMs = Date.now() - workloadStarted;
     clearInterval(sampler);
-    const after = usage(follower.pid!);
+    const after = usage(followed.pid!);
     const followerCpuPct = (100 * (after.cpuS - before.cpuS)) / (caughtUpMs / 1000);
     await new Promise((r) => setTimeout(r, 2500));
     const moment = Date.now() - 1000;
@@ -154,9 +156,10 @@ try {
       `RESULT at_s=${seconds(at.ms)} plain_s=${seconds(plainMs)} hand_replay_s=${seconds(handMs)} plan_s=${seconds(planMs)} at_vs_plain=${(at.ms / plainMs).toFixed(2)} at_vs_plain_plus_hand=${(at.ms / (plainMs + handMs)).toFixed(2)} follower_cpu_pct=${followerCpuPct.toFixed(1)} follower_rss_mb=${(peakRss / 1024).toFixed(0)} at_rss_mb=${(at.peakRssKb / 1024).toFixed(0)} events=${events} data_mb=${dataMb.toFixed(0)} same_checksums=${orig === atSum && orig === hand}`,
     );
   }
-  follower.stop();
-  await follower.ended;
 } finally {
+  // Also when a step failed: a follower left running retries the destroyed server forever.
+  follower?.stop();
+  await follower?.ended;
   await server?.destroy().catch(() => undefined);
   if (!flags.keep) rmSync(work, { recursive: true, force: true });
 }
