@@ -107,7 +107,8 @@ try {
   let written = 0;
   for (const [step, events] of steps.entries()) {
     const before = usage(followed.pid!);
-    let peakRss = 0;
+    // Sampled before the workload too: a short one ends before the first interval.
+    let peakRss = before.rssKb;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, usage(followed.pid!).rssKb)), 500);
     const workloadStarted = Date.now();
     await workload(srv, db.name, written + 1, events);
