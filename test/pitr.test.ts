@@ -29,16 +29,31 @@ const run = (args: readonly string[]): Promise<CliResult> => cli(['--config', co
 const qm = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Every table's definition (AUTO_INCREMENT counters aside) and CHECKSUM TABLE, from the server itself. */
-async function state(db: string): Promise<Record<string, string>> {
-  const tables = (await my.sql(`SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='${db}' ORDER BY TABLE_NAME`)).trim().split('\n').filter(Boolean);
-  const out: Record<string, string> = {};
-  for (const t of tables) {
-    const create = (await my.sql(`SHOW CREATE TABLE ${qm(db)}.${qm(t)}`)).trim().split('\t').slice(1).join('\t').replace(/ AUTO_INCREMENT=\d+/, '');
-    const sum = (await my.sql(`CHECKSUM TABLE ${qm(db)}.${qm(t)} EXTENDED`)).trim().split('\t').pop()!;
-    out[t] = `${create}\n${sum}`;
+/**
+ * Every table's definition (AUTO_INCREMENT counters aside) and CHECKSUM TABLE, from the server
+ * itself, in two client calls (a moment's state must be read within its second, on a busy machine).
+ */
+async function states(dbs: readonly string[]): Promise<Record<string, Record<string, string>>> {
+  const tables = (await my.sql(`SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (${dbs.map((d) => `'${d}'`).join(',')}) ORDER BY TABLE_SCHEMA, TABLE_NAME`))
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t') as [string, string]);
+  const out: Record<string, Record<string, string>> = Object.fromEntries(dbs.map((d) => [d, {}]));
+  if (!tables.length) return out;
+  // Batch mode prints each result on one line (newlines in values escaped): two lines per table.
+  const lines = (await my.sql(tables.map(([d, t]) => `SHOW CREATE TABLE ${qm(d)}.${qm(t)}; CHECKSUM TABLE ${qm(d)}.${qm(t)} EXTENDED;`).join('\n'))).trim().split('\n');
+  expect(lines).toHaveLength(2 * tables.length);
+  for (const [i, [d, t]] of tables.entries()) {
+    const create = lines[2 * i]!.split('\t').slice(1).join('\t').replace(/ AUTO_INCREMENT=\d+/, '');
+    const sum = lines[2 * i + 1]!.split('\t').pop()!;
+    out[d]![t] = `${create}\n${sum}`;
   }
   return out;
+}
+
+async function state(db: string): Promise<Record<string, string>> {
+  return (await states([db]))[db]!;
 }
 
 /** Waits into the next second, a little past its start: a moment no write shares. */
@@ -63,7 +78,8 @@ interface Moment {
 /** A moment between writes: its second is quiet, the state is read in it, the next writes wait for the next second. */
 async function moment(): Promise<Moment> {
   const at = await nextSecond();
-  const m = { at, shop: await state('shop'), blog: await state('blog') };
+  const { shop, blog } = await states(['shop', 'blog']);
+  const m = { at, shop: shop!, blog: blog! };
   expect(Date.now() - at, 'the state was read within its second').toBeLessThan(900);
   await nextSecond();
   return m;
@@ -107,7 +123,32 @@ function runManifests(): Manifest[] {
     .map((n) => JSON.parse(readFileSync(join(dir, n, 'manifest.json'), 'utf8')) as Manifest);
 }
 
+/** The pids of a process's binlog-copying children (/proc; its short-lived queries aside). */
+function copierPids(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      try {
+        const [comm, rest] = readFileSync(`/proc/${n}/stat`, 'utf8').split(') ');
+        return Number(rest!.split(' ')[1]) === pid && /\((mariadb-binlog|mysqlbinlog)$/.test(comm!);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** Whether a pid is a live process (not a zombie). */
+function alive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 const moments: Moment[] = [];
+let afterRestart: Moment | undefined;
 let beforeDump = 0;
 let dropEvent = '';
 let firstDumpPosition: { file: string; position: number } | undefined;
@@ -147,11 +188,17 @@ beforeAll(async () => {
   await my.sql(`INSERT INTO shop.items (name, price) VALUES ('late', 9.99); UPDATE shop.items SET price = price + 1 WHERE id <= 20; INSERT INTO blog.posts (title) VALUES ('hello');`, 'shop');
   moments.push(await moment());
 
-  // The server restarts while followed (a new binlog file); then a second dump.
+  // The server restarts while followed (a new binlog file): the same follower, not restarted by
+  // us, copies what is written after it; a moment there is reached from the first dump, across
+  // the restart. Then a second dump.
+  const followerBefore = follower!.child!;
   await my.stop();
   await my.start();
   await my.sql(`DELETE FROM shop.items WHERE id BETWEEN 30 AND 39; UPDATE blog.posts SET title = 'edited' WHERE id = 1;`, 'shop');
-  await nextSecond();
+  await caughtUp();
+  expect(followerBefore.exitCode, 'the follower went on through the server restart').toBeNull();
+  expect(follower!.child).toBe(followerBefore);
+  afterRestart = await moment();
   const d2 = await run(['dump']);
   expect(d2.code, d2.stderr).toBe(0);
   await nextSecond();
@@ -163,10 +210,19 @@ beforeAll(async () => {
   moments.push(await moment());
 
   // The follower is killed; writes go on; it starts again.
+  const copier = copierPids(follower!.child!.pid!);
+  expect(copier, 'the follower runs its copying child').toHaveLength(1);
   await stopFollower('SIGKILL');
   await my.sql(`UPDATE shop.items SET note = 'mass' WHERE id > 0; INSERT INTO blog.posts (title) VALUES ('while down'); FLUSH BINARY LOGS; DELETE FROM shop.orders WHERE qty = 3;`, 'shop');
   moments.push(await moment());
   startFollower();
+  await caughtUp();
+  // The killed follower's copying child, orphaned, must not go on writing beside the new one's
+  // (the server drops a replication client when another connects with the same server id).
+  for (let i = 0; alive(copier[0]!); i++) {
+    if (i > 100) throw new Error(`the killed follower's mariadb-binlog (pid ${copier[0]}) still runs beside the new follower's`);
+    await sleep(100);
+  }
 
   // The bad event: a table dropped.
   await my.sql('DROP TABLE orders', 'shop');
@@ -209,6 +265,16 @@ describe('point-in-time restore of one MariaDB database', () => {
     }
     expect(await state('blog')).toEqual(blogNow);
     expect(await state('other')).toEqual(otherNow);
+  });
+
+  test('--at a moment after a server restart, from the dump before it: the replay crosses the restart\'s binlog files', async () => {
+    const r = await run(['restore', 'db', 'shop', '--at', local(afterRestart!.at), '--into', 'shop_restart', '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`binlog position ${firstDumpPosition!.file}:${firstDumpPosition!.position}`);
+    expect(r.stdout).toMatch(/binlog files: bin\.\d{6}, bin\.\d{6}/);
+    const b = await run(['restore', 'db', 'shop', '--at', local(afterRestart!.at), '--into', 'shop_restart']);
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    expect(await state('shop_restart')).toEqual(afterRestart!.shop);
   });
 
   test('--dry-run prints the plan: dump, binlog files, events, window', async () => {

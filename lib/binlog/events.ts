@@ -27,10 +27,20 @@ export interface Transaction {
 const HEADER = /^#(\d\d)(\d\d)(\d\d) +(\d+):(\d\d):(\d\d) server id \d+ +end_log_pos \d+.*?\t(\S+)(?:[ \t](.*))?$/;
 const AT = /^# at (\d+)$/;
 const USE = /^use `((?:[^`]|``)*)`\/\*!\*\/;$/;
-const ROW = /^### (INSERT INTO|UPDATE|DELETE FROM) `((?:[^`]|``)*)`\.`((?:[^`]|``)*)`$/;
+const TABLE_MAP = /^`((?:[^`]|``)*)`\.`((?:[^`]|``)*)` mapped to number (\d+)$/;
+const ROWS_EVENT = /^(Write|Update|Delete)_rows\w*:$/;
+const TABLE_ID = /^table id (\d+)/;
 const NROWS = /^# Number of rows: (\d+)$/;
+const HASH = 0x23;
+const KIND = { Write: 'INSERT', Update: 'UPDATE', Delete: 'DELETE' } as const;
 
-/** Parses the tool's output of one binlog file, line by line, into transactions. */
+/**
+ * Parses the tool's output of one binlog file, line by line, into transactions. Row changes are
+ * read from the event headers (`Table_map: \`db\`.\`t\` mapped to number N`, then
+ * `Write_rows: table id N`, `# Number of rows: K`), which the tool prints with or without
+ * `--verbose`: the scan of a restore's window reads it without, so the decoder does not print
+ * (and we do not read) every column of every row, before and after.
+ */
 export class EventReader {
   readonly transactions: Transaction[] = [];
   private at = 0;
@@ -38,9 +48,15 @@ export class EventReader {
   private current: Transaction | undefined;
   private query: { db: string; lines: string[] } | undefined;
   private lastRow: Transaction['rows'][number] | undefined;
+  private readonly tables = new Map<number, { db: string; table: string }>();
+  private readonly names = new Map<string, { db: string; table: string }>();
   private carry = '';
 
-  constructor(private readonly file: string) {}
+  /** `keep`: whether to keep a finished transaction (a long window's scan need not hold them all). */
+  constructor(
+    private readonly file: string,
+    private readonly keep: (t: Transaction) => boolean = () => true,
+  ) {}
 
   feed(text: string): void {
     const lines = (this.carry + text).split('\n');
@@ -52,28 +68,29 @@ export class EventReader {
     if (this.carry) this.line(this.carry);
     this.carry = '';
     this.closeQuery();
+    this.close();
     return this.transactions;
   }
 
+  // Most lines are not of interest; the first two characters decide which regex may match.
   private line(line: string): void {
-    let m = AT.exec(line);
-    if (m) {
-      this.closeQuery();
-      this.at = Number(m[1]);
-      return;
-    }
-    m = HEADER.exec(line);
-    if (m) {
-      this.closeQuery();
-      const time = Date.UTC(2000 + Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) / 1000;
-      const type = m[7]!;
-      if (type === 'GTID') {
-        this.current = { file: this.file, position: this.at, time, gtid: m[8]?.split(' ')[0], rows: [], statements: [] };
-        this.transactions.push(this.current);
-      } else if (type === 'Query' && this.current) {
-        this.query = { db: this.db, lines: [] };
+    if (line.charCodeAt(0) === HASH) {
+      const c1 = line.charCodeAt(1);
+      if (c1 === 0x20 && line.startsWith('# at ')) {
+        const m = AT.exec(line);
+        if (m) {
+          this.closeQuery();
+          this.at = Number(m[1]);
+          return;
+        }
+      } else if (c1 >= 0x30 && c1 <= 0x39) {
+        const m = HEADER.exec(line);
+        if (m) {
+          this.closeQuery();
+          this.header(m);
+          return;
+        }
       }
-      return;
     }
     if (this.query) {
       const u = USE.exec(line);
@@ -85,22 +102,49 @@ export class EventReader {
       this.query.lines.push(line);
       return;
     }
-    m = ROW.exec(line);
-    if (m && this.current) {
-      const kind = m[1] === 'INSERT INTO' ? 'INSERT' : m[1] === 'UPDATE' ? 'UPDATE' : 'DELETE';
-      const db = m[2]!.replace(/``/g, '`');
-      const table = m[3]!.replace(/``/g, '`');
-      let row = this.current.rows.find((r) => r.db === db && r.table === table && r.kind === kind);
-      if (!row) this.current.rows.push((row = { db, table, kind, count: 0 }));
-      // Counted from `# Number of rows` after the event; one line per row otherwise.
+    if (this.lastRow && line.startsWith('# Number of rows: ')) {
+      const m = NROWS.exec(line);
+      if (m) {
+        this.lastRow.count += Number(m[1]);
+        this.lastRow = undefined;
+      }
+    }
+  }
+
+  private header(m: RegExpExecArray): void {
+    const type = m[7]!;
+    if (type === 'GTID') {
+      this.close();
+      const time = Date.UTC(2000 + Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) / 1000;
+      this.current = { file: this.file, position: this.at, time, gtid: m[8]?.split(' ')[0], rows: [], statements: [] };
+    } else if (type === 'Query' && this.current) {
+      this.query = { db: this.db, lines: [] };
+    } else if (type === 'Table_map:') {
+      const t = TABLE_MAP.exec(m[8] ?? '');
+      if (!t) return;
+      // One object per table for the whole run: a long window's kept transactions share its names.
+      const key = `${t[1]}\0${t[2]}`; // identifiers cannot hold NUL
+      let name = this.names.get(key);
+      if (!name) this.names.set(key, (name = { db: t[1]!.replace(/``/g, '`'), table: t[2]!.replace(/``/g, '`') }));
+      this.tables.set(Number(t[3]), name);
+    } else if (this.current) {
+      const r = ROWS_EVENT.exec(type);
+      const id = r && TABLE_ID.exec(m[8] ?? '');
+      const t = id && this.tables.get(Number(id[1]));
+      if (!r || !t) return;
+      const kind = KIND[r[1] as keyof typeof KIND];
+      let row = this.current.rows.find((x) => x.db === t.db && x.table === t.table && x.kind === kind);
+      if (!row) this.current.rows.push((row = { db: t.db, table: t.table, kind, count: 0 }));
+      // Counted from `# Number of rows` after the event.
       this.lastRow = row;
-      return;
     }
-    m = NROWS.exec(line);
-    if (m && this.lastRow) {
-      this.lastRow.count += Number(m[1]);
-      this.lastRow = undefined;
-    }
+  }
+
+  /** The transaction read so far is complete (the next one starts, or the output ends). */
+  private close(): void {
+    const t = this.current;
+    this.current = undefined;
+    if (t && this.keep(t)) this.transactions.push(t);
   }
 
   /** A Query event's statement, without the tool's `/*!*\/;` terminator. */

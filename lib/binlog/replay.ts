@@ -27,8 +27,11 @@ export interface ReplayPlan {
   readonly dump: PositionedDump;
   readonly files: readonly LocalBinlog[];
   readonly stop: Stop;
-  /** The transactions that will be replayed (those touching the database). */
-  readonly transactions: readonly Transaction[];
+  /**
+   * How many transactions will be replayed (those touching the database): a count, not the list,
+   * which for a window of a million held hundreds of MB through the whole restore.
+   */
+  readonly transactions: number;
   /** The reachable window for this database (ms). */
   readonly window: { readonly from: number; readonly to: number };
 }
@@ -93,8 +96,20 @@ export async function planReplay(dumpsDir: string, database: string, into: strin
   const chosen = files.filter((f) => f.seq >= seq && ('at' in stop || f.seq <= (binlogSeq(stop.file) ?? 0)));
   if (!('at' in stop) && !chosen.some((f) => f.name === stop.file)) throw new RestoreError(`refusing: no binlog copy ${stop.file} in ${dir}`);
   await checkSums(dir, chosen);
-  const transactions = await scan(dir, chosen, dump.entry.binlog.position, stop, signal);
-  const unsafe = transactions.map((t) => ({ t, s: unsafeFor(t, database, into) })).find((x) => x.s);
+  // Only what the plan uses is kept: the transactions that refuse it (the first is named); the database's are counted.
+  let count = 0;
+  const refusing = await scan(
+    dir,
+    chosen,
+    dump.entry.binlog.position,
+    stop,
+    (t) => {
+      if (touches(t, database)) count++;
+      return unsafeFor(t, database, into) !== undefined;
+    },
+    signal,
+  );
+  const unsafe = refusing.map((t) => ({ t, s: unsafeFor(t, database, into) })).find((x) => x.s);
   if (unsafe) {
     const { t, s } = unsafe;
     throw new RestoreError(
@@ -102,7 +117,7 @@ export async function planReplay(dumpsDir: string, database: string, into: strin
         `replaying only '${database}' would ${s!.db !== database ? 'leave it out' : `apply it to '${database}' instead of '${into}'`}; possible: a moment before it (--before-event ${t.file}:${t.position}), or a restore of a dump after it`,
     );
   }
-  return { dir, database, into, dump, files: chosen, stop, transactions: transactions.filter((t) => touches(t, database)), window };
+  return { dir, database, into, dump, files: chosen, stop, transactions: count, window };
 }
 
 /** Closed copies must match the sha256 the follower recorded when they closed. */
@@ -119,21 +134,25 @@ function rangeArgs(files: readonly LocalBinlog[], start: number, stop: Stop): st
   return [`--start-position=${start}`, ...('at' in stop ? [`--stop-datetime=${toolTime(sec(stop.at) + 1)}`] : [`--stop-position=${stop.position}`])];
 }
 
-/** Every transaction in the range, all databases: the safety check and the count read them. */
-async function scan(dir: string, files: readonly LocalBinlog[], start: number, stop: Stop, signal?: AbortSignal): Promise<Transaction[]> {
+/**
+ * Every transaction in the range, all databases (the safety check and the count read them), those
+ * `keep` accepts kept. Without --verbose: the row events' headers say which tables they change,
+ * and the decoder printing every column of every row image was most of the scan's cost.
+ */
+async function scan(dir: string, files: readonly LocalBinlog[], start: number, stop: Stop, keep: (t: Transaction) => boolean, signal?: AbortSignal): Promise<Transaction[]> {
   const tool = binlogTool();
   const out: Transaction[] = [];
   for (const [i, f] of files.entries()) {
-    const args = ['--verbose', '--base64-output=DECODE-ROWS', ...(i === 0 ? [`--start-position=${start}`] : []), ...('at' in stop ? [`--stop-datetime=${toolTime(sec(stop.at) + 1)}`] : f.name === stop.file ? [`--stop-position=${stop.position}`] : []), '--', join(dir, f.name)];
-    out.push(...(await readEvents(cmd(tool, args, { env: { TZ: 'UTC' } }), f.name, signal)));
+    const args = ['--base64-output=DECODE-ROWS', ...(i === 0 ? [`--start-position=${start}`] : []), ...('at' in stop ? [`--stop-datetime=${toolTime(sec(stop.at) + 1)}`] : f.name === stop.file ? [`--stop-position=${stop.position}`] : []), '--', join(dir, f.name)];
+    for (const t of await readEvents(cmd(tool, args, { env: { TZ: 'UTC' } }), f.name, signal, keep)) out.push(t);
   }
   return out;
 }
 
 /** Runs the decoder and parses its output as it streams (a million events do not sit in memory as text). */
-export async function readEvents(command: Command, file: string, signal?: AbortSignal): Promise<Transaction[]> {
+export async function readEvents(command: Command, file: string, signal?: AbortSignal, keep?: (t: Transaction) => boolean): Promise<Transaction[]> {
   const child = startChild(command, { signal });
-  const reader = new EventReader(file);
+  const reader = new EventReader(file, keep);
   child.stdout!.setEncoding('utf8');
   child.stdout!.on('data', (text: string) => reader.feed(text));
   const end = await child.ended;
@@ -149,7 +168,8 @@ export async function listEvents(dumpsDir: string, database: string, from?: numb
   for (const f of localBinlogs(dir)) {
     if (from !== undefined && f.mtimeMs < from * 1000) continue;
     const args = ['--verbose', '--base64-output=DECODE-ROWS', ...(from !== undefined ? [`--start-datetime=${toolTime(from)}`] : []), ...(to !== undefined ? [`--stop-datetime=${toolTime(to + 1)}`] : []), '--', join(dir, f.name)];
-    out.push(...(await readEvents(cmd(tool, args, { env: { TZ: 'UTC' } }), f.name, signal)).filter((t) => touches(t, database)));
+    // --verbose: older decoders print `# Number of rows` only with it.
+    for (const t of await readEvents(cmd(tool, args, { env: { TZ: 'UTC' } }), f.name, signal, (t) => touches(t, database))) out.push(t);
   }
   return out;
 }

@@ -24,7 +24,7 @@ export function planLines(p: ReplayPlan): string[] {
   return [
     `dump: run ${p.dump.runId}, ${p.dump.entry.path} (${shown(p.dump.at)}), binlog position ${p.dump.entry.binlog.file}:${p.dump.entry.binlog.position}${p.dump.entry.binlog.gtid ? ` (gtid ${p.dump.entry.binlog.gtid})` : ''}`,
     `binlog files: ${p.files.map((f) => f.name).join(', ')}`,
-    `events: ${p.transactions.length} transaction(s) of '${p.database}' replayed up to ${to}`,
+    `events: ${p.transactions} transaction(s) of '${p.database}' replayed up to ${to}`,
     `window: ${shown(p.window.from)} to ${shown(p.window.to)}`,
   ];
 }
@@ -38,7 +38,7 @@ export async function restoreAt(ctx: CommandContext, opts: Record<string, unknow
   const into = (opts.into as string | undefined) ?? name;
   const plan = await planReplay(ctx.loaded.paths.dumpsDir, name, into, stop, ctx.signal);
   if (opts.dryRun) {
-    ctx.out(ctx.options.json ? JSON.stringify({ ...plan, transactions: plan.transactions.length }, null, 2) : [`dry run: would restore mysql database '${into}' as it was at ${'at' in stop ? shown(stop.at) : `the event before ${stop.file}:${stop.position}`}`, ...planLines(plan).map((l) => `  ${l}`)].join('\n'));
+    ctx.out(ctx.options.json ? JSON.stringify(plan, null, 2) : [`dry run: would restore mysql database '${into}' as it was at ${'at' in stop ? shown(stop.at) : `the event before ${stop.file}:${stop.position}`}`, ...planLines(plan).map((l) => `  ${l}`)].join('\n'));
     return 0;
   }
   const r = await restoreDb({
@@ -62,6 +62,6 @@ export async function restoreAt(ctx: CommandContext, opts: Record<string, unknow
   }
   const lines = [`restored mysql database '${r.into}' as it was at ${'at' in stop ? shown(stop.at) : `the event before ${stop.file}:${stop.position}`}`, ...planLines(plan).map((l) => `  ${l}`)];
   if (r.safetyDump) lines.push(`  safety dump of the previous content (kept; load it to undo): ${r.safetyDump}`);
-  ctx.out(ctx.options.json ? JSON.stringify({ ...r, plan: { ...plan, transactions: plan.transactions.length } }, null, 2) : lines.join('\n'));
+  ctx.out(ctx.options.json ? JSON.stringify({ ...r, plan }, null, 2) : lines.join('\n'));
   return 0;
 }
