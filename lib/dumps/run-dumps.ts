@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
 import { tempNameFor, writeFileAtomic } from '../atomic-file.js';
@@ -36,11 +36,24 @@ export interface DumpPlanInput {
   /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
   readonly panelExport?: (signal?: AbortSignal) => Promise<ManifestEntry>;
   readonly onProgress?: (done: number, total: number, current: string) => void;
+  /** Each dump as it starts and ends, with the bytes it has written so far (the terminal's progress display). */
+  readonly onDump?: (event: DumpEvent) => void;
   /** A dump (`what`: "mysql 'db'") waits for a lock another session holds; undefined: it no longer waits. */
   readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
   /** Runs a backup is still reading (Bacula window): retention must not delete them. */
   readonly pinned?: ReadonlySet<string>;
 }
+
+/**
+ * The plan's size (how many dumps; the previous run's bytes for those it had), then each dump
+ * starting and ending, from the place that schedules them. `written()` stats the file the
+ * dump is writing right now (its temporary name; a retry writes a new one), so a display can show
+ * bytes and rate while the dump runs; `expectedBytes` is the same dump's size in the previous run.
+ */
+export type DumpEvent =
+  | { readonly type: 'plan'; readonly total: number; readonly expectedBytes?: number }
+  | { readonly type: 'start'; readonly what: string; readonly site: string; readonly expectedBytes?: number; readonly written: () => number | undefined }
+  | { readonly type: 'end'; readonly what: string; readonly site: string; readonly status: 'ok' | 'failed'; readonly bytes?: number; readonly durationMs: number };
 
 /**
  * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
@@ -77,18 +90,29 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
     const sizes = previousSizes(previous);
+    const known = plan.items.map((i) => sizes.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object))).filter((n) => n !== undefined);
+    input.onDump?.({ type: 'plan', total, expectedBytes: known.length ? known.reduce((a, b) => a + b, 0) : undefined });
     await pool(largestFirst(plan.items, sizes), tuning.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
       const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
       const named = `${item.spec.kind} ${item.spec.database === null ? item.spec.object : `'${item.spec.database}'`}`;
-      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, { onWait: (w) => input.onLockWait?.(named, w) }, signal, release), signal);
-      runDir.add(await dumpWithRetries(named, attempt, log, signal));
+      let tmp: string | undefined;
+      const how = { onWait: (w: LockWait | undefined) => input.onLockWait?.(named, w), onFile: (f: string) => void (tmp = f) };
+      input.onDump?.({ type: 'start', what, site: item.site, expectedBytes: sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)), written: () => fileSize(tmp) });
+      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, how, signal, release), signal);
+      const entry = await dumpWithRetries(named, attempt, log, signal);
+      runDir.add(entry);
+      input.onDump?.({ type: 'end', what, site: item.site, status: entry.status, bytes: entry.bytes, durationMs: entry.durationMs });
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
-      runDir.add(await input.panelExport(signal));
+      const started = Date.now();
+      input.onDump?.({ type: 'start', what: 'panel backup_dbs.php', site: '_server', written: () => undefined });
+      const entry = await input.panelExport(signal);
+      runDir.add(entry);
+      input.onDump?.({ type: 'end', what: 'panel backup_dbs.php', site: '_server', status: entry.status, bytes: entry.bytes, durationMs: Date.now() - started });
       input.onProgress?.(++done, total, '');
     }
     if (signal?.aborted) throw abortReason(signal);
@@ -109,6 +133,16 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     throw err;
   } finally {
     spawner?.close();
+  }
+}
+
+/** A dump's size so far; undefined before its file exists (or after its rename: the end event has the size). */
+function fileSize(file: string | undefined): number | undefined {
+  if (!file) return undefined;
+  try {
+    return statSync(file).size;
+  } catch {
+    return undefined;
   }
 }
 
@@ -179,7 +213,7 @@ async function dumpOne(
   small: boolean,
   timeoutMs: number,
   log: Logger,
-  how: { readonly onWait?: (wait: LockWait | undefined) => void },
+  how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void },
   signal?: AbortSignal,
   written?: () => void,
 ): Promise<Attempt> {
@@ -190,6 +224,7 @@ async function dumpOne(
   const file = join(work, rel);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = tempNameFor(file);
+  how.onFile?.(tmp);
   const applied: Compression = spec.compressible ? compression : 'none';
   const base: Omit<ManifestEntry, 'status' | 'durationMs'> = {
     kind: spec.kind,
