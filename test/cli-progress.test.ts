@@ -148,6 +148,59 @@ describe('progress on a terminal', () => {
   });
 });
 
+describe('verify and restore db on a terminal', () => {
+  let sb: Sandbox;
+  let runId: string;
+  beforeAll(async () => {
+    sb = await pool.sandbox({ config: { databases: { mysql: { include: ['c_big', 'a_wp'] }, postgresql: { enabled: false } } } });
+    const r = await sb.cli(['dump']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    runId = sb.runDirs().at(-1)!;
+  }, 240_000);
+
+  /** Run the CLI in the terminal, capturing the screen every 50 ms until it exits. */
+  async function watchRun(args: readonly string[]): Promise<{ code: number; screens: string[]; end: string }> {
+    const term = new Terminal();
+    try {
+      term.start(['--config', sb.configFile, ...args], envOf(sb));
+      const screens: string[] = [];
+      const code = await waitFor(`${args.join(' ')} to end`, () => {
+        screens.push(term.capture());
+        return term.exitCode();
+      }, 150_000, 50);
+      return { code, screens, end: term.capture() };
+    } finally {
+      term.kill();
+    }
+  }
+
+  it('verify: the dump being loaded now, then one line per dump and the verdict', async () => {
+    const { code, screens, end } = await watchRun(['verify', '--run', runId]);
+    expect(code, end).toBe(0);
+    const bigSize = sb.manifest(runId).entries.find((e) => e.database === 'c_big')!.bytes!;
+    // Seen while its throwaway server starts and the dump loads: what, where, for how long, its size.
+    const inFlight = screens.find((s) => /verify verifying\s+\d+\/\d+ dumps/.test(s) && /› mysql c_big \(site3\)\s+loading \d+\.\d s\s+\(dump \d+(\.\d+)? MiB\)/.test(s));
+    expect(inFlight, screens.at(-1)).toBeDefined();
+    // Its size is the manifest's, to the display's rounding.
+    const shown = Number(inFlight!.match(/c_big \(site3\).*\(dump (\d+(?:\.\d+)?) MiB\)/)![1]);
+    expect(Math.abs(shown - bigSize / 2 ** 20)).toBeLessThan(0.01);
+    const lines = end.split('\n').map((l) => l.trimEnd()).filter(Boolean);
+    expect(lines.some((l) => l.includes('›')), end).toBe(false);
+    expect(lines.filter((l) => l.includes('site3/c_big')), end).toHaveLength(1);
+    expect(lines.at(-1), end).toMatch(new RegExp(`^verify of run ${runId}: (\\d+) of \\1 dump\\(s\\) verified, 0 failed`));
+  });
+
+  it('restore db: each step as it runs, then what was restored, from which run, how long', async () => {
+    const { code, screens, end } = await watchRun(['restore', 'db', 'c_big', '--force']);
+    expect(code, end).toBe(0);
+    const steps = screens.filter((s) => /restore db (safety dump of|loading|comparing) mysql 'c_big'/.test(s));
+    expect(steps.length, screens.at(-1)).toBeGreaterThan(0);
+    expect(end).toMatch(new RegExp(`restored mysql database 'c_big' from local run ${runId} \\(replaced\\) in \\d+\\.\\d s`));
+    // The step line is gone once it is done.
+    expect(end).not.toMatch(/restore db (finding|checking|safety dump|loading|comparing)/);
+  });
+});
+
 describe('silence under cron', () => {
   it('env -i with plain pipes: dump and run print nothing and exit 0', async () => {
     const sb = await pool.sandbox();

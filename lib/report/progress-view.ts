@@ -23,6 +23,8 @@ export function wantsColour(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv =
 
 interface InFlight {
   readonly what: string;
+  /** What is done to it when there is no byte count to show ('loading'). */
+  readonly doing?: string;
   readonly site: string;
   readonly startedAt: number;
   readonly expectedBytes?: number;
@@ -102,13 +104,27 @@ export class TerminalProgress implements JobWatch {
     this.total = total;
   }
 
-  dump(event: DumpEvent): void {
+  /**
+  * A command that is not a job (restore) says what it is doing now, in its own words; shown with
+  * the time it has taken so far, replaced by the next step.
+  */
+  step(text: string): void {
+    this.currentPhase = 'step';
+    this.stepText = text;
+    this.phaseStartedAt = Date.now();
+    this.draw();
+  }
+
+  private stepText = '';
+
+  /** `doing`: what a line without bytes says ('loading' for verify); a dump's says 'starting' until its file exists. */
+  dump(event: DumpEvent, doing?: string): void {
     if (event.type === 'plan') {
       this.total = event.total;
       this.expectedTotal = event.expectedBytes ?? 0;
       this.dumpsStartedAt ??= Date.now();
     } else if (event.type === 'start') {
-      this.inFlight.set(event.what, { what: event.what, site: event.site, startedAt: Date.now(), expectedBytes: event.expectedBytes, written: event.written });
+      this.inFlight.set(event.what, { what: event.what, doing, site: event.site, startedAt: Date.now(), expectedBytes: event.expectedBytes, written: event.written });
     } else {
       this.inFlight.delete(event.what);
       this.finishedBytes += event.bytes ?? 0;
@@ -154,7 +170,15 @@ export class TerminalProgress implements JobWatch {
     const c = this.colours;
     const now = Date.now();
     const lines: string[] = [];
-    if (this.currentPhase === 'dumps' || (this.currentPhase === 'starting' && this.total)) {
+    if (this.currentPhase === 'verify') {
+      lines.push(`${c.cyan(c.bold(this.title))} ${c.bold('verifying')}  ${this.done}/${this.total} dumps  ${c.dim(seconds(now - this.phaseStartedAt))}`);
+      for (const d of this.inFlight.values()) {
+        const of = d.expectedBytes ? c.dim(`  (dump ${mib(d.expectedBytes)})`) : '';
+        lines.push(`  ${c.yellow('›')} ${d.what} ${c.dim(`(${d.site})`)}  ${d.doing ?? ''} ${seconds(now - d.startedAt)}${of}`);
+      }
+    } else if (this.currentPhase === 'step') {
+      lines.push(`${c.cyan(c.bold(this.title))} ${this.stepText}  ${c.dim(seconds(now - this.phaseStartedAt))}`);
+    } else if (this.currentPhase === 'dumps' || (this.currentPhase === 'starting' && this.total)) {
       const bytes = this.bytesNow();
       const elapsed = now - (this.dumpsStartedAt ?? this.startedAt);
       const rate = elapsed > 500 ? (bytes * 1000) / elapsed : undefined;
@@ -167,7 +191,7 @@ export class TerminalProgress implements JobWatch {
       for (const d of [...this.inFlight.values()].sort((a, b) => a.startedAt - b.startedAt)) {
         const written = d.written();
         const ms = now - d.startedAt;
-        const size = written === undefined ? c.dim('starting') : `${mib(written)}${ms > 500 ? `  ${mib((written * 1000) / ms)}/s` : ''}`;
+        const size = written === undefined ? c.dim(d.doing ?? 'starting') : `${mib(written)}${ms > 500 ? `  ${mib((written * 1000) / ms)}/s` : ''}`;
         const of = d.expectedBytes ? c.dim(`  (last run ${mib(d.expectedBytes)})`) : '';
         lines.push(`  ${c.yellow('›')} ${d.what} ${c.dim(`(${d.site})`)}  ${size}${of}`);
       }
