@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,12 @@ beforeAll(async () => {
 });
 
 afterAll(() => pool.destroy());
+
+/** PROGRESS_CAPTURES=DIR keeps the screens the tests saw (for docs/reporting.md and the issue's note). */
+function keep(name: string, screen: string): void {
+  const dir = process.env.PROGRESS_CAPTURES;
+  if (dir) writeFileSync(join(dir, `${name}.txt`), screen);
+}
 
 const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -98,12 +105,14 @@ describe('progress on a terminal', () => {
         const screen = term.capture();
         return /› mysql c_big \(site3\)\s+\d+(\.\d+)? (KiB|MiB)\s+\d+(\.\d+)? (KiB|MiB|B)\/s/.test(screen) ? screen : undefined;
       }, 60_000, 100);
+      keep('dump-in-flight', inFlight);
       expect(inFlight).toMatch(/dump dumping\s+\d+\/\d+ databases\s+\d+(\.\d+)? (B|KiB|MiB)/);
       // The previous run's sizes give a time left and c_big's size last time.
       expect(inFlight).toMatch(/about \d+(\.\d+)? s left|about \d+ min/);
       expect(inFlight).toMatch(/c_big \(site3\).*\(last run \d+(\.\d+)? MiB\)/);
       const code = await waitFor('the dump to end', () => term.exitCode(), 120_000, 200);
       const end = term.capture();
+      keep('dump-end', end);
       expect(code, end).toBe(0);
       const runId = sb.runDirs().find((r) => !before.has(r) && !r.endsWith('.inprogress'))!;
       expect(runId).toBeTruthy();
@@ -181,6 +190,8 @@ describe('verify and restore db on a terminal', () => {
     // Seen while its throwaway server starts and the dump loads: what, where, for how long, its size.
     const inFlight = screens.find((s) => /verify verifying\s+\d+\/\d+ dumps/.test(s) && /› mysql c_big \(site3\)\s+loading \d+\.\d s\s+\(dump \d+(\.\d+)? MiB\)/.test(s));
     expect(inFlight, screens.at(-1)).toBeDefined();
+    keep('verify-in-flight', inFlight!);
+    keep('verify-end', end);
     // Its size is the manifest's, to the display's rounding.
     const shown = Number(inFlight!.match(/c_big \(site3\).*\(dump (\d+(?:\.\d+)?) MiB\)/)![1]);
     expect(Math.abs(shown - bigSize / 2 ** 20)).toBeLessThan(0.01);
@@ -195,6 +206,8 @@ describe('verify and restore db on a terminal', () => {
     expect(code, end).toBe(0);
     const steps = screens.filter((s) => /restore db (safety dump of|loading|comparing) mysql 'c_big'/.test(s));
     expect(steps.length, screens.at(-1)).toBeGreaterThan(0);
+    keep('restore-step', steps.at(-1)!);
+    keep('restore-end', end);
     expect(end).toMatch(new RegExp(`restored mysql database 'c_big' from local run ${runId} \\(replaced\\) in \\d+\\.\\d s`));
     // The step line is gone once it is done.
     expect(end).not.toMatch(/restore db (finding|checking|safety dump|loading|comparing)/);

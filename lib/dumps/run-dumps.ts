@@ -45,14 +45,17 @@ export interface DumpPlanInput {
 }
 
 /**
- * The plan's size (how many dumps; the previous run's bytes for those it had), then each dump
- * starting and ending, from the place that schedules them. `written()` stats the file the
- * dump is writing right now (its temporary name; a retry writes a new one), so a display can show
- * bytes and rate while the dump runs; `expectedBytes` is the same dump's size in the previous run.
+ * The plan's size (how many dumps, how many at a time; the previous run's bytes and time for
+ * those it had), then each dump starting and ending, from the place that schedules them.
+ * `written()` is what the dump has produced so far: the bytes its tool has streamed (before
+ * compression, where the dump is checked while it streams), else the size of the file it is
+ * writing (its temporary name; a retry writes a new one). A compressor writes in bursts of
+ * megabytes, so the file alone would show a big dump standing still. `expectedBytes` and
+ * `expectedMs` are the same dump's size and time in the previous run (the display's time left).
  */
 export type DumpEvent =
-  | { readonly type: 'plan'; readonly total: number; readonly expectedBytes?: number }
-  | { readonly type: 'start'; readonly what: string; readonly site: string; readonly expectedBytes?: number; readonly written: () => number | undefined }
+  | { readonly type: 'plan'; readonly total: number; readonly slots: number; readonly expectedBytes?: number; readonly expectedMs?: number }
+  | { readonly type: 'start'; readonly what: string; readonly site: string; readonly expectedBytes?: number; readonly expectedMs?: number; readonly written: () => number | undefined }
   | { readonly type: 'end'; readonly what: string; readonly site: string; readonly status: 'ok' | 'failed'; readonly bytes?: number; readonly durationMs: number };
 
 /**
@@ -90,8 +93,11 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
     const sizes = previousSizes(previous);
+    const times = previousTimes(previous);
     const known = plan.items.map((i) => sizes.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object))).filter((n) => n !== undefined);
-    input.onDump?.({ type: 'plan', total, expectedBytes: known.length ? known.reduce((a, b) => a + b, 0) : undefined });
+    const knownMs = plan.items.map((i) => times.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object))).filter((n) => n !== undefined);
+    const sum = (ns: number[]): number | undefined => (ns.length ? ns.reduce((a, b) => a + b, 0) : undefined);
+    input.onDump?.({ type: 'plan', total, slots: tuning.concurrency, expectedBytes: sum(known), expectedMs: sum(knownMs) });
     await pool(largestFirst(plan.items, sizes), tuning.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
@@ -99,8 +105,10 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
       const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
       const named = `${item.spec.kind} ${item.spec.database === null ? item.spec.object : `'${item.spec.database}'`}`;
       let tmp: string | undefined;
-      const how = { onWait: (w: LockWait | undefined) => input.onLockWait?.(named, w), onFile: (f: string) => void (tmp = f) };
-      input.onDump?.({ type: 'start', what, site: item.site, expectedBytes: sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)), written: () => fileSize(tmp) });
+      let streamed: number | undefined;
+      const how = { onWait: (w: LockWait | undefined) => input.onLockWait?.(named, w), onFile: (f: string) => void ((tmp = f), (streamed = undefined)), onStreamed: (n: number) => void (streamed = n) };
+      const key = sizeKey(item.spec.kind, item.spec.database, item.spec.object);
+      input.onDump?.({ type: 'start', what, site: item.site, expectedBytes: sizes.get(key), expectedMs: times.get(key), written: () => streamed ?? fileSize(tmp) });
       const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, how, signal, release), signal);
       const entry = await dumpWithRetries(named, attempt, log, signal);
       runDir.add(entry);
@@ -213,7 +221,7 @@ async function dumpOne(
   small: boolean,
   timeoutMs: number,
   log: Logger,
-  how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void },
+  how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void; readonly onStreamed?: (bytes: number) => void },
   signal?: AbortSignal,
   written?: () => void,
 ): Promise<Attempt> {
@@ -259,6 +267,7 @@ async function dumpOne(
       after: 0,
       onData: (chunk: Buffer) => {
         streamed += chunk.length;
+        how.onStreamed?.(streamed);
         check.update(chunk);
       },
       pace,
@@ -359,6 +368,11 @@ function writeSidecar(file: string, rel: string, data: Buffer, fsync: boolean): 
 /** Compressed bytes of each dump of the newest complete run (empty on a first run or an unreadable manifest). */
 function previousSizes(previous: Manifest | undefined): Map<string, number> {
   return new Map((previous?.entries ?? []).filter((e) => e.bytes !== undefined).map((e) => [sizeKey(e.kind, e.database, e.object), e.bytes!]));
+}
+
+/** How long each dump of the newest complete run took (the display's time left). */
+function previousTimes(previous: Manifest | undefined): Map<string, number> {
+  return new Map((previous?.entries ?? []).filter((e) => e.status === 'ok').map((e) => [sizeKey(e.kind, e.database, e.object), e.durationMs]));
 }
 
 function sizeKey(kind: string, database: string | null, object: string): string {

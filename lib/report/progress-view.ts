@@ -28,6 +28,7 @@ interface InFlight {
   readonly site: string;
   readonly startedAt: number;
   readonly expectedBytes?: number;
+  readonly expectedMs?: number;
   readonly written: () => number | undefined;
 }
 
@@ -54,9 +55,13 @@ export class TerminalProgress implements JobWatch {
   private total = 0;
   private failed = 0;
   private finishedBytes = 0;
-  private expectedTotal = 0;
+  /** The previous run's time of the dumps not finished yet (undefined: no previous run to go by). */
+  private expectedMsLeft: number | undefined;
+  private slots = 1;
   private dumpsStartedAt: number | undefined;
   private dumpsEndedAt: number | undefined;
+  /** When the plan was made: the overall rate counts from here (listing the databases writes nothing). */
+  private plannedAt: number | undefined;
   private readonly timer: NodeJS.Timeout;
   private readonly originalWrite: typeof process.stderr.write;
   private stopped = false;
@@ -121,11 +126,15 @@ export class TerminalProgress implements JobWatch {
   dump(event: DumpEvent, doing?: string): void {
     if (event.type === 'plan') {
       this.total = event.total;
-      this.expectedTotal = event.expectedBytes ?? 0;
+      this.slots = Math.max(1, event.slots);
+      this.expectedMsLeft = event.expectedMs;
+      this.plannedAt = Date.now();
       this.dumpsStartedAt ??= Date.now();
     } else if (event.type === 'start') {
-      this.inFlight.set(event.what, { what: event.what, doing, site: event.site, startedAt: Date.now(), expectedBytes: event.expectedBytes, written: event.written });
+      this.inFlight.set(event.what, { what: event.what, doing, site: event.site, startedAt: Date.now(), expectedBytes: event.expectedBytes, expectedMs: event.expectedMs, written: event.written });
     } else {
+      const ended = this.inFlight.get(event.what);
+      if (this.expectedMsLeft !== undefined) this.expectedMsLeft -= ended?.expectedMs ?? 0;
       this.inFlight.delete(event.what);
       this.finishedBytes += event.bytes ?? 0;
       if (event.status === 'failed') this.failed++;
@@ -145,6 +154,25 @@ export class TerminalProgress implements JobWatch {
       this.originalWrite(this.phaseLine() + '\n');
     }
     this.render.done();
+  }
+
+  /**
+   * From the previous run's time of each dump not finished yet: the work left shared by the
+   * slots, but never less than the longest dump in flight still needs. Sizes would do the same
+   * from bytes, but a dump's bytes are measured before compression and last night's after.
+   */
+  private timeLeft(now: number): number | undefined {
+    if (this.expectedMsLeft === undefined) return undefined;
+    let work = this.expectedMsLeft;
+    let longest = 0;
+    for (const d of this.inFlight.values()) {
+      if (d.expectedMs === undefined) continue;
+      const elapsed = now - d.startedAt;
+      work -= Math.min(elapsed, d.expectedMs);
+      longest = Math.max(longest, d.expectedMs - elapsed);
+    }
+    const left = Math.max(work / this.slots, longest);
+    return left > 0 ? left : undefined;
   }
 
   private bytesNow(): number {
@@ -181,8 +209,9 @@ export class TerminalProgress implements JobWatch {
     } else if (this.currentPhase === 'dumps' || (this.currentPhase === 'starting' && this.total)) {
       const bytes = this.bytesNow();
       const elapsed = now - (this.dumpsStartedAt ?? this.startedAt);
-      const rate = elapsed > 500 ? (bytes * 1000) / elapsed : undefined;
-      const left = this.expectedTotal > bytes && rate ? ((this.expectedTotal - bytes) / rate) * 1000 : undefined;
+      const dumping = now - (this.plannedAt ?? now);
+      const rate = dumping > 500 ? (bytes * 1000) / dumping : undefined;
+      const left = this.timeLeft(now);
       const parts = [`${this.done}/${this.total} databases`, mib(bytes)];
       if (rate !== undefined) parts.push(`${mib(rate)}/s`);
       if (left !== undefined) parts.push(`about ${seconds(left)} left`);
