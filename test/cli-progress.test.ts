@@ -6,8 +6,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from './helpers/sandbox.js';
@@ -57,9 +57,9 @@ class Terminal {
     execFileSync('tmux', ['-L', this.socket, '-f', '/dev/null', 'new-session', '-d', '-x', '120', '-y', '40', '-s', this.session, 'bash', '--norc', '--noprofile', '-c', `${line}; sleep 600`]);
   }
 
-  /** The screen as text; with escapes, the colours as the terminal got them. */
+  /** The screen as text (lines the terminal wrapped joined again: -J); with escapes, the colours as the terminal got them. */
   capture(escapes = false): string {
-    return execFileSync('tmux', ['-L', this.socket, 'capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', this.session], { encoding: 'utf8' });
+    return execFileSync('tmux', ['-L', this.socket, 'capture-pane', '-p', '-J', ...(escapes ? ['-e'] : []), '-t', this.session], { encoding: 'utf8' });
   }
 
   exitCode(): number | undefined {
@@ -151,6 +151,43 @@ describe('progress on a terminal', () => {
       expect(code).toBe(0);
       // capture-pane -e prints the attributes the terminal holds: none were set.
       for (const s of screens) expect(s).not.toMatch(/\x1b\[[0-9;]*m/);
+    } finally {
+      term.kill();
+    }
+  });
+});
+
+describe('run on a terminal: the engine phase with its own progress', () => {
+  it('restic: its status (percent, bytes, files) while it backs up; at the end the phase line and the snapshot id', async () => {
+    const sb = await pool.sandbox();
+    const pw = join(sb.root, 'etc/apiscp-backup/restic.password');
+    mkdirSync(dirname(pw), { recursive: true });
+    writeFileSync(pw, 'correct horse\n', { mode: 0o600 });
+    sb.writeConfig({ engine: 'restic', restic: { repository: join(sb.root, 'repo'), password_file: pw }, databases: { mysql: { include: ['a_wp'] }, postgresql: { enabled: false } } });
+    expect((await sb.cli(['repo-init'])).exitCode).toBe(0);
+    // Something for restic to take a few seconds over: 96 MiB that do not deduplicate.
+    mkdirSync(sb.dumpsDir, { recursive: true });
+    writeFileSync(join(sb.dumpsDir, 'ballast.bin'), randomBytes(96 * 2 ** 20));
+    const term = new Terminal();
+    try {
+      term.start(['--config', sb.configFile, 'run'], envOf(sb));
+      const screens: string[] = [];
+      const code = await waitFor('run to end', () => {
+        screens.push(term.capture());
+        return term.exitCode();
+      }, 170_000, 50);
+      const end = term.capture();
+      expect(code, end).toBe(0);
+      const status = screens.find((s) => /run restic backup\s+\d+%, \d+\.\d\d MiB of \d+\.\d\d MiB, \d+ of \d+ files/.test(s));
+      keep('run-restic-status', status ?? screens.at(-1)!);
+      keep('run-end', end);
+      expect(status, screens.filter((s) => s.includes('restic')).at(-1)).toBeDefined();
+      const lines = end.split('\n').map((l) => l.trimEnd()).filter(Boolean);
+      expect(lines).toContainEqual(expect.stringMatching(/^backup\s+restic backup took \d+\.\d s$/));
+      const runId = sb.runDirs().filter((r) => !r.endsWith('.inprogress')).at(-1)!;
+      const snapshots = JSON.parse(execFileSync('restic', ['snapshots', '--json'], { env: { ...process.env, RESTIC_REPOSITORY: join(sb.root, 'repo'), RESTIC_PASSWORD_FILE: pw }, encoding: 'utf8' })) as { short_id: string }[];
+      expect(snapshots).toHaveLength(1);
+      expect(lines.at(-1), end).toMatch(new RegExp(`^\\d+ dump\\(s\\) written to ${join(sb.dumpsDir, runId)}; restic backup ${snapshots[0]!.short_id} \\(`));
     } finally {
       term.kill();
     }

@@ -78,11 +78,28 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 /** restic's 3: the snapshot was made but some source files could not be read. */
 const RESTIC_EXIT = exitClasses({ warning: [3] });
 
-async function runRestic(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
+async function runRestic(ctx: EngineContext, action: string, args: string[], onStdoutLine?: (line: string) => void): Promise<RunResult> {
   const repository = ctx.loaded.config.restic.repository;
   const explain = (code: number | undefined, stderr: string): string => resticExitMessage(code, stderr) + remoteContext(repository, stderr);
   const argv = [...resticTlsArgs(ctx.loaded), ...args];
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal: ctx.signal, exitClass: RESTIC_EXIT });
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal: ctx.signal, exitClass: RESTIC_EXIT, onStdoutLine });
+}
+
+/** A `restic backup --json` status line as one short line ("45% 1.20 MiB of 2.70 MiB, 12 of 40 files, about 31 s left"); undefined for any other line. */
+export function resticStatusText(line: string): string | undefined {
+  if (!line.includes('"status"')) return undefined;
+  try {
+    const j = JSON.parse(line) as { message_type?: string; percent_done?: number; total_files?: number; files_done?: number; total_bytes?: number; bytes_done?: number; seconds_remaining?: number };
+    if (j.message_type !== 'status') return undefined;
+    const mib = (n: number): string => `${(n / 1048576).toFixed(2)} MiB`;
+    const parts = [`${Math.floor((j.percent_done ?? 0) * 100)}%`];
+    if (j.total_bytes !== undefined) parts.push(`${mib(j.bytes_done ?? 0)} of ${mib(j.total_bytes)}`);
+    if (j.total_files !== undefined) parts.push(`${j.files_done ?? 0} of ${j.total_files} files`);
+    if (j.seconds_remaining) parts.push(`about ${j.seconds_remaining} s left`);
+    return parts.join(', ');
+  } catch {
+    return undefined; // a line cut short
+  }
 }
 
 export interface ResticSummary {
@@ -128,7 +145,11 @@ export const resticEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const progress = ctx.onProgress;
+    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes), progress && ((line) => {
+      const text = resticStatusText(line);
+      if (text) progress(text);
+    }));
     const summary = parseResticSummary(r.stdout);
     const warnings: string[] = [];
     if (r.exitClass === 'warning') {

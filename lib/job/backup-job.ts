@@ -147,7 +147,8 @@ function withWarning(state: RunState, w: Warning | undefined): RunState {
 
 export async function engineContext(input: JobInput): Promise<EngineContext> {
   const { sources, excludes } = await expandBackupPaths(input.loaded.paths);
-  return { loaded: input.loaded, log: input.log, signal: input.signal, sources, excludes, level: input.level };
+  const watch = input.watch;
+  return { loaded: input.loaded, log: input.log, signal: input.signal, sources, excludes, level: input.level, ...(watch ? { onProgress: (text: string) => watch.engine(text) } : {}) };
 }
 
 /**

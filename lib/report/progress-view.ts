@@ -14,6 +14,8 @@ export interface JobWatch {
   dumps(done: number, total: number): void;
   /** One dump starting or ending, with the bytes it has written so far. */
   dump(event: DumpEvent): void;
+  /** The engine's own progress line (restic's status), while it backs up. */
+  engine(text: string): void;
 }
 
 /** Colour only on a terminal that wants it: not with NO_COLOR (any non-empty value, no-color.org), nor TERM=dumb. */
@@ -71,7 +73,7 @@ export class TerminalProgress implements JobWatch {
     private readonly title: string,
     options: { colour?: boolean; engine?: string } = {},
   ) {
-    this.engine = options.engine;
+    this.engineName = options.engine;
     this.colours = picocolors.createColors(options.colour ?? wantsColour(stream));
     this.originalWrite = stream.write.bind(stream) as typeof process.stderr.write;
     // log-update writes through the original write; anything else written to the stream while
@@ -91,7 +93,7 @@ export class TerminalProgress implements JobWatch {
     this.draw();
   }
 
-  private readonly engine: string | undefined;
+  private readonly engineName: string | undefined;
 
   phase(phase: string): void {
     if (phase === this.currentPhase) return;
@@ -121,6 +123,11 @@ export class TerminalProgress implements JobWatch {
   }
 
   private stepText = '';
+  private engineText = '';
+
+  engine(text: string): void {
+    this.engineText = text;
+  }
 
   /** `doing`: what a line without bytes says ('loading' for verify); a dump's says 'starting' until its file exists. */
   dump(event: DumpEvent, doing?: string): void {
@@ -190,7 +197,7 @@ export class TerminalProgress implements JobWatch {
       return `${c.bold('dumps')}   ${this.done} of ${this.total} database dump(s), ${mib(this.finishedBytes)} in ${seconds(ms)}${failed}`;
     }
     const what = this.currentPhase === 'backup' ? 'backup' : 'retention (prune)';
-    return `${c.bold(this.currentPhase)}  ${this.engine ?? 'engine'} ${what} took ${seconds(Date.now() - this.phaseStartedAt)}`;
+    return `${c.bold(this.currentPhase)}  ${this.engineName ?? 'engine'} ${what} took ${seconds(Date.now() - this.phaseStartedAt)}`;
   }
 
   private draw(): void {
@@ -225,8 +232,9 @@ export class TerminalProgress implements JobWatch {
         lines.push(`  ${c.yellow('›')} ${d.what} ${c.dim(`(${d.site})`)}  ${size}${of}`);
       }
     } else if (this.currentPhase === 'backup' || this.currentPhase === 'prune') {
-      const what = this.currentPhase === 'backup' ? `${this.engine ?? 'engine'} backup` : `${this.engine ?? 'engine'} retention (prune)`;
-      lines.push(`${c.cyan(c.bold(this.title))} ${c.bold(what)}  ${c.dim(seconds(now - this.phaseStartedAt))}`);
+      const what = this.currentPhase === 'backup' ? `${this.engineName ?? 'engine'} backup` : `${this.engineName ?? 'engine'} retention (prune)`;
+      const own = this.currentPhase === 'backup' && this.engineText ? `  ${this.engineText}` : '';
+      lines.push(`${c.cyan(c.bold(this.title))} ${c.bold(what)}${own}  ${c.dim(seconds(now - this.phaseStartedAt))}`);
     } else {
       lines.push(`${c.cyan(c.bold(this.title))} ${this.currentPhase}  ${c.dim(seconds(now - this.startedAt))}`);
     }
