@@ -112,9 +112,9 @@ export class TerminalProgress implements JobWatch {
   }
 
   /**
-  * A command that is not a job (restore) says what it is doing now, in its own words; shown with
-  * the time it has taken so far, replaced by the next step.
-  */
+   * A command that is not a job (restore) says what it is doing now, in its own words; shown with
+   * the time it has taken so far, replaced by the next step.
+   */
   step(text: string): void {
     this.currentPhase = 'step';
     this.stepText = text;
