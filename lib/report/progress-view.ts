@@ -77,13 +77,13 @@ export class TerminalProgress implements JobWatch {
     this.colours = picocolors.createColors(options.colour ?? wantsColour(stream));
     this.originalWrite = stream.write.bind(stream) as typeof process.stderr.write;
     // log-update writes through the original write; anything else written to the stream while
-    // the block is up goes above it (log-update's persist), and the block is drawn again below.
-    const own = { write: (s: string) => this.originalWrite(s), get columns() { return stream.columns; }, get rows() { return stream.rows; } };
+    // the block is up goes above it, as it is, and the block is drawn again below. A terminal
+    // that reports no size (0x0: script(1), a serial console) gets log-update's defaults: with
+    // 0 rows it would draw nothing at all.
+    const own = { write: (s: string) => this.originalWrite(s), get columns() { return stream.columns || undefined; }, get rows() { return stream.rows || undefined; } };
     this.render = createLogUpdate(own as unknown as NodeJS.WriteStream, { showCursor: true });
     stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-      this.render.persist(text.endsWith('\n') ? text.slice(0, -1) : text);
-      this.draw();
+      this.printAbove(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
       const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
       cb?.();
       return true;
@@ -99,7 +99,7 @@ export class TerminalProgress implements JobWatch {
     if (phase === this.currentPhase) return;
     if (this.currentPhase === 'dumps' && this.dumpsStartedAt !== undefined) this.dumpsEndedAt ??= Date.now();
     // A phase that ended leaves one line above the block: what it did and how long it took.
-    if (this.currentPhase === 'dumps' || this.currentPhase === 'backup' || this.currentPhase === 'prune') this.render.persist(this.phaseLine());
+    if (this.currentPhase === 'dumps' || this.currentPhase === 'backup' || this.currentPhase === 'prune') this.printAbove(this.phaseLine() + '\n');
     this.currentPhase = phase;
     this.phaseStartedAt = Date.now();
     if (phase === 'dumps') this.dumpsStartedAt ??= Date.now();
@@ -180,6 +180,13 @@ export class TerminalProgress implements JobWatch {
     }
     const left = Math.max(work / this.slots, longest);
     return left > 0 ? left : undefined;
+  }
+
+  /** Text written whole above the block (the block erased, then drawn again below it). */
+  private printAbove(text: string): void {
+    this.render.clear();
+    this.originalWrite(text);
+    this.draw();
   }
 
   private bytesNow(): number {
