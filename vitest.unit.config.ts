@@ -6,8 +6,8 @@ export default defineConfig({
   test: {
     include: [
       'test/config.test.ts',
-      'test/mysql-dump-lexer.test.ts',
-      'test/pg-script.test.ts',
+      'test/kinds/mysql/load/lexer.test.ts',
+      'test/kinds/postgresql/script.test.ts',
       'test/report.test.ts',
       'test/retention-pins.test.ts',
       'test/run-state.test.ts',
@@ -15,6 +15,7 @@ export default defineConfig({
       'test/fleet-verdict.test.ts',
       'test/pins.test.ts',
       'test/run-directory.test.ts',
+      'test/engine/bacula-restore-log.test.ts',
     ],
     pool: 'forks',
     reporters: ['default'],

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,75 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
       'no-layer: lib/widgets/w.js -> lib/run/run.js',
       'only-run-spawns: lib/dumps/run-dumps.js -> node_modules/execa/index.js',
       'only-run-spawns: lib/lock/lock.js -> child_process',
+    ]);
+  });
+
+  it('a kind is reached through lib/kinds/index.ts or its own index.ts, a module inside a kind through its index, and one kind does not import another', () => {
+    const files: Record<string, string> = {
+      'lib/kinds/index.js': "import { a } from './a/index.js';\nexport const all = [a];\n",
+      'lib/kinds/a/index.js': "import { q } from './sql.js';\nimport { l } from './load/index.js';\nimport { w } from './load/wire.js';\nexport const a = [q, l, w];\n",
+      'lib/kinds/a/load/index.js': "import { w } from './wire.js';\nexport const l = w;\n",
+      'lib/kinds/a/load/wire.js': 'export const w = 1;\n',
+      'lib/kinds/a/sql.js': 'export const q = 1;\n',
+      'lib/kinds/b/index.js': "import { q } from '../a/sql.js';\nexport const b = q;\n",
+      'lib/verify/v.js': "import { all } from '../kinds/index.js';\nimport { a } from '../kinds/a/index.js';\nimport { q } from '../kinds/a/sql.js';\nexport const v = [all, a, q];\n",
+      'tsconfig.json': '{"compilerOptions":{"allowJs":true},"include":["lib"]}',
+    };
+    const dir = join(scratch, 'kinds-tree');
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    }
+    expect(violations(dir).found).toEqual([
+      'kind-module-through-its-index: lib/kinds/a/index.js -> lib/kinds/a/load/wire.js',
+      'kind-through-its-index: lib/verify/v.js -> lib/kinds/a/sql.js',
+      'kinds-apart: lib/kinds/b/index.js -> lib/kinds/a/sql.js',
+    ]);
+  });
+});
+
+// Each kind answers for itself (lib/kinds, behind DatabaseKind): a file elsewhere that compares
+// with a kind's name is a branch a new kind would have to find and extend.
+const KIND_BRANCH = /(?:[!=]==?\s*['"`](?:mysql|postgresql)['"`])|(?:['"`](?:mysql|postgresql)['"`]\s*[!=]==?)|(?:case\s+['"`](?:mysql|postgresql)['"`])/;
+
+function kindBranches(root: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory()) {
+        if (rel !== 'lib/kinds') walk(rel);
+      } else if (/\.[jt]s$/.test(e.name)) {
+        readFileSync(join(root, rel), 'utf8').split('\n').forEach((line, i) => {
+          if (KIND_BRANCH.test(line)) found.push(`${rel}:${i + 1}: ${line.trim()}`);
+        });
+      }
+    }
+  };
+  walk('lib');
+  return found;
+}
+
+describe("no file outside lib/kinds branches on a kind's name", () => {
+  it('lib/ compares with no kind name outside lib/kinds', () => {
+    expect(kindBranches(REPO)).toEqual([]);
+  });
+
+  it('the check sees ===, !== and case on a kind name, and leaves lib/kinds alone', () => {
+    const dir = join(scratch, 'branch-tree');
+    const files: Record<string, string> = {
+      'lib/verify/a.ts': "if (entry.kind === 'mysql') load();\n",
+      'lib/sandbox/b.ts': "const pg = 'postgresql' !== kind;\nswitch (k) {\n  case \"mysql\": break;\n}\nconst fine = kind.name;\n",
+      'lib/kinds/mysql/index.ts': "if (name === 'mysql') ok();\n",
+    };
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    }
+    expect(kindBranches(dir)).toEqual([
+      'lib/sandbox/b.ts:1: const pg = \'postgresql\' !== kind;',
+      'lib/sandbox/b.ts:3: case "mysql": break;',
+      "lib/verify/a.ts:1: if (entry.kind === 'mysql') load();",
     ]);
   });
 });

@@ -12,12 +12,14 @@ import { buildApiscpTree } from '../lib/sandbox/apiscp-tree.js';
 import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
 import { assertBuilt, MY_DBS, readStatus, rmrf, seedMysql, writeConfig } from './helpers/e2e.js';
 import { startOffsite, type Offsite } from './harness/offsite.js';
+import { addLoss, manifestTimes, watchPhases } from './harness/offsite-link.js';
 
-// Issue 30 item 3: borg to an append-only backup host over a slow link (tc tbf: this kernel has
-// no sch_netem, so no loss/delay emulation here), cut in the middle of the transfer
+// Issue 30 item 3: borg to an append-only backup host over a slow link (tc tbf; loss and delay
+// without sch_netem are in test/offsite-restic-faults.test.ts), cut in the middle of the transfer
 // (`ip link set eth0 down` on the ApisCP server's side). The run fails cleanly: no archive counted
 // (borg's .checkpoint archives are not backups), the lock released, status CRITICAL naming the
-// remote; the dumps had finished before the transfer began; the next run succeeds.
+// remote; the dumps had finished before the transfer began; the next run succeeds. Then a lossy
+// link (nftables, test/harness/offsite-link.ts): the run succeeds or fails as cleanly.
 
 const base = mkdtempSync(join(tmpdir(), 'offsite-faults-'));
 let my: MariadbServer;
@@ -131,3 +133,42 @@ test('the link cut mid-transfer: a clean failure naming the remote, no archive c
   const ok = await offsite.cli(config, ['status']);
   expect(ok.stdout).toMatch(/^OK/);
 }, 300_000);
+
+test('a lossy link (nftables drops 4 % of the packets, no sch_netem needed): the borg run succeeds or fails cleanly, the next run succeeds', async () => {
+  // New incompressible data, so the run has something to carry over the lossy link.
+  writeFileSync(join(root, 'home/virtual/site1/shadow/var/www/html/lossy.bin'), randomBytes(6 * 1024 * 1024));
+  const before = (JSON.parse((await offsite.cli(config, ['--json', 'list'])).stdout) as { backups: { id: string }[] }).backups.map((b) => b.id);
+  const loss = await addLoss(offsite, 4);
+  const watch = watchPhases(loaded.paths.stateDir);
+  let lossy: Awaited<ReturnType<Offsite['cli']>>;
+  let dropped: number;
+  try {
+    lossy = await offsite.cli(config, ['run']);
+  } finally {
+    dropped = await loss.dropped();
+    await loss.remove();
+  }
+  const phases = await watch.stop();
+  console.log(`borg over the lossy link: exit ${lossy.code} in ${lossy.ms} ms, ${dropped} packets dropped`);
+  expect(dropped, 'the kernel dropped none of the run\'s packets').toBeGreaterThan(0);
+  // The dumps were complete before the job entered its backup phase.
+  const m = manifestTimes(join(loaded.paths.dumpsDir, 'latest/manifest.json'));
+  expect(m.status).toBe('complete');
+  expect(Date.parse(m.finishedAt)).toBeLessThanOrEqual(Date.parse(phases.get('backup')!));
+  const listed = (): Promise<string[]> => offsite.cli(config, ['--json', 'list']).then((r) => (JSON.parse(r.stdout) as { backups: { id: string }[] }).backups.map((b) => b.id));
+  const remote = loaded.config.borg.repository!;
+  if (lossy.code === 0) {
+    expect(await listed()).toHaveLength(before.length + 1);
+    expect((await offsite.cli(config, ['status'])).stdout).toMatch(/^OK/);
+  } else {
+    expect(lossy.code, lossy.stderr).toBe(5);
+    expect(lossy.stderr).toContain(`the link to the backup host ${remote} broke or it did not answer`);
+    expect(existsSync(loaded.paths.lockPath), 'the lock is still held').toBe(false);
+    expect((await offsite.cli(config, ['status'])).stdout).toMatch(new RegExp(`^CRITICAL: [\\s\\S]*${remote.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    expect(await listed()).toEqual(before);
+  }
+  const next = await offsite.cli(config, ['run']);
+  expect(next.code, next.stderr).toBe(0);
+  expect(await listed()).toHaveLength(before.length + (lossy.code === 0 ? 2 : 1));
+  expect((await offsite.cli(config, ['status'])).stdout).toMatch(/^OK/);
+}, 150_000);

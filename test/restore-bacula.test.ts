@@ -6,6 +6,9 @@ import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import { assertBuilt, CLI, mysqlFingerprint, NODE, rmrf, stopServers } from './helpers/e2e.js';
 import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
+import { cmd } from '../lib/run/command.js';
+import { exitClasses } from '../lib/run/exit-status.js';
+import { run } from '../lib/run/run.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, type RestoreFixture } from './helpers/restore-fixture.js';
 
 // Restores through a real Bacula director: `list` reads our job's backups from the catalog with
@@ -116,5 +119,30 @@ describe('Bacula: restore files and restore site', () => {
     expect(Object.fromEntries(await snapshotTree(f.root, rels(/^home\/virtual\/site[13]\//)))).toEqual(Object.fromEntries(beforeOthers));
     expect(existsSync(join(html, 'shell.php'))).toBe(false);
     expect(await siteFingerprints(servers, 'site2')).toEqual(dbs);
+  });
+});
+
+describe('Bacula: an ACL that names a user', () => {
+  // The file daemon stores ACLs as acl_to_text(3) writes them: a uid that has a name on this host
+  // is stored by name, and a name that is gone at restore time cannot be set again. Bacula counts
+  // that as a warning and ends the job "OK"; the restore must not.
+  test('the user is deleted before the restore: restore files fails and names the ACL, nothing is put in place', async () => {
+    const name = `asbacl${process.pid}`.slice(0, 30);
+    const rel = '/var/www/html/name with space.txt';
+    const file = join(f.tree.home, 'site3/shadow' + rel);
+    await run(cmd('useradd', ['--system', '-M', '-N', '-s', '/usr/sbin/nologin', name]));
+    try {
+      await run(cmd('setfacl', ['-m', `user:${name}:r--`, file]));
+      const inc = await h.runJob('ApisCP', 'Incremental');
+      expect(inc.status, inc.log).toBe('T');
+    } finally {
+      await run(cmd('userdel', [name]), { exitClass: exitClasses({ ok: [6] }) });
+    }
+    const target = join(base, 'acl-gone');
+    const r = await f.cli(['restore', 'files', 'site3', rel, '--target', target]);
+    expect(r.code, r.stdout + r.stderr).toBe(8);
+    expect(r.stderr).toMatch(/ACL/);
+    expect(r.stderr).toMatch(/name with space\.txt/);
+    expect(existsSync(join(target, 'site3'))).toBe(false);
   });
 });

@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { reportError } from '../lib/cli/context.js';
 import { memoryLogger } from '../lib/log.js';
 import { accountForDatabases } from '../lib/dumps/accounting.js';
-import { installedEvidence, MYSQL_SIGNS, POSTGRESQL_SIGNS } from '../lib/dumps/installed.js';
+import { installedEvidence } from '../lib/dumps/installed.js';
+import { mysqlKind, postgresqlKind } from '../lib/kinds/index.js';
 import { loadConfig } from '../lib/config/load.js';
 import type { Manifest, ManifestEntry } from '../lib/model/manifest.js';
 import { chooseRemovals, databaseKey, runIdTime, type RunFacts } from '../lib/dumps/retention.js';
@@ -243,18 +244,18 @@ describe("enabled: auto means installed (installedEvidence)", () => {
     const empty = join(root, 'empty.yaml');
     writeFileSync(empty, '');
     const loaded = loadConfig({ file: empty, root });
-    expect(installedEvidence('mysql', MYSQL_SIGNS, loaded, bare)).toBeUndefined();
-    expect(installedEvidence('postgresql', POSTGRESQL_SIGNS, loaded, bare)).toBeUndefined();
+    expect(installedEvidence('mysql', mysqlKind.installSigns, loaded, bare)).toBeUndefined();
+    expect(installedEvidence('postgresql', postgresqlKind.installSigns, loaded, bare)).toBeUndefined();
     mkdirSync(join(root, 'var/lib/postgresql/15/main'), { recursive: true });
     writeFileSync(join(root, 'var/lib/postgresql/15/main/PG_VERSION'), '15\n');
-    expect(installedEvidence('postgresql', POSTGRESQL_SIGNS, loaded, bare)).toBe(`data directory ${join(root, 'var/lib/postgresql/15/main/PG_VERSION')}`);
+    expect(installedEvidence('postgresql', postgresqlKind.installSigns, loaded, bare)).toBe(`data directory ${join(root, 'var/lib/postgresql/15/main/PG_VERSION')}`);
     // An earlier run dumped mysql: a server that vanished entirely (package removed) is still expected.
     const run = join(loaded.paths.dumpsDir, '20261201T030000Z');
     mkdirSync(run, { recursive: true });
     writeFileSync(join(run, 'manifest.json'), JSON.stringify(manifest([entry('a_wp', 'site1')])));
     symlinkSync('20261201T030000Z', join(loaded.paths.dumpsDir, 'latest'));
-    expect(installedEvidence('mysql', MYSQL_SIGNS, loaded, bare)).toBe(`an earlier run in ${loaded.paths.dumpsDir} dumped mysql`);
+    expect(installedEvidence('mysql', mysqlKind.installSigns, loaded, bare)).toBe(`an earlier run in ${loaded.paths.dumpsDir} dumped mysql`);
     // CI and every ApisCP server have both installed system-wide.
-    expect(installedEvidence('mysql', MYSQL_SIGNS, loadConfig({ file: empty, root: scratchDir('asb-auto-') }))).toMatch(/^(server binary|service unit) \//);
+    expect(installedEvidence('mysql', mysqlKind.installSigns, loadConfig({ file: empty, root: scratchDir('asb-auto-') }))).toMatch(/^(server binary|service unit) \//);
   });
 });

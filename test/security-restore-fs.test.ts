@@ -20,9 +20,12 @@ import { createRestoreFixture, type RestoreFixture } from './helpers/restore-fix
 
 const base = mkdtempSync(join(tmpdir(), 'security-fs-'));
 chmodSync(base, 0o755);
-const TENANT_UID = 1001; // site1's owner in the sandbox tree (apiscp-tree.ts: 1000 + n)
+// This test names its tenants' uids on the host (useradd -o): a base of its own keeps those names
+// away from the trees other test files back up at the same time (buildApiscpTree's uidBase).
+const UID_BASE = 7000;
+const TENANT_UID = UID_BASE + 1; // site1's owner in the sandbox tree
 const TENANT = 'asbfs-tenant1';
-const OTHER_UID = 1003; // site3's owner: "a local user" who is not site1
+const OTHER_UID = UID_BASE + 3; // site3's owner: "a local user" who is not site1
 const OTHER = 'asbfs-tenant3';
 let servers: Servers;
 let f: RestoreFixture;
@@ -60,7 +63,7 @@ int main(int argc, char **argv) {
   swapper = join(base, 'swap');
   await run(cmd('cc', ['-O2', '-o', swapper, join(base, 'swap.c')]));
   servers = await startServers();
-  f = await createRestoreFixture(base, 'restic', servers);
+  f = await createRestoreFixture(base, 'restic', servers, { uidBase: UID_BASE });
   html = join(f.tree.home, 'site1/shadow/var/www/html');
   // What the tenant had at backup time: a directory it will later swap, and hostile names.
   mkdirSync(join(html, 'up'));
@@ -241,9 +244,9 @@ describe('--target inside a tenant tree', () => {
     const before = victim.holds();
     const target = join(f.tree.home, 'site2/shadow/var/www/html/rf');
     mkdirSync(target);
-    chownSync(target, 1002, 1002);
+    chownSync(target, UID_BASE + 2, UID_BASE + 2);
     symlinkSync(victim.dir, join(target, 'site1'));
-    lchownSync(join(target, 'site1'), 1002, 1002);
+    lchownSync(join(target, 'site1'), UID_BASE + 2, UID_BASE + 2);
     const r = await f.cli(['restore', 'files', 'site1', '/var/www/html', '--target', target]);
     expect(victim.holds()).toEqual(before);
     expect(r.code, r.stderr).toBe(8);
@@ -256,18 +259,18 @@ describe('--target inside a tenant tree', () => {
     const before = victim.holds();
     const link = join(f.tree.home, 'site2/shadow/var/www/html/out');
     symlinkSync(victim.dir, link);
-    lchownSync(link, 1002, 1002);
+    lchownSync(link, UID_BASE + 2, UID_BASE + 2);
     const r = await f.cli(['restore', 'files', 'site1', '/var/www/html/index.html', '--target', join(link, 'rf')]);
     expect(victim.holds()).toEqual(before);
     expect(r.code, r.stderr).toBe(8);
-    expect(r.stderr).toMatch(/out is a symlink someone other than root could have planted \(uid 1002\)/);
+    expect(r.stderr).toContain(`out is a symlink someone other than root could have planted (uid ${UID_BASE + 2})`);
     rmSync(link);
   });
 
   test('inside a tenant tree, the copy lands in a new root-only directory, the tenant\'s own files untouched', async () => {
     const target = join(f.tree.home, 'site2/shadow/var/www/html/restored');
     mkdirSync(target);
-    chownSync(target, 1002, 1002);
+    chownSync(target, UID_BASE + 2, UID_BASE + 2);
     const r = await f.cli(['restore', 'files', 'site1', '/var/www/html/deep', '--target', target]);
     expect(r.code, r.stderr).toBe(0);
     const into = join(target, 'site1');

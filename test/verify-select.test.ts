@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Inventory } from '../lib/model/inventory.js';
 import type { ManifestEntry } from '../lib/model/manifest.js';
-import { parseMysqlInventory } from '../lib/dumps/mysql-inventory.js';
+import { parseMysqlInventory } from '../lib/kinds/mysql/inventory.js';
 import { compareInventories } from '../lib/model/inventory-compare.js';
 import { chooseEntries, rotationLength } from '../lib/model/verify-rotation.js';
 import type { DatabaseVerification, VerifyState } from '../lib/model/verify-state.js';

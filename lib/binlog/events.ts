@@ -5,7 +5,7 @@
  * Query events their statement and the default database in force (`use \`db\``, printed only
  * when it changes, so it carries over from one event to the next within one run of the tool).
  */
-import { mysqlIdent } from '../dumps/mysql-literal.js';
+import { mysqlIdent } from '../kinds/mysql/index.js';
 export interface Statement {
   /** The default database the statement ran in ('' when none). */
   readonly db: string;

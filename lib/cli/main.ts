@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { ENGINE_NAMES } from '../config/schema.js';
+import { allKinds } from '../kinds/index.js';
 import { withContext, type CommandContext, type GlobalOptions } from './context.js';
 import { packagePaths } from '../package-paths.js';
 
@@ -92,6 +93,9 @@ export function buildProgram(): Command {
     .addOption(engine())
     .option('--node <path>', 'node binary the cron entry calls (default: this one)')
     .option('--dry-run', 'show what would change')
+    .option('--tls-dir <dir>', 'bacula: add TLS and PKI data encryption to bacula-fd.conf from the files copied from the director host (with --client, --director)')
+    .option('--client <name>', 'bacula --tls-dir: this file daemon\'s name (its certificate and keypair)')
+    .option('--director <name>', 'bacula --tls-dir: the director\'s name (the only certificate the fd accepts)')
     .action(action(() => import('./commands/install.js')));
   program
     .command('uninstall')
@@ -128,7 +132,7 @@ export function buildProgram(): Command {
     .command('db <name>')
     .description('restore one database from a local run or a backup; refuses to replace a non-empty one without --force')
     .addOption(engine())
-    .addOption(new Option('--kind <kind>', 'when both servers have a database of that name').choices(['mysql', 'postgresql']))
+    .addOption(new Option('--kind <kind>', 'when both servers have a database of that name').choices(allKinds.map((k) => k.name)))
     .option('--site <siteN>', 'the site that owns it (when names repeat)')
     .option('--from <run|backup|date>', 'local run id, backup id (list shows them) or a date: the newest at or before it')
     .option('--into <name>', 'restore into a new database beside the existing one (creates and changes no account)')

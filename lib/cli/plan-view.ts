@@ -6,7 +6,7 @@ import { freeBytes } from '../dumps/space.js';
 import { getEngine } from '../engine/index.js';
 import type { BackupPoint } from '../engine/types.js';
 import { BackupError } from '../errors.js';
-import { ALL_KINDS } from '../job/dump-step.js';
+import { allKinds } from '../kinds/index.js';
 import { buildSiteLookup } from '../job/site-lookup.js';
 import type { Logger } from '../log.js';
 import type { ServerRecord } from '../model/manifest.js';
@@ -46,7 +46,7 @@ export interface PlanView {
  * sites, lock modes), and nothing written: the sessions are closed before this returns.
  */
 export async function viewPlan(loaded: LoadedConfig, log: Logger, signal: AbortSignal, options: { sites: boolean }): Promise<PlanView> {
-  const kinds = loaded.config.databases.method === 'apnscp' ? [] : ALL_KINDS;
+  const kinds = loaded.config.databases.method === 'apnscp' ? [] : allKinds;
   const siteOf = options.sites && loaded.config.databases.method !== 'apnscp' ? await buildSiteLookup(loaded, log, signal) : () => undefined;
   const plan = await buildPlan({ loaded, log, kinds, siteOf, signal });
   try {

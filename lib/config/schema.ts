@@ -225,6 +225,12 @@ export const configSchema = z
         append_only: z.boolean().default(false).describe('the repository refuses deletes (rclone serve restic --append-only): retention runs on the backup host (`apiscp-backup prune --print`), never from here (docs/offsite.md)'),
         cacert: z.string().optional().describe('rest:https:// repositories: the CA certificate that signed the REST server\'s certificate'),
         tls_client_cert: z.string().optional().describe('rest:https:// repositories: this server\'s client certificate and its private key in one PEM file (0600 root)'),
+        stall_timeout: z
+          .number()
+          .int()
+          .min(1)
+          .default(600)
+          .describe('remote repositories: seconds without progress from `restic backup` (files and bytes read) before the run fails as a broken link (restic 0.14 retries a dead connection for up to half an hour); above the time a few packs take to upload on a slow link'),
         extra_args: z.array(z.string()).default([]),
       })
       .strict()

@@ -1,5 +1,5 @@
 import { MissingDependencyError } from '../errors.js';
-import { findPgTool } from '../dumps/pg-bin.js';
+import { findPgTool } from '../kinds/postgresql/index.js';
 import { whichSystem } from '../run/which.js';
 import type { EngineName } from '../engine/types.js';
 

@@ -15,7 +15,7 @@ import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { anyExitCode } from '../run/exit-status.js';
 import { snapshotTree } from '../sandbox/apiscp-tree.js';
-import { databaseEntries, loadDump, mysqlChecksums, postgresChecksums } from '../sandbox/db-checks.js';
+import { checksums, databaseEntries, loadDump, mysqlChecksums } from '../sandbox/db-checks.js';
 import { preflight } from './preflight.js';
 import { buildDemoSandbox, type DemoSandbox } from './sandbox.js';
 import { packagePaths } from '../package-paths.js';
@@ -102,10 +102,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     for (const entry of entries) {
       const fresh = `restored_${entry.database}`;
       await loadDump(entry, runDir, sandbox, fresh);
-      const [a, b] =
-        entry.kind === 'mysql'
-          ? await Promise.all([mysqlChecksums(sandbox.mysql, entry.database!), mysqlChecksums(sandbox.mysql, fresh)])
-          : await Promise.all([postgresChecksums(sandbox.postgresql, entry.database!), postgresChecksums(sandbox.postgresql, fresh)]);
+      const [a, b] = await Promise.all([checksums(entry.kind, sandbox, entry.database!), checksums(entry.kind, sandbox, fresh)]);
       const ok = JSON.stringify(a) === JSON.stringify(b);
       if (ok) same++;
       out(`                ${entry.site}/${entry.kind}/${entry.database}: ${bytes(entry.bytes ?? 0)}, ${entry.lockMode ?? ''}, ${Object.keys(a).length} table(s) ${ok ? 'identical' : 'DIFFER'}`);

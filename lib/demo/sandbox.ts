@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import type { KindName } from '../model/kind.js';
 import { dirname, join } from 'node:path';
 import { buildApiscpTree, type TreeInfo } from '../sandbox/apiscp-tree.js';
 import type { MariadbServer } from '../sandbox/mariadb.js';
@@ -21,7 +22,7 @@ export interface DemoSandbox {
   readonly backupDbs: string;
   readonly panelState: string;
   /** Databases by kind, with the site that owns them (undefined: nobody, goes to _server). */
-  readonly databases: readonly { kind: 'mysql' | 'postgresql'; name: string; site?: string }[];
+  readonly databases: readonly { kind: KindName; name: string; site?: string }[];
   stop(): Promise<void>;
 }
 
@@ -80,6 +81,7 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
   // The panel: state for the stand-in, and a wrapper where ApisCP keeps its cmd. cron's
   // environment carries no variables, so the wrapper names the state file and calls node by path.
   const panelState = join(root, 'var/lib/fake-apiscp/state.json');
+  const namesOf = (kind: KindName, site: string): string[] => databases.filter((d) => d.kind === kind && d.site === site).map((d) => d.name);
   const sites = Object.fromEntries(
     tree.sites.map((s) => [
       s.id,
@@ -88,8 +90,8 @@ export async function buildDemoSandbox(root: string): Promise<DemoSandbox> {
         active: true,
         admin: s.admin,
         prefix: `${s.id}_`,
-        mysql: databases.filter((d) => d.kind === 'mysql' && d.site === s.id).map((d) => d.name),
-        pgsql: databases.filter((d) => d.kind === 'postgresql' && d.site === s.id).map((d) => d.name),
+        mysql: namesOf('mysql', s.id),
+        pgsql: namesOf('postgresql', s.id),
       },
     ]),
   );

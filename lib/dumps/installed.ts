@@ -5,8 +5,9 @@ import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
 import { whichSystem } from '../run/which.js';
 import { LATEST } from './layout.js';
-import { pgBinDirs } from './pg-bin.js';
-import type { KindName } from '../model/kind.js';
+import type { InstallSigns, KindName } from '../model/kind.js';
+
+export type { InstallSigns } from '../model/kind.js';
 
 /**
  * `enabled: auto` means "dump it when a server of this kind is installed here", not "when it
@@ -14,31 +15,10 @@ import type { KindName } from '../model/kind.js';
  * retention delete the last good dumps. Evidence, any one is enough:
  * - a server binary or a systemd unit on the system (not under paths.root: it is the machine's);
  * - its data directory, or an earlier run that dumped this kind, under paths.root.
+ * Each kind says what its evidence is (DatabaseKind.installSigns); this reads it.
  */
-export interface InstallSigns {
-  readonly binaries: readonly string[];
-  /** Absolute paths of server binaries outside PATH (RHEL's /usr/libexec, PostgreSQL's version directories). */
-  readonly extraBinaries?: () => readonly string[];
-  readonly units: readonly string[];
-  /** System paths of data directories (placed under paths.root); a `*` segment matches any version directory. */
-  readonly dataDirs: readonly string[];
-}
 
 const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
-
-export const MYSQL_SIGNS: InstallSigns = {
-  binaries: ['mariadbd', 'mysqld'],
-  extraBinaries: () => ['/usr/libexec/mariadbd', '/usr/libexec/mysqld'],
-  units: ['mariadb.service', 'mysql.service', 'mysqld.service'],
-  dataDirs: ['/var/lib/mysql/mysql'],
-};
-
-export const POSTGRESQL_SIGNS: InstallSigns = {
-  binaries: ['postgres'],
-  extraBinaries: () => pgBinDirs().map((dir) => join(dir, 'postgres')),
-  units: ['postgresql.service', 'postgresql@.service'],
-  dataDirs: ['/var/lib/pgsql/data/PG_VERSION', '/var/lib/pgsql/*/data/PG_VERSION', '/var/lib/postgresql/*/main/PG_VERSION'],
-};
 
 /** How the machine's own binaries and units are looked up (tests describe a machine without servers). */
 export interface SystemView {

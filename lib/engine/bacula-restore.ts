@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { EngineError, MissingDependencyError } from '../errors.js';
+import { EngineError, MissingDependencyError, RestoreError } from '../errors.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
@@ -116,11 +116,17 @@ export async function baculaFetch(ctx: EngineContext, request: FetchRequest): Pr
     throw new EngineError(`Bacula restore from job ${point.id} was not started: ${why}`, 'bacula', { jobIds: ids });
   }
   const jobId = queued[1]!;
-  const waited = await bconsole(ctx, [`wait jobid=${jobId}`, `llist jobid=${jobId}`]);
+  const waited = await bconsole(ctx, [`wait jobid=${jobId}`, `llist jobid=${jobId}`, `list joblog jobid=${jobId}`]);
   const status = /JobStatus:\s*(\S)/.exec(waited)?.[1] ?? /JobStatus=\w+ \((\w)\)/.exec(waited)?.[1];
   if (status !== 'T' && status !== 'W') {
-    const log = await bconsole(ctx, [`list joblog jobid=${jobId}`]).catch(() => '');
-    throw new EngineError(`Bacula restore job ${jobId} ended with JobStatus ${status ?? '?'}: ${log.trim().split('\n').filter((l) => /error|fatal/i.test(l)).slice(-2).join(' / ')}`, 'bacula', { jobId });
+    throw new EngineError(`Bacula restore job ${jobId} ended with JobStatus ${status ?? '?'}: ${waited.trim().split('\n').filter((l) => /error|fatal/i.test(l)).slice(-2).join(' / ')}`, 'bacula', { jobId });
+  }
+  const lost = attributesNotRestored(waited, into);
+  if (lost.length) {
+    throw new RestoreError(
+      `Bacula restore job ${jobId} gave the files back without all their ACLs or xattrs (${lost.slice(0, 3).join('; ')}${lost.length > 3 ? `; ${lost.length - 3} more` : ''}). Bacula stores an ACL entry by user or group name when the id has a name on this host at backup time; a name deleted or renamed since cannot be set again. Nothing was put in place: give the name back (useradd -u ID NAME) and restore again`,
+      { engine: 'bacula', jobId, lines: lost },
+    );
   }
   // Stripped paths were restored where the catalog has them: move them to where they belong.
   request.paths.forEach((p, i) => {
@@ -130,4 +136,18 @@ export async function baculaFetch(ctx: EngineContext, request: FetchRequest): Pr
       renameSync(got, join(into, p));
     }
   });
+}
+
+/**
+ * The job log's lines about ACLs or xattrs the file daemon could not set. Bacula counts them as
+ * warnings and still ends the job "Restore OK"; a restore that lost a site's fortification ACLs
+ * must not read as one.
+ */
+export function attributesNotRestored(joblog: string, staging: string): string[] {
+  return joblog
+    .split('\n')
+    .map((l) => l.replace(/^\|/, '').replace(/\|$/, '').trim())
+    // Judged on the text before the first quote: a quoted file name ("acl error.txt") is the tenant's, not Bacula's.
+    .filter((l) => /JobId \d+:/.test(l) && ((p) => /acl|xattr/i.test(p) && /error|can't|cannot/i.test(p))(l.split('"')[0]!.replace(/^.*?JobId \d+: /, '')))
+    .map((l) => l.replace(/^.*?JobId \d+: (Warning: |Error: )?/, '').replace(/^\S+\.c:\d+ /, '').split(staging).join(''));
 }

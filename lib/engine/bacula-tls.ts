@@ -99,12 +99,15 @@ export function pkiDirectives(keypair: string, masterCert: string): string[] {
   return ['PKI Signatures = Yes', 'PKI Encryption = Yes', `PKI Keypair = ${q(keypair)}`, `PKI Master Key = ${q(masterCert)}`];
 }
 
+/** A resource's body: no braces but the add-in's `${VAR}` placeholders (its generator fills them later). */
+const BODY = '(?:[^{}$]|\\$\\{[A-Za-z0-9_]*\\}|\\$(?!\\{))*?';
+
 /**
  * `lines` placed inside the first resource `type` of a Bacula config (optionally the one whose
  * Name is `name`), before its closing brace; the text is otherwise untouched.
  */
 export function addToResource(text: string, type: string, lines: readonly string[], name?: string): string {
-  const re = new RegExp(`(^|\\n)(${type}\\s*\\{)([^{}]*?)(\\n\\})`, 'g');
+  const re = new RegExp(`(^|\\n)(${type}\\s*\\{)(${BODY})(\\n\\})`, 'g');
   let done = false;
   const out = text.replace(re, (all, lead: string, open: string, body: string, close: string) => {
     if (done) return all;
@@ -117,6 +120,18 @@ export function addToResource(text: string, type: string, lines: readonly string
   });
   if (!done) throw new UsageError(`no ${type} resource${name ? ` named ${name}` : ''} to add TLS to`);
   return out;
+}
+
+/** `lines` added to every resource `type` (the add-in's slot files hold several Storage resources). */
+export function addToEveryResource(text: string, type: string, lines: readonly string[]): string {
+  let out = text;
+  for (const name of resourceNames(text, type)) out = addToResource(out, type, lines, name);
+  return out;
+}
+
+function resourceNames(text: string, type: string): string[] {
+  const re = new RegExp(`(^|\\n)${type}\\s*\\{(${BODY})\\n\\}`, 'g');
+  return [...text.matchAll(re)].map((m) => /\n\s*Name\s*=\s*"?([^"\n]*?)"?\s*(\n|$)/.exec(`${m[2]}\n`)?.[1]).filter((n): n is string => n !== undefined);
 }
 
 /** The files `bacula tls init --dir DIR` made for daemon `name`. */

@@ -65,3 +65,17 @@ export function remoteContext(repository: string | undefined, stderr: string): s
   if (!repository || !isRemoteRepository(repository)) return '';
   return linkFailure(stderr) ? `; the link to the backup host ${remoteLabel(repository)} broke or it did not answer` : `; repository ${remoteLabel(repository)}`;
 }
+
+/**
+ * Where retention runs for an append-only repository (borg serve --append-only, rclone serve
+ * restic --append-only): on the backup host, never from here. `list` and `status` say so, so an
+ * admin who sees backups pile up knows where to look.
+ */
+export function hostSideRetention(loaded: LoadedConfig): string | undefined {
+  const engine = loaded.config.engine;
+  if (engine !== 'borg' && engine !== 'restic') return undefined;
+  const section = loaded.config[engine];
+  if (!section.append_only) return undefined;
+  const where = section.repository ? remoteLabel(section.repository) : 'the repository';
+  return `retention: ${engine}.append_only: this server never prunes ${where}; the backup host does (\`apiscp-backup prune --print\` gives its daily line)`;
+}

@@ -5,7 +5,8 @@ import { cmd } from '../run/command.js';
 import { exitClasses } from '../run/exit-status.js';
 import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
-import { remoteContext, resticTlsArgs } from './remote.js';
+import { isRemoteRepository, remoteContext, remoteLabel, resticTlsArgs } from './remote.js';
+import { resticStallWatch, type StallWatch } from './restic-stall.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
@@ -78,11 +79,28 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 /** restic's 3: the snapshot was made but some source files could not be read. */
 const RESTIC_EXIT = exitClasses({ warning: [3] });
 
-async function runRestic(ctx: EngineContext, action: string, args: string[], onStdoutLine?: (line: string) => void): Promise<RunResult> {
+async function runRestic(ctx: EngineContext, action: string, args: string[], watch?: StallWatch, onStdout?: (chunk: string) => void): Promise<RunResult> {
   const repository = ctx.loaded.config.restic.repository;
   const explain = (code: number | undefined, stderr: string): string => resticExitMessage(code, stderr) + remoteContext(repository, stderr);
   const argv = [...resticTlsArgs(ctx.loaded), ...args];
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal: ctx.signal, exitClass: RESTIC_EXIT, onStdoutLine });
+  const signal = watch ? (ctx.signal ? AbortSignal.any([ctx.signal, watch.signal]) : watch.signal) : ctx.signal;
+  const seen = watch && onStdout ? (chunk: string) => (watch.onStdout(chunk), onStdout(chunk)) : (watch?.onStdout ?? onStdout);
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal, exitClass: RESTIC_EXIT, onStdout: seen });
+}
+
+/** restic backup's status lines, as they come, to ctx.onProgress (the terminal's display); undefined when nobody shows them. */
+function statusLines(ctx: EngineContext): ((chunk: string) => void) | undefined {
+  const progress = ctx.onProgress;
+  if (!progress) return undefined;
+  let rest = '';
+  return (chunk) => {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      const text = resticStatusText(line);
+      if (text) progress(text);
+    }
+  };
 }
 
 /** A `restic backup --json` status line as one short line ("45% 1.20 MiB of 2.70 MiB, 12 of 40 files, about 31 s left"); undefined for any other line. */
@@ -99,6 +117,25 @@ export function resticStatusText(line: string): string | undefined {
     return parts.join(', ');
   } catch {
     return undefined; // a line cut short
+  }
+}
+
+/** restic backup, bounded by restic.stall_timeout when the repository is remote (./restic-stall.ts). */
+async function runResticBackup(ctx: EngineContext, args: string[]): Promise<RunResult> {
+  const r = ctx.loaded.config.restic;
+  const lines = statusLines(ctx);
+  if (!isRemoteRepository(r.repository)) return runRestic(ctx, 'backup', args, undefined, lines);
+  const watch = resticStallWatch(r.stall_timeout * 1000);
+  try {
+    return await runRestic(ctx, 'backup', args, watch, lines);
+  } catch (err) {
+    if (!watch.stalled() || ctx.signal?.aborted) throw err;
+    throw new EngineError(
+      `restic backup failed (no progress for ${r.stall_timeout} s, restic.stall_timeout; the link to the backup host ${remoteLabel(r.repository!)} broke or it did not answer)`,
+      'restic',
+    );
+  } finally {
+    watch.end();
   }
 }
 
@@ -145,11 +182,7 @@ export const resticEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const progress = ctx.onProgress;
-    const r = await runRestic(ctx, 'backup', resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes), progress && ((line) => {
-      const text = resticStatusText(line);
-      if (text) progress(text);
-    }));
+    const r = await runResticBackup(ctx, resticBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
     const summary = parseResticSummary(r.stdout);
     const warnings: string[] = [];
     if (r.exitClass === 'warning') {

@@ -15,7 +15,7 @@ export async function runEngineTool(
   action: string,
   command: Command,
   explain: (code: number | undefined, stderr: string) => string,
-  options: Pick<RunOptions, 'signal' | 'secrets' | 'exitClass' | 'onStdoutLine'> = {},
+  options: Pick<RunOptions, 'signal' | 'secrets' | 'exitClass' | 'onStdout'> = {},
 ): Promise<RunResult> {
   try {
     return await run(command, options);

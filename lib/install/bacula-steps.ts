@@ -17,6 +17,6 @@ export function baculaSteps(ctx: { cli: string; paths: ResolvedPaths; wrapper: s
     `stock director (Debian/RHEL bacula-dir.conf): \`apiscp-backup bacula config --write\` writes an include file; add the @-line it prints to bacula-dir.conf, then \`bacula-dir -t\` and reload`,
     `every client needs this install (it put ${ctx.wrapper} in place); the add-in's FileSet Client-Layer already backs up /var/backup, where the dumps are (${ctx.paths.dumpsDir})`,
     'the cron entry only watches: Bacula schedules the job and our pre-backup hook dumps the databases',
-    `over a WAN (docs/offsite.md): on the director \`apiscp-backup bacula tls init --dir DIR --daemon <each daemon>[@address] --pki <this client> --pki master\` and \`bacula config --tls-dir DIR\`; copy this client's certificate, key, PKI keypair and master.cert (never master.pem) here, then \`apiscp-backup bacula tls fd --dir <copy> --client <name> --director <name> --write\``,
+    `over a WAN (docs/offsite.md): on the director \`apiscp-backup bacula tls init --dir DIR --daemon <each daemon>[@address] --pki <this client> --pki master\` and \`bacula config --tls-dir DIR\`; copy this client's certificate, key, PKI keypair and master.cert (never master.pem) here (0600 root), then \`apiscp-backup install --engine bacula --tls-dir <copy> --client <name> --director <name>\` writes bacula-fd.conf's TLS and PKI`,
   ];
 }

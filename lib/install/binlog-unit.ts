@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
-import { mysqlKind, type MysqlSession } from '../dumps/mysql.js';
+import { mysqlKind, type MysqlSession } from '../kinds/mysql/index.js';
 import type { Logger } from '../log.js';
 import { quote } from '../run/command.js';
 

@@ -16,6 +16,7 @@ import { packagePaths } from '../package-paths.js';
 import { checkCronName, isOurCronEntry, renderCronEntry } from './cron-entry.js';
 import { isOurWrapper, renderWrapper } from './wrapper.js';
 import { baculaSteps } from './bacula-steps.js';
+import { baculaFdTlsStep, type FdTlsOptions } from './bacula-fd-tls.js';
 import { binlogStep } from './binlog-unit.js';
 
 export interface InstallOptions {
@@ -35,6 +36,8 @@ export interface InstallOptions {
   readonly template?: string;
   /** Where cpcmd is looked up ($CPCMD); default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /** Bacula over a WAN: write the file daemon's TLS and PKI (./bacula-fd-tls.ts). */
+  readonly baculaTls?: FdTlsOptions;
 }
 
 export interface InstallResult {
@@ -112,6 +115,14 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     if (!dry) writeFileAtomic(wrapperFile, wrapperText, { mode: 0o755, dirMode: 0o755 });
     actions.push(would(`${existingWrapper === undefined ? 'install' : 'update'} wrapper ${wrapperFile} (0755): ${lastLine(wrapperText)}`));
     changed = true;
+  }
+
+  // 2b'. Bacula over a WAN, when asked: the file daemon's TLS and PKI data encryption.
+  if (options.baculaTls) {
+    if (config.engine !== 'bacula') throw new UsageError(`--tls-dir is for engine bacula (${configFile} says engine: ${config.engine})`);
+    const fd = baculaFdTlsStep(loaded, root, options.baculaTls, dry);
+    actions.push(...fd.actions);
+    changed ||= fd.changed;
   }
 
   // 2c. Point in time (docs/point-in-time.md): the binlog follower's unit, or how to turn binlogs on.

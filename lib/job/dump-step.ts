@@ -1,8 +1,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { LockWait } from '../model/kind.js';
 import { runPanelExports } from '../dumps/apnscp.js';
-import { mysqlKind } from '../dumps/mysql.js';
-import { postgresqlKind } from '../dumps/postgresql.js';
+import { allKinds } from '../kinds/index.js';
 import { dumpPlan, type DumpEvent, type DumpPlanInput } from '../dumps/run-dumps.js';
 import type { CompletedRun } from '../dumps/run-directory.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
@@ -29,8 +28,8 @@ export interface DumpStepInput {
   readonly onDump?: (event: DumpEvent) => void;
 }
 
-/** Every database kind we know. Adding a kind = adding its module here. */
-export const ALL_KINDS: readonly DatabaseKind[] = [mysqlKind, postgresqlKind];
+/** Every database kind we know (the registry is lib/kinds/index.ts). */
+export const ALL_KINDS: readonly DatabaseKind[] = allKinds;
 
 export interface DumpStepResult extends CompletedRun {
   /** Site owners' scheduled exports, run after ours (panel.owner_exports); undefined when not run. */

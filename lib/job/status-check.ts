@@ -3,6 +3,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
 import { durationMs } from '../config/schema.js';
 import { addinTemplateDrift } from '../engine/bacula-addin.js';
+import { hostSideRetention } from '../engine/remote.js';
 import { processGone, readHolder } from '../lock/lock.js';
 import type { Logger } from '../log.js';
 import { openPanel } from '../panel/cpcmd.js';
@@ -42,6 +43,7 @@ export async function checkStatus(loaded: LoadedConfig, log: Logger, signal?: Ab
     progress: progressOf(readRunProgress(runProgressFile(loaded.paths.stateDir)), holder),
     verify: { state: readVerifyState(verifyStateFile(loaded.paths.stateDir)), schedule: loaded.config.verify.schedule, sample: loaded.config.verify.sample },
     pitr: readWindow(loaded.paths.dumpsDir, now.getTime()),
+    retention: hostSideRetention(loaded),
     warnings: [addinTemplateDrift(underRoot(loaded.paths.root, loaded.config.bacula.etc), readIfThere)].filter((w): w is string => w !== undefined),
   });
 }

@@ -6,8 +6,9 @@ import type { Warning } from '../warnings.js';
 import type { BinlogPosition } from './binlog.js';
 
 /**
- * One typed interface for every database kind. Adding a kind means adding one module in this
- * folder that exports a DatabaseKind; the orchestrator (run-dumps.ts) never branches on kind.
+ * One typed interface for every database kind. Adding a kind means adding its folder in
+ * lib/kinds (its index exports a DatabaseKind) and one line in lib/kinds/index.ts; no file
+ * outside lib/kinds branches on a kind's name (test/layers.test.ts greps for it).
  */
 export type KindName = 'mysql' | 'postgresql';
 
@@ -129,10 +130,86 @@ export interface KindContext {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * What says a server of a kind is installed here (`enabled: auto`, lib/dumps/installed.ts). Evidence, any one is enough.
+ */
+export interface InstallSigns {
+  readonly binaries: readonly string[];
+  /** Absolute paths of server binaries outside PATH (RHEL's /usr/libexec, PostgreSQL's version directories). */
+  readonly extraBinaries?: () => readonly string[];
+  readonly units: readonly string[];
+  /** System paths of data directories (placed under paths.root); a `*` segment matches any version directory. */
+  readonly dataDirs: readonly string[];
+}
+
+/**
+ * A server of ours that a kind loads dumps into as its superuser: verify's throwaway servers, the
+ * sandbox's. `target` is where a restore session reaches it; sql() runs a statement as the
+ * superuser (in `database`) and returns its rows, one a line, columns tab-separated.
+ */
+export interface ScratchServer {
+  readonly target: ServerTarget;
+  sql(statement: string, database?: string): Promise<string>;
+}
+
+/** verify's load of one dump into a throwaway server (DatabaseKind.verifyLoad). */
+export interface VerifyLoadInput {
+  /** The config verify runs with (restore.connections…); a kind whose session needs none of it may take the defaults. */
+  readonly loaded: LoadedConfig | undefined;
+  readonly log: Logger;
+  readonly server: ScratchServer;
+  /** The database as dumped (its manifest entry's name). */
+  readonly database: string;
+  readonly dump: DumpFile;
+  /** The run's server-wide export (users / globals) and its manifest entry's details, when the run has one. */
+  readonly accounts?: { readonly file: DumpFile; readonly details?: Readonly<Record<string, unknown>> };
+  /** What a failure to reach the server becomes (verify: "not proven bad", never "bad"). */
+  readonly unavailable: (err: unknown) => never;
+  readonly signal?: AbortSignal;
+}
+
+export interface VerifyLoadResult {
+  /** What the database holds once loaded, read with the dump-time inventory's query. */
+  readonly inventory: Inventory;
+  /** Accounts (roles) the load left on the server that differ from those recorded at dump time. */
+  readonly problems: readonly string[];
+  /** What could not be compared, and why. */
+  readonly notes: readonly string[];
+}
+
+/** How a kind's accounts are called in messages (restore db's report). */
+export interface AccountWords {
+  /** 'accounts' (MariaDB) or 'roles' (PostgreSQL). */
+  readonly accounts: string;
+  readonly account: string;
+  /** What they hold on a database: 'grants' or 'privileges'. */
+  readonly privileges: string;
+  /** What --accounts backup does to an account not in the backup: done, planned (dry run), and the state's name. */
+  readonly lock: { readonly done: string; readonly planned: string; readonly state: string };
+}
+
 export interface DatabaseKind {
   readonly name: KindName;
   /** What its server-wide export holds (MySQL users and grants, PostgreSQL roles): names a failure. */
   readonly serverWide: 'users' | 'globals';
+  readonly words: AccountWords;
+  /** What says a server of this kind is installed here (expected() with `enabled: auto`). */
+  readonly installSigns: InstallSigns;
+  /**
+   * The site that owns `database` as the server's files say (MariaDB: its data directory is a
+   * symlink into the site's shadow), for when the panel cannot say; undefined when they do not.
+   */
+  siteOnDisk?(loaded: LoadedConfig, database: string): string | undefined;
+  /**
+   * verify: load a dump into a throwaway server the way `restore db` loads it (the kind's
+   * RestoreSession, its accounts from the server-wide export first), compare the accounts with
+   * those recorded at dump time, read the inventory, then drop the database again.
+   */
+  verifyLoad(input: VerifyLoadInput): Promise<VerifyLoadResult>;
+  /** The sandbox's plain load (the kind's own client tool, no session): a dump into a new database `database`. */
+  scratchLoad(server: ScratchServer, dump: DumpFile, database: string, options?: ScratchLoadOptions): Promise<void>;
+  /** A checksum of every table's rows (the sandbox's proof that a load gave back what was dumped), keyed by table. */
+  checksums(server: ScratchServer, database: string): Promise<Record<string, string>>;
   /** The kind's database name filters (databases.<kind>.include / exclude). */
   nameGlobs(loaded: LoadedConfig): { readonly include: readonly string[]; readonly exclude: readonly string[] };
   /**
@@ -151,6 +228,12 @@ export interface DatabaseKind {
    * reach its server is an error that says where it tried.
    */
   openTarget(ctx: KindContext, target?: ServerTarget): Promise<RestoreSession>;
+}
+
+export interface ScratchLoadOptions {
+  /** PostgreSQL: skip GRANT/REVOKE (a throwaway server lacks the roles; verify compares objects and rows). */
+  readonly noPrivileges?: boolean;
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -180,7 +263,7 @@ export interface DumpFile {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
-/** What a restore of `database` under the name `into` may do to accounts (MariaDB: lib/dumps/mysql-accounts.ts). */
+/** What a restore of `database` under the name `into` may do to accounts (MariaDB: lib/kinds/mysql/accounts.ts). */
 export interface AccountsRequest {
   readonly database: string;
   readonly into: string;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessIdentity } from '../lock/lock.js';
 import type { LockWait } from '../model/kind.js';
-import { lockWaitText } from '../dumps/lock-wait-watch.js';
+import { lockWaitText } from '../kinds/mysql/index.js';
 
 /**
  * What a job is doing right now, in `<state.dir>/running.json`: written (atomically) by the job

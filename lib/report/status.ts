@@ -38,6 +38,8 @@ export interface StatusInput {
   readonly verify?: Omit<VerifyStatusInput, 'databases'>;
   /** MariaDB point-in-time: the binlog window (lib/binlog/window.ts); omitted: not shown. */
   readonly pitr?: Window;
+  /** An append-only repository: where its retention runs (engine/remote.ts hostSideRetention). */
+  readonly retention?: string;
 }
 
 export type Severity = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
@@ -145,6 +147,7 @@ export function computeStatus(input: StatusInput): StatusResult {
   }
   if (verify) details.push(...verify.details);
   details.push(...pitr.details);
+  if (input.retention) details.push(input.retention);
   if (input.scope && input.scope.on === false) {
     details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
   }
@@ -195,6 +198,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       busy: busy ? { at: busy.at, command: busy.command, job: busy.job ?? null, holder: busy.holder ?? null } : null,
       died: deadRun ? { since: deadRun.startedAt, pid: deadRun.process.pid, phase: deadRun.phase, command: deadRun.command } : null,
       restoreChainLength: chainLength ?? null,
+      ...(input.retention ? { retention: input.retention } : {}),
       scope: input.scope
         ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
         : null,

@@ -4,7 +4,7 @@ import { getEngine } from '../engine/index.js';
 import type { EngineContext, EngineName } from '../engine/types.js';
 import { RestoreError, UsageError } from '../errors.js';
 import { takeLock } from '../job/backup-job.js';
-import { ALL_KINDS } from '../job/dump-step.js';
+import { allKinds } from '../kinds/index.js';
 import type { Logger } from '../log.js';
 import { accountsEntry, dumpFile, findDatabaseEntry, proofOfFailure, replaceable, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
@@ -74,7 +74,7 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
     runId = run.runId;
     const entry = findDatabaseEntry(run, input.name, { kind: input.kind, site: input.site });
     const accounts = accountsEntry(run, entry.kind as KindName);
-    const servers = new TargetServers(ALL_KINDS, { loaded, log, signal }, input.target);
+    const servers = new TargetServers(allKinds, { loaded, log, signal }, input.target);
     try {
       // Refuse (or find the server down) before fetching the dump: asked again right before the load.
       const session = await servers.get(entry.kind as KindName);

@@ -19,7 +19,7 @@ import type { Writable } from 'node:stream';
  * directory (an abstract socket would let any local user connect first and read the dump).
  *
  * Each chunk handed out is a view of the one buffer, valid until the next one is asked for:
- * whoever keeps bytes longer copies them (mysql-load.ts's client sinks do).
+ * whoever keeps bytes longer copies them (kinds/mysql/load/parallel.ts's client sinks do).
  */
 export interface ChunkReader extends AsyncIterable<Buffer> {
   /** The next chunk (the one before is no longer valid), or undefined at the end of the output. */

@@ -22,8 +22,8 @@ export interface RunOptions {
   stderr?: 'pipe' | 'inherit';
   /** Exit code a failure maps to (engine failures differ from dump failures). */
   failureExitCode?: ExitCode;
-  /** Each line of stdout as it comes (a tool's progress, e.g. restic --json status), besides the captured whole. */
-  onStdoutLine?: (line: string) => void;
+  /** Sees stdout as it comes (a watchdog of the tool's progress); the whole output is still returned. */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -55,16 +55,8 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
     maxBuffer: 256 * 1024 * 1024,
   });
   track(child);
-  const onLine = options.onStdoutLine;
-  if (onLine && child.stdout) {
-    // A second reader of the same stream: execa still captures all of it for the result.
-    let rest = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      const lines = (rest + chunk.toString('utf8')).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) onLine(line);
-    });
-  }
+  const onStdout = options.onStdout;
+  if (onStdout) child.stdout?.on('data', (b: Buffer | string) => onStdout(b.toString()));
   const watch = new Watch(options, () => terminate(child));
   try {
     const result = await child;

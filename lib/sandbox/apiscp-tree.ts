@@ -37,7 +37,12 @@ export interface TreeInfo {
 /** Numeric ids only: ApisCP sites' users exist in the site's own passwd, not in the host's. */
 const WWW = 33; // www-data on Debian (apache on RHEL is 48): a user that exists here
 
-export async function buildApiscpTree(root: string, opts: { sites?: number } = {}): Promise<TreeInfo> {
+/**
+ * `uidBase`: site N's owner is uidBase + N. A test that gives those uids a name on this host (to run
+ * a process as the tenant) takes its own base: Bacula stores an ACL entry by name when the uid has
+ * one, so a name that comes and goes under another test's backup would change what that test gets back.
+ */
+export async function buildApiscpTree(root: string, opts: { sites?: number; uidBase?: number } = {}): Promise<TreeInfo> {
   const home = join(root, 'home/virtual');
   const included: string[] = [];
   const excluded: string[] = [];
@@ -60,7 +65,7 @@ export async function buildApiscpTree(root: string, opts: { sites?: number } = {
 
   for (let n = 1; n <= (opts.sites ?? 2); n++) {
     const id = `site${n}`;
-    const site: TreeSite = { id, domain: `example${n}.test`, admin: `admin${n}`, uid: 1000 + n };
+    const site: TreeSite = { id, domain: `example${n}.test`, admin: `admin${n}`, uid: (opts.uidBase ?? 1000) + n };
     sites.push(site);
     const s = join(home, id);
     const { uid } = site;

@@ -9,13 +9,16 @@ import { run } from '../run/run.js';
 import { cmd } from '../run/command.js';
 import { whichSystem } from '../run/which.js';
 import { osUser, type OsUser } from '../os-user.js';
+import type { ScratchServer, ServerTarget } from '../model/kind.js';
 
 /**
  * A throwaway MariaDB server for tests, the demo and benchmarks: own data directory, own socket,
  * no TCP, no option files read. Several can run at once (each gets a unique mkdtemp directory).
  */
-export interface MariadbServer {
+export interface MariadbServer extends ScratchServer {
   readonly socket: string;
+  /** Where a restore session reaches it: the socket, as root. */
+  readonly target: ServerTarget;
   readonly dataDir: string;
   readonly baseDir: string;
   readonly version: string;
@@ -251,6 +254,7 @@ export async function startMariadb(opts: StartMariadbOptions = {}): Promise<Mari
 
   return {
     socket,
+    target: { socket, user: 'root' },
     dataDir,
     baseDir,
     get version() {

@@ -3,14 +3,15 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, pgBinDirs } from '../dumps/pg-bin.js';
+import { findPgTool, pgBinDirs } from '../kinds/postgresql/index.js';
 import { osUser } from '../os-user.js';
+import type { ScratchServer } from '../model/kind.js';
 import { isExecutable } from '../run/which.js';
 import { MissingDependencyError, tail } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import { run } from '../run/run.js';
 
-export interface PostgresServer {
+export interface PostgresServer extends ScratchServer {
   readonly socketDir: string;
   readonly port: number;
   readonly dataDir: string;
@@ -151,7 +152,9 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     if (log.trim()) throw new Error(`PostgreSQL sandbox in ${baseDir} failed: ${(err as Error).message}\n${tail(log)}`, { cause: err });
     throw err;
   }
-  return { socketDir, port, dataDir, baseDir, version, binDir, sql, stop, start, destroy };
+  // Where a restore session (or the sandbox's pg_restore) reaches it: the socket directory, as postgres.
+  const target = { host: socketDir, port, user: 'postgres', bin_dir: binDir };
+  return { socketDir, port, target, dataDir, baseDir, version, binDir, sql, stop, start, destroy };
 }
 
 /**

@@ -4,7 +4,7 @@ import { BackupError, ConfigError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
-import type { ServerTarget } from '../model/kind.js';
+import type { KindName, ScratchServer, ServerTarget } from '../model/kind.js';
 import { ensureServiceUser, startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
 import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
 import { cmd, type Command } from '../run/command.js';
@@ -76,6 +76,28 @@ export class ThrowawayServers {
       throw new ConfigError(`verify.work_dir ${workDir}: cannot create the throwaway servers' directory there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, undefined, 'verify.work_dir');
     }
     chmodSync(this.dir, 0o755); // the postgres user must reach its data directory below
+  }
+
+  /**
+   * The throwaway server a dump of `kind` from a server of `serverVersion` loads into, as the
+   * kind's verifyLoad takes it (one object per server: the kind remembers what it held at first).
+   */
+  async serverFor(kind: KindName, serverVersion: string): Promise<ScratchServer> {
+    const start: Record<KindName, () => Promise<ScratchServer>> = {
+      mysql: async () => this.scratchOf(await this.mysqlFor(serverVersion), (server) => this.mysqlTarget(server)),
+      postgresql: async () => this.scratchOf(await this.postgresFor(serverVersion), (server) => server.target),
+    };
+    return start[kind]();
+  }
+
+  private readonly scratch = new WeakMap<object, ScratchServer>();
+  private scratchOf<S extends { sql(statement: string, database?: string): Promise<string> }>(server: S, target: (server: S) => ServerTarget): ScratchServer {
+    let s = this.scratch.get(server);
+    if (!s) {
+      s = { target: target(server), sql: (statement, database) => server.sql(statement, database) };
+      this.scratch.set(server, s);
+    }
+    return s;
   }
 
   /** A MariaDB/MySQL server of the dump server's flavour and major version. */

@@ -31,7 +31,7 @@ export function bin(name: string, alt?: string): string {
   return found;
 }
 
-/** The options our lib/dumps/mysql.ts passes, with the sandbox's socket instead of an option file. */
+/** The options our lib/kinds/mysql/kind.ts passes, with the sandbox's socket instead of an option file. */
 export function dumpArgs(socket: string, db: BenchDb): string[] {
   return [
     '--no-defaults',

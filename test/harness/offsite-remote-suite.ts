@@ -256,6 +256,13 @@ export function remoteEngineSuite(engine: 'borg' | 'restic'): void {
     });
 
     test('retention: the client never prunes the append-only remote; prune --print gives the backup host its line', async () => {
+      // list and status say where pruning happens (the backup host), naming the repository.
+      const url = (loaded.config[engine] as { repository: string }).repository;
+      const said = new RegExp(`^retention: ${engine}\\.append_only: this server never prunes ${url.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}; the backup host does \\(\`apiscp-backup prune --print\` gives its daily line\\)$`, 'm');
+      expect((await onServer(['list'])).stdout).toMatch(said);
+      expect((await onServer(['status'])).stdout).toMatch(said);
+      expect(JSON.parse((await onServer(['--json', 'list'])).stdout).retention).toMatch(said);
+      expect(JSON.parse((await onServer(['--json', 'status'])).stdout).retention).toMatch(said);
       const refused = await onServer(['prune']);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(/pruned on the backup host/);

@@ -82,7 +82,7 @@ export async function startOffsite(base: string): Promise<Offsite> {
     chmodSync(base, 0o755);
     const home = join(base, 'bkp-home');
     // '*': no password, but not locked (sshd without PAM refuses a locked account even with a key).
-    await run(cmd('useradd', ['-M', '-N', '-p', '*', '-d', home, '-s', '/bin/sh', name]));
+    await run(cmd('useradd', ['--system', '-M', '-N', '-p', '*', '-d', home, '-s', '/bin/sh', name]));
     const uid = Number((await run(cmd('id', ['-u', name]))).stdout.trim());
     const gid = Number((await run(cmd('id', ['-g', name]))).stdout.trim());
     const own = (d: string): string => (mkdirSync(d, { recursive: true, mode: 0o700 }), chownSync(d, uid, gid), d);

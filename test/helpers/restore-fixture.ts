@@ -34,7 +34,7 @@ export async function seedSiteDatabases(servers: Servers): Promise<void> {
     for (const db of site.mysql) await seedMysql(servers.mariadb, db, 20);
   }
   // A table of ~5 MiB of SQL: site2_db's dump is big enough for the restore map written beside it
-  // (mysql-dump-map.ts), so every engine's restore fetches and uses one.
+  // (load/dump-map.ts), so every engine's restore fetches and uses one.
   await servers.mariadb.sql(`USE ${qm('site2_db')}; CREATE TABLE ${qm('site2_db')}.bulk (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB; INSERT INTO ${qm('site2_db')}.bulk SELECT seq, REPEAT(MD5(seq), 8) FROM seq_1_to_20000;`);
   // A view with a DEFINER that only exists as long as the site's user does.
   await servers.mariadb.sql(`CREATE USER '${SITE2_USER}'@'localhost' IDENTIFIED BY 'pw'; GRANT ALL ON \`site2\\_db\`.* TO '${SITE2_USER}'@'localhost';
@@ -54,12 +54,12 @@ export async function siteFingerprints(servers: Servers, site: keyof typeof SITE
   return out;
 }
 
-export async function createRestoreFixture(base: string, engine: EngineName, servers: Servers): Promise<RestoreFixture> {
+export async function createRestoreFixture(base: string, engine: EngineName, servers: Servers, opts: { uidBase?: number } = {}): Promise<RestoreFixture> {
   const dir = join(base, engine);
   const root = join(dir, 'root');
   mkdirSync(dir, { recursive: true });
   chmodSync(base, 0o755);
-  const tree = await buildApiscpTree(root, { sites: 3 });
+  const tree = await buildApiscpTree(root, { sites: 3, uidBase: opts.uidBase });
   const engineConfig = await engineRepository(engine, dir, `restore pass '"$(x)`);
   const panelState = join(dir, 'panel.json');
   const sites = Object.fromEntries(

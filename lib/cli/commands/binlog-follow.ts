@@ -1,5 +1,5 @@
 import { follow } from '../../binlog/follower.js';
-import { mysqlKind, type MysqlSession } from '../../dumps/mysql.js';
+import { mysqlKind, type MysqlSession } from '../../kinds/mysql/index.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 

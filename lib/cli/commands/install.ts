@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { UsageError } from '../../errors.js';
 import { absoluteProgram } from './bacula-config.js';
 import type { EngineName } from '../../engine/types.js';
 import { install as installToolkit, uninstall as uninstallToolkit } from '../../install/install.js';
@@ -11,7 +12,10 @@ export function nightlyEntry(): string {
 }
 
 export default async function install(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
+  const tls = [opts.tlsDir, opts.client, opts.director];
+  if (tls.some((v) => v !== undefined) && !tls.every((v) => typeof v === 'string')) throw new UsageError('--tls-dir, --client and --director go together (the file daemon\'s TLS and PKI)');
   const result = await installToolkit({
+    baculaTls: typeof opts.tlsDir === 'string' ? { dir: resolve(opts.tlsDir), client: opts.client as string, director: opts.director as string } : undefined,
     root: ctx.options.root,
     config: ctx.options.config,
     engine: opts.engine as EngineName | undefined,

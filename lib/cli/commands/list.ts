@@ -1,4 +1,5 @@
 import { getEngine } from '../../engine/index.js';
+import { hostSideRetention } from '../../engine/remote.js';
 import type { BackupPoint } from '../../engine/types.js';
 import { sizeIn } from '../../report/status.js';
 import { restoreEngineContext } from '../../restore/restore-db.js';
@@ -24,7 +25,8 @@ export default async function list(ctx: CommandContext, opts: Record<string, unk
   if (engine.list) await engine.check(ectx);
   const backups = engine.list ? await engine.list(ectx, { client: opts.fromClient as string | undefined }) : [];
   if (ctx.options.json) {
-    ctx.out(JSON.stringify({ dumpsDir: ctx.loaded.paths.dumpsDir, local, engine: engine.name, backups }, null, 2));
+    const retention = hostSideRetention(ctx.loaded);
+    ctx.out(JSON.stringify({ dumpsDir: ctx.loaded.paths.dumpsDir, local, engine: engine.name, backups, ...(retention ? { retention } : {}) }, null, 2));
     return 0;
   }
   const lines = [`local runs in ${ctx.loaded.paths.dumpsDir}${local.length ? ' (`apiscp-backup list RUN` shows a run\'s databases)' : ': none'}`];
@@ -35,6 +37,8 @@ export default async function list(ctx: CommandContext, opts: Record<string, unk
   if (engine.list) {
     lines.push(`${engine.name} backups${opts.fromClient ? ` of ${String(opts.fromClient)}` : ' of this server'}${backups.length ? ' (restore chain = backups a restore replays)' : ': none'}`);
     for (const b of backups) lines.push(`  ${backupLine(b)}`);
+    const retention = hostSideRetention(ctx.loaded);
+    if (retention) lines.push(retention);
   } else {
     lines.push(`engine ${engine.name}: no backups of its own (restores use the local runs)`);
   }

@@ -1,4 +1,5 @@
 import type { KindName } from '../../model/kind.js';
+import { kindByName } from '../../kinds/index.js';
 import { describeProof, type DbRestoreResult } from '../../restore/database.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
@@ -66,24 +67,24 @@ export function fromRun(source: string, runId: string | undefined): string {
 /** What a restore did (or, dry run, would do) to accounts and how they differ from the backup's, indented by `pad`. */
 export function accountReportLines(r: DbRestoreResult, pad: string): string[] {
   const lines: string[] = [];
-  const pg = r.kind === 'postgresql';
-  const accounts = pg ? 'roles' : 'accounts';
+  const words = kindByName(r.kind).words;
+  const accounts = words.accounts;
   const would = (done: string, planned: string): string => (r.dryRun ? planned : done);
-  if (r.accountsCreated.length) lines.push(`${accounts} ${would('created', 'it would create')} from the backup's ${pg ? 'globals' : 'users'} export: ${r.accountsCreated.join(', ')}`);
+  if (r.accountsCreated.length) lines.push(`${accounts} ${would('created', 'it would create')} from the backup's ${kindByName(r.kind).serverWide} export: ${r.accountsCreated.join(', ')}`);
   const a = r.accounts;
   if (a) {
     if (a.plugins.length) lines.push(`authentication plugins ${would('loaded for them', 'it would load for them')}: ${a.plugins.join(', ')}`);
     if (a.granted.length) lines.push(`${would('granted', 'it would grant')} on '${r.into}': ${a.granted.join(', ')}`);
     if (a.changed.length) lines.push(`${accounts} ${would('made', 'it would make')} the backup's (--accounts backup): ${a.changed.join(', ')}`);
-    if (a.locked.length) lines.push(`${accounts} not in the backup, holding ${pg ? 'privileges' : 'grants'} only on '${r.into}', ${pg ? `${would('set', 'it would set')} NOLOGIN` : would('locked', 'it would lock')}: ${a.locked.join(', ')}`);
+    if (a.locked.length) lines.push(`${accounts} not in the backup, holding ${words.privileges} only on '${r.into}', ${would(words.lock.done, words.lock.planned)}: ${a.locked.join(', ')}`);
     for (const n of a.notes) lines.push(`note: ${n}`);
     if (a.drift.length) {
       const mode = r.accountsMode === 'backup' ? 'left as they are: --accounts backup does not change these' : 'left as they are; --accounts backup makes them the backup\'s';
       const left = r.dryRun ? `found now; ${r.accountsMode === 'backup' ? 'those not named above would be ' : 'they would be '}${mode}` : mode;
       lines.push(`${accounts} with privileges on '${r.into}' differ from the backup's (${left}):`);
       for (const d of a.drift) lines.push(`  ${d}`);
-    } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup${a.locked.length ? `, but for the ${pg ? 'NOLOGIN' : 'locked'} one(s) above` : ''}`);
-    if (!a.created.length && !a.granted.length && !a.changed.length && !a.locked.length && !a.plugins.length) lines.push(`no ${accounts === 'roles' ? 'role' : 'account'} ${would('was', 'would be')} created or changed`);
+    } else if (r.into === r.database) lines.push(`${accounts} with privileges on '${r.into}': as in the backup${a.locked.length ? `, but for the ${words.lock.state} one(s) above` : ''}`);
+    if (!a.created.length && !a.granted.length && !a.changed.length && !a.locked.length && !a.plugins.length) lines.push(`no ${words.account} ${would('was', 'would be')} created or changed`);
   }
   return lines.map((l) => pad + l);
 }
