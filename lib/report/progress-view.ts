@@ -36,6 +36,8 @@ interface InFlight {
 
 /** Redrawn this often while something runs (bytes grow between events). */
 const REDRAW_MS = 250;
+/** A command that is over sooner (an error found at once) shows no block: it would only flicker before its message. */
+const SHOW_AFTER_MS = 300;
 
 const mib = (n: number): string => sizeIn(n, 1024);
 const seconds = (ms: number): string => (ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);
@@ -211,6 +213,7 @@ export class TerminalProgress implements JobWatch {
     if (this.stopped) return;
     const c = this.colours;
     const now = Date.now();
+    if (now - this.startedAt < SHOW_AFTER_MS) return;
     const lines: string[] = [];
     if (this.currentPhase === 'verify') {
       lines.push(`${c.cyan(c.bold(this.title))} ${c.bold('verifying')}  ${this.done}/${this.total} dumps  ${c.dim(seconds(now - this.phaseStartedAt))}`);
