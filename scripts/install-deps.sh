@@ -21,6 +21,7 @@ packages=(
   openssh-server openssh-client     # offsite tests: the backup host's sshd (forced borg serve --append-only), the client's ssh
   rclone curl openssl               # offsite tests: rclone serve restic --append-only over TLS, raw REST requests, the test CA
   nftables                          # offsite fault tests: packet loss on the link (the kernel may lack sch_netem)
+  tmux                              # cli-progress tests: the progress display rendered in a real terminal (capture-pane)
 )
 # tc (iproute2) shapes the offsite tests' link with tbf; netem (loss/delay) needs the sch_netem kernel module,
 # which the development kernel lacks: loss is nftables (numgen random … drop), delay a relay in the namespace.

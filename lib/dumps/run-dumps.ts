@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
 import { tempNameFor, writeFileAtomic } from '../atomic-file.js';
@@ -35,11 +35,27 @@ export interface DumpPlanInput {
   /** The panel's own backup_dbs.php, when databases.method is apnscp or both. */
   readonly panelExport?: (signal?: AbortSignal) => Promise<ManifestEntry>;
   readonly onProgress?: (done: number, total: number, current: string) => void;
+  /** Each dump as it starts and ends, with the bytes it has written so far (the terminal's progress display). */
+  readonly onDump?: (event: DumpEvent) => void;
   /** A dump (`what`: "mysql 'db'") waits for a lock another session holds; undefined: it no longer waits. */
   readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
   /** Runs a backup is still reading (Bacula window): retention must not delete them. */
   readonly pinned?: ReadonlySet<string>;
 }
+
+/**
+ * The plan's size (how many dumps, how many at a time; the previous run's bytes and time for
+ * those it had), then each dump starting and ending, from the place that schedules them.
+ * `written()` is what the dump has produced so far: the bytes its tool has streamed (before
+ * compression, where the dump is checked while it streams), else the size of the file it is
+ * writing (its temporary name; a retry writes a new one). A compressor writes in bursts of
+ * megabytes, so the file alone would show a big dump standing still. `expectedBytes` and
+ * `expectedMs` are the same dump's size and time in the previous run (the display's time left).
+ */
+export type DumpEvent =
+  | { readonly type: 'plan'; readonly total: number; readonly slots: number; readonly expectedBytes?: number; readonly expectedMs?: number }
+  | { readonly type: 'start'; readonly what: string; readonly site: string; readonly expectedBytes?: number; readonly expectedMs?: number; readonly written: () => number | undefined }
+  | { readonly type: 'end'; readonly what: string; readonly site: string; readonly status: 'ok' | 'failed'; readonly bytes?: number; readonly durationMs: number };
 
 /**
  * plan → dumps: every database into its own file, `dumps.concurrency` at a time. Each dump is
@@ -76,18 +92,34 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     // run alone while the other slots idle. A slot is held while the database is being dumped;
     // verification and rename overlap the next dump (measured with npm run bench:dumps).
     const sizes = previousSizes(previous);
+    const times = previousTimes(previous);
+    const known = plan.items.map((i) => sizes.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object))).filter((n) => n !== undefined);
+    const knownMs = plan.items.map((i) => times.get(sizeKey(i.spec.kind, i.spec.database, i.spec.object))).filter((n) => n !== undefined);
+    const sum = (ns: number[]): number | undefined => (ns.length ? ns.reduce((a, b) => a + b, 0) : undefined);
+    input.onDump?.({ type: 'plan', total, slots: tuning.concurrency, expectedBytes: sum(known), expectedMs: sum(knownMs) });
     await pool(largestFirst(plan.items, sizes), tuning.concurrency, async (item, release) => {
       if (signal?.aborted) return;
       const what = `${item.spec.kind} ${item.spec.database ?? item.spec.object}`;
       input.onProgress?.(done, total, what);
       const small = (sizes.get(sizeKey(item.spec.kind, item.spec.database, item.spec.object)) ?? Infinity) <= SMALL_DUMP_BYTES;
       const named = `${item.spec.kind} ${item.spec.database === null ? item.spec.object : `'${item.spec.database}'`}`;
-      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, { onWait: (w) => input.onLockWait?.(named, w) }, signal, release), signal);
-      runDir.add(await dumpWithRetries(named, attempt, log, signal));
+      let tmp: string | undefined;
+      let streamed: number | undefined;
+      const how = { onWait: (w: LockWait | undefined) => input.onLockWait?.(named, w), onFile: (f: string) => void ((tmp = f), (streamed = undefined)), onStreamed: (n: number) => void (streamed = n) };
+      const key = sizeKey(item.spec.kind, item.spec.database, item.spec.object);
+      input.onDump?.({ type: 'start', what, site: item.site, expectedBytes: sizes.get(key), expectedMs: times.get(key), written: () => streamed ?? fileSize(tmp) });
+      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, how, signal, release), signal);
+      const entry = await dumpWithRetries(named, attempt, log, signal);
+      runDir.add(entry);
+      input.onDump?.({ type: 'end', what, site: item.site, status: entry.status, bytes: entry.bytes, durationMs: entry.durationMs });
       input.onProgress?.(++done, total, '');
     });
     if (input.panelExport && !signal?.aborted) {
-      runDir.add(await input.panelExport(signal));
+      const started = Date.now();
+      input.onDump?.({ type: 'start', what: 'panel backup_dbs.php', site: '_server', written: () => undefined });
+      const entry = await input.panelExport(signal);
+      runDir.add(entry);
+      input.onDump?.({ type: 'end', what: 'panel backup_dbs.php', site: '_server', status: entry.status, bytes: entry.bytes, durationMs: Date.now() - started });
       input.onProgress?.(++done, total, '');
     }
     if (signal?.aborted) throw abortReason(signal);
@@ -108,6 +140,16 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
     throw err;
   } finally {
     spawner?.close();
+  }
+}
+
+/** A dump's size so far; undefined before its file exists (or after its rename: the end event has the size). */
+function fileSize(file: string | undefined): number | undefined {
+  if (!file) return undefined;
+  try {
+    return statSync(file).size;
+  } catch {
+    return undefined;
   }
 }
 
@@ -178,7 +220,7 @@ async function dumpOne(
   small: boolean,
   timeoutMs: number,
   log: Logger,
-  how: { readonly onWait?: (wait: LockWait | undefined) => void },
+  how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void; readonly onStreamed?: (bytes: number) => void },
   signal?: AbortSignal,
   written?: () => void,
 ): Promise<Attempt> {
@@ -189,6 +231,7 @@ async function dumpOne(
   const file = join(work, rel);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = tempNameFor(file);
+  how.onFile?.(tmp);
   const applied: Compression = spec.compressible ? compression : 'none';
   const base: Omit<ManifestEntry, 'status' | 'durationMs'> = {
     kind: spec.kind,
@@ -223,6 +266,7 @@ async function dumpOne(
       after: 0,
       onData: (chunk: Buffer) => {
         streamed += chunk.length;
+        how.onStreamed?.(streamed);
         check.update(chunk);
       },
       pace,
@@ -322,6 +366,11 @@ function writeSidecar(file: string, rel: string, data: Buffer, fsync: boolean): 
 /** Compressed bytes of each dump of the newest complete run (empty on a first run or an unreadable manifest). */
 function previousSizes(previous: Manifest | undefined): Map<string, number> {
   return new Map((previous?.entries ?? []).filter((e) => e.bytes !== undefined).map((e) => [sizeKey(e.kind, e.database, e.object), e.bytes!]));
+}
+
+/** How long each dump of the newest complete run took (the display's time left). */
+function previousTimes(previous: Manifest | undefined): Map<string, number> {
+  return new Map((previous?.entries ?? []).filter((e) => e.status === 'ok').map((e) => [sizeKey(e.kind, e.database, e.object), e.durationMs]));
 }
 
 function sizeKey(kind: string, database: string | null, object: string): string {

@@ -79,21 +79,55 @@ export function resticExitMessage(code: number | undefined, stderr = ''): string
 /** restic's 3: the snapshot was made but some source files could not be read. */
 const RESTIC_EXIT = exitClasses({ warning: [3] });
 
-async function runRestic(ctx: EngineContext, action: string, args: string[], watch?: StallWatch): Promise<RunResult> {
+async function runRestic(ctx: EngineContext, action: string, args: string[], watch?: StallWatch, onStdout?: (chunk: string) => void): Promise<RunResult> {
   const repository = ctx.loaded.config.restic.repository;
   const explain = (code: number | undefined, stderr: string): string => resticExitMessage(code, stderr) + remoteContext(repository, stderr);
   const argv = [...resticTlsArgs(ctx.loaded), ...args];
   const signal = watch ? (ctx.signal ? AbortSignal.any([ctx.signal, watch.signal]) : watch.signal) : ctx.signal;
-  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal, exitClass: RESTIC_EXIT, onStdout: watch?.onStdout });
+  const seen = watch && onStdout ? (chunk: string) => (watch.onStdout(chunk), onStdout(chunk)) : (watch?.onStdout ?? onStdout);
+  return runEngineTool('restic', action, cmd(resolveTool('restic', 'restic', 'restic (EPEL)'), argv, { env: resticEnv(ctx.loaded) }), explain, { signal, exitClass: RESTIC_EXIT, onStdout: seen });
+}
+
+/** restic backup's status lines, as they come, to ctx.onProgress (the terminal's display); undefined when nobody shows them. */
+function statusLines(ctx: EngineContext): ((chunk: string) => void) | undefined {
+  const progress = ctx.onProgress;
+  if (!progress) return undefined;
+  let rest = '';
+  return (chunk) => {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      const text = resticStatusText(line);
+      if (text) progress(text);
+    }
+  };
+}
+
+/** A `restic backup --json` status line as one short line ("45% 1.20 MiB of 2.70 MiB, 12 of 40 files, about 31 s left"); undefined for any other line. */
+export function resticStatusText(line: string): string | undefined {
+  if (!line.includes('"status"')) return undefined;
+  try {
+    const j = JSON.parse(line) as { message_type?: string; percent_done?: number; total_files?: number; files_done?: number; total_bytes?: number; bytes_done?: number; seconds_remaining?: number };
+    if (j.message_type !== 'status') return undefined;
+    const mib = (n: number): string => `${(n / 1048576).toFixed(2)} MiB`;
+    const parts = [`${Math.floor((j.percent_done ?? 0) * 100)}%`];
+    if (j.total_bytes !== undefined) parts.push(`${mib(j.bytes_done ?? 0)} of ${mib(j.total_bytes)}`);
+    if (j.total_files !== undefined) parts.push(`${j.files_done ?? 0} of ${j.total_files} files`);
+    if (j.seconds_remaining) parts.push(`about ${j.seconds_remaining} s left`);
+    return parts.join(', ');
+  } catch {
+    return undefined; // a line cut short
+  }
 }
 
 /** restic backup, bounded by restic.stall_timeout when the repository is remote (./restic-stall.ts). */
 async function runResticBackup(ctx: EngineContext, args: string[]): Promise<RunResult> {
   const r = ctx.loaded.config.restic;
-  if (!isRemoteRepository(r.repository)) return runRestic(ctx, 'backup', args);
+  const lines = statusLines(ctx);
+  if (!isRemoteRepository(r.repository)) return runRestic(ctx, 'backup', args, undefined, lines);
   const watch = resticStallWatch(r.stall_timeout * 1000);
   try {
-    return await runRestic(ctx, 'backup', args, watch);
+    return await runRestic(ctx, 'backup', args, watch, lines);
   } catch (err) {
     if (!watch.stalled() || ctx.signal?.aborted) throw err;
     throw new EngineError(

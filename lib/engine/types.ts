@@ -15,6 +15,8 @@ export interface EngineContext {
   readonly excludes: readonly string[];
   /** Level asked for (Bacula passes %l); engines that decide themselves may ignore it. */
   readonly level?: BackupLevel;
+  /** The backup's own progress, one short line at a time, where the tool gives one (restic): the terminal's display. */
+  readonly onProgress?: (text: string) => void;
 }
 
 export interface EngineResult {

@@ -22,6 +22,8 @@ import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
 import { withPriority } from '../run/priority.js';
 import { ProgressFile } from './run-progress.js';
+import type { JobWatch } from '../report/progress-view.js';
+import type { DumpEvent } from '../dumps/run-dumps.js';
 import { clearDeadRun } from './takeover.js';
 
 export interface JobInput {
@@ -41,6 +43,10 @@ export interface JobInput {
   readonly onDumpProgress?: (done: number, total: number, current: string) => void;
   /** A dump waits for a lock (undefined: no longer): the progress file shows it. */
   readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
+  /** The terminal's progress display (the CLI on a TTY): told what the progress file is told, and each dump's start and end. */
+  readonly watch?: JobWatch;
+  /** Each dump's start and end (set by the job itself for `watch`). */
+  readonly onDump?: (event: DumpEvent) => void;
 }
 
 /** The two steps a job delegates: everything else (lock, hooks, record) is the job's own. */
@@ -92,12 +98,17 @@ async function startJob(input: JobInput, command: string): Promise<Started> {
   try {
     // Before our progress file replaces the dead run's: it names the dead run's pid and phase.
     const died = await clearDeadRun(input.loaded, input.log, lock);
-    const progress = new ProgressFile(input.loaded, input.log, { command, trigger: input.trigger, engine: input.engine });
+    const progress = new ProgressFile(input.loaded, input.log, { command, trigger: input.trigger, engine: input.engine }, input.watch);
     return {
       lock,
       progress,
       died,
-      input: { ...input, onDumpProgress: (done, total, current) => progress.dumps(done, total, current), onLockWait: (what, wait) => progress.lockWait(what, wait) },
+      input: {
+        ...input,
+        onDumpProgress: (done, total, current) => progress.dumps(done, total, current),
+        onLockWait: (what, wait) => progress.lockWait(what, wait),
+        onDump: input.watch && ((event) => input.watch?.dump(event)),
+      },
       end: async () => {
         progress.end();
         await lock.release();
@@ -136,7 +147,8 @@ function withWarning(state: RunState, w: Warning | undefined): RunState {
 
 export async function engineContext(input: JobInput): Promise<EngineContext> {
   const { sources, excludes } = await expandBackupPaths(input.loaded.paths);
-  return { loaded: input.loaded, log: input.log, signal: input.signal, sources, excludes, level: input.level };
+  const watch = input.watch;
+  return { loaded: input.loaded, log: input.log, signal: input.signal, sources, excludes, level: input.level, ...(watch ? { onProgress: (text: string) => watch.engine(text) } : {}) };
 }
 
 /**

@@ -2,14 +2,13 @@ import type { LoadedConfig } from '../config/load.js';
 import type { LockWait } from '../model/kind.js';
 import { runPanelExports } from '../dumps/apnscp.js';
 import { allKinds } from '../kinds/index.js';
-import { dumpPlan, type DumpPlanInput } from '../dumps/run-dumps.js';
+import { dumpPlan, type DumpEvent, type DumpPlanInput } from '../dumps/run-dumps.js';
 import type { CompletedRun } from '../dumps/run-directory.js';
 import { runOwnerExports, type OwnerExportsOutcome } from '../dumps/owner-exports.js';
 import { openPanel } from '../panel/cpcmd.js';
 import type { DatabaseKind } from '../model/kind.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
-import { ProgressLine } from '../report/progress.js';
 import { withPriority } from '../run/priority.js';
 import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
@@ -25,6 +24,8 @@ export interface DumpStepInput {
   readonly onDumpProgress?: (done: number, total: number, current: string) => void;
   /** A dump waits for a lock (undefined: no longer): the job's progress file. */
   readonly onLockWait?: (what: string, wait: LockWait | undefined) => void;
+  /** Each dump's start and end: the terminal's progress display. */
+  readonly onDump?: (event: DumpEvent) => void;
 }
 
 /** Every database kind we know (the registry is lib/kinds/index.ts). */
@@ -56,28 +57,21 @@ async function ourDumps(input: DumpStepInput): Promise<CompletedRun> {
       ? undefined
       : async (s?: AbortSignal) => (await runPanelExports(loaded, { signal: s, log })).entry;
   const siteOf = method === 'apnscp' ? () => undefined : await buildSiteLookup(loaded, log, signal);
-  const progress = input.interactive ? new ProgressLine(process.stderr) : undefined;
-  try {
-    // Our dump tools and compressors at the configured priority (they inherit it from us).
-    return await withPriority(loaded.config.priority, log, () =>
-      planAndDump({
-        loaded,
-        log,
-        signal,
-        kinds,
-        siteOf,
-        panelExport,
-        pinned: new Set(readPins(loaded).map((p) => p.runId)),
-        onProgress: (done, total, current) => {
-          progress?.update(done, total, current);
-          input.onDumpProgress?.(done, total, current);
-        },
-        onLockWait: input.onLockWait,
-      }),
-    );
-  } finally {
-    progress?.done();
-  }
+  // Our dump tools and compressors at the configured priority (they inherit it from us).
+  return withPriority(loaded.config.priority, log, () =>
+    planAndDump({
+      loaded,
+      log,
+      signal,
+      kinds,
+      siteOf,
+      panelExport,
+      pinned: new Set(readPins(loaded).map((p) => p.runId)),
+      onProgress: input.onDumpProgress,
+      onDump: input.onDump,
+      onLockWait: input.onLockWait,
+    }),
+  );
 }
 
 /** plan → dumps: the sessions the plan opened are closed here, whatever the dumps did. */

@@ -7,6 +7,7 @@ import { atLastResort } from '../last-resort.js';
 import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { runProgressFile, type RunProgress } from '../report/run-progress.js';
+import type { JobWatch } from '../report/progress-view.js';
 import { liveGroups } from '../run/process-group.js';
 import type { LockWait } from '../model/kind.js';
 
@@ -22,7 +23,8 @@ export class ProgressFile {
   private lastWrite = 0;
   private readonly forget: () => void;
 
-  constructor(private readonly loaded: LoadedConfig, private readonly log: Logger, info: { command: string; trigger: string; engine: string }) {
+  /** `watch`: the terminal's display (CLI on a TTY), told the same phases and counts as the file. */
+  constructor(private readonly loaded: LoadedConfig, private readonly log: Logger, info: { command: string; trigger: string; engine: string }, private readonly watch?: JobWatch) {
     const now = new Date().toISOString();
     this.state = { version: 1, process: thisProcess(), ...info, startedAt: now, updatedAt: now, phase: 'starting' };
     this.forget = atLastResort(() => rmSync(this.file, { force: true }));
@@ -66,12 +68,14 @@ export class ProgressFile {
 
   phase(phase: string): void {
     if (this.ended) return;
+    this.watch?.phase(phase);
     this.state = { ...this.state, phase };
     this.write();
   }
 
   /** From the dumps' onProgress: throttled, except the last one. */
   dumps(done: number, total: number, current: string): void {
+    this.watch?.dumps(done, total);
     this.state = { ...this.state, phase: 'dumps', dumps: { done, total, current: current || undefined, bytes: this.state.dumps?.bytes } };
     const wait = MIN_INTERVAL_MS - (Date.now() - this.lastWrite);
     if (wait <= 0 || done >= total) {

@@ -28,6 +28,8 @@ export interface DbRestoreOptions {
   readonly grants?: boolean;
   /** --accounts backup: the accounts with privileges on the database become the backup's (default 'keep'). */
   readonly accounts?: 'keep' | 'backup';
+  /** Each step as it begins ('loading mysql 'shop''): the terminal's progress display. */
+  readonly onStep?: (text: string) => void;
 }
 
 export interface DbRestoreResult {
@@ -126,6 +128,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
     const why = err instanceof Error ? err.message : String(err);
     throw new RestoreError(`${kind} restore of '${into}' failed before anything was loaded: ${why}; '${into}' was not touched${before === 'missing' ? ' (it was not created)' : ''}`, { kind, database: into }, { cause: err });
   }
+  if (before === 'non-empty') opts.onStep?.(`safety dump of ${kind} '${into}' (its current content)`);
   const safetyDump = before === 'non-empty' ? await safetyDumpOf(loaded, session, into, signal) : undefined;
   if (safetyDump) {
     // The first look inside the safety dump too (PostgreSQL refuses a dump whose rows its own
@@ -158,7 +161,9 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   }
   try {
     await session.createDatabase(into, dump, signal);
+    opts.onStep?.(`loading ${kind} '${into}'${entry.bytes !== undefined ? ` (dump ${(entry.bytes / 1048576).toFixed(1)} MiB)` : ''}`);
     await session.load(into, dump, signal);
+    opts.onStep?.(`comparing ${kind} '${into}' with the backup's inventory`);
     // Proven before the accounts' grants and changes (afterLoad), which the rollback would not undo.
     proof = await prove(session, entry, into, log, signal);
     report = await work?.afterLoad();

@@ -35,6 +35,8 @@ export interface RestoreDbInput {
   readonly fromClient?: string;
   /** Another server to load into (verification loads into a throwaway one). */
   readonly target?: ServerTarget;
+  /** Each step as it begins: the terminal's progress display. */
+  readonly onStep?: (text: string) => void;
 }
 
 export interface RestoreDbOutcome extends DbRestoreResult {
@@ -59,6 +61,7 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
   let from: string | undefined;
   let runId: string | undefined;
   try {
+    input.onStep?.('finding the backup');
     const source = await resolveSource(loaded, engine, ctx, {
       from: input.from,
       allowLocal: true,
@@ -78,8 +81,9 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
       await replaceable(session, entry.kind as KindName, input.into ?? entry.database!, input.force, signal);
       // The dump's map is read beside its sha256 check; used only once the check has passed.
       const readAhead = input.dryRun ? undefined : () => session.prefetch?.(dumpFile(run, entry), signal);
+      input.onStep?.(`${source.type === 'engine' ? `fetching from ${from}` : 'checking'} the dump of ${entry.kind} '${entry.database}'`);
       await stageDumps(loaded, engine, ctx, source, staging, run, accounts ? [entry, accounts] : [entry], readAhead);
-      const result = await restoreDatabase(loaded, log, servers, run, entry, { into: input.into, force: input.force, dryRun: input.dryRun, grants: input.grants, accounts: input.accounts }, signal);
+      const result = await restoreDatabase(loaded, log, servers, run, entry, { into: input.into, force: input.force, dryRun: input.dryRun, grants: input.grants, accounts: input.accounts, onStep: input.onStep }, signal);
       recordRestore(loaded, log, {
         command: 'restore db',
         what: `${result.kind} '${result.database}'${result.into !== result.database ? ` into '${result.into}'` : ''}`,

@@ -51,6 +51,8 @@ export interface SiteRestoreInput {
   readonly accounts?: 'keep' | 'backup';
   /** --grants: refused (it copies grants to an --into name; a site's databases keep their names). */
   readonly grants?: boolean;
+  /** Each step as it begins: the terminal's progress display. */
+  readonly onStep?: (text: string) => void;
 }
 
 export interface PartPlan {
@@ -131,6 +133,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   let runId: string | undefined;
   const done: string[] = [];
   try {
+    input.onStep?.('finding the backup');
     const source = await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient });
     from = describeSource(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
@@ -139,6 +142,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // One fetch: the files, duplicity's ACL sidecar, and the run `latest` points at.
       const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
       const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
+      input.onStep?.(`fetching ${site}'s files from ${from}`);
       await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
       if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
     }
@@ -148,6 +152,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     if (run && dbEntries.length) {
       const kinds = [...new Set(dbEntries.map((e) => e.kind as KindName))];
       const accounts = kinds.map((k) => accountsEntry(run, k)).filter((e) => e !== undefined);
+      input.onStep?.(`${source.type === 'engine' ? `fetching from ${from}` : 'checking'} ${dbEntries.length} database dump(s)`);
       await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts]);
     }
 
@@ -161,6 +166,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     }
 
     // Compare.
+    if (input.files) input.onStep?.(`comparing ${site}'s files with the backup`);
     const { excludes } = await expandBackupPaths(loaded.paths);
     const plans: PartPlan[] = [];
     const raws = new Map<PartPlan, RawPlan>();
@@ -232,6 +238,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
         done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
         const back = [...r.missing, ...r.changed].sort();
+        input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
         await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
         done.push(`${plan.part}: ${back.length} put back`);
         if (await restoreContexts(jail, back, staging.dir)) selinux = true;
@@ -245,7 +252,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       try {
         for (const e of dbEntries) {
           // --in-place on a site is the admin's "put it back": databases are replaced, after a safety dump.
-          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false, accounts: input.accounts }, signal);
+          const result = await restoreDatabase(loaded, log, servers, run, e, { force: true, dryRun: false, accounts: input.accounts, onStep: input.onStep }, signal);
           results.push({ kind: e.kind, database: e.database!, before: result.before, result });
           done.push(`${e.kind} '${e.database}' restored`);
         }

@@ -25,6 +25,8 @@ export interface VerifyInput {
   readonly sample: number | 'all';
   readonly trigger: 'manual' | 'nightly';
   readonly onDatabase?: (result: DatabaseVerification) => void;
+  /** A dump's check begins (`index` of `total`): the terminal's progress display. */
+  readonly onStart?: (entry: ManifestEntry, index: number, total: number) => void;
 }
 
 export interface VerifyResult {
@@ -53,8 +55,9 @@ export async function verifyRun(input: VerifyInput): Promise<VerifyResult> {
   let bytes = 0;
   let servers: ThrowawayServers | undefined;
   try {
-    for (const entry of chosen) {
+    for (const [index, entry] of chosen.entries()) {
       if (signal?.aborted) throw signal.reason;
+      input.onStart?.(entry, index, chosen.length);
       if (entry.object === 'database') servers ??= new ThrowawayServers(loaded.config.verify.work_dir, log, loaded);
       const result = await verifyEntry(entry, dir, runId, servers, signal);
       bytes += entry.bytes ?? 0;

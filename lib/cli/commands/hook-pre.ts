@@ -7,6 +7,7 @@ import { ExitCode } from '../../exit-codes.js';
 import { runLastResort } from '../../last-resort.js';
 import { killAll, terminateAll, waitForChildren } from '../../run/process-group.js';
 import type { CommandContext } from '../context.js';
+import { withProgress } from '../progress/watch.js';
 import { engineOf, finish, jobOf } from './outcome.js';
 
 /** As after a signal (lib/cli/context.ts): children get this long after SIGTERM, the whole unwind this long. */
@@ -40,14 +41,18 @@ export default async function hookPre(ctx: CommandContext, opts: Record<string, 
   const watch = engine === 'bacula' ? watchBaculaCancel({ jobId: job?.id, log: ctx.log, onCancel }) : undefined;
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(limit), cancelled.signal]);
   try {
-    const outcome = await hookPreBackup({
-      ...ctx,
-      signal,
-      engine,
-      trigger: 'hook',
-      level: opts.level as BackupLevel | undefined,
-      job,
-    });
+    // Run by hand on a terminal it shows its dumps like `dump` (Bacula's RunScript has no terminal: nothing).
+    const outcome = await withProgress(ctx, 'hook pre-backup', undefined, (watch) =>
+      hookPreBackup({
+        ...ctx,
+        signal,
+        engine,
+        trigger: 'hook',
+        level: opts.level as BackupLevel | undefined,
+        job,
+        watch,
+      }),
+    );
     return finish(ctx, outcome);
   } catch (err) {
     if (!cancelled.signal.aborted) throw err;

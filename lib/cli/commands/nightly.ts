@@ -12,6 +12,7 @@ import { ExitCode } from '../../exit-codes.js';
 import { warningsHeadline } from '../../warnings.js';
 import type { CommandContext } from '../context.js';
 import { finish } from './outcome.js';
+import { withProgress } from '../progress/watch.js';
 
 /**
  * The cron.daily entry. Engines we drive (duplicity, restic, borg, none) run the whole job here,
@@ -24,7 +25,7 @@ export default async function nightly(ctx: CommandContext): Promise<number> {
   const engine = getEngine(ctx.loaded.config.engine);
   requireRunnable(ctx.loaded, engine.name);
   if (engine.drivesBackup || engine.name === 'none') {
-    const run = await runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false });
+    const run = await withProgress(ctx, 'nightly', engine.name, (watch) => runJob({ ...ctx, engine: engine.name, trigger: 'cron', ping: false, watch }));
     const verified: NightlyVerify = isSuccessfulRun(run.state) ? await nightlyVerify(ctx) : {};
     // Dumps it could not check are warnings of tonight's run (status, cron summary, metrics).
     const outcome = { ...run, state: addRunWarnings(ctx.loaded, ctx.log, run.state, verifyWarnings(verified)) };

@@ -3,6 +3,7 @@ import { kindByName } from '../../kinds/index.js';
 import { describeProof, type DbRestoreResult } from '../../restore/database.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
+import { withProgress } from '../progress/watch.js';
 import { restoreBase } from './outcome.js';
 import { unknownDatabase } from '../find-database.js';
 import { UsageError } from '../../errors.js';
@@ -20,8 +21,10 @@ function serverTarget(opts: Record<string, unknown>): ServerTarget | undefined {
 export default async function restoreDbCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   // Point in time (issue 29): its own path, lib/cli/commands/binlog-restore.ts.
   if (opts.at !== undefined || opts.beforeEvent !== undefined) return (await import('./binlog-restore.js')).restoreAt(ctx, opts, args[0]!);
-  const r = await restoreDb({
+  const started = Date.now();
+  const r = await withProgress(ctx, 'restore db', undefined, (watch) => restoreDb({
     ...restoreBase(ctx, opts),
+    onStep: watch && ((text) => watch.step(text)),
     name: args[0]!,
     kind: opts.kind as KindName | undefined,
     site: opts.site as string | undefined,
@@ -30,7 +33,7 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
     grants: Boolean(opts.grants),
     accounts: opts.accounts as 'keep' | 'backup' | undefined,
     target: serverTarget(opts),
-  }).catch((err: unknown) => {
+  })).catch((err: unknown) => {
     throw unknownDatabase(ctx.loaded, args[0]!, err);
   });
   if (ctx.options.json) {
@@ -46,7 +49,9 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
     ctx.out(lines.join('\n'));
     return 0;
   }
-  const lines = [`restored ${target} from ${from}${r.before === 'non-empty' ? ' (replaced)' : ''}`];
+  // On a terminal the first line is the summary: what, from where, how long.
+  const took = ctx.interactive ? ` in ${((Date.now() - started) / 1000).toFixed(1)} s` : '';
+  const lines = [`restored ${target} from ${from}${r.before === 'non-empty' ? ' (replaced)' : ''}${took}`];
   if (r.proof) lines.push(`  ${describeProof(r.proof)}`);
   lines.push(...accountReportLines(r, '  '));
   if (r.safetyDump) lines.push(`  safety dump of the previous content (kept; load it to undo): ${r.safetyDump}`);

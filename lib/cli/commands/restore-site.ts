@@ -1,6 +1,7 @@
 import { restoreSite, type SiteRestoreOutcome } from '../../restore/site.js';
 import { UsageError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
+import { withProgress } from '../progress/watch.js';
 import { restoreBase } from './outcome.js';
 import { accountReportLines, fromRun } from './restore-db.js';
 import { describeProof } from '../../restore/database.js';
@@ -12,8 +13,9 @@ function list(label: string, items: readonly string[]): string[] {
   return [`    ${label.padEnd(8)} ${String(items.length).padStart(5)}  ${items.slice(0, SHOW).map((i) => JSON.stringify(i).slice(1, -1)).join(', ')}${items.length > SHOW ? `, … (${items.length - SHOW} more)` : ''}`];
 }
 
-export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
-  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}:`];
+/** `tookMs`: on a terminal, how long it took, in the first line (the summary). */
+export function describeOutcome(o: SiteRestoreOutcome, what: string, tookMs?: number): string {
+  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}${tookMs !== undefined ? ` (${(tookMs / 1000).toFixed(1)} s)` : ''}:`];
   if (o.target) {
     lines.push(`  copied into ${o.target} (nothing in the live site was touched)`);
     return lines.join('\n');
@@ -36,7 +38,8 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string): string {
 
 export async function restoreSiteCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   if (opts.files && opts.databases) throw new UsageError('--files and --databases: give one of them, or neither for both');
-  const o = await restoreSite({
+  const started = Date.now();
+  const o = await withProgress(ctx, 'restore site', undefined, (watch) => restoreSite({
     ...restoreBase(ctx, opts),
     site: args[0]!,
     files: !opts.databases,
@@ -46,16 +49,19 @@ export async function restoreSiteCommand(ctx: CommandContext, opts: Record<strin
     target: opts.target as string | undefined,
     accounts: opts.accounts as 'keep' | 'backup' | undefined,
     grants: Boolean(opts.grants),
-  });
-  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site'));
+    onStep: watch && ((text) => watch.step(text)),
+  }));
+  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site', ctx.interactive ? Date.now() - started : undefined));
   return 0;
 }
 
 export async function restoreFilesCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
   const [site, ...paths] = args;
   if (!opts.inPlace && !opts.target) throw new UsageError('restore files: say where: --target DIR (a copy) or --in-place (back into the site)');
-  const o = await restoreSite({
+  const started = Date.now();
+  const o = await withProgress(ctx, 'restore files', undefined, (watch) => restoreSite({
     ...restoreBase(ctx, opts),
+    onStep: watch && ((text) => watch.step(text)),
     site: site!,
     paths,
     files: true,
@@ -63,7 +69,7 @@ export async function restoreFilesCommand(ctx: CommandContext, opts: Record<stri
     inPlace: Boolean(opts.inPlace),
     exact: false,
     target: opts.target as string | undefined,
-  });
-  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore files of'));
+  }));
+  ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore files of', ctx.interactive ? Date.now() - started : undefined));
   return 0;
 }

@@ -3,9 +3,12 @@ import { runJob } from '../../job/backup-job.js';
 import type { CommandContext } from '../context.js';
 import { engineOf, finish } from './outcome.js';
 import { printDryRun } from '../run-report.js';
+import { withProgress } from '../progress/watch.js';
 
 export default async function run(ctx: CommandContext, opts: Record<string, unknown>): Promise<number> {
   requireRunnable(ctx.loaded, engineOf(ctx, opts));
   if (opts.dryRun) return printDryRun(ctx, engineOf(ctx, opts), 'run');
-  return finish(ctx, await runJob({ ...ctx, engine: engineOf(ctx, opts), trigger: 'run' }), { stats: Boolean(opts.stats) });
+  const engine = engineOf(ctx, opts);
+  const outcome = await withProgress(ctx, 'run', engine, (watch) => runJob({ ...ctx, engine, trigger: 'run', watch }));
+  return finish(ctx, outcome, { stats: Boolean(opts.stats) });
 }
