@@ -110,7 +110,8 @@ export async function guessRunPaths(loaded: LoadedConfig, point: BackupPoint, si
   const free = await freeBytes(staging.dir);
   if (free !== undefined && need > free) return [join(dumps, run.runId, MANIFEST)];
   const files = [MANIFEST, ...(own.length ? [site] : []), ...accounts.flatMap((e) => [e.path!, ...(e.map ? [e.map.path] : [])])];
-  return files.map((f) => join(dumps, run.runId, f));
+  // Names from a manifest here select what comes out of the backup: only inside that run's directory.
+  return files.filter((f) => !f.startsWith('/') && !f.split('/').includes('..')).map((f) => join(dumps, run.runId, f));
 }
 
 /** How long after a backup point started its dumps may have been made (a Bacula job runs them in its pre-backup hook). */
