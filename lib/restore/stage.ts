@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { BackupPoint, Engine, EngineContext } from '../engine/types.js';
-import { listRuns } from '../dumps/retention.js';
+import { listRuns, type StoredRun } from '../dumps/retention.js';
 import { BackupError, RestoreError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkPrivateParent, makePrivateDir } from '../private-dir.js';
@@ -97,10 +97,15 @@ function exists(path: string): boolean {
  * own `latest`, manifest and sha256s, and a wrong guess costs one more fetch (stageRun, stageDumps).
  */
 export async function guessRunPaths(loaded: LoadedConfig, point: BackupPoint, site: string, staging: Staging): Promise<string[]> {
-  const dumps = loaded.paths.dumpsDir;
   const until = Date.parse(point.time) + GUESS_GRACE_MS;
-  const run = listRuns(dumps).find((r) => r.status !== 'unreadable' && Date.parse(runTime(r.runId)) <= until);
-  if (!run?.manifest) return [];
+  const run = listRuns(loaded.paths.dumpsDir).find((r) => r.status !== 'unreadable' && Date.parse(runTime(r.runId)) <= until);
+  return run ? runSitePaths(loaded, run, site, staging) : [];
+}
+
+/** A local run's manifest, the site's directory of dumps and the accounts exports of its kinds, as paths in the backup. */
+async function runSitePaths(loaded: LoadedConfig, run: StoredRun, site: string, staging: Staging): Promise<string[]> {
+  if (!run.manifest) return [];
+  const dumps = loaded.paths.dumpsDir;
   const entries = run.manifest.entries.filter((e) => e.status === 'ok' && e.path);
   const own = entries.filter((e) => e.object === 'database' && e.site === site);
   const kinds = new Set(own.map((e) => e.kind));
@@ -118,7 +123,7 @@ export async function guessRunPaths(loaded: LoadedConfig, point: BackupPoint, si
 const GUESS_GRACE_MS = 6 * 3600_000;
 
 /** The dumps run a source holds: a local run as it is, or the backup's `latest` run, fetched. */
-export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined): Promise<StagedRun> {
+export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, site?: string): Promise<StagedRun> {
   if (source.type === 'local') {
     // A local run is read where it lies: dumps.dir must be root's alone, or whoever can write it
     // could plant a manifest and dumps that match it (a dump is SQL fed to a client as root).
@@ -133,7 +138,13 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
   if (!exists(staging.dir + join(dumps, LATEST))) await fetchPaths(engine, ctx, source, staging, [join(dumps, LATEST)]);
   const runId = readlinkSync(staging.dir + join(dumps, LATEST));
   if (!/^[\w.-]+$/.test(runId)) throw new RestoreError(`${describeSource(source)}: ${join(dumps, LATEST)} points at ${JSON.stringify(runId)}, not a run`);
-  if (!exists(staging.dir + join(dumps, runId, MANIFEST))) await fetchPaths(engine, ctx, source, staging, [join(dumps, runId, MANIFEST)]);
+  const manifestPath = join(dumps, runId, MANIFEST);
+  if (!exists(staging.dir + manifestPath)) {
+    // The guess was wrong (or there was none): the site's dumps of that run come with its manifest when dumps.dir here still has the run.
+    const local = site ? listRuns(dumps).find((r) => r.runId === runId) : undefined;
+    const more = local && site ? (await runSitePaths(loaded, local, site, staging)).filter((p) => p !== manifestPath) : [];
+    await fetchPaths(engine, ctx, source, staging, [manifestPath], more);
+  }
   const dir = staging.dir + join(dumps, runId);
   const manifest = readManifest(dir);
   if (!manifest) throw new RestoreError(`${describeSource(source)}: the manifest of run ${runId} cannot be read`);
