@@ -122,7 +122,8 @@ try {
     siteMb = grown.bytes / MB;
     siteFiles = grown.files;
     // The site's database: the data directory's symlink into the site says whose it is (no panel).
-    await server.sql(`CREATE DATABASE IF NOT EXISTS site2_wp; CREATE TABLE IF NOT EXISTS site2_wp.posts (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB; INSERT IGNORE INTO site2_wp.posts SELECT seq, REPEAT(MD5(seq), 16) FROM seq_1_to_40000;`);
+    await server.sql('CREATE DATABASE IF NOT EXISTS site2_wp');
+    await server.sql('CREATE TABLE IF NOT EXISTS posts (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB; INSERT IGNORE INTO posts SELECT seq, REPEAT(MD5(seq), 16) FROM seq_1_to_40000;', 'site2_wp');
     mkdirSync(join(root, 'var/lib/mysql'), { recursive: true });
     symlinkSync('/home/virtual/site2/shadow/var/lib/mysql/site2_wp', join(root, 'var/lib/mysql/site2_wp'));
     const config = join(dir, 'config.json');
