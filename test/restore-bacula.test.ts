@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
-import { assertBuilt, CLI, mysqlFingerprint, NODE, rmrf, stopServers } from './helpers/e2e.js';
+import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, rmrf, stopServers } from './helpers/e2e.js';
 import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import { cmd } from '../lib/run/command.js';
 import { exitClasses } from '../lib/run/exit-status.js';
 import { run } from '../lib/run/run.js';
+import { toolLog } from './helpers/tool-log.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, type RestoreFixture } from './helpers/restore-fixture.js';
 
 // Restores through a real Bacula director: `list` reads our job's backups from the catalog with
@@ -112,9 +113,14 @@ describe('Bacula: restore files and restore site', () => {
     for (const gone of ['index.html', 'logo.bin', 'deep/removed.txt']) rmSync(join(html, gone));
     writeFileSync(join(html, 'shell.php'), '<?php');
     await servers.mariadb.sql('DROP DATABASE site2_db');
-    const r = await f.cli(['restore', 'site', 'site2', '--in-place', '--exact']);
+    // Every bconsole run logged with the commands it read (test/helpers/tool-log.ts): one restore job for everything.
+    const tools = toolLog(base, ['bconsole'], f.env.PATH);
+    const r = await cli(['--config', f.config, 'restore', 'site', 'site2', '--in-place', '--exact'], { env: { ...f.env, PATH: tools.path } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/restore chain 3/);
+    const jobs = tools.calls().filter((c) => c.input.some((l) => l.startsWith('restore jobid=')));
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.input.filter((l) => l.startsWith('mark '))).toEqual(expect.arrayContaining(['mark "shadow"', 'mark "info"', 'mark "latest"', 'mark "manifest.json"', 'mark "site2"']));
     expect(Object.fromEntries(await snapshotTree(f.root, site2))).toEqual(Object.fromEntries(before2));
     expect(Object.fromEntries(await snapshotTree(f.root, rels(/^home\/virtual\/site[13]\//)))).toEqual(Object.fromEntries(beforeOthers));
     expect(existsSync(join(html, 'shell.php'))).toBe(false);

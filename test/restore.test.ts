@@ -11,6 +11,7 @@ import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
 import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, pgFingerprint, rmrf, stopServers } from './helpers/e2e.js';
 import { startServers, type Servers } from '../lib/sandbox/servers.js';
 import { mountSiteOverlay } from './helpers/overlay.js';
+import { toolLog } from './helpers/tool-log.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, SITE2_ROLE, SITE2_USER, type RestoreFixture } from './helpers/restore-fixture.js';
 
 // `list` and `restore db` through the BUILT CLI for every engine, against real servers and real
@@ -154,6 +155,48 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
       expect(r.stderr).toMatch(/cannot restore into postgresql: the target server is not reachable/);
     } finally {
       await servers.postgres.start();
+    }
+  });
+
+  // Counted from the tools' own argv (test/helpers/tool-log.ts), not from timings: restic and borg
+  // take every path in one restore/extract; duplicity 0.8.22 takes one path per run, each once.
+  if (engine !== 'none') test(`restore site --target: one ${engine} fetch brings the files, latest and the site's dumps; from the older backup (a wrong guess of its run) the older run's dumps`, async () => {
+    const tool = engine === 'borg' ? 'borg' : engine;
+    const extraction = engine === 'borg' ? 'extract' : 'restore';
+    const siteRun = async (from?: string): Promise<{ manifest: Manifest; calls: string[][] }> => {
+      const tools = toolLog(base, [tool], f.env.PATH);
+      const target = mkdtempSync(join(base, `site-target-${engine}-`));
+      const r = await cli(['--config', f.config, 'restore', 'site', 'site2', '--target', target, ...(from ? ['--from', from] : [])], { env: { ...f.env, PATH: tools.path } });
+      expect(r.code, r.stderr).toBe(0);
+      expect(existsSync(join(target, 'site2/shadow/var/www/html/index.html'))).toBe(true);
+      expect(existsSync(join(target, 'site2/info'))).toBe(true);
+      const manifest = JSON.parse(readFileSync(join(target, 'site2/dumps/manifest.json'), 'utf8')) as Manifest;
+      for (const e of manifest.entries.filter((x) => x.site === 'site2' && x.object === 'database')) expect(existsSync(join(target, 'site2/dumps', e.path!)), e.path).toBe(true);
+      return { manifest, calls: tools.calls().filter((c) => c.tool === tool && c.argv.includes(extraction)).map((c) => c.argv) };
+    };
+    const dumps = f.loaded.paths.dumpsDir.replace(/^\/+/, '');
+    const newest = await siteRun();
+    expect(newest.manifest.runId).toBe(listed.local[0]!.runId);
+    if (engine === 'duplicity') {
+      const restored = newest.calls.map((a) => a[a.indexOf('--file-to-restore') + 1]!);
+      expect(new Set(restored).size).toBe(restored.length); // nothing fetched twice
+      const run = `${dumps}/${listed.local[0]!.runId}`;
+      const home = f.tree.home.replace(/^\/+/, '');
+      expect(restored.slice(0, 6)).toEqual([`${home}/site2/shadow`, `${home}/site2/info`, expect.stringMatching(new RegExp(`^${dumps}/[^/]+$`)), `${dumps}/latest`, `${run}/manifest.json`, `${run}/site2`]);
+      // Then the accounts exports (users, globals) of the site's kinds, and nothing else.
+      expect(restored.length).toBeGreaterThanOrEqual(8);
+      for (const p of restored.slice(6)) expect(p).toMatch(new RegExp(`^${run}/_server/(mysql|postgresql)-(users|globals)\\.`));
+    } else {
+      expect(newest.calls).toHaveLength(1);
+    }
+    // The older backup: the guess (the newest local run) is wrong, the backup's own `latest` wins,
+    // and that run's manifest and dumps come in one more fetch.
+    const older = await siteRun(listed.backups[1]!.id);
+    expect(older.manifest.runId).toBe(listed.local[1]!.runId);
+    if (engine !== 'duplicity') expect(older.calls).toHaveLength(2);
+    else {
+      const restored = older.calls.map((a) => a[a.indexOf('--file-to-restore') + 1]!);
+      expect(new Set(restored).size).toBe(restored.length);
     }
   });
 

@@ -1,11 +1,11 @@
-import { mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { EngineError, MissingDependencyError, RestoreError } from '../errors.js';
 import { cmd } from '../run/command.js';
 import { run } from '../run/run.js';
 import { whichSystem } from '../run/which.js';
-import type { BackupLevel, BackupPoint, EngineContext, FetchRequest, ListOptions } from './types.js';
+import { requestedPaths, type BackupLevel, type BackupPoint, type EngineContext, type FetchRequest, type ListOptions } from './types.js';
 
 /**
  * Bacula's list and restore go through the director, with bconsole (a Console with access to
@@ -106,7 +106,11 @@ export async function baculaFetch(ctx: EngineContext, request: FetchRequest): Pr
   const lines = [
     `restore jobid=${ids} client=${q(point.client ?? b.client)} restoreclient=${q(b.client)} where=${q(into)}${b.restore_job ? ` restorejob=${q(b.restore_job)}` : ''}`,
   ];
-  const selected = request.paths.map((p) => catalogPath(ctx.loaded, p));
+  // Every path marked in one restore job. An optional path the catalog lacks fails its `cd`
+  // (bconsole stays in the previous directory), so optional paths come last, after the required
+  // ones whose directories they share (dumps.dir), where their names mark nothing else.
+  const paths = requestedPaths(request);
+  const selected = paths.map((p) => catalogPath(ctx.loaded, p));
   for (const p of selected) lines.push(`cd ${q(dirname(p) === '/' ? '/' : dirname(p) + '/')}`, `mark ${q(p.slice(p.lastIndexOf('/') + 1))}`);
   lines.push('done', 'yes');
   const out = await bconsole(ctx, lines);
@@ -129,9 +133,9 @@ export async function baculaFetch(ctx: EngineContext, request: FetchRequest): Pr
     );
   }
   // Stripped paths were restored where the catalog has them: move them to where they belong.
-  request.paths.forEach((p, i) => {
+  paths.forEach((p, i) => {
     const got = into + selected[i];
-    if (selected[i] !== p) {
+    if (selected[i] !== p && existsSync(got)) {
       mkdirSync(dirname(into + p), { recursive: true, mode: 0o700 });
       renameSync(got, join(into, p));
     }

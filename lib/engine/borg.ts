@@ -8,7 +8,7 @@ import { run, type RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { borgRsh, remoteContext, isRemoteRepository } from './remote.js';
 import { runEngineTool } from './run-tool.js';
-import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { keepArgs, requestedPaths, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * borg 1.2 keeps ACLs, xattrs and (with --numeric-ids) the numeric owners ApisCP needs: site
@@ -193,6 +193,8 @@ export const borgEngine: Engine = {
     return parseBorgList((await runBorg(ctx, 'list', borgListArgs(options?.client))).stdout);
   },
   async fetch(ctx, request) {
-    await runBorg(ctx, 'extract', borgFetchArgs(ctx.loaded, request.point.id, request.paths), request.into);
+    // One extract for every path (borg reads the archive's item list once); a pattern that matches
+    // nothing is borg's warning (exit 1), and fetchPaths checks that the required paths came.
+    await runBorg(ctx, 'extract', borgFetchArgs(ctx.loaded, request.point.id, requestedPaths(request)), request.into);
   },
 };

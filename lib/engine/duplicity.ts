@@ -1,12 +1,12 @@
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { ConfigError, MissingDependencyError } from '../errors.js';
+import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../run/command.js';
 import type { RunResult } from '../run/run.js';
 import { resolveTool, whichSystem } from '../run/which.js';
 import { runEngineTool } from './run-tool.js';
-import type { BackupLevel, BackupPoint, Engine, EngineContext, EngineResult } from './types.js';
+import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * Duplicity 0.8.22 backs up ONE source directory. We give it `/` and select with include/exclude
@@ -158,11 +158,18 @@ export const duplicityEngine: Engine = {
     return parseCollectionStatus((await runDuplicity(ctx, 'collection-status', duplicityStatusArgs(ctx.loaded))).stdout);
   },
   async fetch(ctx, request) {
-    // One path per run: --file-to-restore takes one. The destination must not exist yet.
-    for (const p of request.paths) {
+    // One path per run: --file-to-restore takes one, and 0.8.22 ignores --include/--exclude on
+    // restore ("currently work only when backing up"). The destination must not exist yet.
+    const optional = new Set(request.optional ?? []);
+    for (const p of requestedPaths(request)) {
       const dest = request.into + p;
       await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-      await runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest));
+      try {
+        await runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest));
+      } catch (err) {
+        // 19: "not found in archive - no files restored" (duplicity/log.py), for a path that may be missing.
+        if (!(optional.has(p) && err instanceof EngineError && err.context.exitCode === 19)) throw err;
+      }
     }
   },
 };

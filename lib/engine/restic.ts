@@ -8,7 +8,7 @@ import { resolveTool, whichSystem } from '../run/which.js';
 import { isRemoteRepository, remoteContext, remoteLabel, resticTlsArgs } from './remote.js';
 import { resticStallWatch, type StallWatch } from './restic-stall.js';
 import { runEngineTool } from './run-tool.js';
-import { keepArgs, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { keepArgs, requestedPaths, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 
 /**
  * restic 0.14 keeps ACLs (as system.posix_acl_* xattrs) and user.* xattrs when run as root.
@@ -215,6 +215,7 @@ export const resticEngine: Engine = {
     return parseResticSnapshots(r.stdout);
   },
   async fetch(ctx, request) {
-    await runRestic(ctx, 'restore', [...resticFetchArgs(request.point.id, request.paths, request.into), ...ctx.loaded.config.restic.extra_args]);
+    // One restore for every path: a path the snapshot lacks restores nothing (fetchPaths checks the required ones).
+    await runRestic(ctx, 'restore', [...resticFetchArgs(request.point.id, requestedPaths(request), request.into), ...ctx.loaded.config.restic.extra_args]);
   },
 };

@@ -58,7 +58,12 @@ export interface Engine {
   restore?(ctx: EngineContext, target: string): Promise<void>;
   /** This server's backups (or `client`'s: another server's, for a migration), newest first. */
   list?(ctx: EngineContext, options?: ListOptions): Promise<BackupPoint[]>;
-  /** Only `paths` of one backup into a staging directory: never the whole backup. */
+  /**
+   * Only `paths` (and those of `optional` the backup has) of one backup into a staging directory,
+   * never the whole backup, in as few runs of the tool as it allows: restic, borg and Bacula take
+   * every path in one extraction (one restore, one extract, one restore job); duplicity 0.8
+   * restores one path per run (its --include/--exclude are ignored on restore).
+   */
   fetch?(ctx: EngineContext, request: FetchRequest): Promise<void>;
 }
 
@@ -97,6 +102,16 @@ export interface FetchRequest {
   readonly paths: readonly string[];
   /** An empty staging directory: each path lands at `into` + path, owners, modes, ACLs and xattrs kept. */
   readonly into: string;
+  /**
+   * Paths the backup may lack, fetched in the same extraction when it has them: a missing one is
+   * no error (what a restore guessed it would need next, lib/restore/stage.ts).
+   */
+  readonly optional?: readonly string[];
+}
+
+/** Every path a request names, required first. */
+export function requestedPaths(request: FetchRequest): string[] {
+  return [...request.paths, ...(request.optional ?? [])];
 }
 
 /** `--keep-last N --keep-daily N …` for restic forget and borg prune (zero counts left out). */

@@ -21,7 +21,7 @@ import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource } from './source.js';
 import { pinDir } from './pinned.js';
-import { fetchPaths, openStaging, stageDumps, stageRun } from './stage.js';
+import { fetchPaths, guessRunPaths, openStaging, stageDumps, stageRun } from './stage.js';
 import { copyToTarget } from './target.js';
 import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
@@ -138,15 +138,17 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     from = describeSource(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
     const wanted = input.paths ? input.paths.map((p) => join(home, 'shadow', sitePath(p))) : parts.map((p) => join(home, p));
-    if (input.files) {
-      // One fetch: the files, duplicity's ACL sidecar, and the run `latest` points at.
-      const sidecar = engine.keepsAcls ? [] : [join(loaded.paths.dumpsDir, sidecarFileName())];
-      const latest = input.databases && source.type === 'engine' ? [join(loaded.paths.dumpsDir, LATEST)] : [];
-      input.onStep?.(`fetching ${site}'s files from ${from}`);
-      await fetchPaths(engine, ctx, source, staging, [...wanted, ...sidecar, ...latest]);
-      if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
+    const sidecar = input.files && !engine.keepsAcls ? [join(loaded.paths.dumpsDir, sidecarFileName())] : [];
+    if (source.type === 'engine' && (input.files || input.databases)) {
+      // One extraction: the files, duplicity's ACL sidecar, `latest`, and what the run it most
+      // likely points at holds for this site (stageRun and stageDumps fetch only what a wrong guess missed).
+      const latest = input.databases ? [join(loaded.paths.dumpsDir, LATEST)] : [];
+      const guessed = input.databases && !input.paths ? await guessRunPaths(loaded, source.point, site, staging) : [];
+      input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${from}`);
+      await fetchPaths(engine, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
     }
-    const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined) : undefined;
+    if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
+    const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
     runId = run?.runId;
     const dbEntries = run ? run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.site === site && e.path) : [];
     if (run && dbEntries.length) {

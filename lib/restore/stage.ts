@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { LATEST, MANIFEST } from '../dumps/layout.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
-import type { Engine, EngineContext } from '../engine/types.js';
+import type { BackupPoint, Engine, EngineContext } from '../engine/types.js';
+import { listRuns, type StoredRun } from '../dumps/retention.js';
 import { BackupError, RestoreError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkPrivateParent, makePrivateDir } from '../private-dir.js';
 import { bytes } from '../report/status.js';
 import { hashFile } from '../run/pipeline.js';
-import { describeSource, readManifest, type RestoreSource } from './source.js';
+import { describeSource, readManifest, runTime, type RestoreSource } from './source.js';
 
 /**
  * Step 2: fetch from the engine into a private staging directory (0700, under
@@ -55,11 +56,14 @@ export interface StagedRun {
   readonly manifest: Manifest;
 }
 
-/** Fetch `paths` and turn a full staging disk or a missing path into a clear RestoreError. */
-export async function fetchPaths(engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging, paths: readonly string[]): Promise<void> {
+/**
+ * Fetch `paths` (and whichever of `optional` the backup has) in one call of the engine, and turn
+ * a full staging disk or a missing required path into a clear RestoreError.
+ */
+export async function fetchPaths(engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging, paths: readonly string[], optional: readonly string[] = []): Promise<void> {
   if (source.type !== 'engine' || !engine.fetch) throw new RestoreError(`engine ${engine.name} cannot fetch files: restore them with the software that backs them up`);
   try {
-    await engine.fetch(ctx, { point: source.point, paths, into: staging.dir });
+    await engine.fetch(ctx, { point: source.point, paths, into: staging.dir, ...(optional.length ? { optional } : {}) });
   } catch (err) {
     const text = err instanceof BackupError ? `${err.message} ${JSON.stringify(err.context)}` : String(err);
     if (isNoSpace(err) || /no space left on device|ENOSPC|disk quota exceeded|EDQUOT/i.test(text)) {
@@ -84,8 +88,42 @@ function exists(path: string): boolean {
   }
 }
 
+/**
+ * What a site restore will need from the run a backup's `latest` points at, named before that
+ * link is read, so that one extraction brings it with the site's files: the run dumps.dir here
+ * holds that was newest when the backup was made (dumps run right before it; Bacula's job starts
+ * first, hence the grace), its manifest, the site's directory of dumps and the kinds' accounts
+ * exports. Only names come from here: the content is the backup's, checked against the backup's
+ * own `latest`, manifest and sha256s, and a wrong guess costs one more fetch (stageRun, stageDumps).
+ */
+export async function guessRunPaths(loaded: LoadedConfig, point: BackupPoint, site: string, staging: Staging): Promise<string[]> {
+  const until = Date.parse(point.time) + GUESS_GRACE_MS;
+  const run = listRuns(loaded.paths.dumpsDir).find((r) => r.status !== 'unreadable' && Date.parse(runTime(r.runId)) <= until);
+  return run ? runSitePaths(loaded, run, site, staging) : [];
+}
+
+/** A local run's manifest, the site's directory of dumps and the accounts exports of its kinds, as paths in the backup. */
+async function runSitePaths(loaded: LoadedConfig, run: StoredRun, site: string, staging: Staging): Promise<string[]> {
+  if (!run.manifest) return [];
+  const dumps = loaded.paths.dumpsDir;
+  const entries = run.manifest.entries.filter((e) => e.status === 'ok' && e.path);
+  const own = entries.filter((e) => e.object === 'database' && e.site === site);
+  const kinds = new Set(own.map((e) => e.kind));
+  const accounts = entries.filter((e) => (e.object === 'users' || e.object === 'globals') && kinds.has(e.kind));
+  // Dumps that would not fit are left to stageDumps, which refuses them before fetching, with the sizes.
+  const need = [...own, ...accounts].reduce((n, e) => n + (e.bytes ?? 0) + (e.map?.bytes ?? 0), 0);
+  const free = await freeBytes(staging.dir);
+  if (free !== undefined && need > free) return [join(dumps, run.runId, MANIFEST)];
+  const files = [MANIFEST, ...(own.length ? [site] : []), ...accounts.flatMap((e) => [e.path!, ...(e.map ? [e.map.path] : [])])];
+  // Names from a manifest here select what comes out of the backup: only inside that run's directory.
+  return files.filter((f) => !f.startsWith('/') && !f.split('/').includes('..')).map((f) => join(dumps, run.runId, f));
+}
+
+/** How long after a backup point started its dumps may have been made (a Bacula job runs them in its pre-backup hook). */
+const GUESS_GRACE_MS = 6 * 3600_000;
+
 /** The dumps run a source holds: a local run as it is, or the backup's `latest` run, fetched. */
-export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined): Promise<StagedRun> {
+export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, site?: string): Promise<StagedRun> {
   if (source.type === 'local') {
     // A local run is read where it lies: dumps.dir must be root's alone, or whoever can write it
     // could plant a manifest and dumps that match it (a dump is SQL fed to a client as root).
@@ -96,11 +134,17 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
   }
   if (!staging) throw new Error('stageRun: an engine source needs a staging directory');
   const dumps = loaded.paths.dumpsDir;
-  // A site restore fetches `latest` together with the files (one engine run fewer).
+  // A site restore fetches `latest` together with the files, and its run's manifest when it guessed the run right.
   if (!exists(staging.dir + join(dumps, LATEST))) await fetchPaths(engine, ctx, source, staging, [join(dumps, LATEST)]);
   const runId = readlinkSync(staging.dir + join(dumps, LATEST));
   if (!/^[\w.-]+$/.test(runId)) throw new RestoreError(`${describeSource(source)}: ${join(dumps, LATEST)} points at ${JSON.stringify(runId)}, not a run`);
-  await fetchPaths(engine, ctx, source, staging, [join(dumps, runId, MANIFEST)]);
+  const manifestPath = join(dumps, runId, MANIFEST);
+  if (!exists(staging.dir + manifestPath)) {
+    // The guess was wrong (or there was none): the site's dumps of that run come with its manifest when dumps.dir here still has the run.
+    const local = site ? listRuns(dumps).find((r) => r.runId === runId) : undefined;
+    const more = local && site ? (await runSitePaths(loaded, local, site, staging)).filter((p) => p !== manifestPath) : [];
+    await fetchPaths(engine, ctx, source, staging, [manifestPath], more);
+  }
   const dir = staging.dir + join(dumps, runId);
   const manifest = readManifest(dir);
   if (!manifest) throw new RestoreError(`${describeSource(source)}: the manifest of run ${runId} cannot be read`);
@@ -114,12 +158,13 @@ export async function stageRun(loaded: LoadedConfig, engine: Engine, ctx: Engine
 export async function stageDumps(loaded: LoadedConfig, engine: Engine, ctx: EngineContext, source: RestoreSource, staging: Staging | undefined, run: StagedRun, entries: readonly ManifestEntry[], fetched?: () => void): Promise<void> {
   const wanted = entries.filter((e) => e.path);
   if (source.type === 'engine' && staging) {
-    const need = wanted.reduce((n, e) => n + (e.bytes ?? 0) + (e.map?.bytes ?? 0), 0);
-    const free = await freeBytes(staging.dir);
-    if (free !== undefined && need > free) throw noSpace(staging.parent, `the dumps need ${bytes(need)}, ${bytes(free)} free`);
     // A dump's map (written beside it at dump time) comes with it: the restore reads it instead of the whole dump.
-    const files = wanted.flatMap((e) => (e.map ? [e.path!, e.map.path] : [e.path!]));
-    const toFetch = files.filter((f) => !existsSync(join(run.dir, f)));
+    // What a site restore's first extraction brought is not fetched (nor counted) again.
+    const sizes = new Map(wanted.flatMap((e) => [[e.path!, e.bytes ?? 0] as const, ...(e.map ? [[e.map.path, e.map.bytes ?? 0] as const] : [])]));
+    const toFetch = [...sizes.keys()].filter((f) => !existsSync(join(run.dir, f)));
+    const need = toFetch.reduce((n, f) => n + sizes.get(f)!, 0);
+    const free = toFetch.length ? await freeBytes(staging.dir) : undefined;
+    if (free !== undefined && need > free) throw noSpace(staging.parent, `the dumps need ${bytes(need)}, ${bytes(free)} free`);
     if (toFetch.length) await fetchPaths(engine, ctx, source, staging, toFetch.map((f) => join(loaded.paths.dumpsDir, run.runId, f)));
   }
   for (const e of wanted) if (!existsSync(join(run.dir, e.path!))) throw new RestoreError(`${join(run.dir, e.path!)} is missing (run ${run.runId})`);
