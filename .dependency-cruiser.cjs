@@ -1,11 +1,11 @@
 // Import rules for lib/ (docs/architecture.md, "Layers"), checked by test/layers.test.ts with
 // dependency-cruiser: no cycles anywhere; a module imports only from layers below its own (units
 // of one layer do not import each other; the files directly in lib/ are the foundation and may use
-// each other); only lib/run starts processes.
+// each other); only lib/proc starts processes.
 
 /** Lowest first. A folder of lib/ that is in no layer is an error too. */
 const LAYERS = [
-  ['run'],
+  ['proc'],
   ['config'],
   ['model'],
   ['lock', 'panel'],
@@ -15,7 +15,7 @@ const LAYERS = [
   ['binlog'],
   ['engine'],
   ['report'],
-  ['sandbox'],
+  ['throwaway'],
   ['verify'],
   ['job', 'install', 'fleet'],
   ['demo', 'restore'],
@@ -54,10 +54,10 @@ module.exports = {
       to: {},
     },
     {
-      name: 'only-run-spawns',
-      comment: 'only lib/run starts processes (node:child_process, execa, zx)',
+      name: 'only-proc-spawns',
+      comment: 'only lib/proc starts processes (node:child_process, execa, zx)',
       severity: 'error',
-      from: { path: '^lib/', pathNot: '^lib/run/' },
+      from: { path: '^lib/', pathNot: '^lib/proc/' },
       to: { path: '^(node:)?child_process$|(^|/)node_modules/(execa|zx)/' },
     },
     {
@@ -83,16 +83,16 @@ module.exports = {
     },
     {
       name: 'one-spawn-site',
-      comment: 'inside lib/run, child.ts alone spawns (process-group.ts only names the ChildProcess type): the primitives start processes one way',
+      comment: 'inside lib/proc, child.ts alone spawns (process-group.ts only names the ChildProcess type): the primitives start processes one way',
       severity: 'error',
-      from: { path: '^lib/run/', pathNot: '^lib/run/(child|process-group)\\.[jt]s$' },
+      from: { path: '^lib/proc/', pathNot: '^lib/proc/(child|process-group)\\.[jt]s$' },
       to: { path: '^(node:)?child_process$|(^|/)node_modules/zx/' },
     },
     {
       name: 'one-execa-site',
-      comment: 'inside lib/run, run.ts alone uses execa (run a command, capture its output)',
+      comment: 'inside lib/proc, run.ts alone uses execa (run a command, capture its output)',
       severity: 'error',
-      from: { path: '^lib/run/', pathNot: '^lib/run/run\\.[jt]s$' },
+      from: { path: '^lib/proc/', pathNot: '^lib/proc/run\\.[jt]s$' },
       to: { path: '(^|/)node_modules/execa/' },
     },
     ...layerRules,

@@ -16,8 +16,8 @@ export default defineConfig({
       'test/pins.test.ts',
       'test/run-directory.test.ts',
       'test/engine/bacula-restore-log.test.ts',
-      // lib/run's primitives: real processes (sh, sleep, gzip), no server, no build.
-      'test/run/**/*.test.ts',
+      // lib/proc's primitives: real processes (sh, sleep, gzip), no server, no build.
+      'test/proc/**/*.test.ts',
     ],
     pool: 'forks',
     reporters: ['default'],

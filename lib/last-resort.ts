@@ -3,7 +3,7 @@
  * signal's deadline passed with the job still unwinding. Each is synchronous (the process exits
  * right after) and idempotent; whoever registers one unregisters it once it cleaned up itself.
  * Releasing the lock, removing a secret directory or an unfinished run directory are here; the
- * children are killed by lib/run/process-group.ts.
+ * children are killed by lib/proc/process-group.ts.
  */
 const cleanups = new Set<() => void>();
 

@@ -2,7 +2,7 @@
 // `npm run bench:pg-pitr [-- --mb N --wal-mb N --keep]`.
 // PostgreSQL's WAL is per cluster, so one database's moment means the whole cluster's base
 // backup, its WAL archive replayed into a throwaway server up to the moment, then pg_dump of that
-// database from it. A throwaway cluster (lib/sandbox; fsync off as there, full_page_writes on as
+// database from it. A throwaway cluster (lib/throwaway; fsync off as there, full_page_writes on as
 // on a real server: the WAL's volume depends on it) with archive_mode on, a `sites` database of
 // --mb (pgbench's tables; default 1000) and a small `shop` (the one restored), then:
 //   base       pg_basebackup -X stream -c fast (the nightly part)
@@ -21,9 +21,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findPgTool } from '../lib/kinds/postgresql/bin.js';
 import { osUser } from '../lib/os-user.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { startPostgres, type PostgresServer } from '../lib/sandbox/postgres.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { startPostgres, type PostgresServer } from '../lib/throwaway/postgres.js';
 
 const { values: flags } = parseArgs({
   options: {

@@ -17,11 +17,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../lib/model/manifest.js';
-import { startChild, type StartedChild } from '../lib/run/child.js';
-import { cmd } from '../lib/run/command.js';
-import { pipeToFile } from '../lib/run/pipeline.js';
-import { run } from '../lib/run/run.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { startChild, type StartedChild } from '../lib/proc/child.js';
+import { cmd } from '../lib/proc/command.js';
+import { pipeToFile } from '../lib/proc/pipeline.js';
+import { run } from '../lib/proc/run.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 import { bigDatabase, generate } from './bench/generate.js';
 import { bin, writeConfig } from './bench/measure.js';
 

@@ -1,5 +1,5 @@
 // Restore benchmark: `npm run bench:restore [-- --mb N --files N --repeat N --engines restic,borg,duplicity --keep]`.
-// One ApisCP tree whose site2 is a few hundred MB in thousands of files (lib/sandbox/apiscp-tree.ts
+// One ApisCP tree whose site2 is a few hundred MB in thousands of files (lib/demo/apiscp-tree.ts
 // for the shape: owners without passwd entries, ACLs, xattrs, a whiteout; then PHP-like text, media
 // and a few large files), one MariaDB database of the site, `apiscp-backup run` per engine; then
 // on that same snapshot, alternating, `restore site site2 --target DIR` (ours: everything a site
@@ -20,10 +20,10 @@ import { borgEnv } from '../lib/engine/borg.js';
 import { duplicityCommonArgs } from '../lib/engine/duplicity.js';
 import { resticEnv } from '../lib/engine/restic.js';
 import type { EngineName } from '../lib/engine/types.js';
-import { cmd, type Command } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { buildApiscpTree } from '../lib/sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { cmd, type Command } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { buildApiscpTree } from '../lib/demo/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, 'apiscp-backup.js');

@@ -12,9 +12,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../lib/model/manifest.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 import { bigDatabase, generate, planDatabases } from './bench/generate.js';
 import { writeConfig } from './bench/measure.js';
 

@@ -5,10 +5,10 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { addinHookCommands, renderAddinBaseConf } from '../lib/engine/bacula-addin.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { buildApiscpTree } from '../lib/sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { buildApiscpTree } from '../lib/demo/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 import { startBacula, stockDirectorConfig, testDirectorConfig, type BaculaHarness } from './harness/bacula.js';
 import { cli, NODE, rmrf } from './helpers/e2e.js';
 

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { baculaEngine, baculaHookCommands, renderBaculaConfig, type BaculaConfigOptions } from '../lib/engine/bacula.js';
 import { pathGlobSource } from '../lib/plan/glob.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 import { buildJob, prepareCatalog, startBacula, stockDirectorConfig, testDirectorConfig, type BaculaHarness } from './harness/bacula.js';
 
 // Stands where node goes in the fragment; the "entry" argument is its state dir (see the script).

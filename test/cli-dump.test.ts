@@ -14,8 +14,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../lib/model/manifest.js';
 import type { RunState } from '../lib/report/run-state.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
-import type { Servers } from '../lib/sandbox/servers.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = TWO_SITES;

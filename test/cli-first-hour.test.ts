@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { CLI, EXPORT_SCOPE, REPO, sandboxPool, TWO_SITES, type Sandbox } from './helpers/sandbox.js';
 
 const pool = sandboxPool({ sites: TWO_SITES });
@@ -215,8 +215,8 @@ describe('finding things', () => {
   });
 
   it('restore db --socket / --host --port: into another MariaDB and PostgreSQL server, same content as the original', async () => {
-    const { startMariadb } = await import('../lib/sandbox/mariadb.js');
-    const { startPostgres } = await import('../lib/sandbox/postgres.js');
+    const { startMariadb } = await import('../lib/throwaway/mariadb.js');
+    const { startPostgres } = await import('../lib/throwaway/postgres.js');
     const [my2, pg2] = await Promise.all([startMariadb(), startPostgres()]);
     try {
       const my = await sb.cli(['restore', 'db', 'b_shop', '--socket', my2.socket]);

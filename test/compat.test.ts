@@ -2,10 +2,10 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlin
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { snapshotTree } from '../lib/demo/apiscp-tree.js';
+import { startServers, type Servers } from '../lib/throwaway/servers.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 import { assertBuilt, cli, mysqlFingerprint, pgFingerprint, REPO, stopServers, writeConfig, type CliResult } from './helpers/e2e.js';
 import { COMPAT_ROOT, SITE_PATHS } from './fixtures/compat/layout.js';
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ManifestEntry } from '../lib/model/manifest.js';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { TABLE_CHANGED_ATTEMPTS } from '../lib/dumps/run-dumps.js';
 import { sandboxPool, waitFor, type Sandbox } from './helpers/sandbox.js';
 

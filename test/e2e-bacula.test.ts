@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../lib/config/load.js';
-import { run } from '../lib/run/run.js';
-import { cmd } from '../lib/run/command.js';
+import { run } from '../lib/proc/run.js';
+import { cmd } from '../lib/proc/command.js';
 import { isRunning } from './helpers/processes.js';
-import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/demo/apiscp-tree.js';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
-import { exitClasses } from '../lib/run/exit-status.js';
+import { exitClasses } from '../lib/proc/exit-status.js';
 import {
   cli, CLI, CRON_PATH, loadRun, NODE, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 
 // Bacula with the REAL hook: the director fragment comes from `apiscp-backup bacula config`,
 // the file daemon runs `node dist/scripts/apiscp-backup.js hook pre-backup …` by execvp before

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../lib/config/load.js';
 import type { EngineName } from '../lib/engine/types.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { buildApiscpTree, snapshotTree } from '../lib/sandbox/apiscp-tree.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { buildApiscpTree, snapshotTree } from '../lib/demo/apiscp-tree.js';
 import {
   cli, CLI, countBackups, engineRepository, type EngineSandbox, CRON_PATH, NODE, REPO, engineRestore, loadRun, MY_DBS, PG_DBS, readStatus, rmrf, stopServers, writeConfig, expectSameDatabases, seededServers,
 } from './helpers/e2e.js';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 
 // Every engine through the BUILT CLI: `apiscp-backup run` with real databases and a real
 // repository, then a restore into an empty dir, compared file by file (content, mode, owner,

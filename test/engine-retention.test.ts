@@ -9,8 +9,8 @@ import { borgEngine, borgEnv, borgPruneArgs } from '../lib/engine/borg.js';
 import { resticEngine, resticEnv, resticForgetArgs } from '../lib/engine/restic.js';
 import type { Engine, EngineContext } from '../lib/engine/types.js';
 import { memoryLogger } from '../lib/log.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 
 // Retention for the snapshot engines: ours are pruned to the configured --keep-*, and a
 // snapshot someone else made in the same repository is never touched.

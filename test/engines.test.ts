@@ -17,9 +17,9 @@ import type { Engine, EngineContext, EngineResult } from '../lib/engine/types.js
 import { ConfigError, EngineError } from '../lib/errors.js';
 import { memoryLogger } from '../lib/log.js';
 import { expandBackupPaths } from '../lib/plan/paths.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { buildApiscpTree, snapshotTree, type EntrySnapshot, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { buildApiscpTree, snapshotTree, type EntrySnapshot, type TreeInfo } from '../lib/demo/apiscp-tree.js';
 
 // Real engines on a real ApisCP-shaped tree: back up, restore into an empty dir, compare every
 // entry's content, mode, owner, ACLs and xattrs. Needs root, duplicity, restic, borg, acl, attr.

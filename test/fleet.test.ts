@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { snapshotTree } from '../lib/demo/apiscp-tree.js';
 import type { Manifest } from '../lib/model/manifest.js';
-import { databaseEntries, loadDump } from '../lib/sandbox/db-checks.js';
+import { databaseEntries, loadDump } from '../lib/demo/db-checks.js';
 import { assertBuilt, CLI, cli, mysqlFingerprint, NODE, pgFingerprint, readStatus, seedMysql, seedPostgres } from './helpers/e2e.js';
 import { setPanelSites, startFleet, type Fleet } from './harness/fleet.js';
 import { waitFor } from './helpers/sandbox.js';

@@ -6,8 +6,8 @@ import { ConfigError, UsageError } from '../lib/errors.js';
 import { checkCronName, renderCronEntry } from '../lib/install/cron-entry.js';
 import { install, uninstall } from '../lib/install/install.js';
 import { memoryLogger } from '../lib/log.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const FAKE_CPCMD = join(REPO, 'sandbox/fake-apiscp/cpcmd');

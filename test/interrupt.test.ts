@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { isRunning } from './helpers/processes.js';
 import { sandboxPool, type Sandbox } from './helpers/sandbox.js';
 

@@ -29,13 +29,13 @@ const scratch = mkdtempSync(join(tmpdir(), 'layers-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('import rules of lib/ (dependency-cruiser)', () => {
-  it('lib/ has no cycle, no upward or sibling import, no folder outside the layers, and spawns only in lib/run', () => {
+  it('lib/ has no cycle, no upward or sibling import, no folder outside the layers, and spawns only in lib/proc', () => {
     const { modules, found } = violations(REPO);
     expect(modules).toBeGreaterThan(150);
     expect(found).toEqual([]);
   });
 
-  it('the rules see a cycle, an upward import, a sibling import, a folder no layer names a spawn outside lib/run and one in lib/run outside child.ts', () => {
+  it('the rules see a cycle, an upward import, a sibling import, a folder no layer names a spawn outside lib/proc and one in lib/proc outside child.ts', () => {
     const files: Record<string, string> = {
       'lib/errors.js': "import { dumpPlan } from './dumps/run-dumps.js';\nexport const e = 1;\n",
       'lib/plan/plan.js': "import { dumpPlan } from '../dumps/run-dumps.js';\nimport { k } from '../model/kind.js';\nexport const p = [dumpPlan, k];\n",
@@ -45,8 +45,8 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
       'lib/dumps/b.js': "import { a } from './a.js';\nexport const b = a;\n",
       'lib/panel/x.js': "export { holder } from '../lock/lock.js';\n",
       'lib/lock/lock.js': "const cp = await import('node:child_process');\nexport const holder = cp;\n",
-      'lib/run/run.js': "import { spawn } from 'node:child_process';\nexport const run = spawn;\n",
-      'lib/widgets/w.js': "import { run } from '../run/run.js';\nexport const w = run;\n",
+      'lib/proc/run.js': "import { spawn } from 'node:child_process';\nexport const run = spawn;\n",
+      'lib/widgets/w.js': "import { run } from '../proc/run.js';\nexport const w = run;\n",
       'node_modules/execa/package.json': '{"name":"execa","main":"index.js"}',
       'node_modules/execa/index.js': 'exports.execa = 1;\n',
       'tsconfig.json': '{"compilerOptions":{"allowJs":true},"include":["lib"]}',
@@ -60,10 +60,10 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
       'layer-panel: lib/panel/x.js -> lib/lock/lock.js',
       'layer-plan: lib/plan/plan.js -> lib/dumps/run-dumps.js',
       'no-circular: lib/dumps/a.js -> lib/dumps/b.js',
-      'no-layer: lib/widgets/w.js -> lib/run/run.js',
-      'one-spawn-site: lib/run/run.js -> child_process',
-      'only-run-spawns: lib/dumps/run-dumps.js -> node_modules/execa/index.js',
-      'only-run-spawns: lib/lock/lock.js -> child_process',
+      'no-layer: lib/widgets/w.js -> lib/proc/run.js',
+      'one-spawn-site: lib/proc/run.js -> child_process',
+      'only-proc-spawns: lib/dumps/run-dumps.js -> node_modules/execa/index.js',
+      'only-proc-spawns: lib/lock/lock.js -> child_process',
     ]);
   });
 
@@ -122,7 +122,7 @@ describe("no file outside lib/kinds branches on a kind's name", () => {
     const dir = join(scratch, 'branch-tree');
     const files: Record<string, string> = {
       'lib/verify/a.ts': "if (entry.kind === 'mysql') load();\n",
-      'lib/sandbox/b.ts': "const pg = 'postgresql' !== kind;\nswitch (k) {\n  case \"mysql\": break;\n}\nconst fine = kind.name;\n",
+      'lib/throwaway/b.ts': "const pg = 'postgresql' !== kind;\nswitch (k) {\n  case \"mysql\": break;\n}\nconst fine = kind.name;\n",
       'lib/kinds/mysql/index.ts': "if (name === 'mysql') ok();\n",
     };
     for (const [path, text] of Object.entries(files)) {
@@ -130,8 +130,8 @@ describe("no file outside lib/kinds branches on a kind's name", () => {
       writeFileSync(join(dir, path), text);
     }
     expect(kindBranches(dir)).toEqual([
-      'lib/sandbox/b.ts:1: const pg = \'postgresql\' !== kind;',
-      'lib/sandbox/b.ts:3: case "mysql": break;',
+      'lib/throwaway/b.ts:1: const pg = \'postgresql\' !== kind;',
+      'lib/throwaway/b.ts:3: case "mysql": break;',
       "lib/verify/a.ts:1: if (entry.kind === 'mysql') load();",
     ]);
   });

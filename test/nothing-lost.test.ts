@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../lib/report/run-state.js';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from './helpers/sandbox.js';
 
 const SITES = TWO_SITES;

@@ -11,7 +11,7 @@ import { apnscpHome, findErrorBlock, locateCpcmd, requirePanel, stripNoise } fro
 import { EXPORT_SCOPE, ensureScopeDisabled, scopeDisable, scopeRestore, scopeStatus } from '../lib/panel/scope.js';
 import { computeStatus } from '../lib/report/status.js';
 import { cli, CRON_PATH } from './helpers/e2e.js';
-import { exitClasses } from '../lib/run/exit-status.js';
+import { exitClasses } from '../lib/proc/exit-status.js';
 
 // cpcmd's output as ApisCP's own docs print it, and older panels' route for the nightly exports.
 // The panel is the stand-in (sandbox/fake-apiscp), run as a real subprocess.
@@ -89,7 +89,7 @@ describe('cpcmd output as the ApisCP docs show it', () => {
 
   it('the stand-in prints that layout; the PanelError quotes the message', async () => {
     writeState({ scopes: { [EXPORT_SCOPE]: true } });
-    const raw = await import('../lib/run/run.js').then(({ run }) => import('../lib/run/command.js').then(({ cmd }) => run(cmd(CPCMD, ['scope:get', 'no.such']), { exitClass: exitClasses({ ok: [255] }) })));
+    const raw = await import('../lib/proc/run.js').then(({ run }) => import('../lib/proc/command.js').then(({ cmd }) => run(cmd(CPCMD, ['scope:get', 'no.such']), { exitClass: exitClasses({ ok: [255] }) })));
     expect(raw.stderr.split('\n').slice(0, 6)).toEqual([
       "ERROR   : Unknown admin setting `no.such'",
       '-'.repeat(40),

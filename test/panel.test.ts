@@ -13,12 +13,12 @@ import { memoryLogger } from '../lib/log.js';
 import { Cpcmd, locateCpcmd, openPanel, parseBoolean, requirePanel } from '../lib/panel/cpcmd.js';
 import { EXPORT_SCOPE, ensureScopeDisabled, scopeDisable, scopeRecordPath, scopeRestore, scopeStatus } from '../lib/panel/scope.js';
 import { mapDatabasesToSites } from '../lib/panel/sites.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 import { isRunning } from './helpers/processes.js';
 
 // The only stand-in in the suite: ApisCP itself cannot be installed, so these tests run the
-// fake cpcmd and backup_dbs.php as real subprocesses through lib/run.
+// fake cpcmd and backup_dbs.php as real subprocesses through lib/proc.
 const FAKE = join(dirname(fileURLToPath(import.meta.url)), '../sandbox/fake-apiscp');
 const CPCMD = join(FAKE, 'cpcmd');
 

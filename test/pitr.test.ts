@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 import type { Manifest } from '../lib/model/manifest.js';
 import { assertBuilt, cli, rmrf, type CliResult } from './helpers/e2e.js';
 import { loadConfig } from '../lib/config/load.js';

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { RestoreError } from '../lib/errors.js';
 import { makePrivateDir, makeTempDir, UnsafeDirectoryError } from '../lib/private-dir.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 import { makeFreshDir, pinDir, removeBelow } from '../lib/restore/pinned.js';
 
 // The two building blocks of docs/security.md on real directories, as root: private working

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { restoreAcls } from '../lib/engine/acl-restore.js';
 import { withSymlinksParked } from '../lib/restore/apply.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
 
 // duplicity keeps no ACLs: a sidecar (getfacl of the live site) travels with the backup and is
 // applied to the staged tree by path. The sidecar and the files are two walks of a live site at

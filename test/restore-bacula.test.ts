@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startBacula, type BaculaHarness } from './harness/bacula.js';
 import { assertBuilt, cli, CLI, mysqlFingerprint, NODE, rmrf, stopServers } from './helpers/e2e.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
-import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { cmd } from '../lib/run/command.js';
-import { exitClasses } from '../lib/run/exit-status.js';
-import { run } from '../lib/run/run.js';
+import { startServers, type Servers } from '../lib/throwaway/servers.js';
+import { snapshotTree } from '../lib/demo/apiscp-tree.js';
+import { cmd } from '../lib/proc/command.js';
+import { exitClasses } from '../lib/proc/exit-status.js';
+import { run } from '../lib/proc/run.js';
 import { toolLog } from './helpers/tool-log.js';
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, type RestoreFixture } from './helpers/restore-fixture.js';
 

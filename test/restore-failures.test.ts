@@ -3,10 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlink
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cmd } from '../lib/run/command.js';
-import { exitClasses } from '../lib/run/exit-status.js';
-import { run } from '../lib/run/run.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { cmd } from '../lib/proc/command.js';
+import { exitClasses } from '../lib/proc/exit-status.js';
+import { run } from '../lib/proc/run.js';
+import { startServers, type Servers } from '../lib/throwaway/servers.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from './helpers/dump-files.js';
 import { assertBuilt, mysqlFingerprint, pgFingerprint, rmrf, stopServers } from './helpers/e2e.js';
 import { createRestoreFixture, seedSiteDatabases, SITE2_ROLE, type RestoreFixture } from './helpers/restore-fixture.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Manifest } from '../lib/model/manifest.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { startServers, type Servers } from '../lib/throwaway/servers.js';
 import { dumpEntry, readRunManifest, replaceDump } from './helpers/dump-files.js';
 import { assertBuilt, mysqlFingerprint, pgFingerprint, rmrf, stopServers } from './helpers/e2e.js';
 import { createRestoreFixture, seedSiteDatabases, type RestoreFixture } from './helpers/restore-fixture.js';

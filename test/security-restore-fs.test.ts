@@ -3,12 +3,12 @@ import { chmodSync, chownSync, existsSync, lchownSync, linkSync, lstatSync, mkdi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cmd } from '../lib/run/command.js';
-import { exitClasses } from '../lib/run/exit-status.js';
-import { track } from '../lib/run/process-group.js';
-import { run } from '../lib/run/run.js';
-import { snapshotTree } from '../lib/sandbox/apiscp-tree.js';
-import { startServers, type Servers } from '../lib/sandbox/servers.js';
+import { cmd } from '../lib/proc/command.js';
+import { exitClasses } from '../lib/proc/exit-status.js';
+import { track } from '../lib/proc/process-group.js';
+import { run } from '../lib/proc/run.js';
+import { snapshotTree } from '../lib/demo/apiscp-tree.js';
+import { startServers, type Servers } from '../lib/throwaway/servers.js';
 import { assertBuilt, rmrf, stopServers } from './helpers/e2e.js';
 import { createRestoreFixture, type RestoreFixture } from './helpers/restore-fixture.js';
 

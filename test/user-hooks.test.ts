@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../lib/config/load.js';
-import { cmd } from '../lib/run/command.js';
-import { run } from '../lib/run/run.js';
-import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../lib/sandbox/mariadb.js';
+import { cmd } from '../lib/proc/command.js';
+import { run } from '../lib/proc/run.js';
+import { buildApiscpTree, snapshotTree, type TreeInfo } from '../lib/demo/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../lib/throwaway/mariadb.js';
 import { cli, NODE, readStatus, REPO, rmrf } from './helpers/e2e.js';
 
 // hooks.before_dumps / after_dumps / after_backup / on_failure through the built CLI, and the

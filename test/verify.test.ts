@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { VerifyState } from '../lib/model/verify-state.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Servers } from '../lib/sandbox/servers.js';
+import type { Servers } from '../lib/throwaway/servers.js';
 import { replaceDump } from './helpers/dump-files.js';
 import { EXPORT_SCOPE, sandboxPool, type Sandbox } from './helpers/sandbox.js';
 

@@ -2,9 +2,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { startChild, type StartedChild } from '../run/child.js';
-import { cmd, errorLine } from '../run/command.js';
-import { whichSystem } from '../run/which.js';
+import { startChild, type StartedChild } from '../proc/child.js';
+import { cmd, errorLine } from '../proc/command.js';
+import { whichSystem } from '../proc/which.js';
 import { binlogRemovals, listRuns } from '../dumps/retention.js';
 import { addGap, binlogSeq, ensureBinlogDir, localBinlogs, readSums, sha256File, writeState, writeSums, type FollowState } from './store.js';
 

@@ -3,7 +3,7 @@ import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { createLogger, SHOWN, type Logger } from '../log.js';
 import { runLastResort } from '../last-resort.js';
-import { killAll, terminateAll, waitForChildren } from '../run/process-group.js';
+import { killAll, terminateAll, waitForChildren } from '../proc/process-group.js';
 
 /** Options every command accepts (commander passes them down). */
 export interface GlobalOptions {

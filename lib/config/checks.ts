@@ -1,7 +1,7 @@
 import { accessSync, constants, lstatSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { whichSystem } from '../run/which.js';
+import { whichSystem } from '../proc/which.js';
 import type { LoadedConfig } from './load.js';
 import type { EngineName } from './schema.js';
 

@@ -1,6 +1,6 @@
 import { MissingDependencyError } from '../errors.js';
 import { findPgTool } from '../kinds/postgresql/index.js';
-import { whichSystem } from '../run/which.js';
+import { whichSystem } from '../proc/which.js';
 import type { EngineName } from '../engine/types.js';
 
 /** What the demo needs, with the Debian package that brings each program. */

@@ -1,10 +1,10 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { KindName } from '../model/kind.js';
 import { dirname, join } from 'node:path';
-import { buildApiscpTree, type TreeInfo } from '../sandbox/apiscp-tree.js';
-import type { MariadbServer } from '../sandbox/mariadb.js';
-import type { PostgresServer } from '../sandbox/postgres.js';
-import { startServers } from '../sandbox/servers.js';
+import { buildApiscpTree, type TreeInfo } from './apiscp-tree.js';
+import type { MariadbServer } from '../throwaway/mariadb.js';
+import type { PostgresServer } from '../throwaway/postgres.js';
+import { startServers } from '../throwaway/servers.js';
 import { packagePaths } from '../package-paths.js';
 
 /**

@@ -4,8 +4,8 @@ import { durationMs } from '../config/schema.js';
 import { CommandError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { cmd, describe, type Command } from '../run/command.js';
-import { run } from '../run/run.js';
+import { cmd, describe, type Command } from '../proc/command.js';
+import { run } from '../proc/run.js';
 import type { ManifestEntry } from '../model/manifest.js';
 import { apnscpHome, DEFAULT_APNSCP_HOME } from '../panel/cpcmd.js';
 

@@ -1,6 +1,6 @@
 import { MissingDependencyError } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
-import { resolveTool, whichSystem } from '../run/which.js';
+import { cmd, type Command } from '../proc/command.js';
+import { resolveTool, whichSystem } from '../proc/which.js';
 import type { Compression } from '../model/kind.js';
 
 /** `auto` means zstd when installed (fast, cheap to verify), else gzip (always there). */

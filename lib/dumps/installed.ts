@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { underRoot } from '../config/paths.js';
-import { whichSystem } from '../run/which.js';
+import { whichSystem } from '../proc/which.js';
 import { LATEST } from './layout.js';
 import type { InstallSigns, KindName } from '../model/kind.js';
 

@@ -7,8 +7,8 @@ import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import { findErrorBlock } from '../panel/cpcmd.js';
 import { recordWarning, warning, WarningCodes, type Warning } from '../warnings.js';
-import { cmd, describe } from '../run/command.js';
-import { run } from '../run/run.js';
+import { cmd, describe } from '../proc/command.js';
+import { run } from '../proc/run.js';
 import { panelScript } from './apnscp.js';
 
 /** Where site owners' own exports land (mysql:add-backup): the owner's home, per kind. */

@@ -8,7 +8,7 @@ import { BackupError, DumpStorageError } from '../errors.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { MANIFEST_VERSION, type Manifest, type ManifestEntry } from '../model/manifest.js';
 import { readManifestIfAny } from './manifest-file.js';
-import { syncFilesystem } from '../run/sync-fs.js';
+import { syncFilesystem } from '../proc/sync-fs.js';
 import { LATEST, MANIFEST, newRunId } from './layout.js';
 import { applyRetention, removeCrashedRuns, type ApplyRetentionOptions } from './retention.js';
 import { checkSpace } from './space.js';

@@ -9,12 +9,12 @@ import { BackupError, InterruptedError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
 import type { Plan, PlannedDump, SiteLookup } from '../model/plan.js';
-import type { Command } from '../run/command.js';
+import type { Command } from '../proc/command.js';
 import { pool } from '../pool.js';
-import { pipeToFile } from '../run/pipeline.js';
-import { RateLimit } from '../run/rate-limit.js';
-import { Spawner } from '../run/spawner.js';
-import { whichSystem } from '../run/which.js';
+import { pipeToFile } from '../proc/pipeline.js';
+import { RateLimit } from '../proc/rate-limit.js';
+import { Spawner } from '../proc/spawner.js';
+import { whichSystem } from '../proc/which.js';
 import { dumpPath } from './layout.js';
 import type { InventoryProbe } from '../model/inventory.js';
 import { warning, WarningCodes } from '../warnings.js';
@@ -291,7 +291,7 @@ async function dumpOne(
         : warning(WarningCodes.INVENTORY_MISSING, `${spec.kind} '${spec.database}': the server's inventory could not be read beside the dump (verify can load it, not compare it): ${inventoryError}`, { kind: spec.kind, database: spec.database ?? undefined, site });
     if (inventoryWarning) log.warn(inventoryWarning.message, { database: spec.database });
     if (check) check.finish(tmp, applied);
-    else await spec.verify(tmp, applied, signal);
+    else await spec.checkFile(tmp, applied, signal);
     // Before the dump's rename: a dump under its final name has its map beside it already.
     const side = check?.sidecar?.();
     const facts = await check?.entryFacts?.(signal);

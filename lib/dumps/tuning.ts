@@ -1,6 +1,6 @@
 import { availableParallelism, loadavg } from 'node:os';
 import type { Config } from '../config/schema.js';
-import type { Command } from '../run/command.js';
+import type { Command } from '../proc/command.js';
 import { compressorCommand, DUMP_LEVEL, resolveCompression, wantRsyncable } from './compress.js';
 import type { Compression } from '../model/kind.js';
 

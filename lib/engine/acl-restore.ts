@@ -4,10 +4,10 @@ import { basename, join } from 'node:path';
 import { decompressorCommand, sniffCompression } from '../dumps/compress.js';
 import { BackupError, EngineError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { cmd, type Command } from '../run/command.js';
-import { startChild, type StartedChild } from '../run/child.js';
-import { endedWhy, type Ended } from '../run/lifecycle.js';
-import { resolveTool } from '../run/which.js';
+import { cmd, type Command } from '../proc/command.js';
+import { startChild, type StartedChild } from '../proc/child.js';
+import { endedWhy, type Ended } from '../proc/lifecycle.js';
+import { resolveTool } from '../proc/which.js';
 import { SidecarBlocks, unescapeName, type Tool } from './acl-blocks.js';
 import { SIDECAR_BASENAME } from './acl-sidecar.js';
 

@@ -4,10 +4,10 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fsyncDir, tempNameFor } from '../atomic-file.js';
 import { compressionSuffix, compressorCommand, resolveCompression } from '../dumps/compress.js';
-import { cmd, type Command } from '../run/command.js';
-import { pipeToFile } from '../run/pipeline.js';
-import type { Ended } from '../run/lifecycle.js';
-import { resolveTool } from '../run/which.js';
+import { cmd, type Command } from '../proc/command.js';
+import { pipeToFile } from '../proc/pipeline.js';
+import type { Ended } from '../proc/lifecycle.js';
+import { resolveTool } from '../proc/which.js';
 
 /**
  * Duplicity 0.8 restores owner, mode and mtime but drops POSIX ACLs and xattrs, which on ApisCP

@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { EngineError, MissingDependencyError, RestoreError } from '../errors.js';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { whichSystem } from '../proc/which.js';
 import { requestedPaths, type BackupLevel, type BackupPoint, type EngineContext, type FetchRequest, type ListOptions } from './types.js';
 
 /**

@@ -1,9 +1,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { resolveTool } from '../run/which.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { resolveTool } from '../proc/which.js';
 
 /**
  * Bacula over a WAN (docs/offsite.md, "Bacula"): a small CA and one certificate per daemon made

@@ -2,9 +2,9 @@ import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
-import type { RunResult } from '../run/run.js';
-import { resolveTool, whichSystem } from '../run/which.js';
+import { cmd, type Command } from '../proc/command.js';
+import type { RunResult } from '../proc/run.js';
+import { resolveTool, whichSystem } from '../proc/which.js';
 import { runEngineTool } from './run-tool.js';
 import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
 

@@ -3,9 +3,9 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, UsageError } from '../errors.js';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { resolveTool } from '../run/which.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { resolveTool } from '../proc/which.js';
 import { keepArgs } from './types.js';
 import { parseSshRemote, type SshRemote } from './remote.js';
 

@@ -1,5 +1,5 @@
 import type { LoadedConfig } from '../config/load.js';
-import { quote } from '../run/command.js';
+import { quote } from '../proc/command.js';
 
 /**
  * Remote repositories (docs/offsite.md): borg over SSH to `borg serve --append-only`, restic over

@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
-import { cmd } from '../run/command.js';
-import { exitClasses } from '../run/exit-status.js';
-import { run, type RunResult } from '../run/run.js';
-import { resolveTool, whichSystem } from '../run/which.js';
+import { cmd } from '../proc/command.js';
+import { exitClasses } from '../proc/exit-status.js';
+import { run, type RunResult } from '../proc/run.js';
+import { resolveTool, whichSystem } from '../proc/which.js';
 import { isRemoteRepository, remoteContext, remoteLabel, resticTlsArgs } from './remote.js';
 import { resticStallWatch, type StallWatch } from './restic-stall.js';
 import { runEngineTool } from './run-tool.js';

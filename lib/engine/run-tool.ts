@@ -1,6 +1,6 @@
 import { CommandError, EngineError } from '../errors.js';
-import type { Command } from '../run/command.js';
-import { run, type RunResult, type RunOptions } from '../run/run.js';
+import type { Command } from '../proc/command.js';
+import { run, type RunResult, type RunOptions } from '../proc/run.js';
 import type { EngineName } from './types.js';
 
 /** borg's report after a traceback (versions, pid, argv): the error is the line before it. */

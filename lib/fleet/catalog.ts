@@ -1,9 +1,9 @@
 import { EngineError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
-import { exitClasses } from '../run/exit-status.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { whichSystem } from '../proc/which.js';
+import { exitClasses } from '../proc/exit-status.js';
 
 /**
  * The director's catalog as bconsole shows it. We never open the catalog database ourselves:

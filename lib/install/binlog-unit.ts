@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import type { LoadedConfig } from '../config/load.js';
 import { mysqlKind, type MysqlSession } from '../kinds/mysql/index.js';
 import type { Logger } from '../log.js';
-import { quote } from '../run/command.js';
+import { quote } from '../proc/command.js';
 
 /**
  * install's point-in-time step (docs/point-in-time.md): with MariaDB's binary log on, a systemd

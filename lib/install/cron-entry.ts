@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { DEFAULT_CONFIG_FILE } from '../config/paths.js';
 import { UsageError } from '../errors.js';
-import { quote } from '../run/command.js';
+import { quote } from '../proc/command.js';
 
 /** Recognises a file we wrote, so uninstall and a re-install never touch an admin's own script. */
 export const CRON_MARKER = '# apiscp-backup cron entry';

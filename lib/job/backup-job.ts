@@ -20,7 +20,7 @@ import { dumpProblems, dumpStep, dumpsState, dumpWarnings, type DumpStepResult }
 import { addPin, PinsError, removePin } from './pins.js';
 import { runHookPoint, type HookFacts } from './user-hooks.js';
 import { previousState, recordRun } from './record.js';
-import { withPriority } from '../run/priority.js';
+import { withPriority } from '../proc/priority.js';
 import { ProgressFile } from './run-progress.js';
 import type { JobWatch } from '../report/progress-view.js';
 import type { DumpEvent } from '../dumps/run-dumps.js';

@@ -9,7 +9,7 @@ import { openPanel } from '../panel/cpcmd.js';
 import type { DatabaseKind } from '../model/kind.js';
 import type { Logger } from '../log.js';
 import type { RunState } from '../report/run-state.js';
-import { withPriority } from '../run/priority.js';
+import { withPriority } from '../proc/priority.js';
 import type { Warning } from '../warnings.js';
 import { readPins } from './pins.js';
 import { buildPlan, closeSessions } from '../plan/plan.js';

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { IN_PROGRESS } from '../model/dump-dir.js';
 import { runProgressFile, type RunProgress } from '../report/run-progress.js';
 import type { JobWatch } from '../report/progress-view.js';
-import { liveGroups } from '../run/process-group.js';
+import { liveGroups } from '../proc/process-group.js';
 import type { LockWait } from '../model/kind.js';
 
 /** Dumps finishing by the hundred must not rewrite the file by the hundred: at most once a second. */

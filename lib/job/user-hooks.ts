@@ -3,8 +3,8 @@ import { durationMs } from '../config/schema.js';
 import { CommandError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { cmd, describe } from '../run/command.js';
-import { run } from '../run/run.js';
+import { cmd, describe } from '../proc/command.js';
+import { run } from '../proc/run.js';
 import { expandBackupPaths, type BackupPaths } from '../plan/paths.js';
 
 /**

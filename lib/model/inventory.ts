@@ -1,4 +1,4 @@
-import type { Command } from '../run/command.js';
+import type { Command } from '../proc/command.js';
 
 /**
  * The server's own inventory of one database, recorded in the manifest at dump time so that

@@ -1,4 +1,4 @@
-import type { Command } from '../run/command.js';
+import type { Command } from '../proc/command.js';
 import type { Inventory, InventoryProbe } from './inventory.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
@@ -34,11 +34,11 @@ export interface DumpSpec {
    * Check the finished file. Throw a BackupError with context when it is not complete.
    * `compression` is what the orchestrator applied on top of the tool's output.
    */
-  verify(file: string, compression: Compression, signal?: AbortSignal): Promise<void>;
+  checkFile(file: string, compression: Compression, signal?: AbortSignal): Promise<void>;
   /**
    * The same check made on the tool's output while it streams (before compression), so the
    * finished file need not be decompressed again. When present, the orchestrator uses it
-   * instead of verify(); verify() stays for files checked later (restore, tests). `sidecar: false`
+   * instead of checkFile(); checkFile() stays for files checked later (restore, tests). `sidecar: false`
    * when the dump is known to be small (its last one was): no sidecar, and no work for one.
    */
   streamCheck?(options?: { readonly sidecar: boolean }): StreamCheck;

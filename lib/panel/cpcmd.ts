@@ -4,10 +4,10 @@ import { durationMs } from '../config/schema.js';
 import { CommandError, PanelError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { cmd, describe } from '../run/command.js';
-import { anyExitCode } from '../run/exit-status.js';
-import { run } from '../run/run.js';
-import { isExecutable, which } from '../run/which.js';
+import { cmd, describe } from '../proc/command.js';
+import { anyExitCode } from '../proc/exit-status.js';
+import { run } from '../proc/run.js';
+import { isExecutable, which } from '../proc/which.js';
 
 /**
  * ApisCP's command-line bridge. `cpcmd` is only an alias in root's ~/.bashrc

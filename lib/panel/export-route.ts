@@ -1,9 +1,9 @@
 import { CommandError, PanelError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { cmd, describe } from '../run/command.js';
-import { run } from '../run/run.js';
-import { isExecutable, which } from '../run/which.js';
+import { cmd, describe } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { isExecutable, which } from '../proc/which.js';
 import { parseBoolean, type Cpcmd } from './cpcmd.js';
 
 /**

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { redact } from '../run/command.js';
+import { redact } from '../proc/command.js';
 import type { RunState } from './run-state.js';
 import { bytes } from './status.js';
 

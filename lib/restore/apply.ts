@@ -1,10 +1,10 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
-import { exitClasses } from '../run/exit-status.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { whichSystem } from '../proc/which.js';
+import { exitClasses } from '../proc/exit-status.js';
 import { runConfined, type Jail } from './confine.js';
 import { removeBelow, type PinnedDir } from './pinned.js';
 import { display, fromUtf8, raw, under, walkTree } from './tree.js';

@@ -1,9 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
-import { run, type RunOptions, type RunResult } from '../run/run.js';
-import { whichSystem } from '../run/which.js';
+import { cmd, type Command } from '../proc/command.js';
+import { run, type RunOptions, type RunResult } from '../proc/run.js';
+import { whichSystem } from '../proc/which.js';
 import type { PinnedDir } from './pinned.js';
 
 /**

@@ -9,7 +9,7 @@ import type { ManifestEntry } from '../model/manifest.js';
 import type { AccountReport, AccountsRequest, AccountWork, Compression, DatabaseKind, DatabaseState, DumpFile, KindName, RestoreSession, ServerTarget } from '../model/kind.js';
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { pipeToFile } from '../run/pipeline.js';
+import { pipeToFile } from '../proc/pipeline.js';
 import type { StagedRun } from './stage.js';
 import { compareWithInventory, describeComparison, type InventoryComparison } from '../model/inventory-compare.js';
 
@@ -284,7 +284,7 @@ async function safetyDumpOf(loaded: LoadedConfig, session: RestoreSession, datab
   const compressor = spec.compressible ? compressorCommand(compression, loaded.config.dumps.level, wantRsyncable(loaded.config.dumps.rsyncable, loaded.config.engine)) : undefined;
   try {
     await pipeToFile(compressor ? [spec.command, compressor] : [spec.command], tmp, { signal, secrets: spec.secrets });
-    await spec.verify(tmp, compression, signal);
+    await spec.checkFile(tmp, compression, signal);
     renameSync(tmp, file);
     fsyncDir(dir);
   } catch (err) {

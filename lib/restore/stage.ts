@@ -10,7 +10,7 @@ import { BackupError, RestoreError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkPrivateParent, makePrivateDir } from '../private-dir.js';
 import { bytes } from '../report/status.js';
-import { hashFile } from '../run/pipeline.js';
+import { hashFile } from '../proc/pipeline.js';
 import { describeSource, readManifest, runTime, type RestoreSource } from './source.js';
 
 /**

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { lstat, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cmd } from '../run/command.js';
-import { pipeToFile } from '../run/pipeline.js';
+import { cmd } from '../proc/command.js';
+import { pipeToFile } from '../proc/pipeline.js';
 import { RestoreError } from '../errors.js';
 import { at } from './pinned.js';
 import { sha256 } from './stage.js';

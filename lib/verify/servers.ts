@@ -5,10 +5,10 @@ import { ExitCode } from '../exit-codes.js';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
 import type { KindName, ScratchServer, ServerTarget } from '../model/kind.js';
-import { ensureServiceUser, startMariadb, type MariadbServer } from '../sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../sandbox/postgres.js';
-import { cmd, type Command } from '../run/command.js';
-import { resolveTool } from '../run/which.js';
+import { ensureServiceUser, startMariadb, type MariadbServer } from '../throwaway/mariadb.js';
+import { startPostgres, type PostgresServer } from '../throwaway/postgres.js';
+import { cmd, type Command } from '../proc/command.js';
+import { resolveTool } from '../proc/which.js';
 
 /** "MariaDB 10.11" from "10.11.6-MariaDB-0+deb12u1"; "MySQL 8.0" from "8.0.36". */
 export function mysqlMajor(version: string): string {

@@ -9,7 +9,7 @@ import type { ManifestEntry } from '../model/manifest.js';
 import { BackupError, CommandError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Logger } from '../log.js';
-import { errorLine } from '../run/command.js';
+import { errorLine } from '../proc/command.js';
 import { compareWithInventory } from '../model/inventory-compare.js';
 import { loadAndInventory, VerifyUnavailableError } from './load.js';
 import { chooseEntries } from '../model/verify-rotation.js';

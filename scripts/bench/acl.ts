@@ -2,8 +2,8 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { join } from 'node:path';
 import { restoreAcls } from '../../lib/engine/acl-restore.js';
 import { writeAclSidecar } from '../../lib/engine/acl-sidecar.js';
-import { cmd, quote } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
+import { cmd, quote } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
 import { bin, timed, type Sample } from './measure.js';
 
 const FILES_PER_DIR = 500;

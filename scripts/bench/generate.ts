@@ -1,4 +1,4 @@
-import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../../lib/throwaway/mariadb.js';
 
 /**
  * Benchmark data, generated inside the server: every row comes from `INSERT … SELECT` over the

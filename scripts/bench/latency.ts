@@ -1,7 +1,7 @@
-import { cmd } from '../../lib/run/command.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
-import { run } from '../../lib/run/run.js';
-import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
+import { cmd } from '../../lib/proc/command.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
+import { run } from '../../lib/proc/run.js';
+import type { MariadbServer } from '../../lib/throwaway/mariadb.js';
 import { bin } from './measure.js';
 
 /**

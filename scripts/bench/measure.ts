@@ -1,9 +1,9 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cmd, quote } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import { whichSystem } from '../../lib/run/which.js';
+import { cmd, quote } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import { whichSystem } from '../../lib/proc/which.js';
 import type { BenchDb } from './generate.js';
 
 /** One timed measurement: wall time and where the CPU went. */

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
+import { cmd } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
 
 /** Config texts and the catalog for the Bacula harness (./bacula.ts): pure text; loopback unless given a test-network address. */
 

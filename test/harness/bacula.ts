@@ -5,12 +5,12 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderBaculaJob, type BaculaJobOptions } from '../../lib/engine/bacula.js';
-import { cmd, type Command } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import { track } from '../../lib/run/process-group.js';
-import { whichSystem } from '../../lib/run/which.js';
+import { cmd, type Command } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import { track } from '../../lib/proc/process-group.js';
+import { whichSystem } from '../../lib/proc/which.js';
 import { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig } from './bacula-configs.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
 
 export { bconsoleConfig, fdConfig, prepareCatalog, sdConfig, stockDirectorConfig, type StockParams } from './bacula-configs.js';
 

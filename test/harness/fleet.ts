@@ -2,10 +2,10 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type LoadedConfig } from '../../lib/config/load.js';
-import { cmd, type Command } from '../../lib/run/command.js';
-import { buildApiscpTree, type TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
-import { startPostgres, type PostgresServer } from '../../lib/sandbox/postgres.js';
+import { cmd, type Command } from '../../lib/proc/command.js';
+import { buildApiscpTree, type TreeInfo } from '../../lib/demo/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../../lib/throwaway/mariadb.js';
+import { startPostgres, type PostgresServer } from '../../lib/throwaway/postgres.js';
 import { CLI, NODE, cli } from '../helpers/e2e.js';
 import { EXPORT_SCOPE, FAKE_CPCMD, REPO } from '../helpers/sandbox.js';
 import {

@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { cmd, type Command } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import { whichSystem } from '../../lib/run/which.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
+import { cmd, type Command } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import { whichSystem } from '../../lib/proc/which.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
 
 /**
  * Network namespaces for multi-host tests: one hub namespace holding a bridge, and one namespace

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
+import { cmd } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
 import { readRunProgress, runProgressFile } from '../../lib/report/run-progress.js';
 import { NODE } from '../helpers/e2e.js';
 import { daemonSet } from './bacula.js';

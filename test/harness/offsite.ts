@@ -1,8 +1,8 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cmd, type Command } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
+import { cmd, type Command } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
 import { cli, NODE, CLI, type CliResult } from '../helpers/e2e.js';
 import { daemonSet } from './bacula.js';
 import { createNetwork, listensOn, type TestNetwork } from './netns.js';

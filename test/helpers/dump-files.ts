@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Manifest, ManifestEntry } from '../../lib/model/manifest.js';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
+import { cmd } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
 
 /**
  * Dumps damaged on purpose, in a run directory as the dump step wrote it: the file replaced and,

@@ -8,14 +8,14 @@ import { expandBackupPaths } from '../../lib/plan/paths.js';
 import { getEngine } from '../../lib/engine/index.js';
 import type { EngineName } from '../../lib/engine/types.js';
 import { memoryLogger } from '../../lib/log.js';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import type { TreeInfo } from '../../lib/sandbox/apiscp-tree.js';
-import { startMariadb, type MariadbServer } from '../../lib/sandbox/mariadb.js';
-import type { PostgresServer } from '../../lib/sandbox/postgres.js';
-import { startServers, type Servers } from '../../lib/sandbox/servers.js';
-import { databaseEntries, loadDump } from '../../lib/sandbox/db-checks.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
+import { cmd } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import type { TreeInfo } from '../../lib/demo/apiscp-tree.js';
+import { startMariadb, type MariadbServer } from '../../lib/throwaway/mariadb.js';
+import type { PostgresServer } from '../../lib/throwaway/postgres.js';
+import { startServers, type Servers } from '../../lib/throwaway/servers.js';
+import { databaseEntries, loadDump } from '../../lib/demo/db-checks.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
 
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,

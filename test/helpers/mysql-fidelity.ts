@@ -1,4 +1,4 @@
-import type { MariadbServer } from '../../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../../lib/throwaway/mariadb.js';
 
 /**
  * What a MariaDB database is, asked of the server itself: every table's CHECKSUM TABLE … EXTENDED

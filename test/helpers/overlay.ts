@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cmd } from '../../lib/run/command.js';
-import { track } from '../../lib/run/process-group.js';
-import { run } from '../../lib/run/run.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
+import { cmd } from '../../lib/proc/command.js';
+import { track } from '../../lib/proc/process-group.js';
+import { run } from '../../lib/proc/run.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
 
 /**
  * A site's `fst` mounted as a real overlay (lower: the template, upper: shadow), as on a live

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { osUser } from '../../lib/os-user.js';
-import { cmd } from '../../lib/run/command.js';
-import { run } from '../../lib/run/run.js';
-import type { PostgresServer } from '../../lib/sandbox/postgres.js';
+import { cmd } from '../../lib/proc/command.js';
+import { run } from '../../lib/proc/run.js';
+import type { PostgresServer } from '../../lib/throwaway/postgres.js';
 
 /**
  * What a PostgreSQL database is, read from the server itself (never from our dumps or our

@@ -2,9 +2,9 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../lib/config/load.js';
 import type { EngineName } from '../../lib/engine/types.js';
-import { buildApiscpTree } from '../../lib/sandbox/apiscp-tree.js';
+import { buildApiscpTree } from '../../lib/demo/apiscp-tree.js';
 import { cli, engineRepository, type EngineSandbox, mysqlFingerprint, pgFingerprint, REPO, seedMysql, seedPostgres, writeConfig, type CliResult } from './e2e.js';
-import type { Servers } from '../../lib/sandbox/servers.js';
+import type { Servers } from '../../lib/throwaway/servers.js';
 
 /**
  * One sandbox per engine for the restore tests: an ApisCP tree with three sites, the stand-in

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
 import type { Manifest } from '../../lib/model/manifest.js';
-import { startServers, type Servers } from '../../lib/sandbox/servers.js';
+import { startServers, type Servers } from '../../lib/throwaway/servers.js';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 /** The built CLI entry (npm run build). */

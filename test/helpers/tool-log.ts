@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { whichSystem } from '../../lib/run/which.js';
-import { quote } from '../../lib/run/command.js';
+import { whichSystem } from '../../lib/proc/which.js';
+import { quote } from '../../lib/proc/command.js';
 
 /**
  * Counts an engine's tool runs without touching the tool: a directory of wrappers put first on

@@ -6,7 +6,7 @@ import { renderBaculaClient, renderBaculaConfig } from '../../engine/bacula.js';
 import { addToEveryResource, addToResource, directorClientTls } from '../../engine/bacula-tls.js';
 import { addinHookCommands, addinPaths, detectBaculaLayout, inspectAddinTemplate, renderAddinBaseConf } from '../../engine/bacula-addin.js';
 import { ConfigError, UsageError } from '../../errors.js';
-import { whichSystem } from '../../run/which.js';
+import { whichSystem } from '../../proc/which.js';
 import { backupGlobs } from '../../plan/paths.js';
 import type { CommandContext } from '../context.js';
 import { packagePaths } from '../../package-paths.js';

@@ -5,7 +5,7 @@ import { watchBaculaCancel, type JobCancelledError } from '../../job/bacula-canc
 import type { BackupLevel } from '../../engine/types.js';
 import { ExitCode } from '../../exit-codes.js';
 import { runLastResort } from '../../last-resort.js';
-import { killAll, terminateAll, waitForChildren } from '../../run/process-group.js';
+import { killAll, terminateAll, waitForChildren } from '../../proc/process-group.js';
 import type { CommandContext } from '../context.js';
 import { withProgress } from '../progress/watch.js';
 import { engineOf, finish, jobOf } from './outcome.js';

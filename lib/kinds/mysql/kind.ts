@@ -6,11 +6,11 @@ import { durationMs, sizeBytes, type MysqlConfig } from '../../config/schema.js'
 import type { Logger } from '../../log.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../../errors.js';
 import { ExitCode } from '../../exit-codes.js';
-import { cmd, errorLine, type Command } from '../../run/command.js';
-import { run } from '../../run/run.js';
-import { openClientSession, type ClientSession } from '../../run/session.js';
-import { largeStdoutBuffer } from '../../run/stdout-buffer.js';
-import { whichSystem } from '../../run/which.js';
+import { cmd, errorLine, type Command } from '../../proc/command.js';
+import { run } from '../../proc/run.js';
+import { openClientSession, type ClientSession } from '../../proc/session.js';
+import { largeStdoutBuffer } from '../../proc/stdout-buffer.js';
+import { whichSystem } from '../../proc/which.js';
 import type { Compression, DumpSpec, InstallSigns, KindContext, RestoreSession, ServerTarget, ServerVersions } from '../../model/kind.js';
 import { withMysqlRestore } from './restore.js';
 import type { MysqlSession } from './session.js';
@@ -21,7 +21,7 @@ import type { LoadedConfig } from '../../config/load.js';
 import { underRoot } from '../../config/paths.js';
 import { siteInPath } from '../../model/site.js';
 import { readlinkSync } from 'node:fs';
-import { readTail, tailCheck } from '../../dumps/verify.js';
+import { readTail, tailCheck } from '../../dumps/tail-check.js';
 import type { InventoryProbe } from '../../model/inventory.js';
 import { InventoryBatcher } from './inventory-batch.js';
 import { stringLiteral as literal, utf8Literal } from './sql.js';
@@ -435,7 +435,7 @@ class Session implements MysqlSession {
       lockMode,
       secrets,
       details,
-      verify: (file: string, compression: Compression, signal?: AbortSignal) => verifySqlDump(file, compression, signal),
+      checkFile: (file: string, compression: Compression, signal?: AbortSignal) => verifySqlDump(file, compression, signal),
       // A database's dump also gets its restore's map, built as it streams by (load/dump-map.ts).
       // Not for one known small: its map would be under MAP_MIN_BYTES, and indexing 1,000 tiny
       // dumps cost 0.3 s of Node's main thread.

@@ -2,7 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { makeTempDir } from '../../private-dir.js';
 import { join } from 'node:path';
 import { utf8Literal, mysqlIdent } from './sql.js';
-import { pipeToFile } from '../../run/pipeline.js';
+import { pipeToFile } from '../../proc/pipeline.js';
 import { decompressorCommand } from '../../dumps/compress.js';
 import { openLoader, propsFromDump, propsOfDetails, type DumpIndex } from './load/index.js';
 import { unescapeBatch, type MysqlSession } from './session.js';

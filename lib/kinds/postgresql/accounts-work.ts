@@ -1,6 +1,6 @@
 import { fromHex, hexOf, hexText, pgIdent } from './sql.js';
 import type { AccountReport, AccountsRequest, AccountWork } from '../../model/kind.js';
-import { run } from '../../run/run.js';
+import { run } from '../../proc/run.js';
 import type { PgSession } from './session.js';
 import { makeRoleLikeBackup, parseRoles, privilegesByRole, roleDifferences, type PgRole } from './accounts.js';
 

@@ -1,9 +1,9 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { makeTempDir } from '../../private-dir.js';
 import { join } from 'node:path';
-import { cmd, type Command } from '../../run/command.js';
-import { pipeToFile } from '../../run/pipeline.js';
-import { run } from '../../run/run.js';
+import { cmd, type Command } from '../../proc/command.js';
+import { pipeToFile } from '../../proc/pipeline.js';
+import { run } from '../../proc/run.js';
 import { decompressorCommand } from '../../dumps/compress.js';
 import type { Compression, DumpFile } from '../../model/kind.js';
 import { asciiIdent } from './sql.js';

@@ -1,6 +1,6 @@
 import { hexOf } from './sql.js';
-import type { Command } from '../../run/command.js';
-import { openClientSession } from '../../run/session.js';
+import type { Command } from '../../proc/command.js';
+import { openClientSession } from '../../proc/session.js';
 import { fromHex, sortedNames, type Inventory, type InventoryProbe } from '../../model/inventory.js';
 
 /**

@@ -6,10 +6,10 @@ import { dirname, join } from 'node:path';
 import { durationMs, sizeBytes, type PostgresqlConfig } from '../../config/schema.js';
 import { BackupError, CommandError, ConfigError, MissingDependencyError } from '../../errors.js';
 import { ExitCode } from '../../exit-codes.js';
-import { cmd, type Command } from '../../run/command.js';
-import { pipeToFile } from '../../run/pipeline.js';
-import { run } from '../../run/run.js';
-import { isExecutable } from '../../run/which.js';
+import { cmd, type Command } from '../../proc/command.js';
+import { pipeToFile } from '../../proc/pipeline.js';
+import { run } from '../../proc/run.js';
+import { isExecutable } from '../../proc/which.js';
 import { osUser } from '../../os-user.js';
 import { findPgTool, pgBinDirs } from './bin.js';
 import type { Compression, DatabaseSession, InstallSigns, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../../model/kind.js';
@@ -17,7 +17,7 @@ import { withPostgresRestore } from './restore.js';
 import type { PgSession, PgTool } from './session.js';
 import { decompressorCommand } from '../../dumps/compress.js';
 import { installedEvidence } from '../../dumps/installed.js';
-import { readTail } from '../../dumps/verify.js';
+import { readTail } from '../../dumps/tail-check.js';
 import { openPgProbe, PSQL_ARGS } from './inventory.js';
 import { parseRecordedRoles, ROLES_SQL } from './accounts.js';
 
@@ -176,7 +176,7 @@ export class PostgresSession implements PgSession {
       extension: '.dump',
       compressible: false,
       lockMode: 'snapshot',
-      verify: (file, compression, signal) => verifyCustom(pgRestore, file, compression, signal),
+      checkFile: (file, compression, signal) => verifyCustom(pgRestore, file, compression, signal),
       details: { serverVersion: this.versions.server, clientVersion: this.versions.client },
       explainFailure: (stderr) => explainLockTimeout(stderr, this.cfg.lock_wait_timeout),
     };
@@ -198,7 +198,7 @@ export class PostgresSession implements PgSession {
         extension: '.sql',
         compressible: true,
         lockMode: 'none',
-        verify: async (file, compression, signal) => {
+        checkFile: async (file, compression, signal) => {
           let text: string;
           try {
             text = await readTail(file, compression, 4096, signal);

@@ -5,9 +5,9 @@ import { parseConfigText, type LoadedConfig } from '../../config/load.js';
 import { resolvePaths } from '../../config/paths.js';
 import type { DatabaseKind, ScratchLoadOptions, ScratchServer, VerifyLoadInput, VerifyLoadResult } from '../../model/kind.js';
 import { osUser } from '../../os-user.js';
-import { cmd } from '../../run/command.js';
-import { pipeToFile } from '../../run/pipeline.js';
-import { whichSystem } from '../../run/which.js';
+import { cmd } from '../../proc/command.js';
+import { pipeToFile } from '../../proc/pipeline.js';
+import { whichSystem } from '../../proc/which.js';
 import { parseRecordedRoles, recordedRolesOf, roleProblems, ROLES_SQL } from './accounts.js';
 import { pgIdent } from './sql.js';
 

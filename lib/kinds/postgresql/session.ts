@@ -1,4 +1,4 @@
-import type { Command } from '../../run/command.js';
+import type { Command } from '../../proc/command.js';
 import type { DatabaseSession } from '../../model/kind.js';
 
 // What the PostgreSQL restore side needs of a session, apart from postgresql.ts (which builds the

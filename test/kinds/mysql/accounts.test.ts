@@ -3,7 +3,7 @@ import type { Manifest } from '../../../lib/model/manifest.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { MariadbServer } from '../../../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../../../lib/throwaway/mariadb.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from '../../helpers/dump-files.js';
 import { assertBuilt, liveAndFresh, rmrf, type LiveAndFresh } from '../../helpers/e2e.js';
 

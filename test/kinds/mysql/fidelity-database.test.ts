@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { memoryLogger } from '../../../lib/log.js';
 import type { Manifest } from '../../../lib/model/manifest.js';
 import { osUser } from '../../../lib/os-user.js';
-import type { MariadbServer } from '../../../lib/sandbox/mariadb.js';
+import type { MariadbServer } from '../../../lib/throwaway/mariadb.js';
 import { ThrowawayServers, VERIFY_OS_USER } from '../../../lib/verify/servers.js';
 import { dumpEntry, replaceDump, zstdBytes, zstdText } from '../../helpers/dump-files.js';
 import { assertBuilt, liveAndFresh, rmrf, type LiveAndFresh } from '../../helpers/e2e.js';

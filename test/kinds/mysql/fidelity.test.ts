@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cmd } from '../../../lib/run/command.js';
-import { run } from '../../../lib/run/run.js';
-import type { Servers } from '../../../lib/sandbox/servers.js';
+import { cmd } from '../../../lib/proc/command.js';
+import { run } from '../../../lib/proc/run.js';
+import type { Servers } from '../../../lib/throwaway/servers.js';
 import { dumpMarkers, mysqlFidelityFingerprint } from '../../helpers/mysql-fidelity.js';
 import { sandboxPool, type Sandbox } from '../../helpers/sandbox.js';
 

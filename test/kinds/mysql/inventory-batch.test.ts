@@ -6,7 +6,7 @@ import { configSchema } from '../../../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/index.js';
 import { InventoryBatcher } from '../../../lib/kinds/mysql/inventory-batch.js';
 import { memoryLogger } from '../../../lib/log.js';
-import { startMariadb, type MariadbServer } from '../../../lib/sandbox/mariadb.js';
+import { startMariadb, type MariadbServer } from '../../../lib/throwaway/mariadb.js';
 
 // A real MariaDB: the inventories several databases share one client for must be exactly the
 // ones each reads alone, and a database whose table cannot be read (its data file is gone) must

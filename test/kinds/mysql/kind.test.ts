@@ -8,13 +8,13 @@ import { resolvePaths } from '../../../lib/config/paths.js';
 import { configSchema } from '../../../lib/config/schema.js';
 import { mysqlKind, type MysqlSession } from '../../../lib/kinds/mysql/index.js';
 import type { DumpSpec } from '../../../lib/model/kind.js';
-import { readTail } from '../../../lib/dumps/verify.js';
+import { readTail } from '../../../lib/dumps/tail-check.js';
 import { BackupError, CommandError } from '../../../lib/errors.js';
 import { memoryLogger } from '../../../lib/log.js';
-import { cmd, describe as describeCommand } from '../../../lib/run/command.js';
-import { pipeToFile } from '../../../lib/run/pipeline.js';
-import { run } from '../../../lib/run/run.js';
-import { startMariadb, type MariadbServer } from '../../../lib/sandbox/mariadb.js';
+import { cmd, describe as describeCommand } from '../../../lib/proc/command.js';
+import { pipeToFile } from '../../../lib/proc/pipeline.js';
+import { run } from '../../../lib/proc/run.js';
+import { startMariadb, type MariadbServer } from '../../../lib/throwaway/mariadb.js';
 
 // Names a hosting customer (or an attacker) can create: quoting, shell syntax, option syntax,
 // unicode, control characters. Each one gets tables, a view, a trigger, a procedure, an event.
@@ -162,7 +162,7 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
         const file = await dump(spec);
         // No shell ever saw the name (the file was removed before the seed): checked in each test.
         expect(existsSync('/tmp/pwned')).toBe(false);
-        await spec.verify(file, 'zstd');
+        await spec.checkFile(file, 'zstd');
         const target = `restored ${i} '\`é`;
         await server.sql(`CREATE DATABASE ${q(target)}`);
         await restore(server, file, target);
@@ -200,19 +200,19 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
     try {
       const spec = await session.planDatabase('my db');
       const gz = await dump(spec, [cmd('gzip', ['-c'])]);
-      await spec.verify(gz, 'gzip');
+      await spec.checkFile(gz, 'gzip');
       const plain = join(work, 'plain.sql');
       await pipeToFile([spec.command], plain);
-      await spec.verify(plain, 'none');
+      await spec.checkFile(plain, 'none');
       const text = await readFile(plain);
       const cut = join(work, 'cut.sql');
       await writeFile(cut, text.subarray(0, text.length - 200));
-      await expect(spec.verify(cut, 'none')).rejects.toThrow(/incomplete MySQL dump/);
+      await expect(spec.checkFile(cut, 'none')).rejects.toThrow(/incomplete MySQL dump/);
       // A damaged compressed file fails in the decompressor: a CommandError, not a pass.
       const zst = await dump(spec);
       const packed = await readFile(zst);
       await writeFile(zst, packed.subarray(0, packed.length - 20));
-      await expect(spec.verify(zst, 'zstd')).rejects.toBeInstanceOf(BackupError);
+      await expect(spec.checkFile(zst, 'zstd')).rejects.toBeInstanceOf(BackupError);
     } finally {
       await session.close();
     }
@@ -228,8 +228,8 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
       expect(failure).toBeInstanceOf(CommandError);
       expect((failure as CommandError).exitCodeOfCommand).toBe(2);
       expect((failure as CommandError).message).toMatch(/mariadb-dump|mysqldump/);
-      await expect(spec.verify(file, 'zstd')).rejects.toThrow(/Dump completed/);
-      await expect(spec.verify(file, 'zstd')).rejects.toBeInstanceOf(BackupError);
+      await expect(spec.checkFile(file, 'zstd')).rejects.toThrow(/Dump completed/);
+      await expect(spec.checkFile(file, 'zstd')).rejects.toBeInstanceOf(BackupError);
     } finally {
       await session.close();
       await server.sql('DROP DATABASE broken');
@@ -295,7 +295,7 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
       expect(spec.object).toBe('users');
       expect(spec.command.args).toContain('--system=users');
       const file = await dump(spec);
-      await spec.verify(file, 'zstd');
+      await spec.checkFile(file, 'zstd');
       expect(await readTail(file, 'zstd', 1 << 20)).toContain('CREATE USER IF NOT EXISTS `restoreme`@`localhost`');
       await restore(fresh, file);
       expect(await fresh.sql("SHOW GRANTS FOR 'restoreme'@'localhost'")).toContain('GRANT SELECT ON `my db`.* TO `restoreme`@`localhost`');
@@ -303,7 +303,7 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
       await server.sql(`CREATE USER 'fallback'@'localhost' IDENTIFIED BY 'Fallback-1'; GRANT INSERT ON ${q("it's")}.* TO 'fallback'@'localhost';`);
       const viaShow = await session.planUsersWithShowGrants();
       const showFile = await dump(viaShow);
-      await viaShow.verify(showFile, 'zstd');
+      await viaShow.checkFile(showFile, 'zstd');
       await restore(fresh, showFile);
       expect(await fresh.sql("SHOW GRANTS FOR 'fallback'@'localhost'")).toContain("GRANT INSERT ON `it's`.* TO `fallback`@`localhost`");
     } finally {
@@ -325,7 +325,7 @@ describe('mysql kind against a real MariaDB', { timeout: 120_000 }, () => {
         seen.push(describeCommand(spec.command), JSON.stringify(spec.command));
         expect(spec.secrets).toEqual([PASSWORD]);
         const file = await dump(spec);
-        await spec.verify(file, 'zstd');
+        await spec.checkFile(file, 'zstd');
       }
       await server.stop();
       try {

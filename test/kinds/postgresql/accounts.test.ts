@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { ManifestEntry } from '../../../lib/model/manifest.js';
 import { readRunManifest, zstdBytes, zstdText } from '../../helpers/dump-files.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Servers } from '../../../lib/sandbox/servers.js';
+import type { Servers } from '../../../lib/throwaway/servers.js';
 import { assertBuilt } from '../../helpers/e2e.js';
 import { pgDatabaseFingerprint } from '../../helpers/pg-fidelity.js';
 import { sandboxPool, type Sandbox } from '../../helpers/sandbox.js';

@@ -11,9 +11,9 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { osUser } from '../../../lib/os-user.js';
-import { cmd } from '../../../lib/run/command.js';
-import { run } from '../../../lib/run/run.js';
-import type { Servers } from '../../../lib/sandbox/servers.js';
+import { cmd } from '../../../lib/proc/command.js';
+import { run } from '../../../lib/proc/run.js';
+import type { Servers } from '../../../lib/throwaway/servers.js';
 import { replaceDump } from '../../helpers/dump-files.js';
 import { assertBuilt } from '../../helpers/e2e.js';
 import { pgDatabaseFingerprint, pgRoles, type PgFingerprint } from '../../helpers/pg-fidelity.js';

@@ -12,11 +12,11 @@ import { osUser } from '../../../lib/os-user.js';
 import type { Compression, DatabaseSession, DumpSpec } from '../../../lib/model/kind.js';
 import { BackupError, CommandError } from '../../../lib/errors.js';
 import { memoryLogger } from '../../../lib/log.js';
-import { cmd } from '../../../lib/run/command.js';
-import { pipeToFile } from '../../../lib/run/pipeline.js';
-import { run } from '../../../lib/run/run.js';
-import { whichSystem } from '../../../lib/run/which.js';
-import { startPostgres, type PostgresServer } from '../../../lib/sandbox/postgres.js';
+import { cmd } from '../../../lib/proc/command.js';
+import { pipeToFile } from '../../../lib/proc/pipeline.js';
+import { run } from '../../../lib/proc/run.js';
+import { whichSystem } from '../../../lib/proc/which.js';
+import { startPostgres, type PostgresServer } from '../../../lib/throwaway/postgres.js';
 
 const APP_PASSWORD = 'app-Pa55word-7f3c';
 const ADMIN_PASSWORD = 'adm1n-Pa55word-9e1d';
@@ -53,7 +53,7 @@ async function dump(spec: DumpSpec, compression: Compression = 'none'): Promise<
   const stages = [spec.command];
   if (compression !== 'none') stages.push(cmd(whichSystem(compression)!, ['-c']));
   await pipeToFile(stages, file);
-  await spec.verify(file, compression);
+  await spec.checkFile(file, compression);
   return file;
 }
 
@@ -226,7 +226,7 @@ describe('postgresql kind on a live server', () => {
     const spec = await plan(session, 'content');
     const file = await dump(spec);
     await truncate(file, Math.floor((await stat(file)).size / 2));
-    await expect(spec.verify(file, 'none')).rejects.toThrow(/failed verification/);
+    await expect(spec.checkFile(file, 'none')).rejects.toThrow(/failed verification/);
     // A compressed custom dump is verified through the decompressor.
     await dump(spec, 'gzip');
     await session.close();
@@ -243,7 +243,7 @@ describe('postgresql kind on a live server', () => {
     expect(text).not.toContain(APP_PASSWORD);
     const cut = join(work, 'globals-cut.sql');
     await writeFile(cut, text.slice(0, text.length - 200));
-    await expect(specs[0]!.verify(cut, 'none')).rejects.toThrow(/trailer is missing/);
+    await expect(specs[0]!.checkFile(cut, 'none')).rejects.toThrow(/trailer is missing/);
     const off = await postgresqlKind.open({ loaded: loaded({ enabled: true, host: srv.socketDir, port: srv.port, dump_globals: false }), log: memoryLogger() });
     expect(await off!.planServerWide()).toEqual([]);
   }, 60_000);
@@ -296,7 +296,7 @@ describe('faults', () => {
     expect(err).toBeInstanceOf(CommandError);
     expect((err as CommandError).message).toMatch(/pg_dump/);
     expect(Date.now() - started).toBeLessThan(30_000);
-    await expect(spec.verify(file, 'none')).rejects.toThrow(/failed verification/);
+    await expect(spec.checkFile(file, 'none')).rejects.toThrow(/failed verification/);
     await faulty.start();
   }, 60_000);
 });

@@ -1,8 +1,8 @@
 import { CommandError } from '../../../errors.js';
-import { startChild, type StartedChild } from '../../../run/child.js';
-import { describe, type Command } from '../../../run/command.js';
-import { pipeToReader } from '../../../run/pipeline.js';
-import type { ChunkReader } from '../../../run/reused-reader.js';
+import { startChild, type StartedChild } from '../../../proc/child.js';
+import { describe, type Command } from '../../../proc/command.js';
+import { pipeToReader } from '../../../proc/pipeline.js';
+import type { ChunkReader } from '../../../proc/reused-reader.js';
 import { decompressorCommand } from '../../../dumps/compress.js';
 import { binarySafeTables, headerNames, namesAreUtf8 } from './charsets.js';
 import { indexSqlDump, TruncatedDumpError, type DumpIndex, type RowsSegment } from './dump-index.js';
@@ -99,7 +99,7 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
   const readers: RangeReader[] = [];
   let finishing = false;
   const failures: Promise<never>[] = [];
-  // Each child's process group is killed when input.signal aborts (lib/run/child.ts). Any
+  // Each child's process group is killed when input.signal aborts (lib/proc/child.ts). Any
   // process ending badly (an SQL error, a corrupt file), or a client ending before the load
   // did, must not leave us waiting on a barrier: `guard` races every wait against that.
   const watchOne = (child: StartedChild, doing: string, mayEnd: () => boolean): StartedChild => {

@@ -3,8 +3,8 @@ import type { Connection } from 'mariadb';
 import { BackupError } from '../../../errors.js';
 import { ExitCode } from '../../../exit-codes.js';
 import type { RowCharset } from './parallel.js';
-import { cmd } from '../../../run/command.js';
-import { run } from '../../../run/run.js';
+import { cmd } from '../../../proc/command.js';
+import { run } from '../../../proc/run.js';
 
 /**
  * A protocol connection (the MariaDB Connector/Node.js) that runs a dump's INSERT statements,

@@ -19,15 +19,15 @@ import { indexSqlDump, SqlDumpIndexer } from '../../../../lib/kinds/mysql/load/d
 import { decodeDumpMap, encodeDumpMap, MAP_SUFFIX, readDumpMap, withDumpMap } from '../../../../lib/kinds/mysql/load/dump-map.js';
 import { earlySql, loadSqlDumpParallel, mapSqlDump, partitionRows, type PhaseTable, type RowCharset } from '../../../../lib/kinds/mysql/load/parallel.js';
 import { resolveWireTarget, wireTargetOf, WireSink } from '../../../../lib/kinds/mysql/load/wire.js';
-import { whichSystem } from '../../../../lib/run/which.js';
+import { whichSystem } from '../../../../lib/proc/which.js';
 import { planAndDump } from '../../../../lib/job/dump-step.js';
 import { memoryLogger } from '../../../../lib/log.js';
-import { cmd } from '../../../../lib/run/command.js';
-import { pipeToFile } from '../../../../lib/run/pipeline.js';
-import { run } from '../../../../lib/run/run.js';
-import { mysqlChecksums } from '../../../../lib/sandbox/db-checks.js';
+import { cmd } from '../../../../lib/proc/command.js';
+import { pipeToFile } from '../../../../lib/proc/pipeline.js';
+import { run } from '../../../../lib/proc/run.js';
+import { mysqlChecksums } from '../../../../lib/demo/db-checks.js';
 import { RestoreError } from '../../../../lib/errors.js';
-import { startMariadb, type MariadbServer } from '../../../../lib/sandbox/mariadb.js';
+import { startMariadb, type MariadbServer } from '../../../../lib/throwaway/mariadb.js';
 
 let server: MariadbServer;
 let work: string;

@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../lib/errors.js';
-import { startChild } from '../../lib/run/child.js';
-import { cmd } from '../../lib/run/command.js';
-import type { Ended } from '../../lib/run/lifecycle.js';
-import { pipeToFile } from '../../lib/run/pipeline.js';
-import { run } from '../../lib/run/run.js';
-import { openClientSession } from '../../lib/run/session.js';
-import { Spawner } from '../../lib/run/spawner.js';
+import { startChild } from '../../lib/proc/child.js';
+import { cmd } from '../../lib/proc/command.js';
+import type { Ended } from '../../lib/proc/lifecycle.js';
+import { pipeToFile } from '../../lib/proc/pipeline.js';
+import { run } from '../../lib/proc/run.js';
+import { openClientSession } from '../../lib/proc/session.js';
+import { Spawner } from '../../lib/proc/spawner.js';
 import { isRunning } from '../helpers/processes.js';
 
-// The three primitives of lib/run (run, pipeToFile, startChild) and what they share: one result
+// The three primitives of lib/proc (run, pipeToFile, startChild) and what they share: one result
 // type (Ended) and one terminate().
 const top = mkdtempSync(join(tmpdir(), 'asb-primitives-'));
 const spawner = new Spawner();

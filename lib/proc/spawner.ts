@@ -21,7 +21,7 @@ import { forgetGroup, terminate, trackGroup } from './process-group.js';
  * with the environment Node had when the worker started, plus the command's own `env`; commands
  * that need another user or a bare environment are not for this (canRun), they take spawn().
  */
-export interface SpawnJob {
+export interface SpawnRequest {
   readonly command: Command;
   /** A file to read (/dev/null for none). */
   readonly stdin: string;
@@ -31,7 +31,7 @@ export interface SpawnJob {
   readonly stderr: string;
 }
 
-export interface SpawnedJob {
+export interface SpawnedProcess {
   /**
    * Settles once, with how the job ended (its stderr is in the job's file: stderrTail is ''); never
    * rejects (a dead worker reads as a failed start).
@@ -100,7 +100,7 @@ class Worker {
     return this.#dead !== undefined;
   }
 
-  start(job: SpawnJob, done: () => void): SpawnedJob {
+  start(job: SpawnRequest, done: () => void): SpawnedProcess {
     const started = Date.now();
     let pid: number | undefined;
     let pending: number | undefined;
@@ -200,7 +200,7 @@ export class Spawner {
     return (this.#dir ??= mkdtempSync(join(secretDirParent(), 'asb-spawner-')));
   }
 
-  start(job: SpawnJob): SpawnedJob {
+  start(job: SpawnRequest): SpawnedProcess {
     if (this.#closed) throw new Error('spawner: closed');
     if (!canRun(job.command)) throw new Error(`spawner: ${job.command.file} needs spawn() (another user, a bare environment)`);
     let worker = this.#idle.pop();

@@ -63,7 +63,7 @@ export interface PipelineOptions extends Limits {
   };
   /**
    * false: do not fsync `file` (the caller makes a whole run durable at once with one syncfs,
-   * lib/run/sync-fs.ts, before anything claims it is complete). Default true.
+   * lib/proc/sync-fs.ts, before anything claims it is complete). Default true.
    */
   readonly fsync?: boolean;
 }

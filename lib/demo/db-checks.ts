@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { findKind, mysqlKind, postgresqlKind } from '../kinds/index.js';
 import type { Manifest, ManifestEntry } from '../model/manifest.js';
 import type { KindName, ScratchLoadOptions } from '../model/kind.js';
-import type { MariadbServer } from './mariadb.js';
-import type { PostgresServer } from './postgres.js';
+import type { MariadbServer } from '../throwaway/mariadb.js';
+import type { PostgresServer } from '../throwaway/postgres.js';
 
 /**
  * Proof that a dump is a backup: load it into a fresh database and compare row checksums with

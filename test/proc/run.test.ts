@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../lib/errors.js';
-import { startChild } from '../../lib/run/child.js';
-import { cmd } from '../../lib/run/command.js';
-import { exitClasses } from '../../lib/run/exit-status.js';
-import { pipeToFile } from '../../lib/run/pipeline.js';
-import { run } from '../../lib/run/run.js';
+import { startChild } from '../../lib/proc/child.js';
+import { cmd } from '../../lib/proc/command.js';
+import { exitClasses } from '../../lib/proc/exit-status.js';
+import { pipeToFile } from '../../lib/proc/pipeline.js';
+import { run } from '../../lib/proc/run.js';
 import { isRunning } from '../helpers/processes.js';
 
-// lib/run on tiny fixture programs (sh one-liners run as real subprocesses, as execa's own tests
+// lib/proc on tiny fixture programs (sh one-liners run as real subprocesses, as execa's own tests
 // do): which stage a pipeline blames, timeouts, cancellation, process-group kills, exit classes.
 
 const top = mkdtempSync(join(tmpdir(), 'run-test-'));

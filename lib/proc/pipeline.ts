@@ -25,7 +25,7 @@ export type { PipelineOptions, PipelineResult } from './lifecycle.js';
  */
 // Node's stdio "pipes" are socketpairs: a writer whose reader died may see ECONNRESET (errno
 // 104) instead of EPIPE (32): mariadb-dump says "Got errno 104 on write", coreutils print the
-// strerror text ("yes: standard output: Connection reset by peer", found by test/run/run.test.ts).
+// strerror text ("yes: standard output: Connection reset by peer", found by test/proc/run.test.ts).
 function brokenPipe(r: Ended): boolean {
   return r.signal === 'SIGPIPE' || r.exitCode === 141 || /errno (32|104) on write|errno 32\b|broken pipe|EPIPE|connection reset by peer/i.test(r.stderrTail);
 }

@@ -5,10 +5,10 @@ import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../lib/errors.js';
-import { cmd } from '../../lib/run/command.js';
-import { liveChildren, terminateAll } from '../../lib/run/process-group.js';
-import { canRun, Spawner } from '../../lib/run/spawner.js';
-import { pipeToFile } from '../../lib/run/pipeline.js';
+import { cmd } from '../../lib/proc/command.js';
+import { liveChildren, terminateAll } from '../../lib/proc/process-group.js';
+import { canRun, Spawner } from '../../lib/proc/spawner.js';
+import { pipeToFile } from '../../lib/proc/pipeline.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-spawner-test-'));
 const spawner = new Spawner();

@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cmd } from '../../lib/run/command.js';
-import { pipeToReader } from '../../lib/run/pipeline.js';
-import type { ChunkReader } from '../../lib/run/reused-reader.js';
-import { whichSystem } from '../../lib/run/which.js';
+import { cmd } from '../../lib/proc/command.js';
+import { pipeToReader } from '../../lib/proc/pipeline.js';
+import type { ChunkReader } from '../../lib/proc/reused-reader.js';
+import { whichSystem } from '../../lib/proc/which.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-reader-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -126,7 +126,7 @@ export function streamReader(stream: NodeJS.ReadableStream): ChunkReader {
  * Every chunk of `source` to `onData`, then into `sink`, the next read only once the write is
  * done (the chunk's memory is read into again), then the end of `sink`. On a failure (onData
  * throws, the sink breaks) both ends are closed, so neither side waits for the other. `pace`,
- * awaited after each chunk, slows the source down (lib/run/rate-limit.ts).
+ * awaited after each chunk, slows the source down (lib/proc/rate-limit.ts).
  */
 export async function relay(source: ChunkReader, onData: (chunk: Buffer) => void, sink: Writable, pace?: (bytes: number) => Promise<void>): Promise<void> {
   try {

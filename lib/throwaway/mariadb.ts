@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupError, CommandError, MissingDependencyError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { startChild, type StartedChild } from '../run/child.js';
-import type { Ended } from '../run/lifecycle.js';
-import { run } from '../run/run.js';
-import { cmd } from '../run/command.js';
-import { whichSystem } from '../run/which.js';
+import { startChild, type StartedChild } from '../proc/child.js';
+import type { Ended } from '../proc/lifecycle.js';
+import { run } from '../proc/run.js';
+import { cmd } from '../proc/command.js';
+import { whichSystem } from '../proc/which.js';
 import { osUser, type OsUser } from '../os-user.js';
 import type { ScratchServer, ServerTarget } from '../model/kind.js';
 

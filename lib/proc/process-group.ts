@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
  * So every primitive ends a process through terminate() below, the one TERM-then-KILL.
  */
 const live = new Set<ChildProcess>();
-/** Process groups led by children that are not ours but a spawner worker's (lib/run/spawner.ts). */
+/** Process groups led by children that are not ours but a spawner worker's (lib/proc/spawner.ts). */
 const groups = new Set<number>();
 
 export function trackGroup(pgid: number): void {

@@ -5,7 +5,7 @@ import { readFileTail } from '../file-tail.js';
 import { describe, errorLine, redact, type Command } from './command.js';
 import { eachChunk, hashFile } from './file-hash.js';
 import { Watch, type Ended, type PipelineOptions, type PipelineResult } from './lifecycle.js';
-import type { SpawnedJob, Spawner } from './spawner.js';
+import type { SpawnedProcess, Spawner } from './spawner.js';
 
 const STDERR_KEEP = 8192;
 const KILL_GRACE_MS = 5000;
@@ -27,7 +27,7 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
   const last = stages.length - 1;
   const scratch: string[] = [];
   const results: Ended[] = [];
-  let current: SpawnedJob | undefined;
+  let current: SpawnedProcess | undefined;
   const watch = new Watch(options, () => current?.terminate(KILL_GRACE_MS));
   try {
     let input = '/dev/null';

@@ -3,10 +3,10 @@ import { makeTempDir } from '../private-dir.js';
 import { join } from 'node:path';
 import { MissingDependencyError } from '../errors.js';
 import { readFileTail } from '../file-tail.js';
-import { cmd } from '../run/command.js';
+import { cmd } from '../proc/command.js';
 import { decompressorCommand } from './compress.js';
-import { pipeToFile } from '../run/pipeline.js';
-import { whichSystem } from '../run/which.js';
+import { pipeToFile } from '../proc/pipeline.js';
+import { whichSystem } from '../proc/which.js';
 import type { Compression, StreamCheck } from '../model/kind.js';
 
 /**

@@ -6,10 +6,10 @@ import { dirname, join, resolve } from 'node:path';
 import { findPgTool, pgBinDirs } from '../kinds/postgresql/index.js';
 import { osUser } from '../os-user.js';
 import type { ScratchServer } from '../model/kind.js';
-import { isExecutable } from '../run/which.js';
+import { isExecutable } from '../proc/which.js';
 import { MissingDependencyError, tail } from '../errors.js';
-import { cmd, type Command } from '../run/command.js';
-import { run } from '../run/run.js';
+import { cmd, type Command } from '../proc/command.js';
+import { run } from '../proc/run.js';
 
 export interface PostgresServer extends ScratchServer {
   readonly socketDir: string;

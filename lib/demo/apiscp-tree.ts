@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { cmd } from '../run/command.js';
-import { run } from '../run/run.js';
-import { exitClasses } from '../run/exit-status.js';
+import { cmd } from '../proc/command.js';
+import { run } from '../proc/run.js';
+import { exitClasses } from '../proc/exit-status.js';
 
 /**
  * A small but nasty ApisCP layout for engine tests, the demo and benchmarks: everything a backup
@@ -137,7 +137,7 @@ export async function buildApiscpTree(root: string, opts: { sites?: number; uidB
 }
 
 async function chownMod(path: string, uid: number, gid: number, mode: number): Promise<void> {
-  // chown clears setgid bits: chmod afterwards. Through lib/run like every subprocess.
+  // chown clears setgid bits: chmod afterwards. Through lib/proc like every subprocess.
   await run(cmd('chown', ['-h', `${uid}:${gid}`, path]));
   await run(cmd('chmod', [mode.toString(8), path]));
 }
