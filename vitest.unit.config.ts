@@ -5,16 +5,16 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
-      'test/config.test.ts',
+      'test/config/config.test.ts',
       'test/kinds/mysql/load/lexer.test.ts',
       'test/kinds/postgresql/script.test.ts',
-      'test/report.test.ts',
-      'test/retention-pins.test.ts',
-      'test/run-state.test.ts',
-      'test/verify-select.test.ts',
-      'test/fleet-verdict.test.ts',
-      'test/pins.test.ts',
-      'test/run-directory.test.ts',
+      'test/report/report.test.ts',
+      'test/dumps/retention-pins.test.ts',
+      'test/report/run-state.test.ts',
+      'test/verify/select.test.ts',
+      'test/fleet/verdict.test.ts',
+      'test/job/pins.test.ts',
+      'test/dumps/run-directory.test.ts',
       'test/engine/bacula-restore-log.test.ts',
       // lib/proc's primitives: real processes (sh, sleep, gzip), no server, no build.
       'test/proc/**/*.test.ts',

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Regenerates config/config.example.yaml and docs/configuration.md's reference from the
-// schema (test/config.test.ts checks both are current). Run: npm run gen:config
+// schema (test/config/config.test.ts checks both are current). Run: npm run gen:config
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configReference, sampleConfig } from '../lib/config/sample.js';
 

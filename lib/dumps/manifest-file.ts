@@ -8,7 +8,7 @@ import { MANIFEST } from './layout.js';
 /**
  * The one reader of a run's manifest.json. Every version this code wrote is read (fields added
  * later are optional, so an older manifest is a valid newer one); a manifest from a newer
- * apiscp-backup is refused by name rather than half understood. test/compat.test.ts holds runs
+ * apiscp-backup is refused by name rather than half understood. test/e2e/compat.test.ts holds runs
  * made by older code.
  */
 export function readManifestFile(runDir: string): Manifest {

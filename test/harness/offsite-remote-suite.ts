@@ -16,7 +16,7 @@ import { assertBuilt, mysqlFingerprint, rmrf, stopServers, type CliResult } from
 import { createRestoreFixture, seedSiteDatabases, siteFingerprints, SITE2_ROLE, SITE2_USER, type RestoreFixture } from '../helpers/restore-fixture.js';
 import { sampleProcesses, startOffsite, type Offsite } from './offsite.js';
 
-// The suite of test/offsite-borg.test.ts and test/offsite-restic.test.ts. Issue 30 items 1 and 4: an ApisCP server (network namespace `srv`) backs up to a backup host
+// The suite of test/offsite/borg.test.ts and test/offsite/restic.test.ts. Issue 30 items 1 and 4: an ApisCP server (network namespace `srv`) backs up to a backup host
 // (`bkp`) over a real link: borg through sshd's forced `borg serve --append-only`, restic through
 // `rclone serve restic --append-only` over TLS with a client certificate. The server backs up,
 // lists, reports status and restores a database and a site through them; a server that tries to
@@ -65,7 +65,7 @@ async function breakSite2(f: RestoreFixture): Promise<void> {
   await servers.postgres.sql(`DROP ROLE "${SITE2_ROLE}"`);
 }
 
-/** One engine's suite (test/offsite-borg.test.ts, test/offsite-restic.test.ts: a file each keeps each file's time short). */
+/** One engine's suite (test/offsite/borg.test.ts, test/offsite/restic.test.ts: a file each keeps each file's time short). */
 export function remoteEngineSuite(engine: 'borg' | 'restic'): void {
   beforeAll(async () => {
     assertBuilt();

@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../lib/errors.js';
 import { cmd } from '../../lib/proc/command.js';
-import { liveChildren, terminateAll } from '../../lib/proc/process-group.js';
+import { liveChildren, liveGroups, terminateAll } from '../../lib/proc/process-group.js';
 import { canRun, Spawner } from '../../lib/proc/spawner.js';
 import { pipeToFile } from '../../lib/proc/pipeline.js';
 
@@ -210,6 +210,8 @@ describe('our SIGTERM handler', () => {
     const job = spawner.start({ command: cmd('sh', ['-c', 'echo $$; exec sleep 30']), stdin: '/dev/null', stdout: out, stderr: fresh('err') });
     expect(await until(() => lineIn(out))).toBe(true);
     const pid = Number(readFileSync(out, 'utf8').trim());
+    // The worker says "S pid" on its own pipe, which can arrive after the job's first output.
+    expect(await until(() => liveGroups().includes(pid))).toBe(true);
     expect(terminateAll(500)).toBeGreaterThanOrEqual(2); // the worker and the job's group
     const end = await job.ended;
     expect(end.exitCode).not.toBe(0);
