@@ -47,10 +47,15 @@ export interface SpawnedProcess {
 // (measured with perf); a sourced file is read in one. The redirections apply left to right, so
 // a stdout that cannot be created is reported in the job's stderr file. `wait` gives 128+N for a
 // job killed by signal N.
-const WORKER = [
+// A TERM to the worker reaches its running job's group too: Node learns the job's pid from the
+// worker's "S pid" line, which can arrive after a terminateAll() that would then miss the job (an
+// orphan dump holding its table locks). `j` is cleared once the job is waited for: never a stale group.
+export const WORKER = [
   "set -m",
   "umask 077",
   "set -o noclobber",
+  "j=",
+  "trap 'if [[ -n $j ]]; then kill -TERM -- \"-$j\" 2>/dev/null; fi; exit 143' TERM",
   "i=0",
   "while IFS= read -r -N 1 _; do",
   "  i=$((i + 1))",
@@ -62,9 +67,12 @@ const WORKER = [
   "    if [[ -n ${f[0]} ]]; then cd -- \"${f[0]}\" || exit 126; fi",
   "    exec \"${f[@]:5+ne}\"",
   "  ) 2>\"${f[3]}\" <\"${f[1]}\" >\"${f[2]}\" &",
-  "  printf 'S %d\\n' \"$!\"",
-  "  wait \"$!\"",
-  "  printf 'E %d\\n' \"$?\"",
+  "  j=$!",
+  "  printf 'S %d\\n' \"$j\"",
+  "  wait \"$j\"",
+  "  st=$?",
+  "  j=",
+  "  printf 'E %d\\n' \"$st\"",
   "done",
 ].join('\n');
 

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError } from '../../lib/errors.js';
 import { cmd } from '../../lib/proc/command.js';
 import { liveChildren, liveGroups, terminateAll } from '../../lib/proc/process-group.js';
-import { canRun, Spawner } from '../../lib/proc/spawner.js';
+import { canRun, Spawner, WORKER } from '../../lib/proc/spawner.js';
+import { spawn } from 'node:child_process';
 import { pipeToFile } from '../../lib/proc/pipeline.js';
 
 const work = mkdtempSync(join(tmpdir(), 'asb-spawner-test-'));
@@ -217,5 +218,23 @@ describe('our SIGTERM handler', () => {
     expect(end.exitCode).not.toBe(0);
     expect(await until(() => !existsPid(pid))).toBe(true);
     expect(await until(() => liveChildren() === 0)).toBe(true);
+  });
+});
+
+describe('the worker script on its own', () => {
+  it('a TERM to the worker reaches the running job, even before Node has read its "S pid" line', async () => {
+    // Run the worker by hand so that nobody reads its "S" line: only the worker can stop the job.
+    const dir = mkdtempSync(join(work, 'worker-'));
+    const out = join(dir, 'out');
+    writeFileSync(join(dir, '1'), `f=('' '/dev/null' '${out}' '${join(dir, 'err')}' '0' 'sh' '-c' 'echo $$; exec sleep 30')\n`);
+    const worker = spawn('bash', ['-c', WORKER, 'asb-spawner', dir], { stdio: ['pipe', 'pipe', 'ignore'] });
+    worker.stdin.write('x');
+    expect(await until(() => lineIn(out))).toBe(true);
+    const job = Number(readFileSync(out, 'utf8').trim());
+    expect(existsPid(job)).toBe(true);
+    const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(await until(() => !existsPid(job))).toBe(true);
   });
 });
