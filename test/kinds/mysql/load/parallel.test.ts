@@ -11,8 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedConfig } from '../../../../lib/config/load.js';
-import { resolvePaths } from '../../../../lib/config/paths.js';
-import { configSchema } from '../../../../lib/config/schema.js';
 import { mysqlKind } from '../../../../lib/kinds/mysql/index.js';
 import { binarySafeTables, headerNames } from '../../../../lib/kinds/mysql/load/charsets.js';
 import { indexSqlDump, SqlDumpIndexer } from '../../../../lib/kinds/mysql/load/dump-index.js';
@@ -28,18 +26,13 @@ import { run } from '../../../../lib/proc/run.js';
 import { mysqlChecksums } from '../../../../lib/demo/db-checks.js';
 import { RestoreError } from '../../../../lib/errors.js';
 import { startMariadb, type MariadbServer } from '../../../../lib/throwaway/mariadb.js';
+import { mysqlOnlyConfig, SRC_DATABASE_SQL } from '../../../helpers/mysql-src.js';
 
 let server: MariadbServer;
 let work: string;
 
 function loaded(extra: Record<string, unknown> = {}, mysql: Record<string, unknown> = {}): LoadedConfig {
-  const config = configSchema.parse({
-    paths: { root: work },
-    panel: { enabled: false },
-    databases: { postgresql: { enabled: false }, mysql: { enabled: true, socket: server.socket, defaults_file: join(work, 'absent.cnf'), ...mysql } },
-    ...extra,
-  });
-  return { config, file: undefined, paths: resolvePaths(config) };
+  return mysqlOnlyConfig(work, server.socket, extra, mysql);
 }
 
 /** Rows as mariadb-dump writes them: the markers around them are what lets the loader spread them. */
@@ -57,22 +50,7 @@ async function dumpTo(db: string, file: string): Promise<void> {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'asb-load-'));
   server = await startMariadb();
-  // Several INSERT statements per table (more than one net buffer), values with newlines,
-  // quotes, ';' and ');' inside, binary, a MyISAM table, a trigger whose body INSERTs, a
-  // procedure in a DELIMITER block, a view.
-  await server.sql(`
-    CREATE DATABASE src; USE src;
-    CREATE TABLE posts (id INT PRIMARY KEY, body LONGTEXT, bin BLOB) ENGINE=InnoDB;
-    INSERT INTO posts SELECT seq, CONCAT('line1\\nline2 it''s ");\\n" x);', REPEAT('abc', seq % 300)), RANDOM_BYTES(64) FROM seq_1_to_12000;
-    CREATE TABLE stats (id INT PRIMARY KEY, hits INT) ENGINE=MyISAM;
-    INSERT INTO stats SELECT seq, seq * 3 FROM seq_1_to_3000;
-    CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, post INT) ENGINE=InnoDB;
-    CREATE TRIGGER posts_ai AFTER INSERT ON posts FOR EACH ROW INSERT INTO audit (post) VALUES (NEW.id);
-    DELIMITER //
-    CREATE PROCEDURE top_posts(n INT) BEGIN SELECT id FROM posts ORDER BY id LIMIT n; END//
-    DELIMITER ;
-    CREATE VIEW v_posts AS SELECT id FROM posts;
-  `);
+  await server.sql(SRC_DATABASE_SQL);
 }, 120_000);
 
 afterAll(async () => {
