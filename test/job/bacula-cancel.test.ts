@@ -65,6 +65,12 @@ afterAll(async () => {
   rmrf(base);
 });
 
+/**
+ * This test's hook of job `jobId` (pre-backup, post-backup or either), as a pgrep -f pattern. Its
+ * config is in it: other test files run Bacula jobs with the same JobIds at the same time.
+ */
+const hookOf = (jobId: number, which = '(pre|post)-backup'): string => `--config ${configFile.replace(/[.]/g, '\\.')} hook ${which} .*--jobid ${jobId} --job`;
+
 /** pid and argv of every process whose argv holds `needle` (the hook of one job). */
 async function processes(needle: string): Promise<{ pid: number; cmd: string }[]> {
   const r = await run(cmd('pgrep', ['-a', '-f', '--', needle]), { exitClass: exitClasses({ ok: [1] }) });
@@ -88,9 +94,8 @@ async function descendants(pid: number): Promise<{ pid: number; cmd: string }[]>
 
 /** The pre-backup hook of job `jobId` once it writes the big database (its dumper runs, its run directory is unfinished). */
 async function hookDumping(jobId: number): Promise<{ pid: number; cmd: string; below: { pid: number; cmd: string }[] }> {
-  const marker = `--jobid ${jobId} --job`;
   return waitFor('the hook to dump', async () => {
-    const [p] = (await processes(`${CLI} .*hook pre-backup .*${marker}`)).filter((x) => x.cmd.startsWith(NODE));
+    const [p] = (await processes(`${CLI} ${hookOf(jobId, 'pre-backup')}`)).filter((x) => x.cmd.startsWith(NODE));
     if (!p) return undefined;
     const below = await descendants(p.pid);
     const writing = existsSync(loaded.paths.dumpsDir) && readdirSync(loaded.paths.dumpsDir).some((n) => n.endsWith('.inprogress'));
@@ -104,7 +109,6 @@ const secretDirsOf = (pid: number): string[] =>
 describe('cancel jobid=N while the hook dumps', () => {
   test('the hook stops within 10 s: no process, lock, secret or partial dump left; state and log say "cancelled by Bacula (job N)"; the next job runs at once', async () => {
     const jobId = await queueJob(h.bconsole, 'ApisCP', 'Full');
-    const marker = `--jobid ${jobId} --job`;
     const hook = await hookDumping(jobId);
     // Parent: the file daemon, which started it by execvp.
     const ppid = Number(readFileSync(`/proc/${hook.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
@@ -120,9 +124,9 @@ describe('cancel jobid=N while the hook dumps', () => {
     expect(took).toBeLessThan(10_000);
 
     for (const d of hook.below) expect(isRunning(d.pid), `${d.pid} ${d.cmd}`).toBe(false);
-    expect(await processes(`hook pre-backup .*${marker}`)).toEqual([]);
+    expect(await processes(hookOf(jobId, 'pre-backup'))).toEqual([]);
     // The file daemon then runs the job's after-script (post-backup, %e = Canceled): let it end.
-    await waitFor('post-backup to end', async () => (await processes(marker)).length === 0, 60_000, 200);
+    await waitFor('post-backup to end', async () => (await processes(hookOf(jobId))).length === 0, 60_000, 200);
     expect(existsSync(loaded.paths.lockPath), 'lock').toBe(false);
     expect(existsSync(`${loaded.paths.lockPath}.holder.json`), 'holder file').toBe(false);
     expect(secretDirsOf(hook.pid)).toEqual([]);
