@@ -15,7 +15,6 @@ import { startMariadb, type MariadbServer } from '../../lib/throwaway/mariadb.js
 import type { PostgresServer } from '../../lib/throwaway/postgres.js';
 import { startServers, type Servers } from '../../lib/throwaway/servers.js';
 import { databaseEntries, loadDump } from '../../lib/demo/db-checks.js';
-import { exitClasses } from '../../lib/proc/exit-status.js';
 
 /**
  * End-to-end helpers: the BUILT CLI as a subprocess, real sandbox MariaDB/PostgreSQL servers,
@@ -259,12 +258,6 @@ export async function countBackups(loaded: LoadedConfig): Promise<number> {
 
 export function readStatus(loaded: LoadedConfig): Record<string, any> {
   return JSON.parse(readFileSync(loaded.paths.statusFile, 'utf8')) as Record<string, any>;
-}
-
-/** Processes (pgrep -f PATTERN) other than ourselves: leftovers of a killed run. */
-export async function pgrep(pattern: string): Promise<string[]> {
-  const r = await run(cmd('pgrep', ['-a', '-f', pattern]), { exitClass: exitClasses({ ok: [1] }) });
-  return r.stdout.split('\n').filter((l) => l && !l.includes('pgrep'));
 }
 
 export function rmrf(...paths: string[]): void {
