@@ -82,13 +82,12 @@ export async function follow(input: FollowInput): Promise<void> {
 /** Runs the periodic work while the child copies; its end. A child that ran a while resets the wait. */
 async function watch(child: StartedChild, input: FollowInput, dir: string, tickMs: number) {
   let timer: NodeJS.Timeout | undefined;
-  let busy = false;
+  let inFlight: Promise<void> | undefined;
   const beat = (): void => {
-    if (busy) return;
-    busy = true;
-    tick(input, dir, true)
+    if (inFlight) return;
+    inFlight = tick(input, dir, true)
       .catch((err: unknown) => input.log.warn(`binlog follow: ${err instanceof Error ? err.message : String(err)}`))
-      .finally(() => (busy = false));
+      .finally(() => (inFlight = undefined));
   };
   timer = setInterval(beat, tickMs);
   beat();
@@ -97,6 +96,8 @@ async function watch(child: StartedChild, input: FollowInput, dir: string, tickM
   } finally {
     clearInterval(timer);
     timer = undefined;
+    // A beat still running would write "connected" after the caller's "stopped": let it finish first.
+    await inFlight;
   }
 }
 
