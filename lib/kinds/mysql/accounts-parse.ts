@@ -1,4 +1,4 @@
-import { mysqlIdent } from './sql.js';
+import { accountNameLiteral, mysqlIdent } from './sql.js';
 
 /**
  * The account statements of a MariaDB/MySQL users export (`mariadb-dump --system=users`, or our
@@ -42,8 +42,7 @@ export function showAccount(key: AccountKey): string {
 /** `u`@`h` (or `r`) as SQL, quoted for any name. */
 export function accountSql(key: AccountKey): string {
   const [u, h] = key.split('\0') as [string, string];
-  const q = (s: string): string => "'" + s.replace(/\\/g, '\\\\').replace(/'/g, "''") + "'";
-  return h === '' ? q(u) : `${q(u)}@${q(h)}`;
+  return h === '' ? accountNameLiteral(u) : `${accountNameLiteral(u)}@${accountNameLiteral(h)}`;
 }
 
 export function unquote(q: string): string {

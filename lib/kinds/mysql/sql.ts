@@ -13,6 +13,15 @@ export function stringLiteral(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\0/g, '\\0')}'`;
 }
 
+/**
+ * An account's user or host name as a string literal, a quote doubled rather than escaped: the
+ * form a drift report shows the admin and the statements run (either form reads the same in any
+ * sql_mode with backslash escapes on, which every session of ours keeps).
+ */
+export function accountNameLiteral(value: string): string {
+  return "'" + value.replace(/\\/g, '\\\\').replace(/'/g, "''") + "'";
+}
+
 /** A MariaDB identifier in backquotes (a backquote inside doubled): any name, quoted once, here. */
 export function mysqlIdent(name: string): string {
   return '`' + name.replace(/`/g, '``') + '`';
