@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findPgTool } from '../lib/kinds/postgresql/bin.js';
+import { findPgTool } from '../lib/throwaway/postgres-bin.js';
 import { osUser } from '../lib/os-user.js';
 import { cmd } from '../lib/proc/command.js';
 import { run } from '../lib/proc/run.js';

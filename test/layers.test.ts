@@ -93,7 +93,9 @@ describe('import rules of lib/ (dependency-cruiser)', () => {
 
 // Each kind answers for itself (lib/kinds, behind DatabaseKind): a file elsewhere that compares
 // with a kind's name is a branch a new kind would have to find and extend.
-const KIND_BRANCH = /(?:[!=]==?\s*['"`](?:mysql|postgresql)['"`])|(?:['"`](?:mysql|postgresql)['"`]\s*[!=]==?)|(?:case\s+['"`](?:mysql|postgresql)['"`])/;
+// A table keyed by every kind's name (Record<KindName, …>) is the same branch written as data;
+// a comparison with one kind object's name (mysqlKind.name) is one too.
+const KIND_BRANCH = /(?:[!=]==?\s*['"`](?:mysql|postgresql)['"`])|(?:['"`](?:mysql|postgresql)['"`]\s*[!=]==?)|(?:case\s+['"`](?:mysql|postgresql)['"`])|(?:[!=]==?\s*\w+Kind\.name\b)|(?:\w+Kind\.name\s*[!=]==?)|(?:Record<KindName\b)/;
 
 function kindBranches(root: string): string[] {
   const found: string[] = [];
@@ -118,18 +120,22 @@ describe("no file outside lib/kinds branches on a kind's name", () => {
     expect(kindBranches(REPO)).toEqual([]);
   });
 
-  it('the check sees ===, !== and case on a kind name, and leaves lib/kinds alone', () => {
+  it("the check sees ===, !== and case on a kind name, a kind object's name and a Record keyed by every kind, and leaves lib/kinds alone", () => {
     const dir = join(scratch, 'branch-tree');
     const files: Record<string, string> = {
       'lib/verify/a.ts': "if (entry.kind === 'mysql') load();\n",
       'lib/throwaway/b.ts': "const pg = 'postgresql' !== kind;\nswitch (k) {\n  case \"mysql\": break;\n}\nconst fine = kind.name;\n",
       'lib/kinds/mysql/index.ts': "if (name === 'mysql') ok();\n",
+      'lib/binlog/c.ts': "if (e.kind !== mysqlKind.name) continue;\nconst same = postgresqlKind.name === k;\nconst start: Record<KindName, () => void> = { mysql, postgresql };\nrestore({ kind: mysqlKind.name });\n",
     };
     for (const [path, text] of Object.entries(files)) {
       mkdirSync(dirname(join(dir, path)), { recursive: true });
       writeFileSync(join(dir, path), text);
     }
     expect(kindBranches(dir)).toEqual([
+      'lib/binlog/c.ts:1: if (e.kind !== mysqlKind.name) continue;',
+      'lib/binlog/c.ts:2: const same = postgresqlKind.name === k;',
+      'lib/binlog/c.ts:3: const start: Record<KindName, () => void> = { mysql, postgresql };',
       'lib/throwaway/b.ts:1: const pg = \'postgresql\' !== kind;',
       'lib/throwaway/b.ts:3: case "mysql": break;',
       "lib/verify/a.ts:1: if (entry.kind === 'mysql') load();",

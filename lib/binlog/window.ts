@@ -1,7 +1,7 @@
 import type { BinlogPosition } from '../model/binlog.js';
 import type { ManifestEntry } from '../model/manifest.js';
 import { listRuns } from '../dumps/retention.js';
-import { mysqlKind } from '../kinds/mysql/index.js';
+import { findKind } from '../kinds/index.js';
 import { binlogDir, binlogSeq, localBinlogs, readGaps, readState, type FollowState, type Gap, type LocalBinlog } from './store.js';
 
 /**
@@ -37,7 +37,7 @@ export function positionedDumps(dumpsDir: string, database?: string): Positioned
   for (const run of listRuns(dumpsDir)) {
     if (run.status !== 'complete') continue;
     for (const e of run.manifest?.entries ?? []) {
-      if (e.kind !== mysqlKind.name || e.object !== 'database' || e.status !== 'ok' || !e.binlog || !e.path) continue;
+      if (!findKind(e.kind)?.pointInTime || e.object !== 'database' || e.status !== 'ok' || !e.binlog || !e.path) continue;
       if (database !== undefined && e.database !== database) continue;
       out.push({ runId: run.runId, entry: e as PositionedDump['entry'], at: Date.parse(e.startedAt) });
     }

@@ -1,5 +1,5 @@
 import { MissingDependencyError } from '../errors.js';
-import { findPgTool } from '../kinds/postgresql/index.js';
+import { findPgTool } from '../throwaway/postgres-bin.js';
 import { whichSystem } from '../proc/which.js';
 import type { EngineName } from '../engine/types.js';
 

@@ -152,6 +152,28 @@ export interface ScratchServer {
   sql(statement: string, database?: string): Promise<string>;
 }
 
+/** A throwaway server of a kind's own (verify loads customers' dumps into it), thrown away by destroy(). */
+export interface ThrowawayServer extends ScratchServer {
+  /** The directory holding its files (private to the OS user it runs as). */
+  readonly baseDir: string;
+  destroy(): Promise<void>;
+}
+
+/** What verify asks of a kind for a throwaway server (DatabaseKind.startThrowaway). */
+export interface ThrowawayRequest {
+  /** A private directory for the server's files (created by the caller, reachable by `osUser`). */
+  readonly baseDir: string;
+  /** The version of the server a dump came from: the throwaway one must load it the same way. */
+  readonly serverVersion: string;
+  /** The unprivileged OS user it runs as (created on first use). */
+  readonly osUser: string;
+  /**
+   * Wraps the command that starts the server in namespaces of its own (no network, the live
+   * servers' directories covered); the command carries the uid/gid the wrapper switches to.
+   */
+  readonly isolate: (start: Command) => Command;
+}
+
 /** verify's load of one dump into a throwaway server (DatabaseKind.verifyLoad). */
 export interface VerifyLoadInput {
   /** The config verify runs with (restore.connections…); a kind whose session needs none of it may take the defaults. */
@@ -206,6 +228,15 @@ export interface DatabaseKind {
    * those recorded at dump time, read the inventory, then drop the database again.
    */
   verifyLoad(input: VerifyLoadInput): Promise<VerifyLoadResult>;
+  /**
+   * Which throwaway server a dump from a server of `serverVersion` loads into: dumps whose keys
+   * are equal share one (e.g. "MariaDB 10.11", PostgreSQL "15"); a short word, usable in a path.
+   */
+  throwawayKey(serverVersion: string): string;
+  /** verify's throwaway server for dumps of `request.serverVersion` (one per throwawayKey). */
+  startThrowaway(request: ThrowawayRequest): Promise<ThrowawayServer>;
+  /** Its dumps record a log position that point-in-time restores replay from (lib/binlog). */
+  readonly pointInTime: boolean;
   /** The sandbox's plain load (the kind's own client tool, no session): a dump into a new database `database`. */
   scratchLoad(server: ScratchServer, dump: DumpFile, database: string, options?: ScratchLoadOptions): Promise<void>;
   /** A checksum of every table's rows (the sandbox's proof that a load gave back what was dumped), keyed by table. */

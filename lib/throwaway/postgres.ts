@@ -3,7 +3,7 @@ import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { findPgTool, pgBinDirs } from '../kinds/postgresql/index.js';
+import { findPgTool, pgBinDirs } from './postgres-bin.js';
 import { osUser } from '../os-user.js';
 import type { ScratchServer } from '../model/kind.js';
 import { isExecutable } from '../proc/which.js';

@@ -1,5 +1,6 @@
 import { planReplay, replay, shown, type ReplayPlan, type Stop } from '../../binlog/replay.js';
 import { mysqlKind, type MysqlSession } from '../../kinds/mysql/index.js';
+import { findKind } from '../../kinds/index.js';
 import { RestoreError, UsageError } from '../../errors.js';
 import { restoreDb } from '../../restore/restore-db.js';
 import type { CommandContext } from '../context.js';
@@ -32,7 +33,7 @@ export function planLines(p: ReplayPlan): string[] {
 /** `restore db NAME --at T | --before-event FILE:POS`: the dump before it, then the database's binlog events up to it. */
 export async function restoreAt(ctx: CommandContext, opts: Record<string, unknown>, name: string): Promise<number> {
   if (opts.at !== undefined && opts.beforeEvent !== undefined) throw new UsageError('--at and --before-event name the same thing: give one');
-  if (opts.kind !== undefined && opts.kind !== mysqlKind.name) throw new UsageError('--at: point-in-time restores are for MariaDB databases (PostgreSQL: docs/point-in-time.md)');
+  if (opts.kind !== undefined && !findKind(String(opts.kind))?.pointInTime) throw new UsageError('--at: point-in-time restores are for MariaDB databases (PostgreSQL: docs/point-in-time.md)');
   if (opts.from !== undefined) throw new UsageError('--at picks the dump itself (the newest before the moment): leave out --from');
   const stop: Stop = opts.at !== undefined ? { at: parseMoment(String(opts.at)) } : parseEvent(String(opts.beforeEvent));
   const into = (opts.into as string | undefined) ?? name;

@@ -1,6 +1,7 @@
 import type { DatabaseKind } from '../../model/kind.js';
 import { expected, MYSQL_SIGNS, open, openTarget, siteOnDisk } from './kind.js';
 import * as scratch from './scratch.js';
+import * as throwaway from './throwaway.js';
 
 /** MariaDB (and MySQL): everything the rest of lib/ asks of it goes through this object. */
 export const mysqlKind: DatabaseKind = {
@@ -14,6 +15,9 @@ export const mysqlKind: DatabaseKind = {
   openTarget,
   siteOnDisk,
   verifyLoad: (input) => scratch.verifyLoad(mysqlKind, input),
+  throwawayKey: throwaway.throwawayKey,
+  startThrowaway: throwaway.startThrowaway,
+  pointInTime: true,
   scratchLoad: scratch.scratchLoad,
   checksums: scratch.checksums,
 };

@@ -1,6 +1,7 @@
 import type { DatabaseKind } from '../../model/kind.js';
 import { expected, open, openTarget, POSTGRESQL_SIGNS } from './kind.js';
 import * as scratch from './scratch.js';
+import * as throwaway from './throwaway.js';
 
 /** PostgreSQL: everything the rest of lib/ asks of it goes through this object. */
 export const postgresqlKind: DatabaseKind = {
@@ -13,9 +14,9 @@ export const postgresqlKind: DatabaseKind = {
   open,
   openTarget,
   verifyLoad: (input) => scratch.verifyLoad(postgresqlKind, input),
+  throwawayKey: throwaway.throwawayKey,
+  startThrowaway: throwaway.startThrowaway,
+  pointInTime: false,
   scratchLoad: scratch.scratchLoad,
   checksums: scratch.checksums,
 };
-
-/** Where a PostgreSQL major version's binaries live (not on PATH): the sandbox's and the demo's servers start from them. */
-export { findPgTool, pgBinDirs } from './bin.js';

@@ -11,7 +11,7 @@ import { pipeToFile } from '../../proc/pipeline.js';
 import { run } from '../../proc/run.js';
 import { isExecutable } from '../../proc/which.js';
 import { osUser } from '../../os-user.js';
-import { findPgTool, pgBinDirs } from './bin.js';
+import { findPgTool, pgBinDirs } from '../../throwaway/postgres-bin.js';
 import type { Compression, DatabaseSession, InstallSigns, DumpSpec, KindContext, RestoreSession, ServerTarget } from '../../model/kind.js';
 import { withPostgresRestore } from './restore.js';
 import type { PgSession, PgTool } from './session.js';

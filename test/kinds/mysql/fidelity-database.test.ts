@@ -114,10 +114,12 @@ describe('verify', () => {
   test('its throwaway MariaDB runs as an unprivileged OS user, in a private directory, files and plugins confined there', async () => {
     const servers = new ThrowawayServers(base, memoryLogger());
     try {
-      const server = await servers.mysqlFor(live.version);
+      const server = await servers.serverFor('mysql', live.version);
       const user = osUser(VERIFY_OS_USER)!;
       expect(user.uid).toBeGreaterThan(0);
-      const status = readFileSync(`/proc/${server.pid}/status`, 'utf8');
+      const pid = readFileSync((await server.sql('SELECT @@pid_file')).trim(), 'utf8').trim();
+      expect(pid).toMatch(/^\d+$/);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       expect(status).toMatch(new RegExp(`^Uid:\\s+${user.uid}\\s`, 'm'));
       const dir = statSync(server.baseDir);
       expect(dir.uid).toBe(user.uid);

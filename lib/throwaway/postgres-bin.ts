@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { isExecutable, whichSystem } from '../../proc/which.js';
+import { isExecutable, whichSystem } from '../proc/which.js';
 
 /** PGDG (RHEL) and Debian keep one directory per major version; neither is on PATH by default. */
 export function pgBinDirs(major?: string): string[] {
