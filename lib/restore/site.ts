@@ -257,7 +257,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
         done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
         const back = [...r.missing, ...r.changed].sort();
-        input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
+        if (back.length) input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
         await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
         done.push(`${plan.part}: ${back.length} put back`);
         if (await restoreContexts(jail, back, staging.dir)) selinux = true;
