@@ -2,7 +2,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { isAlive, readHolder } from '../lock/lock.js';
 import type { Logger } from '../log.js';
 import { readVerifyState, recordVerifyError, verifyStateFile, type VerifyState } from '../model/verify-state.js';
-import { verifyRun, type VerifyResult } from '../verify/verify-run.js';
+import { verifyRun, type VerifyInput, type VerifyResult } from '../verify/verify-run.js';
 import { readPins } from './pins.js';
 import { warning, WarningCodes, type Warning } from '../warnings.js';
 
@@ -30,7 +30,7 @@ export interface NightlyVerify {
  * snapshot (a Bacula job pinned its dumps, or another run holds the lock): then it waits for
  * the next night. The newest complete run, `verify.sample` databases by rotation.
  */
-export async function nightlyVerify(input: { loaded: LoadedConfig; log: Logger; signal?: AbortSignal }): Promise<NightlyVerify> {
+export async function nightlyVerify(input: { loaded: LoadedConfig; log: Logger; signal?: AbortSignal } & Pick<VerifyInput, 'onStart' | 'onDatabase'>): Promise<NightlyVerify> {
   const { loaded, log } = input;
   const cfg = loaded.config.verify;
   if (!verifyDue(cfg.schedule, readVerifyState(verifyStateFile(loaded.paths.stateDir)))) return {};
@@ -43,7 +43,7 @@ export async function nightlyVerify(input: { loaded: LoadedConfig; log: Logger; 
     return { skipped };
   }
   try {
-    return { result: await verifyRun({ loaded, log, signal: input.signal, sample: cfg.sample, trigger: 'nightly' }) };
+    return { result: await verifyRun({ loaded, log, signal: input.signal, sample: cfg.sample, trigger: 'nightly', onStart: input.onStart, onDatabase: input.onDatabase }) };
   } catch (err) {
     if (input.signal?.aborted) throw err;
     // The backup is made; a verification that cannot run at all (work_dir missing, no complete

@@ -101,7 +101,7 @@ export class TerminalProgress implements JobWatch {
     if (phase === this.currentPhase) return;
     if (this.currentPhase === 'dumps' && this.dumpsStartedAt !== undefined) this.dumpsEndedAt ??= Date.now();
     // A phase that ended leaves one line above the block: what it did and how long it took.
-    if (this.currentPhase === 'dumps' || this.currentPhase === 'backup' || this.currentPhase === 'prune') this.printAbove(this.phaseLine() + '\n');
+    if (this.leavesLine()) this.printAbove(this.phaseLine() + '\n');
     this.currentPhase = phase;
     this.phaseStartedAt = Date.now();
     if (phase === 'dumps') this.dumpsStartedAt ??= Date.now();
@@ -158,7 +158,7 @@ export class TerminalProgress implements JobWatch {
     clearInterval(this.timer);
     this.stream.write = this.originalWrite;
     this.render.clear();
-    if (this.currentPhase === 'dumps' || this.currentPhase === 'backup' || this.currentPhase === 'prune') {
+    if (this.leavesLine()) {
       this.dumpsEndedAt ??= this.currentPhase === 'dumps' ? Date.now() : this.dumpsEndedAt;
       this.originalWrite(this.phaseLine() + '\n');
     }
@@ -197,9 +197,52 @@ export class TerminalProgress implements JobWatch {
     return n;
   }
 
+  /** Phases that leave a line when they end; `verify` only as a step of nightly (verify by hand prints a line per dump and its verdict). */
+  private leavesLine(): boolean {
+    return this.currentPhase === 'dumps' || this.currentPhase === 'backup' || this.currentPhase === 'prune' || (this.currentPhase === 'verify' && this.verifyTally !== undefined);
+  }
+
+  /**
+   * nightly's verification, after the job: the same block as `verify` (the dump loading now,
+   * its size and time, done of total); its end leaves one line with the outcomes counted here.
+   */
+  beginVerifyStep(): void {
+    this.phase('verify');
+    this.inFlight.clear();
+    this.done = 0;
+    this.total = 0;
+    this.verifyTally = { ok: 0, failed: 0, unchecked: 0 };
+    this.draw();
+  }
+
+  /** One dump of nightly's verification begins: `index` of `total`, its size from the manifest. */
+  verifyStart(what: string, site: string, index: number, total: number, bytes: number | undefined, doing: string): void {
+    this.done = index;
+    this.total = total;
+    this.inFlight.clear();
+    this.inFlight.set(what, { what, doing, site, startedAt: Date.now(), expectedBytes: bytes, written: () => undefined });
+    this.draw();
+  }
+
+  /** …and ends. */
+  verifyEnd(outcome: 'ok' | 'failed' | 'error'): void {
+    this.inFlight.clear();
+    this.done++;
+    if (this.verifyTally) this.verifyTally[outcome === 'error' ? 'unchecked' : outcome]++;
+    this.draw();
+  }
+
+  private verifyTally: { ok: number; failed: number; unchecked: number } | undefined;
+
   /** The one line a finished phase leaves. */
   private phaseLine(): string {
     const c = this.colours;
+    if (this.currentPhase === 'verify' && this.verifyTally) {
+      const t = this.verifyTally;
+      const failed = t.failed ? c.red(`${t.failed} failed`) : '0 failed';
+      const unchecked = t.unchecked ? `, ${c.yellow(`${t.unchecked} not checked`)}` : '';
+      return `${c.bold('verify')}  ${t.ok} of ${t.ok + t.failed + t.unchecked} dump(s) verified, ${failed}${unchecked} in ${seconds(Date.now() - this.phaseStartedAt)}`;
+    }
     if (this.currentPhase === 'dumps') {
       const ms = (this.dumpsEndedAt ?? Date.now()) - (this.dumpsStartedAt ?? this.startedAt);
       const failed = this.failed ? c.red(`, ${this.failed} failed`) : '';

@@ -10,6 +10,7 @@ import type { AccountReport, AccountsRequest, AccountWork, Compression, Database
 import { BackupError, RestoreError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pipeToFile } from '../proc/pipeline.js';
+import { sizeIn } from '../report/status.js';
 import type { StagedRun } from './stage.js';
 import { compareWithInventory, describeComparison, type InventoryComparison } from '../model/inventory-compare.js';
 
@@ -161,7 +162,7 @@ export async function restoreDatabase(loaded: LoadedConfig, log: Logger, servers
   }
   try {
     await session.createDatabase(into, dump, signal);
-    opts.onStep?.(`loading ${kind} '${into}'${entry.bytes !== undefined ? ` (dump ${(entry.bytes / 1048576).toFixed(1)} MiB)` : ''}`);
+    opts.onStep?.(`loading ${kind} '${into}'${entry.bytes !== undefined ? ` (dump ${sizeIn(entry.bytes, 1024)})` : ''}`);
     await session.load(into, dump, signal);
     opts.onStep?.(`comparing ${kind} '${into}' with the backup's inventory`);
     // Proven before the accounts' grants and changes (afterLoad), which the rollback would not undo.

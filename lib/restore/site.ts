@@ -19,7 +19,7 @@ import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from 
 import { accountsEntry, proofOfFailure, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
-import { describeSource, resolveSource } from './source.js';
+import { describeSource, resolveSource, sourceName } from './source.js';
 import { pinDir } from './pinned.js';
 import { fetchPaths, guessRunPaths, openStaging, stageDumps, stageRun } from './stage.js';
 import { copyToTarget } from './target.js';
@@ -57,6 +57,8 @@ export interface SiteRestoreInput {
 
 export interface PartPlan {
   readonly part: 'shadow' | 'info';
+  /** Bytes of the files among missing and changed: what --in-place puts back. */
+  readonly bytes: number;
   /** Where the files go: the site's fst (overlay mounted) or shadow/info itself. */
   readonly into: string;
   readonly viaOverlay: boolean;
@@ -83,6 +85,10 @@ export interface SiteRestoreOutcome {
   readonly databases: { kind: string; database: string; before?: string; result?: DbRestoreResult }[];
   readonly applied: boolean;
   readonly target?: string;
+  /** --target: the entries copied into it and the bytes of their files. */
+  readonly copied?: { readonly entries: number; readonly bytes: number };
+  /** The backup by its name only (`restic snapshot 1a2b3c4d`): the closing line. */
+  readonly sourceName?: string;
   readonly selinux: boolean;
 }
 
@@ -130,12 +136,14 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   const lock = await takeLock(input, `apiscp-backup ${command} ${site}`);
   const staging = await openStaging(loaded);
   let from: string | undefined;
+  let name: string | undefined;
   let runId: string | undefined;
   const done: string[] = [];
   try {
     input.onStep?.('finding the backup');
     const source = await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient });
     from = describeSource(source);
+    name = sourceName(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
     const wanted = input.paths ? input.paths.map((p) => join(home, 'shadow', sitePath(p))) : parts.map((p) => join(home, p));
     const sidecar = input.files && !engine.keepsAcls ? [join(loaded.paths.dumpsDir, sidecarFileName())] : [];
@@ -144,7 +152,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // likely points at holds for this site (stageRun and stageDumps fetch only what a wrong guess missed).
       const latest = input.databases ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       const guessed = input.databases && !input.paths ? await guessRunPaths(loaded, source.point, site, staging) : [];
-      input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${from}`);
+      input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${name}`);
       await fetchPaths(engine, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
     }
     if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
@@ -154,15 +162,18 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     if (run && dbEntries.length) {
       const kinds = [...new Set(dbEntries.map((e) => e.kind as KindName))];
       const accounts = kinds.map((k) => accountsEntry(run, k)).filter((e) => e !== undefined);
-      input.onStep?.(`${source.type === 'engine' ? `fetching from ${from}` : 'checking'} ${dbEntries.length} database dump(s)`);
-      await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts]);
+      const dumps = `${dbEntries.length} database dump(s) of ${site}`;
+      if (source.type === 'engine') input.onStep?.(`fetching ${dumps} from ${name}`);
+      await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts], () => input.onStep?.(`checking ${dumps} (sha256)`));
     }
 
     if (input.target) {
       // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
       const dest = join(input.target, site);
+      input.onStep?.(`copying into ${dest}`);
+      const copied = await countEntries(input.files ? wanted.map((w) => staging.dir + w) : []);
       await copyToTarget({ target: input.target, site, home, wanted: input.files ? wanted : [], run, dumps: dbEntries, staging: staging.dir, signal });
-      const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, selinux: false };
+      const outcome: SiteRestoreOutcome = { site, source: from, sourceName: name, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, copied, selinux: false };
       recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
       return outcome;
     }
@@ -184,6 +195,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
         const rawUpper = fromUtf8(upper);
         const skip = (rel: string): boolean => rawExcludes.some((x) => `${rawUpper}/${rel}` === x || `${rawUpper}/${rel}`.startsWith(x + '/'));
         const plan: RawPlan = { missing: [], changed: [], removed: [], links: [] };
+        let bytes = 0;
         for (const top of scope) {
           const backupDir = join(staging.dir + upper, top);
           const liveDir = join(into, top);
@@ -199,13 +211,17 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
             existsSync(liveDir) ? readXattrs(liveDir, ignore, staging.dir) : Promise.resolve(new Map<string, string>()),
           ]);
           const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
+          for (const rel of [...d.missing, ...d.changed]) {
+            const e = backup.get(rel);
+            if (e?.type === 'file') bytes += e.size;
+          }
           plan.missing.push(...d.missing.map(prefix));
           plan.changed.push(...d.changed.map(prefix));
           plan.links.push(...linkPartners(backup, new Set([...d.missing, ...d.changed])).map(prefix));
           // A whiteout in the backup, a file in the merged view: it goes (through fst).
           plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
         }
-        const shown: PartPlan = { part, into, viaOverlay, missing: plan.missing.map(display), changed: plan.changed.map(display), removed: plan.removed.map(display) };
+        const shown: PartPlan = { part, into, viaOverlay, bytes, missing: plan.missing.map(display), changed: plan.changed.map(display), removed: plan.removed.map(display) };
         plans.push(shown);
         raws.set(shown, plan);
       }
@@ -222,7 +238,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     }
     if (!input.inPlace || input.dryRun) {
       recordRestore(loaded, log, { command, what: site, from, runId, result: 'dry-run', changes: counts(plans) });
-      return { site, source: from, runId, parts: plans, databases, applied: false, selinux: false };
+      return { site, source: from, sourceName: name, runId, parts: plans, databases, applied: false, selinux: false };
     }
 
     // Apply: removals first (a file that became a directory), then missing and changed entries.
@@ -236,11 +252,12 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const live = await pinDir(plan.into, { what: `${site}'s ${plan.part}` });
       try {
         const jail = { base: staging.dir, live, at: plan.into, readOnly: staging.dir };
+        if (r.removed.length) input.onStep?.(`removing ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
         const left = await removeEntries(live, r.removed);
         leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
         done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
         const back = [...r.missing, ...r.changed].sort();
-        input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
+        if (back.length) input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
         await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
         done.push(`${plan.part}: ${back.length} put back`);
         if (await restoreContexts(jail, back, staging.dir)) selinux = true;
@@ -266,7 +283,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // Only a race does this: a directory on the way swapped for a symlink while we removed. Nothing was followed.
       throw new RestoreError(`${leftAlone.length} entr${leftAlone.length === 1 ? 'y' : 'ies'} changed while they were removed and were left alone (no symlink was followed): ${leftAlone.slice(0, 5).map((l) => JSON.stringify(l)).join(', ')}${leftAlone.length > 5 ? ', …' : ''}`, { leftAlone });
     }
-    const outcome: SiteRestoreOutcome = { site, source: from, runId, parts: plans, databases: results, applied: true, selinux };
+    const outcome: SiteRestoreOutcome = { site, source: from, sourceName: name, runId, parts: plans, databases: results, applied: true, selinux };
     recordRestore(loaded, log, {
       command,
       what: site,
@@ -300,4 +317,17 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
     c[`${p.part}.removed`] = p.removed.length;
   }
   return c;
+}
+
+/** Entries below (and including) each staged path, and the bytes of their files: what --target receives. */
+async function countEntries(paths: readonly string[]): Promise<{ entries: number; bytes: number }> {
+  let entries = 0;
+  let bytes = 0;
+  for (const p of paths) {
+    for (const e of (await walkTree(p)).values()) {
+      entries++;
+      if (e.type === 'file') bytes += e.size;
+    }
+  }
+  return { entries, bytes };
 }

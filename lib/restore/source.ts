@@ -124,8 +124,15 @@ function noBackups(engine: Engine, opts: ResolveOptions): string {
 
 /** One line naming a source, for output and the restore journal. */
 export function describeSource(source: RestoreSource): string {
+  if (source.type === 'local') return sourceName(source);
+  const p = source.point;
+  return `${sourceName(source)} (${p.time.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}, ${p.level}, restore chain ${p.chain})`;
+}
+
+/** A source by its name only (`restic snapshot 1a2b3c4d`, `local run …`): the progress display's steps. */
+export function sourceName(source: RestoreSource): string {
   if (source.type === 'local') return `local run ${source.runId}`;
   const p = source.point;
   const what = { restic: 'restic snapshot', borg: 'borg archive', duplicity: 'duplicity backup set', bacula: 'Bacula job', none: 'backup' }[p.engine];
-  return `${what} ${p.id} (${p.time.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}, ${p.level}, restore chain ${p.chain})`;
+  return `${what} ${p.id}`;
 }

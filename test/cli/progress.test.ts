@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, EXPORT_SCOPE, sandboxPool, TWO_SITES, waitFor, type Sandbox } from '../helpers/sandbox.js';
+import { envOf, keep, Terminal } from '../helpers/terminal.js';
 
 const pool = sandboxPool({ sites: { ...TWO_SITES, site3: { mysql: ['c_big'] } } });
 /** The big database's rows: ~5 MiB of base64, dumped at dumps.max_rate 1M so it is in flight for seconds. */
@@ -34,56 +35,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => pool.destroy());
-
-/** PROGRESS_CAPTURES=DIR keeps the screens the tests saw (for docs/reporting.md and the issue's note). */
-function keep(name: string, screen: string): void {
-  const dir = process.env.PROGRESS_CAPTURES;
-  if (dir) writeFileSync(join(dir, `${name}.txt`), screen);
-}
-
-const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** A tmux server of our own (its own socket), so nothing of the machine's tmux is touched. */
-class Terminal {
-  private readonly socket = `apiscp-progress-${process.pid}-${randomBytes(3).toString('hex')}`;
-  private readonly session = 'cli';
-  private readonly marker = join('/tmp', `${this.socket}.exit`);
-
-  /** `env` is the whole environment of the command (plus TERM, which tmux sets). */
-  start(args: readonly string[], env: Record<string, string | undefined>): void {
-    const vars = Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${q(v!)}`);
-    // The exit code goes to a file; the pane stays open after the command so its last screen can be read.
-    const line = `env -i ${vars.join(' ')} TERM=xterm-256color ${q(process.execPath)} ${q(CLI)} ${args.map(q).join(' ')}; echo $? > ${q(this.marker)}`;
-    execFileSync('tmux', ['-L', this.socket, '-f', '/dev/null', 'new-session', '-d', '-x', '120', '-y', '40', '-s', this.session, 'bash', '--norc', '--noprofile', '-c', `${line}; sleep 600`]);
-  }
-
-  /** The screen as text (lines the terminal wrapped joined again: -J); with escapes, the colours as the terminal got them. */
-  capture(escapes = false): string {
-    return execFileSync('tmux', ['-L', this.socket, 'capture-pane', '-p', '-J', ...(escapes ? ['-e'] : []), '-t', this.session], { encoding: 'utf8' });
-  }
-
-  exitCode(): number | undefined {
-    try {
-      return Number(execFileSync('cat', [this.marker], { encoding: 'utf8' }).trim());
-    } catch {
-      return undefined;
-    }
-  }
-
-  kill(): void {
-    try {
-      execFileSync('tmux', ['-L', this.socket, 'kill-server'], { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
-    execFileSync('rm', ['-f', this.marker]);
-  }
-}
-
-/** The sandbox's environment as the CLI gets it, with PATH as cron has it. */
-function envOf(sb: Sandbox, extra: Record<string, string> = {}): Record<string, string | undefined> {
-  return { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...sb.env, ...extra };
-}
 
 describe('progress on a terminal', () => {
   let sb: Sandbox;

@@ -10,7 +10,8 @@ import { sizeIn } from '../../report/status.js';
  * warnings prints the same short summary and still exits 0, because an admin must see them
  * (events skipped, a database missing, the scope turned back on) but the backup exists.
  */
-export function finish(ctx: CommandContext, outcome: JobOutcome, options: { stats?: boolean } = {}): number {
+/** `also`: appended to the last line on a terminal (nightly: the verification's outcome). */
+export function finish(ctx: CommandContext, outcome: JobOutcome, options: { stats?: boolean; also?: string } = {}): number {
   if (ctx.options.json) ctx.out(JSON.stringify(outcome.state, null, 2));
   // Asked for: printed under cron too.
   else if (options.stats) ctx.out(statsTable(ctx.loaded, outcome.state.runId));
@@ -25,7 +26,7 @@ export function finish(ctx: CommandContext, outcome: JobOutcome, options: { stat
     const b = outcome.state.backup;
     // The last line says where it all went: the run directory and the engine's own backup id.
     const made = b?.id ? `; ${outcome.state.engine} backup ${b.id}${b.bytes !== undefined ? ` (${sizeIn(b.bytes, outcome.state.engine === 'borg' || outcome.state.engine === 'bacula' ? 1000 : 1024)} added)` : ''}` : '';
-    if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}${made}\n`);
+    if (d) process.stderr.write(`${d.ok} dump(s) written to ${ctx.loaded.paths.dumpsDir}/${outcome.state.runId}${made}${options.also ? `; ${options.also}` : ''}\n`);
   }
   return outcome.exitCode;
 }

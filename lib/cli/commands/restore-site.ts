@@ -5,6 +5,7 @@ import { withProgress } from '../progress/watch.js';
 import { restoreBase } from './outcome.js';
 import { accountReportLines, fromRun } from './restore-db.js';
 import { describeProof } from '../../restore/database.js';
+import { sizeIn } from '../../report/status.js';
 
 const SHOW = 20;
 
@@ -13,11 +14,20 @@ function list(label: string, items: readonly string[]): string[] {
   return [`    ${label.padEnd(8)} ${String(items.length).padStart(5)}  ${items.slice(0, SHOW).map((i) => JSON.stringify(i).slice(1, -1)).join(', ')}${items.length > SHOW ? `, … (${items.length - SHOW} more)` : ''}`];
 }
 
-/** `tookMs`: on a terminal, how long it took, in the first line (the summary). */
+const entries = (n: number): string => `${n} entr${n === 1 ? 'y' : 'ies'}`;
+
+/**
+ * What was looked at (and done), then, when something was restored, one closing line: the site,
+ * the entries and bytes restored, the backup by name and its run, and (`tookMs`, on a terminal)
+ * how long it took. A plan gives its time in the first line instead.
+ */
 export function describeOutcome(o: SiteRestoreOutcome, what: string, tookMs?: number): string {
-  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}${tookMs !== undefined ? ` (${(tookMs / 1000).toFixed(1)} s)` : ''}:`];
+  const took = tookMs !== undefined ? `${(tookMs / 1000).toFixed(1)} s` : undefined;
+  const done = o.applied || o.target !== undefined;
+  const lines = [`${what} ${o.site} from ${o.runId ? fromRun(o.source, o.runId) : o.source}${took && !done ? ` (${took})` : ''}:`];
   if (o.target) {
     lines.push(`  copied into ${o.target} (nothing in the live site was touched)`);
+    lines.push(closingLine(o, took));
     return lines.join('\n');
   }
   for (const p of o.parts) {
@@ -32,8 +42,25 @@ export function describeOutcome(o: SiteRestoreOutcome, what: string, tookMs?: nu
     if (r?.proof) lines.push(`    ${describeProof(r.proof)}`);
     if (r) lines.push(...accountReportLines(r, '    '));
   }
-  lines.push(o.applied ? `  done${o.selinux ? '; SELinux contexts restored' : ''}` : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
+  lines.push(o.applied ? closingLine(o, took) : '  nothing changed: --in-place puts it back (--exact also removes what the backup lacks)');
   return lines.join('\n');
+}
+
+/** The last line of a restore that changed something (or filled --target). */
+function closingLine(o: SiteRestoreOutcome, took: string | undefined): string {
+  const from = fromRun(o.sourceName ?? o.source, o.runId);
+  const dbs = o.databases.length ? `${o.databases.length} database${o.databases.length === 1 ? '' : 's'}` : '';
+  const tail = `from ${from}${took ? ` in ${took}` : ''}`;
+  if (o.target) {
+    const c = o.copied ?? { entries: 0, bytes: 0 };
+    const what = [c.entries ? `${entries(c.entries)} (${sizeIn(c.bytes, 1024)})` : '', dbs ? `the dumps of ${dbs}` : ''].filter(Boolean).join(' and ');
+    return `restored ${what || 'nothing'} of ${o.site} into ${o.target} ${tail}`;
+  }
+  const back = o.parts.reduce((n, p) => n + p.missing.length + p.changed.length, 0);
+  const bytes = o.parts.reduce((n, p) => n + p.bytes, 0);
+  const removed = o.parts.reduce((n, p) => n + p.removed.length, 0);
+  const files = o.parts.length ? [`${entries(back)} put back (${sizeIn(bytes, 1024)})`, ...(removed ? [`${removed} removed`] : [])] : [];
+  return `restored ${o.site}: ${[...files, ...(dbs ? [dbs] : [])].join(', ')} ${tail}${o.selinux ? '; SELinux contexts restored' : ''}`;
 }
 
 export async function restoreSiteCommand(ctx: CommandContext, opts: Record<string, unknown>, args: string[]): Promise<number> {
