@@ -1,12 +1,12 @@
-import { mkdir, readFile, readdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, readdir, rm, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../proc/command.js';
 import type { RunResult } from '../proc/run.js';
 import { resolveTool, whichSystem } from '../proc/which.js';
 import { runEngineTool } from './run-tool.js';
-import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult, type FetchRequest } from './types.js';
 
 /**
  * Duplicity 0.8.22 backs up ONE source directory. We give it `/` and select with include/exclude
@@ -15,10 +15,10 @@ import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type E
  * It drops POSIX ACLs and xattrs (keepsAcls false): pre-backup writes the ACL sidecar.
  */
 
-/** Options shared by every duplicity action: where its cache lives and how to decrypt. */
-export function duplicityCommonArgs(loaded: LoadedConfig): string[] {
+/** Options shared by every duplicity action: where its cache lives (`archiveDir`: a copy of it) and how to decrypt. */
+export function duplicityCommonArgs(loaded: LoadedConfig, archiveDir = loaded.paths.duplicityArchiveDir): string[] {
   const d = loaded.config.duplicity;
-  return ['--archive-dir', loaded.paths.duplicityArchiveDir, '--name', d.name, ...(d.passphrase_file ? [] : ['--no-encryption'])];
+  return ['--archive-dir', archiveDir, '--name', d.name, ...(d.passphrase_file ? [] : ['--no-encryption'])];
 }
 
 export function duplicityBackupArgs(loaded: LoadedConfig, sources: readonly string[], excludes: readonly string[]): string[] {
@@ -56,9 +56,9 @@ export function duplicityStatusArgs(loaded: LoadedConfig): string[] {
  * `dest`. Paths are relative to the source root `/`. duplicity reads the full and every
  * incremental up to that time (the chain).
  */
-export function duplicityFetchArgs(loaded: LoadedConfig, time: string, path: string, dest: string): string[] {
+export function duplicityFetchArgs(loaded: LoadedConfig, time: string, path: string, dest: string, archiveDir?: string): string[] {
   const epoch = String(Math.floor(Date.parse(time) / 1000));
-  return ['restore', '--file-to-restore', path.replace(/^\/+/, ''), '-t', epoch, ...duplicityCommonArgs(loaded), ...loaded.config.duplicity.extra_args, target(loaded), dest];
+  return ['restore', '--file-to-restore', path.replace(/^\/+/, ''), '-t', epoch, ...duplicityCommonArgs(loaded, archiveDir), ...loaded.config.duplicity.extra_args, target(loaded), dest];
 }
 
 /**
@@ -109,9 +109,9 @@ export async function duplicityCommand(loaded: LoadedConfig, args: string[]): Pr
   return { command: cmd(duplicity, args, { env: { PASSPHRASE: passphrase } }), secrets: [passphrase] };
 }
 
-async function runDuplicity(ctx: EngineContext, action: string, args: string[]): Promise<RunResult> {
+async function runDuplicity(ctx: EngineContext, action: string, args: string[], options: { signal?: AbortSignal; onStdout?: (chunk: string) => void } = {}): Promise<RunResult> {
   const { command, secrets } = await duplicityCommand(ctx.loaded, args);
-  return runEngineTool('duplicity', action, command, (code) => duplicityExitMessage(code), { signal: ctx.signal, secrets });
+  return runEngineTool('duplicity', action, command, (code) => duplicityExitMessage(code), { signal: options.signal ?? ctx.signal, secrets, onStdout: options.onStdout });
 }
 
 function target(loaded: LoadedConfig): string {
@@ -157,22 +157,90 @@ export const duplicityEngine: Engine = {
   async list(ctx) {
     return parseCollectionStatus((await runDuplicity(ctx, 'collection-status', duplicityStatusArgs(ctx.loaded))).stdout);
   },
-  async fetch(ctx, request) {
-    // One path per run: --file-to-restore takes one, and 0.8.22 ignores --include/--exclude on
-    // restore ("currently work only when backing up"). The destination must not exist yet.
-    const optional = new Set(request.optional ?? []);
-    for (const p of requestedPaths(request)) {
+  fetch: duplicityFetch,
+};
+
+/**
+ * How many restore runs of one fetch go at once. Every run reads (copies, hashes, decrypts,
+ * unpacks) each volume that holds its path up to that path, so the small paths of a site
+ * restore (latest, the run's manifest, its dumps) each cost a pass over the last volume; two
+ * runs side by side keep two cores on that work.
+ */
+export const DUPLICITY_FETCH_RUNS = 2;
+
+/** What duplicity prints once it has read the collection (and synced its cache when it had to). */
+const COLLECTION_READ = /^Last full backup date/m;
+
+async function duplicityFetch(ctx: EngineContext, request: FetchRequest): Promise<void> {
+  // One path per run: --file-to-restore takes one, and 0.8.22 ignores --include/--exclude on
+  // restore ("currently work only when backing up"). The destination must not exist yet.
+  // duplicity locks its archive dir for a whole run: a second run at once reads a copy of the
+  // cache (links to its files, in the staging directory), made once the first run has read the
+  // collection, so a cache it had to sync is copied synced. Runs start in the request's order,
+  // each once the one before it has read the collection.
+  const paths = requestedPaths(request);
+  const optional = new Set(request.optional ?? []);
+  const abort = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, abort.signal]) : abort.signal;
+  const free = [ctx.loaded.paths.duplicityArchiveDir];
+  const copies: string[] = [];
+  const errors: unknown[] = [];
+  const failed = (err: unknown): void => {
+    if (!errors.length) abort.abort();
+    errors.push(err);
+  };
+  const running = new Set<Promise<void>>();
+  try {
+    for (const p of paths) {
+      while (running.size >= DUPLICITY_FETCH_RUNS) await Promise.race(running);
+      if (errors.length || signal.aborted) break;
+      let archive = free.pop();
+      if (archive === undefined) {
+        archive = join(request.into, `.duplicity-cache-${copies.length + 1}`);
+        copies.push(archive);
+        await cacheCopy(ctx.loaded, archive);
+      }
       const dest = request.into + p;
       await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-      try {
-        await runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest));
-      } catch (err) {
-        // 19: "not found in archive - no files restored" (duplicity/log.py), for a path that may be missing.
-        if (!(optional.has(p) && err instanceof EngineError && err.context.exitCode === 19)) throw err;
-      }
+      let read!: () => void;
+      const collectionRead = new Promise<void>((resolve) => (read = resolve));
+      const slot = archive;
+      const task: Promise<void> = runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest, slot), { signal, onStdout: (chunk) => COLLECTION_READ.test(chunk) && read() })
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            // 19: "not found in archive - no files restored" (duplicity/log.py), for a path that may be missing.
+            if (!(optional.has(p) && err instanceof EngineError && err.context.exitCode === 19)) failed(err);
+          },
+        )
+        .finally(() => {
+          read();
+          free.push(slot);
+          running.delete(task);
+        });
+      running.add(task);
+      await collectionRead;
     }
-  },
-};
+  } catch (err) {
+    failed(err);
+  }
+  await Promise.all(running);
+  for (const c of copies) await rm(c, { recursive: true, force: true });
+  // The first failure: the runs it stopped fail after it.
+  if (errors.length) throw errors[0];
+}
+
+/**
+ * The archive dir's cache of this backup name seen from `dir`: a symlink to each of its files
+ * (the manifests and signatures duplicity reads; the lock file left out, so the copy has its own).
+ */
+async function cacheCopy(loaded: LoadedConfig, dir: string): Promise<string> {
+  const name = loaded.config.duplicity.name;
+  const own = join(loaded.paths.duplicityArchiveDir, name);
+  await mkdir(join(dir, name), { recursive: true, mode: 0o700 });
+  for (const f of await readdir(own).catch(() => [] as string[])) if (f !== 'lockfile') await symlink(join(own, f), join(dir, name, f));
+  return dir;
+}
 
 function lastLines(text: string, n = 2): string {
   return text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-n).join(' / ');

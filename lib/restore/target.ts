@@ -1,9 +1,9 @@
 import type { ManifestEntry } from '../model/manifest.js';
 import { copyEntries } from './apply.js';
-import { rename } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { at, makeFreshDir, pinDir, type PinnedDir } from './pinned.js';
 import type { StagedRun } from './stage.js';
-import { fromUtf8, walkTree } from './tree.js';
+import { fromUtf8, under, walkTree } from './tree.js';
 
 /**
  * `restore site|files … --target DIR`: the staged files (and dumps) copied into DIR/siteN.
@@ -46,8 +46,17 @@ export async function copyToTarget(c: TargetCopy): Promise<void> {
     }
     if (c.run && c.dumps.length) {
       const only = [...c.dumps.map((e) => e.path!), 'manifest.json'];
+      const kept = (r: string): boolean => r === '' || only.some((o) => o === r || o.startsWith(r + '/'));
+      const all = [...(await walkTree(c.run.dir)).keys()];
+      // A run fetched into staging is this restore's own: what DIR does not get is removed and the
+      // run moved, like shadow and info (a site's dumps can be most of its bytes). A local run stays.
+      if (c.run.dir.startsWith(c.staging + '/')) {
+        const parentKept = (r: string): boolean => kept(r.includes('/') ? r.slice(0, r.lastIndexOf('/')) : '');
+        for (const r of all.filter((x) => !kept(x) && parentKept(x))) await rm(under(c.run.dir, r), { recursive: true, force: true });
+        if (await moveInto(c.run.dir, into, Buffer.from('dumps'))) return;
+      }
       // '.' is the run directory itself: its owner, mode, ACLs and xattrs too.
-      const rels = [...(await walkTree(c.run.dir)).keys()].filter((r) => r === '' || only.some((o) => o === r || o.startsWith(r + '/'))).map((r) => r || '.');
+      const rels = all.filter(kept).map((r) => r || '.');
       const dumps = await makeFreshDir(into, 'dumps');
       try {
         await copyEntries(c.run.dir, dumps.forChild(), rels, { viaOverlay: false, scratch: c.staging, signal: c.signal });
