@@ -16,8 +16,10 @@ export function duplicityProgressText(line: string): string | undefined {
   const m = LINE.exec(line);
   if (!m) return undefined;
   const [, amount, unit, elapsed, speed, speedUnit, percent, eta] = m;
-  const left = eta === 'Stalled!' ? 'stalled' : `about ${eta} left`;
-  return `${percent}% done, ${amount} ${unit} written in ${elapsed}, ${speed} ${speedUnit}/s, ${left}`;
+  // At 0% its ETA is only the time so far (no estimate yet): left out. 0.8.22 counts bytes as each
+  // volume is stored, so a backup within one volume (a first full onto file://) shows 0% until 100%.
+  const left = eta === 'Stalled!' ? ', stalled' : percent === '0' ? '' : `, about ${eta} left`;
+  return `${percent}% done, ${amount} ${unit} written in ${elapsed}, ${speed} ${speedUnit}/s${left}`;
 }
 
 /** duplicity's stdout, as it comes, to `onProgress` (its progress lines only). */

@@ -149,6 +149,7 @@ describe('duplicity --progress', () => {
     '\x1b[F\x1b[2K12.3MB 00:00:05 [2.1MB/s] [=====>                                   ] 12% ETA 35sec',
     '\x1b[F\x1b[2K1.2GB 1d,02:03:04 [110.5KB/s] [========================================>] 99% ETA 1h 5min',
     '\x1b[F\x1b[2K512.0KB 00:00:02 [0.0B/s] [>                                        ] 1% ETA < 1min',
+    '\x1b[F\x1b[2K0.0KB 00:00:04 [0.0KB/s] [>                                        ] 0% ETA 4sec',
   ];
 
   it('each progress line as one short line; anything else none', () => {
@@ -157,6 +158,8 @@ describe('duplicity --progress', () => {
       '12% done, 12.3 MB written in 00:00:05, 2.1 MB/s, about 35sec left',
       '99% done, 1.2 GB written in 1d,02:03:04, 110.5 KB/s, about 1h 5min left',
       '1% done, 512.0 KB written in 00:00:02, 0.0 B/s, about < 1min left',
+      // No estimate yet: its "ETA" is the time so far.
+      '0% done, 0.0 KB written in 00:00:04, 0.0 KB/s',
     ]);
     for (const other of ['--------------[ Backup Statistics ]--------------', 'Errors 0', 'Last full backup date: none', '12.3MB 00:00:05', '']) {
       expect(duplicityProgressText(other)).toBeUndefined();
