@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LoadedConfig } from '../config/load.js';
 import { EngineError, MissingDependencyError, RestoreError } from '../errors.js';
 import { cmd } from '../proc/command.js';
@@ -120,7 +121,13 @@ export async function baculaFetch(ctx: EngineContext, request: FetchRequest): Pr
     throw new EngineError(`Bacula restore from job ${point.id} was not started: ${why}`, 'bacula', { jobIds: ids });
   }
   const jobId = queued[1]!;
-  const waited = await bconsole(ctx, [`wait jobid=${jobId}`, `llist jobid=${jobId}`, `list joblog jobid=${jobId}`]);
+  const watching = ctx.onProgress ? watchRestoreJob(ctx, ctx.onProgress, jobId) : undefined;
+  let waited: string;
+  try {
+    waited = await bconsole(ctx, [`wait jobid=${jobId}`, `llist jobid=${jobId}`, `list joblog jobid=${jobId}`]);
+  } finally {
+    await watching?.stop();
+  }
   const status = /JobStatus:\s*(\S)/.exec(waited)?.[1] ?? /JobStatus=\w+ \((\w)\)/.exec(waited)?.[1];
   if (status !== 'T' && status !== 'W') {
     throw new EngineError(`Bacula restore job ${jobId} ended with JobStatus ${status ?? '?'}: ${waited.trim().split('\n').filter((l) => /error|fatal/i.test(l)).slice(-2).join(' / ')}`, 'bacula', { jobId });
@@ -154,4 +161,60 @@ export function attributesNotRestored(joblog: string, staging: string): string[]
     // Judged on the text before the first quote: a quoted file name ("acl error.txt") is the tenant's, not Bacula's.
     .filter((l) => /JobId \d+:/.test(l) && ((p) => /acl|xattr/i.test(p) && /error|can't|cannot/i.test(p))(l.split('"')[0]!.replace(/^.*?JobId \d+: /, '')))
     .map((l) => l.replace(/^.*?JobId \d+: (Warning: |Error: )?/, '').replace(/^\S+\.c:\d+ /, '').split(staging).join(''));
+}
+
+/** How often a watched restore asks the file daemon how far it got. */
+const STATUS_EVERY_MS = 2000;
+
+/**
+ * While we wait on a restore job and someone watches (a terminal): every ~2 s, `status client`
+ * (the file daemon writing the files) and its line for this job (files, bytes, rate) to
+ * onProgress. A console without `status` in its CommandACL gets no progress, nothing else changes.
+ */
+function watchRestoreJob(ctx: EngineContext, onProgress: (text: string) => void, jobId: string): { stop(): Promise<void> } {
+  const stop = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+  const client = ctx.loaded.config.bacula.client;
+  const loop = (async () => {
+    while (!signal.aborted) {
+      // timers/promises takes its abort listener off again: none pile up over a long restore.
+      await sleep(STATUS_EVERY_MS, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      const out = await bconsole({ ...ctx, signal }, [`status client=${q(client)}`]).catch(() => undefined);
+      if (out === undefined || signal.aborted) continue;
+      if (/is an invalid command|not authorized|no authorization/i.test(out)) return;
+      const text = restoreStatusText(out, jobId);
+      if (text) onProgress(text);
+    }
+  })();
+  return {
+    async stop() {
+      stop.abort();
+      await loop;
+    },
+  };
+}
+
+const mib = (n: number): string => `${(n / 1048576).toFixed(2)} MiB`;
+
+/**
+ * The file daemon's running-job lines for `jobId` from `status client` (9.6: `JobId 12 Job
+ * RestoreFiles.… is running.` then `    Files=3 Bytes=1,234 AveBytes/sec=… LastBytes/sec=… Errors=0`)
+ * as one short line; undefined when the job is not (or no longer) listed.
+ */
+export function restoreStatusText(status: string, jobId: string): string | undefined {
+  const lines = status.split('\n');
+  const start = lines.findIndex((l) => new RegExp(`^\\s*JobId[ =]${jobId}\\b`).test(l));
+  if (start < 0) return undefined;
+  const end = lines.findIndex((l, i) => i > start && /^\s*(JobId[ =]\d|====)/.test(l));
+  const block = lines.slice(start, end < 0 ? undefined : end).join('\n');
+  const n = (name: string): number | undefined => {
+    const m = new RegExp(`\\b${name}=([\\d,]+)`).exec(block);
+    return m ? Number(m[1]!.replace(/,/g, '')) : undefined;
+  };
+  const files = n('Files');
+  const bytes = n('Bytes');
+  if (files === undefined || bytes === undefined) return undefined;
+  const rate = n('LastBytes/sec') ?? n('AveBytes/sec');
+  return `restore job ${jobId}: ${files} files, ${mib(bytes)}${rate !== undefined ? `, ${mib(rate)}/s` : ''}`;
 }

@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { ConfigError, EngineError, MissingDependencyError, tail } from '../errors.js';
 import { cmd, quote } from '../proc/command.js';
 import { exitClasses } from '../proc/exit-status.js';
 import { run, type RunResult } from '../proc/run.js';
 import { resolveTool, whichSystem } from '../proc/which.js';
+import { borgJsonStderr } from './borg-log.js';
 import { borgRsh, remoteContext, isRemoteRepository } from './remote.js';
 import { runEngineTool } from './run-tool.js';
 import { keepArgs, requestedPaths, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
@@ -104,10 +105,22 @@ export function borgExitMessage(code: number | undefined, stderr = ''): string {
 /** Exit 1 is borg's "warning": the archive was made (a file changed or vanished while read). */
 const BORG_EXIT = exitClasses({ warning: [1] });
 
-async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string): Promise<RunResult> {
+/**
+ * `showProgress`: when someone watches (ctx.onProgress: a terminal), borg's own progress as it
+ * comes, through --progress --log-json (./borg-log.ts); its stderr is then given back as the plain
+ * text it would have been, so warnings and errors read the same. Otherwise (cron) borg runs as
+ * it always did.
+ */
+async function runBorg(ctx: EngineContext, action: string, args: string[], cwd?: string, showProgress = false): Promise<RunResult> {
   const repository = ctx.loaded.config.borg.repository;
   const explain = (code: number | undefined, stderr: string): string => borgExitMessage(code, stderr) + remoteContext(repository, stderr);
-  return runEngineTool('borg', action, cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), args, { env: borgEnv(ctx.loaded), cwd }), explain, { signal: ctx.signal, exitClass: BORG_EXIT });
+  const json = showProgress && ctx.onProgress ? borgJsonStderr(ctx.onProgress) : undefined;
+  const argv = json ? [args[0]!, '--progress', '--log-json', ...args.slice(1)] : args;
+  const command = cmd(resolveTool('borg', 'borgbackup', 'borgbackup (EPEL)'), argv, { env: borgEnv(ctx.loaded), cwd });
+  const r = await runEngineTool('borg', action, command, explain, { signal: ctx.signal, exitClass: BORG_EXIT, ...(json ? { onStderr: json.onStderr, stderrText: () => json.text() } : {}) });
+  if (!json) return r;
+  const stderr = json.text();
+  return { ...r, stderr, stderrTail: tail(stderr) };
 }
 
 export function parseBorgCreate(stdout: string): { name?: string; id?: string; bytes?: number } {
@@ -150,7 +163,7 @@ export const borgEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const r = await runBorg(ctx, 'create', borgCreateArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const r = await runBorg(ctx, 'create', borgCreateArgs(ctx.loaded, ctx.sources, ctx.excludes), undefined, true);
     const created = parseBorgCreate(r.stdout);
     // Like restic without a snapshot id: no archive name in --json means we cannot say a backup exists.
     if (!created.name) throw new EngineError('borg create printed no archive name: no archive can be shown to exist', 'borg', { stdout: r.stdout.slice(-2000), stderr: r.stderr.slice(-2000) });
@@ -195,6 +208,6 @@ export const borgEngine: Engine = {
   async fetch(ctx, request) {
     // One extract for every path (borg reads the archive's item list once); a pattern that matches
     // nothing is borg's warning (exit 1), and fetchPaths checks that the required paths came.
-    await runBorg(ctx, 'extract', borgFetchArgs(ctx.loaded, request.point.id, requestedPaths(request)), request.into);
+    await runBorg(ctx, 'extract', borgFetchArgs(ctx.loaded, request.point.id, requestedPaths(request)), request.into, true);
   },
 };

@@ -5,6 +5,7 @@ import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
 import { cmd, type Command } from '../proc/command.js';
 import type { RunResult } from '../proc/run.js';
 import { resolveTool, whichSystem } from '../proc/which.js';
+import { duplicityProgressLines } from './duplicity-progress.js';
 import { runEngineTool } from './run-tool.js';
 import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult, type FetchRequest } from './types.js';
 
@@ -114,6 +115,13 @@ async function runDuplicity(ctx: EngineContext, action: string, args: string[], 
   return runEngineTool('duplicity', action, command, (code) => duplicityExitMessage(code), { signal: options.signal ?? ctx.signal, secrets, onStdout: options.onStdout });
 }
 
+/**
+ * --progress only when someone watches (a terminal): it makes duplicity read the source twice
+ * (a dry run first, to estimate), which cron has no use for. Every second: a backup of minutes
+ * moves visibly.
+ */
+export const DUPLICITY_PROGRESS_ARGS = ['--progress', '--progress-rate', '1'];
+
 function target(loaded: LoadedConfig): string {
   const t = loaded.config.duplicity.target;
   if (!t) throw new ConfigError('duplicity.target is not set (e.g. file:///backup/duplicity)', loaded.file, 'duplicity.target');
@@ -139,13 +147,16 @@ export const duplicityEngine: Engine = {
   },
   async backup(ctx): Promise<EngineResult> {
     const started = Date.now();
-    const r = await runDuplicity(ctx, 'backup', duplicityBackupArgs(ctx.loaded, ctx.sources, ctx.excludes));
+    const progress = ctx.onProgress;
+    const args = duplicityBackupArgs(ctx.loaded, ctx.sources, ctx.excludes);
+    const r = await runDuplicity(ctx, 'backup', progress ? [...DUPLICITY_PROGRESS_ARGS, ...args] : args, progress ? { onStdout: duplicityProgressLines(progress) } : {});
     const out = r.stdout + '\n' + r.stderr;
     const errors = Number(/^Errors (\d+)/m.exec(out)?.[1] ?? 0);
     const bytes = /^TotalDestinationSizeChange (\d+)/m.exec(out)?.[1];
     const warnings = errors > 0 ? [`duplicity: ${errors} file(s) could not be read: ${lastLines(r.stderr)}`] : [];
     for (const w of warnings) ctx.log.warn(w);
-    return { level: parseDuplicityLevel(out), durationMs: Date.now() - started, bytes: bytes ? Number(bytes) : undefined, warnings };
+    const id = await newestSet(ctx.loaded, started);
+    return { level: parseDuplicityLevel(out), durationMs: Date.now() - started, ...(id ? { id } : {}), bytes: bytes ? Number(bytes) : undefined, warnings };
   },
   async prune(ctx) {
     await runDuplicity(ctx, 'remove-all-but-n-full', duplicityPruneArgs(ctx.loaded));
@@ -240,6 +251,27 @@ async function cacheCopy(loaded: LoadedConfig, dir: string): Promise<string> {
   await mkdir(join(dir, name), { recursive: true, mode: 0o700 });
   for (const f of await readdir(own).catch(() => [] as string[])) if (f !== 'lockfile') await symlink(join(own, f), join(dir, name, f));
   return dir;
+}
+
+/**
+ * The backup set this run made, named as `list` names it (its time: what `restore --from`
+ * takes). duplicity prints no name; its archive dir (the local cache, no remote call) holds each
+ * set's manifest as `duplicity-full.<time>.manifest` or `duplicity-inc.<from>.to.<time>.manifest`,
+ * <time> being when that duplicity started: the newest, if not older than this run.
+ */
+async function newestSet(loaded: LoadedConfig, startedMs: number): Promise<string | undefined> {
+  const names = await readdir(join(loaded.paths.duplicityArchiveDir, loaded.config.duplicity.name)).catch(() => [] as string[]);
+  return duplicitySetId(names, startedMs);
+}
+
+export function duplicitySetId(names: readonly string[], startedMs: number): string | undefined {
+  const times = names
+    .map((n) => /^duplicity-(?:full|inc\.\d{8}T\d{6}Z\.to)\.(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z\.manifest(?:\.gpg)?$/.exec(n))
+    .filter((m) => m !== null)
+    .map((m) => `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`)
+    .sort();
+  const newest = times.at(-1);
+  return newest && Date.parse(newest) >= Math.floor(startedMs / 1000) * 1000 ? newest : undefined;
 }
 
 function lastLines(text: string, n = 2): string {

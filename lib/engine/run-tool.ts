@@ -1,5 +1,5 @@
-import { CommandError, EngineError } from '../errors.js';
-import type { Command } from '../proc/command.js';
+import { CommandError, EngineError, tail } from '../errors.js';
+import { redact, type Command } from '../proc/command.js';
 import { run, type RunResult, type RunOptions } from '../proc/run.js';
 import type { EngineName } from './types.js';
 
@@ -15,15 +15,20 @@ export async function runEngineTool(
   action: string,
   command: Command,
   explain: (code: number | undefined, stderr: string) => string,
-  options: Pick<RunOptions, 'signal' | 'secrets' | 'exitClass' | 'onStdout'> = {},
+  options: Pick<RunOptions, 'signal' | 'secrets' | 'exitClass' | 'onStdout' | 'onStderr'> & {
+    /** The tool's stderr as plain text, when what it wrote is not (borg --log-json: ./borg-log.ts); read instead of the captured tail. */
+    stderrText?: () => string;
+  } = {},
 ): Promise<RunResult> {
+  const { stderrText, ...runOptions } = options;
   try {
-    return await run(command, options);
+    return await run(command, runOptions);
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     const code = err.exitCodeOfCommand;
-    const detail = err.stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !DEBUG_TRAILER.test(l)).slice(-2).join(' / ');
-    throw new EngineError(`${engine} ${action} failed (exit ${code ?? '-'}: ${explain(code, err.stderrTail)})${detail ? `: ${detail}` : ''}`, engine, {
+    const stderrTail = stderrText ? redact(tail(stderrText()), options.secrets) : err.stderrTail;
+    const detail = stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !DEBUG_TRAILER.test(l)).slice(-2).join(' / ');
+    throw new EngineError(`${engine} ${action} failed (exit ${code ?? '-'}: ${explain(code, stderrTail)})${detail ? `: ${detail}` : ''}`, engine, {
       exitCode: code,
       command: err.command,
     });

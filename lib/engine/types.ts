@@ -15,7 +15,12 @@ export interface EngineContext {
   readonly excludes: readonly string[];
   /** Level asked for (Bacula passes %l); engines that decide themselves may ignore it. */
   readonly level?: BackupLevel;
-  /** The backup's own progress, one short line at a time, where the tool gives one (restic): the terminal's display. */
+  /**
+   * The tool's own progress, one short line at a time, for the terminal's display; set only when
+   * someone watches (an engine may then ask its tool for more output, never under cron). Backup:
+   * restic, borg, duplicity. Fetch: borg extract, a Bacula restore job (its file daemon's status);
+   * restic 0.14 restore and duplicity 0.8 restore print none.
+   */
   readonly onProgress?: (text: string) => void;
 }
 

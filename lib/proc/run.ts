@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { CommandError, tail } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
@@ -20,6 +21,8 @@ export interface RunOptions extends Limits {
   failureExitCode?: ExitCode;
   /** Sees stdout as it comes (a watchdog of the tool's progress); the whole output is still returned. */
   onStdout?: (chunk: string) => void;
+  /** Sees stderr as it comes (a tool's progress written there), decoded across chunk boundaries; the whole is still returned. */
+  onStderr?: (chunk: string) => void;
 }
 
 /** How it ended (the one result type, Ended), with the output captured. */
@@ -52,6 +55,11 @@ export async function run(command: Command, options: RunOptions = {}): Promise<R
   track(child);
   const onStdout = options.onStdout;
   if (onStdout) child.stdout?.on('data', (b: Buffer | string) => onStdout(b.toString()));
+  const onStderr = options.onStderr;
+  if (onStderr) {
+    const utf8 = new StringDecoder('utf8');
+    child.stderr?.on('data', (b: Buffer | string) => onStderr(typeof b === 'string' ? b : utf8.write(b)));
+  }
   // Our Watch, not execa's timeout/cancelSignal: those signal the pid only (process-group.ts).
   const watch = new Watch(options, () => void terminate(child));
   try {

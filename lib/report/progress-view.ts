@@ -14,7 +14,7 @@ export interface JobWatch {
   dumps(done: number, total: number): void;
   /** One dump starting or ending, with the bytes it has written so far. */
   dump(event: DumpEvent): void;
-  /** The engine's own progress line (restic's status), while it backs up. */
+  /** The engine's own progress line (restic's status, borg's, duplicity's), while it backs up or fetches. */
   engine(text: string): void;
 }
 
@@ -120,6 +120,7 @@ export class TerminalProgress implements JobWatch {
   step(text: string): void {
     this.currentPhase = 'step';
     this.stepText = text;
+    this.engineText = '';
     this.phaseStartedAt = Date.now();
     this.draw();
   }
@@ -265,7 +266,9 @@ export class TerminalProgress implements JobWatch {
         lines.push(`  ${c.yellow('›')} ${d.what} ${c.dim(`(${d.site})`)}  ${d.doing ?? ''} ${seconds(now - d.startedAt)}${of}`);
       }
     } else if (this.currentPhase === 'step') {
-      lines.push(`${c.cyan(c.bold(this.title))} ${this.stepText}  ${c.dim(seconds(now - this.phaseStartedAt))}`);
+      // A fetch's own progress (restore: borg extract, a Bacula restore job) beside the step it belongs to.
+      const own = this.engineText ? `  ${this.engineText}` : '';
+      lines.push(`${c.cyan(c.bold(this.title))} ${this.stepText}${own}  ${c.dim(seconds(now - this.phaseStartedAt))}`);
     } else if (this.currentPhase === 'dumps' || (this.currentPhase === 'starting' && this.total)) {
       const bytes = this.bytesNow();
       const elapsed = now - (this.dumpsStartedAt ?? this.startedAt);

@@ -53,6 +53,8 @@ export interface SiteRestoreInput {
   readonly grants?: boolean;
   /** Each step as it begins: the terminal's progress display. */
   readonly onStep?: (text: string) => void;
+  /** The engine's own progress while it fetches, where the tool gives one (EngineContext.onProgress): the same display. */
+  readonly onProgress?: (text: string) => void;
 }
 
 export interface PartPlan {
@@ -127,7 +129,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   if (input.grants) throw new UsageError('--grants copies the accounts\' grants to a database restored --into a new name; restore site restores each database under its own name (restore db NAME --into NEW --grants for a copy)');
   if (input.accounts === 'backup' && !input.inPlace) throw new UsageError('--accounts backup changes accounts when the databases are put back: it needs --in-place');
   const engine = getEngine(input.engine);
-  const ctx = restoreEngineContext(loaded, log, signal);
+  const ctx = { ...restoreEngineContext(loaded, log, signal), ...(input.onProgress ? { onProgress: input.onProgress } : {}) };
   const command = input.paths ? 'restore files' : 'restore site';
   const known = await siteKnown(input);
   if (!known && !input.target) throw new UsageError(`unknown site ${site}: the panel has no such site (restore it elsewhere with --target DIR)`);

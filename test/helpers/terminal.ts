@@ -36,8 +36,10 @@ export class Terminal {
   }
 
   exitCode(): number | undefined {
-    // Not there until the command has ended.
-    return existsSync(this.marker) ? Number(readFileSync(this.marker, 'utf8').trim()) : undefined;
+    // Not there until the command has ended; seen between the shell's creating and writing it, empty.
+    if (!existsSync(this.marker)) return undefined;
+    const text = readFileSync(this.marker, 'utf8').trim();
+    return text ? Number(text) : undefined;
   }
 
   kill(): void {

@@ -155,3 +155,16 @@ describe('startChild (streams driven by the caller: the parallel loader, sandbox
     expect(missing.failure(gone).message).not.toContain('hunter22');
   });
 });
+
+describe('run: onStderr', () => {
+  it('sees stderr as it comes, a character cut between two writes decoded whole; the result still holds all of it', async () => {
+    const seen: string[] = [];
+    // ü is c3 bc: its two bytes in two writes, 0.2 s apart (two chunks).
+    const r = await run(sh("printf 'a\\n\\303' >&2; sleep 0.2; printf '\\274\\nb\\n' >&2; echo out"), { onStderr: (c) => seen.push(c) });
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen.join('')).toBe('a\nü\nb\n');
+    expect(seen.join('')).not.toContain('\ufffd');
+    expect(r.stderr).toBe('a\nü\nb\n');
+    expect(r.stdout).toBe('out\n');
+  });
+});

@@ -77,6 +77,7 @@ export async function restoreSiteCommand(ctx: CommandContext, opts: Record<strin
     accounts: opts.accounts as 'keep' | 'backup' | undefined,
     grants: Boolean(opts.grants),
     onStep: watch && ((text) => watch.step(text)),
+    onProgress: watch && ((text) => watch.engine(text)),
   }));
   ctx.out(ctx.options.json ? JSON.stringify(o, null, 2) : describeOutcome(o, 'restore site', ctx.interactive ? Date.now() - started : undefined));
   return 0;
@@ -89,6 +90,7 @@ export async function restoreFilesCommand(ctx: CommandContext, opts: Record<stri
   const o = await withProgress(ctx, 'restore files', undefined, (watch) => restoreSite({
     ...restoreBase(ctx, opts),
     onStep: watch && ((text) => watch.step(text)),
+    onProgress: watch && ((text) => watch.engine(text)),
     site: site!,
     paths,
     files: true,
