@@ -58,7 +58,8 @@ export class DumpLexer {
 
   /**
    * Bytes the Code state passes over without a look (1): not whitespace, quote, comment, escape
-   * or the delimiter's first byte; D/d (2) only inside a word, where "delimiter" cannot start.
+   * or the delimiter's first byte; D/d (2) only inside a word, where "delimiter" cannot start;
+   * x/X (3) with the hex digits after it.
    */
   private boringFor = '';
   private boringTable = new Uint8Array(256);
@@ -66,6 +67,8 @@ export class DumpLexer {
     if (this.boringFor !== this.delimiter) {
       this.boringTable.fill(1);
       this.boringTable[68] = this.boringTable[100] = 2;
+      // After an x the hex digits (a 0x… blob) are all boring, but for a delimiter that starts with one.
+      if (!isHexDigit(this.delimiter.charCodeAt(0))) this.boringTable[88] = this.boringTable[120] = 3;
       for (const c of [9, 10, 11, 12, 13, 32, 34, 39, 96, 35, 45, 47, 92, this.delimiter.charCodeAt(0)]) this.boringTable[c] = 0;
       this.boringFor = this.delimiter;
     }
@@ -481,16 +484,37 @@ function oddRun(buf: Buffer, at: number, floor: number): boolean {
 }
 
 /** The first byte from `i` that `boring` does not pass over, or `n`; `prev`: the byte before buf[0]. */
-function skipBoring(buf: Uint8Array, i: number, boring: Uint8Array, prev: number): number {
+function skipBoring(buf: Buffer, i: number, boring: Uint8Array, prev: number): number {
   const n = buf.length;
   for (; i < n; i++) {
     const b = boring[buf[i]!];
     if (b === 1) continue;
     // A D inside a word (hex digits of a blob) cannot start the word "delimiter".
     if (b === 2 && isWord(i > 0 ? buf[i - 1]! : prev)) continue;
+    if (b === 3) {
+      i = hexEnd(buf, i + 1) - 1;
+      continue;
+    }
     break;
   }
   return i;
+}
+
+/**
+ * The first byte from `i` that is not a hex digit, or `n`: --hex-blob writes blobs as 0x…, a
+ * fifth of the bench's dump; this loop has one test a byte where skipBoring's has three.
+ */
+function hexEnd(buf: Buffer, i: number): number {
+  const n = buf.length;
+  while (i < n && HEX[buf[i]!] === 1) i++;
+  return i;
+}
+
+const HEX = new Uint8Array(256);
+for (const c of '0123456789ABCDEFabcdef') HEX[c.charCodeAt(0)] = 1;
+
+function isHexDigit(c: number): boolean {
+  return HEX[c] === 1;
 }
 
 function isWord(c: number): boolean {

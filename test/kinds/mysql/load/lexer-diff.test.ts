@@ -135,6 +135,13 @@ describe('the lexer against a byte-by-byte reference (reference-lexer.ts)', () =
     }
   });
 
+  it('a delimiter that starts with D or a hex digit, after a word byte or 0x digits', () => {
+    for (const d of ['d1', 'DD', 'a;', 'F', '0x', 'x;']) {
+      const body = `SELECT 0x${d.toUpperCase()}AB${d} SELECT 42${d} SELECT x'DEAD'${d}\nSELECT 0xDE${d}D${d} SELECT 1 delimiter;${d}\nSELECT 'D${d}'${d}\n`;
+      same(Buffer.concat([dumpOf([['t', ['(1,0xDEADBEEF),(2,0xdd)']]]), Buffer.from(`DELIMITER ${d}\n${body}DELIMITER ;\n`), dumpOf([['u', ['(1,0xD),(2,X)']]])]), EVERY, `delimiter ${d}`);
+    }
+  });
+
   it('random dumps of hostile values, random chunkings', () => {
     const random = rng(27);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
