@@ -7,6 +7,7 @@ export default defineConfig({
     include: [
       'test/config/config.test.ts',
       'test/kinds/mysql/load/lexer.test.ts',
+      'test/kinds/mysql/load/lexer-diff.test.ts',
       'test/kinds/postgresql/script.test.ts',
       'test/report/report.test.ts',
       'test/dumps/retention-pins.test.ts',

@@ -93,6 +93,15 @@ interface Block {
   mode: 'pending' | 'parallel' | 'serial';
 }
 
+/** What the indexer reads of a lexer (lexer.ts DumpLexer). */
+export interface StatementLexer {
+  readonly delimiter: string;
+  readonly nbe: boolean;
+  readonly uncertain: string | undefined;
+  lex(buf: Buffer, base: number, from: number, last: boolean): number;
+  end(base: number): void;
+}
+
 /**
  * The same map, fed chunk by chunk as a dump streams by (the dump's streaming check feeds it:
  * the map is written beside the dump at dump time, see load/dump-map.ts). A chunk needs to stay
@@ -107,7 +116,7 @@ export class SqlDumpIndexer {
   private block: Block | undefined;
   private inserts = 0;
   private uncertain: string | undefined;
-  private readonly lexer = new DumpLexer((s) => this.onStatement(s));
+  private readonly lexer: StatementLexer;
   /** Bytes not lexed yet (the lexer needed more after them). */
   private carry: Buffer = Buffer.alloc(0);
   private carryAt = 0;
@@ -118,6 +127,11 @@ export class SqlDumpIndexer {
   /** Everything before it is in the header, the sql or a rows segment. */
   private cursor = 0;
   private started = false;
+
+  /** `lexer`: the differential test gives a reference lexer to compare maps with. */
+  constructor(lexer: (onStatement: (s: LexedStatement) => void) => StatementLexer = (on) => new DumpLexer(on)) {
+    this.lexer = lexer((s) => this.onStatement(s));
+  }
 
   feed(chunk: Buffer): void {
     if (!chunk.length) return;
@@ -148,14 +162,25 @@ export class SqlDumpIndexer {
   private lexFrom(data: Buffer, last: boolean): void {
     const at = this.carryAt;
     const fresh = Math.max(0, this.heldEnd - at);
+    // The new bytes are held as a view while the lexer runs; afterwards only what is still
+    // needed of them is copied (rows that streamed by whole are not: most of a dump).
+    let view: Buffer | undefined;
     if (fresh < data.length) {
-      this.held.push(Buffer.from(data.subarray(fresh)));
+      view = data.subarray(fresh);
+      this.held.push(view);
       this.heldEnd = at + data.length;
     }
     const stop = this.lexer.lex(data, at, 0, last);
-    this.carry = last ? Buffer.alloc(0) : Buffer.from(data.subarray(stop));
+    this.carry = last ? Buffer.alloc(0) : copyOf(data.subarray(stop));
     this.carryAt = at + stop;
     this.release();
+    const k = this.held.length - 1;
+    if (view && this.held[k] === view) {
+      // Its head before what is needed is dropped too when it is the first piece held.
+      const cut = k === 0 ? Math.max(0, Math.min(view.length, this.needed() - this.heldAt)) : 0;
+      this.held[k] = copyOf(view.subarray(cut));
+      this.heldAt += cut;
+    }
   }
 
   /** The map of everything fed; throws TruncatedDumpError when the stream ended inside an INSERT. */
@@ -205,11 +230,16 @@ export class SqlDumpIndexer {
    * LOCK is placed, and holding from it kept a whole table's rows in memory).
    */
   private release(): void {
-    const keep = Math.min(this.cursor, this.block?.mode === 'pending' ? this.block.lockStart : Infinity);
+    const keep = this.needed();
     let drop = 0;
     while (drop < this.held.length && this.heldAt + this.held[drop]!.length <= keep) this.heldAt += this.held[drop++]!.length;
     // One splice, not a shift per piece: small chunks make thousands of pieces of one statement.
     if (drop) this.held.splice(0, drop);
+  }
+
+  /** The first byte of the stream that may still be taken. */
+  private needed(): number {
+    return Math.min(this.cursor, this.block?.mode === 'pending' ? this.block.lockStart : Infinity);
   }
 
   private closeHeader(upTo: number): void {
@@ -329,6 +359,13 @@ export class SqlDumpIndexer {
   }
 }
 
+
+/** A copy of `b` (its memory is not zeroed first, as Buffer.from's is for large ones). */
+function copyOf(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length);
+  b.copy(out);
+  return out;
+}
 
 /** `t` of "INSERT INTO `t` VALUES" (a backtick inside the name is doubled). */
 function tableOf(line: Buffer): string {
