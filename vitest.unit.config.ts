@@ -21,6 +21,8 @@ export default defineConfig({
       // lib/proc's primitives: real processes (sh, sleep, gzip), no server, no build.
       'test/proc/**/*.test.ts',
     ],
+    // A limit on correctness tests, not a speed check: the lexer's big-corpus tests take ~4–5 s on a loaded 2-core machine.
+    testTimeout: 60_000,
     pool: 'forks',
     reporters: ['default'],
   },
