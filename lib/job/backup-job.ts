@@ -107,7 +107,10 @@ async function startJob(input: JobInput, command: string): Promise<Started> {
         ...input,
         onDumpProgress: (done, total, current) => progress.dumps(done, total, current),
         onLockWait: (what, wait) => progress.lockWait(what, wait),
-        onDump: input.watch && ((event) => input.watch?.dump(event)),
+        onDump: (event) => {
+          progress.dump(event);
+          input.watch?.dump(event);
+        },
       },
       end: async () => {
         progress.end();

@@ -1,4 +1,4 @@
-import { open, rm } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CommandError, tail } from '../errors.js';
 import { readFileTail } from '../file-tail.js';
@@ -67,7 +67,7 @@ export async function stagedToFile(spawner: Spawner, stages: readonly Command[],
     }
   } finally {
     watch.end();
-    await Promise.all(scratch.map((f) => rm(f, { force: true })));
+    await Promise.all(scratch.map(removeScratch));
   }
 }
 
@@ -82,6 +82,17 @@ function failure(stages: readonly Command[], results: readonly Ended[], watch: W
     signal: primary?.signal ?? undefined,
     stderrTail: primary?.stderrTail ?? '',
     timedOut: watch.timedOut,
+  });
+}
+
+/**
+ * A stage's scratch file (its output or stderr; one that never got created is fine). unlink, not
+ * rm(): rm() asks lstat first (a directory?), a second round trip through the thread pool for
+ * each of the three scratch files of every small dump.
+ */
+async function removeScratch(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
   });
 }
 

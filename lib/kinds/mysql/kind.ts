@@ -24,6 +24,7 @@ import { readlinkSync } from 'node:fs';
 import { readTail, tailCheck } from '../../dumps/tail-check.js';
 import type { InventoryProbe } from '../../model/inventory.js';
 import { InventoryBatcher } from './inventory-batch.js';
+import { KeptClient, rowsOf } from './kept-client.js';
 import { stringLiteral as literal, utf8Literal } from './sql.js';
 import { makeSecretDir } from '../../secret-dir.js';
 import { withDumpMap } from './load/index.js';
@@ -151,6 +152,8 @@ class Session implements MysqlSession {
   ) {
     // COUNT(*) of a few GB can take minutes: its own limit, not the catalog queries' two.
     this.inventories = new InventoryBatcher((sql, signal) => this.inventoryQuery(sql, signal), countMaxBytes, 50, INVENTORY_LINGER_MS);
+    this.inventoryClient = new KeptClient(this.batchClient(), secrets, 'reading the inventory');
+    this.loadClient = new KeptClient(this.batchClient(), secrets, 'reading Threads_running');
   }
 
   /** Reads the dump-time inventories, several databases per client. */
@@ -169,26 +172,20 @@ class Session implements MysqlSession {
   /**
    * The inventories' client, kept open from one batch to the next: a client per batch was a fork
    * of our process, a login and the client's start for every few databases (358 of them over
-   * 1,000 tiny databases, counted with strace). In batch mode the client stops at the first
-   * failing statement; the next batch (or the batcher's retry of each database alone) gets a
-   * new one.
+   * 1,000 tiny databases, counted with strace).
    */
-  private inventoryClient: ClientSession | undefined;
+  private readonly inventoryClient: KeptClient;
 
   private async inventoryQuery(sql: string, signal?: AbortSignal): Promise<string[][]> {
-    // --unbuffered: each result is flushed as it comes, or the marker waits in the client's buffer.
-    const command = this.batchClient();
-    const client = (this.inventoryClient ??= openClientSession({ ...command, args: [...command.args, '--unbuffered'] }, (token) => `SELECT '${token}';`, { secrets: this.secrets }));
-    const limit = AbortSignal.timeout(INVENTORY_TIMEOUT_MS);
-    try {
-      return rowsOf(await client.request(sql, signal ? AbortSignal.any([signal, limit]) : limit));
-    } catch (err) {
-      if (this.inventoryClient === client) this.inventoryClient = undefined;
-      await client.close().catch(() => undefined);
-      if (limit.aborted) throw new BackupError(`reading the inventory took longer than ${INVENTORY_TIMEOUT_MS / 60_000} minutes`, ExitCode.DUMP_FAILED);
-      throw err;
-    }
+    return this.inventoryClient.rows(sql, INVENTORY_TIMEOUT_MS, signal);
   }
+
+  /**
+   * The throttle's client (serverLoad), kept open like the inventories' (not shared with them: a
+   * batch of counts can take minutes). Through run() it was a fork of our process once a second:
+   * over 300 tiny databases 1.3 s of Node's main thread, each fork holding up every dump's next step.
+   */
+  private readonly loadClient: KeptClient;
 
   async listDatabases(signal?: AbortSignal): Promise<string[]> {
     const rows = await this.query('SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA', signal);
@@ -410,15 +407,14 @@ class Session implements MysqlSession {
   }
 
   async serverLoad(signal?: AbortSignal): Promise<number | undefined> {
-    const rows = await this.query("SHOW GLOBAL STATUS LIKE 'Threads_running'", signal);
+    const rows = await this.loadClient.rows("SHOW GLOBAL STATUS LIKE 'Threads_running';", QUERY_TIMEOUT_MS, signal);
     const n = Number(rows[0]?.[1]);
     // Our own SHOW STATUS is one of the running threads.
     return Number.isFinite(n) ? Math.max(0, n - 1) : undefined;
   }
 
   async close(): Promise<void> {
-    await this.inventoryClient?.close().catch(() => undefined);
-    this.inventoryClient = undefined;
+    await Promise.all([this.inventoryClient.close(), this.loadClient.close()]);
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -491,11 +487,6 @@ async function readPassword(file: string, configFile: string | undefined): Promi
   }
 }
 
-
-/** Tab-separated rows of `mariadb --batch --skip-column-names` output. */
-function rowsOf(stdout: string): string[][] {
-  return stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
-}
 
 /**
  * mariadb-dump has --dump-history from 10.11, and a server before 10.11 cannot take history rows
