@@ -37,6 +37,8 @@ export interface RestoreDbInput {
   readonly target?: ServerTarget;
   /** Each step as it begins: the terminal's progress display. */
   readonly onStep?: (text: string) => void;
+  /** The engine's own progress while it fetches the dump, where the tool gives one: the same display. */
+  readonly onProgress?: (text: string) => void;
 }
 
 export interface RestoreDbOutcome extends DbRestoreResult {
@@ -54,7 +56,7 @@ export async function restoreDb(input: RestoreDbInput): Promise<RestoreDbOutcome
   if (input.grants && (input.into === undefined || input.into === input.name)) throw new UsageError('--grants copies the original\'s grants to the --into name: it needs --into');
   if (input.accounts === 'backup' && input.into !== undefined && input.into !== input.name) throw new UsageError('--accounts backup makes the accounts on the original database the backup\'s: a restore --into changes no account (--grants copies grants to the new name)');
   const engine = getEngine(input.engine);
-  const ctx = restoreEngineContext(loaded, log, signal);
+  const ctx = { ...restoreEngineContext(loaded, log, signal), ...(input.onProgress ? { onProgress: input.onProgress } : {}) };
   const what = `${input.kind ?? 'database'} '${input.name}'${input.into ? ` into '${input.into}'` : ''}`;
   const lock = await takeLock(input, `apiscp-backup restore db ${input.name}`);
   let staging: Staging | undefined;

@@ -13,13 +13,16 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, sandboxPool, waitFor, type Sandbox } from '../helpers/sandbox.js';
-import { Terminal } from '../helpers/terminal.js';
+import { keep, Terminal } from '../helpers/terminal.js';
 import { toolLog, type ToolLog } from '../helpers/tool-log.js';
 
 const pool = sandboxPool({ sites: { site1: { mysql: ['a_wp'] } } });
 
+let mariadb: Awaited<ReturnType<typeof pool.start>>['mariadb'];
+
 beforeAll(async () => {
   const servers = await pool.start();
+  mariadb = servers.mariadb;
   await servers.mariadb.sql(`
     CREATE DATABASE a_wp; USE a_wp;
     CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(100)) ENGINE=InnoDB;
@@ -76,12 +79,6 @@ async function cron(sb: Sandbox, tools: ToolLog, args: readonly string[]): Promi
   return { code: r.exitCode ?? -1, out: String(r.stdout), err: String(r.stderr) };
 }
 
-/** PROGRESS_CAPTURES=DIR keeps the screens the tests saw (for docs/reporting.md). */
-function keep(name: string, screen: string): void {
-  const dir = process.env.PROGRESS_CAPTURES;
-  if (dir) writeFileSync(join(dir, `${name}.txt`), screen);
-}
-
 const lines = (screen: string): string[] => screen.split('\n').map((l) => l.trimEnd()).filter(Boolean);
 const argvOf = (tools: ToolLog, tool: string, action: string): string[][] => tools.calls().filter((c) => c.tool === tool && c.argv.includes(action)).map((c) => c.argv);
 
@@ -120,6 +117,17 @@ describe('borg on a terminal', () => {
     keep('restore-files-borg', seen!);
     expect(readFileSync(join(target, 'site1/shadow', BIG)).equals(readFileSync(join(sb.root, 'home/virtual/site1/shadow', BIG)))).toBe(true);
     expect(argvOf(tools, 'borg', 'extract').at(-1)).toEqual(expect.arrayContaining(['--progress', '--log-json']));
+  }, 240_000);
+
+  it('restore db from the archive: borg extract is asked for its progress on a terminal, the database comes back', async () => {
+    const archive = execFileSync('borg', ['list', '--short', repo], { env: { ...process.env, BORG_PASSPHRASE: 'correct horse' }, encoding: 'utf8' }).trim().split('\n').at(-1)!;
+    const extractsBefore = argvOf(tools, 'borg', 'extract').length;
+    const { code, end } = await watch(sb, tools, ['restore', 'db', 'a_wp', '--from', archive, '--into', 'a_wp_from_borg']);
+    expect(code, end).toBe(0);
+    const extracts = argvOf(tools, 'borg', 'extract');
+    expect(extracts.length, end).toBeGreaterThan(extractsBefore);
+    expect(extracts.at(-1)).toEqual(expect.arrayContaining(['--progress', '--log-json']));
+    expect((await mariadb.sql('SELECT GROUP_CONCAT(title ORDER BY id) FROM a_wp_from_borg.posts')).trim()).toBe('hello,world');
   }, 240_000);
 
   it('under cron: run and restore files print nothing, exit 0, and borg is asked for no progress', async () => {

@@ -25,6 +25,7 @@ export default async function restoreDbCommand(ctx: CommandContext, opts: Record
   const r = await withProgress(ctx, 'restore db', undefined, (watch) => restoreDb({
     ...restoreBase(ctx, opts),
     onStep: watch && ((text) => watch.step(text)),
+    onProgress: watch && ((text) => watch.engine(text)),
     name: args[0]!,
     kind: opts.kind as KindName | undefined,
     site: opts.site as string | undefined,
