@@ -12,8 +12,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, sandboxPool, waitFor, type Sandbox } from '../helpers/sandbox.js';
-import { keep, Terminal } from '../helpers/terminal.js';
+import { CLI, sandboxPool, type Sandbox } from '../helpers/sandbox.js';
+import { keep, watchInTerminal } from '../helpers/terminal.js';
 import { toolLog, type ToolLog } from '../helpers/tool-log.js';
 
 const pool = sandboxPool({ sites: { site1: { mysql: ['a_wp'] } } });
@@ -57,19 +57,8 @@ function envOf(sb: Sandbox, tools: ToolLog): Record<string, string | undefined> 
 }
 
 /** The CLI in the terminal, the screen captured every 50 ms until it exits. */
-async function watch(sb: Sandbox, tools: ToolLog, args: readonly string[]): Promise<{ code: number; screens: string[]; end: string }> {
-  const term = new Terminal();
-  try {
-    term.start(['--config', sb.configFile, ...args], envOf(sb, tools));
-    const screens: string[] = [];
-    const code = await waitFor(`${args.join(' ')} to end`, () => {
-      screens.push(term.capture());
-      return term.exitCode();
-    }, 200_000, 50);
-    return { code, screens, end: term.capture() };
-  } finally {
-    term.kill();
-  }
+function watch(sb: Sandbox, tools: ToolLog, args: readonly string[]): Promise<{ code: number; screens: string[]; end: string }> {
+  return watchInTerminal(['--config', sb.configFile, ...args], envOf(sb, tools), { timeoutMs: 200_000 });
 }
 
 /** As cron runs it: env -i, no terminal, pipes. */
