@@ -91,65 +91,283 @@ const SPLIT = 4 << 20;
  * The first failing statement stops the load (no --force): it fails with its error.
  */
 export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<ParallelLoadResult> {
-  const n = Math.max(1, input.connections);
-  const children: StartedChild[] = [];
-  const sinks: RowSink[] = [];
-  // Where a table's rows go: one set of sinks per character set (client sinks serve both).
-  const pools: { binary: RowSink[]; text: RowSink[] } = { binary: [], text: [] };
-  const readers: RangeReader[] = [];
-  let finishing = false;
-  const failures: Promise<never>[] = [];
-  // Each child's process group is killed when input.signal aborts (lib/proc/child.ts). Any
-  // process ending badly (an SQL error, a corrupt file), or a client ending before the load
-  // did, must not leave us waiting on a barrier: `guard` races every wait against that.
-  const watchOne = (child: StartedChild, doing: string, mayEnd: () => boolean): StartedChild => {
-    children.push(child);
+  const load = new ParallelLoad(input);
+  try {
+    // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
+    const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
+    return await load.run(index);
+  } finally {
+    await load.dispose();
+  }
+}
+
+/** Rows sent verbatim by the coordinator in their place, and the readers and sinks the rows go through. */
+interface RowRoutes {
+  readonly binary: ReadonlySet<string>;
+  readonly serialReader: RangeReader | undefined;
+  readonly rowsVia: ParallelLoadResult['rowsVia'];
+  readonly protocolRefused?: string;
+}
+
+/**
+ * One load's processes, connections and readers (loadSqlDumpParallel). Each child's process
+ * group is killed when input.signal aborts (lib/proc/child.ts). Any process ending badly (an SQL
+ * error, a corrupt file), or a client ending before the load did, must not leave us waiting on
+ * a barrier: guard() races every wait against `failures`.
+ */
+class ParallelLoad {
+  private readonly n: number;
+  private readonly children: StartedChild[] = [];
+  private readonly sinks: RowSink[] = [];
+  /** Where a table's rows go: one set of sinks per character set (client sinks serve both). */
+  private pools: { binary: RowSink[]; text: RowSink[] } = { binary: [], text: [] };
+  /** Every pass over the file this load started (closed at the end). */
+  private readonly readers: RangeReader[] = [];
+  /** One pass per connection slot, shared by the slot's binary and text sinks. */
+  private readonly slotReaders: RangeReader[] = [];
+  private finishing = false;
+  private readonly failures: Promise<never>[] = [];
+  private readonly doing: string;
+  private readonly shown: string;
+  private readonly client: Command;
+  private readonly watch: LoadWatch;
+  private monitor: ClientSink | undefined;
+
+  constructor(private readonly input: ParallelLoadInput) {
+    this.n = Math.max(1, input.connections);
+    this.doing = `loading ${input.file}`;
+    this.shown = describe(input.client, input.secrets);
+    this.client = batchClient(input.client);
+    let stall: (err: Error) => void = () => undefined;
+    const stalled = new Promise<never>((_, reject) => (stall = reject));
+    stalled.catch(() => undefined);
+    this.failures.push(stalled);
+    const stallMs = input.stallMs ?? 60_000;
+    this.watch = new LoadWatch({
+      doing: this.doing,
+      stallMs,
+      everyMs: Math.max(200, Math.min(5000, stallMs / 4)),
+      ask: (sql) => (this.monitor ??= new ClientSink(this.spawn(this.client, `watching ${input.file}`, () => true))).ask(sql),
+      onStall: (err) => stall(err),
+    });
+  }
+
+  async run(index: DumpIndex): Promise<ParallelLoadResult> {
+    this.watch.start();
+    const coordinator = this.openClient('client that runs the schema');
+    if (index.serial !== undefined) return this.loadWhole(index, coordinator);
+    const header = Buffer.concat(index.header);
+    await this.guard(coordinator.send(header));
+    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows' && !s.serial).map((s) => s.table);
+    const routes = await this.openRoutes(index, header, rowTables);
+
+    // Rows wait only for their table's CREATE; DDL that cannot change what rows already loaded
+    // runs ahead (see earlySql), so a phase's rows can be cut over the connections as a whole.
+    let phase: PhaseTable[] = [];
+    const deferred: Buffer[] = [];
+    let created: Promise<void> | undefined;
+    const endPhase = async (): Promise<void> => {
+      if (!phase.length) return;
+      await this.loadPhase(phase.splice(0), coordinator, routes.binary);
+      for (const text of deferred.splice(0)) await this.guard(coordinator.send(text));
+    };
+    for (const [i, seg] of index.segments.entries()) {
+      if (seg.kind === 'rows' && seg.serial) {
+        // In order, after every row above it (the sql before it did not run early).
+        await endPhase();
+        for (const [start, end] of seg.blocks) await this.guard(coordinator.send(await this.read(routes.serialReader!, start, end)));
+        created = undefined;
+        continue;
+      }
+      if (seg.kind === 'rows') {
+        // The table's CREATE must have run before another connection inserts into it.
+        if (!created) {
+          created = this.guard(coordinator.drain());
+          created.catch(() => undefined); // awaited by the table's pieces; a failure ends the load there
+        }
+        phase.push({ seg, ready: created });
+        continue;
+      }
+      const next = index.segments[i + 1];
+      const early = next && !(next.kind === 'rows' && next.serial) ? earlySql(seg.text) : undefined;
+      if (!early) await endPhase();
+      await this.guard(coordinator.send(early?.now ?? seg.text));
+      if (early) deferred.push(...early.later);
+      created = undefined;
+    }
+    await endPhase();
+    const binaryTables = routes.rowsVia === 'protocol' ? rowTables.filter((t) => routes.binary.has(t) && this.pools.binary.length > 0).length : 0;
+    // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.
+    if (index.finalDelimiter !== ';') await this.guard(coordinator.send(Buffer.from('\nDELIMITER ;\n')));
+    await this.guard(coordinator.drain());
+    this.finishing = true;
+    await this.guard(Promise.all(this.sinks.map((s) => s.close())));
+    await this.guard(coordinator.close());
+    return { bytes: index.bytes, inserts: index.inserts, rowsVia: routes.rowsVia, protocolRefused: routes.protocolRefused, binaryTables };
+  }
+
+  async dispose(): Promise<void> {
+    this.watch.stop();
+    await this.watch.settled();
+    this.monitor?.destroy();
+    for (const s of this.sinks) s.destroy();
+    // Readers whose last range ended before the file did are still running: stopped here, their
+    // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
+    this.children.forEach((c) => void c.terminate(1000));
+    for (const r of this.readers) r.close();
+    // Not before every client is gone: a failed restore drops the database and loads the safety
+    // dump back next, and a connection still sending INSERTs would write into that.
+    await Promise.all(this.children.map((c) => c.ended));
+  }
+
+  /** Not provably split: the whole file, as it is, through the one client (a hand load). */
+  private async loadWhole(index: DumpIndex, coordinator: ClientSink): Promise<ParallelLoadResult> {
+    const whole = new RangeReader(await this.decompress());
+    this.readers.push(whole);
+    const step = 4 << 20;
+    for (let at = 0; at < index.bytes; at += step) await this.guard(coordinator.send(await this.read(whole, at, Math.min(index.bytes, at + step))));
+    await this.guard(coordinator.drain());
+    this.finishing = true;
+    await this.guard(coordinator.close());
+    return { bytes: index.bytes, inserts: 0, rowsVia: 'client', binaryTables: 0, serial: index.serial };
+  }
+
+  /** The connections the rows go over (protocol ones when offered and they open, else clients) and a pass over the file for each. */
+  private async openRoutes(index: DumpIndex, header: Buffer, rowTables: readonly string[]): Promise<RowRoutes> {
+    let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
+    let protocolRefused: string | undefined;
+    const serialReader = index.segments.some((s) => s.kind === 'rows' && s.serial) ? new RangeReader(await this.decompress()) : undefined;
+    if (serialReader) this.readers.push(serialReader);
+    const binary = binarySafeTables(index);
+    const names = headerNames(index.header);
+    const openRows = this.input.openRows;
+    if (rowTables.length && openRows) {
+      try {
+        // A connection's encoding is the one it connected with: a SET NAMES on it would make the
+        // connector re-encode the text it is given, so the header's NAMES is not run on it.
+        if (!namesAreUtf8(names)) throw new Error(`the dump's rows are ${names} text, which the loading connections do not send as is`);
+        const text: RowCharset = names === 'utf8mb3' || names === 'utf8' ? 'utf8mb3' : 'utf8mb4';
+        const open = async (charset: RowCharset, into: RowSink[]): Promise<void> => {
+          for (let i = 0; i < this.n; i++) {
+            const sink = this.tracked(await openRows(charset), `${charset} protocol connection ${i + 1}`);
+            this.sinks.push(sink);
+            into.push(sink);
+            for (const line of index.header) if (isSessionSetting(line) && !setsCharset(line)) await sink.send(line);
+          }
+        };
+        if (rowTables.some((t) => binary.has(t))) await open('binary', this.pools.binary);
+        if (rowTables.some((t) => !binary.has(t))) await open(text, this.pools.text);
+        rowsVia = 'protocol';
+      } catch (err) {
+        // The client may still connect where the protocol could not (an auth plugin it lacks).
+        protocolRefused = err instanceof Error ? err.message : String(err);
+        for (const s of this.sinks.splice(0)) s.destroy();
+        this.pools = { binary: [], text: [] };
+      }
+    }
+    if (rowTables.length && rowsVia === 'client') {
+      for (let i = 0; i < this.n; i++) {
+        const sink = this.openClient(`rows client ${i + 1}`);
+        await this.guard(sink.send(header));
+        this.sinks.push(sink);
+      }
+      this.pools = { binary: this.sinks, text: this.sinks };
+    }
+    if (rowTables.length) for (let i = 0; i < this.n; i++) this.slotReaders.push(new RangeReader(await this.decompress()));
+    this.readers.push(...this.slotReaders);
+    return { binary, serialReader, rowsVia, ...(protocolRefused !== undefined ? { protocolRefused } : {}) };
+  }
+
+  /** A phase's rows, cut into one contiguous part of the file per connection (partitionRows). */
+  private async loadPhase(phase: readonly PhaseTable[], coordinator: ClientSink, binary: ReadonlySet<string>): Promise<void> {
+    const parts = partitionRows(phase, this.n, this.input.splitBytes ?? SPLIT);
+    // A table split over connections gets its first rows from one of them alone: two first
+    // INSERTs into the same empty InnoDB table deadlock now and then (1213, seen in the suite),
+    // which a client process cannot retry (a protocol connection does: mysql-wire.ts).
+    const split = tablesInSeveralParts(parts);
+    const opened = new Map<string, Promise<void>>();
+    await this.guard(Promise.all(parts.map(async (pieces, j) => {
+      for (const piece of pieces) {
+        await this.guard(piece.ready);
+        const asBinary = binary.has(piece.seg.table) && this.pools.binary.length > 0;
+        const sink = (asBinary ? this.pools.binary : this.pools.text)[j]!;
+        const multi = new Set((piece.seg.multi ?? []).map((k) => piece.seg.blocks[k]));
+        let opening: (() => void) | undefined;
+        if (split.has(piece.seg.table)) {
+          const first = opened.get(piece.seg.table);
+          if (first) await this.guard(first);
+          else opened.set(piece.seg.table, new Promise<void>((resolve) => (opening = resolve)));
+        }
+        for (const block of piece.blocks) {
+          const run = await this.read(this.slotReaders[j]!, block[0], block[1]);
+          for (const statement of sink.whole || !multi.has(block) ? [run] : splitStatements(run, piece.seg.nbe === true)) {
+            // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
+            const via = sink.takes(statement) ? sink : coordinator;
+            await via.send(statement);
+            if (opening) {
+              await this.guard(via.drain());
+              opening();
+              opening = undefined;
+            }
+          }
+        }
+        opening?.();
+        await sink.drain();
+      }
+    })));
+  }
+
+  private guard<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, ...this.failures]);
+  }
+
+  /** A range of the file; a file that ends short of it is the load's error, naming the file. */
+  private read(reader: RangeReader, start: number, end: number): Promise<Buffer> {
+    return reader.read(start, end).catch((err: unknown) => {
+      throw err instanceof TruncatedDumpError ? new CommandError({ message: `${this.doing}: ${err.message}`, command: this.shown }) : err;
+    });
+  }
+
+  private watchOne(child: StartedChild, doing: string, mayEnd: () => boolean): StartedChild {
+    this.children.push(child);
     const failed = new Promise<never>((_, reject) => void child.ended.then((r) => {
       if (r.exitCode !== 0 || !mayEnd()) reject(child.failure(r, doing, r.exitCode === 0 && !r.signal ? 'ended before the load did' : undefined));
     }));
     failed.catch(() => undefined);
-    failures.push(failed);
+    this.failures.push(failed);
     return child;
-  };
-  const spawnOne = (c: Command, stdin: 'pipe' | 'ignore', doing: string, mayEnd: () => boolean): StartedChild =>
-    watchOne(startChild(c, { stdin, signal: input.signal, secrets: input.secrets }), doing, mayEnd);
-  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, ...failures]);
-  const doing = `loading ${input.file}`;
-  const shown = describe(input.client, input.secrets);
-  // A decompressor may end whenever its exit is clean: a reader that got short bytes says so.
-  const decompress = async (): Promise<ChunkReader> => {
-    const { child, reader } = await pipeToReader(decompressorCommand(input.compression, input.file), { signal: input.signal });
-    watchOne(child, `decompressing ${input.file}`, () => true);
+  }
+
+  private spawn(c: Command, doing: string, mayEnd: () => boolean): StartedChild {
+    return this.watchOne(startChild(c, { stdin: 'pipe', signal: this.input.signal, secrets: this.input.secrets }), doing, mayEnd);
+  }
+
+  /** A decompressor may end whenever its exit is clean: a reader that got short bytes says so. */
+  private async decompress(): Promise<ChunkReader> {
+    const { child, reader } = await pipeToReader(decompressorCommand(this.input.compression, this.input.file), { signal: this.input.signal });
+    this.watchOne(child, `decompressing ${this.input.file}`, () => true);
     return reader;
-  };
-  const client = batchClient(input.client);
-  let stall: (err: Error) => void = () => undefined;
-  const stalled = new Promise<never>((_, reject) => (stall = reject));
-  stalled.catch(() => undefined);
-  failures.push(stalled);
-  let monitor: ClientSink | undefined;
-  const watch = new LoadWatch({
-    doing,
-    stallMs: input.stallMs ?? 60_000,
-    everyMs: Math.max(200, Math.min(5000, (input.stallMs ?? 60_000) / 4)),
-    ask: (sql) => (monitor ??= new ClientSink(spawnOne(client, 'pipe', `watching ${input.file}`, () => true))).ask(sql),
-    onStall: (err) => stall(err),
-  });
+  }
+
+  private openClient(name: string): ClientSink {
+    return this.tracked(new ClientSink(this.spawn(this.client, this.doing, () => this.finishing), () => this.watch.progress()), name);
+  }
+
   /** Every sink the load waits on, as the watchdog sees it. */
-  const tracked = <T extends RowSink>(sink: T, name: string): T => {
+  private tracked<T extends RowSink>(sink: T, name: string): T {
     let outstanding = 0;
     let last: Buffer | undefined;
     const around = async <R>(p: () => Promise<R>): Promise<R> => {
       outstanding++;
       try {
         const r = await p();
-        watch.progress();
+        this.watch.progress();
         return r;
       } finally {
         outstanding--;
       }
     };
-    watch.add({ name, id: () => sink.connectionId?.(), pending: () => outstanding > 0, lastSent: () => last });
+    this.watch.add({ name, id: () => sink.connectionId?.(), pending: () => outstanding > 0, lastSent: () => last });
     const send = sink.send.bind(sink);
     const drain = sink.drain.bind(sink);
     sink.send = (statement: Buffer) => {
@@ -158,173 +376,6 @@ export async function loadSqlDumpParallel(input: ParallelLoadInput): Promise<Par
     };
     sink.drain = () => around(() => drain());
     return sink;
-  };
-  const openClient = (name = 'client'): ClientSink => tracked(new ClientSink(spawnOne(client, 'pipe', doing, () => finishing), () => watch.progress()), name);
-  const truncated = (err: unknown): unknown => (err instanceof TruncatedDumpError ? new CommandError({ message: `${doing}: ${err.message}`, command: shown }) : err);
-
-  try {
-    // Nothing has started yet, so a failing map needs no guard: it is the error, naming the file.
-    const index = input.index ?? (await mapSqlDump(input.file, input.compression, input.signal));
-
-    watch.start();
-    const coordinator = openClient('client that runs the schema');
-    if (index.serial !== undefined) {
-      // Not provably split: the whole file, as it is, through this one client (a hand load).
-      const whole = new RangeReader(await decompress());
-      readers.push(whole);
-      const step = 4 << 20;
-      for (let at = 0; at < index.bytes; at += step) await guard(coordinator.send(await whole.read(at, Math.min(index.bytes, at + step)).catch((err: unknown) => {
-        throw truncated(err);
-      })));
-      await guard(coordinator.drain());
-      finishing = true;
-      await guard(coordinator.close());
-      return { bytes: index.bytes, inserts: 0, rowsVia: 'client', binaryTables: 0, serial: index.serial };
-    }
-    const header = Buffer.concat(index.header);
-    await guard(coordinator.send(header));
-
-    let rowsVia: ParallelLoadResult['rowsVia'] = 'client';
-    let protocolRefused: string | undefined;
-    const rowTables = index.segments.filter((s): s is RowsSegment => s.kind === 'rows' && !s.serial).map((s) => s.table);
-    // Rows sent verbatim by the coordinator in their place (a history table's, a column list's).
-    const serialReader = index.segments.some((s) => s.kind === 'rows' && s.serial) ? new RangeReader(await decompress()) : undefined;
-    if (serialReader) readers.push(serialReader);
-    const binary = binarySafeTables(index);
-    const names = headerNames(index.header);
-    if (rowTables.length && input.openRows) {
-      try {
-        // A connection's encoding is the one it connected with: a SET NAMES on it would make the
-        // connector re-encode the text it is given, so the header's NAMES is not run on it.
-        if (!namesAreUtf8(names)) throw new Error(`the dump's rows are ${names} text, which the loading connections do not send as is`);
-        const text: RowCharset = names === 'utf8mb3' || names === 'utf8' ? 'utf8mb3' : 'utf8mb4';
-        const open = async (charset: RowCharset, into: RowSink[]): Promise<void> => {
-          for (let i = 0; i < n; i++) {
-            const sink = tracked(await input.openRows!(charset), `${charset} protocol connection ${i + 1}`);
-            sinks.push(sink);
-            into.push(sink);
-            for (const line of index.header) if (isSessionSetting(line) && !setsCharset(line)) await sink.send(line);
-          }
-        };
-        if (rowTables.some((t) => binary.has(t))) await open('binary', pools.binary);
-        if (rowTables.some((t) => !binary.has(t))) await open(text, pools.text);
-        rowsVia = 'protocol';
-      } catch (err) {
-        // The client may still connect where the protocol could not (an auth plugin it lacks).
-        protocolRefused = err instanceof Error ? err.message : String(err);
-        for (const s of sinks.splice(0)) s.destroy();
-        pools.binary = [];
-        pools.text = [];
-      }
-    }
-    if (rowTables.length && rowsVia === 'client') {
-      for (let i = 0; i < n; i++) {
-        const sink = openClient(`rows client ${i + 1}`);
-        await guard(sink.send(header));
-        sinks.push(sink);
-      }
-      pools.binary = pools.text = sinks;
-    }
-    // One pass over the file per connection slot, shared by the slot's binary and text sinks.
-    if (rowTables.length) for (let i = 0; i < n; i++) readers.push(new RangeReader(await decompress()));
-
-    // Rows wait only for their table's CREATE; DDL that cannot change what rows already loaded
-    // runs ahead (see earlySql), so a phase's rows can be cut over the connections as a whole.
-    let phase: PhaseTable[] = [];
-    const deferred: Buffer[] = [];
-    let created: Promise<void> | undefined;
-    const loadPhase = async (): Promise<void> => {
-      const parts = partitionRows(phase, n, input.splitBytes ?? SPLIT);
-      phase = [];
-      // A table split over connections gets its first rows from one of them alone: two first
-      // INSERTs into the same empty InnoDB table deadlock now and then (1213, seen in the suite),
-      // which a client process cannot retry (a protocol connection does: mysql-wire.ts).
-      const split = tablesInSeveralParts(parts);
-      const opened = new Map<string, Promise<void>>();
-      await guard(Promise.all(parts.map(async (pieces, j) => {
-        for (const piece of pieces) {
-          await guard(piece.ready);
-          const asBinary = binary.has(piece.seg.table) && pools.binary.length > 0;
-          const sink = (asBinary ? pools.binary : pools.text)[j]!;
-          const multi = new Set((piece.seg.multi ?? []).map((k) => piece.seg.blocks[k]));
-          let opening: (() => void) | undefined;
-          if (split.has(piece.seg.table)) {
-            const first = opened.get(piece.seg.table);
-            if (first) await guard(first);
-            else opened.set(piece.seg.table, new Promise<void>((resolve) => (opening = resolve)));
-          }
-          for (const block of piece.blocks) {
-            const [start, end] = block;
-            const run = await readers[j]!.read(start, end).catch((err: unknown) => {
-              throw truncated(err);
-            });
-            for (const statement of sink.whole || !multi.has(block) ? [run] : splitStatements(run, piece.seg.nbe === true)) {
-              // Bytes a protocol connection would re-encode (not UTF-8): sent as they are, by the client.
-              const via = sink.takes(statement) ? sink : coordinator;
-              await via.send(statement);
-              if (opening) {
-                await guard(via.drain());
-                opening();
-                opening = undefined;
-              }
-            }
-          }
-          opening?.();
-          await sink.drain();
-        }
-      })));
-      for (const text of deferred.splice(0)) await guard(coordinator.send(text));
-    };
-    for (const [i, seg] of index.segments.entries()) {
-      if (seg.kind === 'rows' && seg.serial) {
-        // In order, after every row above it (the sql before it did not run early).
-        if (phase.length) await loadPhase();
-        for (const [start, end] of seg.blocks) {
-          const run = await serialReader!.read(start, end).catch((err: unknown) => {
-            throw truncated(err);
-          });
-          await guard(coordinator.send(run));
-        }
-        created = undefined;
-        continue;
-      }
-      if (seg.kind === 'rows') {
-        // The table's CREATE must have run before another connection inserts into it.
-        if (!created) {
-          created = guard(coordinator.drain());
-          created.catch(() => undefined); // awaited by the table's pieces; a failure ends the load there
-        }
-        phase.push({ seg, ready: created });
-        continue;
-      }
-      const next = index.segments[i + 1];
-      const early = next && !(next.kind === 'rows' && next.serial) ? earlySql(seg.text) : undefined;
-      if (!early && phase.length) await loadPhase();
-      await guard(coordinator.send(early?.now ?? seg.text));
-      if (early) deferred.push(...early.later);
-      created = undefined;
-    }
-    if (phase.length) await loadPhase();
-    const binaryTables = rowsVia === 'protocol' ? rowTables.filter((t) => binary.has(t) && pools.binary.length > 0).length : 0;
-    // A barrier is a ';'-terminated SELECT: a file cut inside a DELIMITER block must not hang it.
-    if (index.finalDelimiter !== ';') await guard(coordinator.send(Buffer.from('\nDELIMITER ;\n')));
-    await guard(coordinator.drain());
-    finishing = true;
-    await guard(Promise.all(sinks.map((s) => s.close())));
-    await guard(coordinator.close());
-    return { bytes: index.bytes, inserts: index.inserts, rowsVia, protocolRefused, binaryTables };
-  } finally {
-    watch.stop();
-    await watch.settled();
-    monitor?.destroy();
-    for (const s of sinks) s.destroy();
-    // Readers whose last range ended before the file did are still running: stopped here, their
-    // pipes closed (a paused pipe never sees its end, and the child would never count as ended).
-    children.forEach((c) => void c.terminate(1000));
-    for (const r of readers) r.close();
-    // Not before every client is gone: a failed restore drops the database and loads the safety
-    // dump back next, and a connection still sending INSERTs would write into that.
-    await Promise.all(children.map((c) => c.ended));
   }
 }
 
