@@ -108,7 +108,7 @@ export async function dumpPlan(input: DumpPlanInput): Promise<CompletedRun> {
       const how = { onWait: (w: LockWait | undefined) => input.onLockWait?.(named, w), onFile: (f: string) => void ((tmp = f), (streamed = undefined)), onStreamed: (n: number) => void (streamed = n) };
       const key = sizeKey(item.spec.kind, item.spec.database, item.spec.object);
       input.onDump?.({ type: 'start', what, site: item.site, expectedBytes: sizes.get(key), expectedMs: times.get(key), written: () => streamed ?? fileSize(tmp) });
-      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne(item, runDir.path, output, small, timeoutMs, log, how, signal, release), signal);
+      const attempt = (): Promise<Attempt> => pacer.run(item.session, what, () => dumpOne({ item, runDir: runDir.path, output, small, timeoutMs, log, how, signal, written: release }), signal);
       const entry = await dumpWithRetries(named, attempt, log, signal);
       runDir.add(entry);
       input.onDump?.({ type: 'end', what, site: item.site, status: entry.status, bytes: entry.bytes, durationMs: entry.durationMs });
@@ -210,25 +210,29 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * `written` is called once the dump tool has finished and the file is on disk (its slot is free).
- */
-async function dumpOne(
-  item: PlannedDump,
-  work: string,
-  output: DumpOutput,
-  small: boolean,
-  timeoutMs: number,
-  log: Logger,
-  how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void; readonly onStreamed?: (bytes: number) => void },
-  signal?: AbortSignal,
-  written?: () => void,
-): Promise<Attempt> {
+/** One attempt at one dump (dumpWithRetries may make more). */
+interface DumpAttemptInput {
+  readonly item: PlannedDump;
+  /** The run directory being written. */
+  readonly runDir: string;
+  readonly output: DumpOutput;
+  /** Its last dump was small (SMALL_DUMP_BYTES): to a file at full speed, no map. */
+  readonly small: boolean;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+  readonly how: { readonly onWait?: (wait: LockWait | undefined) => void; readonly onFile?: (tmp: string) => void; readonly onStreamed?: (bytes: number) => void };
+  readonly signal?: AbortSignal;
+  /** Called once the dump tool has finished and the file is on disk (its slot is free). */
+  readonly written?: () => void;
+}
+
+async function dumpOne(input: DumpAttemptInput): Promise<Attempt> {
+  const { item, output, small, timeoutMs, log, how, signal, written } = input;
   const { spec, site } = item;
   const { compression } = output;
   const startedAt = new Date();
   const rel = dumpPath(spec, site, compression);
-  const file = join(work, rel);
+  const file = join(input.runDir, rel);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const tmp = tempNameFor(file);
   how.onFile?.(tmp);
@@ -322,31 +326,35 @@ async function dumpOne(
     if (sidecarFile) rmSync(sidecarFile, { force: true });
     // Not one of our errors: a bug, reported as such (exit 70 with the stack in the log), not as "dump failed".
     if (!(err instanceof BackupError)) throw err;
-    const e = err;
-    const what = `${spec.kind} ${spec.database === null ? spec.object : `'${spec.database}'`}`;
-    const stderrTail = e.context?.stderrTail as string | undefined;
-    // The kind's reading of its tool's words: a lock wait we ended names the table, the holder and
-    // the setting; a table that changed under the dump is worth a new attempt.
-    const explained = signal?.aborted ? undefined : spec.explainFailure?.(stderrTail ?? e.message);
-    const message = watch?.verdict ?? explained?.message ?? e.message;
-    const retry = watch?.verdict === undefined ? explained?.retry : undefined;
-    // One that can be retried is logged by dumpWithRetries, attempt by attempt.
-    if (!signal?.aborted && retry === undefined) log.error(`${what} failed: ${message}`);
-    const entry: ManifestEntry = {
-      ...base,
-      durationMs: Date.now() - startedAt.getTime(),
-      status: 'failed',
-      error: {
-        message,
-        command: e.context?.command as string | undefined,
-        exitCode: e.context?.exitCode as number | undefined,
-        stderrTail,
-      },
-    };
-    return { entry, ...(retry !== undefined ? { retry } : {}) };
+    return failedAttempt(input, { ...base, durationMs: Date.now() - startedAt.getTime() }, err, watch?.verdict);
   } finally {
     await probe?.close().catch(() => undefined);
   }
+}
+
+/** A failed attempt's manifest entry, in the kind's words where it has them, and whether another attempt can succeed. */
+function failedAttempt(input: DumpAttemptInput, base: Omit<ManifestEntry, 'status'>, e: BackupError, verdict: string | undefined): Attempt {
+  const { spec } = input.item;
+  const what = `${spec.kind} ${spec.database === null ? spec.object : `'${spec.database}'`}`;
+  const stderrTail = e.context?.stderrTail as string | undefined;
+  // The kind's reading of its tool's words: a lock wait we ended names the table, the holder and
+  // the setting; a table that changed under the dump is worth a new attempt.
+  const explained = input.signal?.aborted ? undefined : spec.explainFailure?.(stderrTail ?? e.message);
+  const message = verdict ?? explained?.message ?? e.message;
+  const retry = verdict === undefined ? explained?.retry : undefined;
+  // One that can be retried is logged by dumpWithRetries, attempt by attempt.
+  if (!input.signal?.aborted && retry === undefined) input.log.error(`${what} failed: ${message}`);
+  const entry: ManifestEntry = {
+    ...base,
+    status: 'failed',
+    error: {
+      message,
+      command: e.context?.command as string | undefined,
+      exitCode: e.context?.exitCode as number | undefined,
+      stderrTail,
+    },
+  };
+  return { entry, ...(retry !== undefined ? { retry } : {}) };
 }
 
 /**
