@@ -56,41 +56,62 @@ export interface StatusResult {
   readonly json: Record<string, unknown>;
 }
 
-/**
- * One verdict from the run state for `status`, the watchdog and monitoring checks. Critical
- * (exit STALE): never ran, unreadable state, last success older than max_age, last run failed,
- * a run recorded as running that no process holds any more. Warning (still exit OK): last run
- * had warnings, the panel's exports scope is back on or cannot be read.
- */
-export function computeStatus(input: StatusInput): StatusResult {
-  const { state, now, maxAgeMs } = input;
-  const critical: string[] = [];
-  const warning: string[] = [];
-  const details: string[] = [];
-  const nowMs = now.getTime();
+/** What the inputs say about the run under way, the last one and the lock, read once. */
+interface Seen {
+  readonly state: RunState | undefined;
+  readonly nowMs: number;
+  readonly ageMs: number | undefined;
+  readonly holder: LockHolder | undefined;
+  /** After a Bacula pre-backup hook: dumps done, the director backing up, post-backup to record it. */
+  readonly pending: boolean;
+  /** The job under way (its process alive). */
+  readonly progress: RunProgress | undefined;
+  /** The job running.json names, its process gone (killed, a reboot). */
+  readonly deadRun: RunProgress | undefined;
+  /** The state says running, nobody holds the lock, no running.json: killed before it wrote one. */
+  readonly died: boolean;
+  /** The last job the busy lock kept from running, until a later run succeeds. */
+  readonly busy: BusyFailure | undefined;
+}
 
+function see(input: StatusInput): Seen {
+  const { state } = input;
+  const nowMs = input.now.getTime();
   const lastSuccessMs = state?.lastSuccessAt ? Date.parse(state.lastSuccessAt) : undefined;
-  const ageMs = lastSuccessMs === undefined ? undefined : Math.max(0, nowMs - lastSuccessMs);
   const holder = input.lock?.holder;
   // After a Bacula pre-backup hook the state says "running" with the backup pending and no lock
   // held: the director is backing up and post-backup will finish the record. Otherwise a
   // "running" state nobody holds the lock for means the run was killed (-9, reboot, OOM).
   const pending = state?.status === 'running' && state.backup?.status === 'pending' && holder === undefined;
   const progress = input.progress && !input.progress.gone ? input.progress.run : undefined;
-  const deadRun = input.progress?.gone ? input.progress.run : undefined;
-  const died = state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending && !progress;
+  return {
+    state,
+    nowMs,
+    ageMs: lastSuccessMs === undefined ? undefined : Math.max(0, nowMs - lastSuccessMs),
+    holder,
+    pending,
+    progress,
+    deadRun: input.progress?.gone ? input.progress.run : undefined,
+    died: state?.status === 'running' && input.lock !== undefined && holder === undefined && !pending && !progress,
+    // A job that found the lock busy stays CRITICAL until a run that started after it succeeds
+    // (the holder finishing does not count: it was the one in the way).
+    busy: input.busy && !(state && Date.parse(state.startedAt) > Date.parse(input.busy.at) && state.status !== 'running' && isSuccessfulRun(state)) ? input.busy : undefined,
+  };
+}
+
+/** Critical problems and warnings, most urgent first. */
+function problemsOf(input: StatusInput, seen: Seen, verify: ReturnType<typeof verifyVerdict> | undefined, pitr: ReturnType<typeof pitrStatus>): { critical: string[]; warning: string[] } {
+  const { state, ageMs, deadRun, died, busy, nowMs } = seen;
+  const critical: string[] = [];
+  const warning: string[] = [];
   // Said before anything else: a dead run is the first thing the admin must hear about.
   if (deadRun) critical.push(diedText(deadRun));
-  // A job that found the lock busy stays CRITICAL until a run that started after it succeeds
-  // (the holder finishing does not count: it was the one in the way).
-  const busy = input.busy && !(state && Date.parse(state.startedAt) > Date.parse(input.busy.at) && state.status !== 'running' && isSuccessfulRun(state)) ? input.busy : undefined;
   if (busy) critical.push(busyText(busy));
-
   if (!state) {
     critical.push(input.stateError && !/does not exist/.test(input.stateError) ? `cannot read run state: ${input.stateError}` : 'no backup has run yet');
   } else {
     if (ageMs === undefined) critical.push('no successful backup recorded');
-    else if (ageMs > maxAgeMs) critical.push(`last successful backup ${ago(ageMs)} ago, older than max_age ${ago(maxAgeMs)}`);
+    else if (ageMs > input.maxAgeMs) critical.push(`last successful backup ${ago(ageMs)} ago, older than max_age ${ago(input.maxAgeMs)}`);
     if (state.status === 'failed') critical.push(`last run failed${state.problems[0] ? `: ${state.problems[0]}` : ''}`);
     if (died && !deadRun) critical.push(`run started ${ago(nowMs - Date.parse(state.startedAt))} ago never finished (no process holds the lock)`);
     const warnings = state.warnings ?? [];
@@ -102,8 +123,6 @@ export function computeStatus(input: StatusInput): StatusResult {
       for (const p of listed) warning.push(p);
     }
   }
-  const databases = (state?.dumps?.databases ?? []).flatMap((d) => (d.database === null ? [] : [{ kind: d.kind, database: d.database }]));
-  const verify = input.verify ? verifyVerdict({ ...input.verify, databases }, now) : undefined;
   if (verify) {
     critical.push(...verify.critical);
     warning.push(...verify.warning);
@@ -112,18 +131,15 @@ export function computeStatus(input: StatusInput): StatusResult {
   if (input.scope?.error) warning.push(`cannot read scope ${scopeName}: ${input.scope.error}`);
   else if (input.scope?.on === true) warning.push(`panel nightly exports are on again (${scopeName}); the next run turns them off`);
   else if (input.scope?.on === false && input.scope.nightly?.stopped === false) warning.push(`panel nightly export ${input.scope.nightly.text}`);
-
   warning.push(...(input.warnings ?? []));
-  const pitr = pitrStatus(input.pitr, nowMs);
   warning.push(...pitr.warnings);
+  return { critical, warning };
+}
 
-  const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
-  const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
-  const warningCount = state?.warnings?.length ?? 0;
-  // WARNING lists every warning on the plugin line (monitoring shows only that line); CRITICAL
-  // names the first critical problem and the rest follow as `also:` lines.
-  const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!, progress !== undefined));
-
+/** The lines after the plugin line: what runs, the last run, its dumps and backup, verify, PITR, the panel, then `also:` problems. */
+function detailsOf(input: StatusInput, seen: Seen, verify: ReturnType<typeof verifyVerdict> | undefined, pitr: ReturnType<typeof pitrStatus>, problems: { critical: string[]; warning: string[] }): string[] {
+  const { state, progress, pending, died, holder, ageMs, nowMs } = seen;
+  const details: string[] = [];
   if (progress) details.push(progressText(progress, nowMs), ...lockWaitLines(progress));
   if (state) {
     const running = state.status === 'running' && !died && !progress;
@@ -134,7 +150,7 @@ export function computeStatus(input: StatusInput): StatusResult {
         ? `running: since ${state.startedAt} (${ago(nowMs - Date.parse(state.startedAt))})${holder ? `, pid ${holder.pid} (${holder.command})` : ''}`
         : `last run: ${state.status}, ${state.trigger}, engine ${state.engine}${state.level ? ` ${state.level}` : ''}, started ${state.startedAt}${state.durationMs !== undefined ? `, took ${ago(state.durationMs)}` : ''}`,
     );
-    if (state.lastSuccessAt) details.push(`last success: ${state.lastSuccessAt} (${ago(ageMs!)} ago, max_age ${ago(maxAgeMs)})`);
+    if (state.lastSuccessAt) details.push(`last success: ${state.lastSuccessAt} (${ago(ageMs!)} ago, max_age ${ago(input.maxAgeMs)})`);
     if (state.dumps) {
       const failedNames = state.dumps.databases.filter((d) => d.status === 'failed').map((d) => d.database ?? `${d.kind} server-wide`);
       details.push(`dumps: ${state.dumps.ok} ok, ${state.dumps.failed} failed, ${bytes(state.dumps.bytes)}${state.runId ? ` (run ${state.runId})` : ''}${failedNames.length ? `; failed: ${failedNames.slice(0, 5).join(', ')}${failedNames.length > 5 ? ', …' : ''}` : ''}`);
@@ -149,9 +165,36 @@ export function computeStatus(input: StatusInput): StatusResult {
   details.push(...pitr.details);
   if (input.retention) details.push(input.retention);
   if (input.scope && input.scope.on === false) {
-    details.push(`panel nightly exports: off (${scopeName})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
+    details.push(`panel nightly exports: off (${input.scope.name})${input.scope.nightly ? `; ${input.scope.nightly.text}` : ''}`);
   }
+  const { critical, warning } = problems;
   for (const p of critical.length ? [...critical, ...warning].slice(1) : []) details.push(`also: ${p}`);
+  return details;
+}
+
+/**
+ * One verdict from the run state for `status`, the watchdog and monitoring checks. Critical
+ * (exit STALE): never ran, unreadable state, last success older than max_age, last run failed,
+ * a run recorded as running that no process holds any more. Warning (still exit OK): last run
+ * had warnings, the panel's exports scope is back on or cannot be read.
+ */
+export function computeStatus(input: StatusInput): StatusResult {
+  const { state, now, maxAgeMs } = input;
+  const seen = see(input);
+  const { ageMs, holder, progress, deadRun, died, busy } = seen;
+  const databases = (state?.dumps?.databases ?? []).flatMap((d) => (d.database === null ? [] : [{ kind: d.kind, database: d.database }]));
+  const verify = input.verify ? verifyVerdict({ ...input.verify, databases }, now) : undefined;
+  const pitr = pitrStatus(input.pitr, seen.nowMs);
+  const problems = problemsOf(input, seen, verify, pitr);
+  const { critical, warning } = problems;
+
+  const unreadable = !state && input.stateError !== undefined && !/does not exist/.test(input.stateError);
+  const severity: Severity = unreadable ? 'UNKNOWN' : critical.length ? 'CRITICAL' : warning.length ? 'WARNING' : 'OK';
+  const warningCount = state?.warnings?.length ?? 0;
+  // WARNING lists every warning on the plugin line (monitoring shows only that line); CRITICAL
+  // names the first critical problem and the rest follow as `also:` lines.
+  const headline = critical[0] ?? (warning.length ? warning.join('; ') : okHeadline(state!, ageMs!, progress !== undefined));
+  const details = detailsOf(input, seen, verify, pitr, problems);
 
   const chainLength = restoreChainLength(state?.chain);
   const perf = [
@@ -200,7 +243,7 @@ export function computeStatus(input: StatusInput): StatusResult {
       restoreChainLength: chainLength ?? null,
       ...(input.retention ? { retention: input.retention } : {}),
       scope: input.scope
-        ? { name: scopeName, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
+        ? { name: input.scope.name, on: input.scope.on ?? null, error: input.scope.error ?? null, nightly: input.scope.nightly ?? null }
         : null,
       stateError: input.stateError ?? null,
       verify: verify?.json ?? null,
