@@ -182,52 +182,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
 
     // Compare.
     if (input.files) input.onStep?.(`comparing ${site}'s files with the backup`);
-    const { excludes } = await expandBackupPaths(loaded.paths);
-    const plans: PartPlan[] = [];
-    const raws = new Map<PartPlan, RawPlan>();
-    if (input.files) {
-      for (const part of parts) {
-        const fst = join(home, 'fst');
-        const viaOverlay = part === 'shadow' && overlayMountedAt(fst);
-        const upper = join(home, part);
-        const into = viaOverlay ? fst : upper;
-        const scope = input.paths ? input.paths.map(sitePath) : [''];
-        // Never compared, never removed: what the backup leaves out (shadow/var/lib: raw database files).
-        const rawExcludes = excludes.map(fromUtf8);
-        const rawUpper = fromUtf8(upper);
-        const skip = (rel: string): boolean => rawExcludes.some((x) => `${rawUpper}/${rel}` === x || `${rawUpper}/${rel}`.startsWith(x + '/'));
-        const plan: RawPlan = { missing: [], changed: [], removed: [], links: [] };
-        let bytes = 0;
-        for (const top of scope) {
-          const backupDir = join(staging.dir + upper, top);
-          const liveDir = join(into, top);
-          const rawTop = fromUtf8(top);
-          const prefix = (r: string): string => (rawTop ? (r ? `${rawTop}/${r}` : rawTop) : r);
-          const scopedSkip = (r: string): boolean => skip(prefix(r));
-          const ignore = (n: string): boolean => n === 'security.selinux' || (viaOverlay && n.startsWith('trusted.overlay.'));
-          const [backup, live, liveUpper, bx, lx] = await Promise.all([
-            walkTree(backupDir, scopedSkip),
-            walkTree(liveDir, scopedSkip),
-            viaOverlay ? walkTree(join(upper, top), scopedSkip) : Promise.resolve(undefined),
-            readXattrs(backupDir, ignore, staging.dir),
-            existsSync(liveDir) ? readXattrs(liveDir, ignore, staging.dir) : Promise.resolve(new Map<string, string>()),
-          ]);
-          const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
-          for (const rel of [...d.missing, ...d.changed]) {
-            const e = backup.get(rel);
-            if (e?.type === 'file') bytes += e.size;
-          }
-          plan.missing.push(...d.missing.map(prefix));
-          plan.changed.push(...d.changed.map(prefix));
-          plan.links.push(...linkPartners(backup, new Set([...d.missing, ...d.changed])).map(prefix));
-          // A whiteout in the backup, a file in the merged view: it goes (through fst).
-          plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
-        }
-        const shown: PartPlan = { part, into, viaOverlay, bytes, missing: plan.missing.map(display), changed: plan.changed.map(display), removed: plan.removed.map(display) };
-        plans.push(shown);
-        raws.set(shown, plan);
-      }
-    }
+    const { plans, raws } = input.files ? await compareParts(input, home, parts, staging.dir) : { plans: [] as PartPlan[], raws: new Map<PartPlan, RawPlan>() };
     const databases: SiteRestoreOutcome['databases'] = dbEntries.map((e) => ({ kind: e.kind, database: e.database! }));
     if (input.inPlace && input.dryRun && run && dbEntries.length) {
       // The account plan of each database restore, and the drift found now: nothing changes.
@@ -244,29 +199,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     }
 
     // Apply: removals first (a file that became a directory), then missing and changed entries.
-    // The site's directory is held open (pinned.ts) and everything below it is reached from that
-    // handle: removals without following a symlink, rsync and restorecon in the jail (confine.ts).
-    let selinux = false;
-    const leftAlone: string[] = [];
-    for (const plan of plans) {
-      const r = raws.get(plan)!;
-      const backupRoot = staging.dir + join(home, plan.part);
-      const live = await pinDir(plan.into, { what: `${site}'s ${plan.part}` });
-      try {
-        const jail = { base: staging.dir, live, at: plan.into, readOnly: staging.dir };
-        if (r.removed.length) input.onStep?.(`removing ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
-        const left = await removeEntries(live, r.removed);
-        leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
-        done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
-        const back = [...r.missing, ...r.changed].sort();
-        if (back.length) input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
-        await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: staging.dir, signal, jail });
-        done.push(`${plan.part}: ${back.length} put back`);
-        if (await restoreContexts(jail, back, staging.dir)) selinux = true;
-      } finally {
-        await live.close();
-      }
-    }
+    const { selinux, leftAlone } = await applyParts(input, plans, raws, staging.dir, done);
     const results: SiteRestoreOutcome['databases'] = [];
     if (run && dbEntries.length) {
       const servers = new TargetServers(ALL_KINDS, { loaded, log, signal });
@@ -309,6 +242,90 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
     await staging.dispose();
     await lock.release();
   }
+}
+
+/**
+ * Each part (shadow, info) of the staged backup against the live site: through `fst` when it is
+ * mounted (the merged view the site sees), else the part itself. What the backup leaves out
+ * (paths.exclude: shadow/var/lib's raw database files) is never compared, never removed.
+ */
+async function compareParts(input: SiteRestoreInput, home: string, parts: readonly ('shadow' | 'info')[], stagingDir: string): Promise<{ plans: PartPlan[]; raws: Map<PartPlan, RawPlan> }> {
+  const { excludes } = await expandBackupPaths(input.loaded.paths);
+  const plans: PartPlan[] = [];
+  const raws = new Map<PartPlan, RawPlan>();
+  for (const part of parts) {
+    const fst = join(home, 'fst');
+    const viaOverlay = part === 'shadow' && overlayMountedAt(fst);
+    const upper = join(home, part);
+    const into = viaOverlay ? fst : upper;
+    const scope = input.paths ? input.paths.map(sitePath) : [''];
+    const rawExcludes = excludes.map(fromUtf8);
+    const rawUpper = fromUtf8(upper);
+    const skip = (rel: string): boolean => rawExcludes.some((x) => `${rawUpper}/${rel}` === x || `${rawUpper}/${rel}`.startsWith(x + '/'));
+    const plan: RawPlan = { missing: [], changed: [], removed: [], links: [] };
+    let bytes = 0;
+    for (const top of scope) {
+      const backupDir = join(stagingDir + upper, top);
+      const liveDir = join(into, top);
+      const rawTop = fromUtf8(top);
+      const prefix = (r: string): string => (rawTop ? (r ? `${rawTop}/${r}` : rawTop) : r);
+      const scopedSkip = (r: string): boolean => skip(prefix(r));
+      const ignore = (n: string): boolean => n === 'security.selinux' || (viaOverlay && n.startsWith('trusted.overlay.'));
+      const [backup, live, liveUpper, bx, lx] = await Promise.all([
+        walkTree(backupDir, scopedSkip),
+        walkTree(liveDir, scopedSkip),
+        viaOverlay ? walkTree(join(upper, top), scopedSkip) : Promise.resolve(undefined),
+        readXattrs(backupDir, ignore, stagingDir),
+        existsSync(liveDir) ? readXattrs(liveDir, ignore, stagingDir) : Promise.resolve(new Map<string, string>()),
+      ]);
+      const d = await diffTrees({ backupDir, backup, backupXattrs: bx, liveDir, live, liveXattrs: lx, viaOverlay, liveUpper, includeRoot: top !== '' });
+      for (const rel of [...d.missing, ...d.changed]) {
+        const e = backup.get(rel);
+        if (e?.type === 'file') bytes += e.size;
+      }
+      plan.missing.push(...d.missing.map(prefix));
+      plan.changed.push(...d.changed.map(prefix));
+      plan.links.push(...linkPartners(backup, new Set([...d.missing, ...d.changed])).map(prefix));
+      // A whiteout in the backup, a file in the merged view: it goes (through fst).
+      plan.removed.push(...d.whiteouts.map(prefix), ...(input.exact ? d.extra.map(prefix) : []));
+    }
+    const shown: PartPlan = { part, into, viaOverlay, bytes, missing: plan.missing.map(display), changed: plan.changed.map(display), removed: plan.removed.map(display) };
+    plans.push(shown);
+    raws.set(shown, plan);
+  }
+  return { plans, raws };
+}
+
+/**
+ * Removals first (a file that became a directory), then the missing and changed entries, part by
+ * part. The part's directory is held open (pinned.ts) and everything below it is reached from
+ * that handle: removals without following a symlink, rsync and restorecon in the jail
+ * (confine.ts). `done` gets a line per step, for the message of a failure after it.
+ */
+async function applyParts(input: SiteRestoreInput, plans: readonly PartPlan[], raws: ReadonlyMap<PartPlan, RawPlan>, stagingDir: string, done: string[]): Promise<{ selinux: boolean; leftAlone: string[] }> {
+  const home = join(input.loaded.paths.home, input.site);
+  let selinux = false;
+  const leftAlone: string[] = [];
+  for (const plan of plans) {
+    const r = raws.get(plan)!;
+    const backupRoot = stagingDir + join(home, plan.part);
+    const live = await pinDir(plan.into, { what: `${input.site}'s ${plan.part}` });
+    try {
+      const jail = { base: stagingDir, live, at: plan.into, readOnly: stagingDir };
+      if (r.removed.length) input.onStep?.(`removing ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
+      const left = await removeEntries(live, r.removed);
+      leftAlone.push(...left.map((l) => `${plan.part}/${l}`));
+      done.push(`${plan.part}: ${r.removed.length - left.length} removed`);
+      const back = [...r.missing, ...r.changed].sort();
+      if (back.length) input.onStep?.(`putting back ${back.length} entr${back.length === 1 ? 'y' : 'ies'} of ${plan.part}`);
+      await copyEntries(backupRoot, plan.into, [...back, ...r.links].sort(), { viaOverlay: plan.viaOverlay, scratch: stagingDir, signal: input.signal, jail });
+      done.push(`${plan.part}: ${back.length} put back`);
+      if (await restoreContexts(jail, back, stagingDir)) selinux = true;
+    } finally {
+      await live.close();
+    }
+  }
+  return { selinux, leftAlone };
 }
 
 function counts(plans: readonly PartPlan[]): Record<string, number> {
