@@ -33,60 +33,71 @@ const fail = (line: number, reason: string): ManifestParse => ({ ok: false, line
  * at the end. The count of the Filelist is the one check a cut at a line's end cannot pass.
  */
 export function parseDuplicityManifest(text: Buffer): ManifestParse {
-  const s = text.toString('latin1');
-  if (/[\r\0]/.test(s)) return fail(0, 'a CR or NUL byte: not a manifest duplicity wrote');
-  if (!s.endsWith('\n')) return fail(0, 'no newline at the end: truncated');
-  const lines = s.slice(0, -1).split('\n');
-  let i = 0;
-  if (/^Hostname /.test(lines[i] ?? '')) i++;
-  if (/^Localdir /.test(lines[i] ?? '')) i++;
+  if (text.includes(0x0d) || text.includes(0)) return fail(0, 'a CR or NUL byte: not a manifest duplicity wrote');
+  if (text.at(-1) !== 0x0a) return fail(0, 'no newline at the end: truncated');
+  // One line at a time: a full backup's Filelist names every file (hundreds of MB on a big server).
+  let pos = 0;
+  let n = 0;
+  let line: string | undefined;
+  const next = (): void => {
+    if (pos >= text.length) line = undefined;
+    else {
+      const nl = text.indexOf(0x0a, pos);
+      line = text.toString('latin1', pos, nl);
+      pos = nl + 1;
+      n++;
+    }
+  };
+  next();
+  if (line !== undefined && /^Hostname /.test(line)) next();
+  if (line !== undefined && /^Localdir /.test(line)) next();
   let filelist = false;
   const volumes: VolumeRange[] = [];
-  while (i < lines.length) {
-    const count = /^Filelist (\d+)$/.exec(lines[i]!);
+  while (line !== undefined) {
+    const count = /^Filelist (\d+)$/.exec(line);
     if (count) {
-      if (filelist) return fail(i + 1, 'a second Filelist');
+      if (filelist) return fail(n, 'a second Filelist');
       filelist = true;
       const files = Number(count[1]);
-      i++;
-      for (let k = 0; k < files; k++, i++) if (!/^[ \t]+[^ \t\v\f]/.test(lines[i] ?? '')) return fail(i + 1, `Filelist says ${files} lines, line ${k + 1} is not one`);
+      next();
+      for (let k = 0; k < files; k++, next()) if (line === undefined || !/^[ \t]+[^ \t\v\f]/.test(line)) return fail(n, `Filelist says ${files} lines, line ${k + 1} is not one`);
       continue;
     }
-    const header = /^Volume (\d+):$/.exec(lines[i]!);
-    if (!header) return fail(i + 1, 'neither "Volume N:" nor "Filelist N"');
+    const header = /^Volume (\d+):$/.exec(line);
+    if (!header) return fail(n, 'neither "Volume N:" nor "Filelist N"');
     const volume = Number(header[1]);
-    if (volume !== volumes.length + 1) return fail(i + 1, `volume ${volume} after ${volumes.length} volume(s)`);
-    i++;
+    if (volume !== volumes.length + 1) return fail(n, `volume ${volume} after ${volumes.length} volume(s)`);
+    next();
     let start: { index: Index } | undefined;
     let end: { index: Index } | undefined;
-    for (; i < lines.length && /^[ \t]/.test(lines[i]!); i++) {
+    for (; line !== undefined && /^[ \t]/.test(line); next()) {
       // Python's bytes.split(): ASCII whitespace only (JS's trim would also cut a 0xA0 byte off a name).
-      const fields = lines[i]!.replace(/^[ \t\v\f]+|[ \t\v\f]+$/g, '').split(/[ \t\v\f]+/);
+      const fields = line.replace(/^[ \t\v\f]+|[ \t\v\f]+$/g, '').split(/[ \t\v\f]+/);
       const name = fields[0]!;
       if (name === 'Hash') {
-        if (fields.length !== 3) return fail(i + 1, 'a Hash line without type and value');
+        if (fields.length !== 3) return fail(n, 'a Hash line without type and value');
         continue;
       }
-      if (name !== 'StartingPath' && name !== 'EndingPath') return fail(i + 1, `unknown field ${JSON.stringify(name)}`);
-      if (fields.length < 2 || fields.length > 3 || (fields.length === 3 && !/^\d+$/.test(fields[2]!))) return fail(i + 1, `${name}: a path and an optional block number`);
+      if (name !== 'StartingPath' && name !== 'EndingPath') return fail(n, `unknown field ${JSON.stringify(name)}`);
+      if (fields.length < 2 || fields.length > 3 || (fields.length === 3 && !/^\d+$/.test(fields[2]!))) return fail(n, `${name}: a path and an optional block number`);
       const index = parseIndex(fields[1]!);
-      if (!index) return fail(i + 1, `${name}: ${JSON.stringify(fields[1])} is not a path duplicity writes`);
+      if (!index) return fail(n, `${name}: ${JSON.stringify(fields[1])} is not a path duplicity writes`);
       if (name === 'StartingPath') {
-        if (start) return fail(i + 1, 'a second StartingPath');
+        if (start) return fail(n, 'a second StartingPath');
         start = { index };
       } else {
-        if (end) return fail(i + 1, 'a second EndingPath');
+        if (end) return fail(n, 'a second EndingPath');
         end = { index };
       }
     }
-    if (!start || !end) return fail(i, `volume ${volume} without ${start ? 'EndingPath' : 'StartingPath'}`);
-    if (compareIndex(start.index, end.index) > 0) return fail(i, `volume ${volume} ends before it starts`);
+    if (!start || !end) return fail(n, `volume ${volume} without ${start ? 'EndingPath' : 'StartingPath'}`);
+    if (compareIndex(start.index, end.index) > 0) return fail(n, `volume ${volume} ends before it starts`);
     const before = volumes.at(-1);
-    if (before && compareIndex(before.end, start.index) > 0) return fail(i, `volume ${volume} starts before volume ${before.volume} ends`);
+    if (before && compareIndex(before.end, start.index) > 0) return fail(n, `volume ${volume} starts before volume ${before.volume} ends`);
     volumes.push({ volume, start: start.index, end: end.index });
   }
-  if (!filelist) return fail(lines.length, 'no "Filelist N": truncated');
-  if (!volumes.length) return fail(lines.length, 'no volume');
+  if (!filelist) return fail(n, 'no "Filelist N": truncated');
+  if (!volumes.length) return fail(n, 'no volume');
   return { ok: true, volumes };
 }
 

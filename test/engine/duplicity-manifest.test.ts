@@ -63,6 +63,11 @@ describe('parseDuplicityManifest', () => {
     expect(volumesTouching(v, toIndex('/home/ü'))).toEqual(new Set([1, 2]));
   });
 
+  test('a full backup of many files: the Filelist is read line by line to its count', () => {
+    const many = Array.from({ length: 300_000 }, (_, k) => `home/virtual/site2/shadow/f${k}`);
+    expect(volumes(manifest(vol(1, '.', 'home/virtual/site2/shadow/f5') + vol(2, 'home/virtual/site2/shadow/f5 1', 'z') + `Filelist ${many.length}\n${many.map((p) => `    new      ${p}\n`).join('')}`)).map((v) => v.volume)).toEqual([1, 2]);
+  });
+
   const refused: [string, string | Buffer][] = [
     ['CRLF line ends', BENCH.toString('latin1').replace(/\n/g, '\r\n')],
     ['a NUL byte', manifest(vol(1, '.', 'a\0b') + filelist())],
