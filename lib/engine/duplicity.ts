@@ -176,9 +176,9 @@ export const duplicityEngine: Engine = {
 
 /**
  * How many restore runs of one fetch go at once. Every run reads (copies, hashes, decrypts,
- * unpacks) each volume that holds its path up to that path, so the small paths of a site
- * restore (latest, the run's manifest, its dumps) each cost a pass over the last volume; two
- * runs side by side keep two cores on that work.
+ * unpacks) each volume that holds its path up to that path, so paths that could not be merged
+ * into one run each cost a pass over their volumes; two runs side by side keep two cores on
+ * that work (a site restore's merged runs: the site's directory beside dumps.dir).
  */
 export const DUPLICITY_FETCH_RUNS = 2;
 
