@@ -1,10 +1,13 @@
-import { mkdir, readFile, readdir, rm, symlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, statfs, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
+import { SITE_ID } from '../model/site.js';
 import { cmd, type Command } from '../proc/command.js';
 import type { RunResult } from '../proc/run.js';
 import { resolveTool, whichSystem } from '../proc/which.js';
+import { chainManifests, mergeFetchRuns, parseDuplicityManifest, toIndex, volumesTouching, type FetchRun, type VolumeRange } from './duplicity-manifest.js';
 import { duplicityProgressLines } from './duplicity-progress.js';
 import { runEngineTool } from './run-tool.js';
 import { requestedPaths, type BackupLevel, type BackupPoint, type Engine, type EngineContext, type EngineResult, type FetchRequest } from './types.js';
@@ -173,9 +176,9 @@ export const duplicityEngine: Engine = {
 
 /**
  * How many restore runs of one fetch go at once. Every run reads (copies, hashes, decrypts,
- * unpacks) each volume that holds its path up to that path, so the small paths of a site
- * restore (latest, the run's manifest, its dumps) each cost a pass over the last volume; two
- * runs side by side keep two cores on that work.
+ * unpacks) each volume that holds its path up to that path, so paths that could not be merged
+ * into one run each cost a pass over their volumes; two runs side by side keep two cores on
+ * that work (a site restore's merged runs: the site's directory beside dumps.dir).
  */
 export const DUPLICITY_FETCH_RUNS = 2;
 
@@ -185,12 +188,15 @@ const COLLECTION_READ = /^Last full backup date/m;
 async function duplicityFetch(ctx: EngineContext, request: FetchRequest): Promise<void> {
   // One path per run: --file-to-restore takes one, and 0.8.22 ignores --include/--exclude on
   // restore ("currently work only when backing up"). The destination must not exist yet.
+  // Paths whose common directory reads no more volumes than they do go in one run of that
+  // directory (duplicity-manifest.ts); a merged run that fails gives way to one run per path.
   // duplicity locks its archive dir for a whole run: a second run at once reads a copy of the
   // cache (links to its files, in the staging directory), made once the first run has read the
   // collection, so a cache it had to sync is copied synced. Runs start in the request's order,
   // each once the one before it has read the collection.
   const paths = requestedPaths(request);
   const optional = new Set(request.optional ?? []);
+  const queue: FetchRun[] = [...(await planFetchRuns(ctx, request, paths))];
   const abort = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, abort.signal]) : abort.signal;
   const free = [ctx.loaded.paths.duplicityArchiveDir];
@@ -202,15 +208,18 @@ async function duplicityFetch(ctx: EngineContext, request: FetchRequest): Promis
   };
   const running = new Set<Promise<void>>();
   try {
-    for (const p of paths) {
-      while (running.size >= DUPLICITY_FETCH_RUNS) await Promise.race(running);
+    while (queue.length || running.size) {
+      while (running.size >= DUPLICITY_FETCH_RUNS || (!queue.length && running.size)) await Promise.race(running);
       if (errors.length || signal.aborted) break;
+      const job = queue.shift();
+      if (!job) continue;
       let archive = free.pop();
       if (archive === undefined) {
         archive = join(request.into, `.duplicity-cache-${copies.length + 1}`);
         copies.push(archive);
         await cacheCopy(ctx.loaded, archive);
       }
+      const p = job.path;
       const dest = request.into + p;
       await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
       let read!: () => void;
@@ -219,11 +228,19 @@ async function duplicityFetch(ctx: EngineContext, request: FetchRequest): Promis
       const task: Promise<void> = runDuplicity(ctx, 'restore', duplicityFetchArgs(ctx.loaded, request.point.time, p, dest, slot), { signal, onStdout: (chunk) => COLLECTION_READ.test(chunk) && read() })
         .then(
           () => undefined,
-          (err: unknown) => {
+          async (err: unknown) => {
+            if (job.covers.length > 1 && !signal.aborted) {
+              // The merge only saves time: whatever went wrong, the paths get their own runs (and their own errors).
+              ctx.log.debug('duplicity: a merged restore run failed, one run per path instead', { path: p, error: String(err) });
+              await rm(dest, { recursive: true, force: true });
+              queue.unshift(...job.covers.map((c) => ({ path: c, covers: [c] })));
+              return;
+            }
             // 19: "not found in archive - no files restored" (duplicity/log.py), for a path that may be missing.
             if (!(optional.has(p) && err instanceof EngineError && err.context.exitCode === 19)) failed(err);
           },
         )
+        .catch(failed)
         .finally(() => {
           read();
           free.push(slot);
@@ -239,6 +256,52 @@ async function duplicityFetch(ctx: EngineContext, request: FetchRequest): Promis
   for (const c of copies) await rm(c, { recursive: true, force: true });
   // The first failure: the runs it stopped fail after it.
   if (errors.length) throw errors[0];
+}
+
+/**
+ * The runs of one fetch: merged where the manifests of the chain the restore reads say it costs
+ * no extra volume (and staging has room for those volumes), else one path per run. A manifest
+ * missing or unreadable: one path per run, as without this.
+ */
+async function planFetchRuns(ctx: EngineContext, request: FetchRequest, paths: readonly string[]): Promise<readonly FetchRun[]> {
+  const single = paths.map((p) => ({ path: p, covers: [p] }));
+  if (paths.length < 2) return single;
+  const dir = join(ctx.loaded.paths.duplicityArchiveDir, ctx.loaded.config.duplicity.name);
+  const chain = chainManifests(await readdir(dir).catch(() => []), Math.floor(Date.parse(request.point.time) / 1000));
+  if (!chain) return single;
+  const sets: VolumeRange[][] = [];
+  for (const name of chain) {
+    const parsed = parseDuplicityManifest(await readFile(join(dir, name)).catch(() => Buffer.alloc(0)));
+    if (!parsed.ok) {
+      ctx.log.debug('duplicity: manifest not understood, one restore run per path', { manifest: name, line: parsed.line, reason: parsed.reason });
+      return single;
+    }
+    sets.push([...parsed.volumes]);
+  }
+  const room = await statfs(request.into).then((s) => s.bavail * s.bsize, () => 0);
+  const volsize = volumeBytes(ctx.loaded.config.duplicity.extra_args);
+  const home = ctx.loaded.paths.home;
+  // A site's own directory (everything in it is that site's) and dumps.dir: never a directory of several sites.
+  const sites = paths.flatMap((p) => {
+    const name = p.startsWith(home + '/') ? p.slice(home.length + 1).split('/')[0]! : '';
+    return SITE_ID.test(name) ? [join(home, name)] : [];
+  });
+  return mergeFetchRuns({
+    paths,
+    sets,
+    roots: [ctx.loaded.paths.dumpsDir, ...new Set(sites)],
+    usable: (d) => !existsSync(request.into + d) && sets.reduce((n, set) => n + volumesTouching(set, toIndex(d)).size, 0) * volsize <= room,
+  });
+}
+
+/** --volsize (MB; 200 by default in 0.8.22): what one volume may hold, compressed. */
+function volumeBytes(extra: readonly string[]): number {
+  let mb = 200;
+  extra.forEach((a, k) => {
+    const v = a === '--volsize' ? extra[k + 1] : /^--volsize=(.*)$/.exec(a)?.[1];
+    if (v !== undefined && /^\d+$/.test(v)) mb = Number(v);
+  });
+  return mb * 1024 * 1024;
 }
 
 /**

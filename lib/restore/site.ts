@@ -157,7 +157,8 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${name}`);
       await fetchPaths(engine, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
     }
-    if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
+    // Every symlink of the site's staged directory, not only of `wanted`: a merged duplicity run may have brought more of it.
+    if (sidecar[0]) await withSymlinksParked([staging.dir + home], join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
     const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
     runId = run?.runId;
     const dbEntries = run ? run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.site === site && e.path) : [];
