@@ -18,6 +18,7 @@ export default defineConfig({
       'test/dumps/run-directory.test.ts',
       'test/engine/bacula-restore-log.test.ts',
       'test/engine/engine-progress.test.ts',
+      'test/engine/restic-restoring.test.ts',
       // lib/proc's primitives: real processes (sh, sleep, gzip), no server, no build.
       'test/proc/**/*.test.ts',
     ],

@@ -19,7 +19,7 @@ import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from 
 import { accountsEntry, proofOfFailure, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
-import { describeSource, resolveSource, sourceName } from './source.js';
+import { describeSource, resolveSource, sourceName, unlistedNewest } from './source.js';
 import { pinDir } from './pinned.js';
 import { fetchPaths, guessRunPaths, openStaging, stageDumps, stageRun } from './stage.js';
 import { copyToTarget } from './target.js';
@@ -143,7 +143,10 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   const done: string[] = [];
   try {
     input.onStep?.('finding the backup');
-    const source = await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient });
+    // The files of the newest backup: restic picks it as it extracts (source.ts unlistedNewest).
+    const newest = input.files && input.from === undefined ? unlistedNewest(engine, input.fromClient) : undefined;
+    const source = newest?.source ?? (await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient }));
+    const fetcher = newest?.engine ?? engine;
     from = describeSource(source);
     name = sourceName(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
@@ -155,10 +158,14 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const latest = input.databases ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       const guessed = input.databases && !input.paths ? await guessRunPaths(loaded, source.point, site, staging) : [];
       input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${name}`);
-      await fetchPaths(engine, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
+      try {
+        await fetchPaths(fetcher, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
+      } finally {
+        [from, name] = [describeSource(source), sourceName(source)]; // named now, when restic picked it
+      }
     }
     if (sidecar[0]) await withSymlinksParked(wanted.map((w) => staging.dir + w), join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
-    const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
+    const run = input.databases ? await stageRun(loaded, fetcher, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
     runId = run?.runId;
     const dbEntries = run ? run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.site === site && e.path) : [];
     if (run && dbEntries.length) {
@@ -166,7 +173,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const accounts = kinds.map((k) => accountsEntry(run, k)).filter((e) => e !== undefined);
       const dumps = `${dbEntries.length} database dump(s) of ${site}`;
       if (source.type === 'engine') input.onStep?.(`fetching ${dumps} from ${name}`);
-      await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts], () => input.onStep?.(`checking ${dumps} (sha256)`));
+      await stageDumps(loaded, fetcher, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts], () => input.onStep?.(`checking ${dumps} (sha256)`));
     }
 
     if (input.target) {
