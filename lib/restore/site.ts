@@ -22,7 +22,7 @@ import { restoreEngineContext } from './restore-db.js';
 import { describeSource, resolveSource, sourceName, unlistedNewest } from './source.js';
 import { pinDir } from './pinned.js';
 import { fetchPaths, guessRunPaths, openStaging, stageDumps, stageRun } from './stage.js';
-import { copyToTarget } from './target.js';
+import { copyToTarget, countStaged } from './target.js';
 import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
 /**
@@ -180,7 +180,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
       const dest = join(input.target, site);
       input.onStep?.(`copying into ${dest}`);
-      const copied = await countEntries(input.files ? wanted.map((w) => staging.dir + w) : []);
+      const copied = countStaged(input.files ? wanted.map((w) => staging.dir + w) : []);
       await copyToTarget({ target: input.target, site, home, wanted: input.files ? wanted : [], run, dumps: dbEntries, staging: staging.dir, signal });
       const outcome: SiteRestoreOutcome = { site, source: from, sourceName: name, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, copied, selinux: false };
       recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
@@ -326,17 +326,4 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
     c[`${p.part}.removed`] = p.removed.length;
   }
   return c;
-}
-
-/** Entries below (and including) each staged path, and the bytes of their files: what --target receives. */
-async function countEntries(paths: readonly string[]): Promise<{ entries: number; bytes: number }> {
-  let entries = 0;
-  let bytes = 0;
-  for (const p of paths) {
-    for (const e of (await walkTree(p)).values()) {
-      entries++;
-      if (e.type === 'file') bytes += e.size;
-    }
-  }
-  return { entries, bytes };
 }
