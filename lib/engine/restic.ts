@@ -259,18 +259,34 @@ export const resticEngine: Engine = {
 async function resticFetchNewest(ctx: EngineContext, request: NewestFetchRequest): Promise<BackupPoint | undefined> {
   const host = request.client ?? hostname();
   const paths = [...request.paths, ...(request.optional ?? [])];
+  const point = (named: { id: string; time: string }): BackupPoint => ({ engine: 'restic', id: named.id, time: named.time, level: 'Snapshot', chain: 1, client: host });
+  // The line comes first, before the files: the caller can name the snapshot while restic extracts it.
+  let head = '';
+  let seen = false;
+  const early = request.onNamed
+    ? (chunk: string): void => {
+        if (seen) return;
+        head += chunk;
+        const line = head.split('\n').slice(0, -1).find((l) => l.startsWith('restoring '));
+        seen = line !== undefined || head.length > 65536;
+        const named = line === undefined ? undefined : parseResticRestoring(line);
+        if (named) request.onNamed!(point(named));
+      }
+    : undefined;
   let out: RunResult;
   try {
-    out = await runRestic(ctx, 'restore', [...resticFetchNewestArgs(host, paths, request.into), ...ctx.loaded.config.restic.extra_args]);
+    out = await runRestic(ctx, 'restore', [...resticFetchNewestArgs(host, paths, request.into), ...ctx.loaded.config.restic.extra_args], undefined, early);
   } catch (err) {
     if (err instanceof EngineError && NO_SNAPSHOT.test(err.message)) return undefined;
     throw err;
   }
+  // The whole output decides (one such line, no other): what was named early is confirmed or replaced.
   const named = parseResticRestoring(out.stdout);
-  if (named) return { engine: 'restic', id: named.id, time: named.time, level: 'Snapshot', chain: 1, client: host };
+  if (named) return point(named);
   ctx.log.debug('restic restore latest did not say which snapshot it restored: fetching the newest listed by its id');
   const newest = (await resticEngine.list!(ctx, { client: host }))[0];
   if (!newest) return undefined;
+  request.onNamed?.(newest);
   await Promise.all(paths.map((p) => rm(request.into + p, { recursive: true, force: true })));
   await resticEngine.fetch!(ctx, { ...request, point: newest });
   return newest;

@@ -77,7 +77,11 @@ export interface Engine {
   fetchNewest?(ctx: EngineContext, request: NewestFetchRequest): Promise<BackupPoint | undefined>;
 }
 
-export type NewestFetchRequest = Omit<FetchRequest, 'point'> & { readonly client?: string };
+export type NewestFetchRequest = Omit<FetchRequest, 'point'> & {
+  readonly client?: string;
+  /** Called as soon as the tool says which backup it took (before it has extracted it). */
+  readonly onNamed?: (point: BackupPoint) => void;
+};
 
 export interface ListOptions {
   /** Another server's backups: restic host, borg archive prefix, Bacula client (`--from-client`). */

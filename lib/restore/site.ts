@@ -144,9 +144,11 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   try {
     input.onStep?.('finding the backup');
     // The files of the newest backup: restic picks it as it extracts (source.ts unlistedNewest).
-    const newest = input.files && input.from === undefined ? unlistedNewest(engine, input.fromClient) : undefined;
+    // Its step says "fetching" once restic has named the snapshot: until then it is still finding it.
+    const newest = input.files && input.from === undefined ? unlistedNewest(engine, input.fromClient, () => fetching()) : undefined;
     const source = newest?.source ?? (await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient }));
     const fetcher = newest?.engine ?? engine;
+    const fetching = (): void => input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${sourceName(source)}`);
     from = describeSource(source);
     name = sourceName(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
@@ -157,7 +159,7 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // likely points at holds for this site (stageRun and stageDumps fetch only what a wrong guess missed).
       const latest = input.databases ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       const guessed = input.databases && !input.paths ? await guessRunPaths(loaded, source.point, site, staging) : [];
-      input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${name}`);
+      if (!newest) fetching();
       try {
         await fetchPaths(fetcher, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
       } finally {

@@ -125,9 +125,10 @@ const unnamed = new WeakSet<BackupPoint>();
  * its newest backup itself as it extracts (restic `latest`): no listing first. The source's point
  * stands for "the newest" until the first fetch through `engine` (the engine, wrapped) extracts
  * and names it; from then on it is that backup, and every later fetch takes it by its id. Until
- * then its time is now (what guessRunPaths reads: the newest local run).
+ * then its time is now (what guessRunPaths reads: the newest local run). `onNamed`: the tool has
+ * said which backup it takes (the point is named), before its files have come.
  */
-export function unlistedNewest(engine: Engine, client?: string): { source: RestoreSource & { type: 'engine' }; engine: Engine } | undefined {
+export function unlistedNewest(engine: Engine, client?: string, onNamed?: () => void): { source: RestoreSource & { type: 'engine' }; engine: Engine } | undefined {
   const { fetch, fetchNewest } = engine;
   if (!fetch || !fetchNewest) return undefined;
   const point: { -readonly [K in keyof BackupPoint]: BackupPoint[K] } = { engine: engine.name, id: 'latest', time: new Date().toISOString(), level: 'Snapshot', chain: 1, ...(client ? { client } : {}) };
@@ -137,10 +138,13 @@ export function unlistedNewest(engine: Engine, client?: string): { source: Resto
     async fetch(ctx, request) {
       if (!unnamed.has(point)) return fetch.call(engine, ctx, { ...request, point });
       const { point: _standIn, ...rest } = request;
-      const got = await fetchNewest.call(engine, ctx, { ...rest, ...(client ? { client } : {}) });
+      const name = (got: BackupPoint): void => {
+        Object.assign(point, got);
+        unnamed.delete(point);
+      };
+      const got = await fetchNewest.call(engine, ctx, { ...rest, ...(client ? { client } : {}), onNamed: (p) => (name(p), onNamed?.()) });
       if (!got) throw new UsageError(noBackups(engine, { allowLocal: false, client }));
-      Object.assign(point, got);
-      unnamed.delete(point);
+      name(got);
     },
   };
   return { source: { type: 'engine', point }, engine: wrapped };
