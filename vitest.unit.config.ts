@@ -19,6 +19,8 @@ export default defineConfig({
       'test/engine/bacula-restore-log.test.ts',
       'test/engine/engine-progress.test.ts',
       'test/engine/duplicity-manifest.test.ts',
+      'test/engine/restic-restoring.test.ts',
+      'test/restore/count-staged.test.ts',
       // lib/proc's primitives: real processes (sh, sleep, gzip), no server, no build.
       'test/proc/**/*.test.ts',
     ],

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigError, EngineError, MissingDependencyError } from '../errors.js';
@@ -8,7 +9,7 @@ import { resolveTool, whichSystem } from '../proc/which.js';
 import { isRemoteRepository, remoteContext, remoteLabel, resticTlsArgs } from './remote.js';
 import { resticStallWatch, type StallWatch } from './restic-stall.js';
 import { runEngineTool } from './run-tool.js';
-import { keepArgs, requestedPaths, type BackupPoint, type Engine, type EngineContext, type EngineResult } from './types.js';
+import { keepArgs, requestedPaths, type BackupPoint, type Engine, type EngineContext, type EngineResult, type NewestFetchRequest } from './types.js';
 
 /**
  * restic 0.14 keeps ACLs (as system.posix_acl_* xattrs) and user.* xattrs when run as root.
@@ -51,6 +52,31 @@ export function resticLiteral(path: string): string {
 export function resticFetchArgs(id: string, paths: readonly string[], into: string): string[] {
   return ['restore', id, '--target', into, ...paths.flatMap((p) => ['--include', resticLiteral(p)])];
 }
+
+/** `paths` of the newest of our snapshots of `host`, picked by restic itself (`latest`): no listing first. */
+export function resticFetchNewestArgs(host: string, paths: readonly string[], into: string): string[] {
+  return ['restore', 'latest', '--host', host, '--tag', 'apiscp-backup', '--target', into, ...paths.flatMap((p) => ['--include', resticLiteral(p)])];
+}
+
+/**
+ * Which snapshot `restic restore` took, from the line it prints first (to stdout, unless --quiet):
+ * 0.14 `restoring <Snapshot 1a2b3c4d of [/a /b] at 2026-12-08 01:34:38.8 +0000 UTC by root@vm> to DIR`,
+ * later versions `restoring snapshot 1a2b3c4d of […] at … by root@vm to DIR`. The time is Go's
+ * (nanoseconds, trailing zeros cut, the zone it was made in), read as `snapshots --json`'s is.
+ * Undefined unless exactly one such line names one: a path in the list could hold anything but a
+ * line break, so the time is the last `] at TIME` of that line (after it only user@host and DIR).
+ */
+export function parseResticRestoring(stdout: string): { id: string; time: string } | undefined {
+  const lines = stdout.split('\n').filter((l) => l.startsWith('restoring '));
+  if (lines.length !== 1) return undefined;
+  const m = /^restoring (?:<Snapshot|snapshot) ([0-9a-f]{8}) of \[.*\] at (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d{1,9})?) ([+-]\d\d)(\d\d)(?: [A-Za-z0-9+-]+)? by [^ ]*?>? to /.exec(lines[0]!);
+  if (!m) return undefined;
+  const t = new Date(`${m[2]}T${m[3]}${m[4]}:${m[5]}`);
+  return Number.isNaN(t.getTime()) ? undefined : { id: m[1]!, time: t.toISOString() };
+}
+
+/** restic's "nothing to pick" for `latest` (0.14: "latest snapshot for criteria not found: no snapshot found …"). */
+const NO_SNAPSHOT = /no snapshot found|latest snapshot for criteria not found/;
 
 export function parseResticSnapshots(stdout: string): BackupPoint[] {
   const list = JSON.parse(stdout || '[]') as { time: string; id: string; short_id?: string; hostname?: string }[];
@@ -214,8 +240,54 @@ export const resticEngine: Engine = {
     const r = await runRestic(ctx, 'snapshots', resticListArgs(options?.client ?? hostname()));
     return parseResticSnapshots(r.stdout);
   },
+  async fetchNewest(ctx, request) {
+    return resticFetchNewest(ctx, request);
+  },
   async fetch(ctx, request) {
     // One restore for every path: a path the snapshot lacks restores nothing (fetchPaths checks the required ones).
     await runRestic(ctx, 'restore', [...resticFetchArgs(request.point.id, requestedPaths(request), request.into), ...ctx.loaded.config.restic.extra_args]);
   },
 };
+
+/**
+ * restore site's extraction without `restic snapshots` first (a second open of the repository:
+ * its key's KDF again): restic picks the newest of our snapshots of the host and says which.
+ * When that line cannot be read (another wording, --quiet in restic.extra_args), which snapshot
+ * came is not known: what it restored is removed and the newest listed is fetched again by id,
+ * so the name given is always that of what was restored.
+ */
+async function resticFetchNewest(ctx: EngineContext, request: NewestFetchRequest): Promise<BackupPoint | undefined> {
+  const host = request.client ?? hostname();
+  const paths = [...request.paths, ...(request.optional ?? [])];
+  const point = (named: { id: string; time: string }): BackupPoint => ({ engine: 'restic', id: named.id, time: named.time, level: 'Snapshot', chain: 1, client: host });
+  // The line comes first, before the files: the caller can name the snapshot while restic extracts it.
+  let head = '';
+  let seen = false;
+  const early = request.onNamed
+    ? (chunk: string): void => {
+        if (seen) return;
+        head += chunk;
+        const line = head.split('\n').slice(0, -1).find((l) => l.startsWith('restoring '));
+        seen = line !== undefined || head.length > 65536;
+        const named = line === undefined ? undefined : parseResticRestoring(line);
+        if (named) request.onNamed!(point(named));
+      }
+    : undefined;
+  let out: RunResult;
+  try {
+    out = await runRestic(ctx, 'restore', [...resticFetchNewestArgs(host, paths, request.into), ...ctx.loaded.config.restic.extra_args], undefined, early);
+  } catch (err) {
+    if (err instanceof EngineError && NO_SNAPSHOT.test(err.message)) return undefined;
+    throw err;
+  }
+  // The whole output decides (one such line, no other): what was named early is confirmed or replaced.
+  const named = parseResticRestoring(out.stdout);
+  if (named) return point(named);
+  ctx.log.debug('restic restore latest did not say which snapshot it restored: fetching the newest listed by its id');
+  const newest = (await resticEngine.list!(ctx, { client: host }))[0];
+  if (!newest) return undefined;
+  request.onNamed?.(newest);
+  await Promise.all(paths.map((p) => rm(request.into + p, { recursive: true, force: true })));
+  await resticEngine.fetch!(ctx, { ...request, point: newest });
+  return newest;
+}

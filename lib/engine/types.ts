@@ -70,7 +70,18 @@ export interface Engine {
    * restores one path per run (its --include/--exclude are ignored on restore).
    */
   fetch?(ctx: EngineContext, request: FetchRequest): Promise<void>;
+  /**
+   * fetch from the newest backup of this server (or `client`'s), picked by the tool itself in the
+   * same run (restic `latest`): no listing first. Returns the backup it took (undefined: none).
+   */
+  fetchNewest?(ctx: EngineContext, request: NewestFetchRequest): Promise<BackupPoint | undefined>;
 }
+
+export type NewestFetchRequest = Omit<FetchRequest, 'point'> & {
+  readonly client?: string;
+  /** Called as soon as the tool says which backup it took (before it has extracted it). */
+  readonly onNamed?: (point: BackupPoint) => void;
+};
 
 export interface ListOptions {
   /** Another server's backups: restic host, borg archive prefix, Bacula client (`--from-client`). */

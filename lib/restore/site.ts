@@ -19,10 +19,10 @@ import { copyEntries, removeEntries, restoreContexts, withSymlinksParked } from 
 import { accountsEntry, proofOfFailure, restoreDatabase, TargetServers, type DbRestoreResult } from './database.js';
 import { recordRestore } from './journal.js';
 import { restoreEngineContext } from './restore-db.js';
-import { describeSource, resolveSource, sourceName } from './source.js';
+import { describeSource, resolveSource, sourceName, unlistedNewest } from './source.js';
 import { pinDir } from './pinned.js';
 import { fetchPaths, guessRunPaths, openStaging, stageDumps, stageRun } from './stage.js';
-import { copyToTarget } from './target.js';
+import { copyToTarget, countStaged } from './target.js';
 import { diffTrees, display, fromUtf8, linkPartners, readXattrs, walkTree } from './tree.js';
 
 /**
@@ -143,7 +143,12 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
   const done: string[] = [];
   try {
     input.onStep?.('finding the backup');
-    const source = await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient });
+    // The files of the newest backup: restic picks it as it extracts (source.ts unlistedNewest).
+    // Its step says "fetching" once restic has named the snapshot: until then it is still finding it.
+    const newest = input.files && input.from === undefined ? unlistedNewest(engine, input.fromClient, () => fetching()) : undefined;
+    const source = newest?.source ?? (await resolveSource(loaded, engine, ctx, { from: input.from, allowLocal: !input.files, client: input.fromClient }));
+    const fetcher = newest?.engine ?? engine;
+    const fetching = (): void => input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${sourceName(source)}`);
     from = describeSource(source);
     name = sourceName(source);
     const parts: ('shadow' | 'info')[] = input.paths ? ['shadow'] : ['shadow', 'info'];
@@ -154,12 +159,16 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       // likely points at holds for this site (stageRun and stageDumps fetch only what a wrong guess missed).
       const latest = input.databases ? [join(loaded.paths.dumpsDir, LATEST)] : [];
       const guessed = input.databases && !input.paths ? await guessRunPaths(loaded, source.point, site, staging) : [];
-      input.onStep?.(`fetching ${site}'s ${input.files ? 'files' : 'dumps'} from ${name}`);
-      await fetchPaths(engine, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
+      if (!newest) fetching();
+      try {
+        await fetchPaths(fetcher, ctx, source, staging, [...(input.files ? wanted : []), ...sidecar, ...latest], guessed);
+      } finally {
+        [from, name] = [describeSource(source), sourceName(source)]; // named now, when restic picked it
+      }
     }
     // Every symlink of the site's staged directory, not only of `wanted`: a merged duplicity run may have brought more of it.
     if (sidecar[0]) await withSymlinksParked([staging.dir + home], join(staging.dir, 'parked'), () => restoreAcls(staging.dir, staging.dir + sidecar[0]));
-    const run = input.databases ? await stageRun(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
+    const run = input.databases ? await stageRun(loaded, fetcher, ctx, source, source.type === 'engine' ? staging : undefined, input.paths ? undefined : site) : undefined;
     runId = run?.runId;
     const dbEntries = run ? run.manifest.entries.filter((e) => e.object === 'database' && e.status === 'ok' && e.site === site && e.path) : [];
     if (run && dbEntries.length) {
@@ -167,14 +176,14 @@ export async function restoreSite(input: SiteRestoreInput): Promise<SiteRestoreO
       const accounts = kinds.map((k) => accountsEntry(run, k)).filter((e) => e !== undefined);
       const dumps = `${dbEntries.length} database dump(s) of ${site}`;
       if (source.type === 'engine') input.onStep?.(`fetching ${dumps} from ${name}`);
-      await stageDumps(loaded, engine, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts], () => input.onStep?.(`checking ${dumps} (sha256)`));
+      await stageDumps(loaded, fetcher, ctx, source, source.type === 'engine' ? staging : undefined, run, [...dbEntries, ...accounts], () => input.onStep?.(`checking ${dumps} (sha256)`));
     }
 
     if (input.target) {
       // A site the panel no longer has, or a copy to look at: files (and dumps) into DIR only.
       const dest = join(input.target, site);
       input.onStep?.(`copying into ${dest}`);
-      const copied = await countEntries(input.files ? wanted.map((w) => staging.dir + w) : []);
+      const copied = countStaged(input.files ? wanted.map((w) => staging.dir + w) : []);
       await copyToTarget({ target: input.target, site, home, wanted: input.files ? wanted : [], run, dumps: dbEntries, staging: staging.dir, signal });
       const outcome: SiteRestoreOutcome = { site, source: from, sourceName: name, runId, parts: [], databases: dbEntries.map((e) => ({ kind: e.kind, database: e.database! })), applied: false, target: dest, copied, selinux: false };
       recordRestore(loaded, log, { command, what: `${site} → ${dest}`, from, runId, result: 'ok' });
@@ -337,17 +346,4 @@ function counts(plans: readonly PartPlan[]): Record<string, number> {
     c[`${p.part}.removed`] = p.removed.length;
   }
   return c;
-}
-
-/** Entries below (and including) each staged path, and the bytes of their files: what --target receives. */
-async function countEntries(paths: readonly string[]): Promise<{ entries: number; bytes: number }> {
-  let entries = 0;
-  let bytes = 0;
-  for (const p of paths) {
-    for (const e of (await walkTree(p)).values()) {
-      entries++;
-      if (e.type === 'file') bytes += e.size;
-    }
-  }
-  return { entries, bytes };
 }

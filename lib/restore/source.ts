@@ -117,7 +117,40 @@ export async function resolveSource(loaded: LoadedConfig, engine: Engine, ctx: E
   );
 }
 
-function noBackups(engine: Engine, opts: ResolveOptions): string {
+/** Stand-ins of unlistedNewest not yet named by their extraction. */
+const unnamed = new WeakSet<BackupPoint>();
+
+/**
+ * Without --from, a restore of an engine's backup (never a local run) from an engine that picks
+ * its newest backup itself as it extracts (restic `latest`): no listing first. The source's point
+ * stands for "the newest" until the first fetch through `engine` (the engine, wrapped) extracts
+ * and names it; from then on it is that backup, and every later fetch takes it by its id. Until
+ * then its time is now (what guessRunPaths reads: the newest local run). `onNamed`: the tool has
+ * said which backup it takes (the point is named), before its files have come.
+ */
+export function unlistedNewest(engine: Engine, client?: string, onNamed?: () => void): { source: RestoreSource & { type: 'engine' }; engine: Engine } | undefined {
+  const { fetch, fetchNewest } = engine;
+  if (!fetch || !fetchNewest) return undefined;
+  const point: { -readonly [K in keyof BackupPoint]: BackupPoint[K] } = { engine: engine.name, id: 'latest', time: new Date().toISOString(), level: 'Snapshot', chain: 1, ...(client ? { client } : {}) };
+  unnamed.add(point);
+  const wrapped: Engine = {
+    ...engine,
+    async fetch(ctx, request) {
+      if (!unnamed.has(point)) return fetch.call(engine, ctx, { ...request, point });
+      const { point: _standIn, ...rest } = request;
+      const name = (got: BackupPoint): void => {
+        Object.assign(point, got);
+        unnamed.delete(point);
+      };
+      const got = await fetchNewest.call(engine, ctx, { ...rest, ...(client ? { client } : {}), onNamed: (p) => (name(p), onNamed?.()) });
+      if (!got) throw new UsageError(noBackups(engine, { allowLocal: false, client }));
+      name(got);
+    },
+  };
+  return { source: { type: 'engine', point }, engine: wrapped };
+}
+
+function noBackups(engine: Engine, opts: Pick<ResolveOptions, 'allowLocal' | 'client'>): string {
   if (engine.name === 'none') return 'no complete local run holds what you asked for, and engine none keeps no other backups';
   return `no ${engine.name} backup${opts.client ? ` of client ${opts.client}` : ''} found${opts.allowLocal ? ' and no local run holds what you asked for' : ''}`;
 }
@@ -126,6 +159,7 @@ function noBackups(engine: Engine, opts: ResolveOptions): string {
 export function describeSource(source: RestoreSource): string {
   if (source.type === 'local') return sourceName(source);
   const p = source.point;
+  if (unnamed.has(p)) return sourceName(source);
   return `${sourceName(source)} (${p.time.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}, ${p.level}, restore chain ${p.chain})`;
 }
 
@@ -134,5 +168,6 @@ export function sourceName(source: RestoreSource): string {
   if (source.type === 'local') return `local run ${source.runId}`;
   const p = source.point;
   const what = { restic: 'restic snapshot', borg: 'borg archive', duplicity: 'duplicity backup set', bacula: 'Bacula job', none: 'backup' }[p.engine];
+  if (unnamed.has(p)) return `the newest ${what}${p.client ? ` of ${p.client}` : ''}`;
   return `${what} ${p.id}`;
 }

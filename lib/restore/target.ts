@@ -1,5 +1,6 @@
 import type { ManifestEntry } from '../model/manifest.js';
 import { copyEntries } from './apply.js';
+import { lstatSync, readdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { at, makeFreshDir, pinDir, type PinnedDir } from './pinned.js';
 import type { StagedRun } from './stage.js';
@@ -84,3 +85,35 @@ async function moveInto(staged: string, into: PinnedDir, name: Buffer): Promise<
     throw err;
   }
 }
+
+/**
+ * What --target receives: the entries below (and including) each staged path, and the bytes of
+ * their files. Staging is this restore's own 0700 directory, written by the engine alone, so
+ * this walk needs none of walkTree's guards against a tenant swapping directories mid-walk; and
+ * it runs with nothing else to wait for, so each lstat and readdir is a direct system call
+ * (readdir's file types; lstat for files' sizes) instead of a round trip through libuv's
+ * threads, one entry after another, thousands of times. Names as bytes (any name, UTF-8 or not);
+ * no symlink followed.
+ */
+export function countStaged(paths: readonly string[]): { entries: number; bytes: number } {
+  let entries = 0;
+  let bytes = 0;
+  const dir = (path: Buffer): void => {
+    for (const d of readdirSync(path, { withFileTypes: true, encoding: 'buffer' })) {
+      const child = Buffer.concat([path, SLASH, d.name]);
+      entries++;
+      if (d.isFile()) bytes += lstatSync(child).size;
+      else if (d.isDirectory()) dir(child);
+    }
+  };
+  for (const p of paths) {
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (!st) continue;
+    entries++;
+    if (st.isFile()) bytes += st.size;
+    else if (st.isDirectory()) dir(Buffer.from(p));
+  }
+  return { entries, bytes };
+}
+
+const SLASH = Buffer.from('/');

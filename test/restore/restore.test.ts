@@ -165,16 +165,29 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
   if (engine !== 'none') test(`restore site --target: one ${engine} fetch brings the files, latest and the site's dumps; from the older backup (a wrong guess of its run) the older run's dumps`, async () => {
     const tool = engine === 'borg' ? 'borg' : engine;
     const extraction = engine === 'borg' ? 'extract' : 'restore';
-    const siteRun = async (from?: string): Promise<{ manifest: Manifest; calls: string[][] }> => {
+    const siteRun = async (from?: string, mute = false): Promise<{ manifest: Manifest; calls: string[][]; listings: number; from: unknown }> => {
       const tools = toolLog(base, [tool], f.env.PATH);
       const target = mkdtempSync(join(base, `site-target-${engine}-`));
-      const r = await cli(['--config', f.config, 'restore', 'site', 'site2', '--target', target, ...(from ? ['--from', from] : [])], { env: { ...f.env, PATH: tools.path } });
+      // mute: a restic whose `restoring …` line is not there (another wording, or --quiet), in front of the counting one.
+      const muted = mute ? join(target, '..', `${basename(target)}-mute`) : undefined;
+      if (muted) {
+        mkdirSync(muted);
+        writeFileSync(join(muted, tool), `#!/bin/bash\nset -o pipefail\n${tools.path.split(':')[0]}/${tool} "$@" | { grep -v '^restoring ' || true; }\n`, { mode: 0o755 });
+      }
+      const r = await cli(['--config', f.config, 'restore', 'site', 'site2', '--target', target, ...(from ? ['--from', from] : [])], { env: { ...f.env, PATH: muted ? `${muted}:${tools.path}` : tools.path } });
       expect(r.code, r.stderr).toBe(0);
       expect(existsSync(join(target, 'site2/shadow/var/www/html/index.html'))).toBe(true);
       expect(existsSync(join(target, 'site2/info'))).toBe(true);
       const manifest = JSON.parse(readFileSync(join(target, 'site2/dumps/manifest.json'), 'utf8')) as Manifest;
       for (const e of manifest.entries.filter((x) => x.site === 'site2' && x.object === 'database')) expect(existsSync(join(target, 'site2/dumps', e.path!)), e.path).toBe(true);
-      return { manifest, calls: tools.calls().filter((c) => c.tool === tool && c.argv.includes(extraction)).map((c) => c.argv) };
+      const journal = readFileSync(join(f.loaded.paths.stateDir, 'restores.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const listing = engine === 'borg' ? 'list' : engine === 'restic' ? 'snapshots' : 'collection-status';
+      return {
+        manifest,
+        calls: tools.calls().filter((c) => c.tool === tool && c.argv.includes(extraction)).map((c) => c.argv),
+        listings: tools.calls().filter((c) => c.tool === tool && c.argv.includes(listing)).length,
+        from: journal.at(-1)?.from,
+      };
     };
     const dumps = f.loaded.paths.dumpsDir.replace(/^\/+/, '');
     const newest = await siteRun();
@@ -186,6 +199,23 @@ describe.each(['none', 'restic', 'borg', 'duplicity'] as const)('%s: list and re
       expect(restored).toEqual([`${home}/site2`, dumps]);
     } else {
       expect(newest.calls).toHaveLength(1);
+    }
+    if (engine === 'restic') {
+      // restic picks the newest itself as it extracts (`latest`), and says which: no listing, and
+      // the journal names the snapshot exactly as a restore of it by its id (listed first) does.
+      expect(newest.calls[0]).toContain('latest');
+      expect(newest.listings).toBe(0);
+      const byId = await siteRun(listed.backups[0]!.id);
+      expect(byId.listings).toBe(1);
+      expect(newest.from).toBe(byId.from);
+      expect(newest.from).toContain(listed.backups[0]!.id);
+      // A restic whose first line cannot be read (another wording, or --quiet): the newest listed
+      // is fetched again by its id, and that is the one named.
+      const muted = await siteRun(undefined, true);
+      expect(muted.manifest.runId).toBe(listed.local[0]!.runId);
+      expect(muted.calls.map((a) => a[a.indexOf('restore') + 1])).toEqual(['latest', listed.backups[0]!.id]);
+      expect(muted.listings).toBe(1);
+      expect(muted.from).toBe(byId.from);
     }
     // The older backup: the guess (the newest local run) is wrong, the backup's own `latest` wins,
     // and that run's manifest and dumps come in one more fetch.
