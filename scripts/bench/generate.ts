@@ -120,7 +120,8 @@ function chunks(total: number, each: (from: number, to: number) => void): void {
   for (let a = 1; a <= total; a += CHUNK_ROWS) each(a, Math.min(total, a + CHUNK_ROWS - 1));
 }
 
-function mulberry32(seed: number): () => number {
+/** A seeded PRNG (mulberry32): the same data from the same seed, in the bench and in tests. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

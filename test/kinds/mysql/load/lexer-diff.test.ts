@@ -4,6 +4,7 @@ import { encodeDumpMap } from '../../../../lib/kinds/mysql/load/dump-map.js';
 import { DumpLexer, type LexedStatement } from '../../../../lib/kinds/mysql/load/lexer.js';
 import { dumpMarkers } from '../../../helpers/mysql-fidelity.js';
 import { ReferenceLexer } from './reference-lexer.js';
+import { mulberry32 } from '../../../../scripts/bench/generate.js';
 
 // The lexer's fast paths (indexOf through strings, runs of code bytes skipped in one loop) against
 // a byte-by-byte reference (reference-lexer.ts): the same statements, the same session state at
@@ -64,16 +65,6 @@ function same(file: Buffer, sizes: (() => number)[], label: string): Outcome {
 const constant = (n: number) => () => n;
 const EVERY = [1, 2, 3, 4, 5, 7, 11, 13, 64, 1000, 4096, 65536].map(constant);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HEADER = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19\n/*!40101 SET NAMES utf8mb4 */;\n/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;\n";
 const TRAILER = '/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n\n-- Dump completed on 2026-12-07 13:18:10\n';
@@ -143,7 +134,7 @@ describe('the lexer against a byte-by-byte reference (reference-lexer.ts)', () =
   });
 
   it('random dumps of hostile values, random chunkings', () => {
-    const random = rng(27);
+    const random = mulberry32(27);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
     const atoms = ["'", "''", '\\', "\\'", '\\\\', '"', '`', ';', ';;', '\n', ' ', 'D', 'd', 'delimiter ', 'DELIMITER ;;\n', '0x', '-', '--', '-- ', '/*', '*/', '/*!', '#', 'x', '42', ',', '(', ')', '\u00e9', '\u{1F600}'];
     const raw = [0xff, 0x80, 0xc3, 0xe2, 0x00, 0x0d, 0x09];
